@@ -1,0 +1,100 @@
+package admin
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wsd-chat/wsd/session"
+)
+
+// collector exports session.Stats at scrape time: the hot path only bumps
+// atomics, and Prometheus reads them when asked.
+type collector struct {
+	stats        *session.Stats
+	acceptErrors func() uint64
+}
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc("wsd_"+name, help, labels, nil)
+}
+
+var (
+	descConnections      = desc("connections", "Open WebSocket connections (in the session table).")
+	descHandshaking      = desc("handshaking_connections", "Accepted sockets whose upgrade is not complete.")
+	descClosing          = desc("closing_connections", "Connections in the close handshake.")
+	descAccepted         = desc("accepted_total", "TCP connections accepted.")
+	descAcceptErrors     = desc("accept_errors_total", "accept(2) failures such as EMFILE.")
+	descHandshakesOK     = desc("handshakes_total", "Successful WebSocket upgrades.")
+	descHandshakesFailed = desc("handshake_failures_total", "Refused upgrades, by HTTP status.", "status")
+	descHandshakeTimeout = desc("handshake_timeouts_total", "Connections closed for not finishing the upgrade in time.")
+	descMessagesIn       = desc("messages_in_total", "Data messages received from clients.")
+	descBytesIn          = desc("message_bytes_in_total", "Payload bytes of data messages received.")
+	descBroadcasts       = desc("broadcasts_total", "Messages fanned out to a room.")
+	descDirect           = desc("direct_messages_total", "Messages sent to one key.")
+	descGzip             = desc("gzip_encodings_total", "Gzip'd frames built; at most one per broadcast.")
+	descFramesOut        = desc("frames_out_total", "Data frames delivered to connections.")
+	descBytesOut         = desc("bytes_out_total", "Bytes written to client sockets.")
+	descWrites           = desc("write_syscalls_total", "write/writev system calls on client sockets.")
+	descQueued           = desc("queued_bytes", "Outbound bytes waiting in per-connection queues.")
+	descSlow             = desc("slow_consumer_closes_total", "Connections closed (1008) for a full outbound queue.")
+	descKicks            = desc("kicks_total", "Connections replaced by a newer one with the same specialKey.")
+	descPings            = desc("pings_sent_total", "Pings sent to quiet connections.")
+	descIdle             = desc("idle_timeouts_total", "Connections closed for silence.")
+	descCloseCodes       = desc("close_frames_sent_total", "Close frames sent, by close code.", "code")
+)
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descConnections, descHandshaking, descClosing, descAccepted,
+		descAcceptErrors, descHandshakesOK, descHandshakesFailed, descHandshakeTimeout, descMessagesIn,
+		descBytesIn, descBroadcasts, descDirect, descGzip, descFramesOut, descBytesOut, descWrites,
+		descQueued, descSlow, descKicks, descPings, descIdle, descCloseCodes} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	s := c.stats
+	gauge := func(d *prometheus.Desc, v int64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v))
+	}
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge(descConnections, s.Open.Load())
+	gauge(descHandshaking, s.Handshaking.Load())
+	gauge(descClosing, s.Closing.Load())
+	gauge(descQueued, s.QueuedBytes.Load())
+	counter(descAccepted, s.Accepted.Load())
+	if c.acceptErrors != nil {
+		counter(descAcceptErrors, c.acceptErrors())
+	}
+	counter(descHandshakesOK, s.HandshakesOK.Load())
+	s.HandshakeFailures(func(status int, n uint64) {
+		label := "other"
+		if status != 0 {
+			label = strconv.Itoa(status)
+		}
+		counter(descHandshakesFailed, n, label)
+	})
+	counter(descHandshakeTimeout, s.HandshakeTimeouts.Load())
+	counter(descMessagesIn, s.MessagesIn.Load())
+	counter(descBytesIn, s.BytesIn.Load())
+	counter(descBroadcasts, s.Broadcasts.Load())
+	counter(descDirect, s.Direct.Load())
+	counter(descGzip, s.GzipEncodings.Load())
+	counter(descFramesOut, s.FramesOut.Load())
+	counter(descBytesOut, s.BytesOut.Load())
+	counter(descWrites, s.WriteSyscalls.Load())
+	counter(descSlow, s.SlowConsumers.Load())
+	counter(descKicks, s.Kicks.Load())
+	counter(descPings, s.PingsSent.Load())
+	counter(descIdle, s.IdleTimeouts.Load())
+	s.CloseCodesSent(func(code uint16, n uint64) {
+		label := "other"
+		if code != 0 {
+			label = strconv.Itoa(int(code))
+		}
+		counter(descCloseCodes, n, label)
+	})
+}

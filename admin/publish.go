@@ -1,0 +1,88 @@
+package admin
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/wsd-chat/wsd/codec"
+	"github.com/wsd-chat/wsd/session"
+)
+
+// publisher serves POST /publish: {"room": "...", "key": "...", "text": "..."}.
+// With key set the text goes to that one connection; otherwise to room
+// ("" or absent: the global room, which is every seed client).
+type publisher struct {
+	hub   *session.Hub
+	token string
+}
+
+// PublishRequest is the body of POST /publish.
+type PublishRequest struct {
+	Room string `json:"room,omitempty"`
+	Key  string `json:"key,omitempty"`
+	Text string `json:"text"`
+}
+
+// PublishResponse answers POST /publish.
+type PublishResponse struct {
+	Delivered int `json:"delivered"`
+}
+
+func (p *publisher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p.token != "" && !bearerMatches(r.Header.Get("Authorization"), p.token) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="wsd"`)
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token"})
+		return
+	}
+	max := int64(p.hub.Config().MaxMessage) + 4096 // room for JSON escaping and fields
+	r.Body = http.MaxBytesReader(w, r.Body, max)
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	var req PublishRequest
+	if err := dec.Decode(&req); err != nil {
+		status := http.StatusBadRequest
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			status = http.StatusRequestEntityTooLarge
+		}
+		writeJSON(w, status, map[string]string{"error": "bad request body: " + err.Error()})
+		return
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad request body: trailing data"})
+		return
+	}
+	switch {
+	case !utf8.ValidString(req.Text):
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "text is not valid UTF-8"})
+		return
+	case len(req.Text) > p.hub.Config().MaxMessage:
+		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": "text longer than -max-message"})
+		return
+	case req.Room != "" && !codec.ValidRoom([]byte(req.Room)):
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad room name"})
+		return
+	}
+	var n int
+	if req.Key != "" {
+		if p.hub.Send(req.Key, []byte(req.Text)) {
+			n = 1
+		}
+	} else {
+		n = p.hub.Publish(req.Room, []byte(req.Text))
+	}
+	writeJSON(w, http.StatusOK, PublishResponse{Delivered: n})
+}
+
+func bearerMatches(header, token string) bool {
+	const prefix = "Bearer "
+	if len(header) < len(prefix) || !strings.EqualFold(header[:len(prefix)], prefix) {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(header[len(prefix):]), []byte(token)) == 1
+}

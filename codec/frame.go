@@ -1,0 +1,190 @@
+package codec
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// OpCode is a WebSocket frame opcode (RFC 6455 section 5.2).
+type OpCode byte
+
+// Opcodes defined by RFC 6455. All others are reserved and fail the connection.
+const (
+	OpContinuation OpCode = 0x0
+	OpText         OpCode = 0x1
+	OpBinary       OpCode = 0x2
+	OpClose        OpCode = 0x8
+	OpPing         OpCode = 0x9
+	OpPong         OpCode = 0xA
+)
+
+// IsControl reports whether op is a control opcode (close, ping, pong or reserved control).
+func (op OpCode) IsControl() bool { return op&0x8 != 0 }
+
+func (op OpCode) String() string {
+	switch op {
+	case OpContinuation:
+		return "continuation"
+	case OpText:
+		return "text"
+	case OpBinary:
+		return "binary"
+	case OpClose:
+		return "close"
+	case OpPing:
+		return "ping"
+	case OpPong:
+		return "pong"
+	}
+	return fmt.Sprintf("reserved(%#x)", byte(op))
+}
+
+const (
+	// MaxHeaderSize is the largest frame header: 2 bytes, 8 of extended length, 4 of mask.
+	MaxHeaderSize = 14
+	// MaxControlPayload is the largest payload a control frame may carry (RFC 6455 5.5).
+	MaxControlPayload = 125
+	// maxServerHeader is the largest header of an unmasked (server) frame.
+	maxServerHeader = 10
+)
+
+// Header is a decoded frame header.
+type Header struct {
+	Fin    bool
+	Rsv    byte // the three RSV bits, in the low bits
+	Op     OpCode
+	Masked bool
+	Mask   [4]byte
+	Length int64
+}
+
+// HeaderSize returns how many bytes the header of a frame carrying n payload
+// bytes takes, masked or not.
+func HeaderSize(n int, masked bool) int {
+	size := 2
+	switch {
+	case n > 0xFFFF:
+		size += 8
+	case n > 125:
+		size += 2
+	}
+	if masked {
+		size += 4
+	}
+	return size
+}
+
+// AppendHeader appends an unmasked server frame header to dst.
+func AppendHeader(dst []byte, fin bool, op OpCode, n int) []byte {
+	b0 := byte(op)
+	if fin {
+		b0 |= 0x80
+	}
+	switch {
+	case n <= 125:
+		return append(dst, b0, byte(n))
+	case n <= 0xFFFF:
+		return append(dst, b0, 126, byte(n>>8), byte(n))
+	default:
+		dst = append(dst, b0, 127)
+		return binary.BigEndian.AppendUint64(dst, uint64(n))
+	}
+}
+
+// AppendFrame appends a complete unmasked, unfragmented frame to dst.
+func AppendFrame(dst []byte, op OpCode, payload []byte) []byte {
+	dst = AppendHeader(dst, true, op, len(payload))
+	return append(dst, payload...)
+}
+
+// AppendClose appends a close frame with code and reason. A zero code sends
+// an empty close payload. The reason is cut so the payload fits 125 bytes.
+func AppendClose(dst []byte, code uint16, reason string) []byte {
+	if code == 0 {
+		return append(dst, 0x80|byte(OpClose), 0)
+	}
+	if len(reason) > MaxControlPayload-2 {
+		reason = reason[:MaxControlPayload-2]
+	}
+	dst = append(dst, 0x80|byte(OpClose), byte(2+len(reason)), byte(code>>8), byte(code))
+	return append(dst, reason...)
+}
+
+// ParseHeader decodes the frame header at the start of p. It returns the
+// header and its size, or size 0 when p does not yet hold the whole header.
+// It does not validate the header against the protocol; Stream does.
+func ParseHeader(p []byte) (h Header, size int) {
+	if len(p) < 2 {
+		return h, 0
+	}
+	h.Fin = p[0]&0x80 != 0
+	h.Rsv = (p[0] >> 4) & 0x7
+	h.Op = OpCode(p[0] & 0x0F)
+	h.Masked = p[1]&0x80 != 0
+	size = 2
+	switch l := p[1] & 0x7F; l {
+	case 126:
+		if len(p) < 4 {
+			return h, 0
+		}
+		h.Length = int64(binary.BigEndian.Uint16(p[2:4]))
+		size = 4
+	case 127:
+		if len(p) < 10 {
+			return h, 0
+		}
+		// The most significant bit must be 0 (RFC 6455 5.2); a negative
+		// length here is rejected by Stream as a protocol error.
+		h.Length = int64(binary.BigEndian.Uint64(p[2:10]))
+		size = 10
+	default:
+		h.Length = int64(l)
+	}
+	if h.Masked {
+		if len(p) < size+4 {
+			return h, 0
+		}
+		copy(h.Mask[:], p[size:size+4])
+		size += 4
+	}
+	return h, size
+}
+
+// headerNeed returns how many bytes the header starting with b0, b1 needs.
+func headerNeed(b1 byte) int {
+	n := 2
+	switch b1 & 0x7F {
+	case 126:
+		n += 2
+	case 127:
+		n += 8
+	}
+	if b1&0x80 != 0 {
+		n += 4
+	}
+	return n
+}
+
+// unmask XORs p with mask, starting at offset pos of the mask cycle, and
+// returns the new cycle offset.
+func unmask(p []byte, mask [4]byte, pos int) int {
+	if len(p) == 0 {
+		return pos
+	}
+	// Rotate the key so that the word loop starts at cycle offset 0.
+	var key [4]byte
+	for i := range key {
+		key[i] = mask[(pos+i)&3]
+	}
+	k := binary.LittleEndian.Uint32(key[:])
+	k64 := uint64(k) | uint64(k)<<32
+	i := 0
+	for ; i+8 <= len(p); i += 8 {
+		v := binary.LittleEndian.Uint64(p[i:])
+		binary.LittleEndian.PutUint64(p[i:], v^k64)
+	}
+	for ; i < len(p); i++ {
+		p[i] ^= key[i&3]
+	}
+	return (pos + len(p)) & 3
+}

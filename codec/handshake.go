@@ -1,0 +1,258 @@
+package codec
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+
+	"github.com/gobwas/ws"
+)
+
+// Handshake limits.
+const (
+	// MaxKeyLen caps specialKey: it indexes the session table and shows in logs.
+	MaxKeyLen = 256
+	// MaxRoomLen caps a room name.
+	MaxRoomLen = 64
+)
+
+// HandshakeEnd returns the length of the request head at the start of p,
+// through the blank line that ends it, or -1 if p does not hold it all yet.
+// from is where the previous, unsuccessful search stopped scanning (0 on
+// the first call); the search resumes a few bytes before it.
+func HandshakeEnd(p []byte, from int) int {
+	if from -= 3; from < 0 {
+		from = 0
+	}
+	if i := bytes.Index(p[from:], crlfcrlf); i >= 0 {
+		return from + i + len(crlfcrlf)
+	}
+	return -1
+}
+
+var crlfcrlf = []byte("\r\n\r\n")
+
+// Request is what wsd takes from an upgrade request. Its byte slices point
+// into the Upgrader's scratch space and are valid until its next Upgrade.
+type Request struct {
+	Key           []byte // specialKey, unescaped
+	Gzip          bool   // support_gzip=1
+	Room          []byte // room, unescaped; empty for the global room
+	Token         []byte // token query parameter or Authorization: Bearer
+	Origin        []byte // Origin header, if any
+	Authorization []byte // raw Authorization header, if any
+}
+
+// Handshake rejections wsd adds to gobwas/ws's own. They are values so a
+// rejected handshake allocates nothing.
+var (
+	ErrNotFound = ws.RejectConnectionError(ws.RejectionStatus(http.StatusNotFound),
+		ws.RejectionReason("not found: wsd serves WebSocket upgrades on /"))
+	ErrMissingKey = ws.RejectConnectionError(ws.RejectionStatus(http.StatusBadRequest),
+		ws.RejectionReason("missing specialKey"))
+	ErrKeyTooLong = ws.RejectConnectionError(ws.RejectionStatus(http.StatusBadRequest),
+		ws.RejectionReason("specialKey longer than 256 bytes"))
+	ErrBadQuery = ws.RejectConnectionError(ws.RejectionStatus(http.StatusBadRequest),
+		ws.RejectionReason("malformed query string"))
+	ErrBadRoom = ws.RejectConnectionError(ws.RejectionStatus(http.StatusBadRequest),
+		ws.RejectionReason("bad room name: 1-64 of A-Z a-z 0-9 _ - . :"))
+	ErrHeadTooLarge = ws.RejectConnectionError(ws.RejectionStatus(http.StatusRequestHeaderFieldsTooLarge),
+		ws.RejectionReason("request head too large"))
+	ErrOverCapacity = ws.RejectConnectionError(ws.RejectionStatus(http.StatusServiceUnavailable),
+		ws.RejectionReason("server at connection limit"))
+)
+
+// StatusOf returns the HTTP status a handshake error was answered with.
+func StatusOf(err error) int {
+	if rej, ok := err.(*ws.ConnectionRejectedError); ok && rej.StatusCode() != 0 {
+		return rej.StatusCode()
+	}
+	return http.StatusBadRequest
+}
+
+// Upgrader runs the zero-copy WebSocket upgrade on a complete request head
+// and extracts the chat parameters. It is not safe for concurrent use; keep
+// one per worker or take them from a pool.
+type Upgrader struct {
+	// Admit is asked once the path is known to be right; a non-nil error
+	// (such as ErrOverCapacity) rejects the upgrade with its status.
+	Admit func() error
+
+	up  ws.Upgrader
+	req Request
+	rw  headRW
+	// scratch space the Request slices point into
+	key, room, token, origin, auth []byte
+}
+
+// NewUpgrader returns an Upgrader whose gobwas/ws hooks write into it.
+func NewUpgrader() *Upgrader {
+	u := &Upgrader{}
+	u.up = ws.Upgrader{
+		ReadBufferSize:  MaxHeadSize,
+		WriteBufferSize: 512,
+		OnRequest:       u.onRequest,
+		OnHeader:        u.onHeader,
+	}
+	return u
+}
+
+// MaxHeadSize is the largest request head wsd reads; a longer one gets 431.
+const MaxHeadSize = 8 << 10
+
+// Upgrade parses head (a complete request head, see HandshakeEnd) and
+// appends the HTTP response to out: 101 with the accept key, or the error
+// status with a one-line reason. A nil error means the connection is a
+// WebSocket now and req describes it.
+func (u *Upgrader) Upgrade(head, out []byte) (req *Request, resp []byte, err error) {
+	u.req = Request{}
+	u.rw = headRW{r: head, out: out}
+	_, err = u.up.Upgrade(&u.rw)
+	resp = u.rw.out
+	u.rw = headRW{}
+	if err != nil {
+		return nil, resp, err
+	}
+	return &u.req, resp, nil
+}
+
+func (u *Upgrader) onRequest(uri []byte) error {
+	path, query := uri, []byte(nil)
+	if i := bytes.IndexByte(uri, '?'); i >= 0 {
+		path, query = uri[:i], uri[i+1:]
+	}
+	if len(path) != 1 || path[0] != '/' {
+		return ErrNotFound
+	}
+	if u.Admit != nil {
+		if err := u.Admit(); err != nil {
+			return err
+		}
+	}
+	var err error
+	for len(query) > 0 {
+		var pair []byte
+		if i := bytes.IndexByte(query, '&'); i >= 0 {
+			pair, query = query[:i], query[i+1:]
+		} else {
+			pair, query = query, nil
+		}
+		name, value := pair, []byte(nil)
+		if i := bytes.IndexByte(pair, '='); i >= 0 {
+			name, value = pair[:i], pair[i+1:]
+		}
+		switch string(name) {
+		case "specialKey":
+			if u.key, err = unescape(u.key[:0], value); err != nil {
+				return err
+			}
+			u.req.Key = u.key
+		case "support_gzip":
+			u.req.Gzip = string(value) == "1"
+		case "room":
+			if u.room, err = unescape(u.room[:0], value); err != nil {
+				return err
+			}
+			u.req.Room = u.room
+		case "token":
+			if u.token, err = unescape(u.token[:0], value); err != nil {
+				return err
+			}
+			u.req.Token = u.token
+		}
+	}
+	switch {
+	case len(u.req.Key) == 0:
+		return ErrMissingKey
+	case len(u.req.Key) > MaxKeyLen:
+		return ErrKeyTooLong
+	case u.req.Room != nil && !ValidRoom(u.req.Room):
+		return ErrBadRoom
+	}
+	return nil
+}
+
+func (u *Upgrader) onHeader(key, value []byte) error {
+	switch {
+	case bytes.EqualFold(key, []byte("Origin")):
+		u.origin = append(u.origin[:0], value...)
+		u.req.Origin = u.origin
+	case bytes.EqualFold(key, []byte("Authorization")):
+		u.auth = append(u.auth[:0], value...)
+		u.req.Authorization = u.auth
+	}
+	return nil
+}
+
+// ValidRoom reports whether name is an acceptable room name.
+func ValidRoom(name []byte) bool {
+	if len(name) == 0 || len(name) > MaxRoomLen {
+		return false
+	}
+	for _, c := range name {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '_', c == '-', c == '.', c == ':':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// unescape appends the query-unescaped value ('+' is a space) to dst.
+func unescape(dst, v []byte) ([]byte, error) {
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; c {
+		case '+':
+			dst = append(dst, ' ')
+		case '%':
+			if i+2 >= len(v) {
+				return dst, ErrBadQuery
+			}
+			hi, ok1 := unhex(v[i+1])
+			lo, ok2 := unhex(v[i+2])
+			if !ok1 || !ok2 {
+				return dst, ErrBadQuery
+			}
+			dst = append(dst, hi<<4|lo)
+			i += 2
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return dst, nil
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0', true
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10, true
+	case c >= 'A' && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
+// headRW feeds gobwas/ws exactly the request head and collects its answer,
+// so bytes the client pipelined after the head stay with the caller.
+type headRW struct {
+	r   []byte
+	out []byte
+}
+
+func (h *headRW) Read(p []byte) (int, error) {
+	if len(h.r) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, h.r)
+	h.r = h.r[n:]
+	return n, nil
+}
+
+func (h *headRW) Write(p []byte) (int, error) {
+	h.out = append(h.out, p...)
+	return len(p), nil
+}

@@ -1,0 +1,27 @@
+package codec
+
+import (
+	"net/http"
+	"strconv"
+)
+
+// AppendHTTPError appends a complete HTTP/1.1 error response with a
+// one-line plain-text reason, for refusals made outside the upgrader (a
+// request head over the size cap, a failed authorization).
+func AppendHTTPError(dst []byte, status int, reason string) []byte {
+	dst = append(dst, "HTTP/1.1 "...)
+	dst = strconv.AppendInt(dst, int64(status), 10)
+	dst = append(dst, ' ')
+	dst = append(dst, http.StatusText(status)...)
+	dst = append(dst, "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: "...)
+	dst = strconv.AppendInt(dst, int64(len(reason)+1), 10)
+	dst = append(dst, "\r\n\r\n"...)
+	dst = append(dst, reason...)
+	return append(dst, '\n')
+}
+
+// AppendRejection appends the response for a handshake error: its status
+// (see StatusOf) and its text as the reason.
+func AppendRejection(dst []byte, err error) []byte {
+	return AppendHTTPError(dst, StatusOf(err), err.Error())
+}

@@ -1,0 +1,69 @@
+package codec
+
+import "encoding/binary"
+
+// UTF8 validates UTF-8 incrementally, across chunk boundaries, and rejects
+// at the first byte that cannot be part of a valid encoding: a text message
+// split across frames, or a frame split across reads, fails as soon as the
+// offending byte arrives rather than when the message completes.
+//
+// The zero value is ready; it is 3 bytes of state.
+type UTF8 struct {
+	need   uint8 // continuation bytes still expected
+	lo, hi byte  // allowed range of the next continuation byte
+}
+
+// Write feeds p and reports whether everything so far can still be valid.
+func (v *UTF8) Write(p []byte) bool {
+	i := 0
+	for i < len(p) {
+		if v.need > 0 {
+			b := p[i]
+			if b < v.lo || b > v.hi {
+				return false
+			}
+			v.need--
+			v.lo, v.hi = 0x80, 0xBF
+			i++
+			continue
+		}
+		// ASCII runs, eight bytes at a time.
+		for i+8 <= len(p) && binary.LittleEndian.Uint64(p[i:])&0x8080808080808080 == 0 {
+			i += 8
+		}
+		if i >= len(p) {
+			break
+		}
+		b := p[i]
+		i++
+		switch {
+		case b < 0x80:
+			continue
+		case b < 0xC2: // continuation byte or overlong 2-byte lead
+			return false
+		case b < 0xE0:
+			v.need, v.lo, v.hi = 1, 0x80, 0xBF
+		case b == 0xE0: // exclude overlongs
+			v.need, v.lo, v.hi = 2, 0xA0, 0xBF
+		case b == 0xED: // exclude surrogates U+D800..U+DFFF
+			v.need, v.lo, v.hi = 2, 0x80, 0x9F
+		case b < 0xF0:
+			v.need, v.lo, v.hi = 2, 0x80, 0xBF
+		case b == 0xF0: // exclude overlongs
+			v.need, v.lo, v.hi = 3, 0x90, 0xBF
+		case b < 0xF4:
+			v.need, v.lo, v.hi = 3, 0x80, 0xBF
+		case b == 0xF4: // nothing above U+10FFFF
+			v.need, v.lo, v.hi = 3, 0x80, 0x8F
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Complete reports whether the bytes fed so far end on a character boundary.
+func (v *UTF8) Complete() bool { return v.need == 0 }
+
+// Reset forgets any partial character.
+func (v *UTF8) Reset() { *v = UTF8{} }

@@ -1,0 +1,398 @@
+package session
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/wsd-chat/wsd/codec"
+	"github.com/wsd-chat/wsd/poller"
+)
+
+// Lifecycle states; changed only by OnReady.
+const (
+	stHandshake uint32 = iota // reading the upgrade request
+	stOpen                    // in the session table, chatting
+	stClosing                 // close frame (or HTTP error) queued, waiting for the peer
+	stClosed                  // fd closed
+)
+
+// readyEvent wakes OnReady to look at close requests and deadlines.
+const readyEvent = poller.Readable
+
+// Conn is one client connection. Its read side (stream, handshake buffer,
+// lifecycle) belongs to OnReady; its write side to whoever holds wmu.
+type Conn struct {
+	poller.Desc
+	hub *Hub
+
+	// Set once at upgrade, read-only afterwards.
+	key  string
+	room string
+	gzip bool
+
+	// Guarded by the key's shard mu.
+	inTable bool
+	member  int // index in the room's member list
+
+	state    atomic.Uint32
+	lastSeen atomic.Int64 // unix nanos of the last byte received
+	pingedAt atomic.Int64 // unix nanos of the last ping sent
+	deadline atomic.Int64 // unix nanos; handshake or close deadline, 0 if none
+	closeReq atomic.Pointer[codec.CloseError]
+	kill     atomic.Bool // close the fd now (deadline passed, write failed)
+
+	// OnReady only.
+	stream     codec.Stream
+	hs         []byte // request bytes while the head is incomplete
+	rate       rateState
+	peerClosed bool // the peer's close frame arrived
+	broken     bool // input can no longer be parsed; discard it
+
+	// Write side.
+	wmu         sync.Mutex
+	outq        []outItem // nil when empty: an idle connection holds no buffer
+	outBytes    int
+	headStarted bool // outq[0] is partly written and must be finished
+	wclosed     bool // a close frame or error response is queued: nothing more
+	shutWR      bool
+	werr        bool
+	fdClosed    bool
+}
+
+func (c *Conn) fd() int { return c.Desc.Fd() }
+
+// Key returns the connection's specialKey.
+func (c *Conn) Key() string { return c.key }
+
+// OnReady implements poller.Handler.
+func (c *Conn) OnReady(ev poller.Event) {
+	if c.state.Load() == stClosed {
+		return
+	}
+	if ev&poller.Writable != 0 {
+		c.wmu.Lock()
+		c.flushLocked()
+		c.wmu.Unlock()
+	}
+	if ev&poller.Readable != 0 && !c.kill.Load() {
+		c.readAll()
+	}
+	c.settle()
+}
+
+// readBudget bounds the reads one OnReady does, so a flooding client
+// cannot keep a worker to itself; the rest is picked up on the next run.
+const readBudget = 8
+
+const readBufSize = 16 << 10
+
+var readBufs = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
+
+func (c *Conn) readAll() {
+	buf := readBufs.Get().(*[]byte)
+	defer readBufs.Put(buf)
+	for budget := readBudget; ; budget-- {
+		if budget == 0 {
+			c.Notify(poller.Readable)
+			return
+		}
+		n, err := unix.Read(c.fd(), *buf)
+		if n > 0 {
+			c.lastSeen.Store(time.Now().UnixNano())
+			c.input((*buf)[:n])
+			if c.kill.Load() {
+				return
+			}
+			continue
+		}
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case errors.Is(err, unix.EAGAIN):
+			return
+		}
+		// EOF or a socket error: the peer is gone or finished.
+		c.kill.Store(true)
+		return
+	}
+}
+
+// input handles bytes read from the socket.
+func (c *Conn) input(p []byte) {
+	switch c.state.Load() {
+	case stHandshake:
+		c.handshake(p)
+	case stOpen, stClosing:
+		if c.broken {
+			return
+		}
+		if err := c.stream.Feed(p, c, int64(c.hub.cfg.MaxMessage)); err != nil {
+			c.broken = true
+			var ce *codec.CloseError
+			if !errors.As(err, &ce) {
+				ce = codec.ErrInternal
+			}
+			c.hub.log.Debug("closing connection", "key", c.key, "code", ce.Code, "reason", ce.Reason)
+			c.requestClose(ce)
+		}
+	}
+}
+
+// handshake accumulates the request head and upgrades once it is complete.
+func (c *Conn) handshake(p []byte) {
+	head, rest := p, []byte(nil)
+	end := -1
+	if c.hs == nil {
+		end = codec.HandshakeEnd(p, 0)
+	}
+	if end >= 0 {
+		head, rest = p[:end], p[end:]
+	} else {
+		from := len(c.hs)
+		c.hs = append(c.hs, p...)
+		if end = codec.HandshakeEnd(c.hs, from); end < 0 {
+			if len(c.hs) > codec.MaxHeadSize {
+				c.rejectRaw(431, "request head too large")
+			}
+			return
+		}
+		head, rest = c.hs[:end], c.hs[end:]
+	}
+	if len(head) > codec.MaxHeadSize {
+		c.rejectRaw(431, "request head too large")
+		return
+	}
+
+	h := c.hub
+	up := h.upgraders.Get().(*codec.Upgrader)
+	resp := messages.Get().(*Message)
+	resp.refs.Store(1)
+	req, out, err := up.Upgrade(head, resp.plain[:0])
+	resp.plain = out
+	if err == nil {
+		err = h.authorize(req)
+		if err != nil {
+			// The 101 was not written yet: answer with the refusal instead.
+			resp.plain = codec.AppendRejection(resp.plain[:0], err)
+		}
+	}
+	if err != nil {
+		h.upgraders.Put(up)
+		status := codec.StatusOf(err)
+		h.stats.countHandshakeFailure(status)
+		h.log.Debug("handshake refused", "status", status, "reason", err.Error())
+		c.hs = nil
+		c.respondAndClose(resp)
+		return
+	}
+	c.key = string(req.Key)
+	c.room = string(req.Room)
+	c.gzip = req.Gzip
+	h.upgraders.Put(up)
+
+	c.deliver([]outItem{{b: resp.plain, m: resp}})
+	resp.release()
+
+	c.hs = nil
+	c.deadline.Store(0)
+	h.table.limboOf(c).removeLimbo(c)
+	c.state.Store(stOpen)
+	h.stats.Handshaking.Add(-1)
+	h.stats.HandshakesOK.Add(1)
+	h.stats.Open.Add(1)
+	if old := h.table.insert(c); old != nil {
+		h.stats.Kicks.Add(1)
+		h.log.Info("connection replaced", "key", c.key)
+		old.requestClose(codec.ErrReplaced)
+	}
+	h.log.Debug("connected", "key", c.key, "gzip", c.gzip, "room", c.room)
+	if len(rest) > 0 {
+		c.input(rest)
+	}
+}
+
+// rejectRaw answers a request wsd could not even hand to the upgrader.
+func (c *Conn) rejectRaw(status int, reason string) {
+	c.hub.stats.countHandshakeFailure(status)
+	c.hs = nil
+	m := newRaw(func(b []byte) []byte { return codec.AppendHTTPError(b, status, reason) })
+	c.respondAndClose(m)
+}
+
+// respondAndClose writes an HTTP error response and half-closes; the fd is
+// closed at the peer's EOF or the close deadline.
+func (c *Conn) respondAndClose(resp *Message) {
+	c.deliver([]outItem{{b: resp.plain, m: resp}})
+	resp.release()
+	c.wmu.Lock()
+	c.wclosed = true
+	c.flushLocked()
+	c.wmu.Unlock()
+	c.broken = true
+	c.state.Store(stClosing)
+	c.hub.stats.Handshaking.Add(-1)
+	c.hub.stats.Closing.Add(1)
+	c.deadline.Store(time.Now().Add(c.hub.cfg.CloseTimeout).UnixNano())
+}
+
+// OnMessage implements codec.Handler: a complete data message arrived.
+func (c *Conn) OnMessage(op codec.OpCode, payload []byte) error {
+	if c.state.Load() != stOpen || c.closeReq.Load() != nil {
+		return nil // closing: the peer's late data is dropped
+	}
+	if !c.hub.rate.allow(&c.rate, time.Now().UnixNano()) {
+		return codec.ErrRateLimited
+	}
+	h := c.hub
+	if op == codec.OpBinary {
+		// Seed clients with support_gzip send gzip'd text as binary.
+		buf := inflateBufs.Get().(*[]byte)
+		defer inflateBufs.Put(buf)
+		text, err := codec.Gunzip((*buf)[:0], payload, h.cfg.MaxMessage)
+		*buf = text[:0]
+		if err != nil {
+			return err
+		}
+		if !utf8.Valid(text) {
+			return codec.ErrInvalidUTF8
+		}
+		payload = text
+	}
+	h.stats.MessagesIn.Add(1)
+	h.stats.BytesIn.Add(uint64(len(payload)))
+	h.broadcast(c.room, payload)
+	return nil
+}
+
+var inflateBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// OnControl implements codec.Handler: a ping, pong or close frame arrived.
+func (c *Conn) OnControl(op codec.OpCode, payload []byte) error {
+	switch op {
+	case codec.OpPing:
+		pong := newRaw(func(b []byte) []byte { return codec.AppendFrame(b, codec.OpPong, payload) })
+		c.deliver([]outItem{{b: pong.plain, m: pong}})
+		pong.release()
+	case codec.OpClose:
+		c.peerClosed = true
+		code, _, _ := codec.ParseClose(payload)
+		if code == codec.CloseNoStatus {
+			code = 0 // answer an empty close with an empty close
+		}
+		c.requestClose(&codec.CloseError{Code: code, Reason: ""})
+	}
+	return nil
+}
+
+// requestClose starts a close with err's code: the close frame goes after
+// whatever is queued, nothing is queued after it, and OnReady takes the
+// connection out of the table. Safe from any goroutine; the first request wins.
+func (c *Conn) requestClose(err *codec.CloseError) {
+	if !c.closeReq.CompareAndSwap(nil, err) {
+		return
+	}
+	c.wmu.Lock()
+	if !c.wclosed {
+		c.queueCloseLocked(err)
+		c.flushLocked()
+	}
+	c.wmu.Unlock()
+	c.Notify(readyEvent)
+}
+
+func (c *Conn) queueCloseLocked(err *codec.CloseError) {
+	m := newRaw(func(b []byte) []byte { return codec.AppendClose(b, err.Code, err.Reason) })
+	c.enqueue(outItem{b: m.plain, m: m})
+	m.release()
+	c.wclosed = true
+	if err.Code != 0 {
+		c.hub.stats.countClose(err.Code)
+	}
+}
+
+// overflow closes a slow consumer (1008): queued frames it has not started
+// to receive are dropped, the close frame goes right after the partly
+// written one. c.wmu is held.
+func (c *Conn) overflow() {
+	keep := 0
+	if c.headStarted {
+		keep = 1
+	}
+	for i := keep; i < len(c.outq); i++ {
+		c.outBytes -= len(c.outq[i].b)
+		c.hub.stats.QueuedBytes.Add(int64(-len(c.outq[i].b)))
+		c.outq[i].m.release()
+		c.outq[i] = outItem{}
+	}
+	c.outq = c.outq[:keep]
+	c.hub.stats.SlowConsumers.Add(1)
+	c.hub.log.Info("slow consumer closed", "key", c.key)
+	c.closeReq.CompareAndSwap(nil, codec.ErrSlowConsumer)
+	c.queueCloseLocked(codec.ErrSlowConsumer)
+	c.Notify(readyEvent)
+}
+
+// settle moves the lifecycle forward after I/O or a request from elsewhere.
+func (c *Conn) settle() {
+	h := c.hub
+	state := c.state.Load()
+	if c.kill.Load() {
+		c.finish()
+		return
+	}
+	if state == stOpen && c.closeReq.Load() != nil {
+		h.table.remove(c)
+		c.state.Store(stClosing)
+		h.stats.Open.Add(-1)
+		h.stats.Closing.Add(1)
+		c.deadline.Store(time.Now().Add(h.cfg.CloseTimeout).UnixNano())
+		h.table.limboOf(c).addLimbo(c)
+		state = stClosing
+	}
+	if state != stClosing {
+		return
+	}
+	c.wmu.Lock()
+	werr := c.werr
+	sent := c.wclosed && len(c.outq) == 0
+	c.wmu.Unlock()
+	// Once both close frames have crossed, the server closes TCP first (RFC 6455 7.1.1).
+	if werr || (sent && c.peerClosed) {
+		c.finish()
+	}
+}
+
+// finish closes the fd and forgets the connection.
+func (c *Conn) finish() {
+	h := c.hub
+	switch c.state.Load() {
+	case stClosed:
+		return
+	case stHandshake:
+		h.stats.Handshaking.Add(-1)
+		h.table.limboOf(c).removeLimbo(c)
+	case stOpen:
+		h.table.remove(c)
+		h.stats.Open.Add(-1)
+	case stClosing:
+		h.stats.Closing.Add(-1)
+		h.table.limboOf(c).removeLimbo(c)
+	}
+	c.state.Store(stClosed)
+	c.wmu.Lock()
+	c.wclosed = true
+	c.fdClosed = true
+	c.dropQueue()
+	c.wmu.Unlock()
+	_ = h.reactor.Remove(&c.Desc)
+	_ = unix.Close(c.fd())
+	c.stream.Release()
+	c.hs = nil
+	h.live.Add(-1)
+	h.log.Debug("disconnected", "key", c.key)
+}

@@ -1,0 +1,26 @@
+// Package session is wsd's connection layer: per-connection protocol state,
+// the sharded session table, and delivery.
+//
+// Data flows one way. The reactor (package poller) tells a Conn its socket
+// is ready; the Conn reads, feeds package codec, and hands each complete
+// text message to the Hub; the Hub encodes the broadcast once per variant
+// (text frame, gzip'd binary frame) and queues the Message on every shard
+// of the table that has members in the target room; a shard's fan-out task
+// writes the same bytes to each member, coalescing every frame queued since
+// its last run into one writev per member.
+//
+// Writes never block. What a socket does not take stays in that Conn's
+// bounded queue, flushed on EPOLLOUT; a peer whose queue passes MaxQueue is
+// a slow consumer and is closed with 1008, so a stalled reader never delays
+// anyone else.
+//
+// Only a Conn's own OnReady (run by the reactor, never concurrently with
+// itself) reads its socket, changes its lifecycle state or closes its fd.
+// Other goroutines ask for a close through requestClose, which queues the
+// close frame under the write lock and wakes OnReady. So an fd is never
+// closed under a concurrent write, and a recycled fd number is never read
+// by a stale Conn.
+//
+// Lock order: shard.mu before Conn.wmu; nothing is locked while taking
+// shard.mu.
+package session

@@ -1,0 +1,371 @@
+package session
+
+import (
+	"context"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/wsd-chat/wsd/codec"
+	"github.com/wsd-chat/wsd/poller"
+)
+
+// Defaults for Config's zero values.
+const (
+	DefaultShards           = 64
+	DefaultMaxMessage       = 1 << 20 // 1 MiB, like NATS's max_payload
+	DefaultMaxQueue         = 4 << 20 // per-connection outbound bytes before 1008
+	DefaultHandshakeTimeout = 5 * time.Second
+	DefaultPingInterval     = 30 * time.Second
+	DefaultIdleTimeout      = 90 * time.Second // three missed pings
+	DefaultCloseTimeout     = 3 * time.Second  // wait for the peer's close frame or EOF
+)
+
+// Config tunes a Hub. Zero values take the defaults above.
+type Config struct {
+	Shards           int
+	MaxConns         int // open connections; more get 503 before upgrading. 0: no cap
+	MaxMessage       int // largest message payload, also after gunzip; larger: 1009
+	MaxQueue         int // outbound bytes queued per connection; more: 1008
+	HandshakeTimeout time.Duration
+	PingInterval     time.Duration // ping connections quiet for this long
+	IdleTimeout      time.Duration // close connections quiet for this long (1001)
+	CloseTimeout     time.Duration
+	MaxMsgRate       float64 // messages per second per connection; 0: unlimited
+	MsgBurst         int     // messages allowed at once above the rate
+
+	// Authorize, if set, is asked after a request passed the protocol
+	// checks and before the 101 is written; a non-nil error refuses the
+	// upgrade with codec.StatusOf(err) (wrap with ws.RejectConnectionError).
+	Authorize func(*codec.Request) error
+
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.Shards <= 0 {
+		c.Shards = DefaultShards
+	}
+	if c.MaxMessage <= 0 {
+		c.MaxMessage = DefaultMaxMessage
+	}
+	if c.MaxQueue <= 0 {
+		c.MaxQueue = DefaultMaxQueue
+	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = DefaultPingInterval
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.CloseTimeout <= 0 {
+		c.CloseTimeout = DefaultCloseTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Hub owns the session table and everything that happens to connections
+// after accept: handshakes, messages, fan-out, timeouts and shutdown.
+type Hub struct {
+	cfg       Config
+	reactor   *poller.Reactor
+	table     *table
+	stats     Stats
+	log       *slog.Logger
+	rate      rateLimit
+	upgraders sync.Pool
+	live      atomic.Int64 // sockets held, in any state
+	draining  atomic.Bool
+	stop      chan struct{}
+	stopped   chan struct{}
+	stopOnce  sync.Once
+}
+
+// NewHub returns a Hub that runs its connections on r.
+func NewHub(cfg Config, r *poller.Reactor) *Hub {
+	cfg.setDefaults()
+	h := &Hub{
+		cfg:     cfg,
+		reactor: r,
+		log:     cfg.Logger,
+		rate:    newRateLimit(cfg.MaxMsgRate, cfg.MsgBurst),
+		stop:    make(chan struct{}),
+		stopped: make(chan struct{}),
+	}
+	h.table = newTable(h, cfg.Shards)
+	h.upgraders.New = func() any {
+		u := codec.NewUpgrader()
+		u.Admit = h.admit
+		return u
+	}
+	go h.sweep()
+	return h
+}
+
+// Config returns the effective configuration.
+func (h *Hub) Config() Config { return h.cfg }
+
+// Stats returns the Hub's live counters.
+func (h *Hub) Stats() *Stats { return &h.stats }
+
+// Live reports how many sockets the Hub holds, in any state.
+func (h *Hub) Live() int64 { return h.live.Load() }
+
+// Accept takes ownership of a freshly accepted, non-blocking socket.
+func (h *Hub) Accept(fd int) error {
+	c := &Conn{hub: h, member: -1}
+	now := time.Now().UnixNano()
+	c.lastSeen.Store(now)
+	c.deadline.Store(now + int64(h.cfg.HandshakeTimeout))
+	h.live.Add(1)
+	h.stats.Accepted.Add(1)
+	h.stats.Handshaking.Add(1)
+	// Into limbo before registering: the first event may run at once.
+	limbo := h.table.shards[fd%len(h.table.shards)]
+	limbo.addLimbo(c)
+	if err := h.reactor.Add(&c.Desc, fd, c); err != nil {
+		limbo.removeLimbo(c)
+		h.stats.Handshaking.Add(-1)
+		h.live.Add(-1)
+		return err
+	}
+	return nil
+}
+
+// ErrDraining refuses upgrades while the server shuts down.
+var ErrDraining = codec.ErrOverCapacity
+
+func (h *Hub) admit() error {
+	if h.draining.Load() {
+		return ErrDraining
+	}
+	if h.cfg.MaxConns > 0 && h.stats.Open.Load() >= int64(h.cfg.MaxConns) {
+		return codec.ErrOverCapacity
+	}
+	return nil
+}
+
+func (h *Hub) authorize(req *codec.Request) error {
+	if h.cfg.Authorize == nil {
+		return nil
+	}
+	return h.cfg.Authorize(req)
+}
+
+// broadcast sends text to every member of room, the sender included, and
+// returns how many members the room had.
+func (h *Hub) broadcast(room string, text []byte) int {
+	m := h.newText(room, text)
+	n := 0
+	for _, s := range h.table.shards {
+		if k := s.roomSize(room); k > 0 {
+			n += k
+			s.enqueue(m)
+		}
+	}
+	m.release()
+	h.stats.Broadcasts.Add(1)
+	return n
+}
+
+// Publish sends text to every member of room ("" is the global room) and
+// returns how many connections it was queued for.
+func (h *Hub) Publish(room string, text []byte) int { return h.broadcast(room, text) }
+
+// Send sends text to the connection holding key and reports whether there
+// was one.
+func (h *Hub) Send(key string, text []byte) bool {
+	s := h.table.shardOf(key)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	c := s.byKey[key]
+	if c == nil {
+		return false
+	}
+	m := h.newText(c.room, text)
+	ok := c.deliver([]outItem{{b: m.frameFor(c.gzip), m: m}})
+	m.release()
+	if ok {
+		h.stats.FramesOut.Add(1)
+	}
+	h.stats.Direct.Add(1)
+	return ok
+}
+
+// Rooms returns the rooms with members and their sizes, largest first.
+func (h *Hub) Rooms() []RoomCount {
+	counts := h.table.roomCounts()
+	out := make([]RoomCount, 0, len(counts))
+	for name, n := range counts {
+		out = append(out, RoomCount{Room: name, Members: n})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Members != out[j].Members {
+			return out[i].Members > out[j].Members
+		}
+		return out[i].Room < out[j].Room
+	})
+	return out
+}
+
+// sweepEvery is how often deadlines and idle connections are checked: a
+// single goroutine walks the table instead of a timer per connection.
+func (h *Hub) sweepEvery() time.Duration {
+	d := min(h.cfg.PingInterval, h.cfg.HandshakeTimeout, h.cfg.CloseTimeout) / 4
+	return max(20*time.Millisecond, min(d, time.Second))
+}
+
+func (h *Hub) sweep() {
+	defer close(h.stopped)
+	t := time.NewTicker(h.sweepEvery())
+	defer t.Stop()
+	var members []*Conn
+	for {
+		select {
+		case <-h.stop:
+			return
+		case now := <-t.C:
+			members = h.sweepOnce(now.UnixNano(), members[:0])
+		}
+	}
+}
+
+func (h *Hub) sweepOnce(now int64, scratch []*Conn) []*Conn {
+	ping, idle := int64(h.cfg.PingInterval), int64(h.cfg.IdleTimeout)
+	for _, s := range h.table.shards {
+		s.mu.RLock()
+		for _, r := range s.rooms {
+			for _, c := range r.members {
+				quiet := now - c.lastSeen.Load()
+				switch {
+				case quiet > idle:
+					scratch = append(scratch, c)
+				case quiet > ping && now-c.pingedAt.Load() > ping:
+					c.pingedAt.Store(now)
+					if c.deliver([]outItem{{b: pingMessage.plain, m: pingMessage}}) {
+						h.stats.PingsSent.Add(1)
+					}
+				}
+			}
+		}
+		s.mu.RUnlock()
+		s.limboMu.Lock()
+		for c := range s.limbo {
+			if d := c.deadline.Load(); d != 0 && now > d {
+				if c.state.Load() == stHandshake {
+					h.stats.HandshakeTimeouts.Add(1)
+				}
+				c.deadline.Store(0)
+				c.kill.Store(true)
+				c.Notify(readyEvent)
+			}
+		}
+		s.limboMu.Unlock()
+	}
+	for i, c := range scratch {
+		h.stats.IdleTimeouts.Add(1)
+		c.requestClose(codec.ErrIdle)
+		scratch[i] = nil
+	}
+	return scratch
+}
+
+// fanoutIdle reports whether no broadcast waits for a shard.
+func (h *Hub) fanoutIdle() bool {
+	for _, s := range h.table.shards {
+		s.obMu.Lock()
+		busy := s.scheduled || len(s.outbox) > 0
+		s.obMu.Unlock()
+		if busy {
+			return false
+		}
+	}
+	return true
+}
+
+// Shutdown drains the Hub: new upgrades are refused, broadcasts already
+// accepted reach their rooms, then every connection gets 1001 after what is
+// queued for it and is closed once the peer answers. When ctx ends first,
+// the remaining sockets are closed at once and ctx's error is returned.
+func (h *Hub) Shutdown(ctx context.Context) error {
+	h.draining.Store(true)
+	err := waitUntil(ctx, h.fanoutIdle)
+	var open []*Conn
+	for _, s := range h.table.shards {
+		s.mu.RLock()
+		for _, r := range s.rooms {
+			open = append(open, r.members...)
+		}
+		s.mu.RUnlock()
+	}
+	for _, c := range open {
+		c.requestClose(codec.ErrShutdown)
+	}
+	for _, s := range h.table.shards {
+		s.limboMu.Lock()
+		for c := range s.limbo {
+			if c.state.Load() == stHandshake {
+				c.kill.Store(true)
+				c.Notify(readyEvent)
+			}
+		}
+		s.limboMu.Unlock()
+	}
+	if err == nil {
+		err = waitUntil(ctx, func() bool { return h.live.Load() == 0 })
+	}
+	if err != nil {
+		h.killAll()
+		grace, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = waitUntil(grace, func() bool { return h.live.Load() == 0 })
+		cancel()
+	}
+	h.Close()
+	return err
+}
+
+// killAll closes every socket without ceremony.
+func (h *Hub) killAll() {
+	for _, s := range h.table.shards {
+		s.mu.RLock()
+		for _, r := range s.rooms {
+			for _, c := range r.members {
+				c.kill.Store(true)
+				c.Notify(readyEvent)
+			}
+		}
+		s.mu.RUnlock()
+		s.limboMu.Lock()
+		for c := range s.limbo {
+			c.kill.Store(true)
+			c.Notify(readyEvent)
+		}
+		s.limboMu.Unlock()
+	}
+}
+
+// Close stops the Hub's sweeper. Shutdown calls it.
+func (h *Hub) Close() {
+	h.stopOnce.Do(func() { close(h.stop) })
+	<-h.stopped
+}
+
+func waitUntil(ctx context.Context, done func() bool) error {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for !done() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}

@@ -1,0 +1,89 @@
+package session
+
+import (
+	"sync/atomic"
+
+	"github.com/wsd-chat/wsd/codec"
+)
+
+// Stats are the Hub's counters. They are plain atomics so the hot path pays
+// one atomic add per event; package admin exports them to Prometheus.
+type Stats struct {
+	Open        atomic.Int64 // connections in the session table
+	Handshaking atomic.Int64 // accepted sockets not yet upgraded
+	Closing     atomic.Int64 // connections in the close handshake
+
+	Accepted          atomic.Uint64
+	HandshakesOK      atomic.Uint64
+	HandshakesFailed  atomic.Uint64
+	HandshakeTimeouts atomic.Uint64
+	handshakeStatus   [statusSlots]atomic.Uint64 // failures by HTTP status
+
+	MessagesIn    atomic.Uint64 // data messages received
+	BytesIn       atomic.Uint64 // data message payload bytes received
+	Broadcasts    atomic.Uint64 // messages fanned out to a room
+	Direct        atomic.Uint64 // messages sent to one key
+	GzipEncodings atomic.Uint64 // gzip'd frames built (at most one per message)
+	FramesOut     atomic.Uint64 // data frames handed to peers (written or queued)
+	BytesOut      atomic.Uint64 // bytes written to sockets
+	WriteSyscalls atomic.Uint64 // write/writev calls
+	QueuedBytes   atomic.Int64  // bytes waiting in per-connection queues
+	SlowConsumers atomic.Uint64 // connections closed for a full queue
+	Kicks         atomic.Uint64 // connections replaced by a newer one with the same key
+	PingsSent     atomic.Uint64
+	IdleTimeouts  atomic.Uint64
+	closeSent     [closeSlots]atomic.Uint64 // close frames sent, by code
+}
+
+// Close codes and handshake statuses are counted in small fixed tables.
+var closeCodes = []uint16{
+	codec.CloseNormal, codec.CloseGoingAway, codec.CloseProtocolError,
+	codec.CloseUnsupportedData, codec.CloseInvalidPayload, codec.ClosePolicyViolation,
+	codec.CloseTooBig, codec.CloseInternalError, codec.CloseReplaced,
+}
+
+var handshakeStatuses = []int{400, 401, 403, 404, 405, 426, 431, 503, 505}
+
+const (
+	closeSlots  = 10 // len(closeCodes) + "other"
+	statusSlots = 10 // len(handshakeStatuses) + "other"
+)
+
+func (s *Stats) countClose(code uint16) {
+	for i, c := range closeCodes {
+		if c == code {
+			s.closeSent[i].Add(1)
+			return
+		}
+	}
+	s.closeSent[closeSlots-1].Add(1)
+}
+
+func (s *Stats) countHandshakeFailure(status int) {
+	s.HandshakesFailed.Add(1)
+	for i, c := range handshakeStatuses {
+		if c == status {
+			s.handshakeStatus[i].Add(1)
+			return
+		}
+	}
+	s.handshakeStatus[statusSlots-1].Add(1)
+}
+
+// CloseCodesSent calls f with each close code and how many close frames
+// carried it (code 0 stands for any other code).
+func (s *Stats) CloseCodesSent(f func(code uint16, n uint64)) {
+	for i, c := range closeCodes {
+		f(c, s.closeSent[i].Load())
+	}
+	f(0, s.closeSent[closeSlots-1].Load())
+}
+
+// HandshakeFailures calls f with each HTTP status and how many handshakes
+// were refused with it (status 0 stands for any other status).
+func (s *Stats) HandshakeFailures(f func(status int, n uint64)) {
+	for i, c := range handshakeStatuses {
+		f(c, s.handshakeStatus[i].Load())
+	}
+	f(0, s.handshakeStatus[statusSlots-1].Load())
+}

@@ -1,0 +1,167 @@
+package session
+
+import "sync"
+
+// table is the sharded session table: connections by specialKey, grouped
+// into rooms. A key hashes to one shard, so the replace-on-same-key rule is
+// one critical section: there is never a moment with both connections or
+// with neither. Each shard also runs its own fan-out (see fanout.go), so a
+// broadcast is spread over the workers shard by shard.
+type table struct {
+	shards []*shard
+}
+
+type shard struct {
+	hub *Hub
+
+	mu    sync.RWMutex
+	byKey map[string]*Conn
+	rooms map[string]*room // only rooms with members; an empty room costs nothing
+
+	limboMu sync.Mutex
+	limbo   map[*Conn]struct{} // handshaking and closing connections (deadlines)
+
+	obMu      sync.Mutex
+	outbox    []*Message // broadcasts waiting for this shard's fan-out
+	spare     []*Message
+	scheduled bool
+
+	// fan-out scratch, used only by the running fan-out task
+	batch []*Message
+	done  []bool
+	items []outItem
+}
+
+type room struct {
+	members []*Conn
+}
+
+func newTable(h *Hub, n int) *table {
+	t := &table{shards: make([]*shard, n)}
+	for i := range t.shards {
+		t.shards[i] = &shard{
+			hub:   h,
+			byKey: make(map[string]*Conn),
+			rooms: make(map[string]*room),
+			limbo: make(map[*Conn]struct{}),
+		}
+	}
+	return t
+}
+
+// shardOf returns the shard of a key (FNV-1a).
+func (t *table) shardOf(key string) *shard {
+	h := uint32(2166136261)
+	for i := 0; i < len(key); i++ {
+		h ^= uint32(key[i])
+		h *= 16777619
+	}
+	return t.shards[h%uint32(len(t.shards))]
+}
+
+// limboOf returns the shard that tracks c's deadlines while it has no key.
+func (t *table) limboOf(c *Conn) *shard { return t.shards[c.fd()%len(t.shards)] }
+
+// insert adds c under its key and returns the connection it displaced.
+func (t *table) insert(c *Conn) (old *Conn) {
+	s := t.shardOf(c.key)
+	s.mu.Lock()
+	if old = s.byKey[c.key]; old != nil {
+		s.removeMember(old)
+		old.inTable = false
+	}
+	s.byKey[c.key] = c
+	c.inTable = true
+	s.addMember(c)
+	s.mu.Unlock()
+	return old
+}
+
+// remove takes c out of the table unless a newer connection replaced it.
+func (t *table) remove(c *Conn) {
+	s := t.shardOf(c.key)
+	s.mu.Lock()
+	if c.inTable {
+		s.removeMember(c)
+		if s.byKey[c.key] == c {
+			delete(s.byKey, c.key)
+		}
+		c.inTable = false
+	}
+	s.mu.Unlock()
+}
+
+// lookup returns the connection holding key, if any.
+func (t *table) lookup(key string) *Conn {
+	s := t.shardOf(key)
+	s.mu.RLock()
+	c := s.byKey[key]
+	s.mu.RUnlock()
+	return c
+}
+
+func (s *shard) addMember(c *Conn) {
+	r := s.rooms[c.room]
+	if r == nil {
+		r = &room{}
+		s.rooms[c.room] = r
+	}
+	c.member = len(r.members)
+	r.members = append(r.members, c)
+}
+
+func (s *shard) removeMember(c *Conn) {
+	r := s.rooms[c.room]
+	last := len(r.members) - 1
+	moved := r.members[last]
+	r.members[c.member] = moved
+	moved.member = c.member
+	r.members[last] = nil
+	r.members = r.members[:last]
+	c.member = -1
+	if last == 0 {
+		delete(s.rooms, c.room)
+	}
+}
+
+// roomSize reports how many members room has in this shard.
+func (s *shard) roomSize(name string) int {
+	s.mu.RLock()
+	n := 0
+	if r := s.rooms[name]; r != nil {
+		n = len(r.members)
+	}
+	s.mu.RUnlock()
+	return n
+}
+
+func (s *shard) addLimbo(c *Conn) {
+	s.limboMu.Lock()
+	s.limbo[c] = struct{}{}
+	s.limboMu.Unlock()
+}
+
+func (s *shard) removeLimbo(c *Conn) {
+	s.limboMu.Lock()
+	delete(s.limbo, c)
+	s.limboMu.Unlock()
+}
+
+// RoomCount is one room's size, for snapshots.
+type RoomCount struct {
+	Room    string `json:"room"`
+	Members int    `json:"members"`
+}
+
+// rooms returns every room with its size across shards.
+func (t *table) roomCounts() map[string]int {
+	counts := make(map[string]int)
+	for _, s := range t.shards {
+		s.mu.RLock()
+		for name, r := range s.rooms {
+			counts[name] += len(r.members)
+		}
+		s.mu.RUnlock()
+	}
+	return counts
+}
