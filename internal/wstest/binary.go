@@ -1,0 +1,165 @@
+package wstest
+
+import (
+	"bufio"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	buildPath string
+	buildErr  error
+)
+
+// BuildBinary builds cmd/wsd once per test process and returns its path.
+func BuildBinary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "wsd-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		buildPath = filepath.Join(dir, "wsd")
+		_, file, _, _ := runtime.Caller(0)
+		root := filepath.Join(filepath.Dir(file), "..", "..")
+		cmd := exec.Command("go", "build", "-o", buildPath, "./cmd/wsd")
+		cmd.Dir = root
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			buildErr = &buildError{err: err, out: string(out)}
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("build wsd: %v", buildErr)
+	}
+	return buildPath
+}
+
+type buildError struct {
+	err error
+	out string
+}
+
+func (e *buildError) Error() string { return e.err.Error() + ": " + e.out }
+
+// Process is a running wsd binary.
+type Process struct {
+	Cmd       *exec.Cmd
+	Addr      string // client listener
+	AdminAddr string // admin listener, if enabled
+	mu        sync.Mutex
+	log       strings.Builder
+	done      chan struct{}
+}
+
+// StartBinary runs the wsd binary with args (plus -addr 127.0.0.1:0 and
+// -admin-addr 127.0.0.1:0 unless given) and waits for its "listening" line.
+func StartBinary(t testing.TB, args ...string) *Process {
+	t.Helper()
+	bin := BuildBinary(t)
+	joined := " " + strings.Join(args, " ")
+	if !strings.Contains(joined, " -addr") {
+		args = append(args, "-addr", "127.0.0.1:0")
+	}
+	if !strings.Contains(joined, " -admin-addr") {
+		args = append(args, "-admin-addr", "127.0.0.1:0")
+	}
+	p := &Process{Cmd: exec.Command(bin, args...), done: make(chan struct{})}
+	stderr, err := p.Cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan struct{})
+	adminOff := false
+	for i, a := range args {
+		if (a == "-admin-addr" || a == "--admin-addr") && i+1 < len(args) && args[i+1] == "" {
+			adminOff = true
+		}
+	}
+	go p.scan(stderr, ready, adminOff)
+	t.Cleanup(func() {
+		p.Cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("wsd log:\n%s", p.Log())
+		}
+	})
+	select {
+	case <-ready:
+	case <-p.done:
+		t.Fatalf("wsd exited before listening:\n%s", p.Log())
+	case <-time.After(10 * time.Second):
+		t.Fatalf("wsd not listening after 10s:\n%s", p.Log())
+	}
+	return p
+}
+
+func (p *Process) scan(r io.Reader, ready chan struct{}, adminOff bool) {
+	defer close(p.done)
+	sc := bufio.NewScanner(r)
+	signalled := false
+	for sc.Scan() {
+		line := sc.Text()
+		p.mu.Lock()
+		p.log.WriteString(line + "\n")
+		if v := field(line, "addr="); v != "" && strings.Contains(line, "msg=listening") {
+			p.Addr = v
+		}
+		if v := field(line, "admin_addr="); v != "" {
+			p.AdminAddr = v
+		}
+		ok := p.Addr != "" && (p.AdminAddr != "" || adminOff)
+		p.mu.Unlock()
+		if ok && !signalled {
+			signalled = true
+			close(ready)
+		}
+	}
+	p.Cmd.Wait()
+}
+
+func field(line, key string) string {
+	i := strings.Index(line, " "+key)
+	if i < 0 {
+		return ""
+	}
+	v := line[i+1+len(key):]
+	if j := strings.IndexByte(v, ' '); j >= 0 {
+		v = v[:j]
+	}
+	return v
+}
+
+// Log returns what the process logged so far.
+func (p *Process) Log() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.log.String()
+}
+
+// Signal sends sig to the process.
+func (p *Process) Signal(sig syscall.Signal) error { return p.Cmd.Process.Signal(sig) }
+
+// Wait waits up to timeout for the process to exit and returns its exit code
+// (-1 on timeout).
+func (p *Process) Wait(timeout time.Duration) int {
+	select {
+	case <-p.done:
+		return p.Cmd.ProcessState.ExitCode()
+	case <-time.After(timeout):
+		return -1
+	}
+}
