@@ -1,0 +1,199 @@
+package main
+
+import (
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/wsd-chat/wsd/internal/wstest"
+)
+
+// These tests drive the real binary the way the original gin + gorilla
+// deployment's clients do: gorilla/websocket, ?specialKey=&support_gzip=.
+
+func seedDial(t *testing.T, addr, key string, gzip bool) *websocket.Conn {
+	t.Helper()
+	g := 0
+	if gzip {
+		g = 1
+	}
+	url := fmt.Sprintf("ws://%s/?specialKey=%s&support_gzip=%d", addr, key, g)
+	c, _, err := websocket.DefaultDialer.Dial(url, nil)
+	if err != nil {
+		t.Fatalf("dial %s: %v", url, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// seedRead reads one message the way a seed client does: binary frames
+// are gzip'd text.
+func seedRead(t *testing.T, c *websocket.Conn) (string, int) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	mt, p, err := c.ReadMessage()
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	if mt == websocket.BinaryMessage {
+		zr, err := gzip.NewReader(bytes.NewReader(p))
+		if err != nil {
+			t.Fatalf("binary frame is not gzip: %v", err)
+		}
+		b, err := io.ReadAll(zr)
+		if err != nil {
+			t.Fatalf("gunzip: %v", err)
+		}
+		return string(b), mt
+	}
+	return string(p), mt
+}
+
+func TestSeedClientsChat(t *testing.T) {
+	p := wstest.StartBinary(t)
+	plain := seedDial(t, p.Addr, "alice", false)
+	zipped := seedDial(t, p.Addr, "bob", true)
+
+	for i, sender := range []*websocket.Conn{plain, zipped} {
+		text := fmt.Sprintf("hello %d 你好", i)
+		if err := sender.WriteMessage(websocket.TextMessage, []byte(text)); err != nil {
+			t.Fatal(err)
+		}
+		if got, mt := seedRead(t, plain); got != text || mt != websocket.TextMessage {
+			t.Errorf("plain client got %q (type %d), want text %q", got, mt, text)
+		}
+		if got, mt := seedRead(t, zipped); got != text || mt != websocket.BinaryMessage {
+			t.Errorf("gzip client got %q (type %d), want gzip'd binary of %q", got, mt, text)
+		}
+	}
+
+	// A seed gzip client may also send gzip'd text as a binary message.
+	var b bytes.Buffer
+	zw := gzip.NewWriter(&b)
+	zw.Write([]byte("compressed hello"))
+	zw.Close()
+	if err := zipped.WriteMessage(websocket.BinaryMessage, b.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	if got, mt := seedRead(t, plain); got != "compressed hello" || mt != websocket.TextMessage {
+		t.Errorf("plain client got %q (type %d) for a gzip'd message", got, mt)
+	}
+}
+
+func TestSeedPingPong(t *testing.T) {
+	p := wstest.StartBinary(t)
+	c := seedDial(t, p.Addr, "pinger", false)
+	pong := make(chan string, 1)
+	c.SetPongHandler(func(s string) error { pong <- s; return nil })
+	if err := c.WriteControl(websocket.PingMessage, []byte("are you there"), time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		c.ReadMessage() // runs the pong handler
+	}()
+	select {
+	case got := <-pong:
+		if got != "are you there" {
+			t.Errorf("pong payload %q", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no pong")
+	}
+}
+
+func TestSeedSameKeyReplaces(t *testing.T) {
+	p := wstest.StartBinary(t)
+	first := seedDial(t, p.Addr, "k", false)
+	second := seedDial(t, p.Addr, "k", false)
+
+	first.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, _, err := first.ReadMessage()
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != 4001 || ce.Text != "replaced" {
+		t.Fatalf("first connection: %v, want close 4001 replaced", err)
+	}
+	if err := second.WriteMessage(websocket.TextMessage, []byte("still here")); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := seedRead(t, second); got != "still here" {
+		t.Errorf("second connection got %q", got)
+	}
+}
+
+func TestSeedMissingKeyIsRefused(t *testing.T) {
+	p := wstest.StartBinary(t)
+	_, resp, err := websocket.DefaultDialer.Dial("ws://"+p.Addr+"/?support_gzip=1", nil)
+	if err == nil || resp == nil || resp.StatusCode != 400 {
+		t.Fatalf("dial without specialKey: err %v, resp %v; want 400", err, resp)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if !bytes.Contains(body, []byte("specialKey")) {
+		t.Errorf("400 body %q does not name the missing parameter", body)
+	}
+}
+
+func TestSIGTERMDrainsAndExits(t *testing.T) {
+	p := wstest.StartBinary(t, "-shutdown-timeout", "5s")
+	a := seedDial(t, p.Addr, "a", false)
+	b := seedDial(t, p.Addr, "b", true)
+	const n = 200
+	for i := 0; i < n; i++ {
+		if err := a.WriteMessage(websocket.TextMessage, []byte(fmt.Sprintf("m%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Everything sent before the signal was read by the server once a
+	// receives its own last message.
+	for i := 0; i < n; i++ {
+		if got, _ := seedRead(t, a); got != fmt.Sprintf("m%d", i) {
+			t.Fatalf("a got %q, want m%d", got, i)
+		}
+	}
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		if got, _ := seedRead(t, b); got != fmt.Sprintf("m%d", i) {
+			t.Fatalf("b got %q, want m%d", got, i)
+		}
+	}
+	for _, c := range []*websocket.Conn{a, b} {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, _, err := c.ReadMessage()
+		var ce *websocket.CloseError
+		if !errors.As(err, &ce) || ce.Code != websocket.CloseGoingAway {
+			t.Errorf("after SIGTERM: %v, want close 1001", err)
+		}
+	}
+	if code := p.Wait(10 * time.Second); code != 0 {
+		t.Fatalf("wsd exit code %d, want 0\n%s", code, p.Log())
+	}
+}
+
+func TestFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		ok   bool
+	}{
+		{nil, true},
+		{[]string{"-workers", "4", "-pollers", "2", "-shards", "16"}, true},
+		{[]string{"-max-message", "x"}, false},
+		{[]string{"stray"}, false},
+	} {
+		_, err := parseFlags(tc.args, io.Discard)
+		if (err == nil) != tc.ok {
+			t.Errorf("parseFlags(%q) error %v, want ok=%v", tc.args, err, tc.ok)
+		}
+	}
+	if code := run([]string{"-log-level", "loud"}, io.Discard); code != 2 {
+		t.Errorf("bad -log-level exit code %d, want 2", code)
+	}
+}
