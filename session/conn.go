@@ -242,8 +242,8 @@ func (c *Conn) respondAndClose(resp *Message) {
 
 // OnMessage implements codec.Handler: a complete data message arrived.
 func (c *Conn) OnMessage(op codec.OpCode, payload []byte) error {
-	if c.state.Load() != stOpen || c.closeReq.Load() != nil {
-		return nil // closing: the peer's late data is dropped
+	if c.state.Load() != stOpen || c.peerClosed || c.closeReq.Load() != nil {
+		return nil // closing: late data is dropped
 	}
 	if !c.hub.rate.allow(&c.rate, time.Now().UnixNano()) {
 		return codec.ErrRateLimited
@@ -279,12 +279,24 @@ func (c *Conn) OnControl(op codec.OpCode, payload []byte) error {
 		c.deliver([]outItem{{b: pong.plain, m: pong}})
 		pong.release()
 	case codec.OpClose:
+		if c.peerClosed {
+			return nil
+		}
 		c.peerClosed = true
 		code, _, _ := codec.ParseClose(payload)
 		if code == codec.CloseNoStatus {
 			code = 0 // answer an empty close with an empty close
 		}
-		c.requestClose(&codec.CloseError{Code: code, Reason: ""})
+		reply := &codec.CloseError{Code: code}
+		if c.state.Load() != stOpen || c.closeReq.Load() != nil {
+			// Our own close is out already; this is the answer to it.
+			c.requestClose(reply)
+			return nil
+		}
+		// Answer after the fan-out has handed this peer every broadcast
+		// accepted so far, its own messages included: a client that sends
+		// and then closes still gets its echo before the close frame.
+		c.hub.closeAfterFanout(c, reply)
 	}
 	return nil
 }

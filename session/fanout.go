@@ -46,22 +46,40 @@ func (s *shard) Run() {
 	}
 }
 
-// fanout delivers a batch, room by room, coalescing per member.
+// fanout delivers a batch in order: runs of broadcasts room by room,
+// coalescing per member, and close markers once everything before them
+// has been handed over.
 func (s *shard) fanout(batch []*Message) {
-	if cap(s.done) < len(batch) {
-		s.done = make([]bool, len(batch))
-	}
-	done := s.done[:len(batch)]
-	clear(done)
+	start := 0
 	for i, m := range batch {
+		if m.closeConn != nil {
+			s.fanoutRun(batch[start:i])
+			m.closeConn.requestClose(m.closeErr)
+			start = i + 1
+		}
+	}
+	s.fanoutRun(batch[start:])
+}
+
+// fanoutRun delivers broadcasts, grouped by room.
+func (s *shard) fanoutRun(run []*Message) {
+	if len(run) == 0 {
+		return
+	}
+	if cap(s.done) < len(run) {
+		s.done = make([]bool, len(run))
+	}
+	done := s.done[:len(run)]
+	clear(done)
+	for i, m := range run {
 		if done[i] {
 			continue
 		}
 		// This room's messages, in the order they were queued.
 		group := append(s.batch[:0], m)
-		for j := i + 1; j < len(batch); j++ {
-			if !done[j] && batch[j].room == m.room {
-				group = append(group, batch[j])
+		for j := i + 1; j < len(run); j++ {
+			if !done[j] && run[j].room == m.room {
+				group = append(group, run[j])
 				done[j] = true
 			}
 		}

@@ -175,6 +175,20 @@ func (h *Hub) broadcast(room string, text []byte) int {
 	return n
 }
 
+// closeAfterFanout closes c with err once its shard's fan-out has handed
+// it everything queued so far.
+func (h *Hub) closeAfterFanout(c *Conn, err *codec.CloseError) {
+	if !c.inTableLocked() {
+		c.requestClose(err)
+		return
+	}
+	m := messages.Get().(*Message)
+	m.refs.Store(1)
+	m.closeConn, m.closeErr = c, err
+	h.table.shardOf(c.key).enqueue(m)
+	m.release()
+}
+
 // Publish sends text to every member of room ("" is the global room) and
 // returns how many connections it was queued for.
 func (h *Hub) Publish(room string, text []byte) int { return h.broadcast(room, text) }

@@ -21,6 +21,13 @@ type Message struct {
 	room   string
 	hub    *Hub
 	static bool // never released (shared ping frame)
+
+	// A close marker carries no frame: when the fan-out reaches it, every
+	// broadcast queued before it has been handed to closeConn, which is
+	// then closed with closeErr. It keeps a peer's close reply behind the
+	// echo of the messages that peer sent before closing.
+	closeConn *Conn
+	closeErr  *codec.CloseError
 }
 
 var messages = sync.Pool{New: func() any { return new(Message) }}
@@ -86,6 +93,7 @@ func (m *Message) release() {
 	m.gzOnce = sync.Once{}
 	m.room = ""
 	m.hub = nil
+	m.closeConn, m.closeErr = nil, nil
 	messages.Put(m)
 }
 

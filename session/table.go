@@ -91,6 +91,14 @@ func (t *table) remove(c *Conn) {
 	s.mu.Unlock()
 }
 
+// inTableLocked reports whether c is in the table, under its shard lock.
+func (c *Conn) inTableLocked() bool {
+	s := c.hub.table.shardOf(c.key)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return c.inTable
+}
+
 // lookup returns the connection holding key, if any.
 func (t *table) lookup(key string) *Conn {
 	s := t.shardOf(key)

@@ -197,3 +197,28 @@ func TestFlags(t *testing.T) {
 		t.Errorf("bad -log-level exit code %d, want 2", code)
 	}
 }
+
+// A client that sends and closes at once still gets its echo first: the
+// close reply waits for the fan-out of everything it sent.
+func TestSendThenCloseGetsEchoFirst(t *testing.T) {
+	p := wstest.StartBinary(t)
+	c := wstest.Dial(t, p.Addr, "specialKey=quick")
+	var burst []byte
+	for i := 0; i < 50; i++ {
+		burst = append(burst, wstest.RawFrame(0x81, true, []byte(fmt.Sprintf("m%d", i)))...)
+	}
+	burst = append(burst, wstest.RawFrame(0x88, true, []byte{0x03, 0xE8})...)
+	if err := c.WriteRaw(burst); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 50; i++ {
+		got, _, err := c.ReadMessage(5 * time.Second)
+		if err != nil || got != fmt.Sprintf("m%d", i) {
+			t.Fatalf("message %d: %q, %v", i, got, err)
+		}
+	}
+	if code := c.ExpectClose(t, 5*time.Second); code != 1000 {
+		t.Fatalf("close code %d, want 1000", code)
+	}
+	c.ExpectEOF(t, 5*time.Second)
+}
