@@ -138,7 +138,9 @@ func (c *Conn) input(p []byte) {
 				ce = codec.ErrInternal
 			}
 			c.hub.log.Debug("closing connection", "key", c.key, "code", ce.Code, "reason", ce.Reason)
-			c.requestClose(ce)
+			// Messages accepted before the bad frame still reach everyone,
+			// this peer included, before its close frame.
+			c.hub.closeAfterFanout(c, ce)
 		}
 	}
 }
