@@ -150,6 +150,14 @@ func (r *Reactor) Add(d *Desc, fd int, h Handler) error {
 	return nil
 }
 
+// Bind associates d with fd and h without registering fd with epoll:
+// Notify and Submit still run h on the workers, but no readiness event
+// will. It serves descriptors epoll cannot watch, such as the /dev/null
+// sinks of fan-out benchmarks.
+func (r *Reactor) Bind(d *Desc, fd int, h Handler) {
+	d.fd, d.h, d.r = fd, h, r
+}
+
 // Remove unregisters d; call it before closing the fd so a recycled fd
 // number can be registered again. Events already collected may still reach
 // the Handler afterwards; it must ignore them once its socket is closed.

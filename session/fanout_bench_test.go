@@ -1,0 +1,74 @@
+package session
+
+import (
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/wsd-chat/wsd/poller"
+)
+
+// benchHub returns a Hub with n open members writing to /dev/null, half of
+// them gzip-capable: the fan-out machinery without the kernel's TCP cost.
+func benchHub(b *testing.B, n int) *Hub {
+	b.Helper()
+	r, err := poller.New(poller.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := NewHub(Config{}, r)
+	sink, err := unix.Open("/dev/null", unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		h.Close()
+		r.Close()
+		unix.Close(sink)
+	})
+	for i := 0; i < n; i++ {
+		c := &Conn{hub: h, member: -1, key: fmt.Sprintf("peer-%d", i), gzip: i%2 == 0}
+		r.Bind(&c.Desc, sink, c)
+		c.lastSeen.Store(time.Now().Add(time.Hour).UnixNano()) // keep the sweeper away
+		c.state.Store(stOpen)
+		h.table.insert(c)
+	}
+	return h
+}
+
+func waitFanout(h *Hub) {
+	for !h.fanoutIdle() {
+		runtime.Gosched()
+	}
+}
+
+// BenchmarkBroadcast measures one broadcast to 10,000 members: one text
+// frame and one gzip frame built, then one write per member.
+func BenchmarkBroadcast(b *testing.B) {
+	for _, size := range []int{128, 1024} {
+		b.Run(fmt.Sprintf("peers=10000/size=%d", size), func(b *testing.B) {
+			h := benchHub(b, 10000)
+			payload := make([]byte, size)
+			for i := range payload {
+				payload[i] = 'a' + byte(i%26)
+			}
+			h.broadcast("", payload) // warm pools
+			waitFanout(h)
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			for i := 0; i < b.N; i++ {
+				h.broadcast("", payload)
+				waitFanout(h)
+			}
+			el := time.Since(start)
+			b.ReportMetric(float64(b.N*10000)/el.Seconds(), "deliveries/s")
+			if enc, bc := h.stats.GzipEncodings.Load(), h.stats.Broadcasts.Load(); enc != bc {
+				b.Fatalf("%d gzip encodings for %d broadcasts", enc, bc)
+			}
+		})
+	}
+}
