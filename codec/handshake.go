@@ -111,6 +111,11 @@ func (u *Upgrader) Upgrade(head, out []byte) (req *Request, resp []byte, err err
 	resp = u.rw.out
 	u.rw = headRW{}
 	if err != nil {
+		if len(resp) == 0 {
+			// gobwas/ws answers nothing when the request line itself does
+			// not parse; every refusal gets a status line here.
+			resp = AppendRejection(resp, err)
+		}
 		return nil, resp, err
 	}
 	return &u.req, resp, nil

@@ -1,6 +1,9 @@
 package codec
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"unicode/utf8"
+)
 
 // UTF8 validates UTF-8 incrementally, across chunk boundaries, and rejects
 // at the first byte that cannot be part of a valid encoding: a text message
@@ -14,7 +17,54 @@ type UTF8 struct {
 }
 
 // Write feeds p and reports whether everything so far can still be valid.
+// A chunk that fails is rejected as a whole, before the next chunk arrives.
 func (v *UTF8) Write(p []byte) bool {
+	// Finish a character left open by the previous chunk.
+	i := 0
+	for v.need > 0 && i < len(p) {
+		if b := p[i]; b < v.lo || b > v.hi {
+			return false
+		}
+		v.need--
+		v.lo, v.hi = 0x80, 0xBF
+		i++
+	}
+	p = p[i:]
+	// The complete characters go to the standard library's fast path; a
+	// character cut off at the end goes through the state machine.
+	cut := len(p)
+	for k := 1; k <= 3 && k <= len(p); k++ {
+		b := p[len(p)-k]
+		if b < 0x80 {
+			break
+		}
+		if b >= 0xC0 {
+			if k < seqLen(b) {
+				cut = len(p) - k
+			}
+			break
+		}
+	}
+	if !utf8.Valid(p[:cut]) {
+		return false
+	}
+	return v.step(p[cut:])
+}
+
+// seqLen is the length of the sequence a lead byte announces (2 for the
+// invalid leads 0xC0, 0xC1 and 0xF5-0xFF, which step rejects anyway).
+func seqLen(b byte) int {
+	switch {
+	case b >= 0xF0 && b <= 0xF4:
+		return 4
+	case b >= 0xE0 && b < 0xF0:
+		return 3
+	}
+	return 2
+}
+
+// step is the byte-at-a-time state machine.
+func (v *UTF8) step(p []byte) bool {
 	i := 0
 	for i < len(p) {
 		if v.need > 0 {
