@@ -46,7 +46,7 @@ func (d *Desc) Fd() int { return d.fd }
 func (d *Desc) Notify(ev Event) {
 	d.pending.Or(uint32(ev))
 	if d.scheduled.CompareAndSwap(false, true) {
-		d.r.q.push(d)
+		d.r.q.push(d, true)
 	}
 }
 
@@ -173,8 +173,8 @@ func (r *Reactor) Remove(d *Desc) error {
 	return err
 }
 
-// Submit queues t to run on a worker.
-func (r *Reactor) Submit(t Task) { r.q.push(t) }
+// Submit queues t to run on a worker, after pending socket readiness.
+func (r *Reactor) Submit(t Task) { r.q.push(t, false) }
 
 // Queued reports how many tasks wait for a worker.
 func (r *Reactor) Queued() int { return r.q.len() }
