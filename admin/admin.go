@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"runtime"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -26,6 +27,29 @@ type Options struct {
 	// Token, if set, is required as "Authorization: Bearer <token>" on
 	// POST /publish.
 	Token string
+	// Fanout, if set, is exported as wsd_fanout_seconds; feed it from
+	// session.Config.OnFanout (see FanoutObserver).
+	Fanout prometheus.Histogram
+	// AuthFailures, if set, reports refused handshakes by reason for
+	// wsd_auth_failures_total (auth.Authorizer.Failures).
+	AuthFailures func(f func(reason string, n uint64))
+}
+
+// NewFanoutHistogram returns the wsd_fanout_seconds histogram: time from a
+// broadcast being accepted to a shard's fan-out finishing its writes, one
+// observation per shard batch (the batch's oldest broadcast).
+func NewFanoutHistogram() prometheus.Histogram {
+	return prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "wsd_fanout_seconds",
+		Help: "Time from a broadcast being accepted to a shard's fan-out finishing its writes (one observation per shard batch, its oldest broadcast).",
+		Buckets: []float64{10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6,
+			1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1},
+	})
+}
+
+// FanoutObserver adapts h for session.Config.OnFanout.
+func FanoutObserver(h prometheus.Histogram) func(time.Duration) {
+	return func(d time.Duration) { h.Observe(d.Seconds()) }
 }
 
 // NewHandler returns the admin HTTP handler:
@@ -39,10 +63,13 @@ type Options struct {
 func NewHandler(src Source, opts Options) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
-		&collector{stats: src.Hub().Stats(), acceptErrors: src.AcceptErrors},
+		&collector{stats: src.Hub().Stats(), acceptErrors: src.AcceptErrors, authFailures: opts.AuthFailures},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	if opts.Fanout != nil {
+		reg.MustRegister(opts.Fanout)
+	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {

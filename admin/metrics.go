@@ -13,6 +13,7 @@ import (
 type collector struct {
 	stats        *session.Stats
 	acceptErrors func() uint64
+	authFailures func(func(reason string, n uint64))
 }
 
 func desc(name, help string, labels ...string) *prometheus.Desc {
@@ -42,13 +43,14 @@ var (
 	descPings            = desc("pings_sent_total", "Pings sent to quiet connections.")
 	descIdle             = desc("idle_timeouts_total", "Connections closed for silence.")
 	descCloseCodes       = desc("close_frames_sent_total", "Close frames sent, by close code.", "code")
+	descAuthFailures     = desc("auth_failures_total", "Handshakes refused by the token or Origin checks, by reason.", "reason")
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConnections, descHandshaking, descClosing, descAccepted,
 		descAcceptErrors, descHandshakesOK, descHandshakesFailed, descHandshakeTimeout, descMessagesIn,
 		descBytesIn, descBroadcasts, descDirect, descGzip, descFramesOut, descBytesOut, descWrites,
-		descQueued, descSlow, descKicks, descPings, descIdle, descCloseCodes} {
+		descQueued, descSlow, descKicks, descPings, descIdle, descCloseCodes, descAuthFailures} {
 		ch <- d
 	}
 }
@@ -97,4 +99,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		counter(descCloseCodes, n, label)
 	})
+	if c.authFailures != nil {
+		c.authFailures(func(reason string, n uint64) { counter(descAuthFailures, n, reason) })
+	}
 }

@@ -14,12 +14,17 @@ import (
 )
 
 // publisher serves POST /publish: {"room": "...", "key": "...", "text": "..."}.
-// With key set the text goes to that one connection; otherwise to room
-// ("" or absent: the global room, which is every seed client).
+// With key set the text goes to that one connection (room is ignored);
+// otherwise to room: "" or absent is the global room (every client that
+// connected without room=, which is every seed client), "*" is every
+// connection in every room.
 type publisher struct {
 	hub   *session.Hub
 	token string
 }
+
+// AllRooms as PublishRequest.Room reaches every connection in every room.
+const AllRooms = "*"
 
 // PublishRequest is the body of POST /publish.
 type PublishRequest struct {
@@ -64,7 +69,7 @@ func (p *publisher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case len(req.Text) > p.hub.Config().MaxMessage:
 		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": "text longer than -max-message"})
 		return
-	case req.Room != "" && !codec.ValidRoom([]byte(req.Room)):
+	case req.Room != "" && req.Room != AllRooms && !codec.ValidRoom([]byte(req.Room)):
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad room name"})
 		return
 	}
@@ -72,6 +77,13 @@ func (p *publisher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if req.Key != "" {
 		if p.hub.Send(req.Key, []byte(req.Text)) {
 			n = 1
+		}
+	} else if req.Room == AllRooms {
+		n = p.hub.Publish("", []byte(req.Text))
+		for _, r := range p.hub.Rooms() {
+			if r.Room != "" {
+				n += p.hub.Publish(r.Room, []byte(req.Text))
+			}
 		}
 	} else {
 		n = p.hub.Publish(req.Room, []byte(req.Text))

@@ -16,8 +16,8 @@ import (
 	"time"
 )
 
-// server is a wsd or baseline process under test.
-type server struct {
+// process is a wsd or baseline process under test.
+type process struct {
 	name  string
 	cmd   *exec.Cmd
 	addr  string
@@ -53,8 +53,8 @@ func buildTargets(dir string) ([]target, error) {
 
 // start runs a target and waits for its "listening" line (and, for wsd,
 // its admin address).
-func start(t target) (*server, error) {
-	s := &server{name: t.name, cmd: exec.Command(t.bin, t.args...), done: make(chan struct{})}
+func start(t target) (*process, error) {
+	s := &process{name: t.name, cmd: exec.Command(t.bin, t.args...), done: make(chan struct{})}
 	stderr, err := s.cmd.StderrPipe()
 	if err != nil {
 		return nil, err
@@ -106,7 +106,7 @@ func logField(line, key string) string {
 	return v
 }
 
-func (s *server) stop() {
+func (s *process) stop() {
 	s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-s.done:

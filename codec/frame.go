@@ -3,6 +3,7 @@ package codec
 import (
 	"encoding/binary"
 	"fmt"
+	"unicode/utf8"
 )
 
 // OpCode is a WebSocket frame opcode (RFC 6455 section 5.2).
@@ -98,13 +99,18 @@ func AppendFrame(dst []byte, op OpCode, payload []byte) []byte {
 }
 
 // AppendClose appends a close frame with code and reason. A zero code sends
-// an empty close payload. The reason is cut so the payload fits 125 bytes.
+// an empty close payload. The reason is cut so the payload fits 125 bytes,
+// at a character boundary: a close reason must be valid UTF-8.
 func AppendClose(dst []byte, code uint16, reason string) []byte {
 	if code == 0 {
 		return append(dst, 0x80|byte(OpClose), 0)
 	}
-	if len(reason) > MaxControlPayload-2 {
-		reason = reason[:MaxControlPayload-2]
+	if n := MaxControlPayload - 2; len(reason) > n {
+		// Drop the character reason[n] is part of, if it started before n.
+		for i := n; i > n-utf8.UTFMax && i > 0 && !utf8.RuneStart(reason[i]); i-- {
+			n = i - 1
+		}
+		reason = reason[:n]
 	}
 	dst = append(dst, 0x80|byte(OpClose), byte(2+len(reason)), byte(code>>8), byte(code))
 	return append(dst, reason...)

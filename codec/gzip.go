@@ -72,18 +72,28 @@ var gunzippers = sync.Pool{New: func() any { return new(gunzipper) }}
 // decompression bomb costs at most limit bytes of memory.
 func Gunzip(dst, src []byte, limit int) ([]byte, error) {
 	g := gunzippers.Get().(*gunzipper)
-	defer gunzippers.Put(g)
+	defer func() {
+		g.src.Reset(nil) // do not pin the caller's buffer in the pool
+		gunzippers.Put(g)
+	}()
 	g.src.Reset(src)
 	if err := g.r.Reset(&g.src); err != nil {
 		return dst, ErrNotGzip
 	}
 	g.r.Multistream(false)
+	limit = max(limit, 0)
 	start := len(dst)
 	for {
 		if len(dst) == cap(dst) {
 			dst = append(dst, 0)[:len(dst)]
 		}
-		n, err := g.r.Read(dst[len(dst):cap(dst)])
+		// Never ask for more than one byte past the limit, so the buffer
+		// does not keep growing on a bomb once the limit is passed.
+		room := cap(dst) - len(dst)
+		if left := limit - (len(dst) - start); left < room {
+			room = left + 1
+		}
+		n, err := g.r.Read(dst[len(dst) : len(dst)+room])
 		dst = dst[:len(dst)+n]
 		if len(dst)-start > limit {
 			return dst[:start], ErrInflatedTooBig

@@ -3,8 +3,12 @@ package codec
 import (
 	"bytes"
 	stdgzip "compress/gzip"
+	"fmt"
 	"io"
+	"math/rand/v2"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -16,47 +20,150 @@ func stdGzip(p []byte) []byte {
 	return b.Bytes()
 }
 
+// stdGunzip is the reference: one gzip member, nothing after it.
+func stdGunzip(p []byte) ([]byte, bool) {
+	src := bytes.NewReader(p)
+	r, err := stdgzip.NewReader(src)
+	if err != nil {
+		return nil, false
+	}
+	r.Multistream(false)
+	out, err := io.ReadAll(r)
+	if err != nil || src.Len() != 0 {
+		return nil, false
+	}
+	return out, true
+}
+
+func chatJSON(n int) []byte {
+	return []byte(strings.Repeat(`{"from":"alice","room":"lobby","text":"hello there, how is everyone?"}`, n/60+1)[:n])
+}
+
+func randomBytes(n int, seed uint64) []byte {
+	rng := rand.New(rand.NewPCG(seed, seed))
+	p := make([]byte, n)
+	for i := range p {
+		p[i] = byte(rng.Uint32())
+	}
+	return p
+}
+
+// gzipCases are the texts of the gzip tests, benchmarks and fuzz corpus.
+var gzipCases = []struct {
+	name string
+	text []byte
+}{
+	{"empty", nil},
+	{"short", []byte("hi")},
+	{"chat 128", chatJSON(128)},
+	{"chat 1KiB", chatJSON(1024)},
+	{"utf8", []byte(strings.Repeat("你好, κόσμε ", 40))},
+	{"random 100", randomBytes(100, 1)},
+	{"random 200 (16-bit header)", randomBytes(200, 2)},
+	{"random 70000 (64-bit header)", randomBytes(70000, 3)},
+	{"zeros 70000", make([]byte, 70000)},
+}
+
 func TestAppendGzipFrame(t *testing.T) {
-	for _, text := range []string{"", "hi", strings.Repeat(`{"user":"alice","text":"hello"}`, 10), strings.Repeat("z", 70000)} {
-		prefix := []byte("existing")
-		out := AppendGzipFrame(append([]byte(nil), prefix...), []byte(text))
-		if !bytes.HasPrefix(out, prefix) {
-			t.Fatal("dst prefix clobbered")
-		}
-		h, size := ParseHeader(out[len(prefix):])
-		if size == 0 || !h.Fin || h.Op != OpBinary || h.Masked || int(h.Length) != len(out)-len(prefix)-size {
-			t.Fatalf("bad header %+v (size %d, frame %d bytes)", h, size, len(out)-len(prefix))
-		}
-		zr, err := stdgzip.NewReader(bytes.NewReader(out[len(prefix)+size:]))
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := io.ReadAll(zr)
-		if err != nil || string(got) != text {
-			t.Fatalf("payload gunzips to %d bytes (%v), want %d", len(got), err, len(text))
+	for _, tc := range gzipCases {
+		for _, prefix := range [][]byte{nil, []byte("existing"), bytes.Repeat([]byte{0xEE}, 1000)} {
+			dst := append(make([]byte, 0, len(prefix)+rand.IntN(64)), prefix...)
+			out := AppendGzipFrame(dst, tc.text)
+			if !bytes.Equal(out[:len(prefix)], prefix) {
+				t.Fatalf("%s: dst prefix clobbered", tc.name)
+			}
+			frame := out[len(prefix):]
+			h, size := ParseHeader(frame)
+			if size == 0 || !h.Fin || h.Op != OpBinary || h.Masked || h.Rsv != 0 || int(h.Length) != len(frame)-size {
+				t.Fatalf("%s: bad header %+v (size %d, frame %d bytes)", tc.name, h, size, len(frame))
+			}
+			if size != HeaderSize(int(h.Length), false) {
+				t.Fatalf("%s: %d-byte header for %d bytes of payload", tc.name, size, h.Length)
+			}
+			// The standard library inflates it to the text.
+			got, ok := stdGunzip(frame[size:])
+			if !ok || !bytes.Equal(got, tc.text) {
+				t.Fatalf("%s: payload gunzips to %d bytes (ok %v), want %d", tc.name, len(got), ok, len(tc.text))
+			}
+			// And so does Gunzip.
+			got, err := Gunzip(nil, frame[size:], len(tc.text))
+			if err != nil || !bytes.Equal(got, tc.text) {
+				t.Fatalf("%s: Gunzip: %v", tc.name, err)
+			}
 		}
 	}
 }
 
+// TestAppendGzipFrameConcurrent: pooled writers are not shared.
+func TestAppendGzipFrameConcurrent(t *testing.T) {
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var buf []byte
+			for i := range 200 {
+				text := []byte(fmt.Sprintf("goroutine %d message %d %s", g, i, strings.Repeat("x", i)))
+				buf = AppendGzipFrame(buf[:0], text)
+				_, size := ParseHeader(buf)
+				if got, ok := stdGunzip(buf[size:]); !ok || !bytes.Equal(got, text) {
+					t.Errorf("goroutine %d message %d corrupted", g, i)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
 func TestGunzip(t *testing.T) {
 	text := []byte(strings.Repeat("chat ", 100))
-	got, err := Gunzip(nil, stdGzip(text), 1000)
+	z := stdGzip(text)
+	got, err := Gunzip(nil, z, 1000)
 	if err != nil || !bytes.Equal(got, text) {
 		t.Fatalf("round trip: %v", err)
 	}
-	if _, err := Gunzip(nil, stdGzip(text), len(text)); err != nil {
-		t.Fatalf("exactly at the limit: %v", err)
+	got, err = Gunzip([]byte("keep:"), z, len(text))
+	if err != nil || string(got) != "keep:"+string(text) {
+		t.Fatalf("exactly at the limit, after dst bytes: %v", err)
 	}
-	if _, err := Gunzip(nil, stdGzip(text), len(text)-1); err != ErrInflatedTooBig {
-		t.Fatalf("one over the limit: %v", err)
+	if got, err := Gunzip([]byte("keep"), z, len(text)-1); err != ErrInflatedTooBig || string(got) != "keep" {
+		t.Fatalf("one over the limit: %q, %v", got, err)
 	}
-	z := stdGzip(text)
+	if got, err := Gunzip(nil, stdGzip(nil), 0); err != nil || len(got) != 0 {
+		t.Fatalf("empty text, limit 0: %q, %v", got, err)
+	}
+	if _, err := Gunzip(nil, stdGzip([]byte("x")), 0); err != ErrInflatedTooBig {
+		t.Fatalf("1 byte, limit 0: %v", err)
+	}
+	two := append(append([]byte(nil), z...), z...)
+	withName := func() []byte {
+		var b bytes.Buffer
+		w := stdgzip.NewWriter(&b)
+		w.Name, w.Comment, w.Extra = "chat.txt", "a comment", []byte("extra")
+		w.Write(text)
+		w.Close()
+		return b.Bytes()
+	}()
+	if got, err := Gunzip(nil, withName, 1000); err != nil || !bytes.Equal(got, text) {
+		t.Fatalf("header with name, comment, extra: %v", err)
+	}
 	for name, in := range map[string][]byte{
-		"not gzip":  []byte("plain text"),
-		"empty":     nil,
-		"truncated": z[:len(z)/2],
-		"trailing":  append(append([]byte(nil), z...), "junk"...),
-		"bad crc":   append(append([]byte(nil), z[:len(z)-8]...), 0, 0, 0, 0, 0, 0, 0, 0),
+		"not gzip":        []byte("plain text"),
+		"empty":           nil,
+		"magic only":      {0x1f, 0x8b},
+		"header only":     z[:10],
+		"truncated":       z[:len(z)/2],
+		"no trailer":      z[:len(z)-8],
+		"short trailer":   z[:len(z)-1],
+		"trailing":        append(append([]byte(nil), z...), "junk"...),
+		"trailing zero":   append(append([]byte(nil), z...), 0),
+		"two members":     two,
+		"bad crc":         append(append([]byte(nil), z[:len(z)-8]...), 0, 0, 0, 0, z[len(z)-4], z[len(z)-3], z[len(z)-2], z[len(z)-1]),
+		"bad size":        append(append([]byte(nil), z[:len(z)-4]...), 0, 0, 0, 0),
+		"bad method":      append([]byte{0x1f, 0x8b, 7}, z[3:]...),
+		"raw deflate":     z[10 : len(z)-8],
+		"corrupt deflate": append(append(append([]byte(nil), z[:10]...), 0xff, 0xff, 0xff), z[13:]...),
 	} {
 		if out, err := Gunzip([]byte("keep"), in, 1000); err != ErrNotGzip || string(out) != "keep" {
 			t.Errorf("%s: %q, %v; want dst untouched and ErrNotGzip", name, out, err)
@@ -64,42 +171,143 @@ func TestGunzip(t *testing.T) {
 	}
 }
 
-// TestGunzipBomb: 64 MiB of zeros in ~64 KiB of gzip stops at the limit.
+var (
+	bombOnce sync.Once
+	bomb     []byte
+)
+
+const bombSize = 100 << 20
+
+// zipBomb is 100 MiB of zeros, gzip'd to about 100 KiB.
+func zipBomb() []byte {
+	bombOnce.Do(func() {
+		var b bytes.Buffer
+		w, _ := stdgzip.NewWriterLevel(&b, stdgzip.BestSpeed)
+		zeros := make([]byte, 1<<20)
+		for range bombSize >> 20 {
+			w.Write(zeros)
+		}
+		w.Close()
+		bomb = b.Bytes()
+	})
+	return bomb
+}
+
+// TestGunzipBomb: 100 MiB of zeros stops at the limit, having allocated
+// about the limit, not the 100 MiB.
 func TestGunzipBomb(t *testing.T) {
-	bomb := stdGzip(make([]byte, 64<<20))
-	out, err := Gunzip(nil, bomb, 1<<20)
+	z := zipBomb()
+	const limit = 1 << 20
+	Gunzip(nil, stdGzip([]byte("warm the pool")), limit)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	out, err := Gunzip(nil, z, limit)
+	runtime.ReadMemStats(&after)
 	if err != ErrInflatedTooBig {
 		t.Fatalf("err %v, want ErrInflatedTooBig", err)
 	}
-	if cap(out) > 4<<20 {
+	if len(out) != 0 {
+		t.Fatalf("returned %d bytes with the error", len(out))
+	}
+	if cap(out) > 2*limit+1 {
 		t.Fatalf("bomb grew the buffer to %d bytes", cap(out))
+	}
+	// From an empty dst the output grows geometrically: the buffers it
+	// went through add up to a few times the limit.
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 8*limit {
+		t.Fatalf("inflating the bomb allocated %d bytes, limit %d", alloc, limit)
+	}
+	// Into a buffer with room for the limit, it allocates (almost) nothing.
+	dst := make([]byte, 0, limit+1)
+	runtime.ReadMemStats(&before)
+	out, err = Gunzip(dst, z, limit)
+	runtime.ReadMemStats(&after)
+	if alloc := after.TotalAlloc - before.TotalAlloc; err != ErrInflatedTooBig || alloc > 64<<10 || cap(out) != limit+1 {
+		t.Fatalf("into a %d-byte buffer: %v, allocated %d bytes, cap %d", limit+1, err, alloc, cap(out))
+	}
+	// With room for all of it, it is just a big message.
+	if testing.Short() {
+		return
+	}
+	out, err = Gunzip(make([]byte, 0, bombSize), z, bombSize)
+	if err != nil || len(out) != bombSize {
+		t.Fatalf("at its size: %d bytes, %v", len(out), err)
+	}
+	if _, err := Gunzip(out[:0], z, bombSize-1); err != ErrInflatedTooBig {
+		t.Fatalf("one under its size: %v", err)
 	}
 }
 
 func BenchmarkAppendGzipFrame(b *testing.B) {
 	for _, n := range []int{128, 1024} {
-		msg := []byte(strings.Repeat(`{"from":"alice","room":"lobby","text":"hello there"}`, n/50+1)[:n])
-		b.Run(strings.Repeat("", 0)+map[int]string{128: "128B", 1024: "1KiB"}[n], func(b *testing.B) {
+		msg := chatJSON(n)
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			buf := make([]byte, 0, 4096)
 			b.ReportAllocs()
 			b.SetBytes(int64(n))
-			for i := 0; i < b.N; i++ {
+			for b.Loop() {
 				buf = AppendGzipFrame(buf[:0], msg)
 			}
 		})
 	}
 }
 
+func BenchmarkGunzip(b *testing.B) {
+	for _, n := range []int{128, 1024} {
+		z := stdGzip(chatJSON(n))
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			buf := make([]byte, 0, 4096)
+			b.ReportAllocs()
+			b.SetBytes(int64(n))
+			for b.Loop() {
+				var err error
+				if buf, err = Gunzip(buf[:0], z, 1<<20); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// FuzzGunzip: never panics, never returns more than limit bytes, and
+// agrees with the standard library on what is one well-formed gzip member.
 func FuzzGunzip(f *testing.F) {
-	f.Add(stdGzip([]byte("hello")), uint16(10))
-	f.Add(stdGzip(make([]byte, 5000)), uint16(100))
+	for _, tc := range gzipCases {
+		if len(tc.text) < 2000 {
+			f.Add(stdGzip(tc.text), uint16(len(tc.text)))
+			f.Add(stdGzip(tc.text), uint16(len(tc.text)/2))
+		}
+	}
 	f.Add([]byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff}, uint16(5))
 	f.Fuzz(func(t *testing.T, in []byte, limit uint16) {
-		out, err := Gunzip(nil, in, int(limit))
+		out, err := Gunzip([]byte("dst"), in, int(limit))
+		if !bytes.HasPrefix(out, []byte("dst")) {
+			t.Fatal("dst clobbered")
+		}
+		out = out[3:]
 		if len(out) > int(limit) {
 			t.Fatalf("%d bytes out over limit %d", len(out), limit)
 		}
-		if err != nil && err != ErrNotGzip && err != ErrInflatedTooBig {
+		if err != nil && len(out) != 0 {
+			t.Fatalf("%d bytes out with %v", len(out), err)
+		}
+		want, ok := stdGunzip(in)
+		switch {
+		case err == nil:
+			if !ok || !bytes.Equal(out, want) {
+				t.Fatalf("Gunzip accepted what the standard library does not (ok %v) or differs", ok)
+			}
+		case err == ErrInflatedTooBig:
+			// The limit may cut a member off before its corruption shows.
+			if ok && len(want) <= int(limit) {
+				t.Fatalf("ErrInflatedTooBig for %d bytes, limit %d", len(want), limit)
+			}
+		case err == ErrNotGzip:
+			if ok && len(want) <= int(limit) {
+				t.Fatalf("ErrNotGzip for a member the standard library inflates to %d bytes", len(want))
+			}
+		default:
 			t.Fatalf("unexpected error %v", err)
 		}
 	})

@@ -37,8 +37,8 @@ var crlfcrlf = []byte("\r\n\r\n")
 type Request struct {
 	Key           []byte // specialKey, unescaped
 	Gzip          bool   // support_gzip=1
-	Room          []byte // room, unescaped; empty for the global room
-	Token         []byte // token query parameter or Authorization: Bearer
+	Room          []byte // room, unescaped; nil for the global room (room absent or empty)
+	Token         []byte // token query parameter, else the Authorization: Bearer token; nil if neither
 	Origin        []byte // Origin header, if any
 	Authorization []byte // raw Authorization header, if any
 }
@@ -75,7 +75,8 @@ func StatusOf(err error) int {
 // one per worker or take them from a pool.
 type Upgrader struct {
 	// Admit is asked once the path is known to be right; a non-nil error
-	// (such as ErrOverCapacity) rejects the upgrade with its status.
+	// (such as ErrOverCapacity) rejects the upgrade with its status, or
+	// with 503 if it is not a ws.RejectConnectionError.
 	Admit func() error
 
 	up  ws.Upgrader
@@ -111,7 +112,7 @@ func (u *Upgrader) Upgrade(head, out []byte) (req *Request, resp []byte, err err
 	resp = u.rw.out
 	u.rw = headRW{}
 	if err != nil {
-		if len(resp) == 0 {
+		if len(resp) == len(out) {
 			// gobwas/ws answers nothing when the request line itself does
 			// not parse; every refusal gets a status line here.
 			resp = AppendRejection(resp, err)
@@ -131,6 +132,12 @@ func (u *Upgrader) onRequest(uri []byte) error {
 	}
 	if u.Admit != nil {
 		if err := u.Admit(); err != nil {
+			if _, ok := err.(*ws.ConnectionRejectedError); !ok {
+				// gobwas/ws would answer a plain error with 500 while
+				// StatusOf says 400: refuse it as the 503 it means.
+				err = ws.RejectConnectionError(ws.RejectionStatus(http.StatusServiceUnavailable),
+					ws.RejectionReason(err.Error()))
+			}
 			return err
 		}
 	}
@@ -158,12 +165,16 @@ func (u *Upgrader) onRequest(uri []byte) error {
 			if u.room, err = unescape(u.room[:0], value); err != nil {
 				return err
 			}
-			u.req.Room = u.room
+			// "room=" is the global room, as if room were absent. The
+			// scratch slice is non-nil after a first use, so emptiness,
+			// not nil-ness, decides: a pooled Upgrader answers the same
+			// as a fresh one.
+			u.req.Room = nonEmpty(u.room)
 		case "token":
 			if u.token, err = unescape(u.token[:0], value); err != nil {
 				return err
 			}
-			u.req.Token = u.token
+			u.req.Token = nonEmpty(u.token)
 		}
 	}
 	switch {
@@ -185,8 +196,23 @@ func (u *Upgrader) onHeader(key, value []byte) error {
 	case bytes.EqualFold(key, []byte("Authorization")):
 		u.auth = append(u.auth[:0], value...)
 		u.req.Authorization = u.auth
+		// A token query parameter (seen first, on the request line) wins
+		// over a bearer token.
+		if u.req.Token == nil && len(u.auth) > len(bearer) && bytes.EqualFold(u.auth[:len(bearer)], []byte(bearer)) {
+			u.req.Token = nonEmpty(bytes.TrimLeft(u.auth[len(bearer):], " "))
+		}
 	}
 	return nil
+}
+
+const bearer = "Bearer "
+
+// nonEmpty returns p, or nil when p is empty.
+func nonEmpty(p []byte) []byte {
+	if len(p) == 0 {
+		return nil
+	}
+	return p
 }
 
 // ValidRoom reports whether name is an acceptable room name.

@@ -1,5 +1,7 @@
 package session
 
+import "time"
+
 // Broadcast fan-out. A message is queued on each shard with members in its
 // room; the shard's fan-out task, run on a worker, takes everything queued
 // since its last run and writes it to every member with one write (or
@@ -35,6 +37,9 @@ func (s *shard) Run() {
 		s.obMu.Unlock()
 
 		s.fanout(batch)
+		if f := s.hub.cfg.OnFanout; f != nil {
+			observeFanout(f, batch)
+		}
 
 		for i, m := range batch {
 			m.release()
@@ -43,6 +48,19 @@ func (s *shard) Run() {
 		s.obMu.Lock()
 		s.spare = batch[:0]
 		s.obMu.Unlock()
+	}
+}
+
+// observeFanout reports the latency of the oldest broadcast in batch.
+func observeFanout(f func(time.Duration), batch []*Message) {
+	var oldest time.Time
+	for _, m := range batch {
+		if !m.at.IsZero() && (oldest.IsZero() || m.at.Before(oldest)) {
+			oldest = m.at
+		}
+	}
+	if !oldest.IsZero() {
+		f(time.Since(oldest))
 	}
 }
 

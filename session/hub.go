@@ -41,6 +41,12 @@ type Config struct {
 	// upgrade with codec.StatusOf(err) (wrap with ws.RejectConnectionError).
 	Authorize func(*codec.Request) error
 
+	// OnFanout, if set, is called once per shard fan-out batch with the
+	// time from the oldest broadcast in the batch being accepted to the
+	// batch's writes finishing (the fan-out latency histogram). It runs on
+	// the workers and must be cheap and safe for concurrent use.
+	OnFanout func(time.Duration)
+
 	Logger *slog.Logger
 }
 
@@ -163,6 +169,9 @@ func (h *Hub) authorize(req *codec.Request) error {
 // returns how many members the room had.
 func (h *Hub) broadcast(room string, text []byte) int {
 	m := h.newText(room, text)
+	if h.cfg.OnFanout != nil {
+		m.at = time.Now()
+	}
 	n := 0
 	for _, s := range h.table.shards {
 		if k := s.roomSize(room); k > 0 {

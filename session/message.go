@@ -3,6 +3,7 @@ package session
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/wsd-chat/wsd/codec"
 )
@@ -20,7 +21,8 @@ type Message struct {
 	text   []byte // the text payload, kept to build gz lazily
 	room   string
 	hub    *Hub
-	static bool // never released (shared ping frame)
+	static bool      // never released (shared ping frame)
+	at     time.Time // when a broadcast was accepted, if Config.OnFanout is set
 
 	// A close marker carries no frame: when the fan-out reaches it, every
 	// broadcast queued before it has been handed to closeConn, which is
@@ -92,6 +94,7 @@ func (m *Message) release() {
 	m.text = nil
 	m.gzOnce = sync.Once{}
 	m.room = ""
+	m.at = time.Time{}
 	m.hub = nil
 	m.closeConn, m.closeErr = nil, nil
 	messages.Put(m)

@@ -9,6 +9,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -25,6 +26,7 @@ import (
 	"time"
 
 	"github.com/wsd-chat/wsd/admin"
+	"github.com/wsd-chat/wsd/auth"
 	"github.com/wsd-chat/wsd/server"
 	"github.com/wsd-chat/wsd/session"
 )
@@ -42,6 +44,9 @@ type options struct {
 	logFile         string
 	logLevel        string
 	shutdownTimeout time.Duration
+	jwtSecret       string
+	jwtPublicKey    string
+	allowedOrigins  string
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -65,6 +70,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.server.Backlog, "backlog", server.DefaultBacklog, "listen backlog (capped by net.core.somaxconn)")
 	fs.StringVar(&o.adminAddr, "admin-addr", DefaultAdminAddr, "admin listener for /metrics, /healthz, /readyz, /stats, /publish, /debug/pprof (empty: off)")
 	fs.StringVar(&o.adminToken, "admin-token", "", "bearer token required by POST /publish")
+	fs.StringVar(&o.jwtSecret, "jwt-secret", "", "require an HS256 JWT signed with this secret at the handshake (token= or Authorization: Bearer; sub = specialKey)")
+	fs.StringVar(&o.jwtPublicKey, "jwt-public-key", "", "require an RS256 or ES256 JWT verified with the public key in this PEM `file`")
+	fs.StringVar(&o.allowedOrigins, "allowed-origins", "", "comma-separated origins browsers may connect from, e.g. https://app.example.com,https://*.example.com (empty: any; no Origin header: always allowed)")
 	fs.StringVar(&o.logFile, "log-file", "", "append logs to this file (default stderr)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "drain time on SIGINT/SIGTERM before sockets are dropped")
@@ -74,7 +82,30 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
+	if o.jwtSecret != "" && o.jwtPublicKey != "" {
+		return nil, errors.New("-jwt-secret and -jwt-public-key exclude each other")
+	}
 	return o, nil
+}
+
+// newAuthorizer builds the handshake checks from the flags.
+func newAuthorizer(o *options) (*auth.Authorizer, error) {
+	cfg := auth.Config{
+		HMACSecret:     []byte(o.jwtSecret),
+		AllowedOrigins: auth.ParseOriginList(o.allowedOrigins),
+	}
+	if o.jwtPublicKey != "" {
+		pem, err := os.ReadFile(o.jwtPublicKey)
+		if err != nil {
+			return nil, fmt.Errorf("-jwt-public-key: %w", err)
+		}
+		cfg.PublicKeyPEM = pem
+	}
+	a, err := auth.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
 }
 
 func newLogger(file, level string, stderr io.Writer) (*slog.Logger, io.Closer, error) {
@@ -119,6 +150,17 @@ func run(args []string, stderr io.Writer) int {
 	} else {
 		log.Debug("open file limit", "nofile", n)
 	}
+	authz, err := newAuthorizer(o)
+	if err != nil {
+		fmt.Fprintln(stderr, "wsd:", err)
+		return 2
+	}
+	if len(o.jwtSecret) > 0 && len(o.jwtSecret) < 32 {
+		log.Warn("-jwt-secret is shorter than 32 bytes; use a long random secret")
+	}
+	o.server.Session.Authorize = authz.Hook()
+	fanout := admin.NewFanoutHistogram()
+	o.server.Session.OnFanout = admin.FanoutObserver(fanout)
 	o.server.Logger = log
 	srv, err := server.Start(o.server)
 	if err != nil {
@@ -127,7 +169,8 @@ func run(args []string, stderr io.Writer) int {
 	}
 	cfg := srv.Hub().Config()
 	log.Info("listening", "addr", srv.Addr().String(), "workers", srv.Workers(),
-		"pollers", max(o.server.Pollers, 1), "shards", cfg.Shards, "max_conns", cfg.MaxConns)
+		"pollers", max(o.server.Pollers, 1), "shards", cfg.Shards, "max_conns", cfg.MaxConns,
+		"jwt", cmp.Or(authz.Algorithm(), "off"), "allowed_origins", cmp.Or(o.allowedOrigins, "any"))
 
 	var adminSrv *http.Server
 	if o.adminAddr != "" {
@@ -138,7 +181,11 @@ func run(args []string, stderr io.Writer) int {
 			return 1
 		}
 		adminSrv = &http.Server{
-			Handler:           admin.NewHandler(srv, admin.Options{Token: o.adminToken}),
+			Handler: admin.NewHandler(srv, admin.Options{
+				Token:        o.adminToken,
+				Fanout:       fanout,
+				AuthFailures: authz.Failures,
+			}),
 			ReadHeaderTimeout: 5 * time.Second,
 		}
 		log.Info("admin listening", "admin_addr", ln.Addr().String())
