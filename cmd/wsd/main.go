@@ -99,6 +99,9 @@ func newAuthorizer(o *options) (*auth.Authorizer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("-jwt-public-key: %w", err)
 		}
+		if len(pem) == 0 {
+			return nil, fmt.Errorf("-jwt-public-key: %s is empty", o.jwtPublicKey)
+		}
 		cfg.PublicKeyPEM = pem
 	}
 	a, err := auth.New(cfg)
