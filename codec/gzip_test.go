@@ -162,6 +162,7 @@ func TestGunzip(t *testing.T) {
 		"bad crc":         append(append([]byte(nil), z[:len(z)-8]...), 0, 0, 0, 0, z[len(z)-4], z[len(z)-3], z[len(z)-2], z[len(z)-1]),
 		"bad size":        append(append([]byte(nil), z[:len(z)-4]...), 0, 0, 0, 0),
 		"bad method":      append([]byte{0x1f, 0x8b, 7}, z[3:]...),
+		"reserved flag":   append([]byte{0x1f, 0x8b, 8, z[3] | 0x40}, z[4:]...),
 		"raw deflate":     z[10 : len(z)-8],
 		"corrupt deflate": append(append(append([]byte(nil), z[:10]...), 0xff, 0xff, 0xff), z[13:]...),
 	} {
@@ -293,6 +294,11 @@ func FuzzGunzip(f *testing.F) {
 			t.Fatalf("%d bytes out with %v", len(out), err)
 		}
 		want, ok := stdGunzip(in)
+		if len(in) > 3 && in[3]&0xE0 != 0 {
+			// RFC 1952 2.3.1.2: a reserved FLG bit must fail. The
+			// standard library ignores them; Gunzip refuses.
+			ok = false
+		}
 		switch {
 		case err == nil:
 			if !ok || !bytes.Equal(out, want) {
@@ -311,4 +317,28 @@ func FuzzGunzip(f *testing.F) {
 			t.Fatalf("unexpected error %v", err)
 		}
 	})
+}
+
+// TestGzipAllocs: AppendGzipFrame and Gunzip reuse pooled writers and
+// readers; with room in dst they allocate nothing.
+func TestGzipAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items at random under the race detector")
+	}
+	for _, n := range []int{128, 1024} {
+		msg := chatJSON(n)
+		buf := make([]byte, 0, 4096)
+		if a := testing.AllocsPerRun(200, func() { buf = AppendGzipFrame(buf[:0], msg) }); a != 0 {
+			t.Errorf("AppendGzipFrame of %d bytes: %v allocs", n, a)
+		}
+		z := stdGzip(msg)
+		if a := testing.AllocsPerRun(200, func() {
+			var err error
+			if buf, err = Gunzip(buf[:0], z, 1<<20); err != nil {
+				t.Fatal(err)
+			}
+		}); a != 0 {
+			t.Errorf("Gunzip of %d bytes: %v allocs", n, a)
+		}
+	}
 }

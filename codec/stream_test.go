@@ -283,15 +283,16 @@ type feedResult struct {
 	buffered int // Buffered() at the end
 }
 
-// feedChunks feeds input cut at the given increasing offsets, each chunk in
-// a fresh slice (Feed unmasks in place).
+// feedChunks feeds a copy of input (Feed unmasks in place) cut at the
+// given increasing offsets.
 func feedChunks(input []byte, cuts []int, max int64) feedResult {
 	var s Stream
 	defer s.Release()
 	h := &collector{}
+	input = bytes.Clone(input)
 	prev := 0
 	for _, cut := range append(cuts, len(input)) {
-		if err := s.Feed(append([]byte(nil), input[prev:cut]...), h, max); err != nil {
+		if err := s.Feed(input[prev:cut:cut], h, max); err != nil {
 			return feedResult{h.events, err, cut - 1, s.Buffered()}
 		}
 		prev = cut
