@@ -1,268 +1,389 @@
+// compare: build wsd and the baseline, run every scenario against a fresh
+// process of each with identical settings, and print one table of the
+// figures for wsd, the baseline and their ratio. Every phase is bounded:
+// builds, start-up, each scenario (by its own settings), the wait for the
+// server to release its sockets, and shutdown.
 package main
 
 import (
 	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
 )
 
-// process is a wsd or baseline process under test.
-type process struct {
-	name  string
-	cmd   *exec.Cmd
-	addr  string
-	admin string
-	done  chan struct{}
-}
+const (
+	buildTimeout = 5 * time.Minute
+	startTimeout = 20 * time.Second
+	settleBound  = 30 * time.Second
+	stopTimeout  = 20 * time.Second
+)
 
-// target describes how to start one of the compared servers.
+var scenarios = []string{"idle", "fanout", "storm", "connect"}
+
+// target is a server binary to measure.
 type target struct {
-	name string
-	bin  string
-	args []string
+	name  string
+	bin   string
+	args  []string
+	admin bool // prints an admin address with /metrics
 }
 
-func buildTargets(dir string) ([]target, error) {
-	build := func(out, pkg string) error {
-		cmd := exec.Command("go", "build", "-o", out, pkg)
-		cmd.Stderr = os.Stderr
-		return cmd.Run()
-	}
-	wsd, base := filepath.Join(dir, "wsd"), filepath.Join(dir, "baseline")
-	if err := build(wsd, "./cmd/wsd"); err != nil {
-		return nil, fmt.Errorf("build wsd: %w", err)
-	}
-	if err := build(base, "./bench/baseline"); err != nil {
-		return nil, fmt.Errorf("build baseline: %w", err)
-	}
-	return []target{
-		{"wsd", wsd, []string{"-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0", "-log-level", "info"}},
-		{"baseline", base, []string{"-addr", "127.0.0.1:0"}},
-	}, nil
-}
-
-// start runs a target and waits for its "listening" line (and, for wsd,
-// its admin address).
-func start(t target) (*process, error) {
-	s := &process{name: t.name, cmd: exec.Command(t.bin, t.args...), done: make(chan struct{})}
-	stderr, err := s.cmd.StderrPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := s.cmd.Start(); err != nil {
-		return nil, err
-	}
-	wantAdmin := t.name == "wsd"
-	ready := make(chan struct{})
-	go func() {
-		defer close(s.done)
-		sc := bufio.NewScanner(stderr)
-		signalled := false
-		for sc.Scan() {
-			line := sc.Text()
-			if v := logField(line, "admin_addr="); v != "" {
-				s.admin = v
-			} else if v := logField(line, "addr="); v != "" && strings.Contains(line, "listening") {
-				s.addr = v
-			}
-			if !signalled && s.addr != "" && (!wantAdmin || s.admin != "") {
-				signalled = true
-				close(ready)
-			}
-		}
-		io.Copy(io.Discard, stderr)
-		s.cmd.Wait()
-	}()
-	select {
-	case <-ready:
-		return s, nil
-	case <-s.done:
-		return nil, fmt.Errorf("%s exited before listening", t.name)
-	case <-time.After(10 * time.Second):
-		s.cmd.Process.Kill()
-		return nil, fmt.Errorf("%s not listening after 10s", t.name)
-	}
-}
-
-func logField(line, key string) string {
-	i := strings.Index(line, " "+key)
-	if i < 0 {
-		return ""
-	}
-	v := line[i+1+len(key):]
-	if j := strings.IndexByte(v, ' '); j >= 0 {
-		v = v[:j]
-	}
-	return v
-}
-
-func (s *process) stop() {
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(15 * time.Second):
-		s.cmd.Process.Kill()
-		<-s.done
-	}
-}
-
-// plan is one scenario with its settings.
-type plan struct {
-	scenario string
-	set      func(o *options)
-}
-
-func plans(quick bool) []plan {
-	k := 1
+// compareOptions are the settings of every scenario in a compare run.
+func compareOptions(quick bool, src []string) map[string]*options {
+	div := 1
 	if quick {
-		k = 10
+		div = 10
 	}
-	return []plan{
-		{"idle", func(o *options) { o.n = 15000 / k; o.hold = 5 * time.Second / time.Duration(k) }},
-		{"fanout", func(o *options) { o.n = 5000 / k; o.gzipFrac = 0.5; o.messages = 50; o.size = 256 }},
-		{"storm", func(o *options) {
-			o.n = 1000 / k
-			o.senders = 10
-			o.duration = 10 * time.Second / time.Duration(k)
-			o.gzipFrac = 0.5
-			o.size = 256
-		}},
-		{"connect", func(o *options) { o.duration = 10 * time.Second / time.Duration(k); o.dialers = 32 }},
+	base := func() *options {
+		o := defaultOptions()
+		o.src = src
+		o.timeout = 30 * time.Second
+		o.progress = os.Stderr
+		return o
 	}
+	idle := base()
+	idle.n, idle.hold = 15000/div, 10*time.Second/time.Duration(div)
+	fanout := base()
+	fanout.n, fanout.gzipFrac, fanout.messages, fanout.size = 5000/div, 0.5, 50/div, 256
+	storm := base()
+	storm.n, storm.senders, storm.duration = 1000/div, 10, 10*time.Second/time.Duration(div)
+	connect := base()
+	connect.duration, connect.dialers = 10*time.Second/time.Duration(div), 32
+	return map[string]*options{"idle": idle, "fanout": fanout, "storm": storm, "connect": connect}
 }
 
 func runCompare(args []string) error {
 	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
-	quick := fs.Bool("quick", false, "shrink every scenario tenfold")
-	out := fs.String("out", "", "also write every result as JSON to this file")
+	quick := fs.Bool("quick", false, "counts and durations divided by ten (about a minute in all)")
+	out := fs.String("out", "", "also write every result (both servers, every figure) as JSON to `FILE` (- for stdout)")
+	src := fs.String("src", "127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4", "loopback source addresses")
+	only := fs.String("only", "wsd,baseline", "servers to measure")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "wsd-bench-")
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	sets := compareOptions(*quick, splitList(*src))
+	for _, o := range sets {
+		o.addr = "127.0.0.1:1" // checked again with the real port
+		if err := o.check(); err != nil {
+			return err
+		}
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "wsd-compare-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	targets, err := buildTargets(dir)
-	if err != nil {
-		return err
-	}
-	results := map[string]map[string]*Result{}
-	for _, t := range targets {
-		results[t.name] = map[string]*Result{}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
-	defer cancel()
-	for _, p := range plans(*quick) {
-		for _, t := range targets {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			// A fresh server per scenario, so each starts from the same state.
-			s, err := start(t)
-			if err != nil {
-				return err
-			}
-			o, _ := parse(p.scenario, []string{"-addr", s.addr})
-			p.set(o)
-			o.serverPID = s.cmd.Process.Pid
-			o.metrics = s.admin
-			fmt.Fprintf(os.Stderr, "%s against %s (%d connections)\n", p.scenario, t.name, o.n)
-			r, err := runScenario(p.scenario, o)
-			s.stop()
-			if err != nil {
-				fmt.Fprintf(os.Stderr, "  %s/%s: %v\n", p.scenario, t.name, err)
-				if r == nil {
-					r = &Result{Scenario: p.scenario, Errors: map[string]int{err.Error(): 1}}
-				}
-			}
-			results[t.name][p.scenario] = r
-			time.Sleep(time.Second) // let the kernel settle sockets between runs
+
+	var targets []target
+	for _, name := range splitList(*only) {
+		t, err := build(root, dir, name)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "compare: %s: %v\n", name, err)
+			continue
 		}
+		targets = append(targets, t)
 	}
-	printCompare(os.Stdout, results, *quick)
+	if len(targets) == 0 {
+		return errors.New("nothing built")
+	}
+	loadAvg := readLoadAvg()
+	results := map[string][]*Result{}
+	for _, t := range targets {
+		fmt.Fprintf(os.Stderr, "== %s\n", t.name)
+		results[t.name] = measure(t, sets, os.Stderr)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "compare (quick=%v): client and server share this machine's %d cores; load average before: %s\n",
+		*quick, numCPU(), loadAvg)
+	printCompare(&b, results["wsd"], results["baseline"])
+	fmt.Print(b.String())
 	return writeJSON(*out, results)
 }
 
-// figure is one row of the comparison table.
-type figure struct {
-	scenario, name string
-	value          func(*Result) float64
-	lowerIsBetter  bool
-	wsdOnly        bool
-}
-
-var figures = []figure{
-	{"idle", "connect rate (conn/s)", func(r *Result) float64 { return r.ConnectRate }, false, false},
-	{"idle", "server RSS per idle connection (B)", func(r *Result) float64 { return r.BytesPerConn }, true, false},
-	{"idle", "connections still open at the end", func(r *Result) float64 { return float64(r.StillOpen) }, false, false},
-	{"fanout", "deliveries/s", func(r *Result) float64 { return r.DeliveryRate }, false, false},
-	{"fanout", "latency p50 (ms)", func(r *Result) float64 { return r.LatencyMillis.P50 }, true, false},
-	{"fanout", "latency p99 (ms)", func(r *Result) float64 { return r.LatencyMillis.P99 }, true, false},
-	{"fanout", "latency max (ms)", func(r *Result) float64 { return r.LatencyMillis.Max }, true, false},
-	{"fanout", "deliveries missing", func(r *Result) float64 { return float64(r.Missing) }, true, false},
-	{"fanout", "deliveries wrong", func(r *Result) float64 { return float64(r.Wrong) }, true, false},
-	{"fanout", "gzip encodings per broadcast", func(r *Result) float64 { return r.GzipPerBroadcast }, true, true},
-	{"storm", "deliveries/s", func(r *Result) float64 { return r.DeliveryRate }, false, false},
-	{"storm", "latency p99 (ms)", func(r *Result) float64 { return r.LatencyMillis.P99 }, true, false},
-	{"storm", "server CPU s per 1M deliveries", func(r *Result) float64 { return r.CPUPerMillion }, true, false},
-	{"storm", "client CPU s (whole run)", func(r *Result) float64 { return r.ClientCPU }, true, false},
-	{"storm", "deliveries missing", func(r *Result) float64 { return float64(r.Missing) }, true, false},
-	{"storm", "deliveries wrong", func(r *Result) float64 { return float64(r.Wrong) }, true, false},
-	{"storm", "write syscalls per delivered frame", func(r *Result) float64 { return r.WritesPerFrame }, true, true},
-	{"connect", "handshakes/s", func(r *Result) float64 { return r.HandshakeRate }, false, false},
-	{"connect", "errors", func(r *Result) float64 {
-		n := 0
-		for _, v := range r.Errors {
-			n += v
-		}
-		return float64(n)
-	}, true, false},
-}
-
-func printCompare(w io.Writer, results map[string]map[string]*Result, quick bool) {
-	mode := "default sizes"
-	if quick {
-		mode = "-quick (sizes ÷10)"
+// moduleRoot is the directory holding go.mod, found upwards from here.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
 	}
-	fmt.Fprintf(w, "\nwsd vs baseline (gorilla, goroutine per connection) — %s, %d CPUs, %s\n\n", mode, runtime.NumCPU(), runtime.Version())
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "scenario\tfigure\twsd\tbaseline\twsd/baseline\t\n")
-	for _, f := range figures {
-		wr, br := results["wsd"][f.scenario], results["baseline"][f.scenario]
-		if wr == nil || br == nil {
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod here or above: run compare from the wsd module")
+		}
+		dir = parent
+	}
+}
+
+// build compiles wsd or the baseline into dir.
+func build(root, dir, name string) (target, error) {
+	pkg := map[string]string{"wsd": "./cmd/wsd", "baseline": "./bench/baseline"}[name]
+	if pkg == "" {
+		return target{}, fmt.Errorf("unknown server %q (wsd or baseline)", name)
+	}
+	bin := filepath.Join(dir, name)
+	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg)
+	cmd.Dir = root
+	if outp, err := cmd.CombinedOutput(); err != nil {
+		return target{}, fmt.Errorf("go build %s: %v\n%s", pkg, err, outp)
+	}
+	t := target{name: name, bin: bin, args: []string{"-addr", "127.0.0.1:0"}}
+	if name == "wsd" {
+		// info, not warn: the "listening" lines are logged at info. wsd
+		// logs no line per message or per connection at info.
+		t.args = append(t.args, "-admin-addr", "127.0.0.1:0", "-log-level", "info", "-shutdown-timeout", "5s")
+		t.admin = true
+	}
+	return t, nil
+}
+
+// measure runs every scenario against a fresh process of t. A scenario
+// that fails is recorded with its error and the next one still runs.
+func measure(t target, sets map[string]*options, log io.Writer) []*Result {
+	var out []*Result
+	fail := func(name string, err error) {
+		fmt.Fprintf(log, "%s %s: %v\n", t.name, name, err)
+		out = append(out, &Result{Scenario: name, Server: t.name, Error: err.Error(), Settings: map[string]string{}})
+	}
+	p, err := startServer(t, startTimeout)
+	if err != nil {
+		for _, name := range scenarios {
+			fail(name, err)
+		}
+		return out
+	}
+	defer p.stop(stopTimeout)
+	baseFDs, _ := countFDs(p.pid)
+	for _, name := range scenarios {
+		if !p.alive() {
+			fail(name, fmt.Errorf("server exited: %s", p.tail()))
 			continue
 		}
-		wv, bv := f.value(wr), f.value(br)
-		bs, ratio := format(bv), ""
-		if f.wsdOnly {
-			bs = "—"
-		} else if bv != 0 {
-			ratio = fmt.Sprintf("%.2f×", wv/bv)
+		o := *sets[name]
+		o.addr, o.serverPID, o.metrics = p.addr, p.pid, p.admin
+		r, err := runScenario(name, &o)
+		if err != nil {
+			fail(name, err)
+		} else {
+			r.Server = t.name
+			r.print(log)
+			out = append(out, r)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", f.scenario, f.name, format(wv), bs, ratio)
+		settle(p, baseFDs)
+	}
+	return out
+}
+
+// settle waits (boundedly) until the server has closed the sockets of the
+// previous scenario, so the next one starts from the same state.
+func settle(p *serverProc, baseFDs int) {
+	deadline := time.Now().Add(settleBound)
+	for time.Now().Before(deadline) && p.alive() {
+		if n, err := countFDs(p.pid); err != nil || n <= baseFDs+4 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// serverProc is a running server with its stderr watched.
+type serverProc struct {
+	name, addr, admin string
+	pid               int
+	cmd               *exec.Cmd
+	done              chan struct{}
+	mu                sync.Mutex
+	lines             []string // the last stderr lines
+}
+
+// startServer starts t and waits for its "listening" line(s).
+func startServer(t target, timeout time.Duration) (*serverProc, error) {
+	p := &serverProc{name: t.name, cmd: exec.Command(t.bin, t.args...), done: make(chan struct{})}
+	// The server dies with the bench, whatever happens to the bench.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := p.cmd.Start(); err != nil {
+		return nil, err
+	}
+	p.pid = p.cmd.Process.Pid
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		signalled := false
+		for sc.Scan() {
+			line := sc.Text()
+			p.mu.Lock()
+			if strings.Contains(line, "listening") {
+				if a := logField(line, "addr"); a != "" {
+					p.addr = a
+				}
+				if a := logField(line, "admin_addr"); a != "" {
+					p.admin = a
+				}
+			}
+			if len(p.lines) == 20 {
+				p.lines = p.lines[1:]
+			}
+			p.lines = append(p.lines, line)
+			ok := p.addr != "" && (!t.admin || p.admin != "")
+			p.mu.Unlock()
+			if ok && !signalled {
+				close(ready)
+				signalled = true
+			}
+		}
+	}()
+	go func() {
+		p.cmd.Wait()
+		close(p.done)
+	}()
+	select {
+	case <-ready:
+		if err := loopbackOnly(p.addr, nil); err != nil {
+			p.stop(stopTimeout)
+			return nil, err
+		}
+		return p, nil
+	case <-p.done:
+		return nil, fmt.Errorf("%s exited before listening: %s", t.name, p.tail())
+	case <-time.After(timeout):
+		p.stop(stopTimeout)
+		return nil, fmt.Errorf("%s not listening after %v: %s", t.name, timeout, p.tail())
+	}
+}
+
+// logField finds key=value in a logfmt line (the key must start a field).
+func logField(line, key string) string {
+	for _, f := range strings.Fields(line) {
+		if v, ok := strings.CutPrefix(f, key+"="); ok {
+			return strings.Trim(v, `"`)
+		}
+	}
+	return ""
+}
+
+func (p *serverProc) alive() bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+func (p *serverProc) tail() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return strings.Join(p.lines, " | ")
+}
+
+// stop sends SIGTERM and waits; after timeout it kills.
+func (p *serverProc) stop(timeout time.Duration) {
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// printCompare writes one table: every figure of every scenario for wsd,
+// the baseline and wsd/baseline.
+func printCompare(w io.Writer, wsd, base []*Result) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\tfigure\twsd\tbaseline\twsd/baseline\tunit\t")
+	find := func(rs []*Result, s string) *Result {
+		for _, r := range rs {
+			if r.Scenario == s {
+				return r
+			}
+		}
+		return nil
+	}
+	for _, s := range scenarios {
+		a, b := find(wsd, s), find(base, s)
+		var names []string
+		units := map[string]string{}
+		seen := map[string]bool{}
+		for _, r := range []*Result{a, b} {
+			if r == nil {
+				continue
+			}
+			for _, f := range r.Figures {
+				if !seen[f.Name] {
+					seen[f.Name] = true
+					names = append(names, f.Name)
+					units[f.Name] = f.Unit
+				}
+			}
+		}
+		for _, n := range names {
+			va, oka := value(a, n)
+			vb, okb := value(b, n)
+			rat := "-"
+			if oka && okb && vb != 0 {
+				rat = fmt.Sprintf("%.2f", va/vb)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", s, n, cell(va, oka), cell(vb, okb), rat, units[n])
+		}
+		fmt.Fprintf(tw, "%s\terrors\t%s\t%s\t\t\t\n", s, errCell(a), errCell(b))
 	}
 	tw.Flush()
 }
 
-func format(v float64) string {
-	switch {
-	case v == 0:
-		return "0"
-	case v >= 100:
-		return fmt.Sprintf("%.0f", v)
-	case v >= 1:
-		return fmt.Sprintf("%.2f", v)
+func value(r *Result, name string) (float64, bool) {
+	if r == nil {
+		return 0, false
 	}
-	return fmt.Sprintf("%.3f", v)
+	return r.get(name)
+}
+
+func cell(v float64, ok bool) string {
+	if !ok {
+		return "-"
+	}
+	return formatNum(v)
+}
+
+func errCell(r *Result) string {
+	switch {
+	case r == nil:
+		return "not run"
+	case r.Error != "":
+		return "FAILED"
+	case len(r.Errors) == 0:
+		return "0"
+	}
+	var n int64
+	for _, v := range r.Errors {
+		n += v
+	}
+	return formatNum(float64(n))
 }

@@ -1,3 +1,6 @@
+// wsd's /metrics (Prometheus text format): scraping, parsing, and the
+// server-side figures computed from two scrapes — gzip encodings per
+// broadcast and write syscalls per delivered frame.
 package main
 
 import (
@@ -10,56 +13,70 @@ import (
 	"time"
 )
 
-// counters reads wsd's unlabelled metrics from its admin endpoint.
-func counters(admin string) (map[string]float64, error) {
-	c := http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get("http://" + admin + "/metrics")
+// parseMetrics sums every sample of a metric over its labels, by name.
+// Comments, blank lines and unparsable lines are skipped.
+func parseMetrics(r io.Reader) (map[string]float64, error) {
+	out := make(map[string]float64)
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		name, rest := line, ""
+		if i := strings.IndexAny(line, "{ \t"); i >= 0 {
+			name, rest = line[:i], line[i:]
+		}
+		if strings.HasPrefix(rest, "{") {
+			j := strings.LastIndexByte(rest, '}')
+			if j < 0 {
+				continue
+			}
+			rest = rest[j+1:]
+		}
+		f := strings.Fields(rest)
+		if len(f) == 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(f[0], 64)
+		if err != nil {
+			continue
+		}
+		out[name] += v
+	}
+	return out, sc.Err()
+}
+
+var metricsClient = &http.Client{Timeout: 5 * time.Second}
+
+// scrape reads http://admin/metrics.
+func scrape(admin string) (map[string]float64, error) {
+	resp, err := metricsClient.Get("http://" + admin + "/metrics")
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("/metrics: %s", resp.Status)
+		return nil, fmt.Errorf("/metrics: status %d", resp.StatusCode)
 	}
 	return parseMetrics(resp.Body)
 }
 
-// parseMetrics reads "name value" lines of the Prometheus text format,
-// skipping comments and labelled series.
-func parseMetrics(r io.Reader) (map[string]float64, error) {
-	out := make(map[string]float64)
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' || strings.ContainsRune(line, '{') {
-			continue
-		}
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		v, err := strconv.ParseFloat(f[1], 64)
-		if err != nil {
-			return nil, fmt.Errorf("metric line %q: %w", line, err)
-		}
-		out[f[0]] = v
-	}
-	return out, sc.Err()
-}
-
-// addServerCounters fills the wsd-only figures from two scrapes.
+// addServerCounters adds what wsd counted during a scenario.
 func addServerCounters(r *Result, before, after map[string]float64) {
-	if before == nil || after == nil {
-		return
+	delta := func(name string) float64 { return after[name] - before[name] }
+	b := delta("wsd_broadcasts_total")
+	frames := delta("wsd_frames_out_total")
+	if b > 0 {
+		r.add("server broadcasts", "", "", b)
+		r.add("server gzip encodings per broadcast", "", "lower", ratio(delta("wsd_gzip_encodings_total"), b))
 	}
-	d := func(k string) float64 { return after[k] - before[k] }
-	r.Broadcasts = d("wsd_broadcasts_total")
-	r.ServerFramesOut = d("wsd_frames_out_total")
-	r.ServerWriteSyscalls = d("wsd_write_syscalls_total")
-	if r.Broadcasts > 0 {
-		r.GzipPerBroadcast = d("wsd_gzip_encodings_total") / r.Broadcasts
+	if frames > 0 {
+		r.add("server frames out", "", "", frames)
+		r.add("server write syscalls per frame", "", "lower", ratio(delta("wsd_write_syscalls_total"), frames))
 	}
-	if r.ServerFramesOut > 0 {
-		r.WritesPerFrame = r.ServerWriteSyscalls / r.ServerFramesOut
+	if hs := delta("wsd_handshakes_total"); hs > 0 && r.Scenario == "connect" {
+		r.add("server handshakes", "", "", hs)
 	}
 }

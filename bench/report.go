@@ -1,105 +1,158 @@
+// Results: an ordered list of named figures per scenario, printed as a
+// table and written as JSON; latency percentiles from an HDR histogram.
 package main
 
 import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"sort"
-	"text/tabwriter"
+	"strings"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 )
 
-// Result is what one scenario measured. Figures that do not apply are zero
-// and are left out of the table.
+// Figure is one measured number.
+type Figure struct {
+	Name  string  `json:"name"`
+	Value float64 `json:"value"`
+	Unit  string  `json:"unit,omitempty"`
+	// Better is "higher" or "lower" when one direction is an improvement.
+	Better string `json:"better,omitempty"`
+}
+
+// Result is what one scenario measured.
 type Result struct {
-	Scenario    string `json:"scenario"`
-	Connections int    `json:"connections"`
-
-	ConnectSeconds float64 `json:"connect_seconds,omitempty"`
-	ConnectRate    float64 `json:"connects_per_second,omitempty"`
-	StillOpen      int     `json:"still_open,omitempty"`
-
-	RSSBefore     int64   `json:"server_rss_before,omitempty"`
-	RSSAfter      int64   `json:"server_rss_after,omitempty"`
-	BytesPerConn  float64 `json:"server_bytes_per_connection,omitempty"`
-	ServerCPU     float64 `json:"server_cpu_seconds,omitempty"`
-	ClientCPU     float64 `json:"client_cpu_seconds,omitempty"`
-	CPUPerMillion float64 `json:"server_cpu_seconds_per_million_deliveries,omitempty"`
-
-	Sent          int64   `json:"messages_sent,omitempty"`
-	Expected      int64   `json:"deliveries_expected,omitempty"`
-	Received      int64   `json:"deliveries_received,omitempty"`
-	Missing       int64   `json:"deliveries_missing"`
-	Wrong         int64   `json:"deliveries_wrong"`
-	DeliveryRate  float64 `json:"deliveries_per_second,omitempty"`
-	Elapsed       float64 `json:"elapsed_seconds,omitempty"`
-	LatencyMillis Latency `json:"latency_ms,omitempty"`
-
-	Handshakes    int64          `json:"handshakes,omitempty"`
-	HandshakeRate float64        `json:"handshakes_per_second,omitempty"`
-	Errors        map[string]int `json:"errors,omitempty"`
-
-	// From wsd's /metrics, when -metrics is given.
-	Broadcasts          float64 `json:"server_broadcasts,omitempty"`
-	GzipPerBroadcast    float64 `json:"gzip_encodings_per_broadcast,omitempty"`
-	WritesPerFrame      float64 `json:"write_syscalls_per_frame,omitempty"`
-	ServerFramesOut     float64 `json:"server_frames_out,omitempty"`
-	ServerWriteSyscalls float64 `json:"server_write_syscalls,omitempty"`
+	Scenario string            `json:"scenario"`
+	Server   string            `json:"server,omitempty"`
+	Addr     string            `json:"addr"`
+	Settings map[string]string `json:"settings"`
+	Figures  []Figure          `json:"figures"`
+	Errors   map[string]int64  `json:"errors,omitempty"`
+	Error    string            `json:"error,omitempty"` // the scenario did not complete
+	Started  time.Time         `json:"started"`
+	Elapsed  float64           `json:"elapsed_s"`
 }
 
-// Latency holds percentiles in milliseconds.
-type Latency struct {
-	P50, P90, P99, P999, Max float64
-	Count                    int64
+func newResult(scenario string, o *options) *Result {
+	return &Result{Scenario: scenario, Addr: o.addr, Settings: map[string]string{}, Started: time.Now()}
 }
 
-func newHistogram() *hdrhistogram.Histogram {
-	// 1 µs to 60 s at 3 significant digits.
-	return hdrhistogram.New(1, int64(60*time.Second/time.Microsecond), 3)
+func (r *Result) set(k string, v any) { r.Settings[k] = fmt.Sprint(v) }
+
+// add appends a figure; better is "higher", "lower" or "".
+func (r *Result) add(name, unit, better string, v float64) {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		v = 0
+	}
+	r.Figures = append(r.Figures, Figure{name, v, unit, better})
 }
 
-func latencyOf(h *hdrhistogram.Histogram) Latency {
-	ms := func(q float64) float64 { return float64(h.ValueAtQuantile(q)) / 1000 }
-	return Latency{P50: ms(50), P90: ms(90), P99: ms(99), P999: ms(99.9),
-		Max: float64(h.Max()) / 1000, Count: h.TotalCount()}
+// get returns a figure's value.
+func (r *Result) get(name string) (float64, bool) {
+	for _, f := range r.Figures {
+		if f.Name == name {
+			return f.Value, true
+		}
+	}
+	return 0, false
 }
 
-// rows returns the table rows of the figures that apply.
-func (r *Result) rows() [][2]string {
-	var out [][2]string
-	add := func(k, v string) { out = append(out, [2]string{k, v}) }
-	add("connections", fmt.Sprint(r.Connections))
-	if r.ConnectRate > 0 {
-		add("connect rate (conn/s)", fmt.Sprintf("%.0f", r.ConnectRate))
+func (r *Result) finish(errs *errCount) {
+	r.Errors = errs.snapshot()
+	r.Elapsed = time.Since(r.Started).Seconds()
+}
+
+// addLatency adds the percentiles of a histogram of microseconds, in ms.
+func (r *Result) addLatency(prefix string, h *hdrhistogram.Histogram) {
+	if h.TotalCount() == 0 {
+		return
 	}
-	if r.Scenario == "idle" {
-		add("still open at the end", fmt.Sprint(r.StillOpen))
+	for _, q := range []struct {
+		name string
+		q    float64
+	}{{"p50", 50}, {"p90", 90}, {"p99", 99}, {"p99.9", 99.9}} {
+		r.add(prefix+" "+q.name, "ms", "lower", float64(h.ValueAtQuantile(q.q))/1000)
 	}
-	if r.BytesPerConn != 0 {
-		add("server RSS before/after (MiB)", fmt.Sprintf("%.1f / %.1f", float64(r.RSSBefore)/(1<<20), float64(r.RSSAfter)/(1<<20)))
-		add("server RSS per connection (B)", fmt.Sprintf("%.0f", r.BytesPerConn))
+	r.add(prefix+" max", "ms", "lower", float64(h.Max())/1000)
+}
+
+// ratio is a/b, or 0 when b is 0.
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
 	}
-	if r.Expected > 0 {
-		add("messages sent", fmt.Sprint(r.Sent))
-		add("deliveries expected/received", fmt.Sprintf("%d / %d", r.Expected, r.Received))
-		add("deliveries missing/wrong", fmt.Sprintf("%d / %d", r.Missing, r.Wrong))
-		add("deliveries/s", fmt.Sprintf("%.0f", r.DeliveryRate))
-		l := r.LatencyMillis
-		add("latency p50/p90/p99 (ms)", fmt.Sprintf("%.2f / %.2f / %.2f", l.P50, l.P90, l.P99))
-		add("latency p99.9/max (ms)", fmt.Sprintf("%.2f / %.2f", l.P999, l.Max))
+	return a / b
+}
+
+// formatNum prints a figure readably: whole numbers in full with thousands
+// separators, others with three significant digits or at least two
+// decimals.
+func formatNum(v float64) string {
+	switch {
+	case v == 0:
+		return "0"
+	case v == math.Trunc(v) && math.Abs(v) < 1e15:
+		return thousands(int64(v))
+	case math.Abs(v) >= 1000:
+		return thousands(int64(math.Round(v)))
+	case math.Abs(v) >= 100:
+		return fmt.Sprintf("%.1f", v)
+	case math.Abs(v) >= 0.01:
+		return fmt.Sprintf("%.2f", v)
 	}
-	if r.ServerCPU > 0 {
-		add("server / client CPU (s)", fmt.Sprintf("%.2f / %.2f", r.ServerCPU, r.ClientCPU))
+	return fmt.Sprintf("%.3g", v)
+}
+
+func thousands(n int64) string {
+	s := fmt.Sprint(n)
+	neg := strings.HasPrefix(s, "-")
+	if neg {
+		s = s[1:]
 	}
-	if r.CPUPerMillion > 0 {
-		add("server CPU s per 1M deliveries", fmt.Sprintf("%.2f", r.CPUPerMillion))
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
 	}
-	if r.Handshakes > 0 {
-		add("handshakes", fmt.Sprint(r.Handshakes))
-		add("handshakes/s", fmt.Sprintf("%.0f", r.HandshakeRate))
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
+
+// settingsLine is "k=v k=v" in key order.
+func settingsLine(m map[string]string) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + m[k]
+	}
+	return strings.Join(parts, " ")
+}
+
+// print writes the result as a table.
+func (r *Result) print(w io.Writer) {
+	fmt.Fprintf(w, "%s against %s", r.Scenario, r.Addr)
+	if r.Server != "" {
+		fmt.Fprintf(w, " (%s)", r.Server)
+	}
+	fmt.Fprintf(w, " in %.1fs\n  %s\n", r.Elapsed, settingsLine(r.Settings))
+	width := 0
+	for _, f := range r.Figures {
+		width = max(width, len(f.Name))
+	}
+	for _, f := range r.Figures {
+		fmt.Fprintf(w, "  %-*s %16s %s\n", width, f.Name, formatNum(f.Value), f.Unit)
 	}
 	if len(r.Errors) > 0 {
 		keys := make([]string, 0, len(r.Errors))
@@ -107,28 +160,16 @@ func (r *Result) rows() [][2]string {
 			keys = append(keys, k)
 		}
 		sort.Strings(keys)
+		fmt.Fprint(w, "  errors:")
 		for _, k := range keys {
-			add("errors: "+k, fmt.Sprint(r.Errors[k]))
+			fmt.Fprintf(w, " %s=%d", k, r.Errors[k])
 		}
+		fmt.Fprintln(w)
 	}
-	if r.GzipPerBroadcast > 0 {
-		add("gzip encodings per broadcast", fmt.Sprintf("%.3f", r.GzipPerBroadcast))
-	}
-	if r.WritesPerFrame > 0 {
-		add("write syscalls per delivered frame", fmt.Sprintf("%.3f", r.WritesPerFrame))
-	}
-	return out
 }
 
-func (r *Result) print(w io.Writer) {
-	fmt.Fprintf(w, "\n%s\n", r.Scenario)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	for _, row := range r.rows() {
-		fmt.Fprintf(tw, "  %s\t%s\n", row[0], row[1])
-	}
-	tw.Flush()
-}
-
+// writeJSON writes v as indented JSON to path ("-" for stdout, "" for
+// nowhere).
 func writeJSON(path string, v any) error {
 	if path == "" {
 		return nil

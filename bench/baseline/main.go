@@ -1,9 +1,14 @@
 // Command baseline is the reference wsd is measured against: the original
 // design, kept small. net/http + gorilla/websocket, one reading goroutine
 // and one writing goroutine with a 256-frame channel per connection, a
-// mutex-guarded map of key → connection, the same protocol (same-key
-// replacement with 4001, broadcast to all including the sender, one gzip
-// per broadcast shared by gzip-capable peers, ping/pong).
+// mutex-guarded map of key → connection, and the same protocol: same-key
+// replacement with close 4001, every text message broadcast to every
+// client including the sender, gzip built once per broadcast and shared by
+// the gzip-capable peers (binary frame), ping → pong, read limit 1 MiB.
+//
+//	go run ./bench/baseline -addr 127.0.0.1:0
+//
+// When ready it prints "level=INFO msg=listening addr=HOST:PORT" on stderr.
 package main
 
 import (
@@ -11,7 +16,7 @@ import (
 	"compress/gzip"
 	"flag"
 	"fmt"
-	"log"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -22,73 +27,41 @@ import (
 )
 
 const (
-	sendQueue = 256
-	readLimit = 1 << 20
+	sendQueue = 256     // frames buffered per connection
+	readLimit = 1 << 20 // largest message, also after gunzip
 	writeWait = 10 * time.Second
 )
+
+// Close codes the baseline sends besides gorilla's echo of a client close.
+const (
+	codeReplaced = 4001
+	codeSlow     = websocket.ClosePolicyViolation
+)
+
+// frame is one outbound data message; a broadcast's frames are shared by
+// every recipient and never modified.
+type frame struct {
+	typ  int
+	data []byte
+}
 
 type client struct {
 	conn *websocket.Conn
 	gzip bool
 	send chan *frame
 	once sync.Once
+	code int // close code the writer sends after the queue, 0 for none
 }
 
-type frame struct {
-	typ  int
-	data []byte
-}
-
-type hub struct {
-	mu      sync.Mutex
-	clients map[string]*client
-}
-
-func (h *hub) add(key string, c *client) {
-	h.mu.Lock()
-	old := h.clients[key]
-	h.clients[key] = c
-	h.mu.Unlock()
-	if old != nil {
-		old.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(4001, "replaced"), time.Now().Add(time.Second))
-		old.stop()
-	}
-}
-
-func (h *hub) remove(key string, c *client) {
-	h.mu.Lock()
-	if h.clients[key] == c {
-		delete(h.clients, key)
-	}
-	h.mu.Unlock()
-}
-
-func (c *client) stop() { c.once.Do(func() { close(c.send) }) }
-
-func (h *hub) broadcast(text []byte) {
-	plain := &frame{websocket.TextMessage, text}
-	var zipped *frame
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for key, c := range h.clients {
-		f := plain
-		if c.gzip {
-			if zipped == nil {
-				var b bytes.Buffer
-				w, _ := gzip.NewWriterLevel(&b, gzip.BestSpeed)
-				w.Write(text)
-				w.Close()
-				zipped = &frame{websocket.BinaryMessage, b.Bytes()}
-			}
-			f = zipped
-		}
-		select {
-		case c.send <- f:
-		default: // slow consumer: drop it, as the gorilla chat example does
-			delete(h.clients, key)
-			c.stop()
-		}
-	}
+// stop ends the client's writer once: it drains what is queued, sends a
+// close frame with code (if not 0) and closes the socket. Callers must not
+// send on c.send afterwards; only broadcast sends, under the hub lock, to
+// clients still in the map.
+func (c *client) stop(code int) {
+	c.once.Do(func() {
+		c.code = code
+		close(c.send)
+	})
 }
 
 func (c *client) writeLoop() {
@@ -99,62 +72,143 @@ func (c *client) writeLoop() {
 			return
 		}
 	}
-	c.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, ""), time.Now().Add(time.Second))
+	if c.code != 0 {
+		c.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(c.code, ""), time.Now().Add(time.Second))
+	}
 }
 
-func (h *hub) serve(up *websocket.Upgrader) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/" {
-			http.NotFound(w, r)
-			return
+type hub struct {
+	mu      sync.Mutex
+	clients map[string]*client
+}
+
+func newHub() *hub { return &hub{clients: make(map[string]*client)} }
+
+func (h *hub) add(key string, c *client) {
+	h.mu.Lock()
+	old := h.clients[key]
+	h.clients[key] = c
+	if old != nil {
+		old.stop(codeReplaced)
+	}
+	h.mu.Unlock()
+}
+
+func (h *hub) remove(key string, c *client) {
+	h.mu.Lock()
+	if h.clients[key] == c {
+		delete(h.clients, key)
+	}
+	c.stop(0)
+	h.mu.Unlock()
+}
+
+var gzipWriters = sync.Pool{New: func() any {
+	w, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
+	return w
+}}
+
+func gzipOf(text []byte) []byte {
+	var b bytes.Buffer
+	w := gzipWriters.Get().(*gzip.Writer)
+	w.Reset(&b)
+	w.Write(text)
+	w.Close()
+	gzipWriters.Put(w)
+	return b.Bytes()
+}
+
+// broadcast queues text for every client; the gzip frame is built at most
+// once. A client whose queue is full is dropped (close 1008), as in the
+// gorilla chat example.
+func (h *hub) broadcast(text []byte) {
+	plain := &frame{websocket.TextMessage, text}
+	var zipped *frame
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for key, c := range h.clients {
+		f := plain
+		if c.gzip {
+			if zipped == nil {
+				zipped = &frame{websocket.BinaryMessage, gzipOf(text)}
+			}
+			f = zipped
 		}
-		key := r.URL.Query().Get("specialKey")
-		if key == "" {
-			http.Error(w, "missing specialKey", http.StatusBadRequest)
-			return
+		select {
+		case c.send <- f:
+		default:
+			delete(h.clients, key)
+			c.stop(codeSlow)
 		}
-		conn, err := up.Upgrade(w, r, nil)
+	}
+}
+
+// gunzip decodes a gzip'd text message sent as a binary frame.
+func gunzip(msg []byte) ([]byte, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(msg))
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	if _, err := b.ReadFrom(io.LimitReader(zr, readLimit+1)); err != nil {
+		return nil, err
+	}
+	if b.Len() > readLimit {
+		return nil, fmt.Errorf("message over %d bytes after gunzip", readLimit)
+	}
+	return b.Bytes(), nil
+}
+
+func (h *hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/" {
+		http.NotFound(w, r)
+		return
+	}
+	q := r.URL.Query()
+	key := q.Get("specialKey")
+	if key == "" {
+		http.Error(w, "missing specialKey", http.StatusBadRequest)
+		return
+	}
+	conn, err := upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return
+	}
+	conn.SetReadLimit(readLimit)
+	c := &client{conn: conn, gzip: q.Get("support_gzip") == "1", send: make(chan *frame, sendQueue)}
+	go c.writeLoop()
+	h.add(key, c)
+	defer h.remove(key, c)
+	for {
+		typ, msg, err := conn.ReadMessage()
 		if err != nil {
 			return
 		}
-		conn.SetReadLimit(readLimit)
-		c := &client{conn: conn, gzip: r.URL.Query().Get("support_gzip") == "1", send: make(chan *frame, sendQueue)}
-		h.add(key, c)
-		go c.writeLoop()
-		defer func() {
-			h.remove(key, c)
-			c.stop()
-		}()
-		for {
-			typ, msg, err := conn.ReadMessage()
-			if err != nil {
+		if typ == websocket.BinaryMessage {
+			if msg, err = gunzip(msg); err != nil {
 				return
 			}
-			if typ == websocket.BinaryMessage {
-				zr, err := gzip.NewReader(bytes.NewReader(msg))
-				if err != nil {
-					return
-				}
-				var b bytes.Buffer
-				if _, err := b.ReadFrom(zr); err != nil {
-					return
-				}
-				msg = b.Bytes()
-			}
-			h.broadcast(msg)
 		}
+		h.broadcast(msg)
 	}
 }
 
+var upgrader = websocket.Upgrader{
+	ReadBufferSize:  4096,
+	WriteBufferSize: 4096,
+	CheckOrigin:     func(*http.Request) bool { return true },
+}
+
 func main() {
-	addr := flag.String("addr", "127.0.0.1:8889", "listen address")
+	addr := flag.String("addr", "127.0.0.1:8889", "listen `host:port`")
 	flag.Parse()
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
-		log.Fatal(err)
+		fmt.Fprintln(os.Stderr, "baseline:", err)
+		os.Exit(1)
 	}
-	h := &hub{clients: make(map[string]*client)}
-	up := &websocket.Upgrader{ReadBufferSize: 4096, WriteBufferSize: 4096, CheckOrigin: func(*http.Request) bool { return true }}
 	fmt.Fprintf(os.Stderr, "level=INFO msg=listening addr=%s\n", ln.Addr())
-	log.Fatal(http.Serve(ln, h.serve(up)))
+	err = http.Serve(ln, newHub())
+	fmt.Fprintln(os.Stderr, "baseline:", err)
+	os.Exit(1)
 }

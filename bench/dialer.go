@@ -1,0 +1,350 @@
+// The client side of a connection: a bounded concurrent dialer that binds
+// several loopback source addresses (so N can pass one address's ephemeral
+// port range), the gobwas/ws client handshake, and a small alloc-free frame
+// reader and writer with per-connection buffers that are reused.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+const (
+	readBufSize = 2048    // per connection, allocated on first read
+	maxFrame    = 2 << 20 // larger frames from the server are an error
+)
+
+// wsConn is one client connection. Reads happen on one goroutine at a
+// time; writes are serialised by wmu (a reader answers pings while a
+// sender writes).
+type wsConn struct {
+	net.Conn
+	br   *bufio.Reader
+	gzip bool
+	rbuf []byte // frame payloads, reused
+	abuf []byte // fragmented messages, reused
+	cbuf [125]byte
+	wmu  sync.Mutex
+	wbuf []byte
+}
+
+// dialer opens connections to one server from a rotating set of source
+// addresses.
+type dialer struct {
+	addr    string
+	src     []*net.TCPAddr
+	timeout time.Duration
+	prefix  string // specialKey prefix, unique per run
+	hs      ws.Dialer
+}
+
+func newDialer(o *options, prefix string) *dialer {
+	d := &dialer{addr: o.addr, timeout: o.dialTimeout, prefix: prefix,
+		hs: ws.Dialer{ReadBufferSize: 1024, WriteBufferSize: 512}}
+	for _, s := range o.src {
+		d.src = append(d.src, &net.TCPAddr{IP: net.ParseIP(s)})
+	}
+	return d
+}
+
+// bindNoPort lets the kernel pick the source port at connect time, per
+// 4-tuple, rather than at bind time per address: a bound source address
+// otherwise limits every destination together to one port range.
+func bindNoPort(_, _ string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, 24 /* IP_BIND_ADDRESS_NO_PORT */, 1)
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
+// dial connects connection number i (its source address and key follow
+// from i) and upgrades it.
+func (d *dialer) dial(i int, gz bool) (*wsConn, error) {
+	nd := net.Dialer{LocalAddr: d.src[i%len(d.src)], Timeout: d.timeout, Control: bindNoPort}
+	conn, err := nd.Dial("tcp4", d.addr)
+	if err != nil {
+		return nil, err
+	}
+	conn.SetDeadline(time.Now().Add(d.timeout))
+	q := "specialKey=" + d.prefix + "-" + itoa(i)
+	if gz {
+		q += "&support_gzip=1"
+	}
+	br, _, err := d.hs.Upgrade(conn, &url.URL{Scheme: "ws", Host: d.addr, Path: "/", RawQuery: q})
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	conn.SetDeadline(time.Time{})
+	return &wsConn{Conn: conn, br: br, gzip: gz}, nil
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+// dialAll opens n connections with o.dialers concurrent dialers, within
+// o.timeout in all. It returns the connections that opened (nil where one
+// failed), the time taken and the failures by kind. live.conns counts up.
+func dialAll(o *options, d *dialer, n int, gz func(i int) bool, l *live) ([]*wsConn, time.Duration) {
+	conns := make([]*wsConn, n)
+	var next atomic.Int64
+	deadline := time.Now().Add(o.timeout)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range min(o.dialers, n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				if time.Now().After(deadline) {
+					l.errs.add("dial-phase-timeout")
+					continue
+				}
+				c, err := d.dial(i, gz(i))
+				if err != nil {
+					l.errs.add(errKind(err))
+					continue
+				}
+				conns[i] = c
+				l.conns.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	return conns, time.Since(start)
+}
+
+// closeAll closes every connection and returns how many were open.
+func closeAll(conns []*wsConn) int {
+	n := 0
+	for _, c := range conns {
+		if c != nil {
+			c.Close()
+			n++
+		}
+	}
+	return n
+}
+
+// setDeadlineAll bounds every read and write on the connections: whatever
+// happens, no goroutine blocks on a socket past t.
+func setDeadlineAll(conns []*wsConn, t time.Time) {
+	for _, c := range conns {
+		if c != nil {
+			c.SetDeadline(t)
+		}
+	}
+}
+
+func (c *wsConn) reader() *bufio.Reader {
+	if c.br == nil {
+		c.br = bufio.NewReaderSize(c.Conn, readBufSize)
+	}
+	return c.br
+}
+
+// closeError is a close frame from the server.
+type closeError struct{ code int }
+
+func (e *closeError) Error() string { return fmt.Sprintf("close %d", e.code) }
+
+var errProtocol = errors.New("protocol error from server")
+
+// readFrame reads one frame header and payload. Control payloads land in
+// c.cbuf, data payloads in c.rbuf; both are valid until the next read.
+func (c *wsConn) readFrame() (op ws.OpCode, fin bool, p []byte, err error) {
+	br := c.reader()
+	// Peek+Discard rather than io.ReadFull into a local array: nothing
+	// escapes, so a frame costs no allocation.
+	h, err := br.Peek(2)
+	if err != nil {
+		return
+	}
+	fin, op = h[0]&0x80 != 0, ws.OpCode(h[0]&0x0f)
+	masked, rsv := h[1]&0x80 != 0, h[0]&0x70
+	n := uint64(h[1] & 0x7f)
+	br.Discard(2)
+	if rsv != 0 {
+		return op, fin, nil, errProtocol
+	}
+	switch n {
+	case 126:
+		if h, err = br.Peek(2); err != nil {
+			return
+		}
+		n = uint64(binary.BigEndian.Uint16(h))
+		br.Discard(2)
+	case 127:
+		if h, err = br.Peek(8); err != nil {
+			return
+		}
+		n = binary.BigEndian.Uint64(h)
+		br.Discard(8)
+	}
+	var mask [4]byte
+	if masked {
+		if h, err = br.Peek(4); err != nil {
+			return
+		}
+		copy(mask[:], h)
+		br.Discard(4)
+	}
+	if op.IsControl() {
+		if n > 125 || !fin {
+			return op, fin, nil, errProtocol
+		}
+		p = c.cbuf[:n]
+	} else {
+		if n > maxFrame {
+			return op, fin, nil, errProtocol
+		}
+		if uint64(cap(c.rbuf)) < n {
+			c.rbuf = make([]byte, n)
+		}
+		p = c.rbuf[:n]
+	}
+	if _, err = io.ReadFull(br, p); err != nil {
+		return
+	}
+	if masked {
+		ws.Cipher(p, mask, 0)
+	}
+	return op, fin, p, nil
+}
+
+// readMessage returns the next data message, answering pings and
+// reporting pongs to onPong (may be nil). A close frame ends it with a
+// *closeError.
+func (c *wsConn) readMessage(onPong func([]byte)) (ws.OpCode, []byte, error) {
+	var first ws.OpCode
+	frag := false
+	for {
+		op, fin, p, err := c.readFrame()
+		if err != nil {
+			return op, nil, err
+		}
+		switch op {
+		case ws.OpPing:
+			if err := c.writeFrame(ws.OpPong, p); err != nil {
+				return op, nil, err
+			}
+			continue
+		case ws.OpPong:
+			if onPong != nil {
+				onPong(p)
+			}
+			continue
+		case ws.OpClose:
+			code := 1005
+			if len(p) >= 2 {
+				code = int(binary.BigEndian.Uint16(p))
+			}
+			return op, nil, &closeError{code}
+		case ws.OpText, ws.OpBinary:
+			if frag {
+				return op, nil, errProtocol
+			}
+			if fin {
+				return op, p, nil
+			}
+			first, frag = op, true
+			c.abuf = append(c.abuf[:0], p...)
+		case ws.OpContinuation:
+			if !frag || len(c.abuf)+len(p) > maxFrame {
+				return op, nil, errProtocol
+			}
+			c.abuf = append(c.abuf, p...)
+			if fin {
+				return first, c.abuf, nil
+			}
+		default:
+			return op, nil, errProtocol
+		}
+	}
+}
+
+// writeFrame writes one masked frame in one write.
+func (c *wsConn) writeFrame(op ws.OpCode, p []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	b := append(c.wbuf[:0], 0x80|byte(op))
+	switch n := len(p); {
+	case n < 126:
+		b = append(b, 0x80|byte(n))
+	case n <= 0xffff:
+		b = append(b, 0x80|126, byte(n>>8), byte(n))
+	default:
+		b = append(b, 0x80|127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+	var mask [4]byte
+	binary.LittleEndian.PutUint32(mask[:], rand.Uint32())
+	b = append(b, mask[:]...)
+	start := len(b)
+	b = append(b, p...)
+	ws.Cipher(b[start:], mask, 0)
+	c.wbuf = b
+	_, err := c.Write(b)
+	return err
+}
+
+// errKind names a failure for the error table.
+func errKind(err error) string {
+	var se ws.StatusError
+	var ce *closeError
+	var ne net.Error
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &se):
+		return fmt.Sprintf("http-%d", int(se))
+	case errors.As(err, &ce):
+		return fmt.Sprintf("close-%d", ce.code)
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "refused"
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return "no-source-port"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "reset"
+	case errors.Is(err, syscall.EPIPE):
+		return "broken-pipe"
+	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
+		return "client-out-of-files"
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded),
+		errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "eof"
+	case errors.Is(err, errProtocol):
+		return "protocol"
+	case errors.Is(err, net.ErrClosed):
+		return "closed"
+	case errors.Is(err, ws.ErrHandshakeBadProtocol), errors.Is(err, ws.ErrHandshakeBadUpgrade),
+		errors.Is(err, ws.ErrHandshakeBadConnection), errors.Is(err, ws.ErrHandshakeBadSecAccept),
+		errors.Is(err, ws.ErrMalformedResponse):
+		return "bad-handshake"
+	}
+	return "other"
+}

@@ -1,0 +1,231 @@
+package main
+
+import (
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+var (
+	baselineOnce sync.Once
+	baselineBin  string
+	baselineErr  error
+)
+
+// startBaseline builds the baseline once and starts a fresh process of it
+// on a free loopback port, the way compare does.
+func startBaseline(t *testing.T) *serverProc {
+	t.Helper()
+	baselineOnce.Do(func() {
+		dir, err := filepathAbs("baseline")
+		if err != nil {
+			baselineErr = err
+			return
+		}
+		bin := filepath.Join(tempDir, "baseline")
+		out, err := exec.Command("go", "build", "-o", bin, dir).CombinedOutput()
+		if err != nil {
+			baselineErr = err
+			t.Logf("%s", out)
+		}
+		baselineBin = bin
+	})
+	if baselineErr != nil {
+		t.Fatalf("building the baseline: %v", baselineErr)
+	}
+	p, err := startServer(target{name: "baseline", bin: baselineBin, args: []string{"-addr", "127.0.0.1:0"}}, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.stop(5 * time.Second) })
+	return p
+}
+
+func filepathAbs(rel string) (string, error) { return filepath.Abs(rel) }
+
+// tinyOptions are small, fast settings against p.
+func tinyOptions(t *testing.T, p *serverProc) *options {
+	o := defaultOptions()
+	o.addr, o.serverPID = p.addr, p.pid
+	o.src = []string{"127.0.0.1", "127.0.0.2"}
+	o.dialers = 8
+	o.timeout = 10 * time.Second
+	o.progress = nil
+	if testing.Verbose() {
+		o.progress = testWriter{t}
+	}
+	return o
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func must(t *testing.T, r *Result, name string, want float64) {
+	t.Helper()
+	got, ok := r.get(name)
+	if !ok || got != want {
+		var b strings.Builder
+		r.print(&b)
+		t.Fatalf("%s = %v (present %v), want %v\n%s", name, got, ok, want, b.String())
+	}
+}
+
+func positive(t *testing.T, r *Result, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		if got, ok := r.get(name); !ok || got <= 0 {
+			t.Errorf("%s = %v (present %v), want > 0", name, got, ok)
+		}
+	}
+}
+
+func noErrors(t *testing.T, r *Result) {
+	t.Helper()
+	if len(r.Errors) > 0 {
+		t.Fatalf("%s: errors %v", r.Scenario, r.Errors)
+	}
+}
+
+func TestEndToEndAgainstBaseline(t *testing.T) {
+	p := startBaseline(t)
+
+	t.Run("idle", func(t *testing.T) {
+		o := tinyOptions(t, p)
+		o.n, o.hold = 60, 200*time.Millisecond
+		r, err := runIdle(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		must(t, r, "connections", 60)
+		must(t, r, "open after hold", 60)
+		must(t, r, "lost during hold", 0)
+		positive(t, r, "connect rate", "server rss after")
+		noErrors(t, r)
+	})
+	t.Run("fanout", func(t *testing.T) {
+		o := tinyOptions(t, p)
+		o.n, o.messages, o.size = 40, 7, 300
+		r, err := runFanout(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		must(t, r, "deliveries expected", 280)
+		must(t, r, "deliveries received", 280)
+		must(t, r, "deliveries missing", 0)
+		must(t, r, "deliveries wrong", 0)
+		positive(t, r, "deliveries/s", "latency p50", "latency max")
+		noErrors(t, r)
+	})
+	t.Run("fanout without memo", func(t *testing.T) {
+		o := tinyOptions(t, p)
+		o.n, o.messages, o.gzipFrac, o.memoGzip = 10, 3, 1, false
+		r, err := runFanout(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		must(t, r, "deliveries received", 30)
+		must(t, r, "deliveries wrong", 0)
+		noErrors(t, r)
+	})
+	t.Run("storm", func(t *testing.T) {
+		o := tinyOptions(t, p)
+		o.n, o.senders, o.duration = 20, 3, 300*time.Millisecond
+		r, err := runStorm(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent, _ := r.get("messages sent")
+		must(t, r, "deliveries expected", sent*20)
+		must(t, r, "deliveries received", sent*20)
+		must(t, r, "deliveries missing", 0)
+		must(t, r, "deliveries wrong", 0)
+		positive(t, r, "messages sent", "deliveries/s", "latency p99")
+		noErrors(t, r)
+	})
+	for _, rst := range []bool{true, false} {
+		t.Run(fmt.Sprintf("connect rst=%v", rst), func(t *testing.T) {
+			o := tinyOptions(t, p)
+			o.duration, o.rst = 300*time.Millisecond, rst
+			r, err := runConnect(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			must(t, r, "failures", 0)
+			positive(t, r, "handshakes", "handshakes/s", "handshake p50")
+			noErrors(t, r)
+		})
+	}
+	t.Run("scenario against nothing fails cleanly", func(t *testing.T) {
+		o := tinyOptions(t, p)
+		o.addr = "127.0.0.1:1" // nothing listens there
+		o.n = 3
+		if _, err := runFanout(o); err == nil || !strings.Contains(err.Error(), "refused") {
+			t.Fatalf("got %v, want connection refused", err)
+		}
+	})
+}
+
+// TestMeasure runs compare's per-server loop, tiny, against the baseline.
+func TestMeasure(t *testing.T) {
+	startBaseline(t) // builds the binary
+	o := func() *options {
+		o := defaultOptions()
+		o.src, o.dialers, o.timeout, o.progress = []string{"127.0.0.1"}, 4, 10*time.Second, nil
+		return o
+	}
+	sets := map[string]*options{"idle": o(), "fanout": o(), "storm": o(), "connect": o()}
+	sets["idle"].n, sets["idle"].hold = 20, 50*time.Millisecond
+	sets["fanout"].n, sets["fanout"].messages = 10, 3
+	sets["storm"].n, sets["storm"].senders, sets["storm"].duration = 10, 2, 200*time.Millisecond
+	sets["connect"].duration = 200 * time.Millisecond
+	var log strings.Builder
+	rs := measure(target{name: "baseline", bin: baselineBin, args: []string{"-addr", "127.0.0.1:0"}}, sets, &log)
+	if len(rs) != len(scenarios) {
+		t.Fatalf("%d results:\n%s", len(rs), log.String())
+	}
+	for i, r := range rs {
+		if r.Scenario != scenarios[i] || r.Error != "" || r.Server != "baseline" {
+			t.Errorf("result %d: %s %q %q", i, r.Scenario, r.Server, r.Error)
+		}
+	}
+	var b strings.Builder
+	printCompare(&b, nil, rs)
+	if !strings.Contains(b.String(), "deliveries missing") {
+		t.Errorf("table:\n%s", b.String())
+	}
+}
+
+// TestStartServerFailures: a server that exits or never says it listens
+// is reported, within the bound.
+func TestStartServerFailures(t *testing.T) {
+	if _, err := startServer(target{name: "false", bin: "/bin/false"}, 5*time.Second); err == nil || !strings.Contains(err.Error(), "exited") {
+		t.Errorf("exiting server: %v", err)
+	}
+	start := time.Now()
+	_, err := startServer(target{name: "sleep", bin: "/bin/sleep", args: []string{"30"}}, 300*time.Millisecond)
+	if err == nil || !strings.Contains(err.Error(), "not listening") || time.Since(start) > 10*time.Second {
+		t.Errorf("silent server: %v after %v", err, time.Since(start))
+	}
+}
+
+func TestCaughtUpSkipsDeadReceivers(t *testing.T) {
+	s := &swarm{}
+	a, b := &receiver{}, &receiver{}
+	s.recv = []*receiver{a, b}
+	a.ok.Store(5)
+	if s.caughtUp(5) {
+		t.Fatal("b has nothing yet")
+	}
+	b.dead.Store(true)
+	if !s.caughtUp(5) || s.caughtUp(6) {
+		t.Fatal("a dead receiver must not be waited for, a live one must")
+	}
+}

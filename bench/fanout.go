@@ -1,0 +1,128 @@
+// Scenario fanout: N connections (a -gzip-frac of them gzip-capable), one
+// sender broadcasts -m messages of -size bytes; every receiver checks every
+// delivery and records its latency. The sender is paced by delivery: it
+// keeps at most -inflight broadcasts (default 1) that have not yet reached
+// every connection, so the run measures the server's fan-out of one
+// broadcast rather than a queue the client built up.
+package main
+
+import (
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+func runFanout(o *options) (*Result, error) {
+	r := newResult("fanout", o)
+	window := o.inflightOr(1)
+	r.set("n", o.n)
+	r.set("gzip-frac", o.gzipFrac)
+	r.set("m", o.messages)
+	r.set("size", o.size)
+	r.set("inflight", window)
+
+	l := &live{}
+	s := newSwarm(o, l)
+	stopProgress := startProgress(o.progress, "fanout", func() string {
+		return fmt.Sprintf("conns %d/%d deliveries %d/%d errors %d", l.conns.Load(), o.n,
+			s.delivered(), int64(o.messages)*l.conns.Load(), l.errs.total())
+	})
+	defer stopProgress()
+
+	d := newDialer(o, fmt.Sprintf("f%08x", s.run))
+	conns, dialTime := dialAll(o, d, o.n, gzipFor(o.gzipFrac), l)
+	defer closeAll(conns)
+	var sender *wsConn
+	for _, c := range conns {
+		if c != nil {
+			sender = c
+			break
+		}
+	}
+	if sender == nil {
+		return nil, fmt.Errorf("no connection opened:%s", l.errs.String())
+	}
+	open := l.conns.Load()
+	// Everything below ends by this deadline at the latest: warm-up, the
+	// paced sending (2 × -timeout), the final wait (-timeout).
+	setDeadlineAll(conns, time.Now().Add(4*o.timeout+10*time.Second))
+
+	// complete[seq] counts receivers that got seq; when it reaches open,
+	// the broadcast is done and the sender may send another.
+	complete := make([]atomic.Int64, o.messages)
+	done := make(chan struct{}, o.messages)
+	s.onDeliver = func(_ *receiver, _ uint16, seq uint32) {
+		if int(seq) < len(complete) && complete[seq].Add(1) == open {
+			done <- struct{}{}
+		}
+	}
+	s.start(conns, 1)
+	if err := s.warmUp(sender); err != nil {
+		s.stop(conns)
+		return nil, err
+	}
+
+	cpu := startCPU(o.serverPID)
+	buf := make([]byte, o.size)
+	start := s.now()
+	// oldest is the oldest broadcast not yet known to be complete.
+	oldest, stalls := 0, 0
+	sendDeadline := time.Now().Add(2 * o.timeout)
+	// finished: seq reached every connection that is still up.
+	finished := func(seq int) bool { return complete[seq].Load() >= open-s.dead.Load() }
+	for seq := range o.messages {
+		var waitUntil time.Time
+		for seq-oldest >= window {
+			if finished(oldest) {
+				oldest++
+				continue
+			}
+			if waitUntil.IsZero() {
+				waitUntil = time.Now().Add(min(o.timeout, max(time.Until(sendDeadline), 0)))
+			}
+			if time.Now().After(waitUntil) {
+				// A broadcast that does not reach everyone is counted as
+				// missing at the end; move on rather than hang. Past the
+				// send deadline the rest goes out unpaced.
+				stalls++
+				oldest++
+				continue
+			}
+			select {
+			case <-done:
+			case <-time.After(2 * time.Millisecond): // a receiver may have died
+			}
+		}
+		fillPayload(buf, s.run, 0, uint32(seq), s.now())
+		if err := sender.writeFrame(ws.OpText, buf); err != nil {
+			l.errs.add("send-" + errKind(err))
+			break
+		}
+	}
+	want := int64(o.messages) * open
+	s.waitDelivered(int64(o.messages), o.timeout)
+	use := cpu.stop()
+	_, _, lastNs := s.totals()
+	s.stop(conns)
+	got, wrong, lastNs2 := s.totals()
+	lastNs = max(lastNs, lastNs2)
+	secs := float64(lastNs-start) / 1e9
+
+	r.add("connections", "", "", float64(open))
+	r.add("connect rate", "conn/s", "higher", float64(open)/dialTime.Seconds())
+	r.add("deliveries expected", "", "", float64(want))
+	r.add("deliveries received", "", "", float64(got))
+	r.add("deliveries missing", "", "lower", float64(max(want-got, 0)))
+	r.add("deliveries wrong", "", "lower", float64(wrong))
+	r.add("connections lost", "", "lower", float64(s.dead.Load()))
+	r.add("deliveries/s", "/s", "higher", ratio(float64(got), secs))
+	r.addLatency("latency", s.histogram())
+	r.addCPU(use)
+	if stalls > 0 {
+		l.errs.addN("broadcast-not-completed", int64(stalls))
+	}
+	r.finish(&l.errs)
+	return r, nil
+}

@@ -1,0 +1,197 @@
+// Settings shared by every scenario: flag parsing, defaults, and the
+// checks that keep load on loopback and bounded in connections and time.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"time"
+)
+
+// maxConns is the most sockets one client process opens: the box allows
+// 20,000 open files per process.
+const maxConns = 19000
+
+// options are the flags every scenario shares.
+type options struct {
+	addr        string
+	n           int
+	src         []string
+	dialers     int
+	dialTimeout time.Duration
+	gzipFrac    float64
+	messages    int
+	size        int
+	senders     int
+	inflight    int
+	duration    time.Duration
+	hold        time.Duration
+	timeout     time.Duration
+	serverPID   int
+	metrics     string // admin address of a wsd, to read its counters
+	json        string
+	memoGzip    bool
+	rst         bool      // connect: drop with RST rather than a close frame and FIN
+	progress    io.Writer // nil: no progress lines
+}
+
+// defaultOptions are the flag defaults; compare starts from them too.
+func defaultOptions() *options {
+	return &options{
+		addr:        "127.0.0.1:8888",
+		n:           1000,
+		src:         []string{"127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4"},
+		dialers:     64,
+		dialTimeout: 10 * time.Second,
+		gzipFrac:    0.5,
+		messages:    50,
+		size:        256,
+		senders:     10,
+		duration:    10 * time.Second,
+		hold:        10 * time.Second,
+		timeout:     30 * time.Second,
+		memoGzip:    true,
+		rst:         true,
+		progress:    os.Stderr,
+	}
+}
+
+// splitList splits a comma-separated list, dropping blanks.
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// bareJSON rewrites a "-json" with no value into "-json=-" (stdout).
+func bareJSON(args []string) []string {
+	out := make([]string, 0, len(args))
+	for i, a := range args {
+		if (a == "-json" || a == "--json") && (i+1 == len(args) || strings.HasPrefix(args[i+1], "-")) {
+			a = "-json=-"
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// flagOutput receives usage and flag errors (tests silence it).
+var flagOutput io.Writer = os.Stderr
+
+// parse reads a scenario's flags.
+func parse(name string, args []string) (*options, error) {
+	o := defaultOptions()
+	src := strings.Join(o.src, ",")
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(flagOutput)
+	fs.StringVar(&o.addr, "addr", o.addr, "server `host:port` (loopback only)")
+	fs.IntVar(&o.n, "n", o.n, "connections")
+	fs.StringVar(&src, "src", src, "loopback source addresses to dial from, comma-separated (each gives ~28k ports)")
+	fs.IntVar(&o.dialers, "dialers", o.dialers, "concurrent dialers")
+	fs.DurationVar(&o.dialTimeout, "dial-timeout", o.dialTimeout, "bound on one connect + handshake")
+	fs.Float64Var(&o.gzipFrac, "gzip-frac", o.gzipFrac, "fraction of connections with support_gzip=1")
+	fs.IntVar(&o.messages, "m", o.messages, "messages to broadcast (fanout)")
+	fs.IntVar(&o.size, "size", o.size, "message size in bytes")
+	fs.IntVar(&o.senders, "senders", o.senders, "senders (storm)")
+	fs.IntVar(&o.inflight, "inflight", 0, "fanout: broadcasts not yet delivered to all (default 1); storm: a sender's messages not yet back (default 8)")
+	fs.DurationVar(&o.duration, "duration", o.duration, "how long to send (storm) or dial (connect)")
+	fs.DurationVar(&o.hold, "hold", o.hold, "how long to hold the connections (idle)")
+	fs.DurationVar(&o.timeout, "timeout", o.timeout, "bound on each waiting phase (dialing all, deliveries, checks)")
+	fs.IntVar(&o.serverPID, "server-pid", 0, "server process, to read its RSS and CPU from /proc")
+	fs.StringVar(&o.metrics, "metrics", "", "wsd admin `host:port`, to read its counters before and after")
+	fs.StringVar(&o.json, "json", "", "also write the results as JSON to `FILE` (-json alone: stdout)")
+	fs.BoolVar(&o.memoGzip, "memo-gzip", o.memoGzip, "gunzip identical gzip frames once per client process (compared byte for byte)")
+	fs.BoolVar(&o.rst, "rst", o.rst, "connect: drop each connection with a TCP RST (no TIME_WAIT); false: send a close frame, then FIN")
+	quiet := fs.Bool("q", false, "no progress lines")
+	if err := fs.Parse(bareJSON(args)); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	o.src = splitList(src)
+	if *quiet {
+		o.progress = nil
+	}
+	if err := o.check(); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// check refuses settings that would point load anywhere but loopback or
+// run unbounded.
+func (o *options) check() error {
+	if err := loopbackOnly(o.addr, o.src); err != nil {
+		return err
+	}
+	switch {
+	case o.n < 1 || o.n > maxConns:
+		return fmt.Errorf("-n %d: 1 to %d (one process holds at most ~19,000 sockets here)", o.n, maxConns)
+	case o.size < minPayload || o.size > 1<<20:
+		return fmt.Errorf("-size %d: %d bytes to 1 MiB", o.size, minPayload)
+	case o.gzipFrac < 0 || o.gzipFrac > 1:
+		return fmt.Errorf("-gzip-frac %v: 0 to 1", o.gzipFrac)
+	case o.duration <= 0 || o.duration > 10*time.Minute:
+		return fmt.Errorf("-duration %v: up to 10m", o.duration)
+	case o.hold < 0 || o.hold > 30*time.Minute:
+		return fmt.Errorf("-hold %v: up to 30m", o.hold)
+	case o.timeout <= 0 || o.timeout > 10*time.Minute:
+		return fmt.Errorf("-timeout %v: up to 10m", o.timeout)
+	case o.dialTimeout <= 0 || o.dialTimeout > time.Minute:
+		return fmt.Errorf("-dial-timeout %v: up to 1m", o.dialTimeout)
+	case o.messages < 1 || o.messages > 1_000_000:
+		return fmt.Errorf("-m %d: 1 to 1,000,000", o.messages)
+	case o.dialers < 1 || o.dialers > 1024:
+		return fmt.Errorf("-dialers %d: 1 to 1024", o.dialers)
+	case o.senders < 1 || o.senders > maxConns:
+		return fmt.Errorf("-senders %d: 1 to %d", o.senders, maxConns)
+	case o.inflight < 0 || o.inflight > 1024:
+		return fmt.Errorf("-inflight %d: 0 (default) to 1024", o.inflight)
+	case len(o.src) == 0:
+		return errors.New("-src: at least one source address")
+	}
+	return nil
+}
+
+// loopbackOnly refuses a server or source address outside 127.0.0.0/8.
+func loopbackOnly(addr string, src []string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("-addr %q: %v", addr, err)
+	}
+	if port == "" || port == "0" {
+		return fmt.Errorf("-addr %q: needs a port", addr)
+	}
+	if !isLoopback4(host) {
+		return fmt.Errorf("-addr %q: only 127.0.0.0/8 is allowed", addr)
+	}
+	for _, s := range src {
+		if !isLoopback4(s) {
+			return fmt.Errorf("-src %q: only 127.0.0.0/8 is allowed", s)
+		}
+	}
+	return nil
+}
+
+func isLoopback4(host string) bool {
+	ip := net.ParseIP(host)
+	return ip != nil && ip.To4() != nil && ip.To4()[0] == 127
+}
+
+// inflightOr is the -inflight setting or the scenario's default.
+func (o *options) inflightOr(def int) int {
+	if o.inflight > 0 {
+		return o.inflight
+	}
+	return def
+}

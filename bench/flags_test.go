@@ -1,0 +1,97 @@
+package main
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParse(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		wantErr string
+		check   func(*options) bool
+	}{
+		{name: "defaults", check: func(o *options) bool {
+			return o.addr == "127.0.0.1:8888" && o.n == 1000 && len(o.src) == 4 && o.json == "" && o.progress != nil
+		}},
+		{name: "settings", args: []string{"-addr", "127.0.0.9:1234", "-n", "19000", "-src", "127.0.0.1, 127.1.2.3,", "-duration", "2s", "-q"},
+			check: func(o *options) bool {
+				return o.addr == "127.0.0.9:1234" && o.n == 19000 && reflect.DeepEqual(o.src, []string{"127.0.0.1", "127.1.2.3"}) &&
+					o.duration == 2*time.Second && o.progress == nil
+			}},
+		{name: "bare json last", args: []string{"-n", "5", "-json"}, check: func(o *options) bool { return o.json == "-" }},
+		{name: "bare json then flag", args: []string{"-json", "-n", "5"}, check: func(o *options) bool { return o.json == "-" && o.n == 5 }},
+		{name: "json file", args: []string{"-json", "out.json"}, check: func(o *options) bool { return o.json == "out.json" }},
+		{name: "inflight default", args: nil, check: func(o *options) bool { return o.inflightOr(8) == 8 }},
+		{name: "inflight set", args: []string{"-inflight", "3"}, check: func(o *options) bool { return o.inflightOr(8) == 3 }},
+		{name: "remote addr", args: []string{"-addr", "10.0.0.1:80"}, wantErr: "only 127.0.0.0/8"},
+		{name: "hostname", args: []string{"-addr", "example.com:80"}, wantErr: "only 127.0.0.0/8"},
+		{name: "ipv6", args: []string{"-addr", "[::1]:80"}, wantErr: "only 127.0.0.0/8"},
+		{name: "no port", args: []string{"-addr", "127.0.0.1"}, wantErr: "-addr"},
+		{name: "port 0", args: []string{"-addr", "127.0.0.1:0"}, wantErr: "needs a port"},
+		{name: "remote src", args: []string{"-src", "127.0.0.1,192.168.1.1"}, wantErr: "-src"},
+		{name: "empty src", args: []string{"-src", ","}, wantErr: "-src"},
+		{name: "too many conns", args: []string{"-n", "19001"}, wantErr: "-n 19001"},
+		{name: "no conns", args: []string{"-n", "0"}, wantErr: "-n 0"},
+		{name: "small size", args: []string{"-size", "10"}, wantErr: "-size"},
+		{name: "unbounded duration", args: []string{"-duration", "0s"}, wantErr: "-duration"},
+		{name: "long duration", args: []string{"-duration", "1h"}, wantErr: "-duration"},
+		{name: "gzip frac", args: []string{"-gzip-frac", "1.5"}, wantErr: "-gzip-frac"},
+		{name: "no senders", args: []string{"-senders", "0"}, wantErr: "-senders"},
+		{name: "stray argument", args: []string{"extra"}, wantErr: "unexpected"},
+		{name: "unknown flag", args: []string{"-nope"}, wantErr: "not defined"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := parse("test", tc.args)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("got %v, want an error containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.check(o) {
+				t.Fatalf("unexpected options %+v", o)
+			}
+		})
+	}
+}
+
+func TestGzipFor(t *testing.T) {
+	for _, tc := range []struct {
+		frac float64
+		n    int
+		want int
+	}{{0, 100, 0}, {1, 100, 100}, {0.5, 100, 50}, {0.5, 5001, 2500}, {0.1, 1000, 100}, {0.333, 3000, 999}} {
+		f, got := gzipFor(tc.frac), 0
+		for i := range tc.n {
+			if f(i) {
+				got++
+			}
+		}
+		if got != tc.want {
+			t.Errorf("gzipFor(%v) over %d: %d gzip, want %d", tc.frac, tc.n, got, tc.want)
+		}
+	}
+}
+
+func TestCompareOptionsAreValid(t *testing.T) {
+	for _, quick := range []bool{false, true} {
+		for name, o := range compareOptions(quick, []string{"127.0.0.1", "127.0.0.2"}) {
+			o.addr = "127.0.0.1:1"
+			if err := o.check(); err != nil {
+				t.Errorf("quick=%v %s: %v", quick, name, err)
+			}
+		}
+	}
+	full, quick := compareOptions(false, nil), compareOptions(true, nil)
+	if full["idle"].n != 15000 || quick["idle"].n != 1500 || full["fanout"].n != 5000 || full["storm"].duration != 10*time.Second ||
+		quick["connect"].duration != time.Second || full["fanout"].messages != 50 || quick["fanout"].messages != 5 {
+		t.Fatalf("compare settings changed: full %+v quick %+v", full, quick)
+	}
+}

@@ -1,0 +1,212 @@
+// The message format the scenarios send and check, and gunzipping binary
+// frames. A payload is printable ASCII (so valid UTF-8), padded to -size:
+//
+//	B<run:8 hex> <sender:4 hex> <seq:8 hex> <sent at:16 hex ns> <padding>
+//
+// The send time is nanoseconds on the client's monotonic clock since the
+// scenario started; the padding depends on seq and position, so a
+// corrupted or truncated payload is caught.
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"sync"
+	"sync/atomic"
+
+	"github.com/klauspost/compress/gzip"
+)
+
+const (
+	hdrLen     = 41
+	minPayload = 48
+	warmSender = 0xffff // sender id of warm-up messages, never counted
+)
+
+// decoded is what a receiver learns from one payload.
+type decoded struct {
+	ts     int64
+	seq    uint32
+	sender uint16
+	ok     bool
+}
+
+const hexDigits = "0123456789abcdef"
+
+func putHex(dst []byte, v uint64) {
+	for i := len(dst) - 1; i >= 0; i-- {
+		dst[i] = hexDigits[v&0xf]
+		v >>= 4
+	}
+}
+
+func getHex(src []byte) (uint64, bool) {
+	var v uint64
+	for _, c := range src {
+		switch {
+		case c >= '0' && c <= '9':
+			v = v<<4 | uint64(c-'0')
+		case c >= 'a' && c <= 'f':
+			v = v<<4 | uint64(c-'a'+10)
+		default:
+			return 0, false
+		}
+	}
+	return v, true
+}
+
+// fillPayload writes a whole payload into dst (len(dst) ≥ minPayload).
+func fillPayload(dst []byte, run uint32, sender uint16, seq uint32, ts int64) {
+	dst[0] = 'B'
+	putHex(dst[1:9], uint64(run))
+	dst[9] = ' '
+	putHex(dst[10:14], uint64(sender))
+	dst[14] = ' '
+	putHex(dst[15:23], uint64(seq))
+	dst[23] = ' '
+	putHex(dst[24:40], uint64(ts))
+	dst[40] = ' '
+	copy(dst[hdrLen:], padding(seq, len(dst)-hdrLen))
+}
+
+// padPattern is "abc…zabc…", long enough for any padding seen so far.
+var padPattern atomic.Pointer[[]byte]
+
+// padding returns the n padding bytes of message seq: byte i of the
+// payload (i ≥ hdrLen) is 'a' + (i+seq) mod 26. Checking a payload is
+// then one bytes.Equal.
+func padding(seq uint32, n int) []byte {
+	p := padPattern.Load()
+	if p == nil || len(*p) < n+26 {
+		b := make([]byte, max(n+26, 4096))
+		for j := range b {
+			b[j] = 'a' + byte(j%26)
+		}
+		padPattern.Store(&b)
+		p = &b
+	}
+	off := int((hdrLen + uint64(seq)) % 26)
+	return (*p)[off : off+n]
+}
+
+// parsePayload checks a payload of the given run and size completely.
+func parsePayload(p []byte, run uint32, size int) decoded {
+	if len(p) != size || p[0] != 'B' || p[9] != ' ' || p[14] != ' ' || p[23] != ' ' || p[40] != ' ' {
+		return decoded{}
+	}
+	r, ok1 := getHex(p[1:9])
+	snd, ok2 := getHex(p[10:14])
+	seq, ok3 := getHex(p[15:23])
+	ts, ok4 := getHex(p[24:40])
+	if !ok1 || !ok2 || !ok3 || !ok4 || uint32(r) != run {
+		return decoded{}
+	}
+	if !bytes.Equal(p[hdrLen:], padding(uint32(seq), len(p)-hdrLen)) {
+		return decoded{}
+	}
+	return decoded{ts: int64(ts), seq: uint32(seq), sender: uint16(snd), ok: true}
+}
+
+// gunzipper is a pooled gzip reader with its output buffer: a decoder's
+// state is tens of KiB, far too much to keep per connection.
+type gunzipper struct {
+	zr  gzip.Reader
+	src bytes.Reader
+	out []byte
+}
+
+var gunzippers = sync.Pool{New: func() any { return new(gunzipper) }}
+
+var errTooLong = errors.New("gunzipped message longer than expected")
+
+// gunzipCheck gunzips p (one gzip member, nothing after it) and parses the
+// result.
+func gunzipCheck(p []byte, run uint32, size int) decoded {
+	g := gunzippers.Get().(*gunzipper)
+	defer gunzippers.Put(g)
+	out, err := g.gunzip(p, size)
+	if err != nil {
+		return decoded{}
+	}
+	return parsePayload(out, run, size)
+}
+
+func (g *gunzipper) gunzip(p []byte, limit int) ([]byte, error) {
+	g.src.Reset(p)
+	if err := g.zr.Reset(&g.src); err != nil {
+		return nil, err
+	}
+	g.zr.Multistream(false)
+	if cap(g.out) < limit+1 {
+		g.out = make([]byte, limit+1)
+	}
+	out := g.out[:limit+1]
+	n := 0
+	for {
+		m, err := g.zr.Read(out[n:])
+		n += m
+		switch {
+		case err == io.EOF: // the trailer (CRC-32, length) checked out
+			if g.src.Len() != 0 {
+				return nil, errors.New("bytes after the gzip member")
+			}
+			return out[:n], nil
+		case err != nil:
+			return nil, err
+		case n == len(out):
+			return nil, errTooLong
+		}
+	}
+}
+
+// gzipMemo remembers what identical gzip frames decoded to. Every
+// gzip-capable receiver gets the same bytes for a broadcast (from wsd and
+// from the baseline), so the client gunzips each broadcast once instead of
+// once per receiver: the client stays cheap and the server is what is
+// measured. A hit is an exact byte-for-byte match of a frame that was
+// gunzipped (CRC checked) and parsed, so every frame is still checked.
+type gzipMemo struct {
+	shards [64]memoShard
+	max    int // entries per shard before it is emptied
+}
+
+type memoShard struct {
+	mu sync.Mutex
+	m  map[string]decoded
+	_  [40]byte // keep shards on separate cache lines
+}
+
+const memoShardMax = 2048
+
+func newGzipMemo() *gzipMemo {
+	g := &gzipMemo{max: memoShardMax}
+	for i := range g.shards {
+		g.shards[i].m = make(map[string]decoded)
+	}
+	return g
+}
+
+// check decodes one gzip frame, through the memo when there is one.
+func (g *gzipMemo) check(p []byte, run uint32, size int) decoded {
+	if g == nil || len(p) < 18 {
+		return gunzipCheck(p, run, size)
+	}
+	// The gzip trailer's CRC-32 is a ready-made hash.
+	sh := &g.shards[binary.LittleEndian.Uint32(p[len(p)-8:])%uint32(len(g.shards))]
+	sh.mu.Lock()
+	d, hit := sh.m[string(p)]
+	sh.mu.Unlock()
+	if hit {
+		return d
+	}
+	d = gunzipCheck(p, run, size)
+	sh.mu.Lock()
+	if len(sh.m) >= g.max {
+		clear(sh.m)
+	}
+	sh.m[string(p)] = d
+	sh.mu.Unlock()
+	return d
+}

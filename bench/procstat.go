@@ -1,0 +1,190 @@
+// Process figures from /proc: resident memory (VmRSS in
+// /proc/PID/status), CPU time (utime+stime in /proc/PID/stat, in clock
+// ticks of 1/100 s — USER_HZ is 100 on Linux/amd64), and open files.
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// userHZ is the unit of utime and stime in /proc/PID/stat.
+const userHZ = 100
+
+// parseRSS returns VmRSS in bytes from the text of /proc/PID/status.
+func parseRSS(status string) (int64, error) {
+	sc := bufio.NewScanner(strings.NewReader(status))
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) != 2 || f[1] != "kB" {
+			return 0, fmt.Errorf("VmRSS line %q", sc.Text())
+		}
+		kb, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("VmRSS line %q: %v", sc.Text(), err)
+		}
+		return kb * 1024, nil
+	}
+	return 0, errors.New("no VmRSS line")
+}
+
+// parseCPU returns utime+stime in clock ticks from the text of
+// /proc/PID/stat. The command name (field 2) may hold spaces and
+// parentheses, so fields are counted from the last ')'.
+func parseCPU(stat string) (uint64, error) {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, errors.New("stat: no ')'")
+	}
+	f := strings.Fields(stat[i+1:])
+	// f[0] is field 3 (state); utime is field 14, stime field 15.
+	if len(f) < 13 {
+		return 0, fmt.Errorf("stat: %d fields after the name", len(f))
+	}
+	u, err1 := strconv.ParseUint(f[11], 10, 64)
+	s, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("stat: utime %q stime %q", f[11], f[12])
+	}
+	return u + s, nil
+}
+
+// readRSS is a process's resident memory in bytes.
+func readRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseRSS(string(b))
+}
+
+// readCPU is a process's user+system CPU time in seconds.
+func readCPU(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	t, err := parseCPU(string(b))
+	return float64(t) / userHZ, err
+}
+
+// countFDs is how many files a process has open.
+func countFDs(pid int) (int, error) {
+	d, err := os.Open(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return 0, err
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	return len(names), err
+}
+
+// parseMachineCPU returns the busy time of the whole machine, in clock
+// ticks, from the "cpu" line of /proc/stat: user, nice, system, irq,
+// softirq and steal (guest time is already inside user).
+func parseMachineCPU(stat string) (uint64, error) {
+	line, _, _ := strings.Cut(stat, "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, fmt.Errorf("/proc/stat: first line %q", line)
+	}
+	var busy uint64
+	for _, i := range []int{1, 2, 3, 6, 7, 8} {
+		v, err := strconv.ParseUint(f[i], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/stat: %q", line)
+		}
+		busy += v
+	}
+	return busy, nil
+}
+
+// readMachineCPU is the machine's busy CPU time in seconds.
+func readMachineCPU() (float64, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	t, err := parseMachineCPU(string(b))
+	return float64(t) / userHZ, err
+}
+
+// cpuMeter measures the CPU a server (if pid > 0), this client and the
+// whole machine use between start and stop.
+type cpuMeter struct {
+	pid                     int
+	start                   time.Time
+	server, client, machine float64
+}
+
+// cpuUse is CPU seconds used in a window of wall seconds; server is -1
+// when unknown.
+type cpuUse struct{ server, client, machine, wall float64 }
+
+func startCPU(pid int) *cpuMeter {
+	m := &cpuMeter{pid: pid, start: time.Now()}
+	if pid > 0 {
+		m.server, _ = readCPU(pid)
+	}
+	m.client, _ = readCPU(os.Getpid())
+	m.machine, _ = readMachineCPU()
+	return m
+}
+
+// stop returns the CPU seconds used since start.
+func (m *cpuMeter) stop() cpuUse {
+	u := cpuUse{server: -1, wall: time.Since(m.start).Seconds()}
+	if m.pid > 0 {
+		if s, err := readCPU(m.pid); err == nil {
+			u.server = s - m.server
+		}
+	}
+	c, _ := readCPU(os.Getpid())
+	u.client = c - m.client
+	mc, _ := readMachineCPU()
+	u.machine = mc - m.machine
+	return u
+}
+
+// addCPU adds the CPU figures of a measured window: seconds and shares of
+// a core. "other cpu share" is what the rest of the machine used
+// meanwhile: well above zero, the run competed with something else and its
+// figures are suspect.
+func (r *Result) addCPU(u cpuUse) {
+	seconds := u.wall
+	if u.server >= 0 {
+		r.add("server cpu", "s", "lower", u.server)
+		r.add("server cpu share", "cores", "", ratio(u.server, seconds))
+	}
+	r.add("client cpu", "s", "", u.client)
+	r.add("client cpu share", "cores", "", ratio(u.client, seconds))
+	if u.server >= 0 {
+		r.add("other cpu share", "cores", "", ratio(max(u.machine-u.server-u.client, 0), seconds))
+	}
+}
+
+func numCPU() int { return runtime.NumCPU() }
+
+// readLoadAvg is the 1, 5 and 15 minute load averages, as /proc/loadavg
+// gives them: a busy machine makes every figure suspect.
+func readLoadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}

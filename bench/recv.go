@@ -1,0 +1,306 @@
+// Receivers shared by fanout and storm: one goroutine per connection reads
+// frames, checks every payload (frame type matching the connection's gzip
+// setting, gunzip, content, per-sender order), counts deliveries and
+// records latency into sharded HDR histograms in small batches.
+package main
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/gobwas/ws"
+)
+
+const (
+	histShards = 16
+	histMaxUs  = 60_000_000 // latencies are recorded in µs, up to a minute
+	latBatch   = 32
+)
+
+// errCount counts failures by kind.
+type errCount struct {
+	mu sync.Mutex
+	m  map[string]int64
+}
+
+func (e *errCount) add(kind string) { e.addN(kind, 1) }
+
+func (e *errCount) addN(kind string, n int64) {
+	e.mu.Lock()
+	if e.m == nil {
+		e.m = make(map[string]int64)
+	}
+	e.m[kind] += n
+	e.mu.Unlock()
+}
+
+func (e *errCount) total() int64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var n int64
+	for _, v := range e.m {
+		n += v
+	}
+	return n
+}
+
+func (e *errCount) snapshot() map[string]int64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make(map[string]int64, len(e.m))
+	for k, v := range e.m {
+		out[k] = v
+	}
+	return out
+}
+
+func (e *errCount) String() string {
+	m := e.snapshot()
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	s := ""
+	for _, k := range keys {
+		s += fmt.Sprintf(" %s=%d", k, m[k])
+	}
+	return s
+}
+
+// live holds what the progress line shows.
+type live struct {
+	conns atomic.Int64
+	errs  errCount
+}
+
+type histShard struct {
+	mu sync.Mutex
+	h  *hdrhistogram.Histogram
+	_  [48]byte
+}
+
+// receiver is one connection's receiving side.
+type receiver struct {
+	c      *wsConn
+	id     int
+	next   []uint32 // per sender, the next sequence number expected
+	ok     atomic.Int64
+	wrong  atomic.Int64
+	last   atomic.Int64 // when the last good delivery arrived, ns since epoch
+	joined atomic.Bool
+	dead   atomic.Bool // its connection failed before the scenario ended
+	lat    [latBatch]int64
+	nlat   int
+}
+
+// swarm is the client side of fanout and storm.
+type swarm struct {
+	o        *options
+	run      uint32
+	epoch    time.Time
+	memo     *gzipMemo
+	recv     []*receiver
+	live     *live
+	hist     [histShards]histShard
+	joined   atomic.Int64
+	dead     atomic.Int64
+	stopping atomic.Bool
+	wg       sync.WaitGroup
+	// onDeliver runs on the receiving goroutine for every good delivery.
+	onDeliver func(r *receiver, sender uint16, seq uint32)
+}
+
+func newRunID() uint32 {
+	var b [4]byte
+	rand.Read(b[:])
+	return binary.LittleEndian.Uint32(b[:])
+}
+
+func newSwarm(o *options, l *live) *swarm {
+	s := &swarm{o: o, run: newRunID(), epoch: time.Now(), live: l}
+	if o.memoGzip {
+		s.memo = newGzipMemo()
+	}
+	for i := range s.hist {
+		s.hist[i].h = hdrhistogram.New(1, histMaxUs, 3)
+	}
+	s.onDeliver = func(*receiver, uint16, uint32) {}
+	return s
+}
+
+func (s *swarm) now() int64 { return int64(time.Since(s.epoch)) }
+
+// gzipFor spreads the gzip-capable connections evenly: connection i is one
+// when the running count floor((i+1)·frac) steps up.
+func gzipFor(frac float64) func(int) bool {
+	return func(i int) bool { return int(float64(i+1)*frac) > int(float64(i)*frac) }
+}
+
+// start begins receiving on every open connection; senders is how many
+// sender ids to expect.
+func (s *swarm) start(conns []*wsConn, senders int) {
+	for i, c := range conns {
+		if c == nil {
+			continue
+		}
+		r := &receiver{c: c, id: i, next: make([]uint32, senders)}
+		s.recv = append(s.recv, r)
+		s.wg.Add(1)
+		go s.receive(r)
+	}
+}
+
+func (s *swarm) receive(r *receiver) {
+	defer s.wg.Done()
+	defer s.flushLat(r)
+	size := s.o.size
+	for {
+		op, p, err := r.c.readMessage(nil)
+		if err != nil {
+			if !s.stopping.Load() {
+				s.live.errs.add("read-" + errKind(err))
+				r.dead.Store(true)
+				s.dead.Add(1)
+			}
+			return
+		}
+		var d decoded
+		switch {
+		case r.c.gzip && op == ws.OpBinary:
+			d = s.memo.check(p, s.run, size)
+		case !r.c.gzip && op == ws.OpText:
+			d = parsePayload(p, s.run, size)
+		default:
+			s.wrong(r, "wrong-frame-type")
+			continue
+		}
+		if !d.ok {
+			s.wrong(r, "bad-payload")
+			continue
+		}
+		if d.sender == warmSender {
+			if !r.joined.Swap(true) {
+				s.joined.Add(1)
+			}
+			continue
+		}
+		if int(d.sender) >= len(r.next) || d.seq < r.next[d.sender] {
+			s.wrong(r, "duplicate-or-reordered")
+			continue
+		}
+		r.next[d.sender] = d.seq + 1
+		now := s.now()
+		r.lat[r.nlat] = (now - d.ts) / 1000
+		if r.nlat++; r.nlat == latBatch {
+			s.flushLat(r)
+		}
+		r.ok.Add(1)
+		r.last.Store(now)
+		s.onDeliver(r, d.sender, d.seq)
+	}
+}
+
+func (s *swarm) wrong(r *receiver, kind string) {
+	r.wrong.Add(1)
+	s.live.errs.add(kind)
+}
+
+func (s *swarm) flushLat(r *receiver) {
+	if r.nlat == 0 {
+		return
+	}
+	sh := &s.hist[r.id%histShards]
+	sh.mu.Lock()
+	for _, v := range r.lat[:r.nlat] {
+		sh.h.RecordValue(min(max(v, 1), histMaxUs))
+	}
+	sh.mu.Unlock()
+	r.nlat = 0
+}
+
+// warmUp broadcasts warm-up messages from c until every receiver has seen
+// one, so that measuring starts only once the server has every
+// connection in its table. It gives up after o.timeout.
+func (s *swarm) warmUp(c *wsConn) error {
+	buf := make([]byte, s.o.size)
+	deadline := time.Now().Add(s.o.timeout)
+	want := int64(len(s.recv))
+	for seq := uint32(0); time.Now().Before(deadline); seq++ {
+		fillPayload(buf, s.run, warmSender, seq, s.now())
+		if err := c.writeFrame(ws.OpText, buf); err != nil {
+			return fmt.Errorf("warm-up: %v", err)
+		}
+		for t := time.Now().Add(time.Second); time.Now().Before(t); time.Sleep(5 * time.Millisecond) {
+			if s.joined.Load() >= want {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("warm-up: %d of %d connections got a broadcast within %v", s.joined.Load(), want, s.o.timeout)
+}
+
+// delivered is the number of good deliveries so far.
+func (s *swarm) delivered() int64 {
+	var n int64
+	for _, r := range s.recv {
+		n += r.ok.Load()
+	}
+	return n
+}
+
+// caughtUp tells whether every receiver still connected has each got
+// perReceiver deliveries.
+func (s *swarm) caughtUp(perReceiver int64) bool {
+	for _, r := range s.recv {
+		if r.ok.Load() < perReceiver && !r.dead.Load() {
+			return false
+		}
+	}
+	return true
+}
+
+// waitDelivered waits until every receiver still connected has got
+// perReceiver deliveries, or the bound passed.
+func (s *swarm) waitDelivered(perReceiver int64, bound time.Duration) bool {
+	deadline := time.Now().Add(bound)
+	for time.Now().Before(deadline) {
+		if s.caughtUp(perReceiver) {
+			return true
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return s.caughtUp(perReceiver)
+}
+
+// stop closes every connection and waits for the receivers.
+func (s *swarm) stop(conns []*wsConn) {
+	s.stopping.Store(true)
+	closeAll(conns)
+	s.wg.Wait()
+}
+
+// totals sums the receivers after stop.
+func (s *swarm) totals() (ok, wrong, lastNs int64) {
+	for _, r := range s.recv {
+		ok += r.ok.Load()
+		wrong += r.wrong.Load()
+		lastNs = max(lastNs, r.last.Load())
+	}
+	return
+}
+
+// histogram merges the shards after stop.
+func (s *swarm) histogram() *hdrhistogram.Histogram {
+	h := hdrhistogram.New(1, histMaxUs, 3)
+	for i := range s.hist {
+		h.Merge(s.hist[i].h)
+	}
+	return h
+}
