@@ -199,7 +199,7 @@ func (u *Upgrader) onHeader(key, value []byte) error {
 		// A token query parameter (seen first, on the request line) wins
 		// over a bearer token.
 		if u.req.Token == nil && len(u.auth) > len(bearer) && bytes.EqualFold(u.auth[:len(bearer)], []byte(bearer)) {
-			u.req.Token = nonEmpty(bytes.TrimLeft(u.auth[len(bearer):], " "))
+			u.req.Token = nonEmpty(bytes.TrimSpace(u.auth[len(bearer):]))
 		}
 	}
 	return nil
