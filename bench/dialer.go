@@ -24,10 +24,7 @@ import (
 	"github.com/gobwas/ws"
 )
 
-const (
-	readBufSize = 2048    // per connection, allocated on first read
-	maxFrame    = 2 << 20 // larger frames from the server are an error
-)
+const maxFrame = 2 << 20 // larger frames from the server are an error
 
 // wsConn is one client connection. Reads happen on one goroutine at a
 // time; writes are serialised by wmu (a reader answers pings while a
@@ -39,6 +36,7 @@ type wsConn struct {
 	rbuf []byte // frame payloads, reused
 	abuf []byte // fragmented messages, reused
 	cbuf [125]byte
+	rsz  int // read buffer size, allocated on first read
 	wmu  sync.Mutex
 	wbuf []byte
 }
@@ -46,6 +44,7 @@ type wsConn struct {
 // dialer opens connections to one server from a rotating set of source
 // addresses.
 type dialer struct {
+	readBuf int
 	addr    string
 	src     []*net.TCPAddr
 	timeout time.Duration
@@ -54,7 +53,7 @@ type dialer struct {
 }
 
 func newDialer(o *options, prefix string) *dialer {
-	d := &dialer{addr: o.addr, timeout: o.dialTimeout, prefix: prefix,
+	d := &dialer{readBuf: o.readBuf, addr: o.addr, timeout: o.dialTimeout, prefix: prefix,
 		hs: ws.Dialer{ReadBufferSize: 1024, WriteBufferSize: 512}}
 	for _, s := range o.src {
 		d.src = append(d.src, &net.TCPAddr{IP: net.ParseIP(s)})
@@ -95,7 +94,7 @@ func (d *dialer) dial(i int, gz bool) (*wsConn, error) {
 		return nil, err
 	}
 	conn.SetDeadline(time.Time{})
-	return &wsConn{Conn: conn, br: br, gzip: gz}, nil
+	return &wsConn{Conn: conn, br: br, gzip: gz, rsz: d.readBuf}, nil
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
@@ -160,7 +159,7 @@ func setDeadlineAll(conns []*wsConn, t time.Time) {
 
 func (c *wsConn) reader() *bufio.Reader {
 	if c.br == nil {
-		c.br = bufio.NewReaderSize(c.Conn, readBufSize)
+		c.br = bufio.NewReaderSize(c.Conn, max(c.rsz, 256))
 	}
 	return c.br
 }

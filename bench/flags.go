@@ -24,6 +24,7 @@ type options struct {
 	src         []string
 	dialers     int
 	dialTimeout time.Duration
+	readBuf     int // bytes of read buffer per receiving connection
 	gzipFrac    float64
 	messages    int
 	size        int
@@ -35,6 +36,7 @@ type options struct {
 	serverPID   int
 	metrics     string // admin address of a wsd, to read its counters
 	json        string
+	cpuProfile  string
 	memoGzip    bool
 	rst         bool      // connect: drop with RST rather than a close frame and FIN
 	progress    io.Writer // nil: no progress lines
@@ -48,6 +50,7 @@ func defaultOptions() *options {
 		src:         []string{"127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4"},
 		dialers:     64,
 		dialTimeout: 10 * time.Second,
+		readBuf:     16 << 10,
 		gzipFrac:    0.5,
 		messages:    50,
 		size:        256,
@@ -98,6 +101,7 @@ func parse(name string, args []string) (*options, error) {
 	fs.StringVar(&src, "src", src, "loopback source addresses to dial from, comma-separated (each gives ~28k ports)")
 	fs.IntVar(&o.dialers, "dialers", o.dialers, "concurrent dialers")
 	fs.DurationVar(&o.dialTimeout, "dial-timeout", o.dialTimeout, "bound on one connect + handshake")
+	fs.IntVar(&o.readBuf, "read-buf", o.readBuf, "read buffer per receiving connection (fanout, storm): bigger means fewer read syscalls per frame")
 	fs.Float64Var(&o.gzipFrac, "gzip-frac", o.gzipFrac, "fraction of connections with support_gzip=1")
 	fs.IntVar(&o.messages, "m", o.messages, "messages to broadcast (fanout)")
 	fs.IntVar(&o.size, "size", o.size, "message size in bytes")
@@ -111,6 +115,7 @@ func parse(name string, args []string) (*options, error) {
 	fs.StringVar(&o.json, "json", "", "also write the results as JSON to `FILE` (-json alone: stdout)")
 	fs.BoolVar(&o.memoGzip, "memo-gzip", o.memoGzip, "gunzip identical gzip frames once per client process (compared byte for byte)")
 	fs.BoolVar(&o.rst, "rst", o.rst, "connect: drop each connection with a TCP RST (no TIME_WAIT); false: send a close frame, then FIN")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the client's own CPU profile to `FILE` (to see where the client spends)")
 	quiet := fs.Bool("q", false, "no progress lines")
 	if err := fs.Parse(bareJSON(args)); err != nil {
 		return nil, err
@@ -157,6 +162,8 @@ func (o *options) check() error {
 		return fmt.Errorf("-senders %d: 1 to %d", o.senders, maxConns)
 	case o.inflight < 0 || o.inflight > 1024:
 		return fmt.Errorf("-inflight %d: 0 (default) to 1024", o.inflight)
+	case o.readBuf < 256 || o.readBuf > 1<<20:
+		return fmt.Errorf("-read-buf %d: 256 to 1 MiB", o.readBuf)
 	case len(o.src) == 0:
 		return errors.New("-src: at least one source address")
 	}

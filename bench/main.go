@@ -17,6 +17,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"syscall"
 )
 
@@ -26,31 +27,41 @@ func main() {
 		usage()
 		os.Exit(2)
 	}
-	name, args := os.Args[1], os.Args[2:]
-	var err error
+	if err := run(os.Args[1], os.Args[2:]); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(name string, args []string) error {
 	switch name {
 	case "compare":
-		err = runCompare(args)
+		return runCompare(args)
 	case "idle", "fanout", "storm", "connect":
-		var o *options
-		if o, err = parse(name, args); err == nil {
-			var r *Result
-			if r, err = runScenario(name, o); err == nil {
-				r.print(os.Stdout)
-				err = writeJSON(o.json, r)
-			}
-		}
 	case "-h", "-help", "--help", "help":
 		usage()
-		return
+		return nil
 	default:
 		usage()
 		os.Exit(2)
 	}
+	o, err := parse(name, args)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
+		return err
 	}
+	if o.cpuProfile != "" {
+		stop, err := startProfile(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	r, err := runScenario(name, o)
+	if err != nil {
+		return err
+	}
+	r.print(os.Stdout)
+	return writeJSON(o.json, r)
 }
 
 // runScenario runs one scenario against o.addr and, when o.metrics is set,
@@ -85,6 +96,19 @@ func runScenario(name string, o *options) (*Result, error) {
 func usage() {
 	fmt.Fprintln(os.Stderr, `usage: bench idle|fanout|storm|connect [flags]   (bench SCENARIO -h for flags)
        bench compare [-quick] [-out FILE] [-json FILE]`)
+}
+
+// startProfile writes this process's CPU profile to path until stop.
+func startProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // raiseFileLimit lifts the soft open-file limit to the hard one: idle
