@@ -65,7 +65,7 @@ func compareOptions(quick bool, src []string) map[string]*options {
 
 func runCompare(args []string) error {
 	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
-	quick := fs.Bool("quick", false, "counts and durations divided by ten (about a minute in all)")
+	quick := fs.Bool("quick", false, "connections, messages and durations divided by ten (seconds rather than minutes)")
 	out := fs.String("out", "", "also write every result (both servers, every figure) as JSON to `FILE` (- for stdout)")
 	src := fs.String("src", "127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4", "loopback source addresses")
 	only := fs.String("only", "wsd,baseline", "servers to measure")
@@ -114,6 +114,7 @@ func runCompare(args []string) error {
 	fmt.Fprintf(&b, "compare (quick=%v): client and server share this machine's %d cores; load average before: %s\n",
 		*quick, numCPU(), loadAvg)
 	printCompare(&b, results["wsd"], results["baseline"])
+	printErrors(&b, results)
 	fmt.Print(b.String())
 	return writeJSON(*out, results)
 }
@@ -386,4 +387,19 @@ func errCell(r *Result) string {
 		n += v
 	}
 	return formatNum(float64(n))
+}
+
+// printErrors lists, under the table, every failure by kind and every
+// scenario that did not complete.
+func printErrors(w io.Writer, results map[string][]*Result) {
+	for _, name := range []string{"wsd", "baseline"} {
+		for _, r := range results[name] {
+			switch {
+			case r.Error != "":
+				fmt.Fprintf(w, "%s %s did not complete: %s\n", name, r.Scenario, r.Error)
+			case len(r.Errors) > 0:
+				fmt.Fprintf(w, "%s %s errors:%s\n", name, r.Scenario, (&errCount{m: r.Errors}).String())
+			}
+		}
+	}
 }

@@ -15,6 +15,8 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"runtime/pprof"
@@ -27,7 +29,7 @@ func main() {
 		usage()
 		os.Exit(2)
 	}
-	if err := run(os.Args[1], os.Args[2:]); err != nil {
+	if err := run(os.Args[1], os.Args[2:]); err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -60,7 +62,11 @@ func run(name string, args []string) error {
 	if err != nil {
 		return err
 	}
-	r.print(os.Stdout)
+	if o.json == "-" {
+		r.print(os.Stderr) // stdout is for the JSON alone
+	} else {
+		r.print(os.Stdout)
+	}
 	return writeJSON(o.json, r)
 }
 
@@ -95,7 +101,7 @@ func runScenario(name string, o *options) (*Result, error) {
 
 func usage() {
 	fmt.Fprintln(os.Stderr, `usage: bench idle|fanout|storm|connect [flags]   (bench SCENARIO -h for flags)
-       bench compare [-quick] [-out FILE] [-json FILE]`)
+       bench compare [-quick] [-out FILE] [-only wsd,baseline] [-src ADDRS]`)
 }
 
 // startProfile writes this process's CPU profile to path until stop.

@@ -94,6 +94,11 @@ func TestPrintCompare(t *testing.T) {
 			t.Errorf("compare table lacks %q:\n%s", re, out)
 		}
 	}
+	sb.Reset()
+	printErrors(&sb, map[string][]*Result{"wsd": {w}, "baseline": {b, failed}})
+	if got := sb.String(); got != "baseline storm errors: read-timeout=3\nbaseline idle did not complete: boom\n" {
+		t.Errorf("error lines: %q", got)
+	}
 	lines := strings.Split(out, "\n")
 	for _, l := range lines {
 		if strings.Contains(l, "storm") && strings.Contains(l, "errors") && !strings.HasSuffix(strings.TrimRight(l, " "), "3") {
