@@ -115,6 +115,7 @@ func runCompare(args []string) error {
 		*quick, numCPU(), loadAvg)
 	printCompare(&b, results["wsd"], results["baseline"])
 	printErrors(&b, results)
+	printNotes(&b, results, numCPU())
 	fmt.Print(b.String())
 	return writeJSON(*out, results)
 }
@@ -399,6 +400,27 @@ func printErrors(w io.Writer, results map[string][]*Result) {
 				fmt.Fprintf(w, "%s %s did not complete: %s\n", name, r.Scenario, r.Error)
 			case len(r.Errors) > 0:
 				fmt.Fprintf(w, "%s %s errors:%s\n", name, r.Scenario, (&errCount{m: r.Errors}).String())
+			}
+		}
+	}
+}
+
+// printNotes flags figures that the machine, not the server, may have
+// set: another process using CPU during a run, or client and server
+// together using every core (then throughput is capped by the shared CPU,
+// and server CPU per delivery is the figure to compare).
+func printNotes(w io.Writer, results map[string][]*Result, cores int) {
+	for _, name := range []string{"wsd", "baseline"} {
+		for _, r := range results[name] {
+			other, _ := r.get("other cpu share")
+			srv, ok1 := r.get("server cpu share")
+			cli, ok2 := r.get("client cpu share")
+			if other > 0.2 {
+				fmt.Fprintf(w, "note: %s %s: other processes used %.2f cores meanwhile; rerun on a quiet machine\n", name, r.Scenario, other)
+			}
+			if ok1 && ok2 && srv+cli+other >= 0.9*float64(cores) {
+				fmt.Fprintf(w, "note: %s %s: all %d cores busy (server %.2f, client %.2f, other %.2f): throughput is capped by the shared CPU\n",
+					name, r.Scenario, cores, srv, cli, other)
 			}
 		}
 	}
