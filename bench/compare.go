@@ -408,10 +408,14 @@ func printErrors(w io.Writer, results map[string][]*Result) {
 // printNotes flags figures that the machine, not the server, may have
 // set: another process using CPU during a run, or client and server
 // together using every core (then throughput is capped by the shared CPU,
-// and server CPU per delivery is the figure to compare).
+// and server CPU per delivery is the figure to compare). Windows under a
+// second are skipped: CPU times come in 10 ms ticks.
 func printNotes(w io.Writer, results map[string][]*Result, cores int) {
 	for _, name := range []string{"wsd", "baseline"} {
 		for _, r := range results[name] {
+			if win, _ := r.get("cpu window"); win < 1 {
+				continue
+			}
 			other, _ := r.get("other cpu share")
 			srv, ok1 := r.get("server cpu share")
 			cli, ok2 := r.get("client cpu share")

@@ -162,6 +162,7 @@ func (m *cpuMeter) stop() cpuUse {
 // figures are suspect.
 func (r *Result) addCPU(u cpuUse) {
 	seconds := u.wall
+	r.add("cpu window", "s", "", seconds)
 	if u.server >= 0 {
 		r.add("server cpu", "s", "lower", u.server)
 		r.add("server cpu share", "cores", "", ratio(u.server, seconds))

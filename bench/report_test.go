@@ -108,18 +108,23 @@ func TestPrintCompare(t *testing.T) {
 }
 
 func TestPrintNotes(t *testing.T) {
+	short := &Result{Scenario: "connect"}
+	short.add("cpu window", "s", "", 0.2)
+	short.add("other cpu share", "cores", "", 1.5)
 	quiet := &Result{Scenario: "fanout"}
+	quiet.add("cpu window", "s", "", 10)
 	quiet.add("server cpu share", "cores", "", 0.5)
 	quiet.add("client cpu share", "cores", "", 0.4)
 	quiet.add("other cpu share", "cores", "", 0.01)
 	busy := &Result{Scenario: "storm"}
+	busy.add("cpu window", "s", "", 10)
 	busy.add("server cpu share", "cores", "", 0.9)
 	busy.add("client cpu share", "cores", "", 0.8)
 	busy.add("other cpu share", "cores", "", 0.3)
 	var b strings.Builder
-	printNotes(&b, map[string][]*Result{"wsd": {quiet, busy}}, 2)
+	printNotes(&b, map[string][]*Result{"wsd": {short, quiet, busy}}, 2)
 	out := b.String()
-	if strings.Contains(out, "fanout") || !strings.Contains(out, "wsd storm: other processes used 0.30 cores") ||
+	if strings.Contains(out, "fanout") || strings.Contains(out, "connect") || !strings.Contains(out, "wsd storm: other processes used 0.30 cores") ||
 		!strings.Contains(out, "wsd storm: all 2 cores busy") {
 		t.Errorf("notes:\n%s", out)
 	}
