@@ -13,16 +13,35 @@ import (
 	"github.com/gorilla/websocket"
 )
 
+var testHub *hub
+
 func start(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: newHub()}
+	testHub = newHub()
+	srv := &http.Server{Handler: testHub}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return ln.Addr().String()
+}
+
+// waitClients waits until the hub holds n clients: the baseline (like the
+// original) registers a connection just after writing its 101, so a
+// client's Dial can return first.
+func waitClients(t *testing.T, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		testHub.mu.Lock()
+		got := len(testHub.clients)
+		testHub.mu.Unlock()
+		if got == n {
+			return
+		}
+	}
+	t.Fatalf("the hub never held %d clients", n)
 }
 
 func dial(t *testing.T, addr, query string) *websocket.Conn {
@@ -58,10 +77,11 @@ func unzip(t *testing.T, b []byte) string {
 	return string(out)
 }
 
-// waitJoined sends from c until every conn in all has seen a message, so
-// that the test does not race the server registering the connections.
+// waitJoined waits until the hub holds every conn in all, then sends one
+// message from c that every one of them reads.
 func waitJoined(t *testing.T, c *websocket.Conn, all ...*websocket.Conn) {
 	t.Helper()
+	waitClients(t, len(all))
 	if err := c.WriteMessage(websocket.TextMessage, []byte("join")); err != nil {
 		t.Fatal(err)
 	}
