@@ -197,9 +197,6 @@ func (c *Conn) handshake(p []byte) {
 	c.gzip = req.Gzip
 	h.upgraders.Put(up)
 
-	c.deliver([]outItem{{b: resp.plain, m: resp}})
-	resp.release()
-
 	c.hs = nil
 	c.deadline.Store(0)
 	h.table.limboOf(c).removeLimbo(c)
@@ -207,7 +204,12 @@ func (c *Conn) handshake(p []byte) {
 	h.stats.Handshaking.Add(-1)
 	h.stats.HandshakesOK.Add(1)
 	h.stats.Open.Add(1)
-	if old := h.table.insert(c); old != nil {
+	// The 101 goes out in the critical section that makes c a member: no
+	// broadcast reaches c before it, and none sent after the client has
+	// read it can miss c.
+	old := h.table.join(c, resp)
+	resp.release()
+	if old != nil {
 		h.stats.Kicks.Add(1)
 		h.log.Info("connection replaced", "key", c.key)
 		old.requestClose(codec.ErrReplaced)

@@ -89,6 +89,7 @@ type Hub struct {
 	upgraders sync.Pool
 	live      atomic.Int64 // sockets held, in any state
 	draining  atomic.Bool
+	inflight  atomic.Int64 // broadcasts between the draining check and their enqueue
 	stop      chan struct{}
 	stopped   chan struct{}
 	stopOnce  sync.Once
@@ -168,6 +169,16 @@ func (h *Hub) authorize(req *codec.Request) error {
 // broadcast sends text to every member of room, the sender included, and
 // returns how many members the room had.
 func (h *Hub) broadcast(room string, text []byte) int {
+	// Once draining, no broadcast is accepted: Shutdown waits for the ones
+	// already accepted to be fanned out, which a steady stream of new ones
+	// would otherwise put off until its deadline. Both sides are
+	// sequentially consistent atomics: either this sees draining, or
+	// Shutdown sees this broadcast in flight and waits for it.
+	h.inflight.Add(1)
+	defer h.inflight.Add(-1)
+	if h.draining.Load() {
+		return 0
+	}
 	m := h.newText(room, text)
 	if h.cfg.OnFanout != nil {
 		m.at = time.Now()
@@ -313,13 +324,13 @@ func (h *Hub) fanoutIdle() bool {
 	return true
 }
 
-// Shutdown drains the Hub: new upgrades are refused, broadcasts already
-// accepted reach their rooms, then every connection gets 1001 after what is
-// queued for it and is closed once the peer answers. When ctx ends first,
+// Shutdown drains the Hub: new upgrades and new broadcasts are refused,
+// broadcasts already accepted reach their rooms, then every connection gets
+// 1001 after what is queued for it and is closed once the peer answers. When ctx ends first,
 // the remaining sockets are closed at once and ctx's error is returned.
 func (h *Hub) Shutdown(ctx context.Context) error {
 	h.draining.Store(true)
-	err := waitUntil(ctx, h.fanoutIdle)
+	err := waitUntil(ctx, func() bool { return h.inflight.Load() == 0 && h.fanoutIdle() })
 	var open []*Conn
 	for _, s := range h.table.shards {
 		s.mu.RLock()

@@ -63,9 +63,17 @@ func (t *table) shardOf(key string) *shard {
 func (t *table) limboOf(c *Conn) *shard { return t.shards[c.fd()%len(t.shards)] }
 
 // insert adds c under its key and returns the connection it displaced.
-func (t *table) insert(c *Conn) (old *Conn) {
+func (t *table) insert(c *Conn) (old *Conn) { return t.join(c, nil) }
+
+// join is insert that first delivers welcome (if not nil) to c under the
+// shard lock, so nothing fanned out to the room reaches c before it, and
+// nothing fanned out after it misses c.
+func (t *table) join(c *Conn, welcome *Message) (old *Conn) {
 	s := t.shardOf(c.key)
 	s.mu.Lock()
+	if welcome != nil {
+		c.deliver([]outItem{{b: welcome.plain, m: welcome}})
+	}
 	if old = s.byKey[c.key]; old != nil {
 		s.removeMember(old)
 		old.inTable = false
