@@ -41,6 +41,8 @@ func TestSoak(t *testing.T) {
 	srv := wstest.StartServer(t, server.Config{Session: session.Config{
 		HandshakeTimeout: time.Second,
 		CloseTimeout:     time.Second,
+		// The residents only read; their test client does not answer pings.
+		IdleTimeout: time.Hour,
 	}})
 	addr := srv.Addr().String()
 	hub := srv.Hub()
