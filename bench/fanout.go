@@ -102,24 +102,11 @@ func runFanout(o *options) (*Result, error) {
 		}
 	}
 	want := int64(o.messages) * open
-	s.waitDelivered(int64(o.messages), o.timeout)
-	use := cpu.stop()
-	_, _, lastNs := s.totals()
-	s.stop(conns)
-	got, wrong, lastNs2 := s.totals()
-	lastNs = max(lastNs, lastNs2)
-	secs := float64(lastNs-start) / 1e9
+	got, wrong, secs, use := s.settle(conns, cpu, int64(o.messages), start, o.timeout)
 
 	r.add("connections", "", "", float64(open))
 	r.add("connect rate", "conn/s", "higher", float64(open)/dialTime.Seconds())
-	r.add("deliveries expected", "", "", float64(want))
-	r.add("deliveries received", "", "", float64(got))
-	r.add("deliveries missing", "", "lower", float64(max(want-got, 0)))
-	r.add("deliveries wrong", "", "lower", float64(wrong))
-	r.add("connections lost", "", "lower", float64(s.dead.Load()))
-	r.add("deliveries/s", "/s", "higher", ratio(float64(got), secs))
-	r.addLatency("latency", s.histogram())
-	r.addCPU(use)
+	s.addDeliveries(r, want, got, wrong, secs, use)
 	if stalls > 0 {
 		l.errs.addN("broadcast-not-completed", int64(stalls))
 	}

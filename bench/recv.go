@@ -316,3 +316,28 @@ func (s *swarm) histogram() *hdrhistogram.Histogram {
 	}
 	return h
 }
+
+// settle waits until every receiver has perReceiver messages (or the wait
+// gives up), closes the CPU window, stops the receivers and returns the
+// final counts and the seconds from start to the last delivery.
+func (s *swarm) settle(conns []*wsConn, cpu *cpuMeter, perReceiver, start int64, bound time.Duration) (got, wrong int64, secs float64, use cpuUse) {
+	s.waitDelivered(perReceiver, bound)
+	use = cpu.stop()
+	_, _, lastNs := s.totals()
+	s.stop(conns)
+	got, wrong, lastNs2 := s.totals()
+	lastNs = max(lastNs, lastNs2)
+	return got, wrong, float64(lastNs-start) / 1e9, use
+}
+
+// addDeliveries adds the delivery figures fanout and storm share.
+func (s *swarm) addDeliveries(r *Result, want, got, wrong int64, secs float64, use cpuUse) {
+	r.add("deliveries expected", "", "", float64(want))
+	r.add("deliveries received", "", "", float64(got))
+	r.add("deliveries missing", "", "lower", float64(max(want-got, 0)))
+	r.add("deliveries wrong", "", "lower", float64(wrong))
+	r.add("connections lost", "", "lower", float64(s.dead.Load()))
+	r.add("deliveries/s", "/s", "higher", ratio(float64(got), secs))
+	r.addLatency("latency", s.histogram())
+	r.addCPU(use)
+}

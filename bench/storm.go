@@ -106,25 +106,12 @@ func runStorm(o *options) (*Result, error) {
 	close(stop)
 	wg.Wait()
 	want := sent.Load() * open
-	s.waitDelivered(sent.Load(), o.timeout)
-	use := cpu.stop()
-	_, _, lastNs := s.totals()
-	s.stop(conns)
-	got, wrong, lastNs2 := s.totals()
-	lastNs = max(lastNs, lastNs2)
-	secs := float64(lastNs-start) / 1e9
+	got, wrong, secs, use := s.settle(conns, cpu, sent.Load(), start, o.timeout)
 
 	r.add("connections", "", "", float64(open))
 	r.add("connect rate", "conn/s", "higher", float64(open)/dialTime.Seconds())
 	r.add("messages sent", "", "higher", float64(sent.Load()))
-	r.add("deliveries expected", "", "", float64(want))
-	r.add("deliveries received", "", "", float64(got))
-	r.add("deliveries missing", "", "lower", float64(max(want-got, 0)))
-	r.add("deliveries wrong", "", "lower", float64(wrong))
-	r.add("connections lost", "", "lower", float64(s.dead.Load()))
-	r.add("deliveries/s", "/s", "higher", ratio(float64(got), secs))
-	r.addLatency("latency", s.histogram())
-	r.addCPU(use)
+	s.addDeliveries(r, want, got, wrong, secs, use)
 	if use.server >= 0 {
 		r.add("server cpu per 1M deliveries", "s", "lower", ratio(use.server, float64(got)/1e6))
 	}
