@@ -32,3 +32,8 @@ func AppendRejection(dst []byte, err error) []byte {
 // than the inbound budget has left.
 var ErrBusy = ws.RejectConnectionError(ws.RejectionStatus(http.StatusServiceUnavailable),
 	ws.RejectionReason("server busy: try again later"))
+
+// Reject returns a handshake refusal answered with status and reason.
+func Reject(status int, reason string) error {
+	return ws.RejectConnectionError(ws.RejectionStatus(status), ws.RejectionReason(reason))
+}

@@ -2,6 +2,7 @@ package session
 
 import (
 	"errors"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,6 +37,7 @@ type Conn struct {
 	key  string
 	room string
 	gzip bool
+	ip   netip.Addr // source address, kept only when MaxConnsPerIP is set
 
 	// Guarded by the key's shard mu.
 	inTable bool
@@ -510,6 +512,9 @@ func (c *Conn) finish() {
 	c.hs = nil
 	c.chargeInput()
 	c.msgStart.Store(0)
+	if h.perIP != nil {
+		h.perIP.done(c.ip)
+	}
 	h.live.Add(-1)
 	h.log.Debug("disconnected", "key", c.key)
 }

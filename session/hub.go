@@ -35,6 +35,7 @@ type Config struct {
 	IdleTimeout      time.Duration // close connections quiet for this long (1001)
 	CloseTimeout     time.Duration
 	MaxMsgRate       float64 // messages and pings per second per connection; 0: DefaultMaxMsgRate, <0: unlimited
+	MaxConnsPerIP    int     // sockets one source address may hold; 0: no cap
 	MsgBurst         int     // messages allowed at once above the rate; 0: DefaultMsgBurst
 	MaxByteRate      float64 // payload bytes (after gunzip) per second per connection; 0: DefaultMaxByteRate, <0: unlimited
 	InflateRatio     int     // a gzip message may inflate this many times (past 64 KiB); 0: DefaultInflateRatio
@@ -118,6 +119,7 @@ type Hub struct {
 	byteRate   rateLimit // payload bytes
 	in, out    budget
 	squeezeReq chan struct{}
+	perIP      *perIP
 	upgraders  sync.Pool
 	live       atomic.Int64 // sockets held, in any state
 	draining   atomic.Bool
@@ -137,6 +139,7 @@ func NewHub(cfg Config, r *poller.Reactor) *Hub {
 		rate:       newRateLimit(cfg.MaxMsgRate, float64(cfg.MsgBurst)),
 		byteRate:   newRateLimit(cfg.MaxByteRate, max(cfg.MaxByteRate, 2*float64(cfg.MaxMessage))),
 		squeezeReq: make(chan struct{}, 1),
+		perIP:      newPerIP(cfg.MaxConnsPerIP),
 		stop:       make(chan struct{}),
 		stopped:    make(chan struct{}),
 	}
@@ -162,19 +165,36 @@ func (h *Hub) Stats() *Stats { return &h.stats }
 // Live reports how many sockets the Hub holds, in any state.
 func (h *Hub) Live() int64 { return h.live.Load() }
 
-// Accept takes ownership of a freshly accepted, non-blocking socket.
+// Accept takes ownership of a freshly accepted, non-blocking socket. A
+// socket over MaxConnsPerIP, or past MaxConns by more than acceptSlack
+// sockets, is answered with 429 or 503 and closed at once.
 func (h *Hub) Accept(fd int) error {
+	h.stats.Accepted.Add(1)
+	if h.cfg.MaxConns > 0 && h.live.Load() >= int64(h.cfg.MaxConns+acceptSlack) {
+		h.refuseAtAccept(fd, errAtCapacity)
+		return nil
+	}
 	c := &Conn{hub: h, member: -1}
+	if h.perIP != nil {
+		addr, ok := h.perIP.take(fd)
+		if !ok {
+			h.refuseAtAccept(fd, errPerIP)
+			return nil
+		}
+		c.ip = addr
+	}
 	now := time.Now().UnixNano()
 	c.lastSeen.Store(now)
 	c.deadline.Store(now + int64(h.cfg.HandshakeTimeout))
 	h.live.Add(1)
-	h.stats.Accepted.Add(1)
 	// Into limbo before registering: the first event may run at once.
 	c.setState(stHandshake)
 	if err := h.reactor.Add(&c.Desc, fd, c); err != nil {
 		c.setState(stNew)
 		h.live.Add(-1)
+		if h.perIP != nil {
+			h.perIP.done(c.ip)
+		}
 		return err
 	}
 	return nil

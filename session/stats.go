@@ -53,11 +53,11 @@ var closeCodes = []uint16{
 	codec.CloseTooBig, codec.CloseInternalError, codec.CloseTryAgainLater, codec.CloseReplaced,
 }
 
-var handshakeStatuses = []int{400, 401, 403, 404, 405, 426, 431, 503, 505}
+var handshakeStatuses = []int{400, 401, 403, 404, 405, 426, 429, 431, 503, 505}
 
 const (
 	closeSlots  = 11 // len(closeCodes) + "other"
-	statusSlots = 10 // len(handshakeStatuses) + "other"
+	statusSlots = 11 // len(handshakeStatuses) + "other"
 )
 
 func (s *Stats) countClose(code uint16) {
