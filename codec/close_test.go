@@ -10,18 +10,18 @@ func TestValidCloseCode(t *testing.T) {
 	for c := range 1 << 16 {
 		code := uint16(c)
 		want := (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999)
-		if got := ValidCloseCode(code); got != want {
-			t.Errorf("ValidCloseCode(%d) = %v, want %v", code, got, want)
+		if got := validCloseCode(code); got != want {
+			t.Errorf("validCloseCode(%d) = %v, want %v", code, got, want)
 		}
 	}
 	// The codes wsd itself sends must be ones a peer may send back.
 	for _, code := range []uint16{CloseNormal, CloseGoingAway, CloseProtocolError, CloseUnsupportedData, CloseInvalidPayload,
 		ClosePolicyViolation, CloseTooBig, CloseInternalError, CloseReplaced} {
-		if !ValidCloseCode(code) {
+		if !validCloseCode(code) {
 			t.Errorf("wsd sends %d, which is not a valid close code", code)
 		}
 	}
-	if ValidCloseCode(CloseNoStatus) {
+	if validCloseCode(CloseNoStatus) {
 		t.Error("1005 must never be on the wire")
 	}
 }

@@ -73,11 +73,11 @@ func TestAppendGzipFrame(t *testing.T) {
 				t.Fatalf("%s: dst prefix clobbered", tc.name)
 			}
 			frame := out[len(prefix):]
-			h, size := ParseHeader(frame)
+			h, size := parseHeader(frame)
 			if size == 0 || !h.Fin || h.Op != OpBinary || h.Masked || h.Rsv != 0 || int(h.Length) != len(frame)-size {
 				t.Fatalf("%s: bad header %+v (size %d, frame %d bytes)", tc.name, h, size, len(frame))
 			}
-			if size != HeaderSize(int(h.Length), false) {
+			if size != headerSize(int(h.Length), false) {
 				t.Fatalf("%s: %d-byte header for %d bytes of payload", tc.name, size, h.Length)
 			}
 			// The standard library inflates it to the text.
@@ -105,7 +105,7 @@ func TestAppendGzipFrameConcurrent(t *testing.T) {
 			for i := range 200 {
 				text := []byte(fmt.Sprintf("goroutine %d message %d %s", g, i, strings.Repeat("x", i)))
 				buf = AppendGzipFrame(buf[:0], text)
-				_, size := ParseHeader(buf)
+				_, size := parseHeader(buf)
 				if got, ok := stdGunzip(buf[size:]); !ok || !bytes.Equal(got, text) {
 					t.Errorf("goroutine %d message %d corrupted", g, i)
 					return

@@ -17,9 +17,9 @@ import (
 const (
 	DefaultAddr    = "127.0.0.1:8888" // the seed's address
 	DefaultBacklog = 4096             // capped by net.core.somaxconn
-	// FDReserve is how many file descriptors the automatic connection cap
+	// fdReserve is how many file descriptors the automatic connection cap
 	// leaves for listeners, the admin endpoint, logs and pprof.
-	FDReserve = 64
+	fdReserve = 64
 )
 
 // Config configures a Server.
@@ -58,7 +58,7 @@ func Start(cfg Config) (*Server, error) {
 		cfg.Session.Logger = cfg.Logger
 	}
 	if cfg.Session.MaxConns == 0 {
-		cfg.Session.MaxConns = AutoMaxConns()
+		cfg.Session.MaxConns = autoMaxConns()
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger}
 	r, err := poller.New(poller.Config{
@@ -89,14 +89,14 @@ func Start(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// AutoMaxConns is the default connection cap: the process's file limit
-// less FDReserve, so wsd answers 503 before it runs out of descriptors.
-func AutoMaxConns() int {
+// autoMaxConns is the default connection cap: the process's file limit
+// less fdReserve, so wsd answers 503 before it runs out of descriptors.
+func autoMaxConns() int {
 	var lim unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil || lim.Cur == unix.RLIM_INFINITY {
 		return 0
 	}
-	if n := int(lim.Cur) - FDReserve; n > 0 {
+	if n := int(lim.Cur) - fdReserve; n > 0 {
 		return n
 	}
 	return 1
