@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"strings"
 	"unicode/utf8"
 
 	"github.com/wsd-chat/wsd/codec"
@@ -69,7 +68,7 @@ func (p *publisher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case len(req.Text) > p.hub.Config().MaxMessage:
 		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": "text longer than -max-message"})
 		return
-	case req.Room != "" && req.Room != AllRooms && !codec.ValidRoom([]byte(req.Room)):
+	case req.Room != "" && req.Room != AllRooms && !session.ValidRoom(req.Room):
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad room name"})
 		return
 	}
@@ -91,10 +90,9 @@ func (p *publisher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, PublishResponse{Delivered: n})
 }
 
+// bearerMatches compares in constant time so the token cannot be guessed
+// byte by byte from response times.
 func bearerMatches(header, token string) bool {
-	const prefix = "Bearer "
-	if len(header) < len(prefix) || !strings.EqualFold(header[:len(prefix)], prefix) {
-		return false
-	}
-	return subtle.ConstantTimeCompare([]byte(header[len(prefix):]), []byte(token)) == 1
+	got := codec.BearerToken([]byte(header))
+	return got != nil && subtle.ConstantTimeCompare(got, []byte(token)) == 1
 }

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wsd-chat/wsd/internal/wstest"
+	"github.com/wsd-chat/wsd/internal/testserver"
 	"github.com/wsd-chat/wsd/server"
 )
 
@@ -13,7 +13,7 @@ import (
 // checks — every delivery intact, in order, none missing — then hold for
 // wsd too.
 func TestScenariosAgainstWSDInProcess(t *testing.T) {
-	srv := wstest.StartServer(t, server.Config{})
+	srv := testserver.Start(t, server.Config{})
 	p := &serverProc{addr: srv.Addr().String()}
 
 	o := tinyOptions(t, p)

@@ -46,29 +46,17 @@ type Request struct {
 // Handshake rejections wsd adds to gobwas/ws's own. They are values so a
 // rejected handshake allocates nothing.
 var (
-	ErrNotFound = ws.RejectConnectionError(ws.RejectionStatus(http.StatusNotFound),
-		ws.RejectionReason("not found: wsd serves WebSocket upgrades on /"))
-	ErrMissingKey = ws.RejectConnectionError(ws.RejectionStatus(http.StatusBadRequest),
-		ws.RejectionReason("missing specialKey"))
-	ErrKeyTooLong = ws.RejectConnectionError(ws.RejectionStatus(http.StatusBadRequest),
-		ws.RejectionReason("specialKey longer than 256 bytes"))
-	ErrBadQuery = ws.RejectConnectionError(ws.RejectionStatus(http.StatusBadRequest),
-		ws.RejectionReason("malformed query string"))
-	ErrBadRoom = ws.RejectConnectionError(ws.RejectionStatus(http.StatusBadRequest),
-		ws.RejectionReason("bad room name: 1-64 of A-Z a-z 0-9 _ - . :"))
-	ErrHeadTooLarge = ws.RejectConnectionError(ws.RejectionStatus(http.StatusRequestHeaderFieldsTooLarge),
-		ws.RejectionReason("request head too large"))
-	ErrOverCapacity = ws.RejectConnectionError(ws.RejectionStatus(http.StatusServiceUnavailable),
-		ws.RejectionReason("server at connection limit"))
+	ErrNotFound     = Reject(http.StatusNotFound, "not found: wsd serves WebSocket upgrades on /")
+	ErrMissingKey   = Reject(http.StatusBadRequest, "missing specialKey")
+	ErrKeyTooLong   = Reject(http.StatusBadRequest, "specialKey longer than 256 bytes")
+	ErrBadQuery     = Reject(http.StatusBadRequest, "malformed query string")
+	ErrBadRoom      = Reject(http.StatusBadRequest, "bad room name: 1-64 of A-Z a-z 0-9 _ - . :")
+	ErrHeadTooLarge = Reject(http.StatusRequestHeaderFieldsTooLarge, "request head too large")
+	ErrOverCapacity = Reject(http.StatusServiceUnavailable, "server at connection limit")
+	// ErrDraining is a 503 of its own so a client (and a log) can tell a
+	// server going away from one that is merely full.
+	ErrDraining = Reject(http.StatusServiceUnavailable, "server shutting down")
 )
-
-// StatusOf returns the HTTP status a handshake error was answered with.
-func StatusOf(err error) int {
-	if rej, ok := err.(*ws.ConnectionRejectedError); ok && rej.StatusCode() != 0 {
-		return rej.StatusCode()
-	}
-	return http.StatusBadRequest
-}
 
 // Upgrader runs the zero-copy WebSocket upgrade on a complete request head
 // and extracts the chat parameters. It is not safe for concurrent use; keep
@@ -76,7 +64,7 @@ func StatusOf(err error) int {
 type Upgrader struct {
 	// Admit is asked once the path is known to be right; a non-nil error
 	// (such as ErrOverCapacity) rejects the upgrade with its status, or
-	// with 503 if it is not a ws.RejectConnectionError.
+	// with 503 if it was not made by Reject.
 	Admit func() error
 
 	up  ws.Upgrader
@@ -135,8 +123,7 @@ func (u *Upgrader) onRequest(uri []byte) error {
 			if _, ok := err.(*ws.ConnectionRejectedError); !ok {
 				// gobwas/ws would answer a plain error with 500 while
 				// StatusOf says 400: refuse it as the 503 it means.
-				err = ws.RejectConnectionError(ws.RejectionStatus(http.StatusServiceUnavailable),
-					ws.RejectionReason(err.Error()))
+				err = Reject(http.StatusServiceUnavailable, err.Error())
 			}
 			return err
 		}
@@ -198,14 +185,24 @@ func (u *Upgrader) onHeader(key, value []byte) error {
 		u.req.Authorization = u.auth
 		// A token query parameter (seen first, on the request line) wins
 		// over a bearer token.
-		if u.req.Token == nil && len(u.auth) > len(bearer) && bytes.EqualFold(u.auth[:len(bearer)], []byte(bearer)) {
-			u.req.Token = nonEmpty(bytes.TrimSpace(u.auth[len(bearer):]))
+		if u.req.Token == nil {
+			u.req.Token = BearerToken(u.auth)
 		}
 	}
 	return nil
 }
 
-const bearer = "Bearer "
+// BearerToken returns the token of an "Authorization: Bearer <token>"
+// header value (the scheme in any case, spaces around the token trimmed),
+// or nil if there is none. It is the one parse of that header in wsd: the
+// upgrade, auth and the admin API all accept exactly the same values.
+func BearerToken(h []byte) []byte {
+	const prefix = "bearer "
+	if len(h) <= len(prefix) || !bytes.EqualFold(h[:len(prefix)], []byte(prefix)) {
+		return nil
+	}
+	return nonEmpty(bytes.TrimSpace(h[len(prefix):]))
+}
 
 // nonEmpty returns p, or nil when p is empty.
 func nonEmpty(p []byte) []byte {

@@ -237,11 +237,34 @@ func TestUpgradeHeadUntouched(t *testing.T) {
 func TestStatusOf(t *testing.T) {
 	for err, want := range map[error]int{
 		ErrNotFound: 404, ErrMissingKey: 400, ErrKeyTooLong: 400, ErrBadQuery: 400, ErrBadRoom: 400, ErrHeadTooLarge: 431,
-		ErrOverCapacity: 503, ws.ErrHandshakeBadMethod: 405, ws.ErrHandshakeBadProtocol: 505, ws.ErrHandshakeUpgradeRequired: 426,
+		ErrOverCapacity: 503, ErrDraining: 503, Reject(429, "slow down"): 429, ws.ErrHandshakeBadMethod: 405, ws.ErrHandshakeBadProtocol: 505, ws.ErrHandshakeUpgradeRequired: 426,
 		ws.ErrHandshakeBadSecKey: 400, errPlain: 400, ws.RejectConnectionError(): 400,
 	} {
 		if got := StatusOf(err); got != want {
 			t.Errorf("StatusOf(%v) = %d, want %d", err, got, want)
+		}
+	}
+}
+
+// TestBearerToken: the one parse of Authorization: Bearer, which the
+// upgrade, auth and the admin API share.
+func TestBearerToken(t *testing.T) {
+	for _, tc := range []struct{ header, want string }{
+		{"Bearer abc", "abc"},
+		{"bearer abc", "abc"},
+		{"BEARER abc", "abc"},
+		{"Bearer  abc ", "abc"},
+		{"Bearer a b", "a b"},
+		{"Bearer ", ""},
+		{"Bearer", ""},
+		{"Bearer    ", ""},
+		{"Basic YWxpY2U6cHc=", ""},
+		{"Bearerabc", ""},
+		{"", ""},
+	} {
+		got := BearerToken([]byte(tc.header))
+		if string(got) != tc.want || (got == nil) != (tc.want == "") {
+			t.Errorf("BearerToken(%q) = %q, want %q", tc.header, got, tc.want)
 		}
 	}
 }
@@ -290,7 +313,7 @@ func TestHandshakeEnd(t *testing.T) {
 }
 
 func TestAppendRejection(t *testing.T) {
-	for err, status := range map[error]int{ErrHeadTooLarge: 431, ErrOverCapacity: 503, errPlain: 400} {
+	for err, status := range map[error]int{ErrHeadTooLarge: 431, ErrOverCapacity: 503, ErrDraining: 503, errPlain: 400} {
 		resp := AppendRejection([]byte("x"), err)[1:]
 		r := parseResponse(t, resp)
 		if r.StatusCode != status || !r.Close {

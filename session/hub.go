@@ -200,12 +200,10 @@ func (h *Hub) Accept(fd int) error {
 	return nil
 }
 
-// ErrDraining refuses upgrades while the server shuts down.
-var ErrDraining = codec.ErrOverCapacity
 
 func (h *Hub) admit() error {
 	if h.draining.Load() {
-		return ErrDraining
+		return codec.ErrDraining
 	}
 	if h.cfg.MaxConns > 0 && h.stats.Open.Load() >= int64(h.cfg.MaxConns) {
 		return codec.ErrOverCapacity
