@@ -184,10 +184,10 @@ func (c *Conn) handshake(p []byte) {
 		}
 	}
 	if err != nil {
-		h.upgraders.Put(up)
 		status := codec.StatusOf(err)
+		h.refused(c, status, err.Error(), up.Origin())
+		h.upgraders.Put(up)
 		h.stats.countHandshakeFailure(status)
-		h.log.Debug("handshake refused", "status", status, "reason", err.Error())
 		c.hs = nil
 		c.respondAndClose(resp)
 		return
@@ -223,6 +223,7 @@ func (c *Conn) handshake(p []byte) {
 // rejectRaw answers a request wsd could not even hand to the upgrader.
 func (c *Conn) rejectRaw(status int, reason string) {
 	c.hub.stats.countHandshakeFailure(status)
+	c.hub.refused(c, status, reason, nil)
 	c.hs = nil
 	m := newRaw(func(b []byte) []byte { return codec.AppendHTTPError(b, status, reason) })
 	c.respondAndClose(m)

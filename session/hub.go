@@ -36,6 +36,9 @@ type Config struct {
 	MaxMsgRate       float64 // messages per second per connection; 0: unlimited
 	MsgBurst         int     // messages allowed at once above the rate
 
+	// Subprotocols are selected from a client's Sec-WebSocket-Protocol offer.
+	Subprotocols []string
+
 	// Authorize, if set, is asked after a request passed the protocol
 	// checks and before the 101 is written; a non-nil error refuses the
 	// upgrade with codec.StatusOf(err) (wrap with ws.RejectConnectionError).
@@ -93,6 +96,7 @@ type Hub struct {
 	stop      chan struct{}
 	stopped   chan struct{}
 	stopOnce  sync.Once
+	refusals  refusalLog // rate-limited refusal lines (refusal.go)
 }
 
 // NewHub returns a Hub that runs its connections on r.
@@ -110,6 +114,7 @@ func NewHub(cfg Config, r *poller.Reactor) *Hub {
 	h.upgraders.New = func() any {
 		u := codec.NewUpgrader()
 		u.Admit = h.admit
+		u.Protocols = h.cfg.Subprotocols
 		return u
 	}
 	go h.sweep()

@@ -443,14 +443,14 @@ func TestMetricsMoveExactly(t *testing.T) {
 		expect(t, zipped, s)
 	}
 	want := map[string]float64{
-		"wsd_broadcasts_total":           3,
-		"wsd_gzip_encodings_total":       3,
-		"wsd_messages_in_total":          3,
-		"wsd_message_bytes_in_total":     float64(len("one") + len("two") + len("three!")),
-		"wsd_frames_out_total":           6,
-		"wsd_handshakes_total":           0,
-		"wsd_direct_messages_total":      0,
-		"wsd_slow_consumer_closes_total": 0,
+		"wsd_broadcasts_total":             3,
+		"wsd_gzip_encodings_total":         3,
+		"wsd_received_messages_total":      3,
+		"wsd_received_message_bytes_total": float64(len("one") + len("two") + len("three!")),
+		"wsd_sent_frames_total":            6,
+		"wsd_handshakes_total":             0,
+		"wsd_direct_messages_total":        0,
+		"wsd_slow_consumer_closes_total":   0,
 	}
 	var after metrics
 	deadline := time.Now().Add(5 * time.Second)
@@ -483,8 +483,8 @@ func TestMetricsMoveExactly(t *testing.T) {
 			t.Errorf("metric %s missing", name)
 		}
 	}
-	if after.get("wsd_bytes_out_total") <= before.get("wsd_bytes_out_total") {
-		t.Error("wsd_bytes_out_total did not move")
+	if after.get("wsd_sent_bytes_total") <= before.get("wsd_sent_bytes_total") {
+		t.Error("wsd_sent_bytes_total did not move")
 	}
 }
 
