@@ -74,6 +74,7 @@ type options struct {
 func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("wsd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {}
 	sc := &o.server.Session
 	fs.StringVar(&o.server.Addr, "addr", server.DefaultAddr, "client listener `host:port`")
 	fs.IntVar(&o.server.Pollers, "pollers", 1, "epoll instances")
@@ -128,7 +129,8 @@ func configParser(r io.Reader, set func(name, value string) error) error {
 // without checking the values.
 func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	o := &options{}
-	fs := newFlagSet(o, stderr)
+	// Errors come back as one line; the flag list only for -h.
+	fs := newFlagSet(o, io.Discard)
 	o.fs = fs
 	err := ff.Parse(fs, args,
 		ff.WithEnvVarPrefix(EnvPrefix),
@@ -355,4 +357,11 @@ func newAuthorizer(o *options) (*auth.Authorizer, error) {
 		PublicKeyPEM:   o.publicKeyPEM,
 		AllowedOrigins: auth.ParseOriginList(o.allowedOrigins),
 	})
+}
+
+// printUsage writes -h's answer.
+func printUsage(w io.Writer) {
+	fs := newFlagSet(&options{}, w)
+	fmt.Fprintf(w, "Usage: wsd [flags]\n\nEvery flag may also be set as %s_<FLAG> in the environment or as a\n\"flag value\" line in the -config file; the command line wins over the\nenvironment, which wins over the file.\n\n", EnvPrefix)
+	fs.PrintDefaults()
 }

@@ -54,6 +54,7 @@ func checkMode(args []string) bool {
 func run(args []string, stderr io.Writer) int {
 	o, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
+		printUsage(stderr)
 		return 0
 	}
 	if err != nil {
@@ -132,7 +133,7 @@ func run(args []string, stderr io.Writer) int {
 		}), log)
 		if o.token == "" {
 			log.Warn("no admin token: anyone who reaches the admin address may publish, disconnect and profile",
-				"admin_addr", ln.Addr().String())
+				"listener", ln.Addr().String())
 		}
 		log.Info("admin listening", "admin_addr", ln.Addr().String())
 		go func() {
