@@ -170,7 +170,10 @@ func TestEndpoints(t *testing.T) {
 	if top, _ := body["top_rooms"].([]any); len(top) != 1 || top[0].(map[string]any)["room"] != "lobby" {
 		t.Errorf("/stats top_rooms %v", body["top_rooms"])
 	}
-	if status, _ := f.do(t, "GET", "/debug/pprof/", "", ""); status != 200 {
+	if status, _ := f.do(t, "GET", "/debug/pprof/", "", ""); status != 401 {
+		t.Errorf("pprof without the token: %d, want 401", status)
+	}
+	if status, _ := f.do(t, "GET", "/debug/pprof/", "Bearer "+token, ""); status != 200 {
 		t.Errorf("pprof %d", status)
 	}
 

@@ -19,7 +19,7 @@ import (
 // connection in every room.
 type publisher struct {
 	hub   *session.Hub
-	token string
+	token func() string
 }
 
 // AllRooms as PublishRequest.Room reaches every connection in every room.
@@ -38,7 +38,7 @@ type PublishResponse struct {
 }
 
 func (p *publisher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if p.token != "" && !bearerMatches(r.Header.Get("Authorization"), p.token) {
+	if t := p.token(); t != "" && !bearerMatches(r.Header.Get("Authorization"), t) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="wsd"`)
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token"})
 		return
@@ -62,6 +62,9 @@ func (p *publisher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch {
+	case req.Text == "":
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "text is required"})
+		return
 	case !utf8.ValidString(req.Text):
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "text is not valid UTF-8"})
 		return

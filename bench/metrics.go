@@ -63,7 +63,7 @@ func scrape(admin string) (map[string]float64, error) {
 func addServerCounters(r *Result, before, after map[string]float64) {
 	delta := func(name string) float64 { return after[name] - before[name] }
 	b := delta("wsd_broadcasts_total")
-	frames := delta("wsd_frames_out_total")
+	frames := delta("wsd_sent_frames_total")
 	if b > 0 {
 		r.add("server broadcasts", "", "", b)
 		r.add("server gzip encodings per broadcast", "", "lower", ratio(delta("wsd_gzip_encodings_total"), b))

@@ -11,7 +11,7 @@ wsd_connections 5000
 # TYPE wsd_broadcasts_total counter
 wsd_broadcasts_total 51
 wsd_gzip_encodings_total 51
-wsd_frames_out_total 2.55e+06
+wsd_sent_frames_total 2.55e+06
 wsd_write_syscalls_total 255000
 # TYPE wsd_close_frames_sent_total counter
 wsd_close_frames_sent_total{code="1000"} 3
@@ -34,7 +34,7 @@ func TestParseMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, want := range map[string]float64{
-		"wsd_connections": 5000, "wsd_broadcasts_total": 51, "wsd_frames_out_total": 2.55e6,
+		"wsd_connections": 5000, "wsd_broadcasts_total": 51, "wsd_sent_frames_total": 2.55e6,
 		"wsd_close_frames_sent_total": 7, "wsd_fanout_seconds_count": 3, "wsd_fanout_seconds_sum": 0.5,
 		"go_gc_duration_seconds_count": 7, "go_gc_duration_seconds_sum": 0.25,
 	} {
@@ -50,8 +50,8 @@ func TestParseMetrics(t *testing.T) {
 }
 
 func TestServerCounters(t *testing.T) {
-	before := map[string]float64{"wsd_broadcasts_total": 1, "wsd_gzip_encodings_total": 1, "wsd_frames_out_total": 100, "wsd_write_syscalls_total": 100}
-	after := map[string]float64{"wsd_broadcasts_total": 11, "wsd_gzip_encodings_total": 11, "wsd_frames_out_total": 1100, "wsd_write_syscalls_total": 350}
+	before := map[string]float64{"wsd_broadcasts_total": 1, "wsd_gzip_encodings_total": 1, "wsd_sent_frames_total": 100, "wsd_write_syscalls_total": 100}
+	after := map[string]float64{"wsd_broadcasts_total": 11, "wsd_gzip_encodings_total": 11, "wsd_sent_frames_total": 1100, "wsd_write_syscalls_total": 350}
 	r := &Result{Scenario: "fanout"}
 	addServerCounters(r, before, after)
 	for name, want := range map[string]float64{

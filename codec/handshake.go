@@ -41,6 +41,7 @@ type Request struct {
 	Token         []byte // token query parameter, else the Authorization: Bearer token; nil if neither
 	Origin        []byte // Origin header, if any
 	Authorization []byte // raw Authorization header, if any
+	Protocol      string // subprotocol selected from Sec-WebSocket-Protocol, "" if none
 }
 
 // Handshake rejections wsd adds to gobwas/ws's own. They are values so a
@@ -66,12 +67,19 @@ type Upgrader struct {
 	// (such as ErrOverCapacity) rejects the upgrade with its status, or
 	// with 503 if it was not made by Reject.
 	Admit func() error
+	// Protocols are the subprotocols wsd speaks; the first of the client's
+	// Sec-WebSocket-Protocol offer that is listed is selected (RFC 6455
+	// section 4.2.2). Set it before the first Upgrade.
+	Protocols []string
 
 	up  ws.Upgrader
 	req Request
 	rw  headRW
 	// scratch space the Request slices point into
 	key, room, token, origin, auth []byte
+	// seen records which query parameters were taken: the first of a
+	// duplicated parameter wins, as with net/http's FormValue.
+	seen uint8
 }
 
 // NewUpgrader returns an Upgrader whose gobwas/ws hooks write into it.
@@ -96,7 +104,12 @@ const MaxHeadSize = 8 << 10
 func (u *Upgrader) Upgrade(head, out []byte) (req *Request, resp []byte, err error) {
 	u.req = Request{}
 	u.rw = headRW{r: head, out: out}
-	_, err = u.up.Upgrade(&u.rw)
+	u.seen = 0
+	if len(u.Protocols) > 0 && u.up.Protocol == nil {
+		u.up.Protocol = u.knowsProtocol
+	}
+	hs, err := u.up.Upgrade(&u.rw)
+	u.req.Protocol = hs.Protocol
 	resp = u.rw.out
 	u.rw = headRW{}
 	if err != nil {
@@ -140,6 +153,11 @@ func (u *Upgrader) onRequest(uri []byte) error {
 		if i := bytes.IndexByte(pair, '='); i >= 0 {
 			name, value = pair[:i], pair[i+1:]
 		}
+		bit := paramBit(name)
+		if u.seen&bit != 0 {
+			continue // a repeated parameter: the first one counts
+		}
+		u.seen |= bit
 		switch string(name) {
 		case "specialKey":
 			if u.key, err = unescape(u.key[:0], value); err != nil {
@@ -174,6 +192,34 @@ func (u *Upgrader) onRequest(uri []byte) error {
 	}
 	return nil
 }
+
+// paramBit names the query parameters wsd reads, for Upgrader.seen.
+func paramBit(name []byte) uint8 {
+	switch string(name) {
+	case "specialKey":
+		return 1
+	case "support_gzip":
+		return 2
+	case "room":
+		return 4
+	case "token":
+		return 8
+	}
+	return 0
+}
+
+func (u *Upgrader) knowsProtocol(p []byte) bool {
+	for _, known := range u.Protocols {
+		if string(p) == known {
+			return true
+		}
+	}
+	return false
+}
+
+// Origin returns the Origin header of the last request, also when it was
+// refused; valid until the next Upgrade.
+func (u *Upgrader) Origin() []byte { return u.req.Origin }
 
 func (u *Upgrader) onHeader(key, value []byte) error {
 	switch {

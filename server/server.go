@@ -43,6 +43,7 @@ type Server struct {
 	acc      *acceptor
 	addr     netip.AddrPort
 	draining atomic.Bool
+	unready  atomic.Bool // set by SetUnready (drain.go)
 }
 
 // Start opens the listener and starts serving.
@@ -132,7 +133,7 @@ func (s *Server) Workers() int { return s.reactor.Workers() }
 func (s *Server) AcceptErrors() uint64 { return s.acc.errors.Load() }
 
 // Ready reports whether the server accepts new connections.
-func (s *Server) Ready() bool { return !s.draining.Load() }
+func (s *Server) Ready() bool { return !s.draining.Load() && !s.unready.Load() }
 
 // Shutdown stops accepting, drains the hub (see session.Hub.Shutdown) and
 // stops the reactor. It returns ctx's error if the drain did not finish.

@@ -45,6 +45,9 @@ type Config struct {
 	OutboundBudget int64         // broadcasts, queued frames, all connections
 	MessageTimeout time.Duration // first to last byte of one message
 
+	// Subprotocols are selected from a client's Sec-WebSocket-Protocol offer.
+	Subprotocols []string
+
 	// Authorize, if set, is asked after a request passed the protocol
 	// checks and before the 101 is written; a non-nil error refuses the
 	// upgrade with codec.StatusOf(err) (wrap with ws.RejectConnectionError).
@@ -120,6 +123,7 @@ type Hub struct {
 	in, out    budget
 	squeezeReq chan struct{}
 	perIP      *perIP
+	refusals   refusalLog // rate-limited refusal lines (refusal.go)
 	upgraders  sync.Pool
 	live       atomic.Int64 // sockets held, in any state
 	draining   atomic.Bool
@@ -150,6 +154,7 @@ func NewHub(cfg Config, r *poller.Reactor) *Hub {
 	h.upgraders.New = func() any {
 		u := codec.NewUpgrader()
 		u.Admit = h.admit
+		u.Protocols = h.cfg.Subprotocols
 		return u
 	}
 	go h.sweep()

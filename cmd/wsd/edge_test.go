@@ -391,14 +391,14 @@ func TestMetricsMoveExactly(t *testing.T) {
 		expect(t, zipped, s)
 	}
 	want := map[string]float64{
-		"wsd_broadcasts_total":           3,
-		"wsd_gzip_encodings_total":       3,
-		"wsd_messages_in_total":          3,
-		"wsd_message_bytes_in_total":     float64(len("one") + len("two") + len("three!")),
-		"wsd_frames_out_total":           6,
-		"wsd_handshakes_total":           0,
-		"wsd_direct_messages_total":      0,
-		"wsd_slow_consumer_closes_total": 0,
+		"wsd_broadcasts_total":             3,
+		"wsd_gzip_encodings_total":         3,
+		"wsd_received_messages_total":      3,
+		"wsd_received_message_bytes_total": float64(len("one") + len("two") + len("three!")),
+		"wsd_sent_frames_total":            6,
+		"wsd_handshakes_total":             0,
+		"wsd_direct_messages_total":        0,
+		"wsd_slow_consumer_closes_total":   0,
 	}
 	var after wstest.Metrics
 	deadline := time.Now().Add(5 * time.Second)
@@ -431,8 +431,8 @@ func TestMetricsMoveExactly(t *testing.T) {
 			t.Errorf("metric %s missing", name)
 		}
 	}
-	if after.Get("wsd_bytes_out_total") <= before.Get("wsd_bytes_out_total") {
-		t.Error("wsd_bytes_out_total did not move")
+	if after.Get("wsd_sent_bytes_total") <= before.Get("wsd_sent_bytes_total") {
+		t.Error("wsd_sent_bytes_total did not move")
 	}
 }
 
