@@ -257,7 +257,7 @@ func TestInvalidValuesRefused(t *testing.T) {
 		{[]string{"-shards", "70000"}, `-shards "70000": must be between 1 and 65536`},
 		{[]string{"-workers", "0"}, `-workers "0": must be at least 1`},
 		{[]string{"-pollers", "0"}, `-pollers "0": must be at least 1`},
-		{[]string{"-max-conns", "-3"}, `-max-conns "-3": must be 0 (the file limit less 64) or more`},
+		{[]string{"-max-conns", "-3"}, `-max-conns "-3": must be 0 (the file limit less 192) or more`},
 		{[]string{"-max-message", "-5"}, `-max-message "-5": must be between 1 and 1073741824 bytes`},
 		{[]string{"-max-message", "x"}, `invalid value "x" for flag -max-message`},
 		{[]string{"-max-queue", "-1"}, `-max-queue "-1": must be at least 1 byte`},
