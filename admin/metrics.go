@@ -29,6 +29,7 @@ var (
 	descHandshakesOK     = desc("handshakes_total", "Successful WebSocket upgrades.")
 	descHandshakesFailed = desc("handshake_failures_total", "Refused upgrades, by HTTP status.", "status")
 	descHandshakeTimeout = desc("handshake_timeouts_total", "Connections closed for not finishing the upgrade in time.")
+	descPageRequests     = desc("page_requests_total", "Plain GET / (or HEAD) requests answered with the chat page.")
 	descMessagesIn       = desc("messages_in_total", "Data messages received from clients.")
 	descBytesIn          = desc("message_bytes_in_total", "Payload bytes of data messages received.")
 	descBroadcasts       = desc("broadcasts_total", "Messages fanned out to a room.")
@@ -48,7 +49,7 @@ var (
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConnections, descHandshaking, descClosing, descAccepted,
-		descAcceptErrors, descHandshakesOK, descHandshakesFailed, descHandshakeTimeout, descMessagesIn,
+		descAcceptErrors, descHandshakesOK, descHandshakesFailed, descHandshakeTimeout, descPageRequests, descMessagesIn,
 		descBytesIn, descBroadcasts, descDirect, descGzip, descFramesOut, descBytesOut, descWrites,
 		descQueued, descSlow, descKicks, descPings, descIdle, descCloseCodes, descAuthFailures} {
 		ch <- d
@@ -80,6 +81,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descHandshakesFailed, n, label)
 	})
 	counter(descHandshakeTimeout, s.HandshakeTimeouts.Load())
+	counter(descPageRequests, s.PageRequests.Load())
 	counter(descMessagesIn, s.MessagesIn.Load())
 	counter(descBytesIn, s.BytesIn.Load())
 	counter(descBroadcasts, s.Broadcasts.Load())

@@ -185,6 +185,9 @@ func (c *Conn) handshake(p []byte) {
 	}
 	if err != nil {
 		h.upgraders.Put(up)
+		if c.servePage(head, resp) { // Config.Page: the chat page for a plain GET /
+			return
+		}
 		status := codec.StatusOf(err)
 		h.stats.countHandshakeFailure(status)
 		h.log.Debug("handshake refused", "status", status, "reason", err.Error())

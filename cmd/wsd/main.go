@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"runtime"
@@ -29,6 +30,7 @@ import (
 	"github.com/wsd-chat/wsd/auth"
 	"github.com/wsd-chat/wsd/server"
 	"github.com/wsd-chat/wsd/session"
+	"github.com/wsd-chat/wsd/web"
 )
 
 // DefaultShutdownTimeout bounds the drain on SIGINT/SIGTERM.
@@ -47,6 +49,7 @@ type options struct {
 	jwtSecret       string
 	jwtPublicKey    string
 	allowedOrigins  string
+	demo            bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -73,6 +76,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.jwtSecret, "jwt-secret", "", "require an HS256 JWT signed with this secret at the handshake (token= or Authorization: Bearer; sub = specialKey)")
 	fs.StringVar(&o.jwtPublicKey, "jwt-public-key", "", "require an RS256 or ES256 JWT verified with the public key in this PEM `file`")
 	fs.StringVar(&o.allowedOrigins, "allowed-origins", "", "comma-separated origins browsers may connect from, e.g. https://app.example.com,https://*.example.com (empty: any; no Origin header: always allowed)")
+	fs.BoolVar(&o.demo, "demo", true, "serve the chat page on a plain GET / of the client listener (false: GET / is refused as a bad upgrade)")
 	fs.StringVar(&o.logFile, "log-file", "", "append logs to this file (default stderr)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "drain time on SIGINT/SIGTERM before sockets are dropped")
@@ -109,6 +113,19 @@ func newAuthorizer(o *options) (*auth.Authorizer, error) {
 		return nil, err
 	}
 	return a, nil
+}
+
+// pageURL is where a browser finds the chat page: the listener's address,
+// or loopback when it listens on every interface.
+func pageURL(demo bool, addr netip.AddrPort) string {
+	if !demo {
+		return "off"
+	}
+	if addr.Addr().IsUnspecified() {
+		// 0.0.0.0, or [::] (dual-stack): loopback reaches it either way.
+		addr = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), addr.Port())
+	}
+	return "http://" + addr.String() + "/"
 }
 
 func newLogger(file, level string, stderr io.Writer) (*slog.Logger, io.Closer, error) {
@@ -164,6 +181,9 @@ func run(args []string, stderr io.Writer) int {
 	o.server.Session.Authorize = authz.Hook()
 	fanout := admin.NewFanoutHistogram()
 	o.server.Session.OnFanout = admin.FanoutObserver(fanout)
+	if o.demo {
+		o.server.Session.Page = web.New(web.Options{JWT: authz.Algorithm() != ""}).Respond
+	}
 	o.server.Logger = log
 	srv, err := server.Start(o.server)
 	if err != nil {
@@ -171,7 +191,7 @@ func run(args []string, stderr io.Writer) int {
 		return 1
 	}
 	cfg := srv.Hub().Config()
-	log.Info("listening", "addr", srv.Addr().String(), "workers", srv.Workers(),
+	log.Info("listening", "addr", srv.Addr().String(), "page", pageURL(o.demo, srv.Addr()), "workers", srv.Workers(),
 		"pollers", max(o.server.Pollers, 1), "shards", cfg.Shards, "max_conns", cfg.MaxConns,
 		"jwt", cmp.Or(authz.Algorithm(), "off"), "allowed_origins", cmp.Or(o.allowedOrigins, "any"))
 
