@@ -2,9 +2,18 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"math/big"
+	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -45,26 +54,53 @@ func findChromium() (string, error) {
 	return "", errors.New("no chromium, chromium-browser or google-chrome on PATH (Debian: apt-get install chromium; .ci/run installs it)")
 }
 
-// startBrowser starts headless Chromium for the test, or skips the test
-// saying why it cannot.
+// The browser is started once per test process, on first use, and
+// shared: each test opens its own tabs. TestMain stops it.
+var (
+	browserOnce   sync.Once
+	browserCtx    context.Context
+	browserStop   context.CancelFunc = func() {}
+	browserSkip   string
+	browserBanner string
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	browserStop()
+	os.Exit(code)
+}
+
+// startBrowser returns the shared headless Chromium, or skips the test
+// saying why there is none.
 func startBrowser(t *testing.T) context.Context {
 	t.Helper()
+	browserOnce.Do(launchBrowser)
+	if browserSkip != "" {
+		t.Skipf("browser tests skipped: %s", browserSkip)
+	}
+	t.Logf("browser: %s", browserBanner)
+	return browserCtx
+}
+
+func launchBrowser() {
 	path, err := findChromium()
 	if err != nil {
-		t.Skipf("browser tests skipped: %v", err)
+		browserSkip = err.Error()
+		return
 	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(path),
 		chromedp.WindowSize(960, 640),
 		chromedp.Flag("lang", "en-US"),
+		// TestBrowserTLS's terminator has a throwaway self-signed certificate.
+		chromedp.Flag("ignore-certificate-errors", true),
 	)
 	if os.Geteuid() == 0 {
 		opts = append(opts, chromedp.NoSandbox) // Chromium refuses to run as root with its sandbox
 	}
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancelAlloc)
-	browser, cancel := chromedp.NewContext(alloc)
-	t.Cleanup(cancel)
+	browser, cancelBrowser := chromedp.NewContext(alloc)
+	browserStop = func() { cancelBrowser(); cancelAlloc() }
 	// The first Run starts the browser and ties its life to its context, so
 	// it gets the browser's own context, bounded here by a timer instead.
 	type started struct {
@@ -76,19 +112,17 @@ func startBrowser(t *testing.T) context.Context {
 		v, err := chromedp.Run(browser, chromedp.Evaluate[string](`navigator.userAgent`))
 		done <- started{v, err}
 	}()
-	var version string
 	select {
 	case s := <-done:
 		if s.err != nil {
-			t.Skipf("browser tests skipped: Chromium (%s) cannot start: %v", path, s.err)
+			browserSkip = fmt.Sprintf("Chromium (%s) cannot start: %v", path, s.err)
+			return
 		}
-		version = s.version
+		browserCtx, browserBanner = browser, path+" ("+s.version+")"
 	case <-time.After(30 * time.Second):
-		cancel()
-		t.Skipf("browser tests skipped: Chromium (%s) did not start in 30s", path)
+		browserSkip = fmt.Sprintf("Chromium (%s) did not start in 30s", path)
+		browserStop()
 	}
-	t.Logf("browser: %s (%s)", path, version)
-	return browser
 }
 
 // chatPage is one tab showing wsd's page.
@@ -101,6 +135,7 @@ type chatPage struct {
 	problems []string // exceptions and CSP reports from the page's console
 	offered  []string // Sec-WebSocket-Extensions Chromium sent
 	answered []string // Sec-WebSocket-Extensions wsd answered ("" for none)
+	sockets  []string // URLs of the WebSockets the page opened
 }
 
 // openPage opens a tab on url and waits until the page shows it connected.
@@ -131,6 +166,8 @@ func newTab(t *testing.T, browser context.Context, label string) *chatPage {
 			if e.Entry.Source == log.EntrySourceSecurity || strings.Contains(e.Entry.Text, "Content Security Policy") {
 				p.problems = append(p.problems, "security: "+e.Entry.Text)
 			}
+		case *network.EventWebSocketCreated:
+			p.sockets = append(p.sockets, e.URL)
 		case *network.EventWebSocketHandshakeResponseReceived:
 			ext, _ := e.Response.Headers["Sec-WebSocket-Extensions"].(string)
 			p.answered = append(p.answered, ext)
@@ -516,7 +553,7 @@ func TestBrowserChat(t *testing.T) {
 	wstest.StartBinary(t, "-addr", addr)
 	for _, p := range []*chatPage{bob, alice2} {
 		p.waitFor("reconnected", 20*time.Second, func(v view) bool {
-			return v.State == "open" && v.Sys[len(v.Sys)-1] != "" && strings.HasPrefix(v.Sys[len(v.Sys)-1], "connected")
+			return v.State == "open" && len(v.Sys) > 0 && strings.HasPrefix(v.Sys[len(v.Sys)-1], "connected")
 		})
 	}
 	t.Logf("both pages reconnected %v after the new process started", time.Since(restarted).Round(time.Millisecond))
@@ -609,4 +646,76 @@ func TestBrowserJWT(t *testing.T) {
 		t.Errorf("after an invalid room the page shows %q", v.Status)
 	}
 	p.checkClean()
+}
+
+// TestBrowserTLS: served over https (a TLS terminator in front of wsd, as
+// in production), the page connects with wss:// to the same host, which
+// its CSP's connect-src 'self' allows.
+func TestBrowserTLS(t *testing.T) {
+	browser := startBrowser(t)
+	p := wstest.StartBinary(t)
+	front := tlsTerminator(t, p.Addr)
+	t0 := time.Now()
+	page := openPage(t, browser, "tls", "https://"+front+"/?name=erin&room=secure")
+	t.Logf("open took %v", time.Since(t0))
+	page.send("over wss")
+	page.waitText("over wss")
+	page.mu.Lock()
+	sockets := slices.Clone(page.sockets)
+	page.mu.Unlock()
+	if len(sockets) == 0 || !strings.HasPrefix(sockets[0], "wss://"+front+"/?") {
+		t.Errorf("the page opened %q, want wss://%s/", sockets, front)
+	}
+	t.Logf("page over https opened %q", sockets)
+	page.checkClean()
+}
+
+// tlsTerminator accepts TLS on a loopback port and pipes each connection,
+// decrypted, to backend.
+func tlsTerminator(t *testing.T, backend string) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
+		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
+		NextProtos:   []string{"http/1.1"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				b, err := net.Dial("tcp", backend)
+				if err != nil {
+					return
+				}
+				defer b.Close()
+				go func() { io.Copy(b, c); b.(*net.TCPConn).CloseWrite() }()
+				io.Copy(c, b)
+			}()
+		}
+	}()
+	return ln.Addr().String()
 }
