@@ -32,6 +32,7 @@ var (
 	descHandshakeTimeout = desc("handshake_timeouts_total", "Connections closed for not finishing the upgrade in time.")
 	descMessagesIn       = desc("received_messages_total", "Data messages received from clients.")
 	descBytesIn          = desc("received_message_bytes_total", "Payload bytes of data messages received.")
+	descPageRequests     = desc("page_requests_total", "Plain GET / (or HEAD) requests answered with the chat page.")
 	descBroadcasts       = desc("broadcasts_total", "Messages fanned out to a room.")
 	descDirect           = desc("direct_messages_total", "Messages sent to one key.")
 	descGzip             = desc("gzip_encodings_total", "Gzip'd frames built; at most one per broadcast.")
@@ -53,7 +54,7 @@ var (
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConnections, descHandshaking, descClosing, descAccepted,
-		descAcceptErrors, descHandshakesOK, descHandshakesFailed, descHandshakeTimeout, descMessagesIn,
+		descAcceptErrors, descHandshakesOK, descHandshakesFailed, descHandshakeTimeout, descPageRequests, descMessagesIn,
 		descBytesIn, descBroadcasts, descDirect, descGzip, descFramesOut, descBytesOut, descWrites,
 		descQueued, descSlow, descKicks, descPings, descIdle, descCloseCodes, descAuthFailures,
 		descBudgetHeld, descBudgetLimit, descBudgetCloses, descBuildInfo} {
@@ -98,6 +99,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descHandshakesFailed, n, label)
 	})
 	counter(descHandshakeTimeout, s.HandshakeTimeouts.Load())
+	counter(descPageRequests, s.PageRequests.Load())
 	counter(descMessagesIn, s.MessagesIn.Load())
 	counter(descBytesIn, s.BytesIn.Load())
 	counter(descBroadcasts, s.Broadcasts.Load())

@@ -226,6 +226,9 @@ func (c *Conn) upgrade(head []byte) (*ownFrame, bool) {
 		}
 	}
 	if err != nil {
+		if c.servePage(head, resp) { // Config.Page: the chat page for a plain GET /
+			return nil, false
+		}
 		c.refuse(err, resp, up.Origin())
 		return nil, false
 	}
@@ -266,6 +269,12 @@ func (c *Conn) refuse(err error, resp *ownFrame, origin []byte) {
 	if resp == nil {
 		resp = newOwnFrame(func(b []byte) []byte { return codec.AppendRejection(b, err) })
 	}
+	c.respondAndClose(resp)
+}
+
+// respondAndClose sends an HTTP response and half-closes; the fd is closed
+// at the peer's EOF or the close deadline.
+func (c *Conn) respondAndClose(resp *ownFrame) {
 	c.hs = nil
 	c.chargeInput()
 	c.send(resp)

@@ -59,6 +59,12 @@ type Config struct {
 	// the workers and must be cheap and safe for concurrent use.
 	OnFanout func(time.Duration)
 
+	// Page, if set, is asked about every request head the upgrader
+	// refuses; a non-nil answer (a complete HTTP response, such as
+	// web.Page.Respond's chat page for a plain GET /) is written instead of
+	// the refusal, and the connection closes after it. Nil: refusals only.
+	Page func(head []byte) []byte
+
 	Logger *slog.Logger
 }
 

@@ -56,6 +56,7 @@ type options struct {
 	jwtSecretFile   string
 	jwtPublicKey    string
 	allowedOrigins  string
+	demo            bool // serve the chat page (web) on a plain GET /
 	subprotocols    string
 	configFile      string
 	check           bool // -t
@@ -104,6 +105,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.jwtSecret, "jwt-secret", "", "require an HS256 JWT signed with this secret at the handshake (prefer -jwt-secret-file or WSD_JWT_SECRET); reloadable")
 	fs.StringVar(&o.jwtSecretFile, "jwt-secret-file", "", "read the HS256 JWT secret from this `file`; reloadable")
 	fs.StringVar(&o.jwtPublicKey, "jwt-public-key", "", "require an RS256 or ES256 JWT verified with the public key in this PEM `file`; reloadable")
+	fs.BoolVar(&o.demo, "demo", true, "serve the chat page on a plain GET / of the client listener (false: GET / is refused as a bad upgrade)")
 	fs.StringVar(&o.allowedOrigins, "allowed-origins", "", "comma-separated origins browsers may connect from, e.g. https://app.example.com,https://*.example.com (empty: any; no Origin header: always allowed); reloadable")
 	fs.StringVar(&o.logFile, "log-file", "", "append logs to this file (default stderr); SIGUSR1 reopens it")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error; reloadable")

@@ -22,6 +22,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -31,8 +32,22 @@ import (
 	"github.com/wsd-chat/wsd/admin"
 	"github.com/wsd-chat/wsd/internal/version"
 	"github.com/wsd-chat/wsd/server"
+	"github.com/wsd-chat/wsd/web"
 )
 
+
+// pageURL is where a browser finds the chat page: the listener's address,
+// or loopback when it listens on every interface.
+func pageURL(demo bool, addr netip.AddrPort) string {
+	if !demo {
+		return "off"
+	}
+	if addr.Addr().IsUnspecified() {
+		// 0.0.0.0, or [::] (dual-stack): loopback reaches it either way.
+		addr = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), addr.Port())
+	}
+	return "http://" + addr.String() + "/"
+}
 func main() {
 	os.Exit(run(os.Args[1:], os.Stderr))
 }
@@ -100,6 +115,9 @@ func run(args []string, stderr io.Writer) int {
 	o.server.Session.Subprotocols = splitList(o.subprotocols)
 	fanout := admin.NewFanoutHistogram()
 	o.server.Session.OnFanout = admin.FanoutObserver(fanout)
+	if o.demo {
+		o.server.Session.Page = web.New(web.Options{JWT: authz.Algorithm() != ""}).Respond
+	}
 	o.server.Logger = log
 	srv, err := server.Start(sessionLimits(o.server))
 	if err != nil {
@@ -109,7 +127,7 @@ func run(args []string, stderr io.Writer) int {
 	st.hub = srv.Hub()
 	cfg := srv.Hub().Config()
 	v := version.Get()
-	log.Info("listening", "addr", srv.Addr().String(), "version", v.Version, "revision", v.Revision,
+	log.Info("listening", "addr", srv.Addr().String(), "page", pageURL(o.demo, srv.Addr()), "version", v.Version, "revision", v.Revision,
 		"workers", srv.Workers(), "pollers", max(o.server.Pollers, 1), "shards", cfg.Shards,
 		"max_conns", cfg.MaxConns, "max_message", cfg.MaxMessage, "max_queue", cfg.MaxQueue,
 		"handshake_timeout", cfg.HandshakeTimeout, "ping_interval", cfg.PingInterval,
