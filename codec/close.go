@@ -54,6 +54,10 @@ var (
 	ErrReplaced         = &CloseError{CloseReplaced, "replaced"}
 	ErrInternal         = &CloseError{CloseInternalError, "internal error"}
 	ErrUnsupportedFrame = &CloseError{CloseUnsupportedData, "unsupported data"}
+	// permessage-deflate (RFC 7692).
+	ErrCompressedFragment = &CloseError{CloseProtocolError, "RSV1 on a continuation or control frame"}
+	ErrBadDeflate         = &CloseError{CloseInvalidPayload, "invalid compressed data"}
+	ErrDeflateTooBig      = &CloseError{CloseTooBig, "inflated message too big"}
 )
 
 // ValidCloseCode reports whether a peer may send code in a close frame

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 
+	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws"
 )
 
@@ -41,6 +42,9 @@ type Request struct {
 	Token         []byte // token query parameter, else the Authorization: Bearer token; nil if neither
 	Origin        []byte // Origin header, if any
 	Authorization []byte // raw Authorization header, if any
+	// Deflate is the accepted permessage-deflate offer; zero if none was
+	// (or the Upgrader's Deflate is off).
+	Deflate DeflateParams
 }
 
 // Handshake rejections wsd adds to gobwas/ws's own. They are values so a
@@ -78,12 +82,16 @@ type Upgrader struct {
 	// (such as ErrOverCapacity) rejects the upgrade with its status, or
 	// with 503 if it is not a ws.RejectConnectionError.
 	Admit func() error
+	// Deflate is the permessage-deflate wsd negotiates; zero: none.
+	Deflate DeflateConfig
 
 	up  ws.Upgrader
 	req Request
 	rw  headRW
 	// scratch space the Request slices point into
 	key, room, token, origin, auth []byte
+	ext                            []byte // Sec-WebSocket-Extensions lines, joined
+	exts                           [1]httphead.Option
 }
 
 // NewUpgrader returns an Upgrader whose gobwas/ws hooks write into it.
@@ -94,6 +102,7 @@ func NewUpgrader() *Upgrader {
 		WriteBufferSize: 512,
 		OnRequest:       u.onRequest,
 		OnHeader:        u.onHeader,
+		ExtensionCustom: u.onExtensions,
 	}
 	return u
 }
@@ -107,6 +116,7 @@ const MaxHeadSize = 8 << 10
 // WebSocket now and req describes it.
 func (u *Upgrader) Upgrade(head, out []byte) (req *Request, resp []byte, err error) {
 	u.req = Request{}
+	u.ext = u.ext[:0]
 	u.rw = headRW{r: head, out: out}
 	_, err = u.up.Upgrade(&u.rw)
 	resp = u.rw.out
@@ -203,6 +213,27 @@ func (u *Upgrader) onHeader(key, value []byte) error {
 		}
 	}
 	return nil
+}
+
+// onExtensions sees each Sec-WebSocket-Extensions line. The lines form one
+// list, so the offers are negotiated again over all lines seen so far; the
+// answer to the last call is the one gobwas/ws writes. It never refuses the
+// handshake: an offer wsd cannot accept is declined.
+func (u *Upgrader) onExtensions(line []byte, _ []httphead.Option) ([]httphead.Option, bool) {
+	if !u.Deflate.Enabled {
+		return nil, true
+	}
+	if len(u.ext) > 0 {
+		u.ext = append(u.ext, ',')
+	}
+	u.ext = append(u.ext, line...)
+	p, ok := NegotiateDeflate(u.ext, u.Deflate)
+	u.req.Deflate = p
+	if !ok {
+		return nil, true
+	}
+	u.exts[0] = p.option()
+	return u.exts[:1], true
 }
 
 const bearer = "Bearer "
