@@ -156,11 +156,15 @@ func (f *fanout) deliverRoom(name string, msgs []*message) {
 	if r == nil {
 		return
 	}
-	var frames uint64
+	var frames, saved uint64
 	for _, c := range r.members {
 		items := f.items[:0]
 		for _, m := range msgs {
-			items = append(items, outItem{b: m.frameFor(c.gzip), msg: m})
+			b := m.frameFor(c)
+			items = append(items, outItem{b: b, msg: m})
+			if c.deflate.Enabled && !c.gzip {
+				saved += uint64(len(m.text) - len(b))
+			}
 		}
 		if c.deliver(items) {
 			frames += uint64(len(msgs))
@@ -169,4 +173,7 @@ func (f *fanout) deliverRoom(name string, msgs []*message) {
 		f.items = items[:0]
 	}
 	s.hub.stats.FramesOut.Add(frames)
+	if saved != 0 {
+		s.hub.stats.DeflateBytesSaved.Add(saved)
+	}
 }

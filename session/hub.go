@@ -37,6 +37,10 @@ type Config struct {
 	MaxMsgRate       float64 // messages per second per connection; 0: unlimited
 	MsgBurst         int     // messages allowed at once above the rate; 0: DefaultMsgBurst
 
+	// Deflate is the permessage-deflate (RFC 7692) wsd negotiates; the zero
+	// value negotiates none.
+	Deflate codec.DeflateConfig
+
 	// Authorize, if set, is asked after a request passed the protocol
 	// checks and before the 101 is written; a non-nil error refuses the
 	// upgrade with codec.StatusOf(err) (wrap with ws.RejectConnectionError).
@@ -114,6 +118,7 @@ func NewHub(cfg Config, r *poller.Reactor) *Hub {
 	h.upgraders.New = func() any {
 		u := codec.NewUpgrader()
 		u.Admit = h.admit
+		u.Deflate = cfg.Deflate
 		return u
 	}
 	go h.sweep()
@@ -221,7 +226,7 @@ func (h *Hub) Send(key string, text []byte) bool {
 		return false
 	}
 	m := h.newMessage(c.room, text)
-	ok := c.deliver([]outItem{{b: m.frameFor(c.gzip), msg: m}})
+	ok := c.deliver([]outItem{{b: m.frameFor(c), msg: m}})
 	m.release()
 	if ok {
 		h.stats.FramesOut.Add(1)

@@ -12,13 +12,19 @@ import (
 // Its frame variants are built lazily, each at most once and only if some
 // recipient wants it: the text frame (built with the message, since it is
 // where the payload lives) and the gzip'd binary frame for seed clients with
-// support_gzip. The last holder to release it returns it, buffers and all,
+// support_gzip, and the permessage-deflate text frame (RSV1 set, compressed
+// from an empty window) shared byte for byte by every deflate peer. A gzip
+// client that also negotiated deflate gets the gzip frame: never compressed
+// twice. The last holder to release it returns it, buffers and all,
 // to a pool.
 type message struct {
 	refs   atomic.Int32
 	text   []byte // the text frame
 	gz     []byte // the gzip'd binary frame, once built
 	gzOnce sync.Once
+	df     []byte // the permessage-deflate text frame, once built
+	dfOnce sync.Once
+	dfUse  bool   // df holds a compressed frame; else deflate peers get text
 	body   []byte // the payload inside text, kept to build gz lazily
 	room   string
 	stats  *Stats
@@ -42,10 +48,17 @@ func (h *Hub) newMessage(room string, payload []byte) *message {
 	return m
 }
 
-// frameFor returns the bytes a member receives: the gzip'd binary frame
-// for gzip-capable members, the text frame for the others.
-func (m *message) frameFor(gzip bool) []byte {
-	if !gzip {
+// frameFor returns the bytes member c receives: the gzip'd binary frame
+// for gzip-capable members, the compressed text frame for deflate members
+// when compression pays and fits their window, the text frame otherwise.
+func (m *message) frameFor(c *Conn) []byte {
+	if c.deflate.Enabled && !c.gzip {
+		if df := m.deflated(); df != nil && c.deflate.ServerFits(len(m.body)) {
+			return df
+		}
+		return m.text
+	}
+	if !c.gzip {
 		return m.text
 	}
 	m.gzOnce.Do(func() {
@@ -53,6 +66,23 @@ func (m *message) frameFor(gzip bool) []byte {
 		m.stats.GzipEncodings.Add(1)
 	})
 	return m.gz
+}
+
+// deflated returns the permessage-deflate frame, compressing the payload
+// on first use; nil when the payload is too short to compress or does not
+// shrink, in which case deflate peers get the text frame.
+func (m *message) deflated() []byte {
+	m.dfOnce.Do(func() {
+		if len(m.body) < codec.DeflateMinSize {
+			return
+		}
+		m.df, m.dfUse = codec.AppendDeflateFrame(m.df[:0], m.body)
+		m.stats.DeflateEncodings.Add(1)
+	})
+	if !m.dfUse {
+		return nil
+	}
+	return m.df
 }
 
 func (m *message) retain() { m.refs.Add(1) }
@@ -70,8 +100,11 @@ func (m *message) release() {
 	if cap(m.gz) > maxPooledFrame {
 		m.gz = nil
 	}
-	m.text, m.gz, m.body = m.text[:0], m.gz[:0], nil
-	m.gzOnce = sync.Once{}
+	if cap(m.df) > maxPooledFrame {
+		m.df = nil
+	}
+	m.text, m.gz, m.df, m.body = m.text[:0], m.gz[:0], m.df[:0], nil
+	m.gzOnce, m.dfOnce, m.dfUse = sync.Once{}, sync.Once{}, false
 	m.room = ""
 	m.at = time.Time{}
 	m.stats = nil

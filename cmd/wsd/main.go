@@ -67,6 +67,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&sc.CloseTimeout, "close-timeout", session.DefaultCloseTimeout, "wait for the peer's close frame before dropping the socket")
 	fs.Float64Var(&sc.MaxMsgRate, "max-msg-rate", 0, "messages per second per connection (0: unlimited; over it: close 1008)")
 	fs.IntVar(&sc.MsgBurst, "msg-burst", session.DefaultMsgBurst, "messages a connection may send at once above -max-msg-rate")
+	fs.BoolVar(&sc.Deflate.Enabled, "deflate", true, "negotiate permessage-deflate (RFC 7692): one compression per broadcast, shared by every deflate peer")
+	fs.IntVar(&sc.Deflate.ClientWindowBits, "deflate-client-window-bits", 0,
+		"client compression context wsd keeps per connection, as 2^N bytes of dictionary: 0 answers client_no_context_takeover (nothing kept), 9-15 lets clients keep up to 2^N bytes")
 	fs.IntVar(&o.server.Backlog, "backlog", server.DefaultBacklog, "listen backlog (capped by net.core.somaxconn)")
 	fs.StringVar(&o.adminAddr, "admin-addr", DefaultAdminAddr, "admin listener for /metrics, /healthz, /readyz, /stats, /publish, /debug/pprof (empty: off)")
 	fs.StringVar(&o.adminToken, "admin-token", "", "bearer token required by POST /publish")
@@ -81,6 +84,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	if !sc.Deflate.Valid() {
+		return nil, fmt.Errorf("-deflate-client-window-bits %d: want 0 or 9 to 15", sc.Deflate.ClientWindowBits)
 	}
 	if o.jwtSecret != "" && o.jwtPublicKey != "" {
 		return nil, errors.New("-jwt-secret and -jwt-public-key exclude each other")
