@@ -38,6 +38,7 @@ type options struct {
 	json        string
 	cpuProfile  string
 	memoGzip    bool
+	deflate     bool      // connections without gzip offer permessage-deflate (and send compressed)
 	rst         bool      // connect: drop with RST rather than a close frame and FIN
 	progress    io.Writer // nil: no progress lines
 }
@@ -113,6 +114,7 @@ func parse(name string, args []string) (*options, error) {
 	fs.IntVar(&o.serverPID, "server-pid", 0, "server process, to read its RSS and CPU from /proc")
 	fs.StringVar(&o.metrics, "metrics", "", "wsd admin `host:port`, to read its counters before and after")
 	fs.StringVar(&o.json, "json", "", "also write the results as JSON to `FILE` (-json alone: stdout)")
+	fs.BoolVar(&o.deflate, "deflate", o.deflate, "connections without support_gzip offer permessage-deflate as browsers do (client_max_window_bits), send compressed messages and check compressed ones")
 	fs.BoolVar(&o.memoGzip, "memo-gzip", o.memoGzip, "gunzip identical gzip frames once per client process (compared byte for byte)")
 	fs.BoolVar(&o.rst, "rst", o.rst, "connect: drop each connection with a TCP RST (no TIME_WAIT); false: send a close frame, then FIN")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the client's own CPU profile to `FILE` (to see where the client spends)")

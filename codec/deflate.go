@@ -25,9 +25,11 @@ import (
 const DeflateLevel = flate.BestSpeed
 
 // DeflateMinSize is the smallest text wsd compresses. Below it a deflate
-// peer gets the plain text frame (RSV1 clear): at level 1 chat text under
-// ~64 bytes saves a handful of bytes at best for a compression and, at the
-// peer, an inflate (BenchmarkDeflateSizes measures it).
+// peer gets the plain text frame (RSV1 clear): level 1 stores chat text
+// under 64 bytes (the payload grows by 6 bytes), at 64 bytes it loses 1.5
+// bytes on average, at 96 it saves 12%, at 128 26%, at 512 52%
+// (BenchmarkDeflateSizes, varied chat JSON). From the threshold up, a
+// frame that does not shrink is sent plain too.
 const DeflateMinSize = 64
 
 type deflater struct {
