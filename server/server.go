@@ -18,8 +18,10 @@ const (
 	DefaultAddr    = "127.0.0.1:8888" // the seed's address
 	DefaultBacklog = 4096             // capped by net.core.somaxconn
 	// FDReserve is how many file descriptors the automatic connection cap
-	// leaves for listeners, the admin endpoint, logs and pprof.
-	FDReserve = 64
+	// leaves for everything else: the listeners, the admin endpoint's own
+	// connection cap (64) with room for pprof and scrapes, the log file,
+	// the epoll instances and a cluster connection.
+	FDReserve = 192
 )
 
 // Config configures a Server.

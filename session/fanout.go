@@ -42,7 +42,7 @@ type fanout struct {
 // add queues e and schedules the fan-out task if it is not already.
 func (f *fanout) add(e outboxEntry) {
 	if e.msg != nil {
-		e.msg.retain()
+		e.msg.retainBuilder()
 	}
 	f.mu.Lock()
 	f.outbox = append(f.outbox, e)
@@ -82,7 +82,7 @@ func (f *fanout) Run() {
 
 		for i, e := range entries {
 			if e.msg != nil {
-				e.msg.release()
+				e.msg.doneBuilding()
 			}
 			entries[i] = outboxEntry{}
 		}
@@ -160,9 +160,10 @@ func (f *fanout) deliverRoom(name string, msgs []*message) {
 	for _, c := range r.members {
 		items := f.items[:0]
 		for _, m := range msgs {
-			b := m.frameFor(c)
-			items = append(items, outItem{b: b, msg: m})
-			if c.deflate.Enabled && !c.gzip {
+			v := m.variantFor(c)
+			b := m.frame(v)
+			items = append(items, outItem{b: b, msg: m, v: uint8(v)})
+			if v == varDeflate {
 				saved += uint64(len(m.text) - len(b))
 			}
 		}

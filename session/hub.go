@@ -21,7 +21,7 @@ const (
 	DefaultPingInterval     = 30 * time.Second
 	DefaultIdleTimeout      = 90 * time.Second // three missed pings
 	DefaultCloseTimeout     = 3 * time.Second  // wait for the peer's close frame or EOF
-	DefaultMsgBurst         = 20               // messages at once above MaxMsgRate
+	DefaultMsgBurst         = 1000             // messages at once above MaxMsgRate
 )
 
 // Config tunes a Hub. Zero values take the defaults above.
@@ -34,8 +34,16 @@ type Config struct {
 	PingInterval     time.Duration // ping connections quiet for this long
 	IdleTimeout      time.Duration // close connections quiet for this long (1001)
 	CloseTimeout     time.Duration
-	MaxMsgRate       float64 // messages per second per connection; 0: unlimited
+	MaxMsgRate       float64 // messages and pings per second per connection; 0: DefaultMaxMsgRate, <0: unlimited
+	MaxConnsPerIP    int     // sockets one source address may hold; 0: no cap
 	MsgBurst         int     // messages allowed at once above the rate; 0: DefaultMsgBurst
+	MaxByteRate      float64 // payload bytes (after gunzip) per second per connection; 0: DefaultMaxByteRate, <0: unlimited
+	InflateRatio     int     // a gzip message may inflate this many times (past 64 KiB); 0: DefaultInflateRatio
+
+	// The memory budgets (see budget.go); 0 takes the defaults.
+	InboundBudget  int64         // partial messages and request heads, all connections
+	OutboundBudget int64         // broadcasts, queued frames, all connections
+	MessageTimeout time.Duration // first to last byte of one message
 
 	// Deflate is the permessage-deflate (RFC 7692) wsd negotiates; the zero
 	// value negotiates none.
@@ -80,6 +88,24 @@ func (c *Config) setDefaults() {
 	if c.MsgBurst <= 0 {
 		c.MsgBurst = DefaultMsgBurst
 	}
+	if c.MaxMsgRate == 0 {
+		c.MaxMsgRate = DefaultMaxMsgRate
+	}
+	if c.MaxByteRate == 0 {
+		c.MaxByteRate = DefaultMaxByteRate
+	}
+	if c.InflateRatio <= 0 {
+		c.InflateRatio = DefaultInflateRatio
+	}
+	if c.InboundBudget <= 0 {
+		c.InboundBudget = DefaultInboundBudget
+	}
+	if c.OutboundBudget <= 0 {
+		c.OutboundBudget = DefaultOutboundBudget
+	}
+	if c.MessageTimeout <= 0 {
+		c.MessageTimeout = DefaultMessageTimeout
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -88,32 +114,42 @@ func (c *Config) setDefaults() {
 // Hub owns the session table and everything that happens to connections
 // after accept: handshakes, messages, fan-out, timeouts and shutdown.
 type Hub struct {
-	cfg       Config
-	reactor   *poller.Reactor
-	table     *table
-	stats     Stats
-	log       *slog.Logger
-	rate      rateLimit
-	upgraders sync.Pool
-	live      atomic.Int64 // sockets held, in any state
-	draining  atomic.Bool
-	inflight  atomic.Int64 // broadcasts between the draining check and their enqueue
-	stop      chan struct{}
-	stopped   chan struct{}
-	stopOnce  sync.Once
+	cfg        Config
+	reactor    *poller.Reactor
+	table      *table
+	stats      Stats
+	log        *slog.Logger
+	rate       rateLimit // messages and pings
+	byteRate   rateLimit // payload bytes
+	in, out    budget
+	squeezeReq chan struct{}
+	perIP      *perIP
+	upgraders  sync.Pool
+	live       atomic.Int64 // sockets held, in any state
+	draining   atomic.Bool
+	inflight   atomic.Int64 // broadcasts between the draining check and their enqueue
+	stop       chan struct{}
+	stopped    chan struct{}
+	stopOnce   sync.Once
 }
 
 // NewHub returns a Hub that runs its connections on r.
 func NewHub(cfg Config, r *poller.Reactor) *Hub {
 	cfg.setDefaults()
 	h := &Hub{
-		cfg:     cfg,
-		reactor: r,
-		log:     cfg.Logger,
-		rate:    newRateLimit(cfg.MaxMsgRate, cfg.MsgBurst),
-		stop:    make(chan struct{}),
-		stopped: make(chan struct{}),
+		cfg:        cfg,
+		reactor:    r,
+		log:        cfg.Logger,
+		rate:       newRateLimit(cfg.MaxMsgRate, float64(cfg.MsgBurst)),
+		byteRate:   newRateLimit(cfg.MaxByteRate, max(cfg.MaxByteRate, 2*float64(cfg.MaxMessage))),
+		squeezeReq: make(chan struct{}, 1),
+		perIP:      newPerIP(cfg.MaxConnsPerIP),
+		stop:       make(chan struct{}),
+		stopped:    make(chan struct{}),
 	}
+	h.in = budget{limit: cfg.InboundBudget, held: &h.stats.InboundHeld}
+	h.out = budget{limit: cfg.OutboundBudget, held: &h.stats.OutboundHeld}
+	h.stats.InboundBudget, h.stats.OutboundBudget = cfg.InboundBudget, cfg.OutboundBudget
 	h.table = newTable(h, cfg.Shards)
 	h.upgraders.New = func() any {
 		u := codec.NewUpgrader()
@@ -134,19 +170,36 @@ func (h *Hub) Stats() *Stats { return &h.stats }
 // Live reports how many sockets the Hub holds, in any state.
 func (h *Hub) Live() int64 { return h.live.Load() }
 
-// Accept takes ownership of a freshly accepted, non-blocking socket.
+// Accept takes ownership of a freshly accepted, non-blocking socket. A
+// socket over MaxConnsPerIP, or past MaxConns by more than acceptSlack
+// sockets, is answered with 429 or 503 and closed at once.
 func (h *Hub) Accept(fd int) error {
+	h.stats.Accepted.Add(1)
+	if h.cfg.MaxConns > 0 && h.live.Load() >= int64(h.cfg.MaxConns+acceptSlack) {
+		h.refuseAtAccept(fd, errAtCapacity)
+		return nil
+	}
 	c := &Conn{hub: h, member: -1}
+	if h.perIP != nil {
+		addr, ok := h.perIP.take(fd)
+		if !ok {
+			h.refuseAtAccept(fd, errPerIP)
+			return nil
+		}
+		c.ip = addr
+	}
 	now := time.Now().UnixNano()
 	c.lastSeen.Store(now)
 	c.deadline.Store(now + int64(h.cfg.HandshakeTimeout))
 	h.live.Add(1)
-	h.stats.Accepted.Add(1)
 	// Into limbo before registering: the first event may run at once.
 	c.setState(stHandshake)
 	if err := h.reactor.Add(&c.Desc, fd, c); err != nil {
 		c.setState(stNew)
 		h.live.Add(-1)
+		if h.perIP != nil {
+			h.perIP.done(c.ip)
+		}
 		return err
 	}
 	return nil
@@ -196,7 +249,7 @@ func (h *Hub) broadcast(room string, text []byte) int {
 			s.fan.add(outboxEntry{msg: m})
 		}
 	}
-	m.release()
+	m.doneBuilding()
 	h.stats.Broadcasts.Add(1)
 	return n
 }
@@ -226,8 +279,9 @@ func (h *Hub) Send(key string, text []byte) bool {
 		return false
 	}
 	m := h.newMessage(c.room, text)
-	ok := c.deliver([]outItem{{b: m.frameFor(c), msg: m}})
-	m.release()
+	v := m.variantFor(c)
+	ok := c.deliver([]outItem{{b: m.frame(v), msg: m, v: uint8(v)}})
+	m.doneBuilding()
 	if ok {
 		h.stats.FramesOut.Add(1)
 	}
@@ -269,20 +323,27 @@ func (h *Hub) sweep() {
 			return
 		case now := <-t.C:
 			members = h.sweepOnce(now.UnixNano(), members[:0])
+		case <-h.squeezeReq:
+			h.shedLargest()
 		}
 	}
 }
 
 func (h *Hub) sweepOnce(now int64, scratch []*Conn) []*Conn {
 	ping, idle := int64(h.cfg.PingInterval), int64(h.cfg.IdleTimeout)
+	msgTimeout := int64(h.cfg.MessageTimeout)
+	var slow []*Conn
 	for _, s := range h.table.shards {
 		s.mu.RLock()
 		for _, r := range s.rooms {
 			for _, c := range r.members {
 				quiet := now - c.lastSeen.Load()
+				started := c.msgStart.Load()
 				switch {
 				case quiet > idle:
 					scratch = append(scratch, c)
+				case started != 0 && now-started > msgTimeout:
+					slow = append(slow, c)
 				case quiet > ping && now-c.pingedAt.Load() > ping:
 					c.pingedAt.Store(now)
 					if c.deliver([]outItem{{b: pingFrame}}) {
@@ -308,6 +369,13 @@ func (h *Hub) sweepOnce(now int64, scratch []*Conn) []*Conn {
 		h.stats.IdleTimeouts.Add(1)
 		c.requestClose(codec.ErrIdle)
 		scratch[i] = nil
+	}
+	for _, c := range slow {
+		h.stats.MessageTimeouts.Add(1)
+		c.requestClose(codec.ErrMessageTimeout)
+	}
+	if h.out.over() {
+		h.shedLargest()
 	}
 	return scratch
 }

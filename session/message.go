@@ -11,25 +11,42 @@ import (
 // message is one encoded broadcast, shared by every queue that holds it.
 // Its frame variants are built lazily, each at most once and only if some
 // recipient wants it: the text frame (built with the message, since it is
-// where the payload lives) and the gzip'd binary frame for seed clients with
+// where the payload lives), the gzip'd binary frame for seed clients with
 // support_gzip, and the permessage-deflate text frame (RSV1 set, compressed
 // from an empty window) shared byte for byte by every deflate peer. A gzip
 // client that also negotiated deflate gets the gzip frame: never compressed
-// twice. The last holder to release it returns it, buffers and all,
-// to a pool.
+// twice. Once no fan-out can build from it any more, a variant no
+// queue holds is dropped, so a queue of gzip frames does not keep the
+// (often much larger) text alive. The last holder to release the message
+// returns it, buffers and all, to a pool.
+//
+// Every byte of it is charged to the outbound budget while it lives.
 type message struct {
-	refs   atomic.Int32
-	text   []byte // the text frame
-	gz     []byte // the gzip'd binary frame, once built
+	refs     atomic.Int32 // every holder: builders and queued items
+	builders atomic.Int32 // the creator and each outbox entry not yet fanned out
+	queued   [nVariants]atomic.Int32
+
+	mu     sync.Mutex // orders dropping a variant against the final release
+	text   []byte     // the text frame
+	gz     []byte     // the gzip'd binary frame, once built
 	gzOnce sync.Once
-	df     []byte // the permessage-deflate text frame, once built
+	df     []byte // the permessage-deflate frame, once built
 	dfOnce sync.Once
-	dfUse  bool   // df holds a compressed frame; else deflate peers get text
-	body   []byte // the payload inside text, kept to build gz lazily
+	dfUse  bool   // df is a compressed frame worth sending; else deflate peers get text
+	dfHeld int64  // what df is charged to the outbound budget
+	body   []byte // the payload inside text, kept to build gz and df lazily
 	room   string
-	stats  *Stats
+	hub    *Hub
 	at     time.Time // when the broadcast was accepted, if Config.OnFanout is set
 }
+
+// Frame variants of a message.
+const (
+	varText = iota
+	varGzip
+	varDeflate
+	nVariants
+)
 
 var messages = sync.Pool{New: func() any { return new(message) }}
 
@@ -37,55 +54,121 @@ var messages = sync.Pool{New: func() any { return new(message) }}
 const maxPooledFrame = 64 << 10
 
 // newMessage returns a broadcast of payload to room, with one reference
-// owned by the caller.
+// and one builder hold owned by the caller (see doneBuilding).
 func (h *Hub) newMessage(room string, payload []byte) *message {
 	m := messages.Get().(*message)
-	m.stats = &h.stats
+	m.hub = h
 	m.room = room
 	m.text = codec.AppendFrame(m.text[:0], codec.OpText, payload)
 	m.body = m.text[len(m.text)-len(payload):]
 	m.refs.Store(1)
+	m.builders.Store(1)
+	h.out.add(messageCost + int64(cap(m.text)))
 	return m
 }
 
-// frameFor returns the bytes member c receives: the gzip'd binary frame
-// for gzip-capable members, the compressed text frame for deflate members
-// when compression pays and fits their window, the text frame otherwise.
-func (m *message) frameFor(c *Conn) []byte {
-	if c.deflate.Enabled && !c.gzip {
-		if df := m.deflated(); df != nil && c.deflate.ServerFits(len(m.body)) {
-			return df
-		}
-		return m.text
+// variantFor returns the variant member c receives: gzip for gzip-capable
+// members, the compressed frame for deflate members when compression pays
+// and the message fits their server_max_window_bits, text otherwise.
+// Deciding may compress the message (once). Only holders of a builder
+// hold may call it.
+func (m *message) variantFor(c *Conn) int {
+	switch {
+	case c.gzip:
+		return varGzip
+	case c.deflate.Enabled && c.deflate.ServerFits(len(m.body)) && m.deflated():
+		return varDeflate
 	}
-	if !c.gzip {
-		return m.text
-	}
-	m.gzOnce.Do(func() {
-		m.gz = codec.AppendGzipFrame(m.gz[:0], m.body)
-		m.stats.GzipEncodings.Add(1)
-	})
-	return m.gz
+	return varText
 }
 
-// deflated returns the permessage-deflate frame, compressing the payload
-// on first use; nil when the payload is too short to compress or does not
-// shrink, in which case deflate peers get the text frame.
-func (m *message) deflated() []byte {
+// deflated compresses the payload on first use and reports whether the
+// deflate frame is worth sending: the payload is at least
+// codec.DeflateMinSize bytes and compression shrank it.
+func (m *message) deflated() bool {
 	m.dfOnce.Do(func() {
 		if len(m.body) < codec.DeflateMinSize {
 			return
 		}
 		m.df, m.dfUse = codec.AppendDeflateFrame(m.df[:0], m.body)
-		m.stats.DeflateEncodings.Add(1)
+		m.hub.stats.DeflateEncodings.Add(1)
+		if m.dfUse {
+			m.dfHeld = int64(cap(m.df))
+			m.hub.out.add(m.dfHeld)
+		}
 	})
-	if !m.dfUse {
-		return nil
-	}
-	return m.df
+	return m.dfUse
 }
 
-func (m *message) retain() { m.refs.Add(1) }
+// frame returns variant v's bytes, building it on first use. Only holders
+// of a builder hold may call it.
+func (m *message) frame(v int) []byte {
+	switch v {
+	case varText:
+		return m.text
+	case varDeflate:
+		m.deflated()
+		return m.df
+	}
+	m.gzOnce.Do(func() {
+		m.gz = codec.AppendGzipFrame(m.gz[:0], m.body)
+		m.hub.stats.GzipEncodings.Add(1)
+		m.hub.out.add(int64(cap(m.gz)))
+	})
+	return m.gz
+}
+
+// retainBuilder takes a reference for a new outbox entry.
+func (m *message) retainBuilder() {
+	m.builders.Add(1)
+	m.refs.Add(1)
+}
+
+// doneBuilding gives up a builder hold and its reference. After the last
+// builder, variants no queue holds are dropped.
+func (m *message) doneBuilding() {
+	if m.builders.Add(-1) == 0 && m.refs.Load() > 1 {
+		m.trim()
+	}
+	m.release()
+}
+
+// retainQueued takes a reference for a queued item of variant v.
+func (m *message) retainQueued(v int) {
+	m.queued[v].Add(1)
+	m.refs.Add(1)
+}
+
+// releaseQueued gives up a queued item's reference.
+func (m *message) releaseQueued(v int) {
+	if m.queued[v].Add(-1) == 0 && m.builders.Load() == 0 && m.refs.Load() > 1 {
+		m.trim()
+	}
+	m.release()
+}
+
+// trim drops the variants no one can use any more. It runs only while the
+// message stays alive (some other holder remains), so the common case —
+// everything written at once — keeps its buffers for the pool.
+func (m *message) trim() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.builders.Load() != 0 {
+		return
+	}
+	if m.text != nil && m.queued[varText].Load() == 0 {
+		m.hub.out.add(-int64(cap(m.text)))
+		m.text, m.body = nil, nil
+	}
+	if m.gz != nil && m.queued[varGzip].Load() == 0 {
+		m.hub.out.add(-int64(cap(m.gz)))
+		m.gz = nil
+	}
+	if m.dfHeld != 0 && m.queued[varDeflate].Load() == 0 {
+		m.hub.out.add(-m.dfHeld)
+		m.df, m.dfHeld = nil, 0
+	}
+}
 
 func (m *message) release() {
 	switch n := m.refs.Add(-1); {
@@ -94,6 +177,8 @@ func (m *message) release() {
 	case n < 0:
 		panic("session: message released too often")
 	}
+	m.mu.Lock()
+	m.hub.out.add(-messageCost - int64(cap(m.text)+cap(m.gz)) - m.dfHeld)
 	if cap(m.text) > maxPooledFrame {
 		m.text = nil
 	}
@@ -104,9 +189,10 @@ func (m *message) release() {
 		m.df = nil
 	}
 	m.text, m.gz, m.df, m.body = m.text[:0], m.gz[:0], m.df[:0], nil
-	m.gzOnce, m.dfOnce, m.dfUse = sync.Once{}, sync.Once{}, false
+	m.gzOnce, m.dfOnce, m.dfUse, m.dfHeld = sync.Once{}, sync.Once{}, false, 0
 	m.room = ""
 	m.at = time.Time{}
-	m.stats = nil
+	m.hub = nil
+	m.mu.Unlock()
 	messages.Put(m)
 }

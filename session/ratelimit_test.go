@@ -19,12 +19,34 @@ func TestRateLimit(t *testing.T) {
 		{"refill at the rate", 10, 1, []int64{0, sec / 20, sec / 10, sec / 10}, []bool{true, false, true, false}},
 		{"idle restores the burst", 1, 2, []int64{0, 0, 0, 10 * sec, 10 * sec, 10 * sec}, []bool{true, true, false, true, true, false}},
 	} {
-		l := newRateLimit(tc.rate, tc.burst)
+		l := newRateLimit(tc.rate, float64(tc.burst))
 		var s rateState
 		for i, at := range tc.arrival {
-			if got := l.allow(&s, at+sec); got != tc.allowed[i] {
+			if got := l.allow(&s, at+sec, 1); got != tc.allowed[i] {
 				t.Errorf("%s: message %d at %v: allowed %v, want %v", tc.name, i, time.Duration(at), got, tc.allowed[i])
 			}
 		}
+	}
+}
+
+func TestByteRateLimit(t *testing.T) {
+	l := newRateLimit(100, 200) // 100 B/s, bursts of 200 B
+	var s rateState
+	now := int64(time.Hour)
+	for i, tc := range []struct {
+		n    int
+		want bool
+	}{
+		{150, true},  // within the burst
+		{100, true},  // the burst is not spent yet: this one is owed
+		{1, false},   // owed bytes must be paid back first
+		{200, false}, // still owed
+	} {
+		if got := l.allow(&s, now, tc.n); got != tc.want {
+			t.Fatalf("step %d: %d bytes allowed %v, want %v", i, tc.n, got, tc.want)
+		}
+	}
+	if !l.allow(&s, now+int64(2*time.Second), 100) {
+		t.Fatal("two seconds later the bucket has refilled")
 	}
 }

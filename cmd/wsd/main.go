@@ -58,15 +58,21 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.server.Pollers, "pollers", 1, "epoll instances")
 	fs.IntVar(&o.server.Workers, "workers", runtime.GOMAXPROCS(0), "worker goroutines (decode, fan-out)")
 	fs.IntVar(&sc.Shards, "shards", session.DefaultShards, "session table shards")
-	fs.IntVar(&sc.MaxConns, "max-conns", 0, "open connections before new ones get 503 (0: file limit less 64)")
+	fs.IntVar(&sc.MaxConns, "max-conns", 0, "sockets (handshaking, open or closing) before new ones get 503 (0: file limit less 192)")
+	fs.IntVar(&sc.MaxConnsPerIP, "max-conns-per-ip", 0, "sockets one source address may hold before new ones get 429 (0: no cap; leave off behind a proxy)")
 	fs.IntVar(&sc.MaxMessage, "max-message", session.DefaultMaxMessage, "largest message in bytes, also after gunzip (larger: close 1009)")
 	fs.IntVar(&sc.MaxQueue, "max-queue", session.DefaultMaxQueue, "outbound bytes queued per connection before it is closed as a slow consumer (1008)")
 	fs.DurationVar(&sc.HandshakeTimeout, "handshake-timeout", session.DefaultHandshakeTimeout, "time to complete the upgrade request")
 	fs.DurationVar(&sc.IdleTimeout, "idle-timeout", session.DefaultIdleTimeout, "close connections silent for this long (1001)")
 	fs.DurationVar(&sc.PingInterval, "ping-interval", session.DefaultPingInterval, "ping connections silent for this long")
 	fs.DurationVar(&sc.CloseTimeout, "close-timeout", session.DefaultCloseTimeout, "wait for the peer's close frame before dropping the socket")
-	fs.Float64Var(&sc.MaxMsgRate, "max-msg-rate", 0, "messages per second per connection (0: unlimited; over it: close 1008)")
+	fs.Float64Var(&sc.MaxMsgRate, "max-msg-rate", session.DefaultMaxMsgRate, "messages and pings per second per connection (0: unlimited; over it: close 1008)")
 	fs.IntVar(&sc.MsgBurst, "msg-burst", session.DefaultMsgBurst, "messages a connection may send at once above -max-msg-rate")
+	fs.Float64Var(&sc.MaxByteRate, "max-byte-rate", session.DefaultMaxByteRate, "message bytes (after gunzip) per second per connection (0: unlimited; over it: close 1008)")
+	fs.IntVar(&sc.InflateRatio, "inflate-ratio", session.DefaultInflateRatio, "largest inflated/compressed size ratio of a gzip message past 64 KiB (more: close 1009)")
+	fs.Int64Var(&sc.InboundBudget, "inbound-budget", session.DefaultInboundBudget, "bytes all partly received messages and request heads may hold together (more: close 1013)")
+	fs.Int64Var(&sc.OutboundBudget, "outbound-budget", session.DefaultOutboundBudget, "bytes all broadcasts and send queues may hold together (more: largest queues closed, 1008)")
+	fs.DurationVar(&sc.MessageTimeout, "message-timeout", session.DefaultMessageTimeout, "longest time from a message's first byte to its last (longer: close 1008)")
 	fs.BoolVar(&sc.Deflate.Enabled, "deflate", true, "negotiate permessage-deflate (RFC 7692): one compression per broadcast, shared by every deflate peer")
 	fs.IntVar(&sc.Deflate.ClientWindowBits, "deflate-client-window-bits", 0,
 		"client compression context wsd keeps per connection, as 2^N bytes of dictionary: 0 answers client_no_context_takeover (nothing kept), 9-15 lets clients keep up to 2^N bytes")
@@ -81,6 +87,13 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "drain time on SIGINT/SIGTERM before sockets are dropped")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	// On the command line 0 means "no limit", as for every other cap.
+	if sc.MaxMsgRate == 0 {
+		sc.MaxMsgRate = -1
+	}
+	if sc.MaxByteRate == 0 {
+		sc.MaxByteRate = -1
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
@@ -180,6 +193,10 @@ func run(args []string, stderr io.Writer) int {
 	log.Info("listening", "addr", srv.Addr().String(), "workers", srv.Workers(),
 		"pollers", max(o.server.Pollers, 1), "shards", cfg.Shards, "max_conns", cfg.MaxConns,
 		"jwt", cmp.Or(authz.Algorithm(), "off"), "allowed_origins", cmp.Or(o.allowedOrigins, "any"))
+	mem := cfg.WorstCase(srv.Workers())
+	log.Info("memory bound", "worst_case_mib", mem.Total>>20, "idle_conns_mib", mem.Idle>>20,
+		"inbound_budget_mib", mem.Inbound>>20, "outbound_budget_mib", mem.Outbound>>20,
+		"max_message", cfg.MaxMessage, "max_queue", cfg.MaxQueue, "message_timeout", cfg.MessageTimeout)
 
 	var adminSrv *http.Server
 	if o.adminAddr != "" {
