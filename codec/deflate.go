@@ -184,41 +184,52 @@ func Inflate(dst, payload, dict []byte, limit int) ([]byte, error) {
 
 // Window keeps the last bytes of a client's inflated messages: the
 // dictionary its next compressed message may refer back into when it takes
-// over its context. The zero value is empty; the buffer is allocated at the
-// first Push and is 2^bits bytes at most.
+// over its context. The zero value is empty and one pointer in size (every
+// connection's Stream has one, most never use it); the buffer is allocated
+// at the first Push and is 2^bits bytes at most.
 type Window struct {
-	b []byte
+	p *[]byte
 }
 
 // Bytes returns the dictionary, nil while empty.
-func (w *Window) Bytes() []byte { return w.b }
+func (w *Window) Bytes() []byte {
+	if w.p == nil {
+		return nil
+	}
+	return *w.p
+}
 
 // Push appends p, keeping only the last 1<<bits bytes.
 func (w *Window) Push(p []byte, bits uint8) {
+	if w.p == nil {
+		w.p = new([]byte)
+	}
+	b := *w.p
 	size := 1 << bits
 	if len(p) >= size {
-		w.grow(size, size)
-		w.b = append(w.b[:0], p[len(p)-size:]...)
-		return
+		b = grow(b, size, size)
+		b = append(b[:0], p[len(p)-size:]...)
+	} else {
+		if keep := size - len(p); len(b) > keep {
+			// Drop the oldest bytes first.
+			n := copy(b, b[len(b)-keep:])
+			b = b[:n]
+		}
+		b = grow(b, len(b)+len(p), size)
+		b = append(b, p...)
 	}
-	if keep := size - len(p); len(w.b) > keep {
-		// Drop the oldest bytes first.
-		n := copy(w.b, w.b[len(w.b)-keep:])
-		w.b = w.b[:n]
-	}
-	w.grow(len(w.b)+len(p), size)
-	w.b = append(w.b, p...)
+	*w.p = b
 }
 
-// grow makes room for need bytes, never past size.
-func (w *Window) grow(need, size int) {
-	if need <= cap(w.b) {
-		return
+// grow makes room in b for need bytes, never past size.
+func grow(b []byte, need, size int) []byte {
+	if need <= cap(b) {
+		return b
 	}
-	b := make([]byte, len(w.b), min(size, max(2*cap(w.b), need, 256)))
-	copy(b, w.b)
-	w.b = b
+	nb := make([]byte, len(b), min(size, max(2*cap(b), need, 256)))
+	copy(nb, b)
+	return nb
 }
 
 // Reset forgets the dictionary and its buffer.
-func (w *Window) Reset() { w.b = nil }
+func (w *Window) Reset() { w.p = nil }
