@@ -36,6 +36,10 @@ var (
 	descBroadcasts       = desc("broadcasts_total", "Messages fanned out to a room.")
 	descDirect           = desc("direct_messages_total", "Messages sent to one key.")
 	descGzip             = desc("gzip_encodings_total", "Gzip'd frames built; at most one per broadcast.")
+	descDeflateConns     = desc("deflate_connections", "Open connections that negotiated permessage-deflate.")
+	descDeflate          = desc("deflate_encodings_total", "permessage-deflate frames compressed; at most one per broadcast.")
+	descDeflateSaved     = desc("deflate_bytes_saved_total", "Bytes not written to permessage-deflate peers thanks to compression.")
+	descInflateErrors    = desc("inflate_errors_total", "Connections closed for a compressed message that did not inflate (1007) or inflated past -max-message (1009).")
 	descFramesOut        = desc("sent_frames_total", "Data frames delivered to connections.")
 	descBytesOut         = desc("sent_bytes_total", "Bytes written to client sockets.")
 	descWrites           = desc("write_syscalls_total", "write/writev system calls on client sockets.")
@@ -55,7 +59,8 @@ var (
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConnections, descHandshaking, descClosing, descAccepted,
 		descAcceptErrors, descHandshakesOK, descHandshakesFailed, descHandshakeTimeout, descPageRequests, descMessagesIn,
-		descBytesIn, descBroadcasts, descDirect, descGzip, descFramesOut, descBytesOut, descWrites,
+		descBytesIn, descBroadcasts, descDirect, descGzip, descDeflateConns, descDeflate, descDeflateSaved,
+		descInflateErrors, descFramesOut, descBytesOut, descWrites,
 		descQueued, descSlow, descKicks, descPings, descIdle, descCloseCodes, descAuthFailures,
 		descBudgetHeld, descBudgetLimit, descBudgetCloses, descBuildInfo} {
 		ch <- d
@@ -105,6 +110,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descBroadcasts, s.Broadcasts.Load())
 	counter(descDirect, s.Direct.Load())
 	counter(descGzip, s.GzipEncodings.Load())
+	gauge(descDeflateConns, s.DeflateConns.Load())
+	counter(descDeflate, s.DeflateEncodings.Load())
+	counter(descDeflateSaved, s.DeflateBytesSaved.Load())
+	counter(descInflateErrors, s.InflateErrors.Load())
 	counter(descFramesOut, s.FramesOut.Load())
 	counter(descBytesOut, s.BytesOut.Load())
 	counter(descWrites, s.WriteSyscalls.Load())

@@ -133,7 +133,7 @@ func pingPong(c *wsConn, tag uint64, deadline time.Time) error {
 		return err
 	}
 	for {
-		op, _, b, err := c.readFrame()
+		op, _, _, b, err := c.readFrame()
 		if err != nil {
 			return err
 		}

@@ -67,10 +67,16 @@ func addServerCounters(r *Result, before, after map[string]float64) {
 	if b > 0 {
 		r.add("server broadcasts", "", "", b)
 		r.add("server gzip encodings per broadcast", "", "lower", ratio(delta("wsd_gzip_encodings_total"), b))
+		if _, ok := after["wsd_deflate_encodings_total"]; ok && r.Settings["deflate"] == "true" {
+			r.add("server deflate compressions per broadcast", "", "lower", ratio(delta("wsd_deflate_encodings_total"), b))
+		}
 	}
 	if frames > 0 {
 		r.add("server frames out", "", "", frames)
 		r.add("server write syscalls per frame", "", "lower", ratio(delta("wsd_write_syscalls_total"), frames))
+		if r.Settings["deflate"] == "true" {
+			r.add("server deflate bytes saved per frame", "B", "higher", ratio(delta("wsd_deflate_bytes_saved_total"), frames))
+		}
 	}
 	if hs := delta("wsd_handshakes_total"); hs > 0 && r.Scenario == "connect" {
 		r.add("server handshakes", "", "", hs)

@@ -95,10 +95,6 @@ func runStorm(o *options) (*Result, error) {
 	r.add("connect rate", "conn/s", "higher", float64(open)/op.dialTime.Seconds())
 	r.add("messages sent", "", "higher", float64(sent.Load()))
 	s.addDeliveries(r, want, got, wrong, secs, use)
-	if use.server >= 0 {
-		r.add("server cpu per 1M deliveries", "s", "lower", ratio(use.server, float64(got)/1e6))
-	}
-	r.add("client cpu per 1M deliveries", "s", "", ratio(use.client, float64(got)/1e6))
 	r.finish(&l.errs)
 	return r, nil
 }

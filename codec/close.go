@@ -54,6 +54,10 @@ var (
 	ErrShutdown        = &CloseError{CloseGoingAway, "server shutting down"}
 	ErrReplaced        = &CloseError{CloseReplaced, "replaced"}
 	ErrInternal        = &CloseError{CloseInternalError, "internal error"}
+	// permessage-deflate (RFC 7692).
+	ErrCompressedFragment = &CloseError{CloseProtocolError, "RSV1 on a continuation or control frame"}
+	ErrBadDeflate         = &CloseError{CloseInvalidPayload, "invalid compressed data"}
+	ErrDeflateTooBig      = &CloseError{CloseTooBig, "inflated message too big"}
 )
 
 // Closes for the memory budgets: the server, not the peer's protocol, is

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 
+	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws"
 )
 
@@ -42,6 +43,9 @@ type Request struct {
 	Origin        []byte // Origin header, if any
 	Authorization []byte // raw Authorization header, if any
 	Protocol      string // subprotocol selected from Sec-WebSocket-Protocol, "" if none
+	// Deflate is the accepted permessage-deflate offer; zero if none was
+	// (or the Upgrader's Deflate is off).
+	Deflate DeflateParams
 }
 
 // Handshake rejections wsd adds to gobwas/ws's own. They are values so a
@@ -71,6 +75,8 @@ type Upgrader struct {
 	// Sec-WebSocket-Protocol offer that is listed is selected (RFC 6455
 	// section 4.2.2). Set it before the first Upgrade.
 	Protocols []string
+	// Deflate is the permessage-deflate wsd negotiates; zero: none.
+	Deflate DeflateConfig
 
 	up  ws.Upgrader
 	req Request
@@ -80,6 +86,8 @@ type Upgrader struct {
 	// seen records which query parameters were taken: the first of a
 	// duplicated parameter wins, as with net/http's FormValue.
 	seen uint8
+	ext                            []byte // Sec-WebSocket-Extensions lines, joined
+	exts                           [1]httphead.Option
 }
 
 // NewUpgrader returns an Upgrader whose gobwas/ws hooks write into it.
@@ -90,6 +98,7 @@ func NewUpgrader() *Upgrader {
 		WriteBufferSize: 512,
 		OnRequest:       u.onRequest,
 		OnHeader:        u.onHeader,
+		ExtensionCustom: u.onExtensions,
 	}
 	return u
 }
@@ -103,6 +112,7 @@ const MaxHeadSize = 8 << 10
 // WebSocket now and req describes it.
 func (u *Upgrader) Upgrade(head, out []byte) (req *Request, resp []byte, err error) {
 	u.req = Request{}
+	u.ext = u.ext[:0]
 	u.rw = headRW{r: head, out: out}
 	u.seen = 0
 	if len(u.Protocols) > 0 && u.up.Protocol == nil {
@@ -249,6 +259,28 @@ func BearerToken(h []byte) []byte {
 	}
 	return nonEmpty(bytes.TrimSpace(h[len(prefix):]))
 }
+// onExtensions sees each Sec-WebSocket-Extensions line. The lines form one
+// list, so the offers are negotiated again over all lines seen so far; the
+// answer to the last call is the one gobwas/ws writes. It never refuses the
+// handshake: an offer wsd cannot accept is declined.
+func (u *Upgrader) onExtensions(line []byte, _ []httphead.Option) ([]httphead.Option, bool) {
+	if !u.Deflate.Enabled {
+		return nil, true
+	}
+	if len(u.ext) > 0 {
+		u.ext = append(u.ext, ',')
+	}
+	u.ext = append(u.ext, line...)
+	p, ok := NegotiateDeflate(u.ext, u.Deflate)
+	u.req.Deflate = p
+	if !ok {
+		return nil, true
+	}
+	u.exts[0] = p.option()
+	return u.exts[:1], true
+}
+
+const bearer = "Bearer "
 
 // nonEmpty returns p, or nil when p is empty.
 func nonEmpty(p []byte) []byte {

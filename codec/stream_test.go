@@ -253,7 +253,13 @@ type feedResult struct {
 // feedChunks feeds a copy of input (Feed unmasks in place) cut at the
 // given increasing offsets.
 func feedChunks(input []byte, cuts []int, max int64) feedResult {
+	return feedDeflate(input, cuts, max, DeflateParams{})
+}
+
+// feedDeflate is feedChunks on a stream that negotiated p.
+func feedDeflate(input []byte, cuts []int, max int64, p DeflateParams) feedResult {
 	var s Stream
+	s.SetDeflate(p)
 	defer s.Release()
 	h := &collector{}
 	input = bytes.Clone(input)

@@ -34,10 +34,11 @@ type Conn struct {
 	hub *Hub
 
 	// Set once at upgrade, read-only afterwards.
-	key  string
-	room string
-	gzip bool
-	ip   netip.Addr // source address, kept only when MaxConnsPerIP is set
+	key     string
+	room    string
+	gzip    bool
+	deflate codec.DeflateParams // permessage-deflate, if negotiated
+	ip      netip.Addr          // source address, kept only when MaxConnsPerIP is set
 
 	// Guarded by the key's shard mu.
 	inTable bool
@@ -153,6 +154,9 @@ func (c *Conn) input(p []byte) {
 			if !errors.As(err, &ce) {
 				ce = codec.ErrInternal
 			}
+			if ce == codec.ErrBadDeflate || ce == codec.ErrDeflateTooBig {
+				c.hub.stats.InflateErrors.Add(1)
+			}
 			c.hub.log.Debug("closing connection", "key", c.key, "code", ce.Code, "reason", ce.Reason)
 			// Messages accepted before the bad frame still reach everyone,
 			// this peer included, before its close frame.
@@ -235,6 +239,8 @@ func (c *Conn) upgrade(head []byte) (*ownFrame, bool) {
 	c.key = string(req.Key)
 	c.room = string(req.Room)
 	c.gzip = req.Gzip
+	c.deflate = req.Deflate
+	c.stream.SetDeflate(req.Deflate)
 	c.hs = nil
 	c.chargeInput()
 	return resp, true
@@ -458,6 +464,13 @@ func (c *Conn) setState(to uint32) {
 	}
 	if g := h.stats.gauge(to); g != nil {
 		g.Add(1)
+	}
+	if c.deflate.Enabled && (from == stOpen) != (to == stOpen) {
+		if to == stOpen {
+			h.stats.DeflateConns.Add(1)
+		} else {
+			h.stats.DeflateConns.Add(-1)
+		}
 	}
 	if from == stOpen {
 		h.table.remove(c)

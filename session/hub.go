@@ -47,6 +47,9 @@ type Config struct {
 
 	// Subprotocols are selected from a client's Sec-WebSocket-Protocol offer.
 	Subprotocols []string
+	// Deflate is the permessage-deflate (RFC 7692) wsd negotiates; the zero
+	// value negotiates none.
+	Deflate codec.DeflateConfig
 
 	// Authorize, if set, is asked after a request passed the protocol
 	// checks and before the 101 is written; a non-nil error refuses the
@@ -161,6 +164,7 @@ func NewHub(cfg Config, r *poller.Reactor) *Hub {
 		u := codec.NewUpgrader()
 		u.Admit = h.admit
 		u.Protocols = h.cfg.Subprotocols
+		u.Deflate = cfg.Deflate
 		return u
 	}
 	go h.sweep()
@@ -283,7 +287,7 @@ func (h *Hub) Send(key string, text []byte) bool {
 		return false
 	}
 	m := h.newMessage(c.room, text)
-	v := variant(c.gzip)
+	v := m.variantFor(c)
 	ok := c.deliver([]outItem{{b: m.frame(v), msg: m, v: uint8(v)}})
 	m.doneBuilding()
 	if ok {

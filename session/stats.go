@@ -25,14 +25,19 @@ type Stats struct {
 	Broadcasts    atomic.Uint64 // messages fanned out to a room
 	Direct        atomic.Uint64 // messages sent to one key
 	GzipEncodings atomic.Uint64 // gzip'd frames built (at most one per message)
-	FramesOut     atomic.Uint64 // data frames handed to peers (written or queued)
-	BytesOut      atomic.Uint64 // bytes written to sockets
-	WriteSyscalls atomic.Uint64 // write/writev calls
-	QueuedBytes   atomic.Int64  // bytes waiting in per-connection queues
-	SlowConsumers atomic.Uint64 // connections closed for a full queue
-	Kicks         atomic.Uint64 // connections replaced by a newer one with the same key
-	PingsSent     atomic.Uint64
-	IdleTimeouts  atomic.Uint64
+	// permessage-deflate (RFC 7692).
+	DeflateConns      atomic.Int64  // open connections that negotiated it
+	DeflateEncodings  atomic.Uint64 // compressed frames built (at most one per message)
+	DeflateBytesSaved atomic.Uint64 // bytes deflate peers were not sent: text frame − compressed frame, per delivery
+	InflateErrors     atomic.Uint64 // connections failed for a message that did not inflate (1007) or inflated past -max-message (1009)
+	FramesOut         atomic.Uint64 // data frames handed to peers (written or queued)
+	BytesOut          atomic.Uint64 // bytes written to sockets
+	WriteSyscalls     atomic.Uint64 // write/writev calls
+	QueuedBytes       atomic.Int64  // bytes waiting in per-connection queues
+	SlowConsumers     atomic.Uint64 // connections closed for a full queue
+	Kicks             atomic.Uint64 // connections replaced by a newer one with the same key
+	PingsSent         atomic.Uint64
+	IdleTimeouts      atomic.Uint64
 
 	// The memory budgets: what is charged to each, and the limits (set
 	// once by NewHub).

@@ -87,6 +87,9 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&sc.InflateRatio, "inflate-ratio", session.DefaultInflateRatio, "largest inflated/compressed size ratio of a gzip message past 64 KiB (more: close 1009)")
 	fs.Int64Var(&sc.InboundBudget, "inbound-budget", session.DefaultInboundBudget, "bytes all partly received messages and request heads may hold together (more: close 1013)")
 	fs.Int64Var(&sc.OutboundBudget, "outbound-budget", session.DefaultOutboundBudget, "bytes all broadcasts and send queues may hold together (more: largest queues closed, 1008)")
+	fs.BoolVar(&sc.Deflate.Enabled, "deflate", true, "negotiate permessage-deflate (RFC 7692): one compression per broadcast, shared by every deflate peer")
+	fs.IntVar(&sc.Deflate.ClientWindowBits, "deflate-client-window-bits", 0,
+		"client compression context wsd keeps per connection, as 2^N bytes of dictionary: 0 answers client_no_context_takeover (nothing kept), 9-15 lets clients keep up to 2^N bytes")
 	fs.DurationVar(&sc.MessageTimeout, "message-timeout", session.DefaultMessageTimeout, "longest time from a message's first byte to its last (longer: close 1008)")
 	fs.IntVar(&sc.MaxMessage, "max-message", session.DefaultMaxMessage, "largest message in bytes, also after gunzip (larger: close 1009)")
 	fs.IntVar(&sc.MaxQueue, "max-queue", session.DefaultMaxQueue, "outbound bytes queued per connection before it is closed as a slow consumer (1008)")
@@ -261,6 +264,7 @@ var checks = []check{
 	{"outbound-budget", "must be at least -max-queue", func(o *options) bool {
 		return o.server.Session.OutboundBudget < int64(o.server.Session.MaxQueue)
 	}},
+	{"deflate-client-window-bits", "must be 0 (client_no_context_takeover) or 9 to 15", func(o *options) bool { return !o.server.Session.Deflate.Valid() }},
 	{"message-timeout", "must be more than 0", func(o *options) bool { return o.server.Session.MessageTimeout <= 0 }},
 	{"max-message", "must be between 1 and 1073741824 bytes", func(o *options) bool {
 		return o.server.Session.MaxMessage < 1 || o.server.Session.MaxMessage > 1<<30

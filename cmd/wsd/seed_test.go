@@ -144,6 +144,11 @@ func TestFlags(t *testing.T) {
 		{[]string{"-workers", "4", "-pollers", "2", "-shards", "16"}, true},
 		{[]string{"-max-message", "x"}, false},
 		{[]string{"stray"}, false},
+		{[]string{"-deflate=false"}, true},
+		{[]string{"-deflate-client-window-bits", "12"}, true},
+		{[]string{"-deflate-client-window-bits", "15"}, true},
+		{[]string{"-deflate-client-window-bits", "8"}, false},
+		{[]string{"-deflate-client-window-bits", "16"}, false},
 	} {
 		_, err := parseFlags(tc.args, io.Discard)
 		if (err == nil) != tc.ok {

@@ -28,7 +28,9 @@ import (
 // Client is a raw WebSocket client over one TCP connection.
 type Client struct {
 	Conn net.Conn
-	r    *bufio.Reader
+	// Extensions is the 101's Sec-WebSocket-Extensions (lines joined by ", ").
+	Extensions string
+	r          *bufio.Reader
 }
 
 // DefaultTimeout bounds every read a test does.
@@ -86,7 +88,7 @@ func TryDialHeaders(addr, target string, header http.Header) (*Client, int, erro
 		return nil, resp.StatusCode, fmt.Errorf("bad Sec-WebSocket-Accept %q", got)
 	}
 	conn.SetDeadline(time.Time{})
-	return &Client{Conn: conn, r: r}, resp.StatusCode, nil
+	return &Client{Conn: conn, r: r, Extensions: extensions(resp)}, resp.StatusCode, nil
 }
 
 // WriteFrame writes one masked frame.
@@ -138,6 +140,7 @@ func RawFrame(b0 byte, masked bool, payload []byte) []byte {
 type Frame struct {
 	Op      ws.OpCode
 	Fin     bool
+	Rsv     byte // RSV1..3 in the low bits: 4 is permessage-deflate's RSV1
 	Payload []byte
 }
 
@@ -164,7 +167,7 @@ func (c *Client) ReadFrame(timeout time.Duration) (Frame, error) {
 	if _, err := io.ReadFull(c.r, p); err != nil {
 		return Frame{}, err
 	}
-	return Frame{Op: h.OpCode, Fin: h.Fin, Payload: p}, nil
+	return Frame{Op: h.OpCode, Fin: h.Fin, Rsv: h.Rsv, Payload: p}, nil
 }
 
 // ReadMessage reads the next data frame, skipping pings and pongs, and
