@@ -4,8 +4,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wsd-chat/wsd/internal/testserver"
 	"github.com/wsd-chat/wsd/codec"
+	"github.com/wsd-chat/wsd/internal/testserver"
 	"github.com/wsd-chat/wsd/internal/wstest"
 	"github.com/wsd-chat/wsd/server"
 	"github.com/wsd-chat/wsd/session"

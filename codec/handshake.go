@@ -86,8 +86,8 @@ type Upgrader struct {
 	// seen records which query parameters were taken: the first of a
 	// duplicated parameter wins, as with net/http's FormValue.
 	seen uint8
-	ext                            []byte // Sec-WebSocket-Extensions lines, joined
-	exts                           [1]httphead.Option
+	ext  []byte // Sec-WebSocket-Extensions lines, joined
+	exts [1]httphead.Option
 }
 
 // NewUpgrader returns an Upgrader whose gobwas/ws hooks write into it.
@@ -259,6 +259,7 @@ func BearerToken(h []byte) []byte {
 	}
 	return nonEmpty(bytes.TrimSpace(h[len(prefix):]))
 }
+
 // onExtensions sees each Sec-WebSocket-Extensions line. The lines form one
 // list, so the offers are negotiated again over all lines seen so far; the
 // answer to the last call is the one gobwas/ws writes. It never refuses the

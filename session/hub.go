@@ -215,7 +215,6 @@ func (h *Hub) Accept(fd int) error {
 	return nil
 }
 
-
 func (h *Hub) admit() error {
 	if h.draining.Load() {
 		return codec.ErrDraining

@@ -323,8 +323,8 @@ func TestBrowserChat(t *testing.T) {
 	base := "http://" + addr + "/"
 
 	alice := openPage(t, browser, "alice", base+"?name=alice&gzip=0")
-	bob := openPage(t, browser, "bob", base+"?name=bob") // gzip is on by default
-	carol := wstest.SeedDial(t, addr, "specialKey=carol")           // a client of the original protocol
+	bob := openPage(t, browser, "bob", base+"?name=bob")  // gzip is on by default
+	carol := wstest.SeedDial(t, addr, "specialKey=carol") // a client of the original protocol
 	carolGot := func() line {
 		t.Helper()
 		s, mt := wstest.SeedRead(t, carol)

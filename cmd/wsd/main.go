@@ -35,7 +35,6 @@ import (
 	"github.com/wsd-chat/wsd/web"
 )
 
-
 // pageURL is where a browser finds the chat page: the listener's address,
 // or loopback when it listens on every interface.
 func pageURL(demo bool, addr netip.AddrPort) string {
