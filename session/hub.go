@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"sort"
 	"sync"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/wsd-chat/wsd/codec"
 	"github.com/wsd-chat/wsd/poller"
+	"github.com/wsd-chat/wsd/tlswire"
 )
 
 // Defaults for Config's zero values.
@@ -46,6 +48,13 @@ type Config struct {
 	// batch's writes finishing (the fan-out latency histogram). It runs on
 	// the workers and must be cheap and safe for concurrent use.
 	OnFanout func(time.Duration)
+
+	// TLS, if set, makes every connection wss://: the TLS handshake runs
+	// on a pool of at most TLSHandshakes goroutines (0: the tlswire
+	// default) within HandshakeTimeout, then records are read and written
+	// by the workers (see tls.go).
+	TLS           *tls.Config
+	TLSHandshakes int
 
 	Logger *slog.Logger
 }
@@ -93,6 +102,7 @@ type Hub struct {
 	stop      chan struct{}
 	stopped   chan struct{}
 	stopOnce  sync.Once
+	tlsPool   *tlswire.Pool // nil without TLS
 }
 
 // NewHub returns a Hub that runs its connections on r.
@@ -107,6 +117,9 @@ func NewHub(cfg Config, r *poller.Reactor) *Hub {
 		stopped: make(chan struct{}),
 	}
 	h.table = newTable(h, cfg.Shards)
+	if cfg.TLS != nil {
+		h.tlsPool = tlswire.NewPool(0, cfg.TLSHandshakes)
+	}
 	h.upgraders.New = func() any {
 		u := codec.NewUpgrader()
 		u.Admit = h.admit
@@ -122,12 +135,18 @@ func (h *Hub) Config() Config { return h.cfg }
 // Stats returns the Hub's live counters.
 func (h *Hub) Stats() *Stats { return &h.stats }
 
+// TLSPool returns the TLS handshake pool, nil without TLS.
+func (h *Hub) TLSPool() *tlswire.Pool { return h.tlsPool }
+
 // Live reports how many sockets the Hub holds, in any state.
 func (h *Hub) Live() int64 { return h.live.Load() }
 
 // Accept takes ownership of a freshly accepted, non-blocking socket.
 func (h *Hub) Accept(fd int) error {
 	c := &Conn{hub: h, member: -1}
+	if h.tlsPool != nil {
+		c.tls = tlswire.NewConn(h.cfg.TLS, h.tlsPool, (*tlsOwner)(c))
+	}
 	now := time.Now().UnixNano()
 	c.lastSeen.Store(now)
 	c.deadline.Store(now + int64(h.cfg.HandshakeTimeout))

@@ -17,6 +17,9 @@ type Stats struct {
 	HandshakesOK      atomic.Uint64
 	HandshakesFailed  atomic.Uint64
 	HandshakeTimeouts atomic.Uint64
+
+	TLSHandshakes        atomic.Uint64 // TLS handshakes completed (wss)
+	TLSHandshakeFailures atomic.Uint64 // TLS handshakes failed (bad hello, no common cipher, ...)
 	handshakeStatus   [statusSlots]atomic.Uint64 // failures by HTTP status
 
 	MessagesIn    atomic.Uint64 // data messages received

@@ -75,6 +75,9 @@ func (c *Conn) deliver(items []outItem) bool {
 	if c.wclosed {
 		return false
 	}
+	if c.tls != nil {
+		return c.deliverTLSLocked(items)
+	}
 	if len(c.outq) == 0 {
 		for len(items) > 0 {
 			n, err := c.writeItems(items)
@@ -123,6 +126,10 @@ func (c *Conn) enqueue(it outItem) {
 // flush writes queued frames until the queue is empty or the socket is
 // full. Called on EPOLLOUT. c.wmu must be held.
 func (c *Conn) flushLocked() {
+	if c.tls != nil {
+		c.flushTLSLocked()
+		return
+	}
 	for len(c.outq) > 0 && !c.fdClosed {
 		n, err := c.writeItems(c.outq)
 		if err != nil {

@@ -29,6 +29,7 @@ import (
 	"github.com/wsd-chat/wsd/auth"
 	"github.com/wsd-chat/wsd/server"
 	"github.com/wsd-chat/wsd/session"
+	"github.com/wsd-chat/wsd/tlswire"
 )
 
 // DefaultShutdownTimeout bounds the drain on SIGINT/SIGTERM.
@@ -47,6 +48,8 @@ type options struct {
 	jwtSecret       string
 	jwtPublicKey    string
 	allowedOrigins  string
+	tlsCert         string
+	tlsKey          string
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -73,6 +76,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.jwtSecret, "jwt-secret", "", "require an HS256 JWT signed with this secret at the handshake (token= or Authorization: Bearer; sub = specialKey)")
 	fs.StringVar(&o.jwtPublicKey, "jwt-public-key", "", "require an RS256 or ES256 JWT verified with the public key in this PEM `file`")
 	fs.StringVar(&o.allowedOrigins, "allowed-origins", "", "comma-separated origins browsers may connect from, e.g. https://app.example.com,https://*.example.com (empty: any; no Origin header: always allowed)")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "serve wss:// with the certificate (chain) in this PEM `file`; re-read with -tls-key on SIGHUP")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "private key for -tls-cert, a PEM `file`")
+	fs.IntVar(&sc.TLSHandshakes, "tls-handshakes", tlswire.DefaultMaxHandshakes, "TLS handshakes in progress at once, one short-lived goroutine each; more wait in a queue without one")
 	fs.StringVar(&o.logFile, "log-file", "", "append logs to this file (default stderr)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "drain time on SIGINT/SIGTERM before sockets are dropped")
@@ -84,6 +90,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if o.jwtSecret != "" && o.jwtPublicKey != "" {
 		return nil, errors.New("-jwt-secret and -jwt-public-key exclude each other")
+	}
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return nil, errors.New("-tls-cert and -tls-key go together")
 	}
 	return o, nil
 }
@@ -162,6 +171,14 @@ func run(args []string, stderr io.Writer) int {
 		log.Warn("-jwt-secret is shorter than 32 bytes; use a long random secret")
 	}
 	o.server.Session.Authorize = authz.Hook()
+	var cert *tlswire.Certificate
+	if o.tlsCert != "" {
+		if cert, err = tlswire.LoadCertificate(o.tlsCert, o.tlsKey); err != nil {
+			fmt.Fprintln(stderr, "wsd: -tls-cert/-tls-key:", err)
+			return 2
+		}
+		o.server.Session.TLS = tlswire.ServerConfig(cert)
+	}
 	fanout := admin.NewFanoutHistogram()
 	o.server.Session.OnFanout = admin.FanoutObserver(fanout)
 	o.server.Logger = log
@@ -173,7 +190,13 @@ func run(args []string, stderr io.Writer) int {
 	cfg := srv.Hub().Config()
 	log.Info("listening", "addr", srv.Addr().String(), "workers", srv.Workers(),
 		"pollers", max(o.server.Pollers, 1), "shards", cfg.Shards, "max_conns", cfg.MaxConns,
-		"jwt", cmp.Or(authz.Algorithm(), "off"), "allowed_origins", cmp.Or(o.allowedOrigins, "any"))
+		"jwt", cmp.Or(authz.Algorithm(), "off"), "allowed_origins", cmp.Or(o.allowedOrigins, "any"),
+		"tls", cert != nil)
+	if cert != nil {
+		logCertificate(log, "tls certificate", cert)
+		stopHUP := reloadOnSIGHUP(cert, log)
+		defer stopHUP()
+	}
 
 	var adminSrv *http.Server
 	if o.adminAddr != "" {
@@ -218,4 +241,44 @@ func run(args []string, stderr io.Writer) int {
 	}
 	log.Info("stopped")
 	return 0
+}
+
+// logCertificate logs the certificate in use.
+func logCertificate(log *slog.Logger, msg string, cert *tlswire.Certificate) {
+	leaf := cert.Leaf()
+	log.Info(msg, "subject", leaf.Subject.String(), "dns", strings.Join(leaf.DNSNames, ","),
+		"not_after", leaf.NotAfter.UTC().Format(time.RFC3339))
+}
+
+// reloadTLS re-reads the certificate and key files: new handshakes get the
+// new pair, established connections keep theirs. On failure the old pair
+// stays in use and the error is logged.
+func reloadTLS(cert *tlswire.Certificate, log *slog.Logger) error {
+	if err := cert.Reload(); err != nil {
+		log.Error("tls reload failed; keeping the current certificate", "err", err)
+		return err
+	}
+	logCertificate(log, "tls certificate reloaded", cert)
+	return nil
+}
+
+// reloadOnSIGHUP calls reloadTLS on every SIGHUP until stop is called.
+func reloadOnSIGHUP(cert *tlswire.Certificate, log *slog.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-hup:
+				_ = reloadTLS(cert, log)
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		close(done)
+	}
 }

@@ -1,0 +1,249 @@
+package session
+
+import (
+	"errors"
+	"io"
+	"sync"
+
+	"github.com/wsd-chat/wsd/poller"
+	"github.com/wsd-chat/wsd/tlswire"
+)
+
+// wss: TLS between the socket and the rest of a Conn.
+//
+// Read side: readAll hands socket bytes to tlsInput instead of input.
+// Before the handshake is done they are fed to the tlswire.Conn (which runs
+// the handshake on its pool); afterwards they are decrypted here, on the
+// worker, and the plaintext goes to input exactly as a ws:// connection's
+// bytes do (upgrade request, then frames).
+//
+// Write side: the queue holds the same shared plaintext frames as for
+// ws:// and they are encrypted only when they are about to be written, so a
+// backed-up wss connection holds references, not copies, and a slow
+// consumer's unsent frames can still be dropped. Invariant (c.wmu held): on
+// a TLS Conn, c.headStarted is true exactly when outq[0] is ciphertext — a
+// single-holder Message of records already numbered by the TLS sequence,
+// which must go out whole and first. Everything behind it is plaintext.
+// overflow keeps a started head, so its rule needs no change; the queued
+// byte counts (-max-queue, QueuedBytes) count ciphertext for the head and
+// plaintext for the rest.
+
+// sealBudget bounds the plaintext sealed at once from the queue: about what
+// one writev of plaintext frames would take.
+const sealBudget = 64 << 10
+
+// tlsOwner is a Conn as package tlswire sees it (tlswire.Owner), without
+// exporting the methods on Conn.
+type tlsOwner Conn
+
+// FlushTLS sends handshake records (on the handshake goroutine).
+func (o *tlsOwner) FlushTLS() {
+	c := (*Conn)(o)
+	c.wmu.Lock()
+	c.flushTLSLocked()
+	c.wmu.Unlock()
+}
+
+// TLSHandshakeDone hands the connection back to the reactor.
+func (o *tlsOwner) TLSHandshakeDone(err error) {
+	c := (*Conn)(o)
+	h := c.hub
+	if err != nil {
+		h.stats.TLSHandshakeFailures.Add(1)
+		h.log.Debug("tls handshake failed", "err", err.Error())
+		c.kill.Store(true)
+	} else {
+		h.stats.TLSHandshakes.Add(1)
+	}
+	c.Notify(poller.Readable)
+}
+
+// tlsInput handles ciphertext read from the socket (nil: only what the
+// handshake left buffered).
+func (c *Conn) tlsInput(p []byte) {
+	t := c.tls
+	if !t.Established() {
+		if len(p) == 0 {
+			return
+		}
+		if err := t.Feed(p); err != nil {
+			if errors.Is(err, tlswire.ErrHandshakeInput) {
+				c.hub.stats.TLSHandshakeFailures.Add(1)
+			}
+			c.kill.Store(true)
+		}
+		return
+	}
+	buf := readBufs.Get().(*[]byte)
+	err := t.Decrypt(p, *buf, func(plain []byte) bool {
+		c.input(plain)
+		return !c.kill.Load()
+	})
+	readBufs.Put(buf)
+	if err != nil {
+		if !errors.Is(err, io.EOF) {
+			c.hub.log.Debug("tls record error", "key", c.key, "err", err.Error())
+		}
+		// close_notify or a bad record: the peer is done, as at TCP EOF.
+		c.kill.Store(true)
+	}
+	if t.HasOutput() { // an alert or a KeyUpdate reply
+		c.wmu.Lock()
+		c.flushTLSLocked()
+		c.wmu.Unlock()
+	}
+}
+
+// deliverTLSLocked is deliver for a TLS Conn; c.wmu is held and the
+// connection still accepts data.
+func (c *Conn) deliverTLSLocked(items []outItem) bool {
+	if len(c.outq) == 0 {
+		ct, err := c.seal(items)
+		if ct != nil {
+			var one [1]outItem
+			one[0] = outItem{b: ct.plain, m: ct}
+			n, werr := c.writeItems(one[:])
+			switch {
+			case werr != nil:
+				err = werr
+			case n < len(ct.plain):
+				c.enqueue(outItem{b: ct.plain[n:], m: ct})
+				c.headStarted = true
+			}
+			ct.release()
+		}
+		if err != nil {
+			c.writeFailed(err)
+			return false
+		}
+	} else {
+		for _, it := range items {
+			c.enqueue(it)
+		}
+	}
+	if c.outBytes > c.hub.cfg.MaxQueue {
+		c.overflow()
+		return false
+	}
+	return true
+}
+
+// flushTLSLocked is flushLocked for a TLS Conn: records the read side or
+// the handshake wrote go first, then queued frames are sealed a batch at a
+// time and written, until the queue is empty or the socket is full.
+func (c *Conn) flushTLSLocked() {
+	if c.fdClosed {
+		c.tls.TakeOutput(nil) // nobody will send them
+		return
+	}
+	c.takeTLSOutputLocked()
+	for len(c.outq) > 0 && !c.fdClosed {
+		if !c.headStarted {
+			if err := c.sealHeadLocked(); err != nil {
+				c.writeFailed(err)
+				return
+			}
+		}
+		n, err := c.writeItems(c.outq[:1])
+		if err != nil {
+			c.writeFailed(err)
+			return
+		}
+		if n == 0 {
+			return
+		}
+		c.consume(n)
+	}
+	c.queueDrained()
+}
+
+// takeTLSOutputLocked moves records crypto/tls wrote outside Seal to the
+// front of the queue: behind the ciphertext head if there is one (they
+// are numbered after it), else ahead of every plaintext frame.
+func (c *Conn) takeTLSOutputLocked() {
+	if !c.tls.HasOutput() {
+		return
+	}
+	if c.headStarted {
+		head := &c.outq[0]
+		rest, before := len(head.b), len(head.m.plain)
+		head.m.plain = c.tls.TakeOutput(head.m.plain)
+		added := len(head.m.plain) - before
+		head.b = head.m.plain[len(head.m.plain)-rest-added:]
+		c.outBytes += added
+		c.hub.stats.QueuedBytes.Add(int64(added))
+		return
+	}
+	ct := newRaw(c.tls.TakeOutput)
+	c.pushHeadLocked(ct)
+	ct.release()
+}
+
+// sealHeadLocked replaces the plaintext frames at the front of the queue
+// (up to sealBudget bytes) with their ciphertext.
+func (c *Conn) sealHeadLocked() error {
+	k, size := 0, 0
+	for k < len(c.outq) && k < maxIovec && (k == 0 || size+len(c.outq[k].b) <= sealBudget) {
+		size += len(c.outq[k].b)
+		k++
+	}
+	ct, err := c.seal(c.outq[:k])
+	for i := 0; i < k; i++ {
+		c.outq[i].m.release()
+		c.outq[i] = outItem{}
+	}
+	c.outBytes -= size
+	c.hub.stats.QueuedBytes.Add(int64(-size))
+	c.outq = c.outq[:copy(c.outq, c.outq[k:])]
+	if ct != nil {
+		c.pushHeadLocked(ct)
+		ct.release()
+	}
+	return err
+}
+
+// pushHeadLocked puts ciphertext ct at the front of the queue.
+func (c *Conn) pushHeadLocked(ct *Message) {
+	c.enqueue(outItem{b: ct.plain, m: ct})
+	last := len(c.outq) - 1
+	head := c.outq[last]
+	copy(c.outq[1:], c.outq[:last])
+	c.outq[0] = head
+	c.headStarted = true
+}
+
+// seal encrypts items (their bytes in order) into a new single-holder
+// Message, nil if there were no bytes. Several frames are sealed as one
+// plaintext so they share records.
+func (c *Conn) seal(items []outItem) (*Message, error) {
+	var plain []byte
+	var scratch *[]byte
+	if len(items) == 1 {
+		plain = items[0].b
+	} else {
+		scratch = sealScratch.Get().(*[]byte)
+		plain = (*scratch)[:0]
+		for _, it := range items {
+			plain = append(plain, it.b...)
+		}
+	}
+	ct := messages.Get().(*Message)
+	ct.refs.Store(1)
+	var err error
+	if len(plain) > 0 || c.tls.HasOutput() {
+		ct.plain, err = c.tls.Seal(ct.plain[:0], plain)
+	}
+	if scratch != nil {
+		if cap(plain) <= maxPooledFrame {
+			*scratch = plain[:0]
+			sealScratch.Put(scratch)
+		}
+	}
+	if len(ct.plain) == 0 {
+		ct.release()
+		return nil, err
+	}
+	return ct, err
+}
+
+var sealScratch = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
