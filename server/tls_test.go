@@ -98,7 +98,7 @@ func readSeed(t *testing.T, c *websocket.Conn, who string) (string, int) {
 
 func TestTLSSeedContract(t *testing.T) {
 	w := startTLS(t, session.Config{})
-	tc := wstest.ClientTLS(t, w.certFile) // verifies the chain, not just InsecureSkipVerify
+	tc := wstest.ClientTLS(t, w.certFile)      // verifies the chain, not just InsecureSkipVerify
 	tc.NextProtos = []string{"h2", "http/1.1"} // what browsers offer
 	plain := wssDial(t, w.addr, "specialKey=alice", tc)
 	zipped := wssDial(t, w.addr, "specialKey=bob&support_gzip=1", tc)
