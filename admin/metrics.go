@@ -29,6 +29,8 @@ var (
 	descHandshakesOK     = desc("handshakes_total", "Successful WebSocket upgrades.")
 	descHandshakesFailed = desc("handshake_failures_total", "Refused upgrades, by HTTP status.", "status")
 	descHandshakeTimeout = desc("handshake_timeouts_total", "Connections closed for not finishing the upgrade in time.")
+	descTLSHandshakes    = desc("tls_handshakes_total", "TLS handshakes completed (wss://).")
+	descTLSFailures      = desc("tls_handshake_failures_total", "TLS handshakes that failed or were abandoned by the client.")
 	descMessagesIn       = desc("messages_in_total", "Data messages received from clients.")
 	descBytesIn          = desc("message_bytes_in_total", "Payload bytes of data messages received.")
 	descBroadcasts       = desc("broadcasts_total", "Messages fanned out to a room.")
@@ -50,7 +52,8 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConnections, descHandshaking, descClosing, descAccepted,
 		descAcceptErrors, descHandshakesOK, descHandshakesFailed, descHandshakeTimeout, descMessagesIn,
 		descBytesIn, descBroadcasts, descDirect, descGzip, descFramesOut, descBytesOut, descWrites,
-		descQueued, descSlow, descKicks, descPings, descIdle, descCloseCodes, descAuthFailures} {
+		descQueued, descSlow, descKicks, descPings, descIdle, descCloseCodes, descAuthFailures,
+		descTLSHandshakes, descTLSFailures} {
 		ch <- d
 	}
 }
@@ -80,6 +83,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descHandshakesFailed, n, label)
 	})
 	counter(descHandshakeTimeout, s.HandshakeTimeouts.Load())
+	counter(descTLSHandshakes, s.TLSHandshakes.Load())
+	counter(descTLSFailures, s.TLSHandshakeFailures.Load())
 	counter(descMessagesIn, s.MessagesIn.Load())
 	counter(descBytesIn, s.BytesIn.Load())
 	counter(descBroadcasts, s.Broadcasts.Load())

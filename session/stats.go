@@ -17,10 +17,10 @@ type Stats struct {
 	HandshakesOK      atomic.Uint64
 	HandshakesFailed  atomic.Uint64
 	HandshakeTimeouts atomic.Uint64
+	handshakeStatus   [statusSlots]atomic.Uint64 // failures by HTTP status
 
-	TLSHandshakes        atomic.Uint64              // TLS handshakes completed (wss)
-	TLSHandshakeFailures atomic.Uint64              // TLS handshakes failed (bad hello, no common cipher, ...)
-	handshakeStatus      [statusSlots]atomic.Uint64 // failures by HTTP status
+	TLSHandshakes        atomic.Uint64 // TLS handshakes completed (wss)
+	TLSHandshakeFailures atomic.Uint64 // TLS handshakes failed or abandoned by the client
 
 	MessagesIn    atomic.Uint64 // data messages received
 	BytesIn       atomic.Uint64 // data message payload bytes received

@@ -216,6 +216,12 @@ func (c *Conn) pushHeadLocked(ct *Message) {
 // Message, nil if there were no bytes. Several frames are sealed as one
 // plaintext so they share records.
 func (c *Conn) seal(items []outItem) (*Message, error) {
+	if !c.tls.Established() {
+		// Nothing is delivered before the upgrade, which needs the TLS
+		// handshake done; sealing earlier would wait for the handshake
+		// while holding c.wmu, which the handshake needs to send.
+		return nil, errNotEstablished
+	}
 	var plain []byte
 	var scratch *[]byte
 	if len(items) == 1 {
@@ -245,5 +251,7 @@ func (c *Conn) seal(items []outItem) (*Message, error) {
 	}
 	return ct, err
 }
+
+var errNotEstablished = errors.New("session: TLS data before the handshake")
 
 var sealScratch = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
