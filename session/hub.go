@@ -23,6 +23,7 @@ const (
 	DefaultPingInterval     = 30 * time.Second
 	DefaultIdleTimeout      = 90 * time.Second // three missed pings
 	DefaultCloseTimeout     = 3 * time.Second  // wait for the peer's close frame or EOF
+	DefaultMsgBurst         = 20               // messages at once above MaxMsgRate
 )
 
 // Config tunes a Hub. Zero values take the defaults above.
@@ -36,7 +37,7 @@ type Config struct {
 	IdleTimeout      time.Duration // close connections quiet for this long (1001)
 	CloseTimeout     time.Duration
 	MaxMsgRate       float64 // messages per second per connection; 0: unlimited
-	MsgBurst         int     // messages allowed at once above the rate
+	MsgBurst         int     // messages allowed at once above the rate; 0: DefaultMsgBurst
 
 	// Authorize, if set, is asked after a request passed the protocol
 	// checks and before the 101 is written; a non-nil error refuses the
@@ -80,6 +81,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.CloseTimeout <= 0 {
 		c.CloseTimeout = DefaultCloseTimeout
+	}
+	if c.MsgBurst <= 0 {
+		c.MsgBurst = DefaultMsgBurst
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -152,13 +156,10 @@ func (h *Hub) Accept(fd int) error {
 	c.deadline.Store(now + int64(h.cfg.HandshakeTimeout))
 	h.live.Add(1)
 	h.stats.Accepted.Add(1)
-	h.stats.Handshaking.Add(1)
 	// Into limbo before registering: the first event may run at once.
-	limbo := h.table.shards[fd%len(h.table.shards)]
-	limbo.addLimbo(c)
+	c.setState(stHandshake)
 	if err := h.reactor.Add(&c.Desc, fd, c); err != nil {
-		limbo.removeLimbo(c)
-		h.stats.Handshaking.Add(-1)
+		c.setState(stNew)
 		h.live.Add(-1)
 		return err
 	}
@@ -198,7 +199,7 @@ func (h *Hub) broadcast(room string, text []byte) int {
 	if h.draining.Load() {
 		return 0
 	}
-	m := h.newText(room, text)
+	m := h.newMessage(room, text)
 	if h.cfg.OnFanout != nil {
 		m.at = time.Now()
 	}
@@ -206,7 +207,7 @@ func (h *Hub) broadcast(room string, text []byte) int {
 	for _, s := range h.table.shards {
 		if k := s.roomSize(room); k > 0 {
 			n += k
-			s.enqueue(m)
+			s.fan.add(outboxEntry{msg: m})
 		}
 	}
 	m.release()
@@ -217,15 +218,11 @@ func (h *Hub) broadcast(room string, text []byte) int {
 // closeAfterFanout closes c with err once its shard's fan-out has handed
 // it everything queued so far.
 func (h *Hub) closeAfterFanout(c *Conn, err *codec.CloseError) {
-	if !c.inTableLocked() {
+	if !h.table.isMember(c) {
 		c.requestClose(err)
 		return
 	}
-	m := messages.Get().(*Message)
-	m.refs.Store(1)
-	m.closeConn, m.closeErr = c, err
-	h.table.shardOf(c.key).enqueue(m)
-	m.release()
+	h.table.shardOf(c.key).fan.add(outboxEntry{close: c, closeErr: err})
 }
 
 // Publish sends text to every member of room ("" is the global room) and
@@ -242,8 +239,8 @@ func (h *Hub) Send(key string, text []byte) bool {
 	if c == nil {
 		return false
 	}
-	m := h.newText(c.room, text)
-	ok := c.deliver([]outItem{{b: m.frameFor(c.gzip), m: m}})
+	m := h.newMessage(c.room, text)
+	ok := c.deliver([]outItem{{b: m.frameFor(c.gzip), msg: m}})
 	m.release()
 	if ok {
 		h.stats.FramesOut.Add(1)
@@ -302,7 +299,7 @@ func (h *Hub) sweepOnce(now int64, scratch []*Conn) []*Conn {
 					scratch = append(scratch, c)
 				case quiet > ping && now-c.pingedAt.Load() > ping:
 					c.pingedAt.Store(now)
-					if c.deliver([]outItem{{b: pingMessage.plain, m: pingMessage}}) {
+					if c.deliver([]outItem{{b: pingFrame}}) {
 						h.stats.PingsSent.Add(1)
 					}
 				}
@@ -316,8 +313,7 @@ func (h *Hub) sweepOnce(now int64, scratch []*Conn) []*Conn {
 					h.stats.HandshakeTimeouts.Add(1)
 				}
 				c.deadline.Store(0)
-				c.kill.Store(true)
-				c.Notify(readyEvent)
+				c.abort()
 			}
 		}
 		s.limboMu.Unlock()
@@ -333,10 +329,7 @@ func (h *Hub) sweepOnce(now int64, scratch []*Conn) []*Conn {
 // fanoutIdle reports whether no broadcast waits for a shard.
 func (h *Hub) fanoutIdle() bool {
 	for _, s := range h.table.shards {
-		s.obMu.Lock()
-		busy := s.scheduled || len(s.outbox) > 0
-		s.obMu.Unlock()
-		if busy {
+		if !s.fan.idle() {
 			return false
 		}
 	}
@@ -365,8 +358,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		s.limboMu.Lock()
 		for c := range s.limbo {
 			if c.state.Load() == stHandshake {
-				c.kill.Store(true)
-				c.Notify(readyEvent)
+				c.abort()
 			}
 		}
 		s.limboMu.Unlock()
@@ -390,15 +382,13 @@ func (h *Hub) killAll() {
 		s.mu.RLock()
 		for _, r := range s.rooms {
 			for _, c := range r.members {
-				c.kill.Store(true)
-				c.Notify(readyEvent)
+				c.abort()
 			}
 		}
 		s.mu.RUnlock()
 		s.limboMu.Lock()
 		for c := range s.limbo {
-			c.kill.Store(true)
-			c.Notify(readyEvent)
+			c.abort()
 		}
 		s.limboMu.Unlock()
 	}

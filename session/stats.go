@@ -90,3 +90,16 @@ func (s *Stats) HandshakeFailures(f func(status int, n uint64)) {
 	}
 	f(0, s.handshakeStatus[statusSlots-1].Load())
 }
+
+// gauge returns the gauge counting connections in state st, if any.
+func (s *Stats) gauge(st uint32) *atomic.Int64 {
+	switch st {
+	case stHandshake:
+		return &s.Handshaking
+	case stOpen:
+		return &s.Open
+	case stClosing:
+		return &s.Closing
+	}
+	return nil
+}

@@ -69,7 +69,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&sc.PingInterval, "ping-interval", session.DefaultPingInterval, "ping connections silent for this long")
 	fs.DurationVar(&sc.CloseTimeout, "close-timeout", session.DefaultCloseTimeout, "wait for the peer's close frame before dropping the socket")
 	fs.Float64Var(&sc.MaxMsgRate, "max-msg-rate", 0, "messages per second per connection (0: unlimited; over it: close 1008)")
-	fs.IntVar(&sc.MsgBurst, "msg-burst", 20, "messages a connection may send at once above -max-msg-rate")
+	fs.IntVar(&sc.MsgBurst, "msg-burst", session.DefaultMsgBurst, "messages a connection may send at once above -max-msg-rate")
 	fs.IntVar(&o.server.Backlog, "backlog", server.DefaultBacklog, "listen backlog (capped by net.core.somaxconn)")
 	fs.StringVar(&o.adminAddr, "admin-addr", DefaultAdminAddr, "admin listener for /metrics, /healthz, /readyz, /stats, /publish, /debug/pprof (empty: off)")
 	fs.StringVar(&o.adminToken, "admin-token", "", "bearer token required by POST /publish")
