@@ -46,6 +46,7 @@ type Conn struct {
 	lastSeen atomic.Int64 // unix nanos of the last byte received
 	pingedAt atomic.Int64 // unix nanos of the last ping sent
 	deadline atomic.Int64 // unix nanos; handshake or close deadline, 0 if none
+	msgStart atomic.Int64 // unix nanos when the message arriving now began, 0 if none
 	closeReq atomic.Pointer[codec.CloseError]
 	kill     atomic.Bool // close the fd now (deadline passed, write failed)
 
@@ -54,14 +55,17 @@ type Conn struct {
 	// OnReady only.
 	stream     codec.Stream
 	hs         []byte // request bytes while the head is incomplete
-	rate       rateState
+	rate       rateState // messages and pings
+	byteRate   rateState // payload bytes after gunzip
+	inHeld     int64     // bytes charged to the inbound budget
 	peerClosed bool // the peer's close frame arrived
 	broken     bool // input can no longer be parsed; discard it
 
 	// Write side.
 	wmu         sync.Mutex
-	outq        []outItem // nil when empty: an idle connection holds no buffer
-	outBytes    int
+	outq        []outItem    // nil when empty: an idle connection holds no buffer
+	queued      atomic.Int64 // what outq is charged against MaxQueue; read without wmu by the sweeper
+	pong        *ownFrame    // the pong for the latest ping, not yet queued
 	headStarted bool // outq[0] is partly written and must be finished
 	wclosed     bool // a close frame or error response is queued: nothing more
 	shutWR      bool
@@ -143,8 +147,16 @@ func (c *Conn) input(p []byte) {
 		if c.broken {
 			return
 		}
-		if err := c.stream.Feed(p, c, int64(c.hub.cfg.MaxMessage)); err != nil {
+		err := c.stream.Feed(p, c, int64(c.hub.cfg.MaxMessage))
+		if err == nil && !c.chargeInput() {
+			c.hub.stats.BudgetRefusals.Add(1)
+			err = codec.ErrInboundBudget
+		}
+		c.trackMessageStart()
+		if err != nil {
 			c.broken = true
+			c.stream.Release()
+			c.chargeInput()
 			var ce *codec.CloseError
 			if !errors.As(err, &ce) {
 				ce = codec.ErrInternal
@@ -187,6 +199,10 @@ func (c *Conn) readHead(p []byte) (head, rest []byte, ok bool) {
 	} else {
 		from := len(c.hs)
 		c.hs = append(c.hs, p...)
+		if !c.chargeInput() {
+			c.refuse(codec.ErrBusy, nil)
+			return nil, nil, false
+		}
 		if end = codec.HandshakeEnd(c.hs, from); end < 0 {
 			if len(c.hs) > codec.MaxHeadSize {
 				c.refuse(codec.ErrHeadTooLarge, nil)
@@ -225,6 +241,7 @@ func (c *Conn) upgrade(head []byte) (*ownFrame, bool) {
 	c.room = string(req.Room)
 	c.gzip = req.Gzip
 	c.hs = nil
+	c.chargeInput()
 	return resp, true
 }
 
@@ -257,6 +274,7 @@ func (c *Conn) refuse(err error, resp *ownFrame) {
 		resp = newOwnFrame(func(b []byte) []byte { return codec.AppendRejection(b, err) })
 	}
 	c.hs = nil
+	c.chargeInput()
 	c.send(resp)
 	c.wmu.Lock()
 	c.wclosed = true
@@ -271,16 +289,24 @@ func (c *Conn) OnMessage(op codec.OpCode, payload []byte) error {
 	if c.state.Load() != stOpen || c.peerClosed || c.closeReq.Load() != nil {
 		return nil // closing: late data is dropped
 	}
-	if !c.hub.rate.allow(&c.rate, time.Now().UnixNano()) {
+	h := c.hub
+	now := time.Now().UnixNano()
+	if !h.rate.allow(&c.rate, now, 1) {
 		return codec.ErrRateLimited
 	}
-	h := c.hub
 	if op == codec.OpBinary {
-		// Seed clients with support_gzip send gzip'd text as binary.
+		// Seed clients with support_gzip send gzip'd text as binary. It
+		// may inflate to MaxMessage, but past a small floor only to
+		// InflateRatio times its size: a bomb is refused having cost
+		// about the limit, not what it would inflate to.
+		limit := min(h.cfg.MaxMessage, max(inflateFloor, h.cfg.InflateRatio*len(payload)))
 		buf := inflateBufs.Get().(*[]byte)
 		defer inflateBufs.Put(buf)
-		text, err := codec.Gunzip((*buf)[:0], payload, h.cfg.MaxMessage)
+		text, err := codec.Gunzip((*buf)[:0], payload, limit)
 		*buf = text[:0]
+		if err == codec.ErrInflatedTooBig && limit < h.cfg.MaxMessage {
+			err = codec.ErrInflateRatio
+		}
 		if err != nil {
 			return err
 		}
@@ -288,6 +314,9 @@ func (c *Conn) OnMessage(op codec.OpCode, payload []byte) error {
 			return codec.ErrInvalidUTF8
 		}
 		payload = text
+	}
+	if !h.byteRate.allow(&c.byteRate, now, len(payload)) {
+		return codec.ErrByteRateLimited
 	}
 	h.stats.MessagesIn.Add(1)
 	h.stats.BytesIn.Add(uint64(len(payload)))
@@ -301,7 +330,10 @@ var inflateBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return
 func (c *Conn) OnControl(op codec.OpCode, payload []byte) error {
 	switch op {
 	case codec.OpPing:
-		c.send(newOwnFrame(func(b []byte) []byte { return codec.AppendFrame(b, codec.OpPong, payload) }))
+		if !c.hub.rate.allow(&c.rate, time.Now().UnixNano(), 1) {
+			return codec.ErrRateLimited
+		}
+		c.sendPong(payload)
 	case codec.OpClose:
 		if c.peerClosed {
 			return nil
@@ -341,6 +373,42 @@ func (c *Conn) requestClose(err *codec.CloseError) {
 	c.Notify(readyEvent)
 }
 
+// trackMessageStart notes when the peer started a message or frame it has
+// not finished, for the sweeper's MessageTimeout.
+func (c *Conn) trackMessageStart() {
+	switch partial := c.stream.Partial() && !c.broken; {
+	case partial && c.msgStart.Load() == 0:
+		c.msgStart.Store(time.Now().UnixNano())
+	case !partial && c.msgStart.Load() != 0:
+		c.msgStart.Store(0)
+	}
+}
+
+// sendPong answers a ping. At most one pong waits per connection: RFC 6455
+// section 5.5.3 lets an endpoint answer only the latest of several pings,
+// so a ping flood against a connection that does not read costs one frame.
+func (c *Conn) sendPong(payload []byte) {
+	c.wmu.Lock()
+	if c.wclosed {
+		c.wmu.Unlock()
+		return
+	}
+	if c.pong != nil {
+		c.pong.b = codec.AppendFrame(c.pong.b[:0], codec.OpPong, payload)
+		c.wmu.Unlock()
+		return
+	}
+	f := newOwnFrame(func(b []byte) []byte { return codec.AppendFrame(b, codec.OpPong, payload) })
+	if len(c.outq) > 0 {
+		// Written ahead of the queued data at the next flush.
+		c.pong = f
+		c.wmu.Unlock()
+		return
+	}
+	c.wmu.Unlock()
+	c.send(f)
+}
+
 // abort has OnReady close the fd without ceremony (a deadline passed, the
 // server gives up). Safe from any goroutine.
 func (c *Conn) abort() {
@@ -357,24 +425,22 @@ func (c *Conn) queueCloseLocked(err *codec.CloseError) {
 	}
 }
 
-// overflowLocked closes a slow consumer (1008): queued frames it has not
-// started to receive are dropped, the close frame goes right after the
-// partly written one.
-func (c *Conn) overflowLocked() {
+// overflowLocked closes a slow consumer with err (1008): queued frames it
+// has not started to receive are dropped, the close frame goes right after
+// the partly written one.
+func (c *Conn) overflowLocked(err *codec.CloseError) {
 	keep := 0
 	if c.headStarted {
 		keep = 1
 	}
 	for i := keep; i < len(c.outq); i++ {
-		c.outBytes -= len(c.outq[i].b)
-		c.hub.stats.QueuedBytes.Add(int64(-len(c.outq[i].b)))
-		c.outq[i].release()
+		c.releaseLocked(&c.outq[i])
 	}
 	c.outq = c.outq[:keep]
 	c.hub.stats.SlowConsumers.Add(1)
-	c.hub.log.Info("slow consumer closed", "key", c.key)
-	c.closeReq.CompareAndSwap(nil, codec.ErrSlowConsumer)
-	c.queueCloseLocked(codec.ErrSlowConsumer)
+	c.hub.log.Info("slow consumer closed", "key", c.key, "reason", err.Reason)
+	c.closeReq.CompareAndSwap(nil, err)
+	c.queueCloseLocked(err)
 	c.Notify(readyEvent)
 }
 
@@ -455,6 +521,8 @@ func (c *Conn) finish() {
 	}
 	c.stream.Release()
 	c.hs = nil
+	c.chargeInput()
+	c.msgStart.Store(0)
 	h.live.Add(-1)
 	h.log.Debug("disconnected", "key", c.key)
 }

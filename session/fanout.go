@@ -42,7 +42,7 @@ type fanout struct {
 // add queues e and schedules the fan-out task if it is not already.
 func (f *fanout) add(e outboxEntry) {
 	if e.msg != nil {
-		e.msg.retain()
+		e.msg.retainBuilder()
 	}
 	f.mu.Lock()
 	f.outbox = append(f.outbox, e)
@@ -82,7 +82,7 @@ func (f *fanout) Run() {
 
 		for i, e := range entries {
 			if e.msg != nil {
-				e.msg.release()
+				e.msg.doneBuilding()
 			}
 			entries[i] = outboxEntry{}
 		}
@@ -158,9 +158,10 @@ func (f *fanout) deliverRoom(name string, msgs []*message) {
 	}
 	var frames uint64
 	for _, c := range r.members {
+		v := variant(c.gzip)
 		items := f.items[:0]
 		for _, m := range msgs {
-			items = append(items, outItem{b: m.frameFor(c.gzip), msg: m})
+			items = append(items, outItem{b: m.frame(v), msg: m, v: uint8(v)})
 		}
 		if c.deliver(items) {
 			frames += uint64(len(msgs))

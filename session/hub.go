@@ -23,7 +23,7 @@ const (
 	DefaultPingInterval     = 30 * time.Second
 	DefaultIdleTimeout      = 90 * time.Second // three missed pings
 	DefaultCloseTimeout     = 3 * time.Second  // wait for the peer's close frame or EOF
-	DefaultMsgBurst         = 20               // messages at once above MaxMsgRate
+	DefaultMsgBurst         = 1000             // messages at once above MaxMsgRate
 )
 
 // Config tunes a Hub. Zero values take the defaults above.
@@ -36,8 +36,15 @@ type Config struct {
 	PingInterval     time.Duration // ping connections quiet for this long
 	IdleTimeout      time.Duration // close connections quiet for this long (1001)
 	CloseTimeout     time.Duration
-	MaxMsgRate       float64 // messages per second per connection; 0: unlimited
+	MaxMsgRate       float64 // messages and pings per second per connection; 0: DefaultMaxMsgRate, <0: unlimited
 	MsgBurst         int     // messages allowed at once above the rate; 0: DefaultMsgBurst
+	MaxByteRate      float64 // payload bytes (after gunzip) per second per connection; 0: DefaultMaxByteRate, <0: unlimited
+	InflateRatio     int     // a gzip message may inflate this many times (past 64 KiB); 0: DefaultInflateRatio
+
+	// The memory budgets (see budget.go); 0 takes the defaults.
+	InboundBudget  int64         // partial messages and request heads, all connections
+	OutboundBudget int64         // broadcasts, queued frames, all connections
+	MessageTimeout time.Duration // first to last byte of one message
 
 	// Authorize, if set, is asked after a request passed the protocol
 	// checks and before the 101 is written; a non-nil error refuses the
@@ -85,6 +92,24 @@ func (c *Config) setDefaults() {
 	if c.MsgBurst <= 0 {
 		c.MsgBurst = DefaultMsgBurst
 	}
+	if c.MaxMsgRate == 0 {
+		c.MaxMsgRate = DefaultMaxMsgRate
+	}
+	if c.MaxByteRate == 0 {
+		c.MaxByteRate = DefaultMaxByteRate
+	}
+	if c.InflateRatio <= 0 {
+		c.InflateRatio = DefaultInflateRatio
+	}
+	if c.InboundBudget <= 0 {
+		c.InboundBudget = DefaultInboundBudget
+	}
+	if c.OutboundBudget <= 0 {
+		c.OutboundBudget = DefaultOutboundBudget
+	}
+	if c.MessageTimeout <= 0 {
+		c.MessageTimeout = DefaultMessageTimeout
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -98,7 +123,10 @@ type Hub struct {
 	table     *table
 	stats     Stats
 	log       *slog.Logger
-	rate      rateLimit
+	rate      rateLimit // messages and pings
+	byteRate  rateLimit // payload bytes
+	in, out   budget
+	squeezeReq chan struct{}
 	upgraders sync.Pool
 	live      atomic.Int64 // sockets held, in any state
 	draining  atomic.Bool
@@ -116,10 +144,15 @@ func NewHub(cfg Config, r *poller.Reactor) *Hub {
 		cfg:     cfg,
 		reactor: r,
 		log:     cfg.Logger,
-		rate:    newRateLimit(cfg.MaxMsgRate, cfg.MsgBurst),
+		rate:       newRateLimit(cfg.MaxMsgRate, float64(cfg.MsgBurst)),
+		byteRate:   newRateLimit(cfg.MaxByteRate, max(cfg.MaxByteRate, 2*float64(cfg.MaxMessage))),
+		squeezeReq: make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
+	h.in = budget{limit: cfg.InboundBudget, held: &h.stats.InboundHeld}
+	h.out = budget{limit: cfg.OutboundBudget, held: &h.stats.OutboundHeld}
+	h.stats.InboundBudget, h.stats.OutboundBudget = cfg.InboundBudget, cfg.OutboundBudget
 	h.table = newTable(h, cfg.Shards)
 	if cfg.TLS != nil {
 		h.tlsPool = tlswire.NewPool(0, cfg.TLSHandshakes)
@@ -210,7 +243,7 @@ func (h *Hub) broadcast(room string, text []byte) int {
 			s.fan.add(outboxEntry{msg: m})
 		}
 	}
-	m.release()
+	m.doneBuilding()
 	h.stats.Broadcasts.Add(1)
 	return n
 }
@@ -240,8 +273,9 @@ func (h *Hub) Send(key string, text []byte) bool {
 		return false
 	}
 	m := h.newMessage(c.room, text)
-	ok := c.deliver([]outItem{{b: m.frameFor(c.gzip), msg: m}})
-	m.release()
+	v := variant(c.gzip)
+	ok := c.deliver([]outItem{{b: m.frame(v), msg: m, v: uint8(v)}})
+	m.doneBuilding()
 	if ok {
 		h.stats.FramesOut.Add(1)
 	}
@@ -283,20 +317,27 @@ func (h *Hub) sweep() {
 			return
 		case now := <-t.C:
 			members = h.sweepOnce(now.UnixNano(), members[:0])
+		case <-h.squeezeReq:
+			h.shedLargest()
 		}
 	}
 }
 
 func (h *Hub) sweepOnce(now int64, scratch []*Conn) []*Conn {
 	ping, idle := int64(h.cfg.PingInterval), int64(h.cfg.IdleTimeout)
+	msgTimeout := int64(h.cfg.MessageTimeout)
+	var slow []*Conn
 	for _, s := range h.table.shards {
 		s.mu.RLock()
 		for _, r := range s.rooms {
 			for _, c := range r.members {
 				quiet := now - c.lastSeen.Load()
+				started := c.msgStart.Load()
 				switch {
 				case quiet > idle:
 					scratch = append(scratch, c)
+				case started != 0 && now-started > msgTimeout:
+					slow = append(slow, c)
 				case quiet > ping && now-c.pingedAt.Load() > ping:
 					c.pingedAt.Store(now)
 					if c.deliver([]outItem{{b: pingFrame}}) {
@@ -322,6 +363,13 @@ func (h *Hub) sweepOnce(now int64, scratch []*Conn) []*Conn {
 		h.stats.IdleTimeouts.Add(1)
 		c.requestClose(codec.ErrIdle)
 		scratch[i] = nil
+	}
+	for _, c := range slow {
+		h.stats.MessageTimeouts.Add(1)
+		c.requestClose(codec.ErrMessageTimeout)
+	}
+	if h.out.over() {
+		h.shedLargest()
 	}
 	return scratch
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/wsd-chat/wsd/codec"
 	"github.com/wsd-chat/wsd/poller"
 	"github.com/wsd-chat/wsd/tlswire"
 )
@@ -99,62 +100,78 @@ func (c *Conn) tlsInput(p []byte) {
 func (c *Conn) deliverTLSLocked(items []outItem) bool {
 	if len(c.outq) == 0 {
 		ct, err := c.seal(items)
+		discardOwn(items) // sealed: the plaintext is not kept
 		if ct != nil {
 			var one [1]outItem
-			one[0] = outItem{b: ct.plain, m: ct}
-			n, werr := c.writeItems(one[:])
+			one[0] = outItem{b: ct.b, own: ct}
+			n, werr := c.write(one[:])
 			switch {
 			case werr != nil:
 				err = werr
-			case n < len(ct.plain):
-				c.enqueue(outItem{b: ct.plain[n:], m: ct})
+				ct.release()
+			case n < len(ct.b):
+				c.enqueueLocked(outItem{b: ct.b[n:], own: ct})
 				c.headStarted = true
+			default:
+				ct.release()
 			}
-			ct.release()
 		}
 		if err != nil {
-			c.writeFailed(err)
+			c.writeFailedLocked()
 			return false
 		}
 	} else {
 		for _, it := range items {
-			c.enqueue(it)
+			c.enqueueLocked(it)
 		}
 	}
-	if c.outBytes > c.hub.cfg.MaxQueue {
-		c.overflow()
+	if c.queued.Load() > int64(c.hub.cfg.MaxQueue) {
+		c.overflowLocked(codec.ErrSlowConsumer)
 		return false
+	}
+	if c.hub.out.over() {
+		c.hub.squeeze()
 	}
 	return true
 }
 
 // flushTLSLocked is flushLocked for a TLS Conn: records the read side or
-// the handshake wrote go first, then queued frames are sealed a batch at a
-// time and written, until the queue is empty or the socket is full.
+// the handshake wrote go first, then queued frames (a waiting pong ahead of
+// them) are sealed a batch at a time and written, until the queue is empty
+// or the socket is full.
 func (c *Conn) flushTLSLocked() {
 	if c.fdClosed {
 		c.tls.TakeOutput(nil) // nobody will send them
 		return
 	}
 	c.takeTLSOutputLocked()
-	for len(c.outq) > 0 && !c.fdClosed {
+	for !c.fdClosed {
 		if !c.headStarted {
+			if c.pong != nil {
+				c.queuePongLocked()
+			}
+			if len(c.outq) == 0 {
+				break
+			}
 			if err := c.sealHeadLocked(); err != nil {
-				c.writeFailed(err)
+				c.writeFailedLocked()
 				return
 			}
+			if !c.headStarted {
+				continue // nothing to send came of it
+			}
 		}
-		n, err := c.writeItems(c.outq[:1])
+		n, err := c.write(c.outq[:1])
 		if err != nil {
-			c.writeFailed(err)
+			c.writeFailedLocked()
 			return
 		}
 		if n == 0 {
 			return
 		}
-		c.consume(n)
+		c.consumeLocked(n)
 	}
-	c.queueDrained()
+	c.queueDrainedLocked()
 }
 
 // takeTLSOutputLocked moves records crypto/tls wrote outside Seal to the
@@ -164,19 +181,21 @@ func (c *Conn) takeTLSOutputLocked() {
 	if !c.tls.HasOutput() {
 		return
 	}
-	if c.headStarted {
-		head := &c.outq[0]
-		rest, before := len(head.b), len(head.m.plain)
-		head.m.plain = c.tls.TakeOutput(head.m.plain)
-		added := len(head.m.plain) - before
-		head.b = head.m.plain[len(head.m.plain)-rest-added:]
-		c.outBytes += added
-		c.hub.stats.QueuedBytes.Add(int64(added))
+	if !c.headStarted {
+		c.pushHeadLocked(newOwnFrame(c.tls.TakeOutput))
 		return
 	}
-	ct := newRaw(c.tls.TakeOutput)
-	c.pushHeadLocked(ct)
-	ct.release()
+	// Grow the head, keeping its charges in step.
+	head := &c.outq[0]
+	charge, held := head.charge(), head.held()
+	f := head.own
+	rest, before := len(head.b), len(f.b)
+	f.b = c.tls.TakeOutput(f.b)
+	head.b = f.b[before-rest:]
+	d := head.charge() - charge
+	c.queued.Add(d)
+	c.hub.stats.QueuedBytes.Add(d)
+	c.hub.out.add(head.held() - held)
 }
 
 // sealHeadLocked replaces the plaintext frames at the front of the queue
@@ -189,22 +208,18 @@ func (c *Conn) sealHeadLocked() error {
 	}
 	ct, err := c.seal(c.outq[:k])
 	for i := 0; i < k; i++ {
-		c.outq[i].m.release()
-		c.outq[i] = outItem{}
+		c.releaseLocked(&c.outq[i])
 	}
-	c.outBytes -= size
-	c.hub.stats.QueuedBytes.Add(int64(-size))
 	c.outq = c.outq[:copy(c.outq, c.outq[k:])]
 	if ct != nil {
 		c.pushHeadLocked(ct)
-		ct.release()
 	}
 	return err
 }
 
-// pushHeadLocked puts ciphertext ct at the front of the queue.
-func (c *Conn) pushHeadLocked(ct *Message) {
-	c.enqueue(outItem{b: ct.plain, m: ct})
+// pushHeadLocked queues ciphertext ct first; the queue owns it from now on.
+func (c *Conn) pushHeadLocked(ct *ownFrame) {
+	c.enqueueLocked(outItem{b: ct.b, own: ct})
 	last := len(c.outq) - 1
 	head := c.outq[last]
 	copy(c.outq[1:], c.outq[:last])
@@ -212,10 +227,10 @@ func (c *Conn) pushHeadLocked(ct *Message) {
 	c.headStarted = true
 }
 
-// seal encrypts items (their bytes in order) into a new single-holder
-// Message, nil if there were no bytes. Several frames are sealed as one
-// plaintext so they share records.
-func (c *Conn) seal(items []outItem) (*Message, error) {
+// seal encrypts items (their bytes in order) into a new frame, nil if there
+// were no bytes. Several frames are sealed as one plaintext so they share
+// records.
+func (c *Conn) seal(items []outItem) (*ownFrame, error) {
 	if !c.tls.Established() {
 		// Nothing is delivered before the upgrade, which needs the TLS
 		// handshake done; sealing earlier would wait for the handshake
@@ -233,19 +248,14 @@ func (c *Conn) seal(items []outItem) (*Message, error) {
 			plain = append(plain, it.b...)
 		}
 	}
-	ct := messages.Get().(*Message)
-	ct.refs.Store(1)
+	ct := ownFrames.Get().(*ownFrame)
 	var err error
-	if len(plain) > 0 || c.tls.HasOutput() {
-		ct.plain, err = c.tls.Seal(ct.plain[:0], plain)
+	ct.b, err = c.tls.Seal(ct.b[:0], plain)
+	if scratch != nil && cap(plain) <= sealBudget {
+		*scratch = plain[:0]
+		sealScratch.Put(scratch)
 	}
-	if scratch != nil {
-		if cap(plain) <= maxPooledFrame {
-			*scratch = plain[:0]
-			sealScratch.Put(scratch)
-		}
-	}
-	if len(ct.plain) == 0 {
+	if len(ct.b) == 0 {
 		ct.release()
 		return nil, err
 	}

@@ -19,6 +19,19 @@ type outItem struct {
 	b   []byte
 	msg *message
 	own *ownFrame
+	v   uint8 // msg's variant that b belongs to
+}
+
+// charge is what the item costs its connection against MaxQueue.
+func (it *outItem) charge() int64 { return int64(len(it.b)) + itemCost }
+
+// held is what the item adds to the outbound budget beyond the broadcast
+// it shares, which is charged once, when built.
+func (it *outItem) held() int64 {
+	if it.own != nil {
+		return itemCost + int64(cap(it.own.b))
+	}
+	return itemCost
 }
 
 // ownFrame is a pooled buffer for a frame only one connection sends.
@@ -47,11 +60,14 @@ func (f *ownFrame) release() {
 // pingFrame is the empty ping wsd sends to quiet connections, shared by all.
 var pingFrame = codec.AppendFrame(nil, codec.OpPing, nil)
 
-// release gives up the queue's hold on the item's bytes.
-func (it *outItem) release() {
+// releaseLocked takes a queued item off c's books and gives up its bytes.
+func (c *Conn) releaseLocked(it *outItem) {
+	c.queued.Add(-it.charge())
+	c.hub.stats.QueuedBytes.Add(-it.charge())
+	c.hub.out.add(-it.held())
 	switch {
 	case it.msg != nil:
-		it.msg.release()
+		it.msg.releaseQueued(int(it.v))
 	case it.own != nil:
 		it.own.release()
 	}
@@ -123,9 +139,12 @@ func (c *Conn) deliver(items []outItem) bool {
 	for _, it := range items {
 		c.enqueueLocked(it)
 	}
-	if c.outBytes > c.hub.cfg.MaxQueue {
-		c.overflowLocked()
+	if c.queued.Load() > int64(c.hub.cfg.MaxQueue) {
+		c.overflowLocked(codec.ErrSlowConsumer)
 		return false
+	}
+	if c.hub.out.over() {
+		c.hub.squeeze()
 	}
 	return true
 }
@@ -144,11 +163,12 @@ func (c *Conn) enqueueLocked(it outItem) {
 		c.outq = getQueue()
 	}
 	if it.msg != nil {
-		it.msg.retain()
+		it.msg.retainQueued(int(it.v))
 	}
 	c.outq = append(c.outq, it)
-	c.outBytes += len(it.b)
-	c.hub.stats.QueuedBytes.Add(int64(len(it.b)))
+	c.queued.Add(it.charge())
+	c.hub.stats.QueuedBytes.Add(it.charge())
+	c.hub.out.add(it.held())
 }
 
 // flushLocked writes queued frames until the queue is empty or the socket
@@ -158,7 +178,13 @@ func (c *Conn) flushLocked() {
 		c.flushTLSLocked()
 		return
 	}
-	for len(c.outq) > 0 && !c.fdClosed {
+	for !c.fdClosed {
+		if c.pong != nil && !c.headStarted {
+			c.queuePongLocked()
+		}
+		if len(c.outq) == 0 {
+			break
+		}
 		n, err := c.write(c.outq)
 		if err != nil {
 			c.writeFailedLocked()
@@ -172,6 +198,19 @@ func (c *Conn) flushLocked() {
 	c.queueDrainedLocked()
 }
 
+// queuePongLocked puts the waiting pong at the head of the queue: control
+// frames may go between any two frames, and it answers a ping that came
+// after everything queued was sent.
+func (c *Conn) queuePongLocked() {
+	f := c.pong
+	c.pong = nil
+	c.enqueueLocked(outItem{b: f.b, own: f})
+	last := len(c.outq) - 1
+	it := c.outq[last]
+	copy(c.outq[1:], c.outq[:last])
+	c.outq[0] = it
+}
+
 // consumeLocked drops n written bytes from the head of the queue.
 func (c *Conn) consumeLocked(n int) {
 	i := 0
@@ -179,15 +218,13 @@ func (c *Conn) consumeLocked(n int) {
 		it := &c.outq[i]
 		if n < len(it.b) {
 			it.b = it.b[n:]
-			c.outBytes -= n
+			c.queued.Add(int64(-n))
 			c.hub.stats.QueuedBytes.Add(int64(-n))
 			c.headStarted = true
 			break
 		}
 		n -= len(it.b)
-		c.outBytes -= len(it.b)
-		c.hub.stats.QueuedBytes.Add(int64(-len(it.b)))
-		it.release()
+		c.releaseLocked(it)
 		c.headStarted = false
 		i++
 	}
@@ -215,11 +252,13 @@ func (c *Conn) queueDrainedLocked() {
 
 // dropQueueLocked releases everything queued (the connection is going away).
 func (c *Conn) dropQueueLocked() {
-	for i := range c.outq {
-		c.outq[i].release()
+	if c.pong != nil {
+		c.pong.release()
+		c.pong = nil
 	}
-	c.hub.stats.QueuedBytes.Add(int64(-c.outBytes))
-	c.outBytes = 0
+	for i := range c.outq {
+		c.releaseLocked(&c.outq[i])
+	}
 	if c.outq != nil {
 		putQueue(c.outq[:0])
 		c.outq = nil
