@@ -89,7 +89,7 @@ type budget struct {
 }
 
 func (b *budget) add(n int64) int64 { return b.held.Add(n) }
-func (b *budget) over() bool       { return b.held.Load() > b.limit }
+func (b *budget) over() bool        { return b.held.Load() > b.limit }
 
 // chargeInput brings c's inbound charge to what it now holds (its stream
 // and its request head) and reports whether the budget allows that growth.

@@ -54,20 +54,20 @@ type Conn struct {
 
 	// OnReady only.
 	stream     codec.Stream
-	hs         []byte // request bytes while the head is incomplete
+	hs         []byte    // request bytes while the head is incomplete
 	rate       rateState // messages and pings
 	byteRate   rateState // payload bytes after gunzip
 	inHeld     int64     // bytes charged to the inbound budget
-	peerClosed bool // the peer's close frame arrived
-	broken     bool // input can no longer be parsed; discard it
+	peerClosed bool      // the peer's close frame arrived
+	broken     bool      // input can no longer be parsed; discard it
 
 	// Write side.
 	wmu         sync.Mutex
 	outq        []outItem    // nil when empty: an idle connection holds no buffer
 	queued      atomic.Int64 // what outq is charged against MaxQueue; read without wmu by the sweeper
 	pong        *ownFrame    // the pong for the latest ping, not yet queued
-	headStarted bool // outq[0] is partly written and must be finished
-	wclosed     bool // a close frame or error response is queued: nothing more
+	headStarted bool         // outq[0] is partly written and must be finished
+	wclosed     bool         // a close frame or error response is queued: nothing more
 	shutWR      bool
 	werr        bool
 	fdClosed    bool

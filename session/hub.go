@@ -118,37 +118,37 @@ func (c *Config) setDefaults() {
 // Hub owns the session table and everything that happens to connections
 // after accept: handshakes, messages, fan-out, timeouts and shutdown.
 type Hub struct {
-	cfg       Config
-	reactor   *poller.Reactor
-	table     *table
-	stats     Stats
-	log       *slog.Logger
-	rate      rateLimit // messages and pings
-	byteRate  rateLimit // payload bytes
-	in, out   budget
+	cfg        Config
+	reactor    *poller.Reactor
+	table      *table
+	stats      Stats
+	log        *slog.Logger
+	rate       rateLimit // messages and pings
+	byteRate   rateLimit // payload bytes
+	in, out    budget
 	squeezeReq chan struct{}
-	upgraders sync.Pool
-	live      atomic.Int64 // sockets held, in any state
-	draining  atomic.Bool
-	inflight  atomic.Int64 // broadcasts between the draining check and their enqueue
-	stop      chan struct{}
-	stopped   chan struct{}
-	stopOnce  sync.Once
-	tlsPool   *tlswire.Pool // nil without TLS
+	upgraders  sync.Pool
+	live       atomic.Int64 // sockets held, in any state
+	draining   atomic.Bool
+	inflight   atomic.Int64 // broadcasts between the draining check and their enqueue
+	stop       chan struct{}
+	stopped    chan struct{}
+	stopOnce   sync.Once
+	tlsPool    *tlswire.Pool // nil without TLS
 }
 
 // NewHub returns a Hub that runs its connections on r.
 func NewHub(cfg Config, r *poller.Reactor) *Hub {
 	cfg.setDefaults()
 	h := &Hub{
-		cfg:     cfg,
-		reactor: r,
-		log:     cfg.Logger,
+		cfg:        cfg,
+		reactor:    r,
+		log:        cfg.Logger,
 		rate:       newRateLimit(cfg.MaxMsgRate, float64(cfg.MsgBurst)),
 		byteRate:   newRateLimit(cfg.MaxByteRate, max(cfg.MaxByteRate, 2*float64(cfg.MaxMessage))),
 		squeezeReq: make(chan struct{}, 1),
-		stop:    make(chan struct{}),
-		stopped: make(chan struct{}),
+		stop:       make(chan struct{}),
+		stopped:    make(chan struct{}),
 	}
 	h.in = budget{limit: cfg.InboundBudget, held: &h.stats.InboundHeld}
 	h.out = budget{limit: cfg.OutboundBudget, held: &h.stats.OutboundHeld}

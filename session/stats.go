@@ -43,10 +43,10 @@ type Stats struct {
 	InboundBudget  int64
 	OutboundBudget int64
 
-	MessageTimeouts atomic.Uint64 // connections closed for a message arriving too slowly
-	BudgetRefusals  atomic.Uint64 // connections closed because the inbound budget was spent
-	BudgetSheds     atomic.Uint64 // consumers closed because the outbound budget was spent
-	closeSent     [closeSlots]atomic.Uint64 // close frames sent, by code
+	MessageTimeouts atomic.Uint64             // connections closed for a message arriving too slowly
+	BudgetRefusals  atomic.Uint64             // connections closed because the inbound budget was spent
+	BudgetSheds     atomic.Uint64             // consumers closed because the outbound budget was spent
+	closeSent       [closeSlots]atomic.Uint64 // close frames sent, by code
 }
 
 // Close codes and handshake statuses are counted in small fixed tables.
