@@ -39,6 +39,7 @@ type options struct {
 	cpuProfile  string
 	memoGzip    bool
 	rst         bool      // connect: drop with RST rather than a close frame and FIN
+	tls         bool      // dial wss:// (any certificate accepted: loopback only)
 	progress    io.Writer // nil: no progress lines
 }
 
@@ -116,6 +117,7 @@ func parse(name string, args []string) (*options, error) {
 	fs.BoolVar(&o.memoGzip, "memo-gzip", o.memoGzip, "gunzip identical gzip frames once per client process (compared byte for byte)")
 	fs.BoolVar(&o.rst, "rst", o.rst, "connect: drop each connection with a TCP RST (no TIME_WAIT); false: send a close frame, then FIN")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the client's own CPU profile to `FILE` (to see where the client spends)")
+	fs.BoolVar(&o.tls, "tls", o.tls, "dial wss:// (TLS; the server's certificate is not verified: loopback only)")
 	quiet := fs.Bool("q", false, "no progress lines")
 	if err := fs.Parse(bareJSON(args)); err != nil {
 		return nil, err

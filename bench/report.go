@@ -38,7 +38,11 @@ type Result struct {
 }
 
 func newResult(scenario string, o *options) *Result {
-	return &Result{Scenario: scenario, Addr: o.addr, Settings: map[string]string{}, Started: time.Now()}
+	r := &Result{Scenario: scenario, Addr: o.addr, Settings: map[string]string{}, Started: time.Now()}
+	if o.tls {
+		r.set("tls", true)
+	}
+	return r
 }
 
 func (r *Result) set(k string, v any) { r.Settings[k] = fmt.Sprint(v) }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/wsd-chat/wsd/internal/wstest"
 	"github.com/wsd-chat/wsd/server"
+	"github.com/wsd-chat/wsd/tlswire"
 )
 
 // TestScenariosAgainstWSDInProcess runs tiny versions of every scenario
@@ -13,8 +14,35 @@ import (
 // checks — every delivery intact, in order, none missing — then hold for
 // wsd too.
 func TestScenariosAgainstWSDInProcess(t *testing.T) {
-	srv := wstest.StartServer(t, server.Config{})
+	for _, useTLS := range []bool{false, true} {
+		name := "ws"
+		if useTLS {
+			name = "wss"
+		}
+		t.Run(name, func(t *testing.T) { scenariosAgainstWSD(t, useTLS) })
+	}
+}
+
+func scenariosAgainstWSD(t *testing.T, useTLS bool) {
+	cfg := server.Config{}
+	if useTLS {
+		cert, key, err := writeSelfSigned(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := tlswire.LoadCertificate(cert, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Session.TLS = tlswire.ServerConfig(c)
+	}
+	srv := wstest.StartServer(t, cfg)
 	p := &serverProc{addr: srv.Addr().String()}
+	tinyOptions := func(t *testing.T, p *serverProc) *options {
+		o := tinyOptions(t, p)
+		o.tls = useTLS
+		return o
+	}
 
 	o := tinyOptions(t, p)
 	o.n, o.hold = 60, 100*time.Millisecond
