@@ -33,6 +33,8 @@ var (
 	descMessagesIn       = desc("received_messages_total", "Data messages received from clients.")
 	descBytesIn          = desc("received_message_bytes_total", "Payload bytes of data messages received.")
 	descPageRequests     = desc("page_requests_total", "Plain GET / (or HEAD) requests answered with the chat page.")
+	descTLSHandshakes    = desc("tls_handshakes_total", "TLS handshakes completed (wss://).")
+	descTLSFailures      = desc("tls_handshake_failures_total", "TLS handshakes that failed or were abandoned by the client.")
 	descBroadcasts       = desc("broadcasts_total", "Messages fanned out to a room.")
 	descDirect           = desc("direct_messages_total", "Messages sent to one key.")
 	descGzip             = desc("gzip_encodings_total", "Gzip'd frames built; at most one per broadcast.")
@@ -62,7 +64,8 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		descBytesIn, descBroadcasts, descDirect, descGzip, descDeflateConns, descDeflate, descDeflateSaved,
 		descInflateErrors, descFramesOut, descBytesOut, descWrites,
 		descQueued, descSlow, descKicks, descPings, descIdle, descCloseCodes, descAuthFailures,
-		descBudgetHeld, descBudgetLimit, descBudgetCloses, descBuildInfo} {
+		descBudgetHeld, descBudgetLimit, descBudgetCloses, descBuildInfo,
+		descTLSHandshakes, descTLSFailures} {
 		ch <- d
 	}
 }
@@ -105,6 +108,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	})
 	counter(descHandshakeTimeout, s.HandshakeTimeouts.Load())
 	counter(descPageRequests, s.PageRequests.Load())
+	counter(descTLSHandshakes, s.TLSHandshakes.Load())
+	counter(descTLSFailures, s.TLSHandshakeFailures.Load())
 	counter(descMessagesIn, s.MessagesIn.Load())
 	counter(descBytesIn, s.BytesIn.Load())
 	counter(descBroadcasts, s.Broadcasts.Load())

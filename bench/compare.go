@@ -76,6 +76,8 @@ func runCompare(args []string) error {
 	out := fs.String("out", "", "also write every result (both servers, every figure) as JSON to `FILE` (- for stdout)")
 	src := fs.String("src", "127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4", "loopback source addresses")
 	only := fs.String("only", "wsd,baseline", "servers to measure")
+	useTLS := fs.Bool("tls", false, "every scenario over wss://: both servers get a fresh self-signed certificate")
+	which := fs.String("scenarios", strings.Join(scenarios, ","), "scenarios to run")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -83,7 +85,14 @@ func runCompare(args []string) error {
 		return fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
 	sets := compareOptions(*quick, splitList(*src))
+	run := splitList(*which)
+	for _, name := range run {
+		if sets[name] == nil {
+			return fmt.Errorf("-scenarios: unknown scenario %q", name)
+		}
+	}
 	for _, o := range sets {
+		o.tls = *useTLS
 		o.addr = "127.0.0.1:1" // checked again with the real port
 		if err := o.check(); err != nil {
 			return err
@@ -99,6 +108,14 @@ func runCompare(args []string) error {
 	}
 	defer os.RemoveAll(dir)
 
+	var tlsArgs []string
+	if *useTLS {
+		cert, key, err := writeSelfSigned(dir)
+		if err != nil {
+			return err
+		}
+		tlsArgs = []string{"-tls-cert", cert, "-tls-key", key}
+	}
 	var targets []target
 	for _, name := range splitList(*only) {
 		t, err := build(root, dir, name)
@@ -106,6 +123,7 @@ func runCompare(args []string) error {
 			fmt.Fprintf(os.Stderr, "compare: %s: %v\n", name, err)
 			continue
 		}
+		t.args = append(t.args, tlsArgs...)
 		targets = append(targets, t)
 	}
 	if len(targets) == 0 {
@@ -115,11 +133,11 @@ func runCompare(args []string) error {
 	results := map[string][]*Result{}
 	for _, t := range targets {
 		fmt.Fprintf(os.Stderr, "== %s\n", t.name)
-		results[t.name] = measure(t, sets, os.Stderr)
+		results[t.name] = measure(t, run, sets, os.Stderr)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "compare (quick=%v): client and server share this machine's %d cores; load average before: %s\n",
-		*quick, numCPU(), loadAvg)
+	fmt.Fprintf(&b, "compare (quick=%v, tls=%v): client and server share this machine's %d cores; load average before: %s\n",
+		*quick, *useTLS, numCPU(), loadAvg)
 	printCompare(&b, results["wsd"], results["baseline"])
 	printDeflate(&b, results["wsd"])
 	printErrors(&b, results)
@@ -172,7 +190,7 @@ func build(root, dir, name string) (target, error) {
 
 // measure runs every scenario against a fresh process of t. A scenario
 // that fails is recorded with its error and the next one still runs.
-func measure(t target, sets map[string]*options, log io.Writer) []*Result {
+func measure(t target, scenarios []string, sets map[string]*options, log io.Writer) []*Result {
 	var out []*Result
 	fail := func(name string, err error) {
 		fmt.Fprintf(log, "%s %s: %v\n", t.name, name, err)

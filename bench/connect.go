@@ -7,7 +7,6 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,7 +51,7 @@ func runConnect(o *options) (*Result, error) {
 				h.RecordValue(min(max(time.Since(t0).Microseconds(), 1), histMaxUs))
 				ok.Add(1)
 				if o.rst {
-					c.Conn.(*net.TCPConn).SetLinger(0)
+					tcpConn(c.Conn).SetLinger(0)
 				} else {
 					c.SetDeadline(time.Now().Add(time.Second))
 					c.writeFrame(ws.OpClose, closeMsg)

@@ -7,6 +7,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -56,6 +57,7 @@ type dialer struct {
 	prefix  string // specialKey prefix, unique per run
 	hs      ws.Dialer
 	hsZ     ws.Dialer // offering permessage-deflate
+	tls     *tls.Config // nil: ws://
 }
 
 // browserOffer is what Chromium and Firefox offer.
@@ -73,6 +75,11 @@ func newDialer(o *options, prefix string) *dialer {
 	}
 	for _, s := range o.src {
 		d.src = append(d.src, &net.TCPAddr{IP: net.ParseIP(s)})
+	}
+	if o.tls {
+		// Loopback benchmarks against a throwaway self-signed certificate.
+		// Session resumption stays off: every dial pays a full handshake.
+		d.tls = &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}}
 	}
 	return d
 }
@@ -100,6 +107,15 @@ func (d *dialer) dial(i int, gz bool) (*wsConn, error) {
 		return nil, err
 	}
 	conn.SetDeadline(time.Now().Add(d.timeout))
+	scheme := "ws"
+	if d.tls != nil {
+		tc := tls.Client(conn, d.tls)
+		if err := tc.Handshake(); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		conn, scheme = tc, "wss"
+	}
 	q := "specialKey=" + d.prefix + "-" + itoa(i)
 	if gz {
 		q += "&support_gzip=1"
@@ -108,7 +124,7 @@ func (d *dialer) dial(i int, gz bool) (*wsConn, error) {
 	if !gz && d.hsZ.Extensions != nil {
 		hs = d.hsZ
 	}
-	br, got, err := hs.Upgrade(conn, &url.URL{Scheme: "ws", Host: d.addr, Path: "/", RawQuery: q})
+	br, got, err := hs.Upgrade(conn, &url.URL{Scheme: scheme, Host: d.addr, Path: "/", RawQuery: q})
 	if err != nil {
 		conn.Close()
 		return nil, err
@@ -122,6 +138,14 @@ func (d *dialer) dial(i int, gz bool) (*wsConn, error) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// tcpConn returns the TCP connection under c (under TLS with -tls).
+func tcpConn(c net.Conn) *net.TCPConn {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	return c.(*net.TCPConn)
+}
 
 // dialAll opens n connections with o.dialers concurrent dialers, within
 // o.timeout in all. It returns the connections that opened (nil where one

@@ -45,6 +45,37 @@ func startBaseline(t *testing.T) *serverProc {
 	return p
 }
 
+// TestBaselineTLS: the baseline given -tls-cert serves wss:// to the bench client.
+func TestBaselineTLS(t *testing.T) {
+	startBaseline(t) // builds the binary
+	cert, key, err := writeSelfSigned(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := startServer(target{name: "baseline", bin: baselineBin,
+		args: []string{"-addr", "127.0.0.1:0", "-tls-cert", cert, "-tls-key", key}}, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.stop(5 * time.Second) })
+	o := tinyOptions(t, p)
+	o.tls, o.n, o.messages = true, 20, 5
+	r, err := runFanout(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, r, "deliveries received", 100)
+	must(t, r, "deliveries wrong", 0)
+	noErrors(t, r)
+	o = tinyOptions(t, p)
+	o.tls, o.duration = true, 200*time.Millisecond
+	if r, err = runConnect(o); err != nil {
+		t.Fatal(err)
+	}
+	must(t, r, "failures", 0)
+	noErrors(t, r)
+}
+
 func filepathAbs(rel string) (string, error) { return filepath.Abs(rel) }
 
 // tinyOptions are small, fast settings against p.
@@ -190,7 +221,7 @@ func TestMeasure(t *testing.T) {
 	sets["storm"].n, sets["storm"].senders, sets["storm"].duration = 10, 2, 200*time.Millisecond
 	sets["connect"].duration = 200 * time.Millisecond
 	var log strings.Builder
-	rs := measure(target{name: "baseline", bin: baselineBin, args: []string{"-addr", "127.0.0.1:0"}}, sets, &log)
+	rs := measure(target{name: "baseline", bin: baselineBin, args: []string{"-addr", "127.0.0.1:0"}}, scenarios, sets, &log)
 	if len(rs) != len(scenarios) {
 		t.Fatalf("%d results:\n%s", len(rs), log.String())
 	}

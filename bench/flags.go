@@ -40,6 +40,7 @@ type options struct {
 	memoGzip    bool
 	deflate     bool      // connections without gzip offer permessage-deflate (and send compressed)
 	rst         bool      // connect: drop with RST rather than a close frame and FIN
+	tls         bool      // dial wss:// (any certificate accepted: loopback only)
 	progress    io.Writer // nil: no progress lines
 }
 
@@ -132,6 +133,7 @@ func (o *options) flagSet(name string, src *string) (*flag.FlagSet, error) {
 	fs.StringVar(&o.metrics, "metrics", "", "wsd admin `host:port`, to read its counters before and after")
 	fs.StringVar(&o.json, "json", "", "also write the results as JSON to `FILE` (-json alone: stdout)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the client's own CPU profile to `FILE` (to see where the client spends)")
+	fs.BoolVar(&o.tls, "tls", o.tls, "dial wss:// (TLS; the server's certificate is not verified: loopback only)")
 	held := func() { // scenarios that dial -n connections and hold them
 		fs.IntVar(&o.n, "n", o.n, "connections")
 		fs.DurationVar(&o.timeout, "timeout", o.timeout, "bound on each waiting phase (dialing all, deliveries, checks)")

@@ -44,6 +44,9 @@ func newResult(scenario string, o *options, settings map[string]any) *Result {
 	if o.deflate {
 		r.Settings["deflate"] = "true"
 	}
+	if o.tls {
+		r.Settings["tls"] = "true"
+	}
 	for k, v := range settings {
 		r.Settings[k] = fmt.Sprint(v)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/wsd-chat/wsd/internal/wstest"
 	"github.com/wsd-chat/wsd/server"
 	"github.com/wsd-chat/wsd/session"
+	"github.com/wsd-chat/wsd/tlswire"
 )
 
 // TestScenariosAgainstWSDInProcess runs tiny versions of every scenario
@@ -16,8 +17,35 @@ import (
 // checks — every delivery intact, in order, none missing — then hold for
 // wsd too.
 func TestScenariosAgainstWSDInProcess(t *testing.T) {
-	srv := testserver.Start(t, server.Config{})
+	for _, useTLS := range []bool{false, true} {
+		name := "ws"
+		if useTLS {
+			name = "wss"
+		}
+		t.Run(name, func(t *testing.T) { scenariosAgainstWSD(t, useTLS) })
+	}
+}
+
+func scenariosAgainstWSD(t *testing.T, useTLS bool) {
+	cfg := server.Config{}
+	if useTLS {
+		cert, key, err := writeSelfSigned(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := tlswire.LoadCertificate(cert, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Session.TLS = tlswire.ServerConfig(c)
+	}
+	srv := testserver.Start(t, cfg)
 	p := &serverProc{addr: srv.Addr().String()}
+	tinyOptions := func(t *testing.T, p *serverProc) *options {
+		o := tinyOptions(t, p)
+		o.tls = useTLS
+		return o
+	}
 
 	o := tinyOptions(t, p)
 	o.n, o.hold = 60, 100*time.Millisecond

@@ -12,6 +12,7 @@ import (
 
 	"github.com/wsd-chat/wsd/codec"
 	"github.com/wsd-chat/wsd/poller"
+	"github.com/wsd-chat/wsd/tlswire"
 )
 
 // Lifecycle states. They change only through setState, on the worker
@@ -51,6 +52,8 @@ type Conn struct {
 	msgStart atomic.Int64 // unix nanos when the message arriving now began, 0 if none
 	closeReq atomic.Pointer[codec.CloseError]
 	kill     atomic.Bool // close the fd now (deadline passed, write failed)
+
+	tls *tlswire.Conn // wss only (see tls.go); set at accept
 
 	// OnReady only.
 	stream     codec.Stream
@@ -105,6 +108,9 @@ var readBufs = sync.Pool{New: func() any { b := make([]byte, readBufSize); retur
 func (c *Conn) readAll() {
 	buf := readBufs.Get().(*[]byte)
 	defer readBufs.Put(buf)
+	if c.tls != nil {
+		c.tlsInput(nil) // what the TLS handshake left buffered
+	}
 	for budget := readBudget; ; budget-- {
 		if budget == 0 {
 			c.Notify(poller.Readable)
@@ -113,7 +119,11 @@ func (c *Conn) readAll() {
 		n, err := unix.Read(c.fd(), *buf)
 		if n > 0 {
 			c.lastSeen.Store(time.Now().UnixNano())
-			c.input((*buf)[:n])
+			if c.tls != nil {
+				c.tlsInput((*buf)[:n])
+			} else {
+				c.input((*buf)[:n])
+			}
 			if c.kill.Load() {
 				return
 			}
@@ -531,6 +541,9 @@ func (c *Conn) finish() {
 	c.wmu.Unlock()
 	_ = h.reactor.Remove(&c.Desc)
 	_ = unix.Close(c.fd())
+	if c.tls != nil {
+		c.tls.Close()
+	}
 	c.stream.Release()
 	c.hs = nil
 	c.chargeInput()

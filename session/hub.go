@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"sort"
 	"sync"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/wsd-chat/wsd/codec"
 	"github.com/wsd-chat/wsd/poller"
+	"github.com/wsd-chat/wsd/tlswire"
 )
 
 // Defaults for Config's zero values.
@@ -67,6 +69,12 @@ type Config struct {
 	// web.Page.Respond's chat page for a plain GET /) is written instead of
 	// the refusal, and the connection closes after it. Nil: refusals only.
 	Page func(head []byte) []byte
+	// TLS, if set, makes every connection wss://: the TLS handshake runs
+	// on a pool of at most TLSHandshakes goroutines (0: the tlswire
+	// default) within HandshakeTimeout, then records are read and written
+	// by the workers (see tls.go).
+	TLS           *tls.Config
+	TLSHandshakes int
 
 	Logger *slog.Logger
 }
@@ -140,6 +148,7 @@ type Hub struct {
 	stop       chan struct{}
 	stopped    chan struct{}
 	stopOnce   sync.Once
+	tlsPool    *tlswire.Pool // nil without TLS
 }
 
 // NewHub returns a Hub that runs its connections on r.
@@ -160,6 +169,9 @@ func NewHub(cfg Config, r *poller.Reactor) *Hub {
 	h.out = budget{limit: cfg.OutboundBudget, held: &h.stats.OutboundHeld}
 	h.stats.InboundBudget, h.stats.OutboundBudget = cfg.InboundBudget, cfg.OutboundBudget
 	h.table = newTable(h, cfg.Shards)
+	if cfg.TLS != nil {
+		h.tlsPool = tlswire.NewPool(0, cfg.TLSHandshakes)
+	}
 	h.upgraders.New = func() any {
 		u := codec.NewUpgrader()
 		u.Admit = h.admit
@@ -176,6 +188,9 @@ func (h *Hub) Config() Config { return h.cfg }
 
 // Stats returns the Hub's live counters.
 func (h *Hub) Stats() *Stats { return &h.stats }
+
+// TLSPool returns the TLS handshake pool, nil without TLS.
+func (h *Hub) TLSPool() *tlswire.Pool { return h.tlsPool }
 
 // Live reports how many sockets the Hub holds, in any state.
 func (h *Hub) Live() int64 { return h.live.Load() }
@@ -197,6 +212,9 @@ func (h *Hub) Accept(fd int) error {
 			return nil
 		}
 		c.ip = addr
+	}
+	if h.tlsPool != nil {
+		c.tls = tlswire.NewConn(h.cfg.TLS, h.tlsPool, (*tlsOwner)(c))
 	}
 	now := time.Now().UnixNano()
 	c.lastSeen.Store(now)

@@ -30,9 +30,11 @@ var (
 // response, best effort (a new socket's send buffer is empty), and closes it.
 func (h *Hub) refuseAtAccept(fd int, err error) {
 	h.stats.countHandshakeFailure(codec.StatusOf(err))
-	resp := newOwnFrame(func(b []byte) []byte { return codec.AppendRejection(b, err) })
-	_, _ = unix.Write(fd, resp.b)
-	resp.release()
+	if h.cfg.TLS == nil { // a wss client would read the answer as a bad record
+		resp := newOwnFrame(func(b []byte) []byte { return codec.AppendRejection(b, err) })
+		_, _ = unix.Write(fd, resp.b)
+		resp.release()
+	}
 	_ = unix.Shutdown(fd, unix.SHUT_WR)
 	_ = unix.Close(fd)
 }

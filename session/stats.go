@@ -20,6 +20,9 @@ type Stats struct {
 	PageRequests      atomic.Uint64              // plain GET / (or HEAD) answered with Config.Page
 	handshakeStatus   [statusSlots]atomic.Uint64 // failures by HTTP status
 
+	TLSHandshakes        atomic.Uint64 // TLS handshakes completed (wss)
+	TLSHandshakeFailures atomic.Uint64 // TLS handshakes failed or abandoned by the client
+
 	MessagesIn    atomic.Uint64 // data messages received
 	BytesIn       atomic.Uint64 // data message payload bytes received
 	Broadcasts    atomic.Uint64 // messages fanned out to a room

@@ -102,6 +102,9 @@ func (c *Conn) deliver(items []outItem) bool {
 		discardOwn(items)
 		return false
 	}
+	if c.tls != nil {
+		return c.deliverTLSLocked(items)
+	}
 	if len(c.outq) == 0 {
 		for len(items) > 0 {
 			n, err := c.write(items)
@@ -171,6 +174,10 @@ func (c *Conn) enqueueLocked(it outItem) {
 // flushLocked writes queued frames until the queue is empty or the socket
 // is full. Called on EPOLLOUT and after queueing a close.
 func (c *Conn) flushLocked() {
+	if c.tls != nil {
+		c.flushTLSLocked()
+		return
+	}
 	for !c.fdClosed {
 		if c.pong != nil && !c.headStarted {
 			c.queuePongLocked()

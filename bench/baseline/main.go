@@ -7,6 +7,7 @@
 // the gzip-capable peers (binary frame), ping → pong, read limit 1 MiB.
 //
 //	go run ./bench/baseline -addr 127.0.0.1:0
+//	go run ./bench/baseline -addr 127.0.0.1:0 -tls-cert c.pem -tls-key k.pem   # wss://
 //
 // When ready it prints "level=INFO msg=listening addr=HOST:PORT" on stderr.
 package main
@@ -201,6 +202,8 @@ var upgrader = websocket.Upgrader{
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8889", "listen `host:port`")
+	certFile := flag.String("tls-cert", "", "serve wss:// with this PEM certificate `file` (net/http's TLS: crypto/tls on each connection's goroutine)")
+	keyFile := flag.String("tls-key", "", "private key for -tls-cert, a PEM `file`")
 	flag.Parse()
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
@@ -208,7 +211,11 @@ func main() {
 		os.Exit(1)
 	}
 	fmt.Fprintf(os.Stderr, "level=INFO msg=listening addr=%s\n", ln.Addr())
-	err = http.Serve(ln, newHub())
+	if *certFile != "" {
+		err = http.ServeTLS(ln, newHub(), *certFile, *keyFile)
+	} else {
+		err = http.Serve(ln, newHub())
+	}
 	fmt.Fprintln(os.Stderr, "baseline:", err)
 	os.Exit(1)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/wsd-chat/wsd/auth"
 	"github.com/wsd-chat/wsd/server"
 	"github.com/wsd-chat/wsd/session"
+	"github.com/wsd-chat/wsd/tlswire"
 )
 
 // Configuration: every flag can also be set as WSD_<FLAG> in the
@@ -57,6 +58,8 @@ type options struct {
 	jwtPublicKey    string
 	allowedOrigins  string
 	demo            bool // serve the chat page (web) on a plain GET /
+	tlsCert         string
+	tlsKey          string
 	subprotocols    string
 	configFile      string
 	check           bool // -t
@@ -108,6 +111,9 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.jwtSecret, "jwt-secret", "", "require an HS256 JWT signed with this secret at the handshake (prefer -jwt-secret-file or WSD_JWT_SECRET); reloadable")
 	fs.StringVar(&o.jwtSecretFile, "jwt-secret-file", "", "read the HS256 JWT secret from this `file`; reloadable")
 	fs.StringVar(&o.jwtPublicKey, "jwt-public-key", "", "require an RS256 or ES256 JWT verified with the public key in this PEM `file`; reloadable")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "serve wss:// with the certificate (chain) in this PEM `file`; re-read with -tls-key on SIGHUP")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "private key for -tls-cert, a PEM `file`")
+	fs.IntVar(&sc.TLSHandshakes, "tls-handshakes", tlswire.DefaultMaxHandshakes, "TLS handshakes in progress at once, one short-lived goroutine each; more wait in a queue without one")
 	fs.BoolVar(&o.demo, "demo", true, "serve the chat page on a plain GET / of the client listener (false: GET / is refused as a bad upgrade)")
 	fs.StringVar(&o.allowedOrigins, "allowed-origins", "", "comma-separated origins browsers may connect from, e.g. https://app.example.com,https://*.example.com (empty: any; no Origin header: always allowed); reloadable")
 	fs.StringVar(&o.logFile, "log-file", "", "append logs to this file (default stderr); SIGUSR1 reopens it")
@@ -265,6 +271,8 @@ var checks = []check{
 		return o.server.Session.OutboundBudget < int64(o.server.Session.MaxQueue)
 	}},
 	{"deflate-client-window-bits", "must be 0 (client_no_context_takeover) or 9 to 15", func(o *options) bool { return !o.server.Session.Deflate.Valid() }},
+	{"tls-cert", "and -tls-key go together", func(o *options) bool { return (o.tlsCert == "") != (o.tlsKey == "") }},
+	{"tls-handshakes", "must be at least 1", func(o *options) bool { return o.server.Session.TLSHandshakes < 1 }},
 	{"message-timeout", "must be more than 0", func(o *options) bool { return o.server.Session.MessageTimeout <= 0 }},
 	{"max-message", "must be between 1 and 1073741824 bytes", func(o *options) bool {
 		return o.server.Session.MaxMessage < 1 || o.server.Session.MaxMessage > 1<<30

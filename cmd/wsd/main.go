@@ -20,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -32,6 +33,7 @@ import (
 	"github.com/wsd-chat/wsd/admin"
 	"github.com/wsd-chat/wsd/internal/version"
 	"github.com/wsd-chat/wsd/server"
+	"github.com/wsd-chat/wsd/tlswire"
 	"github.com/wsd-chat/wsd/web"
 )
 
@@ -108,7 +110,16 @@ func run(args []string, stderr io.Writer) int {
 	if len(o.secret) > 0 && len(o.secret) < 32 {
 		log.Warn("the JWT secret is shorter than 32 bytes; use a long random secret")
 	}
-	st := &state{args: args, stderr: stderr, log: log, level: level, auth: newAuthSwitch(authz)}
+	var cert *tlswire.Certificate
+	if o.tlsCert != "" {
+		if cert, err = tlswire.LoadCertificate(o.tlsCert, o.tlsKey); err != nil {
+			fmt.Fprintln(stderr, "wsd: -tls-cert/-tls-key:", err)
+			return 2
+		}
+		o.server.Session.TLS = tlswire.ServerConfig(cert)
+		logCertificate(log, "tls certificate", cert)
+	}
+	st := &state{args: args, stderr: stderr, log: log, level: level, auth: newAuthSwitch(authz), cert: cert}
 	st.cur.Store(o)
 	o.server.Session.Authorize = st.auth.Authorize
 	o.server.Session.Subprotocols = splitList(o.subprotocols)
@@ -132,7 +143,7 @@ func run(args []string, stderr io.Writer) int {
 		"handshake_timeout", cfg.HandshakeTimeout, "ping_interval", cfg.PingInterval,
 		"idle_timeout", cfg.IdleTimeout, "close_timeout", cfg.CloseTimeout,
 		"max_msg_rate", cfg.MaxMsgRate, "msg_burst", cfg.MsgBurst,
-		"jwt", cmp.Or(authz.Algorithm(), "off"), "allowed_origins", cmp.Or(o.allowedOrigins, "any"),
+		"tls", cert != nil, "jwt", cmp.Or(authz.Algorithm(), "off"), "allowed_origins", cmp.Or(o.allowedOrigins, "any"),
 		"subprotocols", cmp.Or(o.subprotocols, "none"), "config", cmp.Or(o.configFile, "none"))
 	mem := cfg.WorstCase(srv.Workers())
 	log.Info("memory bound", "worst_case_mib", mem.Total>>20, "idle_conns_mib", mem.Idle>>20,
@@ -254,4 +265,23 @@ func sessionLimits(c server.Config) server.Config {
 		c.Session.MaxByteRate = -1
 	}
 	return c
+}
+
+// logCertificate logs the certificate in use.
+func logCertificate(log *slog.Logger, msg string, cert *tlswire.Certificate) {
+	leaf := cert.Leaf()
+	log.Info(msg, "subject", leaf.Subject.String(), "dns", strings.Join(leaf.DNSNames, ","),
+		"not_after", leaf.NotAfter.UTC().Format(time.RFC3339))
+}
+
+// reloadTLS re-reads the certificate and key files: new handshakes get the
+// new pair, established connections keep theirs. On failure the old pair
+// stays in use and the error is logged.
+func reloadTLS(cert *tlswire.Certificate, log *slog.Logger) error {
+	if err := cert.Reload(); err != nil {
+		log.Error("tls reload failed; keeping the current certificate", "err", err)
+		return err
+	}
+	logCertificate(log, "tls certificate reloaded", cert)
+	return nil
 }

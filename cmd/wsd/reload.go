@@ -15,6 +15,7 @@ import (
 	"github.com/wsd-chat/wsd/auth"
 	"github.com/wsd-chat/wsd/codec"
 	"github.com/wsd-chat/wsd/session"
+	"github.com/wsd-chat/wsd/tlswire"
 )
 
 // state is the running configuration. cur is swapped whole by a reload;
@@ -27,7 +28,8 @@ type state struct {
 	level  *slog.LevelVar
 	auth   *authSwitch
 	hub    *session.Hub
-	mu     sync.Mutex // one reload at a time
+	cert   *tlswire.Certificate // nil without -tls-cert
+	mu     sync.Mutex           // one reload at a time
 }
 
 // A reloadable group of settings: when any of flags changed, prepare
@@ -39,7 +41,8 @@ type reloadable struct {
 }
 
 // reloadables lists everything SIGHUP can change; every other flag needs a
-// restart. TLS certificates join here once wss exists.
+// restart. The TLS certificate files are re-read on every reload (see
+// reload); their names need a restart.
 var reloadables = []reloadable{
 	{[]string{"allowed-origins", "jwt-secret", "jwt-secret-file", "jwt-public-key"}, func(st *state, o *options) (func(), error) {
 		a, err := newAuthorizer(o)
@@ -100,6 +103,11 @@ func (st *state) reload() error {
 		return err
 	}
 	diff := changed(old, o)
+	// The certificate files are re-read on every reload (their contents
+	// change under the same names); a bad pair keeps the old one.
+	if st.cert != nil && !slices.Contains(diff, "tls-cert") && !slices.Contains(diff, "tls-key") {
+		_ = reloadTLS(st.cert, st.log)
+	}
 	if len(diff) == 0 {
 		st.log.Info("reload: nothing changed")
 		return nil

@@ -1,0 +1,267 @@
+package session
+
+import (
+	"errors"
+	"io"
+	"sync"
+
+	"github.com/wsd-chat/wsd/codec"
+	"github.com/wsd-chat/wsd/poller"
+	"github.com/wsd-chat/wsd/tlswire"
+)
+
+// wss: TLS between the socket and the rest of a Conn.
+//
+// Read side: readAll hands socket bytes to tlsInput instead of input.
+// Before the handshake is done they are fed to the tlswire.Conn (which runs
+// the handshake on its pool); afterwards they are decrypted here, on the
+// worker, and the plaintext goes to input exactly as a ws:// connection's
+// bytes do (upgrade request, then frames).
+//
+// Write side: the queue holds the same shared plaintext frames as for
+// ws:// and they are encrypted only when they are about to be written, so a
+// backed-up wss connection holds references, not copies, and a slow
+// consumer's unsent frames can still be dropped. Invariant (c.wmu held): on
+// a TLS Conn, c.headStarted is true exactly when outq[0] is ciphertext — a
+// single-holder Message of records already numbered by the TLS sequence,
+// which must go out whole and first. Everything behind it is plaintext.
+// overflow keeps a started head, so its rule needs no change; the queued
+// byte counts (-max-queue, QueuedBytes) count ciphertext for the head and
+// plaintext for the rest.
+
+// sealBudget bounds the plaintext sealed at once from the queue: about what
+// one writev of plaintext frames would take.
+const sealBudget = 64 << 10
+
+// tlsOwner is a Conn as package tlswire sees it (tlswire.Owner), without
+// exporting the methods on Conn.
+type tlsOwner Conn
+
+// FlushTLS sends handshake records (on the handshake goroutine).
+func (o *tlsOwner) FlushTLS() {
+	c := (*Conn)(o)
+	c.wmu.Lock()
+	c.flushTLSLocked()
+	c.wmu.Unlock()
+}
+
+// TLSHandshakeDone hands the connection back to the reactor.
+func (o *tlsOwner) TLSHandshakeDone(err error) {
+	c := (*Conn)(o)
+	h := c.hub
+	if err != nil {
+		h.stats.TLSHandshakeFailures.Add(1)
+		h.log.Debug("tls handshake failed", "err", err.Error())
+		c.kill.Store(true)
+	} else {
+		h.stats.TLSHandshakes.Add(1)
+	}
+	c.Notify(poller.Readable)
+}
+
+// tlsInput handles ciphertext read from the socket (nil: only what the
+// handshake left buffered).
+func (c *Conn) tlsInput(p []byte) {
+	t := c.tls
+	if !t.Established() {
+		if len(p) == 0 {
+			return
+		}
+		if err := t.Feed(p); err != nil {
+			if errors.Is(err, tlswire.ErrHandshakeInput) {
+				c.hub.stats.TLSHandshakeFailures.Add(1)
+			}
+			c.kill.Store(true)
+		}
+		return
+	}
+	buf := readBufs.Get().(*[]byte)
+	err := t.Decrypt(p, *buf, func(plain []byte) bool {
+		c.input(plain)
+		return !c.kill.Load()
+	})
+	readBufs.Put(buf)
+	if err != nil {
+		if !errors.Is(err, io.EOF) {
+			c.hub.log.Debug("tls record error", "key", c.key, "err", err.Error())
+		}
+		// close_notify or a bad record: the peer is done, as at TCP EOF.
+		c.kill.Store(true)
+	}
+	if t.HasOutput() { // an alert or a KeyUpdate reply
+		c.wmu.Lock()
+		c.flushTLSLocked()
+		c.wmu.Unlock()
+	}
+}
+
+// deliverTLSLocked is deliver for a TLS Conn; c.wmu is held and the
+// connection still accepts data.
+func (c *Conn) deliverTLSLocked(items []outItem) bool {
+	if len(c.outq) == 0 {
+		ct, err := c.seal(items)
+		discardOwn(items) // sealed: the plaintext is not kept
+		if ct != nil {
+			var one [1]outItem
+			one[0] = outItem{b: ct.b, own: ct}
+			n, werr := c.write(one[:])
+			switch {
+			case werr != nil:
+				err = werr
+				ct.release()
+			case n < len(ct.b):
+				c.enqueueLocked(outItem{b: ct.b[n:], own: ct})
+				c.headStarted = true
+			default:
+				ct.release()
+			}
+		}
+		if err != nil {
+			c.writeFailedLocked()
+			return false
+		}
+	} else {
+		for _, it := range items {
+			c.enqueueLocked(it)
+		}
+	}
+	if c.queued.Load() > int64(c.hub.cfg.MaxQueue) {
+		c.overflowLocked(codec.ErrSlowConsumer)
+		return false
+	}
+	if c.hub.out.over() {
+		c.hub.squeeze()
+	}
+	return true
+}
+
+// flushTLSLocked is flushLocked for a TLS Conn: records the read side or
+// the handshake wrote go first, then queued frames (a waiting pong ahead of
+// them) are sealed a batch at a time and written, until the queue is empty
+// or the socket is full.
+func (c *Conn) flushTLSLocked() {
+	if c.fdClosed {
+		c.tls.TakeOutput(nil) // nobody will send them
+		return
+	}
+	c.takeTLSOutputLocked()
+	for !c.fdClosed {
+		if !c.headStarted {
+			if c.pong != nil {
+				c.queuePongLocked()
+			}
+			if len(c.outq) == 0 {
+				break
+			}
+			if err := c.sealHeadLocked(); err != nil {
+				c.writeFailedLocked()
+				return
+			}
+			if !c.headStarted {
+				continue // nothing to send came of it
+			}
+		}
+		n, err := c.write(c.outq[:1])
+		if err != nil {
+			c.writeFailedLocked()
+			return
+		}
+		if n == 0 {
+			return
+		}
+		c.consumeLocked(n)
+	}
+	c.queueDrainedLocked()
+}
+
+// takeTLSOutputLocked moves records crypto/tls wrote outside Seal to the
+// front of the queue: behind the ciphertext head if there is one (they
+// are numbered after it), else ahead of every plaintext frame.
+func (c *Conn) takeTLSOutputLocked() {
+	if !c.tls.HasOutput() {
+		return
+	}
+	if !c.headStarted {
+		c.pushHeadLocked(newOwnFrame(c.tls.TakeOutput))
+		return
+	}
+	// Grow the head, keeping its charges in step.
+	head := &c.outq[0]
+	charge, held := head.charge(), head.held()
+	f := head.own
+	rest, before := len(head.b), len(f.b)
+	f.b = c.tls.TakeOutput(f.b)
+	head.b = f.b[before-rest:]
+	d := head.charge() - charge
+	c.queued.Add(d)
+	c.hub.stats.QueuedBytes.Add(d)
+	c.hub.out.add(head.held() - held)
+}
+
+// sealHeadLocked replaces the plaintext frames at the front of the queue
+// (up to sealBudget bytes) with their ciphertext.
+func (c *Conn) sealHeadLocked() error {
+	k, size := 0, 0
+	for k < len(c.outq) && k < maxIovec && (k == 0 || size+len(c.outq[k].b) <= sealBudget) {
+		size += len(c.outq[k].b)
+		k++
+	}
+	ct, err := c.seal(c.outq[:k])
+	for i := 0; i < k; i++ {
+		c.releaseLocked(&c.outq[i])
+	}
+	c.outq = c.outq[:copy(c.outq, c.outq[k:])]
+	if ct != nil {
+		c.pushHeadLocked(ct)
+	}
+	return err
+}
+
+// pushHeadLocked queues ciphertext ct first; the queue owns it from now on.
+func (c *Conn) pushHeadLocked(ct *ownFrame) {
+	c.enqueueLocked(outItem{b: ct.b, own: ct})
+	last := len(c.outq) - 1
+	head := c.outq[last]
+	copy(c.outq[1:], c.outq[:last])
+	c.outq[0] = head
+	c.headStarted = true
+}
+
+// seal encrypts items (their bytes in order) into a new frame, nil if there
+// were no bytes. Several frames are sealed as one plaintext so they share
+// records.
+func (c *Conn) seal(items []outItem) (*ownFrame, error) {
+	if !c.tls.Established() {
+		// Nothing is delivered before the upgrade, which needs the TLS
+		// handshake done; sealing earlier would wait for the handshake
+		// while holding c.wmu, which the handshake needs to send.
+		return nil, errNotEstablished
+	}
+	var plain []byte
+	var scratch *[]byte
+	if len(items) == 1 {
+		plain = items[0].b
+	} else {
+		scratch = sealScratch.Get().(*[]byte)
+		plain = (*scratch)[:0]
+		for _, it := range items {
+			plain = append(plain, it.b...)
+		}
+	}
+	ct := ownFrames.Get().(*ownFrame)
+	var err error
+	ct.b, err = c.tls.Seal(ct.b[:0], plain)
+	if scratch != nil && cap(plain) <= sealBudget {
+		*scratch = plain[:0]
+		sealScratch.Put(scratch)
+	}
+	if len(ct.b) == 0 {
+		ct.release()
+		return nil, err
+	}
+	return ct, err
+}
+
+var errNotEstablished = errors.New("session: TLS data before the handshake")
+
+var sealScratch = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}

@@ -1,0 +1,31 @@
+// Package tlswire runs TLS for connections that live in wsd's reactor,
+// without a goroutine or a buffer per idle connection.
+//
+// A Conn wraps a crypto/tls server connection around a memory transport:
+// the reactor reads ciphertext from the socket and hands it in; records
+// crypto/tls produces are collected for the owner to put on its write
+// queue. Nothing in here touches a socket.
+//
+// Handshake. The reactor buffers the client's first flight until a whole
+// ClientHello is in (a client trickling it — slowloris — holds a buffer
+// and nothing else), then a short-lived goroutine from a Pool runs
+// tls.Conn.Handshake. Reads on that goroutine block on a channel the
+// reactor signals; before blocking, the goroutine hands the records it
+// wrote to the owner (Owner.FlushTLS) and gives back its CPU slot, so a
+// client that stalls mid-handshake costs one parked goroutine until the
+// owner's handshake timeout closes the Conn, never a slot others need.
+//
+// After the handshake the transport does not block. crypto/tls treats a
+// net.Error whose Temporary() is true as retryable (readRecordOrCCS keeps
+// c.in.err unset and the partial record stays in its rawInput), so Decrypt
+// feeds what the socket gave, reads plaintext until the transport reports
+// "would block", and returns; a record cut short waits inside tls.Conn for
+// the rest. Seal encrypts on the caller's goroutine into the caller's
+// buffer, after any records the read side produced (alerts, KeyUpdate
+// replies), so records leave in sequence-number order.
+//
+// What an idle connection keeps is tls.Conn's own state: the record-layer
+// ciphers and the capacity of its rawInput and hand buffers (sized by the
+// largest record or handshake message the client sent); crypto/tls offers
+// no way to release them. The transport itself holds nothing while idle.
+package tlswire
