@@ -56,7 +56,7 @@ type dialer struct {
 	timeout time.Duration
 	prefix  string // specialKey prefix, unique per run
 	hs      ws.Dialer
-	hsZ     ws.Dialer // offering permessage-deflate
+	hsZ     ws.Dialer   // offering permessage-deflate
 	tls     *tls.Config // nil: ws://
 }
 

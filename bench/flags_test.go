@@ -68,7 +68,7 @@ func TestParse(t *testing.T) {
 // TestScenarioFlags: each scenario's FlagSet holds the flags it reads and
 // no other, so "bench NAME -h" is that scenario's reference.
 func TestScenarioFlags(t *testing.T) {
-	common := "addr src dialers dial-timeout gzip-frac server-pid metrics json cpuprofile"
+	common := "addr src dialers dial-timeout gzip-frac server-pid metrics json cpuprofile tls"
 	for _, tc := range []struct{ name, own string }{
 		{"idle", "n timeout hold"},
 		{"fanout", "n timeout size read-buf memo-gzip deflate m inflight"},

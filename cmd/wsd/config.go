@@ -271,7 +271,7 @@ var checks = []check{
 		return o.server.Session.OutboundBudget < int64(o.server.Session.MaxQueue)
 	}},
 	{"deflate-client-window-bits", "must be 0 (client_no_context_takeover) or 9 to 15", func(o *options) bool { return !o.server.Session.Deflate.Valid() }},
-	{"tls-cert", "and -tls-key go together", func(o *options) bool { return (o.tlsCert == "") != (o.tlsKey == "") }},
+	{"tls-cert", "and -tls-key must be given together", func(o *options) bool { return (o.tlsCert == "") != (o.tlsKey == "") }},
 	{"tls-handshakes", "must be at least 1", func(o *options) bool { return o.server.Session.TLSHandshakes < 1 }},
 	{"message-timeout", "must be more than 0", func(o *options) bool { return o.server.Session.MessageTimeout <= 0 }},
 	{"max-message", "must be between 1 and 1073741824 bytes", func(o *options) bool {

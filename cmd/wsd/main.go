@@ -97,6 +97,12 @@ func run(args []string, stderr io.Writer) int {
 		return 2
 	}
 	defer logOut.Close()
+	// Signals are taken from here on, before anything is announced: a
+	// SIGHUP sent as soon as the listening line appears must reload, not
+	// kill (its default action). They wait in sig until the loop below.
+	sig := make(chan os.Signal, 8)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
+	defer signal.Stop(sig)
 	if n, err := server.RaiseFileLimit(); err != nil {
 		log.Warn("cannot raise the open file limit", "err", err)
 	} else {
@@ -175,8 +181,6 @@ func run(args []string, stderr io.Writer) int {
 		}()
 	}
 
-	sig := make(chan os.Signal, 8)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
 	var s os.Signal
 	for s == nil {
 		switch got := <-sig; got {

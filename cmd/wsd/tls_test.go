@@ -241,7 +241,7 @@ func TestWSSBadCertificateFailsAtStart(t *testing.T) {
 		{"expired", []string{"-tls-cert", expCert, "-tls-key", expKey}, "expired at"},
 		{"mismatched", []string{"-tls-cert", goodCert, "-tls-key", otherKey}, "private key does not match public key"},
 		{"missing", []string{"-tls-cert", dir + "/nope.crt", "-tls-key", goodKey}, "no such file"},
-		{"cert without key", []string{"-tls-cert", goodCert}, "-tls-cert and -tls-key go together"},
+		{"cert without key", []string{"-tls-cert", goodCert}, "and -tls-key must be given together"},
 	} {
 		var stderr bytes.Buffer
 		args := append(tc.args, "-addr", "127.0.0.1:0", "-admin-addr", "")
