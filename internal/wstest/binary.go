@@ -66,6 +66,14 @@ type Process struct {
 // -admin-addr 127.0.0.1:0 unless given) and waits for its "listening" line.
 func StartBinary(t testing.TB, args ...string) *Process {
 	t.Helper()
+	return StartBinaryUnder(t, nil, args...)
+}
+
+// StartBinaryUnder is StartBinary with the binary run by a wrapper that
+// execs it, e.g. []string{"prlimit", "--nofile=128:128", "--"}: the
+// process is the wrapper's until it execs, then wsd itself.
+func StartBinaryUnder(t testing.TB, wrapper []string, args ...string) *Process {
+	t.Helper()
 	bin := BuildBinary(t)
 	joined := " " + strings.Join(args, " ")
 	if !strings.Contains(joined, " -addr") {
@@ -74,7 +82,8 @@ func StartBinary(t testing.TB, args ...string) *Process {
 	if !strings.Contains(joined, " -admin-addr") {
 		args = append(args, "-admin-addr", "127.0.0.1:0")
 	}
-	p := &Process{Cmd: exec.Command(bin, args...), done: make(chan struct{})}
+	argv := append(append(append([]string(nil), wrapper...), bin), args...)
+	p := &Process{Cmd: exec.Command(argv[0], argv[1:]...), done: make(chan struct{})}
 	stderr, err := p.Cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
