@@ -93,6 +93,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gaugeL(descBudgetLimit, s.OutboundBudget, "outbound")
 	counter(descBudgetCloses, s.BudgetRefusals.Load(), "inbound_budget")
 	counter(descBudgetCloses, s.BudgetSheds.Load(), "outbound_budget")
+	counter(descBudgetCloses, s.BudgetSenders.Load(), "outbound_budget_sender")
 	counter(descBudgetCloses, s.MessageTimeouts.Load(), "message_timeout")
 	counter(descAccepted, s.Accepted.Load())
 	if c.acceptErrors != nil {

@@ -23,7 +23,10 @@ import (
 //     and every frame a connection owns (control frames, responses). A
 //     connection whose own charge passes Config.MaxQueue is a slow consumer
 //     (1008); when the sum passes the budget, the largest consumers are
-//     closed first until it is back under.
+//     closed first until it is back under. Broadcasts waiting for a shard's
+//     fan-out are charged too (the outbox slots, by capacity), and a message that
+//     arrives while the budget is spent closes its sender with 1013: a
+//     sender faster than the fan-out cannot queue without bound.
 //
 // Beyond the budgets wsd holds, per connection, its idle cost (Conn, key,
 // table slots, epoll registration) and at most one pending pong; per
@@ -50,6 +53,7 @@ const (
 const (
 	itemCost    = int64(unsafe.Sizeof(outItem{})) + 8 // the queue slot and its slack
 	messageCost = int64(unsafe.Sizeof(message{}))
+	outboxCost  = int64(unsafe.Sizeof(outboxEntry{})) // an outbox slot, charged by capacity
 )
 
 // IdleConnCost is what one open, idle connection costs wsd itself,

@@ -336,6 +336,14 @@ func (c *Conn) OnMessage(op codec.OpCode, payload []byte) error {
 	if !h.byteRate.allow(&c.byteRate, now, len(payload)) {
 		return codec.ErrByteRateLimited
 	}
+	if h.out.over() {
+		// Broadcasts waiting for fan-out hold the budget too: a sender
+		// faster than the fan-out is refused rather than queued without
+		// bound, while the sweeper sheds the largest consumers.
+		h.squeeze()
+		h.stats.BudgetSenders.Add(1)
+		return codec.ErrOutboundBusy
+	}
 	h.stats.MessagesIn.Add(1)
 	h.stats.BytesIn.Add(uint64(len(payload)))
 	h.broadcast(c.room, payload)

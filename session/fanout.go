@@ -24,6 +24,9 @@ type outboxEntry struct {
 	closeErr *codec.CloseError
 }
 
+// maxSpareOutbox bounds the outbox kept for reuse after a run, in entries.
+const maxSpareOutbox = 1024
+
 // fanout is one shard's fan-out: its outbox and the task that empties it.
 type fanout struct {
 	shard *shard
@@ -45,10 +48,17 @@ func (f *fanout) add(e outboxEntry) {
 		e.msg.retainBuilder()
 	}
 	f.mu.Lock()
+	before := cap(f.outbox)
 	f.outbox = append(f.outbox, e)
+	grown := cap(f.outbox) - before
 	run := !f.scheduled
 	f.scheduled = true
 	f.mu.Unlock()
+	if grown != 0 {
+		// The outbox slices are charged by capacity: a backlog costs
+		// its entries while it lasts, and a large slice is not kept.
+		f.shard.hub.out.add(int64(grown) * outboxCost)
+	}
 	if run {
 		f.shard.hub.reactor.Submit(f)
 	}
@@ -85,6 +95,10 @@ func (f *fanout) Run() {
 				e.msg.doneBuilding()
 			}
 			entries[i] = outboxEntry{}
+		}
+		if cap(entries) > maxSpareOutbox {
+			f.shard.hub.out.add(-int64(cap(entries)) * outboxCost)
+			entries = nil
 		}
 		f.mu.Lock()
 		f.spare = entries[:0]

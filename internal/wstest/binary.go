@@ -66,12 +66,24 @@ type Process struct {
 // -admin-addr 127.0.0.1:0 unless given) and waits for its "listening" line.
 func StartBinary(t testing.TB, args ...string) *Process {
 	t.Helper()
-	return StartBinaryEnv(t, nil, args...)
+	return StartBinaryWith(t, nil, nil, args...)
 }
 
 // StartBinaryEnv is StartBinary with env added to the test's environment
 // (WSD_* variables, for instance).
 func StartBinaryEnv(t testing.TB, env []string, args ...string) *Process {
+	return StartBinaryWith(t, nil, env, args...)
+}
+
+// StartBinaryUnder is StartBinary with the binary run by a wrapper that
+// execs it, e.g. []string{"prlimit", "--nofile=128:128", "--"}: the
+// process is the wrapper's until it execs, then wsd itself.
+func StartBinaryUnder(t testing.TB, wrapper []string, args ...string) *Process {
+	return StartBinaryWith(t, wrapper, nil, args...)
+}
+
+// StartBinaryWith starts the binary under wrapper (if any) with env added.
+func StartBinaryWith(t testing.TB, wrapper, env []string, args ...string) *Process {
 	t.Helper()
 	bin := BuildBinary(t)
 	joined := " " + strings.Join(args, " ")
@@ -81,7 +93,8 @@ func StartBinaryEnv(t testing.TB, env []string, args ...string) *Process {
 	if !strings.Contains(joined, " -admin-addr") {
 		args = append(args, "-admin-addr", "127.0.0.1:0")
 	}
-	p := &Process{Cmd: exec.Command(bin, args...), done: make(chan struct{})}
+	argv := append(append(append([]string(nil), wrapper...), bin), args...)
+	p := &Process{Cmd: exec.Command(argv[0], argv[1:]...), done: make(chan struct{})}
 	if env != nil {
 		p.Cmd.Env = append(os.Environ(), env...)
 	}

@@ -54,7 +54,13 @@ func TryDial(addr, query string) (*Client, int, error) {
 
 // TryDialHeaders upgrades with a custom request target and extra headers.
 func TryDialHeaders(addr, target string, header http.Header) (*Client, int, error) {
-	conn, err := net.DialTimeout("tcp", addr, DefaultTimeout)
+	return TryDialWith(&net.Dialer{Timeout: DefaultTimeout}, addr, target, header)
+}
+
+// TryDialWith is TryDialHeaders through d (to set socket options before
+// connecting, such as a small receive buffer for a client that never reads).
+func TryDialWith(d *net.Dialer, addr, target string, header http.Header) (*Client, int, error) {
+	conn, err := d.Dial("tcp", addr)
 	if err != nil {
 		return nil, 0, err
 	}
