@@ -371,7 +371,7 @@ func (ch *chat) finish(t *testing.T) {
 
 // budgetMetric is wsd_budget_closes_total{reason} (0 when absent).
 func budgetCloses(t *testing.T, p *wstest.Process, reason string) float64 {
-	return max(0, scrape(t, p).get("wsd_budget_closes_total", "reason", reason))
+	return max(0, wstest.Scrape(t, p.AdminAddr).Get("wsd_budget_closes_total", "reason", reason))
 }
 
 // Row 1: many connections each send the first fragment of a big message
@@ -428,7 +428,7 @@ func TestHostilePartialMessages(t *testing.T) {
 		t.Errorf("wsd_budget_closes_total{reason=message_timeout} = %v, want %d", n, count[1008])
 	}
 	wstest.Eventually(t, 5*time.Second, "inbound budget released", func() bool {
-		return scrape(t, p).get("wsd_budget_held_bytes", "budget", "inbound") == 0
+		return wstest.Scrape(t, p.AdminAddr).Get("wsd_budget_held_bytes", "budget", "inbound") == 0
 	})
 }
 
@@ -478,14 +478,14 @@ func TestHostileGzipNeverReads(t *testing.T) {
 		// the fan-out is refused by the outbound budget instead, 1013).
 		batch := bytes.Repeat(msg, 20)
 		sent := 0
-		for sent < 4000 && scrape(t, p).get("wsd_slow_consumer_closes_total") < 1 {
+		for sent < 4000 && wstest.Scrape(t, p.AdminAddr).Get("wsd_slow_consumer_closes_total") < 1 {
 			if err := writeAll(c, batch); err != nil {
 				break
 			}
 			sent += 20
 			deadline := time.Now().Add(5 * time.Second)
-			for time.Now().Before(deadline) && scrape(t, p).get("wsd_messages_in_total") < float64(sent) &&
-				scrape(t, p).get("wsd_slow_consumer_closes_total") < 1 {
+			for time.Now().Before(deadline) && wstest.Scrape(t, p.AdminAddr).Get("wsd_received_messages_total") < float64(sent) &&
+				wstest.Scrape(t, p.AdminAddr).Get("wsd_slow_consumer_closes_total") < 1 {
 				time.Sleep(2 * time.Millisecond)
 			}
 		}
@@ -533,7 +533,7 @@ func TestHostileEmptyFlood(t *testing.T) {
 		quiet = append(quiet, dialAttacker(t, p.Addr, q))
 	}
 	flooder := dialAttacker(t, p.Addr, "specialKey=flooder&room=r3")
-	wstest.Eventually(t, 5*time.Second, "everyone in", func() bool { return scrape(t, p).get("wsd_connections") == 2+stalled+1 })
+	wstest.Eventually(t, 5*time.Second, "everyone in", func() bool { return wstest.Scrape(t, p.AdminAddr).Get("wsd_connections") == 2+stalled+1 })
 	base := procRSS(t, p.Cmd.Process.Pid)
 	w := watchRSS(t, p)
 
@@ -546,10 +546,10 @@ func TestHostileEmptyFlood(t *testing.T) {
 		noise[i] = 'a' + byte(rng.IntN(26))
 	}
 	fill := bytes.Repeat(wstest.RawFrame(0x81, true, noise), 2)
-	accepted := func() float64 { return scrape(t, p).get("wsd_messages_in_total") }
+	accepted := func() float64 { return wstest.Scrape(t, p.AdminAddr).Get("wsd_received_messages_total") }
 	honestIn := func() float64 { return float64(ch.members[0].sent.Load() + ch.members[1].sent.Load()) }
 	fills := 0
-	for ; fills < 2000 && scrape(t, p).get("wsd_queued_bytes") < (stalled+1)*(8<<10); fills += 2 {
+	for ; fills < 2000 && wstest.Scrape(t, p.AdminAddr).Get("wsd_queued_bytes") < (stalled+1)*(8<<10); fills += 2 {
 		if err := writeAll(flooder, fill); err != nil {
 			t.Fatalf("fill: %v", err)
 		}
@@ -560,14 +560,14 @@ func TestHostileEmptyFlood(t *testing.T) {
 
 	batch := bytes.Repeat(wstest.RawFrame(0x81, true, nil), floodStep)
 	sent := 0
-	for sent < maxFlood && scrape(t, p).get("wsd_slow_consumer_closes_total") < stalled {
+	for sent < maxFlood && wstest.Scrape(t, p.AdminAddr).Get("wsd_slow_consumer_closes_total") < stalled {
 		if err := writeAll(flooder, batch); err != nil {
 			break
 		}
 		sent += floodStep
 		want := float64(fills + sent)
 		deadline := time.Now().Add(5 * time.Second)
-		for accepted()-honestIn() < want-2 && time.Now().Before(deadline) && scrape(t, p).get("wsd_slow_consumer_closes_total") < stalled {
+		for accepted()-honestIn() < want-2 && time.Now().Before(deadline) && wstest.Scrape(t, p.AdminAddr).Get("wsd_slow_consumer_closes_total") < stalled {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
@@ -609,7 +609,7 @@ func TestHostileFloodFasterThanFanout(t *testing.T) {
 		}
 	}
 	code, why, err := closeOf(flooder, 10*time.Second)
-	t.Logf("flooder wrote %d empty messages, %v accepted; closed %d %q", sent, scrape(t, p).get("wsd_messages_in_total"), code, why)
+	t.Logf("flooder wrote %d empty messages, %v accepted; closed %d %q", sent, wstest.Scrape(t, p.AdminAddr).Get("wsd_received_messages_total"), code, why)
 	if err != nil || (code != 1013 && code != 1008) {
 		t.Errorf("flooder: close %d %q (%v), want 1013 (outbound budget) or 1008 (slow consumer)", code, why, err)
 	}
@@ -687,8 +687,8 @@ func TestHostilePingFlood(t *testing.T) {
 		wg.Wait()
 		t.Logf("%d pings sent", pings.Load())
 		// Every ping was read: the connections are still open and quiet.
-		wstest.Eventually(t, 10*time.Second, "wsd_connections", func() bool { return scrape(t, p).get("wsd_connections") == 2+attackers })
-		if q := scrape(t, p).get("wsd_queued_bytes"); q > attackers*256 {
+		wstest.Eventually(t, 10*time.Second, "wsd_connections", func() bool { return wstest.Scrape(t, p.AdminAddr).Get("wsd_connections") == 2+attackers })
+		if q := wstest.Scrape(t, p.AdminAddr).Get("wsd_queued_bytes"); q > attackers*256 {
 			t.Errorf("wsd_queued_bytes %v after the flood, want at most one pong per pinger", q)
 		}
 		checkRSS(t, w, base, rssSlack)
@@ -725,10 +725,10 @@ func TestHostileGzipBombs(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	checkRSS(t, w, base, rssSlack)
 	ch.finish(t)
-	if n := scrape(t, p).get("wsd_slow_consumer_closes_total"); n != 0 {
+	if n := wstest.Scrape(t, p.AdminAddr).Get("wsd_slow_consumer_closes_total"); n != 0 {
 		t.Errorf("%v slow-consumer closes: honest members were hurt", n)
 	}
-	if n := scrape(t, p).get("wsd_messages_in_total"); n != float64(ch.members[0].sent.Load()+ch.members[1].sent.Load()) {
-		t.Errorf("wsd_messages_in_total %v: a bomb was accepted", n)
+	if n := wstest.Scrape(t, p.AdminAddr).Get("wsd_received_messages_total"); n != float64(ch.members[0].sent.Load()+ch.members[1].sent.Load()) {
+		t.Errorf("wsd_received_messages_total %v: a bomb was accepted", n)
 	}
 }
