@@ -54,6 +54,7 @@ var (
 	descAuthFailures     = desc("auth_failures_total", "Handshakes refused by the token or Origin checks, by reason.", "reason")
 	descBudgetHeld       = desc("budget_held_bytes", "Bytes charged to a memory budget (inbound: partial messages and request heads; outbound: broadcasts and queues).", "budget")
 	descBudgetLimit      = desc("budget_limit_bytes", "The memory budgets' limits.", "budget")
+	descReadPauses       = desc("budget_read_pauses_total", "Times a connection's input was paused because the outbound budget was spent (resumed once it is back under).")
 	descBudgetCloses     = desc("budget_closes_total", "Connections closed to keep memory within its budget, by reason.", "reason")
 	descBuildInfo        = desc("build_info", "Always 1; the labels say which build runs.", "version", "revision", "goversion")
 )
@@ -64,7 +65,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		descBytesIn, descBroadcasts, descDirect, descGzip, descDeflateConns, descDeflate, descDeflateSaved,
 		descInflateErrors, descFramesOut, descBytesOut, descWrites,
 		descQueued, descSlow, descKicks, descPings, descIdle, descCloseCodes, descAuthFailures,
-		descBudgetHeld, descBudgetLimit, descBudgetCloses, descBuildInfo,
+		descBudgetHeld, descBudgetLimit, descBudgetCloses, descReadPauses, descBuildInfo,
 		descTLSHandshakes, descTLSFailures} {
 		ch <- d
 	}
@@ -93,7 +94,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gaugeL(descBudgetLimit, s.OutboundBudget, "outbound")
 	counter(descBudgetCloses, s.BudgetRefusals.Load(), "inbound_budget")
 	counter(descBudgetCloses, s.BudgetSheds.Load(), "outbound_budget")
-	counter(descBudgetCloses, s.BudgetSenders.Load(), "outbound_budget_sender")
+	counter(descReadPauses, s.ReadPauses.Load())
 	counter(descBudgetCloses, s.MessageTimeouts.Load(), "message_timeout")
 	counter(descAccepted, s.Accepted.Load())
 	if c.acceptErrors != nil {

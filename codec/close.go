@@ -67,7 +67,6 @@ var (
 	ErrInboundBudget   = &CloseError{CloseTryAgainLater, "server busy: inbound memory budget spent"}
 	ErrMessageTimeout  = &CloseError{ClosePolicyViolation, "message took too long to arrive"}
 	ErrOutboundBudget  = &CloseError{ClosePolicyViolation, "slow consumer: outbound memory budget spent"}
-	ErrOutboundBusy    = &CloseError{CloseTryAgainLater, "server busy: outbound memory budget spent"}
 	ErrByteRateLimited = &CloseError{ClosePolicyViolation, "byte rate limit"}
 )
 

@@ -2,6 +2,7 @@ package session
 
 import (
 	"slices"
+	"sync"
 	"sync/atomic"
 	"unsafe"
 
@@ -190,4 +191,50 @@ func (c *Conn) shed(err *codec.CloseError) bool {
 	}
 	c.overflowLocked(err)
 	return true
+}
+
+// pausedReaders are connections whose input waits for the outbound budget.
+// Pausing instead of closing keeps honest senders connected through a
+// flood: a sender faster than the fan-out is held to the fan-out's pace by
+// TCP, and nobody's messages are lost.
+type pausedReaders struct {
+	mu    sync.Mutex
+	conns []*Conn
+	n     atomic.Int32
+}
+
+// pauseReader stops reading c until the outbound budget is back under its
+// limit; the sweeper is asked to shed the largest consumers meanwhile.
+func (h *Hub) pauseReader(c *Conn) {
+	if !c.paused.CompareAndSwap(false, true) {
+		return
+	}
+	h.stats.ReadPauses.Add(1)
+	p := &h.paused
+	p.mu.Lock()
+	p.conns = append(p.conns, c)
+	p.n.Add(1)
+	p.mu.Unlock()
+	h.squeeze()
+	// The budget may have come back under between the check and the
+	// append, with nobody left to notice.
+	h.resumeReaders()
+}
+
+// resumeReaders wakes every paused reader once the outbound budget is
+// under its limit again. It is cheap when nothing is paused.
+func (h *Hub) resumeReaders() {
+	p := &h.paused
+	if p.n.Load() == 0 || h.out.over() {
+		return
+	}
+	p.mu.Lock()
+	conns := p.conns
+	p.conns = nil
+	p.n.Store(0)
+	p.mu.Unlock()
+	for _, c := range conns {
+		c.paused.Store(false)
+		c.Notify(readyEvent)
+	}
 }

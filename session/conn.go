@@ -52,6 +52,7 @@ type Conn struct {
 	msgStart atomic.Int64 // unix nanos when the message arriving now began, 0 if none
 	closeReq atomic.Pointer[codec.CloseError]
 	kill     atomic.Bool // close the fd now (deadline passed, write failed)
+	paused   atomic.Bool // input waits for the outbound budget (see pauseReader)
 
 	tls *tlswire.Conn // wss only (see tls.go); set at accept
 
@@ -90,6 +91,7 @@ func (c *Conn) OnReady(ev poller.Event) {
 		c.wmu.Lock()
 		c.flushLocked()
 		c.wmu.Unlock()
+		c.hub.resumeReaders() // what was flushed may bring the budget back under
 	}
 	if ev&poller.Readable != 0 && !c.kill.Load() {
 		c.readAll()
@@ -114,6 +116,14 @@ func (c *Conn) readAll() {
 	for budget := readBudget; ; budget-- {
 		if budget == 0 {
 			c.Notify(poller.Readable)
+			return
+		}
+		if c.state.Load() == stOpen && c.hub.out.over() {
+			// Every message read now would add to a spent outbound
+			// budget: leave the bytes in the kernel (TCP back-pressure)
+			// until the fan-out and the shedding of slow consumers bring
+			// it back under.
+			c.hub.pauseReader(c)
 			return
 		}
 		n, err := unix.Read(c.fd(), *buf)
@@ -335,14 +345,6 @@ func (c *Conn) OnMessage(op codec.OpCode, payload []byte) error {
 	}
 	if !h.byteRate.allow(&c.byteRate, now, len(payload)) {
 		return codec.ErrByteRateLimited
-	}
-	if h.out.over() {
-		// Broadcasts waiting for fan-out hold the budget too: a sender
-		// faster than the fan-out is refused rather than queued without
-		// bound, while the sweeper sheds the largest consumers.
-		h.squeeze()
-		h.stats.BudgetSenders.Add(1)
-		return codec.ErrOutboundBusy
 	}
 	h.stats.MessagesIn.Add(1)
 	h.stats.BytesIn.Add(uint64(len(payload)))

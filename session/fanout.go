@@ -103,6 +103,7 @@ func (f *fanout) Run() {
 		f.mu.Lock()
 		f.spare = entries[:0]
 		f.mu.Unlock()
+		f.shard.hub.resumeReaders()
 	}
 }
 

@@ -140,6 +140,7 @@ type Hub struct {
 	in, out    budget
 	squeezeReq chan struct{}
 	perIP      *perIP
+	paused     pausedReaders
 	refusals   refusalLog // rate-limited refusal lines (refusal.go)
 	upgraders  sync.Pool
 	live       atomic.Int64 // sockets held, in any state
@@ -350,6 +351,7 @@ func (h *Hub) sweep() {
 			members = h.sweepOnce(now.UnixNano(), members[:0])
 		case <-h.squeezeReq:
 			h.shedLargest()
+			h.resumeReaders()
 		}
 	}
 }
@@ -402,6 +404,7 @@ func (h *Hub) sweepOnce(now int64, scratch []*Conn) []*Conn {
 	if h.out.over() {
 		h.shedLargest()
 	}
+	h.resumeReaders()
 	return scratch
 }
 

@@ -52,7 +52,7 @@ type Stats struct {
 	MessageTimeouts atomic.Uint64             // connections closed for a message arriving too slowly
 	BudgetRefusals  atomic.Uint64             // connections closed because the inbound budget was spent
 	BudgetSheds     atomic.Uint64             // consumers closed because the outbound budget was spent
-	BudgetSenders   atomic.Uint64             // senders closed because the outbound budget was spent
+	ReadPauses      atomic.Uint64             // inputs paused because the outbound budget was spent
 	closeSent       [closeSlots]atomic.Uint64 // close frames sent, by code
 }
 

@@ -608,28 +608,23 @@ func TestHostileFloodFasterThanFanout(t *testing.T) {
 			break
 		}
 	}
-	code, why, err := closeOf(flooder, 10*time.Second)
-	t.Logf("flooder wrote %d empty messages, %v accepted; closed %d %q", sent, wstest.Scrape(t, p.AdminAddr).Get("wsd_received_messages_total"), code, why)
-	if err != nil || (code != 1013 && code != 1008) {
-		t.Errorf("flooder: close %d %q (%v), want 1013 (outbound budget) or 1008 (slow consumer)", code, why, err)
+	// Paused, not closed: the whole flood is taken, at the fan-out's pace.
+	wstest.Eventually(t, 60*time.Second, "the flood taken in", func() bool {
+		return wstest.Scrape(t, p.AdminAddr).Get("wsd_received_messages_total") >= float64(sent)
+	})
+	m := wstest.Scrape(t, p.AdminAddr)
+	t.Logf("flooder wrote %d empty messages, %v accepted; input paused %v times; %v slow consumers closed",
+		sent, m.Get("wsd_received_messages_total"), m.Get("wsd_budget_read_pauses_total"), m.Get("wsd_slow_consumer_closes_total"))
+	if m.Get("wsd_budget_read_pauses_total") < 1 {
+		t.Error("the outbound budget never paused anyone's input")
 	}
-	// Known gap: admission is checked before the fan-out multiplies a
-	// broadcast into one queued item per member, so the budget is passed
-	// by up to one fan-out's worth; measured peaks reach about 5 × the
-	// budget over the start here (40 members).
+	// Reading stops once the budget is spent, but what one read brought in
+	// is still fanned out (one broadcast becomes one queued item per
+	// member), so the budget can be passed by about a read's worth of
+	// messages times the room before the sweeper sheds the non-readers.
 	checkRSS(t, w, base, 5*outbound+rssSlack)
-	// Known gap: the refusal is by the budget, not by the sender's own
-	// backlog, so an honest sender whose message arrives while the budget
-	// is spent is refused (1013) too. Reported, not asserted.
-	close(ch.stop)
-	ch.wg.Wait()
-	for _, h := range ch.members {
-		h.mu.Lock()
-		if h.closeCode != 0 {
-			t.Logf("KNOWN GAP: honest %s closed %d %q during the flood", h.key, h.closeCode, h.closeWhy)
-		}
-		h.mu.Unlock()
-	}
+	// The honest members are paused, never closed: they keep chatting.
+	ch.finish(t)
 }
 
 // Row 4: clients that never read send ping floods. Pings count against
