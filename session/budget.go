@@ -57,6 +57,12 @@ const (
 	outboxCost  = int64(unsafe.Sizeof(outboxEntry{})) // an outbox slot, charged by capacity
 )
 
+// fanoutFixed bounds what one shard's fan-out keeps between runs: two
+// outbox slices of up to maxSpareOutbox entries, and the scratch space for
+// one chunk (its entries' room run and one member's items).
+const fanoutFixed = 2*maxSpareOutbox*outboxCost +
+	maxFanoutChunk*int64(unsafe.Sizeof(&message{})+1+unsafe.Sizeof(outItem{}))
+
 // IdleConnCost is what one open, idle connection costs wsd itself,
 // measured with the bench client's idle scenario (README); the kernel's
 // socket memory comes on top.
@@ -69,6 +75,7 @@ type MemoryBound struct {
 	Outbound int64
 	Pongs    int64 // one pending pong per connection
 	Workers  int64 // per worker: a read buffer and an inflate buffer
+	Fanout   int64 // per shard: outbox slices kept for reuse and scratch space
 	Total    int64
 }
 
@@ -83,6 +90,7 @@ func (c Config) WorstCase(workers int) MemoryBound {
 		Outbound: c.OutboundBudget,
 		Pongs:    conns * (itemCost + 2 + codec.MaxControlPayload),
 		Workers:  int64(workers) * (readBufSize + int64(c.MaxMessage)),
+		Fanout:   int64(c.Shards) * fanoutFixed,
 	}
 	if c.Deflate.Enabled {
 		// A client that keeps its compression context makes its
@@ -94,7 +102,7 @@ func (c Config) WorstCase(workers int) MemoryBound {
 		}
 		b.Workers += int64(workers) * (int64(c.MaxMessage) + deflateWorkerCost)
 	}
-	b.Total = b.Idle + b.Inbound + b.Outbound + b.Pongs + b.Workers
+	b.Total = b.Idle + b.Inbound + b.Outbound + b.Pongs + b.Workers + b.Fanout
 	return b
 }
 

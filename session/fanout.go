@@ -27,6 +27,11 @@ type outboxEntry struct {
 // maxSpareOutbox bounds the outbox kept for reuse after a run, in entries.
 const maxSpareOutbox = 1024
 
+// maxFanoutChunk bounds the entries delivered at once, and with them the
+// fan-out's scratch space (a member's items for one room run). Past 64
+// frames a member's writes take several writev calls anyway.
+const maxFanoutChunk = 256
+
 // fanout is one shard's fan-out: its outbox and the task that empties it.
 type fanout struct {
 	shard *shard
@@ -47,18 +52,14 @@ func (f *fanout) add(e outboxEntry) {
 	if e.msg != nil {
 		e.msg.retainBuilder()
 	}
+	// A backlog costs its entries while it lasts (a large slice is not
+	// kept after its run; what is kept is in WorstCase's fan-out term).
+	f.shard.hub.out.add(outboxCost)
 	f.mu.Lock()
-	before := cap(f.outbox)
 	f.outbox = append(f.outbox, e)
-	grown := cap(f.outbox) - before
 	run := !f.scheduled
 	f.scheduled = true
 	f.mu.Unlock()
-	if grown != 0 {
-		// The outbox slices are charged by capacity: a backlog costs
-		// its entries while it lasts, and a large slice is not kept.
-		f.shard.hub.out.add(int64(grown) * outboxCost)
-	}
 	if run {
 		f.shard.hub.reactor.Submit(f)
 	}
@@ -85,19 +86,24 @@ func (f *fanout) Run() {
 		f.spare = nil
 		f.mu.Unlock()
 
-		f.deliver(entries)
-		if obs := f.shard.hub.cfg.OnFanout; obs != nil {
-			observeFanout(obs, entries)
-		}
-
-		for i, e := range entries {
-			if e.msg != nil {
-				e.msg.doneBuilding()
+		// In chunks, so the scratch space stays bounded however long the
+		// backlog (and each chunk's messages are released as soon as it
+		// is done).
+		for start := 0; start < len(entries); start += maxFanoutChunk {
+			chunk := entries[start:min(start+maxFanoutChunk, len(entries))]
+			f.deliver(chunk)
+			if obs := f.shard.hub.cfg.OnFanout; obs != nil {
+				observeFanout(obs, chunk)
 			}
-			entries[i] = outboxEntry{}
+			for i, e := range chunk {
+				if e.msg != nil {
+					e.msg.doneBuilding()
+				}
+				chunk[i] = outboxEntry{}
+			}
+			f.shard.hub.out.add(-int64(len(chunk)) * outboxCost)
 		}
 		if cap(entries) > maxSpareOutbox {
-			f.shard.hub.out.add(-int64(cap(entries)) * outboxCost)
 			entries = nil
 		}
 		f.mu.Lock()
