@@ -21,6 +21,11 @@
 //     masked) into caller buffers; Compressor builds the gzip'd binary frame
 //     of a broadcast once; Gunzip inflates a client's gzip'd message under a
 //     cap so a zip bomb is a 1009, not an OOM.
+//   - permessage-deflate (RFC 7692): NegotiateDeflate answers the client's
+//     offers (the Upgrader does it when its Deflate is on), Stream inflates
+//     messages with RSV1 under the same cap, and AppendDeflateFrame builds a
+//     broadcast's compressed frame from an empty window, once, for every
+//     deflate peer. Compressors and inflaters are pooled, never held.
 //
 // Protocol violations are reported as *CloseError values that carry the close
 // code the connection must be failed with (1002, 1003, 1007, 1009).
