@@ -457,7 +457,7 @@ func TestInflateNoStaleState(t *testing.T) {
 			continue
 		}
 		for range 5 {
-			if _, err := Inflate(nil, AppendDeflate(nil, tc.text), nil, 1<<20); err != nil {
+			if _, err := Inflate(nil, stdDeflate(tc.text), nil, 1<<20); err != nil {
 				t.Fatal(err)
 			}
 			if out, err := Inflate(nil, bad, nil, 63); err != ErrBadDeflate {
