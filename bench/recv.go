@@ -325,6 +325,43 @@ func (s *swarm) histogram() *hdrhistogram.Histogram {
 	return h
 }
 
+// opened is what open hands fanout and storm.
+type opened struct {
+	conns    []*wsConn // nil where a dial failed
+	senders  []*wsConn // the first open connections, to send from
+	open     int64     // connections up once dialing ended
+	dialTime time.Duration
+}
+
+// open is the opening fanout and storm share, as settle and addDeliveries
+// are their ending: the progress line (status every second, until end),
+// o.n connections (a -gzip-frac of them gzip-capable) from a dialer tagged
+// with the run, the first senders of them to send from, and a deadline
+// after bound on every socket, so that whatever happens nothing blocks past
+// the run. end closes the connections and ends the progress line; defer it
+// whatever open returns.
+func (s *swarm) open(name string, senders int, bound time.Duration, status func() string) (op opened, end func(), err error) {
+	o, l := s.o, s.live
+	stopProgress := startProgress(o.progress, name, status)
+	d := newDialer(o, fmt.Sprintf("%c%08x", name[0], s.run))
+	op.conns, op.dialTime = dialAll(o, d, o.n, gzipFor(o.gzipFrac), l)
+	end = func() {
+		closeAll(op.conns)
+		stopProgress()
+	}
+	for _, c := range op.conns {
+		if c != nil && len(op.senders) < senders {
+			op.senders = append(op.senders, c)
+		}
+	}
+	if len(op.senders) < senders {
+		return op, end, fmt.Errorf("only %d connections opened:%s", len(op.senders), l.errs.String())
+	}
+	op.open = l.conns.Load()
+	setDeadlineAll(op.conns, time.Now().Add(bound))
+	return op, end, nil
+}
+
 // settle waits until every receiver has perReceiver messages (or the wait
 // gives up), closes the CPU window, stops the receivers and returns the
 // final counts and the seconds from start to the last delivery.

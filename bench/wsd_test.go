@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/wsd-chat/wsd/codec"
+	"github.com/wsd-chat/wsd/internal/testserver"
 	"github.com/wsd-chat/wsd/internal/wstest"
 	"github.com/wsd-chat/wsd/server"
 	"github.com/wsd-chat/wsd/session"
@@ -15,7 +16,7 @@ import (
 // checks — every delivery intact, in order, none missing — then hold for
 // wsd too.
 func TestScenariosAgainstWSDInProcess(t *testing.T) {
-	srv := wstest.StartServer(t, server.Config{})
+	srv := testserver.Start(t, server.Config{})
 	p := &serverProc{addr: srv.Addr().String()}
 
 	o := tinyOptions(t, p)
@@ -60,7 +61,7 @@ func TestScenariosAgainstWSDInProcess(t *testing.T) {
 // ways, every delivery checked after inflating, and the server counters
 // the compare table shows.
 func TestScenariosDeflate(t *testing.T) {
-	srv := wstest.StartServer(t, server.Config{Session: session.Config{Deflate: codec.DeflateConfig{Enabled: true}}})
+	srv := testserver.Start(t, server.Config{Session: session.Config{Deflate: codec.DeflateConfig{Enabled: true}}})
 	p := &serverProc{addr: srv.Addr().String()}
 	st := srv.Hub().Stats()
 

@@ -80,7 +80,7 @@ func AppendDeflateFrame(dst, text []byte) (frame []byte, compressed bool) {
 		return AppendFrame(dst[:start], OpText, text), false
 	}
 	var hb [maxServerHeader]byte
-	hdr := AppendHeader(hb[:0], true, OpText, n)
+	hdr := appendHeader(hb[:0], true, OpText, n)
 	hdr[0] |= rsv1
 	copy(dst[start:], hdr)
 	copy(dst[start+len(hdr):], dst[start+maxServerHeader:])

@@ -66,7 +66,7 @@ func TestAppendDeflateFrame(t *testing.T) {
 				t.Fatal("dst clobbered")
 			}
 			frame = frame[len(prefix):]
-			h, size := ParseHeader(frame)
+			h, size := parseHeader(frame)
 			if size == 0 || !h.Fin || h.Op != OpText || h.Masked || int(h.Length) != len(frame)-size {
 				t.Fatalf("bad frame header %+v", h)
 			}

@@ -30,7 +30,7 @@ type Stream struct {
 	mask      [4]byte
 	left      int64 // payload bytes of the current frame not yet seen
 	msgLen    int64 // payload bytes of the current message so far
-	utf8      UTF8
+	utf8      utf8Validator
 
 	// permessage-deflate, once negotiated (SetDeflate).
 	deflate    bool
@@ -67,7 +67,7 @@ func (s *Stream) Feed(p []byte, h Handler, max int64) error {
 				n  int
 			)
 			if s.nhdr == 0 {
-				if hd, n = ParseHeader(p); n == 0 {
+				if hd, n = parseHeader(p); n == 0 {
 					s.nhdr = uint8(copy(s.hdr[:], p))
 					return nil
 				}
@@ -75,7 +75,7 @@ func (s *Stream) Feed(p []byte, h Handler, max int64) error {
 			} else {
 				had := int(s.nhdr)
 				took := copy(s.hdr[had:], p)
-				if hd, n = ParseHeader(s.hdr[:had+took]); n == 0 {
+				if hd, n = parseHeader(s.hdr[:had+took]); n == 0 {
 					s.nhdr += uint8(took)
 					return nil
 				}

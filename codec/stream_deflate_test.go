@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+
+	"github.com/wsd-chat/wsd/internal/wstest"
 )
 
 // First header bytes with RSV1, the Per-Message Compressed bit.
@@ -46,7 +48,7 @@ var deflateStreamCases = []streamCase{
 	{name: "compressed fragmented with control frames between", input: func() []byte {
 		p := split(stdDeflate(chatJSON(300)), 3)
 		return cat(clientFrame(zText, p[0]), clientFrame(ping, []byte("p")), clientFrame(cont, p[1]), clientFrame(pong, nil),
-			clientFrame(closeOp, closePayload(1000, "")), clientFrame(finCont, p[2]))
+			clientFrame(closeOp, wstest.ClosePayload(1000, "")), clientFrame(finCont, p[2]))
 	}(), want: []event{{OpPing, "p"}, {OpPong, ""}, {OpClose, "\x03\xe8"}, {OpText, string(chatJSON(300))}}},
 	{name: "compressed fragmented, empty first fragment", input: cat(clientFrame(zText, nil), clientFrame(finCont, helloZ)),
 		want: []event{{OpText, "Hello, Hello, Hello!"}}},

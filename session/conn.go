@@ -196,19 +196,19 @@ func (c *Conn) readHead(p []byte) (head, rest []byte, ok bool) {
 		from := len(c.hs)
 		c.hs = append(c.hs, p...)
 		if !c.chargeInput() {
-			c.refuse(codec.ErrBusy, nil)
+			c.refuse(codec.ErrBusy, nil, nil)
 			return nil, nil, false
 		}
 		if end = codec.HandshakeEnd(c.hs, from); end < 0 {
 			if len(c.hs) > codec.MaxHeadSize {
-				c.refuse(codec.ErrHeadTooLarge, nil)
+				c.refuse(codec.ErrHeadTooLarge, nil, nil)
 			}
 			return nil, nil, false
 		}
 		head, rest = c.hs[:end], c.hs[end:]
 	}
 	if len(head) > codec.MaxHeadSize {
-		c.refuse(codec.ErrHeadTooLarge, nil)
+		c.refuse(codec.ErrHeadTooLarge, nil, nil)
 		return nil, nil, false
 	}
 	return head, rest, true
@@ -230,7 +230,10 @@ func (c *Conn) upgrade(head []byte) (*ownFrame, bool) {
 		}
 	}
 	if err != nil {
-		c.refuse(err, resp)
+		if c.servePage(head, resp) { // Config.Page: the chat page for a plain GET /
+			return nil, false
+		}
+		c.refuse(err, resp, up.Origin())
 		return nil, false
 	}
 	c.key = string(req.Key)
@@ -261,16 +264,23 @@ func (c *Conn) join(welcome *ownFrame) {
 }
 
 // refuse answers a handshake with err's HTTP error response (resp, when the
-// upgrader wrote it already) and half-closes; the fd is closed at the
+// upgrader wrote it already), logs it (rate-limited, with the request's
+// Origin if known) and half-closes; the fd is closed at the
 // peer's EOF or the close deadline.
-func (c *Conn) refuse(err error, resp *ownFrame) {
+func (c *Conn) refuse(err error, resp *ownFrame, origin []byte) {
 	h := c.hub
 	status := codec.StatusOf(err)
 	h.stats.countHandshakeFailure(status)
-	h.log.Debug("handshake refused", "status", status, "reason", err.Error())
+	h.refused(c, status, err.Error(), origin)
 	if resp == nil {
 		resp = newOwnFrame(func(b []byte) []byte { return codec.AppendRejection(b, err) })
 	}
+	c.respondAndClose(resp)
+}
+
+// respondAndClose sends an HTTP response and half-closes; the fd is closed
+// at the peer's EOF or the close deadline.
+func (c *Conn) respondAndClose(resp *ownFrame) {
 	c.hs = nil
 	c.chargeInput()
 	c.send(resp)

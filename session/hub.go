@@ -48,6 +48,8 @@ type Config struct {
 	// Deflate is the permessage-deflate (RFC 7692) wsd negotiates; the zero
 	// value negotiates none.
 	Deflate codec.DeflateConfig
+	// Subprotocols are selected from a client's Sec-WebSocket-Protocol offer.
+	Subprotocols []string
 
 	// Authorize, if set, is asked after a request passed the protocol
 	// checks and before the 101 is written; a non-nil error refuses the
@@ -59,6 +61,12 @@ type Config struct {
 	// batch's writes finishing (the fan-out latency histogram). It runs on
 	// the workers and must be cheap and safe for concurrent use.
 	OnFanout func(time.Duration)
+
+	// Page, if set, is asked about every request head the upgrader
+	// refuses; a non-nil answer (a complete HTTP response, such as
+	// web.Page.Respond's chat page for a plain GET /) is written instead of
+	// the refusal, and the connection closes after it. Nil: refusals only.
+	Page func(head []byte) []byte
 
 	Logger *slog.Logger
 }
@@ -124,6 +132,7 @@ type Hub struct {
 	in, out    budget
 	squeezeReq chan struct{}
 	perIP      *perIP
+	refusals   refusalLog // rate-limited refusal lines (refusal.go)
 	upgraders  sync.Pool
 	live       atomic.Int64 // sockets held, in any state
 	draining   atomic.Bool
@@ -154,7 +163,8 @@ func NewHub(cfg Config, r *poller.Reactor) *Hub {
 	h.upgraders.New = func() any {
 		u := codec.NewUpgrader()
 		u.Admit = h.admit
-		u.Deflate = cfg.Deflate
+		u.Deflate = h.cfg.Deflate
+		u.Protocols = h.cfg.Subprotocols
 		return u
 	}
 	go h.sweep()
@@ -205,12 +215,9 @@ func (h *Hub) Accept(fd int) error {
 	return nil
 }
 
-// ErrDraining refuses upgrades while the server shuts down.
-var ErrDraining = codec.ErrOverCapacity
-
 func (h *Hub) admit() error {
 	if h.draining.Load() {
-		return ErrDraining
+		return codec.ErrDraining
 	}
 	if h.cfg.MaxConns > 0 && h.stats.Open.Load() >= int64(h.cfg.MaxConns) {
 		return codec.ErrOverCapacity

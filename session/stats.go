@@ -17,6 +17,7 @@ type Stats struct {
 	HandshakesOK      atomic.Uint64
 	HandshakesFailed  atomic.Uint64
 	HandshakeTimeouts atomic.Uint64
+	PageRequests      atomic.Uint64              // plain GET / (or HEAD) answered with Config.Page
 	handshakeStatus   [statusSlots]atomic.Uint64 // failures by HTTP status
 
 	MessagesIn    atomic.Uint64 // data messages received
