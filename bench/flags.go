@@ -141,7 +141,7 @@ func (o *options) flagSet(name string, src *string) (*flag.FlagSet, error) {
 		fs.IntVar(&o.size, "size", o.size, "message size in bytes")
 		fs.IntVar(&o.readBuf, "read-buf", o.readBuf, "read buffer per receiving connection: bigger means fewer read syscalls per frame")
 		fs.BoolVar(&o.memoGzip, "memo-gzip", o.memoGzip, "gunzip identical gzip frames once per client process (compared byte for byte)")
-		fs.BoolVar(&o.deflate, "deflate", o.deflate, "connections without support_gzip offer permessage-deflate as browsers do (client_max_window_bits), send compressed messages and check compressed ones")
+		fs.BoolVar(&o.deflate, "deflate", o.deflate, "connections without support_gzip offer permessage-deflate as browsers do (client_max_window_bits), send compressed messages and check them after inflating")
 	}
 	switch name {
 	case "idle":

@@ -71,8 +71,8 @@ func TestScenarioFlags(t *testing.T) {
 	common := "addr src dialers dial-timeout gzip-frac server-pid metrics json cpuprofile"
 	for _, tc := range []struct{ name, own string }{
 		{"idle", "n timeout hold"},
-		{"fanout", "n timeout size read-buf memo-gzip m inflight"},
-		{"storm", "n timeout size read-buf memo-gzip senders inflight duration"},
+		{"fanout", "n timeout size read-buf memo-gzip deflate m inflight"},
+		{"storm", "n timeout size read-buf memo-gzip deflate senders inflight duration"},
 		{"connect", "duration rst"},
 	} {
 		src := ""

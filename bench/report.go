@@ -41,11 +41,11 @@ type Result struct {
 // name (printed with fmt.Sprint).
 func newResult(scenario string, o *options, settings map[string]any) *Result {
 	r := &Result{Scenario: scenario, Addr: o.addr, Settings: make(map[string]string, len(settings)), Started: time.Now()}
-	for k, v := range settings {
-		r.Settings[k] = fmt.Sprint(v)
-	}
 	if o.deflate {
 		r.Settings["deflate"] = "true"
+	}
+	for k, v := range settings {
+		r.Settings[k] = fmt.Sprint(v)
 	}
 	return r
 }

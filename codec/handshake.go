@@ -248,6 +248,18 @@ func (u *Upgrader) onHeader(key, value []byte) error {
 	return nil
 }
 
+// BearerToken returns the token of an "Authorization: Bearer <token>"
+// header value (the scheme in any case, spaces around the token trimmed),
+// or nil if there is none. It is the one parse of that header in wsd: the
+// upgrade, auth and the admin API all accept exactly the same values.
+func BearerToken(h []byte) []byte {
+	const prefix = "bearer "
+	if len(h) <= len(prefix) || !bytes.EqualFold(h[:len(prefix)], []byte(prefix)) {
+		return nil
+	}
+	return nonEmpty(bytes.TrimSpace(h[len(prefix):]))
+}
+
 // onExtensions sees each Sec-WebSocket-Extensions line. The lines form one
 // list, so the offers are negotiated again over all lines seen so far; the
 // answer to the last call is the one gobwas/ws writes. It never refuses the
@@ -269,17 +281,7 @@ func (u *Upgrader) onExtensions(line []byte, _ []httphead.Option) ([]httphead.Op
 	return u.exts[:1], true
 }
 
-// BearerToken returns the token of an "Authorization: Bearer <token>"
-// header value (the scheme in any case, spaces around the token trimmed),
-// or nil if there is none. It is the one parse of that header in wsd: the
-// upgrade, auth and the admin API all accept exactly the same values.
-func BearerToken(h []byte) []byte {
-	const prefix = "bearer "
-	if len(h) <= len(prefix) || !bytes.EqualFold(h[:len(prefix)], []byte(prefix)) {
-		return nil
-	}
-	return nonEmpty(bytes.TrimSpace(h[len(prefix):]))
-}
+const bearer = "Bearer "
 
 // nonEmpty returns p, or nil when p is empty.
 func nonEmpty(p []byte) []byte {

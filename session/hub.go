@@ -45,11 +45,11 @@ type Config struct {
 	OutboundBudget int64         // broadcasts, queued frames, all connections
 	MessageTimeout time.Duration // first to last byte of one message
 
+	// Subprotocols are selected from a client's Sec-WebSocket-Protocol offer.
+	Subprotocols []string
 	// Deflate is the permessage-deflate (RFC 7692) wsd negotiates; the zero
 	// value negotiates none.
 	Deflate codec.DeflateConfig
-	// Subprotocols are selected from a client's Sec-WebSocket-Protocol offer.
-	Subprotocols []string
 
 	// Authorize, if set, is asked after a request passed the protocol
 	// checks and before the 101 is written; a non-nil error refuses the
@@ -163,8 +163,8 @@ func NewHub(cfg Config, r *poller.Reactor) *Hub {
 	h.upgraders.New = func() any {
 		u := codec.NewUpgrader()
 		u.Admit = h.admit
-		u.Deflate = h.cfg.Deflate
 		u.Protocols = h.cfg.Subprotocols
+		u.Deflate = cfg.Deflate
 		return u
 	}
 	go h.sweep()

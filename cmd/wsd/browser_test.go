@@ -483,12 +483,13 @@ func TestBrowserChat(t *testing.T) {
 	bob.mu.Unlock()
 	info := bob.view().Info
 	t.Logf("extensions: Chromium offered %q; wsd answered %q; the page's WebSocket.extensions: %q", offered, answered, info)
-	// permessage-deflate (-deflate, on by default): Chromium's offer is
-	// accepted without client context takeover; alice's page, not gzip,
-	// got the longer messages above compressed and inflated them itself.
-	const deflate = "permessage-deflate;server_no_context_takeover;client_no_context_takeover"
-	if len(answered) == 0 || answered[0] != deflate || !strings.Contains(info, "permessage-deflate") {
-		t.Errorf("wsd did not negotiate permessage-deflate: answered %q, page shows %q", answered, info)
+	// Chromium's default offer negotiates permessage-deflate; wsd compresses
+	// each broadcast once from an empty window and asks the browser not to
+	// keep its context, so nothing is held per idle connection.
+	if len(answered) == 0 || !strings.HasPrefix(answered[0], "permessage-deflate") ||
+		!strings.Contains(answered[0], "server_no_context_takeover") ||
+		!strings.Contains(info, "permessage-deflate") {
+		t.Errorf("Chromium's offer did not negotiate permessage-deflate: answered %q, page shows %q", answered, info)
 	}
 	if enc, saved := metricValue(t, first.AdminAddr, "wsd_deflate_encodings_total"),
 		metricValue(t, first.AdminAddr, "wsd_deflate_bytes_saved_total"); enc == 0 || saved == 0 {

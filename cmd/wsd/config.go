@@ -87,6 +87,9 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&sc.InflateRatio, "inflate-ratio", session.DefaultInflateRatio, "largest inflated/compressed size ratio of a gzip message past 64 KiB (more: close 1009)")
 	fs.Int64Var(&sc.InboundBudget, "inbound-budget", session.DefaultInboundBudget, "bytes all partly received messages and request heads may hold together (more: close 1013)")
 	fs.Int64Var(&sc.OutboundBudget, "outbound-budget", session.DefaultOutboundBudget, "bytes all broadcasts and send queues may hold together (more: largest queues closed, 1008)")
+	fs.BoolVar(&sc.Deflate.Enabled, "deflate", true, "negotiate permessage-deflate (RFC 7692): one compression per broadcast, shared by every deflate peer")
+	fs.IntVar(&sc.Deflate.ClientWindowBits, "deflate-client-window-bits", 0,
+		"client compression context wsd keeps per connection, as 2^N bytes of dictionary: 0 answers client_no_context_takeover (nothing kept), 9-15 lets clients keep up to 2^N bytes")
 	fs.DurationVar(&sc.MessageTimeout, "message-timeout", session.DefaultMessageTimeout, "longest time from a message's first byte to its last (longer: close 1008)")
 	fs.IntVar(&sc.MaxMessage, "max-message", session.DefaultMaxMessage, "largest message in bytes, also after gunzip (larger: close 1009)")
 	fs.IntVar(&sc.MaxQueue, "max-queue", session.DefaultMaxQueue, "outbound bytes queued per connection before it is closed as a slow consumer (1008)")
@@ -96,9 +99,6 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&sc.CloseTimeout, "close-timeout", session.DefaultCloseTimeout, "wait for the peer's close frame before dropping the socket")
 	fs.Float64Var(&sc.MaxMsgRate, "max-msg-rate", session.DefaultMaxMsgRate, "messages and pings per second per connection (0: unlimited; over it: close 1008); reloadable")
 	fs.IntVar(&sc.MsgBurst, "msg-burst", session.DefaultMsgBurst, "messages a connection may send at once above -max-msg-rate; reloadable")
-	fs.BoolVar(&sc.Deflate.Enabled, "deflate", true, "negotiate permessage-deflate (RFC 7692): one compression per broadcast, shared by every deflate peer")
-	fs.IntVar(&sc.Deflate.ClientWindowBits, "deflate-client-window-bits", 0,
-		"client compression context wsd keeps per connection, as 2^N bytes of dictionary: 0 answers client_no_context_takeover (nothing kept), 9-15 lets clients keep up to 2^N bytes")
 	fs.IntVar(&o.server.Backlog, "backlog", server.DefaultBacklog, "listen backlog (capped by net.core.somaxconn)")
 	fs.StringVar(&o.subprotocols, "subprotocols", "", "comma-separated WebSocket subprotocols wsd speaks; the first a client offers is selected")
 	fs.StringVar(&o.adminAddr, "admin-addr", DefaultAdminAddr, "admin listener for /metrics, /healthz, /readyz, /stats, /publish, /disconnect, /debug/pprof (empty or off: none)")
@@ -264,6 +264,7 @@ var checks = []check{
 	{"outbound-budget", "must be at least -max-queue", func(o *options) bool {
 		return o.server.Session.OutboundBudget < int64(o.server.Session.MaxQueue)
 	}},
+	{"deflate-client-window-bits", "must be 0 (client_no_context_takeover) or 9 to 15", func(o *options) bool { return !o.server.Session.Deflate.Valid() }},
 	{"message-timeout", "must be more than 0", func(o *options) bool { return o.server.Session.MessageTimeout <= 0 }},
 	{"max-message", "must be between 1 and 1073741824 bytes", func(o *options) bool {
 		return o.server.Session.MaxMessage < 1 || o.server.Session.MaxMessage > 1<<30
@@ -280,9 +281,6 @@ var checks = []check{
 		return r < 0 || math.IsNaN(r) || math.IsInf(r, 0)
 	}},
 	{"msg-burst", "must be at least 1", func(o *options) bool { return o.server.Session.MsgBurst < 1 }},
-	{"deflate-client-window-bits", "must be 0 (client_no_context_takeover) or 9 to 15", func(o *options) bool {
-		return !o.server.Session.Deflate.Valid()
-	}},
 	{"backlog", "must be between 1 and 65535", func(o *options) bool { return o.server.Backlog < 1 || o.server.Backlog > 65535 }},
 	{"subprotocols", "must be comma-separated tokens (RFC 7230)", func(o *options) bool {
 		for _, p := range splitList(o.subprotocols) {
