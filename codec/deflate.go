@@ -1,6 +1,7 @@
 package codec
 
 import (
+	stdflate "compress/flate"
 	"errors"
 	"io"
 	"sync"
@@ -125,14 +126,20 @@ func (r *tailReader) ReadByte() (byte, error) {
 	return c, nil
 }
 
+// Inflation uses the standard library's decompressor, not klauspost's:
+// klauspost's keeps Huffman tables across Reset without clearing them, so a
+// pooled one decodes some corrupt streams (incomplete codes) through entries
+// left by an earlier message — possibly another connection's — instead of
+// failing. DEFLATE has no checksum to catch that (gzip's CRC does, which is
+// why Gunzip can pool klauspost readers). FuzzInflate found it.
 type inflater struct {
-	r   io.ReadCloser // flate's decompressor, a flate.Resetter
+	r   io.ReadCloser // the decompressor, a flate.Resetter
 	src tailReader
 }
 
 var inflaters = sync.Pool{New: func() any {
 	f := &inflater{}
-	f.r = flate.NewReader(&f.src)
+	f.r = stdflate.NewReader(&f.src)
 	return f
 }}
 
@@ -155,7 +162,7 @@ func Inflate(dst, payload, dict []byte, limit int) ([]byte, error) {
 		inflaters.Put(f)
 	}()
 	f.src = tailReader{p: payload, tail: inflateTail}
-	_ = f.r.(flate.Resetter).Reset(&f.src, dict)
+	_ = f.r.(stdflate.Resetter).Reset(&f.src, dict)
 	limit = max(limit, 0)
 	start := len(dst)
 	for {

@@ -445,3 +445,24 @@ func newStdWriterDict(w io.Writer, dict []byte) *stdflate.Writer {
 	fw, _ := stdflate.NewWriterDict(w, 6, dict)
 	return fw
 }
+
+// TestInflateNoStaleState: a corrupt stream with an incomplete Huffman code
+// (found by FuzzInflate) must fail however the pooled inflater was used
+// before. klauspost's decompressor, reused, decoded it through Huffman
+// entries left by the previous message; the standard library's does not.
+func TestInflateNoStaleState(t *testing.T) {
+	bad := []byte("\x1c\xc7\xdd\t\x800\f\x04\xe0U\xc2=w\x82nc !X\xc8A0\xfe\xe0\xf2\"\x8f0000071\xa9\x9f\xcc\x0f")
+	for _, tc := range deflateTexts {
+		if len(tc.text) > 2000 {
+			continue
+		}
+		for range 5 {
+			if _, err := Inflate(nil, stdDeflate(tc.text), nil, 1<<20); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := Inflate(nil, bad, nil, 63); err != ErrBadDeflate {
+				t.Fatalf("after %s: %d bytes, %v; want ErrBadDeflate", tc.name, len(out), err)
+			}
+		}
+	}
+}

@@ -24,6 +24,11 @@
 //   - Reject makes a handshake refusal (an HTTP status and a reason), so
 //     the packages that refuse handshakes never see gobwas/ws; BearerToken
 //     is the one parse of an Authorization: Bearer header.
+//   - permessage-deflate (RFC 7692): NegotiateDeflate answers the client's
+//     offers (the Upgrader does it when its Deflate is on), Stream inflates
+//     messages with RSV1 under the same cap, and AppendDeflateFrame builds a
+//     broadcast's compressed frame from an empty window, once, for every
+//     deflate peer. Compressors and inflaters are pooled, never held.
 //
 // Protocol violations are reported as *CloseError values that carry the close
 // code the connection must be failed with (1002, 1003, 1007, 1009).

@@ -358,6 +358,9 @@ func TestBrowserChat(t *testing.T) {
 	}
 	say("bob", bob, `yes, and <b>markup</b> stays text: <img src=x onerror="window.pwned=1">`)
 	say("", nil, "hello from a Go client of the original protocol (plain text, so no sender)")
+	// Long enough to compress: alice's page gets it as a permessage-deflate
+	// frame (RSV1) and Chromium inflates it.
+	say("", nil, strings.Repeat("all work and no play makes jack a dull boy; ", 10))
 	say("alice", alice, "bob's page gets every message gzip'd and decodes it with DecompressionStream")
 	say("bob", bob, "and it reconnects by itself when wsd restarts — try it")
 
@@ -487,6 +490,12 @@ func TestBrowserChat(t *testing.T) {
 		!strings.Contains(answered[0], "server_no_context_takeover") ||
 		!strings.Contains(info, "permessage-deflate") {
 		t.Errorf("Chromium's offer did not negotiate permessage-deflate: answered %q, page shows %q", answered, info)
+	}
+	if enc, saved := metricValue(t, first.AdminAddr, "wsd_deflate_encodings_total"),
+		metricValue(t, first.AdminAddr, "wsd_deflate_bytes_saved_total"); enc == 0 || saved == 0 {
+		t.Errorf("nothing reached the pages compressed: %v compressions, %v bytes saved", enc, saved)
+	} else {
+		t.Logf("permessage-deflate: %v broadcasts compressed, %v bytes saved", enc, saved)
 	}
 
 	// A third page with alice's name replaces the first, which says so and
