@@ -200,3 +200,32 @@ func TestOutboundBudgetShedsLargest(t *testing.T) {
 		t.Fatal("no budget shed counted")
 	}
 }
+
+// A pooled message keeps the buffers of earlier broadcasts; only what was
+// built for it may be charged and refunded, or the budget drifts.
+func TestOutboundBudgetReturnsToZero(t *testing.T) {
+	h, r := testHub(t, Config{MaxQueue: 64 << 20})
+	gz, gzPeer := stalledMember(t, h, r, "gz", true)
+	payload := bytes.Repeat([]byte("pooled "), 1000)
+	for range 50 {
+		h.broadcast("", payload) // builds text and gzip frames
+	}
+	waitIdle(t, h)
+	h.table.remove(gz)
+	unix.Close(gzPeer)
+	txt, _ := stalledMember(t, h, r, "txt", false)
+	for range 50 {
+		h.broadcast("", payload) // reuses pooled messages: text only
+	}
+	waitIdle(t, h)
+	h.table.remove(txt)
+	txt.wmu.Lock()
+	txt.dropQueueLocked()
+	txt.wmu.Unlock()
+	gz.wmu.Lock()
+	gz.dropQueueLocked()
+	gz.wmu.Unlock()
+	if held := h.stats.OutboundHeld.Load(); held != 0 {
+		t.Fatalf("outbound budget holds %d bytes with nothing queued or in flight", held)
+	}
+}

@@ -33,7 +33,10 @@ type message struct {
 	df     []byte // the permessage-deflate frame, once built
 	dfOnce sync.Once
 	dfUse  bool   // df is a compressed frame worth sending; else deflate peers get text
-	dfHeld int64  // what df is charged to the outbound budget
+	// What each variant is charged to the outbound budget: exactly what was
+	// built for this message (a pooled buffer's spare capacity from an
+	// earlier one is not charged, so it must not be refunded either).
+	textHeld, gzHeld, dfHeld int64
 	body   []byte // the payload inside text, kept to build gz and df lazily
 	room   string
 	hub    *Hub
@@ -63,7 +66,8 @@ func (h *Hub) newMessage(room string, payload []byte) *message {
 	m.body = m.text[len(m.text)-len(payload):]
 	m.refs.Store(1)
 	m.builders.Store(1)
-	h.out.add(messageCost + int64(cap(m.text)))
+	m.textHeld = int64(cap(m.text))
+	h.out.add(messageCost + m.textHeld)
 	return m
 }
 
@@ -113,7 +117,8 @@ func (m *message) frame(v int) []byte {
 	m.gzOnce.Do(func() {
 		m.gz = codec.AppendGzipFrame(m.gz[:0], m.body)
 		m.hub.stats.GzipEncodings.Add(1)
-		m.hub.out.add(int64(cap(m.gz)))
+		m.gzHeld = int64(cap(m.gz))
+		m.hub.out.add(m.gzHeld)
 	})
 	return m.gz
 }
@@ -156,13 +161,13 @@ func (m *message) trim() {
 	if m.builders.Load() != 0 {
 		return
 	}
-	if m.text != nil && m.queued[varText].Load() == 0 {
-		m.hub.out.add(-int64(cap(m.text)))
-		m.text, m.body = nil, nil
+	if m.textHeld != 0 && m.queued[varText].Load() == 0 {
+		m.hub.out.add(-m.textHeld)
+		m.text, m.body, m.textHeld = nil, nil, 0
 	}
-	if m.gz != nil && m.queued[varGzip].Load() == 0 {
-		m.hub.out.add(-int64(cap(m.gz)))
-		m.gz = nil
+	if m.gzHeld != 0 && m.queued[varGzip].Load() == 0 {
+		m.hub.out.add(-m.gzHeld)
+		m.gz, m.gzHeld = nil, 0
 	}
 	if m.dfHeld != 0 && m.queued[varDeflate].Load() == 0 {
 		m.hub.out.add(-m.dfHeld)
@@ -178,7 +183,7 @@ func (m *message) release() {
 		panic("session: message released too often")
 	}
 	m.mu.Lock()
-	m.hub.out.add(-messageCost - int64(cap(m.text)+cap(m.gz)) - m.dfHeld)
+	m.hub.out.add(-messageCost - m.textHeld - m.gzHeld - m.dfHeld)
 	if cap(m.text) > maxPooledFrame {
 		m.text = nil
 	}
@@ -189,7 +194,8 @@ func (m *message) release() {
 		m.df = nil
 	}
 	m.text, m.gz, m.df, m.body = m.text[:0], m.gz[:0], m.df[:0], nil
-	m.gzOnce, m.dfOnce, m.dfUse, m.dfHeld = sync.Once{}, sync.Once{}, false, 0
+	m.gzOnce, m.dfOnce, m.dfUse = sync.Once{}, sync.Once{}, false
+	m.textHeld, m.gzHeld, m.dfHeld = 0, 0, 0
 	m.room = ""
 	m.at = time.Time{}
 	m.hub = nil
