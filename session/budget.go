@@ -4,6 +4,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/wsd-chat/wsd/codec"
@@ -144,31 +145,52 @@ func (h *Hub) squeeze() {
 	}
 }
 
-// shedLargest closes the connections with the largest queues until what
-// they hold covers the amount the outbound budget is over by.
+// shedGrace is how long a queue may go without draining before it counts
+// as stalled: a client that reads at all drains something well within it.
+const shedGrace = time.Second
+
+// hardLimit is how far past the outbound budget wsd lets queues that are
+// still draining grow before it sheds them too. Input is paused once the
+// budget is spent, so only broadcasts already accepted can take it there.
+func (b *budget) hardLimit() int64 { return b.limit + b.limit/4 }
+
+// shedLargest closes consumers until what they hold covers the amount the
+// outbound budget is over by: first the largest stalled queues (nothing
+// drained for shedGrace), so a reader that is merely behind a burst keeps
+// its connection while input is paused; past the hard limit, the largest
+// queues whatever they do.
 func (h *Hub) shedLargest() {
-	excess := h.out.held.Load() - h.out.limit
+	held := h.out.held.Load()
+	excess := held - h.out.limit
 	if excess <= 0 {
 		return
 	}
 	type consumer struct {
-		c      *Conn
-		charge int64
+		c       *Conn
+		charge  int64
+		stalled bool
 	}
+	now := time.Now().UnixNano()
 	var all []consumer
 	for _, s := range h.table.shards {
 		s.mu.RLock()
 		for _, r := range s.rooms {
 			for _, c := range r.members {
 				if n := c.queued.Load(); n > 0 {
-					all = append(all, consumer{c, n})
+					all = append(all, consumer{c, n, now-c.progressAt.Load() > int64(shedGrace)})
 				}
 			}
 		}
 		s.mu.RUnlock()
 	}
+	// Stalled first, then by size, largest first.
 	slices.SortFunc(all, func(a, b consumer) int {
 		switch {
+		case a.stalled != b.stalled:
+			if a.stalled {
+				return -1
+			}
+			return 1
 		case a.charge > b.charge:
 			return -1
 		case a.charge < b.charge:
@@ -179,8 +201,9 @@ func (h *Hub) shedLargest() {
 	// Shed a tenth more than the excess so the next broadcast does not
 	// tip the budget over again at once.
 	excess += h.out.limit / 10
+	hard := held > h.out.hardLimit()
 	for _, x := range all {
-		if excess <= 0 {
+		if excess <= 0 || !x.stalled && !hard {
 			break
 		}
 		if x.c.shed(codec.ErrOutboundBudget) {

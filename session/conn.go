@@ -70,6 +70,7 @@ type Conn struct {
 	outq        []outItem    // nil when empty: an idle connection holds no buffer
 	queued      atomic.Int64 // what outq is charged against MaxQueue; read without wmu by the sweeper
 	pong        *ownFrame    // the pong for the latest ping, not yet queued
+	progressAt  atomic.Int64 // unix nanos when the queue last drained some or became non-empty
 	headStarted bool         // outq[0] is partly written and must be finished
 	wclosed     bool         // a close frame or error response is queued: nothing more
 	shutWR      bool

@@ -32,15 +32,15 @@ type message struct {
 	gzOnce sync.Once
 	df     []byte // the permessage-deflate frame, once built
 	dfOnce sync.Once
-	dfUse  bool   // df is a compressed frame worth sending; else deflate peers get text
+	dfUse  bool // df is a compressed frame worth sending; else deflate peers get text
 	// What each variant is charged to the outbound budget: exactly what was
 	// built for this message (a pooled buffer's spare capacity from an
 	// earlier one is not charged, so it must not be refunded either).
 	textHeld, gzHeld, dfHeld int64
-	body   []byte // the payload inside text, kept to build gz and df lazily
-	room   string
-	hub    *Hub
-	at     time.Time // when the broadcast was accepted, if Config.OnFanout is set
+	body                     []byte // the payload inside text, kept to build gz and df lazily
+	room                     string
+	hub                      *Hub
+	at                       time.Time // when the broadcast was accepted, if Config.OnFanout is set
 }
 
 // Frame variants of a message.

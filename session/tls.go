@@ -145,7 +145,7 @@ func (c *Conn) flushTLSLocked() {
 		return
 	}
 	c.takeTLSOutputLocked()
-	for !c.fdClosed {
+	for !c.fdClosed && !c.werr {
 		if !c.headStarted {
 			if c.pong != nil {
 				c.queuePongLocked()

@@ -2,6 +2,7 @@ package session
 
 import (
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -161,6 +162,7 @@ func discardOwn(items []outItem) {
 func (c *Conn) enqueueLocked(it outItem) {
 	if c.outq == nil {
 		c.outq = getQueue()
+		c.progressAt.Store(time.Now().UnixNano())
 	}
 	if it.msg != nil {
 		it.msg.retainQueued(int(it.v))
@@ -213,6 +215,9 @@ func (c *Conn) queuePongLocked() {
 
 // consumeLocked drops n written bytes from the head of the queue.
 func (c *Conn) consumeLocked(n int) {
+	if n > 0 {
+		c.progressAt.Store(time.Now().UnixNano())
+	}
 	i := 0
 	for n > 0 && i < len(c.outq) {
 		it := &c.outq[i]
@@ -263,6 +268,7 @@ func (c *Conn) dropQueueLocked() {
 		putQueue(c.outq[:0])
 		c.outq = nil
 	}
+	c.headStarted = false
 }
 
 // writeFailedLocked handles EPIPE, ECONNRESET and the like: nothing more can
