@@ -47,6 +47,10 @@ type Config struct {
 	// the workers and must be cheap and safe for concurrent use.
 	OnFanout func(time.Duration)
 
+	// Bridge, if set, extends rooms and keys to other boxes (package
+	// cluster); see bridge.go. Nil: one box, as without it.
+	Bridge Bridge
+
 	Logger *slog.Logger
 }
 
@@ -93,6 +97,7 @@ type Hub struct {
 	stop      chan struct{}
 	stopped   chan struct{}
 	stopOnce  sync.Once
+	br        bridgeState // cluster: bridge.go
 }
 
 // NewHub returns a Hub that runs its connections on r.
@@ -190,6 +195,7 @@ func (h *Hub) broadcast(room string, text []byte) int {
 			s.enqueue(m)
 		}
 	}
+	h.forward(room, m) // cluster: bridge.go
 	m.release()
 	h.stats.Broadcasts.Add(1)
 	return n

@@ -81,6 +81,7 @@ func (t *table) join(c *Conn, welcome *Message) (old *Conn) {
 	s.byKey[c.key] = c
 	c.inTable = true
 	s.addMember(c)
+	s.hub.keyJoined(c) // cluster: bridge.go
 	s.mu.Unlock()
 	return old
 }
@@ -93,6 +94,7 @@ func (t *table) remove(c *Conn) {
 		s.removeMember(c)
 		if s.byKey[c.key] == c {
 			delete(s.byKey, c.key)
+			s.hub.keyLeft(c) // cluster: bridge.go
 		}
 		c.inTable = false
 	}
@@ -121,6 +123,7 @@ func (s *shard) addMember(c *Conn) {
 	if r == nil {
 		r = &room{}
 		s.rooms[c.room] = r
+		s.hub.roomOpened(c.room) // cluster: bridge.go
 	}
 	c.member = len(r.members)
 	r.members = append(r.members, c)
@@ -137,6 +140,7 @@ func (s *shard) removeMember(c *Conn) {
 	c.member = -1
 	if last == 0 {
 		delete(s.rooms, c.room)
+		s.hub.roomClosed(c.room) // cluster: bridge.go
 	}
 }
 
