@@ -44,13 +44,17 @@ var (
 	descIdle             = desc("idle_timeouts_total", "Connections closed for silence.")
 	descCloseCodes       = desc("close_frames_sent_total", "Close frames sent, by close code.", "code")
 	descAuthFailures     = desc("auth_failures_total", "Handshakes refused by the token or Origin checks, by reason.", "reason")
+	descBudgetHeld       = desc("budget_held_bytes", "Bytes charged to a memory budget (inbound: partial messages and request heads; outbound: broadcasts and queues).", "budget")
+	descBudgetLimit      = desc("budget_limit_bytes", "The memory budgets' limits.", "budget")
+	descBudgetCloses     = desc("budget_closes_total", "Connections closed to keep memory within its budget, by reason.", "reason")
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConnections, descHandshaking, descClosing, descAccepted,
 		descAcceptErrors, descHandshakesOK, descHandshakesFailed, descHandshakeTimeout, descMessagesIn,
 		descBytesIn, descBroadcasts, descDirect, descGzip, descFramesOut, descBytesOut, descWrites,
-		descQueued, descSlow, descKicks, descPings, descIdle, descCloseCodes, descAuthFailures} {
+		descQueued, descSlow, descKicks, descPings, descIdle, descCloseCodes, descAuthFailures,
+		descBudgetHeld, descBudgetLimit, descBudgetCloses} {
 		ch <- d
 	}
 }
@@ -67,6 +71,16 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descHandshaking, s.Handshaking.Load())
 	gauge(descClosing, s.Closing.Load())
 	gauge(descQueued, s.QueuedBytes.Load())
+	gaugeL := func(d *prometheus.Desc, v int64, label string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), label)
+	}
+	gaugeL(descBudgetHeld, s.InboundHeld.Load(), "inbound")
+	gaugeL(descBudgetHeld, s.OutboundHeld.Load(), "outbound")
+	gaugeL(descBudgetLimit, s.InboundBudget, "inbound")
+	gaugeL(descBudgetLimit, s.OutboundBudget, "outbound")
+	counter(descBudgetCloses, s.BudgetRefusals.Load(), "inbound_budget")
+	counter(descBudgetCloses, s.BudgetSheds.Load(), "outbound_budget")
+	counter(descBudgetCloses, s.MessageTimeouts.Load(), "message_timeout")
 	counter(descAccepted, s.Accepted.Load())
 	if c.acceptErrors != nil {
 		counter(descAcceptErrors, c.acceptErrors())

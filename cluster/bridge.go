@@ -109,7 +109,8 @@ type Bridge struct {
 	subj subjects
 	log  *slog.Logger
 	hub  *session.Hub
-	nc   *nats.Conn
+	nc   *nats.Conn // set by Start, before the loop runs
+	ncp  atomic.Pointer[nats.Conn]
 
 	stats Stats
 	seq   atomic.Uint64
@@ -195,10 +196,11 @@ func (b *Bridge) Stats() *Stats { return &b.stats }
 // State describes the NATS connection: "connected", "reconnecting",
 // "connecting", "closed".
 func (b *Bridge) State() string {
-	if b.nc == nil {
+	nc := b.ncp.Load()
+	if nc == nil {
 		return "connecting"
 	}
-	switch b.nc.Status() {
+	switch nc.Status() {
 	case nats.CONNECTED:
 		return "connected"
 	case nats.RECONNECTING:
@@ -214,10 +216,11 @@ func (b *Bridge) State() string {
 // Server returns the URL of the NATS server connected to, without
 // credentials, or "".
 func (b *Bridge) Server() string {
-	if b.nc == nil || !b.nc.IsConnected() {
+	nc := b.ncp.Load()
+	if nc == nil || !nc.IsConnected() {
 		return ""
 	}
-	return b.nc.ConnectedUrlRedacted()
+	return nc.ConnectedUrlRedacted()
 }
 
 // Start connects to NATS and starts delivering. NATS being unreachable is
@@ -233,8 +236,8 @@ func (b *Bridge) Start(hub *session.Hub) error {
 		nats.ReconnectBufSize(-1), // a publish reaches a server or is counted as dropped
 		nats.CustomReconnectDelay(b.backoff),
 		nats.PingInterval(10 * time.Second),
-		nats.ConnectHandler(func(*nats.Conn) { b.connected(false) }),
-		nats.ReconnectHandler(func(*nats.Conn) { b.connected(true) }),
+		nats.ConnectHandler(func(nc *nats.Conn) { b.connected(nc, false) }),
+		nats.ReconnectHandler(func(nc *nats.Conn) { b.connected(nc, true) }),
 		nats.DisconnectErrHandler(b.disconnected),
 		nats.ErrorHandler(b.asyncError),
 	}
@@ -257,8 +260,9 @@ func (b *Bridge) Start(hub *session.Hub) error {
 		return fmt.Errorf("cluster: nats: %w", err)
 	}
 	b.nc = nc
+	b.ncp.Store(nc)
 	if nc.IsConnected() {
-		b.connected(false)
+		b.connected(nc, false)
 	}
 	if _, err := nc.ChanSubscribe(b.subj.all(), b.inbox); err != nil {
 		nc.Close()
@@ -302,15 +306,15 @@ func (b *Bridge) backoff(attempts int) time.Duration {
 	return d + d*time.Duration(r[0])/1024 // up to 25% jitter
 }
 
-func (b *Bridge) connected(again bool) {
+func (b *Bridge) connected(nc *nats.Conn, again bool) {
 	if b.stats.Connected.Swap(true) {
 		return
 	}
 	if again {
 		b.stats.Reconnects.Add(1)
-		b.log.Info("nats reconnected", "server", b.Server())
+		b.log.Info("nats reconnected", "server", nc.ConnectedUrlRedacted())
 	} else {
-		b.log.Info("nats connected", "server", b.Server())
+		b.log.Info("nats connected", "server", nc.ConnectedUrlRedacted())
 	}
 	// Claims published while NATS was away were dropped: say again which
 	// keys this box holds (see claim.go).
@@ -318,9 +322,7 @@ func (b *Bridge) connected(again bool) {
 	case b.announce <- struct{}{}:
 	default:
 	}
-	if nc := b.nc; nc != nil {
-		b.maxPayload(int(nc.MaxPayload()))
-	}
+	b.maxPayload(int(nc.MaxPayload()))
 }
 
 func (b *Bridge) disconnected(_ *nats.Conn, err error) {
@@ -422,7 +424,7 @@ func (b *Bridge) KeyJoined(c *session.Conn) { b.push(event{kind: evKeyJoin, conn
 func (b *Bridge) KeyLeft(c *session.Conn) { b.push(event{kind: evKeyLeave, conn: c}) }
 
 // Forward implements session.Bridge.
-func (b *Bridge) Forward(room string, m *session.Message) bool {
+func (b *Bridge) Forward(room string, m session.Broadcast) bool {
 	msg := Message{Kind: KindRoom, BoxID: b.cfg.BoxID, Target: room, Text: m.Text()}
 	if b.cfg.CarryGzip && b.stats.Connected.Load() {
 		msg.Gzip = m.GzipFrame()

@@ -90,8 +90,12 @@ func startCluster(t testing.TB, n int, opts ...boxOpt) (*natsserver.Server, []*b
 	return ns, boxes
 }
 
+// syncAll waits until every box's subscriptions have reached NATS. A
+// client reads its 101 just before the hub's join hook runs (both happen
+// in one critical section), so give the hooks a moment first.
 func syncAll(t testing.TB, boxes []*box) {
 	t.Helper()
+	time.Sleep(10 * time.Millisecond)
 	for _, b := range boxes {
 		b.sync(t)
 	}

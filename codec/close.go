@@ -17,6 +17,7 @@ const (
 	ClosePolicyViolation uint16 = 1008
 	CloseTooBig          uint16 = 1009
 	CloseInternalError   uint16 = 1011
+	CloseTryAgainLater   uint16 = 1013
 	// CloseReplaced is sent to a connection displaced by a newer one with the
 	// same specialKey.
 	CloseReplaced uint16 = 4001
@@ -54,6 +55,16 @@ var (
 	ErrReplaced         = &CloseError{CloseReplaced, "replaced"}
 	ErrInternal         = &CloseError{CloseInternalError, "internal error"}
 	ErrUnsupportedFrame = &CloseError{CloseUnsupportedData, "unsupported data"}
+)
+
+// Closes for the memory budgets: the server, not the peer's protocol, is
+// the reason, so a client may retry (1013) unless it was the abuser.
+var (
+	ErrInflateRatio    = &CloseError{CloseTooBig, "gzip message inflates past the allowed ratio"}
+	ErrInboundBudget   = &CloseError{CloseTryAgainLater, "server busy: inbound memory budget spent"}
+	ErrMessageTimeout  = &CloseError{ClosePolicyViolation, "message took too long to arrive"}
+	ErrOutboundBudget  = &CloseError{ClosePolicyViolation, "slow consumer: outbound memory budget spent"}
+	ErrByteRateLimited = &CloseError{ClosePolicyViolation, "byte rate limit"}
 )
 
 // ValidCloseCode reports whether a peer may send code in a close frame

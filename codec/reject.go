@@ -3,6 +3,8 @@ package codec
 import (
 	"net/http"
 	"strconv"
+
+	"github.com/gobwas/ws"
 )
 
 // AppendHTTPError appends a complete HTTP/1.1 error response with a
@@ -25,3 +27,8 @@ func AppendHTTPError(dst []byte, status int, reason string) []byte {
 func AppendRejection(dst []byte, err error) []byte {
 	return AppendHTTPError(dst, StatusOf(err), err.Error())
 }
+
+// ErrBusy refuses a handshake whose request head would take more memory
+// than the inbound budget has left.
+var ErrBusy = ws.RejectConnectionError(ws.RejectionStatus(http.StatusServiceUnavailable),
+	ws.RejectionReason("server busy: try again later"))

@@ -214,6 +214,23 @@ func (s *Stream) Buffered() int {
 	return n
 }
 
+// Held reports the bytes of buffer the stream keeps between Feed calls:
+// what a partly arrived message or control frame costs the server.
+func (s *Stream) Held() int {
+	n := 0
+	if s.msg != nil {
+		n += cap(*s.msg)
+	}
+	if s.ctl != nil {
+		n += cap(*s.ctl)
+	}
+	return n
+}
+
+// Partial reports whether the stream is inside a message or a frame: the
+// peer has started something it has not finished.
+func (s *Stream) Partial() bool { return s.inMessage || s.inFrame || s.nhdr > 0 }
+
 // Release returns pooled buffers; call it when the connection is done.
 func (s *Stream) Release() {
 	if s.msg != nil {

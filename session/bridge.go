@@ -22,10 +22,10 @@ type Bridge interface {
 	// KeyLeft: c held its key and no longer does; no local connection
 	// holds the key now.
 	KeyLeft(c *Conn)
-	// Forward: m, a broadcast to room that started on this box (a client
-	// message or Publish), is to go to the other boxes. m is valid only
+	// Forward: b, a broadcast to room that started on this box (a client
+	// message or Publish), is to go to the other boxes. b is valid only
 	// during the call. It reports whether the message was handed on.
-	Forward(room string, m *Message) bool
+	Forward(room string, b Broadcast) bool
 	// ForwardAll: text is for every room on every other box.
 	ForwardAll(text []byte) bool
 	// ForwardKey: text is for key, not connected on this box.
@@ -96,22 +96,23 @@ func (h *Hub) keyLeft(c *Conn) {
 	}
 }
 
-// forward hands a broadcast that started on this box to the Bridge.
-func (h *Hub) forward(room string, m *Message) {
+// forward hands a broadcast that started on this box to the Bridge. The
+// caller holds a builder hold on m.
+func (h *Hub) forward(room string, m *message) {
 	if b := h.bridge(); b != nil {
-		b.Forward(room, m)
+		b.Forward(room, Broadcast{m})
 	}
 }
 
-// Text returns a broadcast's payload.
-func (m *Message) Text() []byte { return m.text }
+// Broadcast is a Bridge's view of a broadcast during Forward.
+type Broadcast struct{ m *message }
 
-// GzipFrame returns a broadcast's gzip'd binary frame, building it if no
-// member needed it yet (once per Message, counted as a gzip encoding).
-func (m *Message) GzipFrame() []byte { return m.frameFor(true) }
+// Text returns the broadcast's payload.
+func (b Broadcast) Text() []byte { return b.m.body }
 
-// Room returns a broadcast's room.
-func (m *Message) Room() string { return m.room }
+// GzipFrame returns the broadcast's gzip'd binary frame, building it if no
+// member needed it yet (once per broadcast, counted as a gzip encoding).
+func (b Broadcast) GzipFrame() []byte { return b.m.frame(varGzip) }
 
 // deliverLocal fans text out to room's members on this box and, if
 // forward, hands it to the Bridge. gz, if not nil, is text's gzip'd binary
@@ -122,9 +123,12 @@ func (h *Hub) deliverLocal(room string, text, gz []byte, forward bool) (n int, s
 	if h.draining.Load() {
 		return 0, false
 	}
-	m := h.newText(room, text)
+	m := h.newMessage(room, text)
 	if gz != nil {
-		m.gzOnce.Do(func() { m.gz = append(m.gz[:0], gz...) })
+		m.gzOnce.Do(func() {
+			m.gz = append(m.gz[:0], gz...)
+			h.out.add(int64(cap(m.gz)))
+		})
 	}
 	if h.cfg.OnFanout != nil {
 		m.at = time.Now()
@@ -132,15 +136,15 @@ func (h *Hub) deliverLocal(room string, text, gz []byte, forward bool) (n int, s
 	for _, s := range h.table.shards {
 		if k := s.roomSize(room); k > 0 {
 			n += k
-			s.enqueue(m)
+			s.fan.add(outboxEntry{msg: m})
 		}
 	}
 	if forward {
 		if b := h.bridge(); b != nil {
-			sent = b.Forward(room, m)
+			sent = b.Forward(room, Broadcast{m})
 		}
 	}
-	m.release()
+	m.doneBuilding()
 	return n, sent
 }
 

@@ -13,9 +13,11 @@ import (
 	"github.com/wsd-chat/wsd/poller"
 )
 
-// Lifecycle states; changed only by OnReady.
+// Lifecycle states. They change only through setState, on the worker
+// running OnReady (or in Accept, before the first event).
 const (
-	stHandshake uint32 = iota // reading the upgrade request
+	stNew       uint32 = iota // accepted, not yet registered
+	stHandshake               // reading the upgrade request
 	stOpen                    // in the session table, chatting
 	stClosing                 // close frame (or HTTP error) queued, waiting for the peer
 	stClosed                  // fd closed
@@ -43,22 +45,26 @@ type Conn struct {
 	lastSeen atomic.Int64 // unix nanos of the last byte received
 	pingedAt atomic.Int64 // unix nanos of the last ping sent
 	deadline atomic.Int64 // unix nanos; handshake or close deadline, 0 if none
+	msgStart atomic.Int64 // unix nanos when the message arriving now began, 0 if none
 	closeReq atomic.Pointer[codec.CloseError]
 	kill     atomic.Bool // close the fd now (deadline passed, write failed)
 
 	// OnReady only.
 	stream     codec.Stream
-	hs         []byte // request bytes while the head is incomplete
-	rate       rateState
-	peerClosed bool // the peer's close frame arrived
-	broken     bool // input can no longer be parsed; discard it
+	hs         []byte    // request bytes while the head is incomplete
+	rate       rateState // messages and pings
+	byteRate   rateState // payload bytes after gunzip
+	inHeld     int64     // bytes charged to the inbound budget
+	peerClosed bool      // the peer's close frame arrived
+	broken     bool      // input can no longer be parsed; discard it
 
 	// Write side.
 	wmu         sync.Mutex
-	outq        []outItem // nil when empty: an idle connection holds no buffer
-	outBytes    int
-	headStarted bool // outq[0] is partly written and must be finished
-	wclosed     bool // a close frame or error response is queued: nothing more
+	outq        []outItem    // nil when empty: an idle connection holds no buffer
+	queued      atomic.Int64 // what outq is charged against MaxQueue; read without wmu by the sweeper
+	pong        *ownFrame    // the pong for the latest ping, not yet queued
+	headStarted bool         // outq[0] is partly written and must be finished
+	wclosed     bool         // a close frame or error response is queued: nothing more
 	shutWR      bool
 	werr        bool
 	fdClosed    bool
@@ -131,8 +137,16 @@ func (c *Conn) input(p []byte) {
 		if c.broken {
 			return
 		}
-		if err := c.stream.Feed(p, c, int64(c.hub.cfg.MaxMessage)); err != nil {
+		err := c.stream.Feed(p, c, int64(c.hub.cfg.MaxMessage))
+		if err == nil && !c.chargeInput() {
+			c.hub.stats.BudgetRefusals.Add(1)
+			err = codec.ErrInboundBudget
+		}
+		c.trackMessageStart()
+		if err != nil {
 			c.broken = true
+			c.stream.Release()
+			c.chargeInput()
 			var ce *codec.CloseError
 			if !errors.As(err, &ce) {
 				ce = codec.ErrInternal
@@ -145,9 +159,27 @@ func (c *Conn) input(p []byte) {
 	}
 }
 
-// handshake accumulates the request head and upgrades once it is complete.
+// handshake accumulates the request head and, once it is complete,
+// upgrades and joins the table; bytes after the head are frames.
 func (c *Conn) handshake(p []byte) {
-	head, rest := p, []byte(nil)
+	head, rest, ok := c.readHead(p)
+	if !ok {
+		return
+	}
+	welcome, ok := c.upgrade(head)
+	if !ok {
+		return
+	}
+	c.join(welcome)
+	if len(rest) > 0 {
+		c.input(rest)
+	}
+}
+
+// readHead adds p to the request head read so far and returns the head
+// once it is complete, with the bytes after it. A head over the size cap
+// is refused with 431.
+func (c *Conn) readHead(p []byte) (head, rest []byte, ok bool) {
 	end := -1
 	if c.hs == nil {
 		end = codec.HandshakeEnd(p, 0)
@@ -157,91 +189,89 @@ func (c *Conn) handshake(p []byte) {
 	} else {
 		from := len(c.hs)
 		c.hs = append(c.hs, p...)
+		if !c.chargeInput() {
+			c.refuse(codec.ErrBusy, nil)
+			return nil, nil, false
+		}
 		if end = codec.HandshakeEnd(c.hs, from); end < 0 {
 			if len(c.hs) > codec.MaxHeadSize {
-				c.rejectRaw(431, "request head too large")
+				c.refuse(codec.ErrHeadTooLarge, nil)
 			}
-			return
+			return nil, nil, false
 		}
 		head, rest = c.hs[:end], c.hs[end:]
 	}
 	if len(head) > codec.MaxHeadSize {
-		c.rejectRaw(431, "request head too large")
-		return
+		c.refuse(codec.ErrHeadTooLarge, nil)
+		return nil, nil, false
 	}
+	return head, rest, true
+}
 
+// upgrade checks the request and authorizes it. It returns the 101
+// response to send, or answers with the refusal itself and reports false.
+func (c *Conn) upgrade(head []byte) (*ownFrame, bool) {
 	h := c.hub
 	up := h.upgraders.Get().(*codec.Upgrader)
-	resp := messages.Get().(*Message)
-	resp.refs.Store(1)
-	req, out, err := up.Upgrade(head, resp.plain[:0])
-	resp.plain = out
+	defer h.upgraders.Put(up)
+	resp := ownFrames.Get().(*ownFrame)
+	req, out, err := up.Upgrade(head, resp.b[:0])
+	resp.b = out
 	if err == nil {
-		err = h.authorize(req)
-		if err != nil {
+		if err = h.authorize(req); err != nil {
 			// The 101 was not written yet: answer with the refusal instead.
-			resp.plain = codec.AppendRejection(resp.plain[:0], err)
+			resp.b = codec.AppendRejection(resp.b[:0], err)
 		}
 	}
 	if err != nil {
-		h.upgraders.Put(up)
-		status := codec.StatusOf(err)
-		h.stats.countHandshakeFailure(status)
-		h.log.Debug("handshake refused", "status", status, "reason", err.Error())
-		c.hs = nil
-		c.respondAndClose(resp)
-		return
+		c.refuse(err, resp)
+		return nil, false
 	}
 	c.key = string(req.Key)
 	c.room = string(req.Room)
 	c.gzip = req.Gzip
-	h.upgraders.Put(up)
-
 	c.hs = nil
-	c.deadline.Store(0)
-	h.table.limboOf(c).removeLimbo(c)
-	c.state.Store(stOpen)
-	h.stats.Handshaking.Add(-1)
+	c.chargeInput()
+	return resp, true
+}
+
+// join makes c a member of the table. The 101 goes out in the critical
+// section that adds c: no broadcast reaches c before it, and none sent
+// after the client has read it can miss c. A connection holding the same
+// key is replaced.
+func (c *Conn) join(welcome *ownFrame) {
+	h := c.hub
+	c.setState(stOpen)
 	h.stats.HandshakesOK.Add(1)
-	h.stats.Open.Add(1)
-	// The 101 goes out in the critical section that makes c a member: no
-	// broadcast reaches c before it, and none sent after the client has
-	// read it can miss c.
-	old := h.table.join(c, resp)
-	resp.release()
+	old := h.table.join(c, welcome)
 	if old != nil {
 		h.stats.Kicks.Add(1)
 		h.log.Info("connection replaced", "key", c.key)
 		old.requestClose(codec.ErrReplaced)
 	}
 	h.log.Debug("connected", "key", c.key, "gzip", c.gzip, "room", c.room)
-	if len(rest) > 0 {
-		c.input(rest)
+}
+
+// refuse answers a handshake with err's HTTP error response (resp, when the
+// upgrader wrote it already) and half-closes; the fd is closed at the
+// peer's EOF or the close deadline.
+func (c *Conn) refuse(err error, resp *ownFrame) {
+	h := c.hub
+	status := codec.StatusOf(err)
+	h.stats.countHandshakeFailure(status)
+	h.log.Debug("handshake refused", "status", status, "reason", err.Error())
+	if resp == nil {
+		resp = newOwnFrame(func(b []byte) []byte { return codec.AppendRejection(b, err) })
 	}
-}
-
-// rejectRaw answers a request wsd could not even hand to the upgrader.
-func (c *Conn) rejectRaw(status int, reason string) {
-	c.hub.stats.countHandshakeFailure(status)
 	c.hs = nil
-	m := newRaw(func(b []byte) []byte { return codec.AppendHTTPError(b, status, reason) })
-	c.respondAndClose(m)
-}
-
-// respondAndClose writes an HTTP error response and half-closes; the fd is
-// closed at the peer's EOF or the close deadline.
-func (c *Conn) respondAndClose(resp *Message) {
-	c.deliver([]outItem{{b: resp.plain, m: resp}})
-	resp.release()
+	c.chargeInput()
+	c.send(resp)
 	c.wmu.Lock()
 	c.wclosed = true
 	c.flushLocked()
 	c.wmu.Unlock()
 	c.broken = true
-	c.state.Store(stClosing)
-	c.hub.stats.Handshaking.Add(-1)
-	c.hub.stats.Closing.Add(1)
-	c.deadline.Store(time.Now().Add(c.hub.cfg.CloseTimeout).UnixNano())
+	c.setState(stClosing)
 }
 
 // OnMessage implements codec.Handler: a complete data message arrived.
@@ -249,16 +279,24 @@ func (c *Conn) OnMessage(op codec.OpCode, payload []byte) error {
 	if c.state.Load() != stOpen || c.peerClosed || c.closeReq.Load() != nil {
 		return nil // closing: late data is dropped
 	}
-	if !c.hub.rate.allow(&c.rate, time.Now().UnixNano()) {
+	h := c.hub
+	now := time.Now().UnixNano()
+	if !h.rate.allow(&c.rate, now, 1) {
 		return codec.ErrRateLimited
 	}
-	h := c.hub
 	if op == codec.OpBinary {
-		// Seed clients with support_gzip send gzip'd text as binary.
+		// Seed clients with support_gzip send gzip'd text as binary. It
+		// may inflate to MaxMessage, but past a small floor only to
+		// InflateRatio times its size: a bomb is refused having cost
+		// about the limit, not what it would inflate to.
+		limit := min(h.cfg.MaxMessage, max(inflateFloor, h.cfg.InflateRatio*len(payload)))
 		buf := inflateBufs.Get().(*[]byte)
 		defer inflateBufs.Put(buf)
-		text, err := codec.Gunzip((*buf)[:0], payload, h.cfg.MaxMessage)
+		text, err := codec.Gunzip((*buf)[:0], payload, limit)
 		*buf = text[:0]
+		if err == codec.ErrInflatedTooBig && limit < h.cfg.MaxMessage {
+			err = codec.ErrInflateRatio
+		}
 		if err != nil {
 			return err
 		}
@@ -266,6 +304,9 @@ func (c *Conn) OnMessage(op codec.OpCode, payload []byte) error {
 			return codec.ErrInvalidUTF8
 		}
 		payload = text
+	}
+	if !h.byteRate.allow(&c.byteRate, now, len(payload)) {
+		return codec.ErrByteRateLimited
 	}
 	h.stats.MessagesIn.Add(1)
 	h.stats.BytesIn.Add(uint64(len(payload)))
@@ -279,9 +320,10 @@ var inflateBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return
 func (c *Conn) OnControl(op codec.OpCode, payload []byte) error {
 	switch op {
 	case codec.OpPing:
-		pong := newRaw(func(b []byte) []byte { return codec.AppendFrame(b, codec.OpPong, payload) })
-		c.deliver([]outItem{{b: pong.plain, m: pong}})
-		pong.release()
+		if !c.hub.rate.allow(&c.rate, time.Now().UnixNano(), 1) {
+			return codec.ErrRateLimited
+		}
+		c.sendPong(payload)
 	case codec.OpClose:
 		if c.peerClosed {
 			return nil
@@ -321,53 +363,120 @@ func (c *Conn) requestClose(err *codec.CloseError) {
 	c.Notify(readyEvent)
 }
 
+// trackMessageStart notes when the peer started a message or frame it has
+// not finished, for the sweeper's MessageTimeout.
+func (c *Conn) trackMessageStart() {
+	switch partial := c.stream.Partial() && !c.broken; {
+	case partial && c.msgStart.Load() == 0:
+		c.msgStart.Store(time.Now().UnixNano())
+	case !partial && c.msgStart.Load() != 0:
+		c.msgStart.Store(0)
+	}
+}
+
+// sendPong answers a ping. At most one pong waits per connection: RFC 6455
+// section 5.5.3 lets an endpoint answer only the latest of several pings,
+// so a ping flood against a connection that does not read costs one frame.
+func (c *Conn) sendPong(payload []byte) {
+	c.wmu.Lock()
+	if c.wclosed {
+		c.wmu.Unlock()
+		return
+	}
+	if c.pong != nil {
+		c.pong.b = codec.AppendFrame(c.pong.b[:0], codec.OpPong, payload)
+		c.wmu.Unlock()
+		return
+	}
+	f := newOwnFrame(func(b []byte) []byte { return codec.AppendFrame(b, codec.OpPong, payload) })
+	if len(c.outq) > 0 {
+		// Written ahead of the queued data at the next flush.
+		c.pong = f
+		c.wmu.Unlock()
+		return
+	}
+	c.wmu.Unlock()
+	c.send(f)
+}
+
+// abort has OnReady close the fd without ceremony (a deadline passed, the
+// server gives up). Safe from any goroutine.
+func (c *Conn) abort() {
+	c.kill.Store(true)
+	c.Notify(readyEvent)
+}
+
 func (c *Conn) queueCloseLocked(err *codec.CloseError) {
-	m := newRaw(func(b []byte) []byte { return codec.AppendClose(b, err.Code, err.Reason) })
-	c.enqueue(outItem{b: m.plain, m: m})
-	m.release()
+	f := newOwnFrame(func(b []byte) []byte { return codec.AppendClose(b, err.Code, err.Reason) })
+	c.enqueueLocked(outItem{b: f.b, own: f})
 	c.wclosed = true
 	if err.Code != 0 {
 		c.hub.stats.countClose(err.Code)
 	}
 }
 
-// overflow closes a slow consumer (1008): queued frames it has not started
-// to receive are dropped, the close frame goes right after the partly
-// written one. c.wmu is held.
-func (c *Conn) overflow() {
+// overflowLocked closes a slow consumer with err (1008): queued frames it
+// has not started to receive are dropped, the close frame goes right after
+// the partly written one.
+func (c *Conn) overflowLocked(err *codec.CloseError) {
 	keep := 0
 	if c.headStarted {
 		keep = 1
 	}
 	for i := keep; i < len(c.outq); i++ {
-		c.outBytes -= len(c.outq[i].b)
-		c.hub.stats.QueuedBytes.Add(int64(-len(c.outq[i].b)))
-		c.outq[i].m.release()
-		c.outq[i] = outItem{}
+		c.releaseLocked(&c.outq[i])
 	}
 	c.outq = c.outq[:keep]
 	c.hub.stats.SlowConsumers.Add(1)
-	c.hub.log.Info("slow consumer closed", "key", c.key)
-	c.closeReq.CompareAndSwap(nil, codec.ErrSlowConsumer)
-	c.queueCloseLocked(codec.ErrSlowConsumer)
+	c.hub.log.Info("slow consumer closed", "key", c.key, "reason", err.Reason)
+	c.closeReq.CompareAndSwap(nil, err)
+	c.queueCloseLocked(err)
 	c.Notify(readyEvent)
 }
 
+// setState moves c to state to and keeps everything that follows from a
+// state in step: the gauges, table membership (leaving only; joining
+// writes the 101 and is table.join's), and the limbo set whose deadlines
+// the sweeper checks.
+func (c *Conn) setState(to uint32) {
+	h := c.hub
+	from := c.state.Load()
+	if g := h.stats.gauge(from); g != nil {
+		g.Add(-1)
+	}
+	if g := h.stats.gauge(to); g != nil {
+		g.Add(1)
+	}
+	if from == stOpen {
+		h.table.remove(c)
+	}
+	switch {
+	case inLimbo(from) && !inLimbo(to):
+		h.table.limboOf(c).removeLimbo(c)
+	case !inLimbo(from) && inLimbo(to):
+		h.table.limboOf(c).addLimbo(c)
+	}
+	switch to {
+	case stOpen:
+		c.deadline.Store(0)
+	case stClosing:
+		c.deadline.Store(time.Now().Add(h.cfg.CloseTimeout).UnixNano())
+	}
+	c.state.Store(to)
+}
+
+// inLimbo reports whether a connection in state st has a deadline.
+func inLimbo(st uint32) bool { return st == stHandshake || st == stClosing }
+
 // settle moves the lifecycle forward after I/O or a request from elsewhere.
 func (c *Conn) settle() {
-	h := c.hub
-	state := c.state.Load()
 	if c.kill.Load() {
 		c.finish()
 		return
 	}
+	state := c.state.Load()
 	if state == stOpen && c.closeReq.Load() != nil {
-		h.table.remove(c)
-		c.state.Store(stClosing)
-		h.stats.Open.Add(-1)
-		h.stats.Closing.Add(1)
-		c.deadline.Store(time.Now().Add(h.cfg.CloseTimeout).UnixNano())
-		h.table.limboOf(c).addLimbo(c)
+		c.setState(stClosing)
 		state = stClosing
 	}
 	if state != stClosing {
@@ -383,32 +492,24 @@ func (c *Conn) settle() {
 	}
 }
 
-// finish closes the fd and forgets the connection.
+// finish closes the fd and forgets the connection: the one way out.
 func (c *Conn) finish() {
-	h := c.hub
-	switch c.state.Load() {
-	case stClosed:
+	if c.state.Load() == stClosed {
 		return
-	case stHandshake:
-		h.stats.Handshaking.Add(-1)
-		h.table.limboOf(c).removeLimbo(c)
-	case stOpen:
-		h.table.remove(c)
-		h.stats.Open.Add(-1)
-	case stClosing:
-		h.stats.Closing.Add(-1)
-		h.table.limboOf(c).removeLimbo(c)
 	}
-	c.state.Store(stClosed)
+	h := c.hub
+	c.setState(stClosed)
 	c.wmu.Lock()
 	c.wclosed = true
 	c.fdClosed = true
-	c.dropQueue()
+	c.dropQueueLocked()
 	c.wmu.Unlock()
 	_ = h.reactor.Remove(&c.Desc)
 	_ = unix.Close(c.fd())
 	c.stream.Release()
 	c.hs = nil
+	c.chargeInput()
+	c.msgStart.Store(0)
 	h.live.Add(-1)
 	h.log.Debug("disconnected", "key", c.key)
 }

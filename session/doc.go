@@ -3,11 +3,12 @@
 //
 // Data flows one way. The reactor (package poller) tells a Conn its socket
 // is ready; the Conn reads, feeds package codec, and hands each complete
-// text message to the Hub; the Hub encodes the broadcast once per variant
-// (text frame, gzip'd binary frame) and queues the Message on every shard
-// of the table that has members in the target room; a shard's fan-out task
-// writes the same bytes to each member, coalescing every frame queued since
-// its last run into one writev per member.
+// text message to the Hub; the Hub makes it a message (message.go: an
+// encoded broadcast whose frame variants are built lazily, each once) and
+// queues it on every shard of the table (table.go) that has members in the
+// target room; a shard's fan-out task (fanout.go) writes the same bytes to
+// each member, coalescing every frame queued since its last run into one
+// writev per member (write.go, the per-connection write queue).
 //
 // Writes never block. What a socket does not take stays in that Conn's
 // bounded queue, flushed on EPOLLOUT; a peer whose queue passes MaxQueue is
@@ -22,5 +23,6 @@
 // by a stale Conn.
 //
 // Lock order: shard.mu before Conn.wmu; nothing is locked while taking
-// shard.mu.
+// shard.mu. Methods whose names end in Locked need Conn.wmu held; no
+// other method may be called with it held unless its comment says so.
 package session

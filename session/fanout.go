@@ -1,6 +1,11 @@
 package session
 
-import "time"
+import (
+	"sync"
+	"time"
+
+	"github.com/wsd-chat/wsd/codec"
+)
 
 // Broadcast fan-out. A message is queued on each shard with members in its
 // room; the shard's fan-out task, run on a worker, takes everything queued
@@ -9,106 +14,142 @@ import "time"
 // messages keep their order, so every receiver sees one sender's messages in
 // the order they were sent.
 
-// enqueue queues m for this shard's members and schedules the fan-out.
-func (s *shard) enqueue(m *Message) {
-	m.retain()
-	s.obMu.Lock()
-	s.outbox = append(s.outbox, m)
-	run := !s.scheduled
-	s.scheduled = true
-	s.obMu.Unlock()
-	if run {
-		s.hub.reactor.Submit(s)
+// outboxEntry is one thing waiting for a shard's fan-out: a broadcast, or
+// a connection to close once every broadcast queued before has been handed
+// to it (which keeps a peer's close reply behind the echo of the messages
+// it sent before closing).
+type outboxEntry struct {
+	msg      *message
+	close    *Conn
+	closeErr *codec.CloseError
+}
+
+// fanout is one shard's fan-out: its outbox and the task that empties it.
+type fanout struct {
+	shard *shard
+
+	mu        sync.Mutex
+	outbox    []outboxEntry
+	spare     []outboxEntry // the previous outbox, reused to avoid allocating
+	scheduled bool          // a Run is submitted or running
+
+	// Scratch space, used only by the running task.
+	roomRun []*message
+	grouped []bool
+	items   []outItem
+}
+
+// add queues e and schedules the fan-out task if it is not already.
+func (f *fanout) add(e outboxEntry) {
+	if e.msg != nil {
+		e.msg.retainBuilder()
 	}
+	f.mu.Lock()
+	f.outbox = append(f.outbox, e)
+	run := !f.scheduled
+	f.scheduled = true
+	f.mu.Unlock()
+	if run {
+		f.shard.hub.reactor.Submit(f)
+	}
+}
+
+// idle reports whether nothing waits for this fan-out.
+func (f *fanout) idle() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return !f.scheduled && len(f.outbox) == 0
 }
 
 // Run is the fan-out task (poller.Task).
-func (s *shard) Run() {
+func (f *fanout) Run() {
 	for {
-		s.obMu.Lock()
-		batch := s.outbox
-		if len(batch) == 0 {
-			s.scheduled = false
-			s.obMu.Unlock()
+		f.mu.Lock()
+		entries := f.outbox
+		if len(entries) == 0 {
+			f.scheduled = false
+			f.mu.Unlock()
 			return
 		}
-		s.outbox = s.spare[:0]
-		s.spare = nil
-		s.obMu.Unlock()
+		f.outbox = f.spare[:0]
+		f.spare = nil
+		f.mu.Unlock()
 
-		s.fanout(batch)
-		if f := s.hub.cfg.OnFanout; f != nil {
-			observeFanout(f, batch)
+		f.deliver(entries)
+		if obs := f.shard.hub.cfg.OnFanout; obs != nil {
+			observeFanout(obs, entries)
 		}
 
-		for i, m := range batch {
-			m.release()
-			batch[i] = nil
+		for i, e := range entries {
+			if e.msg != nil {
+				e.msg.doneBuilding()
+			}
+			entries[i] = outboxEntry{}
 		}
-		s.obMu.Lock()
-		s.spare = batch[:0]
-		s.obMu.Unlock()
+		f.mu.Lock()
+		f.spare = entries[:0]
+		f.mu.Unlock()
 	}
 }
 
-// observeFanout reports the latency of the oldest broadcast in batch.
-func observeFanout(f func(time.Duration), batch []*Message) {
+// observeFanout reports the latency of the oldest broadcast in entries.
+func observeFanout(obs func(time.Duration), entries []outboxEntry) {
 	var oldest time.Time
-	for _, m := range batch {
-		if !m.at.IsZero() && (oldest.IsZero() || m.at.Before(oldest)) {
-			oldest = m.at
+	for _, e := range entries {
+		if e.msg != nil && !e.msg.at.IsZero() && (oldest.IsZero() || e.msg.at.Before(oldest)) {
+			oldest = e.msg.at
 		}
 	}
 	if !oldest.IsZero() {
-		f(time.Since(oldest))
+		obs(time.Since(oldest))
 	}
 }
 
-// fanout delivers a batch in order: runs of broadcasts room by room,
-// coalescing per member, and close markers once everything before them
-// has been handed over.
-func (s *shard) fanout(batch []*Message) {
+// deliver hands entries over in order: broadcasts in runs, coalesced per
+// member, and each close once everything before it has been handed over.
+func (f *fanout) deliver(entries []outboxEntry) {
 	start := 0
-	for i, m := range batch {
-		if m.closeConn != nil {
-			s.fanoutRun(batch[start:i])
-			m.closeConn.requestClose(m.closeErr)
+	for i, e := range entries {
+		if e.close != nil {
+			f.deliverRun(entries[start:i])
+			e.close.requestClose(e.closeErr)
 			start = i + 1
 		}
 	}
-	s.fanoutRun(batch[start:])
+	f.deliverRun(entries[start:])
 }
 
-// fanoutRun delivers broadcasts, grouped by room.
-func (s *shard) fanoutRun(run []*Message) {
+// deliverRun delivers a run of broadcasts, grouped by room.
+func (f *fanout) deliverRun(run []outboxEntry) {
 	if len(run) == 0 {
 		return
 	}
-	if cap(s.done) < len(run) {
-		s.done = make([]bool, len(run))
+	if cap(f.grouped) < len(run) {
+		f.grouped = make([]bool, len(run))
 	}
-	done := s.done[:len(run)]
-	clear(done)
-	for i, m := range run {
-		if done[i] {
+	grouped := f.grouped[:len(run)]
+	clear(grouped)
+	for i, e := range run {
+		if grouped[i] {
 			continue
 		}
 		// This room's messages, in the order they were queued.
-		group := append(s.batch[:0], m)
+		msgs := append(f.roomRun[:0], e.msg)
 		for j := i + 1; j < len(run); j++ {
-			if !done[j] && run[j].room == m.room {
-				group = append(group, run[j])
-				done[j] = true
+			if !grouped[j] && run[j].msg.room == e.msg.room {
+				msgs = append(msgs, run[j].msg)
+				grouped[j] = true
 			}
 		}
-		s.deliverRoom(m.room, group)
-		clear(group)
-		s.batch = group[:0]
+		f.deliverRoom(e.msg.room, msgs)
+		clear(msgs)
+		f.roomRun = msgs[:0]
 	}
 }
 
 // deliverRoom writes msgs to every member of the room in this shard.
-func (s *shard) deliverRoom(name string, msgs []*Message) {
+func (f *fanout) deliverRoom(name string, msgs []*message) {
+	s := f.shard
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	r := s.rooms[name]
@@ -117,15 +158,16 @@ func (s *shard) deliverRoom(name string, msgs []*Message) {
 	}
 	var frames uint64
 	for _, c := range r.members {
-		items := s.items[:0]
+		v := variant(c.gzip)
+		items := f.items[:0]
 		for _, m := range msgs {
-			items = append(items, outItem{b: m.frameFor(c.gzip), m: m})
+			items = append(items, outItem{b: m.frame(v), msg: m, v: uint8(v)})
 		}
 		if c.deliver(items) {
 			frames += uint64(len(msgs))
 		}
 		clear(items)
-		s.items = items[:0]
+		f.items = items[:0]
 	}
 	s.hub.stats.FramesOut.Add(frames)
 }

@@ -21,6 +21,7 @@ const (
 	DefaultPingInterval     = 30 * time.Second
 	DefaultIdleTimeout      = 90 * time.Second // three missed pings
 	DefaultCloseTimeout     = 3 * time.Second  // wait for the peer's close frame or EOF
+	DefaultMsgBurst         = 1000             // messages at once above MaxMsgRate
 )
 
 // Config tunes a Hub. Zero values take the defaults above.
@@ -33,8 +34,15 @@ type Config struct {
 	PingInterval     time.Duration // ping connections quiet for this long
 	IdleTimeout      time.Duration // close connections quiet for this long (1001)
 	CloseTimeout     time.Duration
-	MaxMsgRate       float64 // messages per second per connection; 0: unlimited
-	MsgBurst         int     // messages allowed at once above the rate
+	MaxMsgRate       float64 // messages and pings per second per connection; 0: DefaultMaxMsgRate, <0: unlimited
+	MsgBurst         int     // messages allowed at once above the rate; 0: DefaultMsgBurst
+	MaxByteRate      float64 // payload bytes (after gunzip) per second per connection; 0: DefaultMaxByteRate, <0: unlimited
+	InflateRatio     int     // a gzip message may inflate this many times (past 64 KiB); 0: DefaultInflateRatio
+
+	// The memory budgets (see budget.go); 0 takes the defaults.
+	InboundBudget  int64         // partial messages and request heads, all connections
+	OutboundBudget int64         // broadcasts, queued frames, all connections
+	MessageTimeout time.Duration // first to last byte of one message
 
 	// Authorize, if set, is asked after a request passed the protocol
 	// checks and before the 101 is written; a non-nil error refuses the
@@ -76,6 +84,27 @@ func (c *Config) setDefaults() {
 	if c.CloseTimeout <= 0 {
 		c.CloseTimeout = DefaultCloseTimeout
 	}
+	if c.MsgBurst <= 0 {
+		c.MsgBurst = DefaultMsgBurst
+	}
+	if c.MaxMsgRate == 0 {
+		c.MaxMsgRate = DefaultMaxMsgRate
+	}
+	if c.MaxByteRate == 0 {
+		c.MaxByteRate = DefaultMaxByteRate
+	}
+	if c.InflateRatio <= 0 {
+		c.InflateRatio = DefaultInflateRatio
+	}
+	if c.InboundBudget <= 0 {
+		c.InboundBudget = DefaultInboundBudget
+	}
+	if c.OutboundBudget <= 0 {
+		c.OutboundBudget = DefaultOutboundBudget
+	}
+	if c.MessageTimeout <= 0 {
+		c.MessageTimeout = DefaultMessageTimeout
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -84,33 +113,41 @@ func (c *Config) setDefaults() {
 // Hub owns the session table and everything that happens to connections
 // after accept: handshakes, messages, fan-out, timeouts and shutdown.
 type Hub struct {
-	cfg       Config
-	reactor   *poller.Reactor
-	table     *table
-	stats     Stats
-	log       *slog.Logger
-	rate      rateLimit
-	upgraders sync.Pool
-	live      atomic.Int64 // sockets held, in any state
-	draining  atomic.Bool
-	inflight  atomic.Int64 // broadcasts between the draining check and their enqueue
-	stop      chan struct{}
-	stopped   chan struct{}
-	stopOnce  sync.Once
-	br        bridgeState // cluster: bridge.go
+	cfg        Config
+	reactor    *poller.Reactor
+	table      *table
+	stats      Stats
+	log        *slog.Logger
+	rate       rateLimit // messages and pings
+	byteRate   rateLimit // payload bytes
+	in, out    budget
+	squeezeReq chan struct{}
+	upgraders  sync.Pool
+	live       atomic.Int64 // sockets held, in any state
+	draining   atomic.Bool
+	inflight   atomic.Int64 // broadcasts between the draining check and their enqueue
+	stop       chan struct{}
+	stopped    chan struct{}
+	stopOnce   sync.Once
+	br         bridgeState // cluster: bridge.go
 }
 
 // NewHub returns a Hub that runs its connections on r.
 func NewHub(cfg Config, r *poller.Reactor) *Hub {
 	cfg.setDefaults()
 	h := &Hub{
-		cfg:     cfg,
-		reactor: r,
-		log:     cfg.Logger,
-		rate:    newRateLimit(cfg.MaxMsgRate, cfg.MsgBurst),
-		stop:    make(chan struct{}),
-		stopped: make(chan struct{}),
+		cfg:        cfg,
+		reactor:    r,
+		log:        cfg.Logger,
+		rate:       newRateLimit(cfg.MaxMsgRate, float64(cfg.MsgBurst)),
+		byteRate:   newRateLimit(cfg.MaxByteRate, max(cfg.MaxByteRate, 2*float64(cfg.MaxMessage))),
+		squeezeReq: make(chan struct{}, 1),
+		stop:       make(chan struct{}),
+		stopped:    make(chan struct{}),
 	}
+	h.in = budget{limit: cfg.InboundBudget, held: &h.stats.InboundHeld}
+	h.out = budget{limit: cfg.OutboundBudget, held: &h.stats.OutboundHeld}
+	h.stats.InboundBudget, h.stats.OutboundBudget = cfg.InboundBudget, cfg.OutboundBudget
 	h.table = newTable(h, cfg.Shards)
 	h.upgraders.New = func() any {
 		u := codec.NewUpgrader()
@@ -138,13 +175,10 @@ func (h *Hub) Accept(fd int) error {
 	c.deadline.Store(now + int64(h.cfg.HandshakeTimeout))
 	h.live.Add(1)
 	h.stats.Accepted.Add(1)
-	h.stats.Handshaking.Add(1)
 	// Into limbo before registering: the first event may run at once.
-	limbo := h.table.shards[fd%len(h.table.shards)]
-	limbo.addLimbo(c)
+	c.setState(stHandshake)
 	if err := h.reactor.Add(&c.Desc, fd, c); err != nil {
-		limbo.removeLimbo(c)
-		h.stats.Handshaking.Add(-1)
+		c.setState(stNew)
 		h.live.Add(-1)
 		return err
 	}
@@ -184,7 +218,7 @@ func (h *Hub) broadcast(room string, text []byte) int {
 	if h.draining.Load() {
 		return 0
 	}
-	m := h.newText(room, text)
+	m := h.newMessage(room, text)
 	if h.cfg.OnFanout != nil {
 		m.at = time.Now()
 	}
@@ -192,11 +226,11 @@ func (h *Hub) broadcast(room string, text []byte) int {
 	for _, s := range h.table.shards {
 		if k := s.roomSize(room); k > 0 {
 			n += k
-			s.enqueue(m)
+			s.fan.add(outboxEntry{msg: m})
 		}
 	}
 	h.forward(room, m) // cluster: bridge.go
-	m.release()
+	m.doneBuilding()
 	h.stats.Broadcasts.Add(1)
 	return n
 }
@@ -204,15 +238,11 @@ func (h *Hub) broadcast(room string, text []byte) int {
 // closeAfterFanout closes c with err once its shard's fan-out has handed
 // it everything queued so far.
 func (h *Hub) closeAfterFanout(c *Conn, err *codec.CloseError) {
-	if !c.inTableLocked() {
+	if !h.table.isMember(c) {
 		c.requestClose(err)
 		return
 	}
-	m := messages.Get().(*Message)
-	m.refs.Store(1)
-	m.closeConn, m.closeErr = c, err
-	h.table.shardOf(c.key).enqueue(m)
-	m.release()
+	h.table.shardOf(c.key).fan.add(outboxEntry{close: c, closeErr: err})
 }
 
 // Publish sends text to every member of room ("" is the global room) and
@@ -229,9 +259,10 @@ func (h *Hub) Send(key string, text []byte) bool {
 	if c == nil {
 		return false
 	}
-	m := h.newText(c.room, text)
-	ok := c.deliver([]outItem{{b: m.frameFor(c.gzip), m: m}})
-	m.release()
+	m := h.newMessage(c.room, text)
+	v := variant(c.gzip)
+	ok := c.deliver([]outItem{{b: m.frame(v), msg: m, v: uint8(v)}})
+	m.doneBuilding()
 	if ok {
 		h.stats.FramesOut.Add(1)
 	}
@@ -273,23 +304,30 @@ func (h *Hub) sweep() {
 			return
 		case now := <-t.C:
 			members = h.sweepOnce(now.UnixNano(), members[:0])
+		case <-h.squeezeReq:
+			h.shedLargest()
 		}
 	}
 }
 
 func (h *Hub) sweepOnce(now int64, scratch []*Conn) []*Conn {
 	ping, idle := int64(h.cfg.PingInterval), int64(h.cfg.IdleTimeout)
+	msgTimeout := int64(h.cfg.MessageTimeout)
+	var slow []*Conn
 	for _, s := range h.table.shards {
 		s.mu.RLock()
 		for _, r := range s.rooms {
 			for _, c := range r.members {
 				quiet := now - c.lastSeen.Load()
+				started := c.msgStart.Load()
 				switch {
 				case quiet > idle:
 					scratch = append(scratch, c)
+				case started != 0 && now-started > msgTimeout:
+					slow = append(slow, c)
 				case quiet > ping && now-c.pingedAt.Load() > ping:
 					c.pingedAt.Store(now)
-					if c.deliver([]outItem{{b: pingMessage.plain, m: pingMessage}}) {
+					if c.deliver([]outItem{{b: pingFrame}}) {
 						h.stats.PingsSent.Add(1)
 					}
 				}
@@ -303,8 +341,7 @@ func (h *Hub) sweepOnce(now int64, scratch []*Conn) []*Conn {
 					h.stats.HandshakeTimeouts.Add(1)
 				}
 				c.deadline.Store(0)
-				c.kill.Store(true)
-				c.Notify(readyEvent)
+				c.abort()
 			}
 		}
 		s.limboMu.Unlock()
@@ -314,16 +351,20 @@ func (h *Hub) sweepOnce(now int64, scratch []*Conn) []*Conn {
 		c.requestClose(codec.ErrIdle)
 		scratch[i] = nil
 	}
+	for _, c := range slow {
+		h.stats.MessageTimeouts.Add(1)
+		c.requestClose(codec.ErrMessageTimeout)
+	}
+	if h.out.over() {
+		h.shedLargest()
+	}
 	return scratch
 }
 
 // fanoutIdle reports whether no broadcast waits for a shard.
 func (h *Hub) fanoutIdle() bool {
 	for _, s := range h.table.shards {
-		s.obMu.Lock()
-		busy := s.scheduled || len(s.outbox) > 0
-		s.obMu.Unlock()
-		if busy {
+		if !s.fan.idle() {
 			return false
 		}
 	}
@@ -352,8 +393,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		s.limboMu.Lock()
 		for c := range s.limbo {
 			if c.state.Load() == stHandshake {
-				c.kill.Store(true)
-				c.Notify(readyEvent)
+				c.abort()
 			}
 		}
 		s.limboMu.Unlock()
@@ -377,15 +417,13 @@ func (h *Hub) killAll() {
 		s.mu.RLock()
 		for _, r := range s.rooms {
 			for _, c := range r.members {
-				c.kill.Store(true)
-				c.Notify(readyEvent)
+				c.abort()
 			}
 		}
 		s.mu.RUnlock()
 		s.limboMu.Lock()
 		for c := range s.limbo {
-			c.kill.Store(true)
-			c.Notify(readyEvent)
+			c.abort()
 		}
 		s.limboMu.Unlock()
 	}

@@ -8,97 +8,147 @@ import (
 	"github.com/wsd-chat/wsd/codec"
 )
 
-// Message is an encoded outgoing frame shared by every queue that holds it:
-// a broadcast's text frame and, built at most once and only if some member
-// wants it, its gzip'd binary frame. Control frames and handshake responses
-// are Messages too, with a single holder. The last holder to release it
+// message is one encoded broadcast, shared by every queue that holds it.
+// Its frame variants are built lazily, each at most once and only if some
+// recipient wants it: the text frame (built with the message, since it is
+// where the payload lives) and the gzip'd binary frame for seed clients with
+// support_gzip. Once no fan-out can build from it any more, a variant no
+// queue holds is dropped, so a queue of gzip frames does not keep the
+// (often much larger) text alive. The last holder to release the message
 // returns it, buffers and all, to a pool.
-type Message struct {
-	refs   atomic.Int32
-	plain  []byte // the text frame (or control frame, or HTTP response)
-	gz     []byte // the gzip'd binary frame, once built
+//
+// Every byte of it is charged to the outbound budget while it lives.
+type message struct {
+	refs     atomic.Int32 // every holder: builders and queued items
+	builders atomic.Int32 // the creator and each outbox entry not yet fanned out
+	queued   [nVariants]atomic.Int32
+
+	mu     sync.Mutex // orders dropping a variant against the final release
+	text   []byte     // the text frame
+	gz     []byte     // the gzip'd binary frame, once built
 	gzOnce sync.Once
-	text   []byte // the text payload, kept to build gz lazily
+	body   []byte // the payload inside text, kept to build gz lazily
 	room   string
 	hub    *Hub
-	static bool      // never released (shared ping frame)
-	at     time.Time // when a broadcast was accepted, if Config.OnFanout is set
-
-	// A close marker carries no frame: when the fan-out reaches it, every
-	// broadcast queued before it has been handed to closeConn, which is
-	// then closed with closeErr. It keeps a peer's close reply behind the
-	// echo of the messages that peer sent before closing.
-	closeConn *Conn
-	closeErr  *codec.CloseError
+	at     time.Time // when the broadcast was accepted, if Config.OnFanout is set
 }
 
-var messages = sync.Pool{New: func() any { return new(Message) }}
+// Frame variants of a message.
+const (
+	varText = iota
+	varGzip
+	nVariants
+)
 
-// maxPooledFrame bounds the buffers a pooled Message keeps.
+var messages = sync.Pool{New: func() any { return new(message) }}
+
+// maxPooledFrame bounds the buffers a pooled message keeps.
 const maxPooledFrame = 64 << 10
 
-// newText returns a Message holding the text frame of payload, with one
-// reference owned by the caller.
-func (h *Hub) newText(room string, payload []byte) *Message {
-	m := messages.Get().(*Message)
+// newMessage returns a broadcast of payload to room, with one reference
+// and one builder hold owned by the caller (see doneBuilding).
+func (h *Hub) newMessage(room string, payload []byte) *message {
+	m := messages.Get().(*message)
 	m.hub = h
 	m.room = room
-	m.plain = codec.AppendFrame(m.plain[:0], codec.OpText, payload)
-	m.text = m.plain[len(m.plain)-len(payload):]
+	m.text = codec.AppendFrame(m.text[:0], codec.OpText, payload)
+	m.body = m.text[len(m.text)-len(payload):]
 	m.refs.Store(1)
+	m.builders.Store(1)
+	h.out.add(messageCost + int64(cap(m.text)))
 	return m
 }
 
-// newRaw returns a single-holder Message around bytes built by fill.
-func newRaw(fill func([]byte) []byte) *Message {
-	m := messages.Get().(*Message)
-	m.plain = fill(m.plain[:0])
-	m.refs.Store(1)
-	return m
+// variant returns the variant a member receives.
+func variant(gzip bool) int {
+	if gzip {
+		return varGzip
+	}
+	return varText
 }
 
-// frameFor returns the bytes a member receives: the gzip'd binary frame
-// for gzip-capable members, the text frame for the others.
-func (m *Message) frameFor(gzip bool) []byte {
-	if !gzip || m.text == nil {
-		return m.plain
+// frame returns variant v's bytes, building it on first use. Only holders
+// of a builder hold may call it.
+func (m *message) frame(v int) []byte {
+	if v == varText {
+		return m.text
 	}
 	m.gzOnce.Do(func() {
-		m.gz = codec.AppendGzipFrame(m.gz[:0], m.text)
-		if m.hub != nil {
-			m.hub.stats.GzipEncodings.Add(1)
-		}
+		m.gz = codec.AppendGzipFrame(m.gz[:0], m.body)
+		m.hub.stats.GzipEncodings.Add(1)
+		m.hub.out.add(int64(cap(m.gz)))
 	})
 	return m.gz
 }
 
-func (m *Message) retain() { m.refs.Add(1) }
+// retainBuilder takes a reference for a new outbox entry.
+func (m *message) retainBuilder() {
+	m.builders.Add(1)
+	m.refs.Add(1)
+}
 
-func (m *Message) release() {
-	if m.static {
+// doneBuilding gives up a builder hold and its reference. After the last
+// builder, variants no queue holds are dropped.
+func (m *message) doneBuilding() {
+	if m.builders.Add(-1) == 0 && m.refs.Load() > 1 {
+		m.trim()
+	}
+	m.release()
+}
+
+// retainQueued takes a reference for a queued item of variant v.
+func (m *message) retainQueued(v int) {
+	m.queued[v].Add(1)
+	m.refs.Add(1)
+}
+
+// releaseQueued gives up a queued item's reference.
+func (m *message) releaseQueued(v int) {
+	if m.queued[v].Add(-1) == 0 && m.builders.Load() == 0 && m.refs.Load() > 1 {
+		m.trim()
+	}
+	m.release()
+}
+
+// trim drops the variants no one can use any more. It runs only while the
+// message stays alive (some other holder remains), so the common case —
+// everything written at once — keeps its buffers for the pool.
+func (m *message) trim() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.builders.Load() != 0 {
 		return
 	}
+	if m.text != nil && m.queued[varText].Load() == 0 {
+		m.hub.out.add(-int64(cap(m.text)))
+		m.text, m.body = nil, nil
+	}
+	if m.gz != nil && m.queued[varGzip].Load() == 0 {
+		m.hub.out.add(-int64(cap(m.gz)))
+		m.gz = nil
+	}
+}
+
+func (m *message) release() {
 	switch n := m.refs.Add(-1); {
 	case n > 0:
 		return
 	case n < 0:
-		panic("session: Message released too often")
+		panic("session: message released too often")
 	}
-	if cap(m.plain) > maxPooledFrame {
-		m.plain = nil
+	m.mu.Lock()
+	m.hub.out.add(-messageCost - int64(cap(m.text)+cap(m.gz)))
+	if cap(m.text) > maxPooledFrame {
+		m.text = nil
 	}
 	if cap(m.gz) > maxPooledFrame {
 		m.gz = nil
 	}
-	m.plain, m.gz = m.plain[:0], m.gz[:0]
-	m.text = nil
+	m.text, m.gz, m.body = m.text[:0], m.gz[:0], nil
 	m.gzOnce = sync.Once{}
 	m.room = ""
 	m.at = time.Time{}
 	m.hub = nil
-	m.closeConn, m.closeErr = nil, nil
+	m.mu.Unlock()
 	messages.Put(m)
 }
-
-// pingMessage is the empty ping wsd sends to quiet connections, shared by all.
-var pingMessage = &Message{plain: codec.AppendFrame(nil, codec.OpPing, nil), static: true}

@@ -1,40 +1,39 @@
 package session
 
-// rateLimit is the per-connection message rate limit (GCRA, the virtual
-// scheduling form of a token bucket). The per-connection state is a single
-// int64 (rateState), so the limit costs 8 bytes per connection.
+// rateLimit is a per-connection rate limit (GCRA, the virtual scheduling
+// form of a token bucket) over messages or over bytes. The per-connection
+// state is a single int64 (rateState), so a limit costs 8 bytes per
+// connection.
 type rateLimit struct {
-	interval int64 // nanos per message; 0 means unlimited
-	tol      int64 // how far a connection may run ahead: (burst-1) intervals
+	perUnit float64 // nanos per unit; 0 means unlimited
+	tol     int64   // how far a connection may run ahead: the burst, in nanos
 }
 
-func newRateLimit(perSecond float64, burst int) rateLimit {
+// newRateLimit allows perSecond units per second with bursts of burst
+// units; perSecond < 0 means unlimited.
+func newRateLimit(perSecond, burst float64) rateLimit {
 	if perSecond <= 0 {
 		return rateLimit{}
 	}
-	if burst < 1 {
-		burst = 1
-	}
-	iv := int64(1e9 / perSecond)
-	return rateLimit{interval: iv, tol: iv * int64(burst-1)}
+	burst = max(burst, 1)
+	per := 1e9 / perSecond
+	return rateLimit{perUnit: per, tol: int64(per * (burst - 1))}
 }
 
-// rateState is a connection's theoretical arrival time of its next message.
+// rateState is a connection's theoretical arrival time of its next unit.
 type rateState int64
 
-// allow reports whether a message arriving at now (unix nanos) is within
-// the limit, and books it if so.
-func (l rateLimit) allow(s *rateState, now int64) bool {
-	if l.interval == 0 {
+// allow reports whether n units arriving at now (unix nanos) are within
+// the limit, and books them if so. A connection within its burst may take
+// more than is left of it in one go: the excess is owed, and refused next.
+func (l rateLimit) allow(s *rateState, now int64, n int) bool {
+	if l.perUnit == 0 {
 		return true
 	}
-	tat := int64(*s)
-	if tat < now {
-		tat = now
-	}
+	tat := max(int64(*s), now)
 	if tat-now > l.tol {
 		return false
 	}
-	*s = rateState(tat + l.interval)
+	*s = rateState(tat + int64(float64(n)*l.perUnit))
 	return true
 }

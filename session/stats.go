@@ -32,20 +32,31 @@ type Stats struct {
 	Kicks         atomic.Uint64 // connections replaced by a newer one with the same key
 	PingsSent     atomic.Uint64
 	IdleTimeouts  atomic.Uint64
-	closeSent     [closeSlots]atomic.Uint64 // close frames sent, by code
+
+	// The memory budgets: what is charged to each, and the limits (set
+	// once by NewHub).
+	InboundHeld    atomic.Int64
+	OutboundHeld   atomic.Int64
+	InboundBudget  int64
+	OutboundBudget int64
+
+	MessageTimeouts atomic.Uint64             // connections closed for a message arriving too slowly
+	BudgetRefusals  atomic.Uint64             // connections closed because the inbound budget was spent
+	BudgetSheds     atomic.Uint64             // consumers closed because the outbound budget was spent
+	closeSent       [closeSlots]atomic.Uint64 // close frames sent, by code
 }
 
 // Close codes and handshake statuses are counted in small fixed tables.
 var closeCodes = []uint16{
 	codec.CloseNormal, codec.CloseGoingAway, codec.CloseProtocolError,
 	codec.CloseUnsupportedData, codec.CloseInvalidPayload, codec.ClosePolicyViolation,
-	codec.CloseTooBig, codec.CloseInternalError, codec.CloseReplaced,
+	codec.CloseTooBig, codec.CloseInternalError, codec.CloseTryAgainLater, codec.CloseReplaced,
 }
 
 var handshakeStatuses = []int{400, 401, 403, 404, 405, 426, 431, 503, 505}
 
 const (
-	closeSlots  = 10 // len(closeCodes) + "other"
+	closeSlots  = 11 // len(closeCodes) + "other"
 	statusSlots = 10 // len(handshakeStatuses) + "other"
 )
 
@@ -86,4 +97,17 @@ func (s *Stats) HandshakeFailures(f func(status int, n uint64)) {
 		f(c, s.handshakeStatus[i].Load())
 	}
 	f(0, s.handshakeStatus[statusSlots-1].Load())
+}
+
+// gauge returns the gauge counting connections in state st, if any.
+func (s *Stats) gauge(st uint32) *atomic.Int64 {
+	switch st {
+	case stHandshake:
+		return &s.Handshaking
+	case stOpen:
+		return &s.Open
+	case stClosing:
+		return &s.Closing
+	}
+	return nil
 }

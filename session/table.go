@@ -1,6 +1,9 @@
 package session
 
-import "sync"
+import (
+	"sync"
+	"unsafe"
+)
 
 // table is the sharded session table: connections by specialKey, grouped
 // into rooms. A key hashes to one shard, so the replace-on-same-key rule is
@@ -21,15 +24,7 @@ type shard struct {
 	limboMu sync.Mutex
 	limbo   map[*Conn]struct{} // handshaking and closing connections (deadlines)
 
-	obMu      sync.Mutex
-	outbox    []*Message // broadcasts waiting for this shard's fan-out
-	spare     []*Message
-	scheduled bool
-
-	// fan-out scratch, used only by the running fan-out task
-	batch []*Message
-	done  []bool
-	items []outItem
+	fan fanout // this shard's broadcasts and closes, in order
 }
 
 type room struct {
@@ -39,12 +34,14 @@ type room struct {
 func newTable(h *Hub, n int) *table {
 	t := &table{shards: make([]*shard, n)}
 	for i := range t.shards {
-		t.shards[i] = &shard{
+		s := &shard{
 			hub:   h,
 			byKey: make(map[string]*Conn),
 			rooms: make(map[string]*room),
 			limbo: make(map[*Conn]struct{}),
 		}
+		s.fan.shard = s
+		t.shards[i] = s
 	}
 	return t
 }
@@ -59,20 +56,22 @@ func (t *table) shardOf(key string) *shard {
 	return t.shards[h%uint32(len(t.shards))]
 }
 
-// limboOf returns the shard that tracks c's deadlines while it has no key.
-func (t *table) limboOf(c *Conn) *shard { return t.shards[c.fd()%len(t.shards)] }
+// limboOf returns the shard that tracks c's deadlines while it is not a
+// member. It hashes c's address (Go's heap does not move objects), which
+// is known before the fd is registered and spreads like the fds would.
+func (t *table) limboOf(c *Conn) *shard {
+	return t.shards[(uintptr(unsafe.Pointer(c))>>6)%uintptr(len(t.shards))]
+}
 
-// insert adds c under its key and returns the connection it displaced.
-func (t *table) insert(c *Conn) (old *Conn) { return t.join(c, nil) }
-
-// join is insert that first delivers welcome (if not nil) to c under the
-// shard lock, so nothing fanned out to the room reaches c before it, and
-// nothing fanned out after it misses c.
-func (t *table) join(c *Conn, welcome *Message) (old *Conn) {
+// join adds c under its key and returns the connection it displaced. It
+// first hands welcome (if not nil) to c under the shard lock, so nothing
+// fanned out to the room reaches c before it, and nothing fanned out after
+// it misses c.
+func (t *table) join(c *Conn, welcome *ownFrame) (old *Conn) {
 	s := t.shardOf(c.key)
 	s.mu.Lock()
 	if welcome != nil {
-		c.deliver([]outItem{{b: welcome.plain, m: welcome}})
+		c.send(welcome)
 	}
 	if old = s.byKey[c.key]; old != nil {
 		s.removeMember(old)
@@ -101,21 +100,12 @@ func (t *table) remove(c *Conn) {
 	s.mu.Unlock()
 }
 
-// inTableLocked reports whether c is in the table, under its shard lock.
-func (c *Conn) inTableLocked() bool {
-	s := c.hub.table.shardOf(c.key)
+// isMember reports whether c is in the table; it takes c's shard lock.
+func (t *table) isMember(c *Conn) bool {
+	s := t.shardOf(c.key)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return c.inTable
-}
-
-// lookup returns the connection holding key, if any.
-func (t *table) lookup(key string) *Conn {
-	s := t.shardOf(key)
-	s.mu.RLock()
-	c := s.byKey[key]
-	s.mu.RUnlock()
-	return c
 }
 
 func (s *shard) addMember(c *Conn) {
@@ -173,7 +163,7 @@ type RoomCount struct {
 	Members int    `json:"members"`
 }
 
-// rooms returns every room with its size across shards.
+// roomCounts returns every room with its size across shards.
 func (t *table) roomCounts() map[string]int {
 	counts := make(map[string]int)
 	for _, s := range t.shards {

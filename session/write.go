@@ -2,84 +2,112 @@ package session
 
 import (
 	"sync"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/wsd-chat/wsd/codec"
 )
 
-// outItem is one queued frame: b is what is left to write of m's bytes.
+// The write queue. Every function here whose name ends in Locked needs c.wmu
+// held; the others take it themselves.
+
+// outItem is one queued frame; b is what is left to write of it. A broadcast
+// frame is shared and reference-counted through msg; a frame only this
+// connection sends (a control frame, a handshake response) is owned by the
+// queue through own. Static frames (the ping) have neither.
 type outItem struct {
-	b []byte
-	m *Message
+	b   []byte
+	msg *message
+	own *ownFrame
+	v   uint8 // msg's variant that b belongs to
 }
 
-// maxIovec bounds one writev (IOV_MAX is 1024 on Linux).
-const maxIovec = 64
+// charge is what the item costs its connection against MaxQueue.
+func (it *outItem) charge() int64 { return int64(len(it.b)) + itemCost }
 
-// iovecs is scratch space for one writev; taken from a pool for the call.
-type iovecs struct{ v [maxIovec]unix.Iovec }
-
-var iovecPool = sync.Pool{New: func() any { return new(iovecs) }}
-
-// writeItems writes as much of items as the socket takes in one syscall
-// and reports how many bytes went out. EAGAIN is not an error.
-func (c *Conn) writeItems(items []outItem) (int, error) {
-	if len(items) > maxIovec {
-		items = items[:maxIovec]
+// held is what the item adds to the outbound budget beyond the broadcast
+// it shares, which is charged once, when built.
+func (it *outItem) held() int64 {
+	if it.own != nil {
+		return itemCost + int64(cap(it.own.b))
 	}
-	var (
-		n   int
-		err error
-	)
-	if len(items) == 1 {
-		n, err = unix.Write(c.fd(), items[0].b)
-	} else {
-		iv := iovecPool.Get().(*iovecs)
-		for i := range items {
-			iv.v[i].Base = unsafe.SliceData(items[i].b)
-			iv.v[i].SetLen(len(items[i].b))
-		}
-		for {
-			r, _, e := unix.Syscall(unix.SYS_WRITEV, uintptr(c.fd()),
-				uintptr(unsafe.Pointer(&iv.v[0])), uintptr(len(items)))
-			if e == unix.EINTR {
-				continue
-			}
-			n = int(r)
-			if e != 0 {
-				n, err = 0, e
-			}
-			break
-		}
-		clear(iv.v[:len(items)])
-		iovecPool.Put(iv)
+	return itemCost
+}
+
+// ownFrame is a pooled buffer for a frame only one connection sends.
+type ownFrame struct{ b []byte }
+
+var ownFrames = sync.Pool{New: func() any { return new(ownFrame) }}
+
+// maxPooledOwn bounds the buffers pooled ownFrames keep.
+const maxPooledOwn = 4 << 10
+
+// newOwnFrame returns a frame built by fill into a pooled buffer.
+func newOwnFrame(fill func([]byte) []byte) *ownFrame {
+	f := ownFrames.Get().(*ownFrame)
+	f.b = fill(f.b[:0])
+	return f
+}
+
+func (f *ownFrame) release() {
+	if cap(f.b) > maxPooledOwn {
+		f.b = nil
 	}
+	f.b = f.b[:0]
+	ownFrames.Put(f)
+}
+
+// pingFrame is the empty ping wsd sends to quiet connections, shared by all.
+var pingFrame = codec.AppendFrame(nil, codec.OpPing, nil)
+
+// releaseLocked takes a queued item off c's books and gives up its bytes.
+func (c *Conn) releaseLocked(it *outItem) {
+	c.queued.Add(-it.charge())
+	c.hub.stats.QueuedBytes.Add(-it.charge())
+	c.hub.out.add(-it.held())
+	switch {
+	case it.msg != nil:
+		it.msg.releaseQueued(int(it.v))
+	case it.own != nil:
+		it.own.release()
+	}
+	*it = outItem{}
+}
+
+// write writes as much of items as the socket takes in one syscall and
+// reports how many bytes went out. EAGAIN is not an error.
+func (c *Conn) write(items []outItem) (int, error) {
+	n, err := writev(c.fd(), items)
 	c.hub.stats.WriteSyscalls.Add(1)
 	if err == unix.EAGAIN {
 		return 0, nil
-	}
-	if n < 0 {
-		n = 0
 	}
 	c.hub.stats.BytesOut.Add(uint64(n))
 	return n, err
 }
 
+// send hands c a frame only it sends; c owns f from now on.
+func (c *Conn) send(f *ownFrame) bool {
+	return c.deliver([]outItem{{b: f.b, own: f}})
+}
+
 // deliver hands frames to the connection: written at once if its queue is
-// empty and the socket takes them, queued otherwise. It takes its own
-// references on whatever it queues. It reports whether the connection still
-// accepts data (false once closing).
+// empty and the socket takes them, queued otherwise. It takes a reference
+// on each broadcast it queues and ownership of every own frame. It reports
+// whether the connection still accepts data (false once closing).
 func (c *Conn) deliver(items []outItem) bool {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.wclosed {
+		discardOwn(items)
 		return false
 	}
 	if len(c.outq) == 0 {
 		for len(items) > 0 {
-			n, err := c.writeItems(items)
+			n, err := c.write(items)
 			if err != nil {
-				c.writeFailed(err)
+				discardOwn(items)
+				c.writeFailedLocked()
 				return false
 			}
 			if n == 0 {
@@ -87,12 +115,17 @@ func (c *Conn) deliver(items []outItem) bool {
 			}
 			for n > 0 && len(items) > 0 {
 				if n < len(items[0].b) {
-					c.enqueue(outItem{b: items[0].b[n:], m: items[0].m})
+					it := items[0]
+					it.b = it.b[n:]
+					c.enqueueLocked(it)
 					c.headStarted = true
 					items = items[1:]
 					break
 				}
 				n -= len(items[0].b)
+				if f := items[0].own; f != nil {
+					f.release()
+				}
 				items = items[1:]
 			}
 			if len(c.outq) > 0 {
@@ -101,69 +134,100 @@ func (c *Conn) deliver(items []outItem) bool {
 		}
 	}
 	for _, it := range items {
-		c.enqueue(it)
+		c.enqueueLocked(it)
 	}
-	if c.outBytes > c.hub.cfg.MaxQueue {
-		c.overflow()
+	if c.queued.Load() > int64(c.hub.cfg.MaxQueue) {
+		c.overflowLocked(codec.ErrSlowConsumer)
 		return false
+	}
+	if c.hub.out.over() {
+		c.hub.squeeze()
 	}
 	return true
 }
 
-func (c *Conn) enqueue(it outItem) {
+// discardOwn releases the own frames among items that were not queued.
+func discardOwn(items []outItem) {
+	for _, it := range items {
+		if it.own != nil {
+			it.own.release()
+		}
+	}
+}
+
+func (c *Conn) enqueueLocked(it outItem) {
 	if c.outq == nil {
 		c.outq = getQueue()
 	}
-	it.m.retain()
+	if it.msg != nil {
+		it.msg.retainQueued(int(it.v))
+	}
 	c.outq = append(c.outq, it)
-	c.outBytes += len(it.b)
-	c.hub.stats.QueuedBytes.Add(int64(len(it.b)))
+	c.queued.Add(it.charge())
+	c.hub.stats.QueuedBytes.Add(it.charge())
+	c.hub.out.add(it.held())
 }
 
-// flush writes queued frames until the queue is empty or the socket is
-// full. Called on EPOLLOUT. c.wmu must be held.
+// flushLocked writes queued frames until the queue is empty or the socket
+// is full. Called on EPOLLOUT and after queueing a close.
 func (c *Conn) flushLocked() {
-	for len(c.outq) > 0 && !c.fdClosed {
-		n, err := c.writeItems(c.outq)
+	for !c.fdClosed {
+		if c.pong != nil && !c.headStarted {
+			c.queuePongLocked()
+		}
+		if len(c.outq) == 0 {
+			break
+		}
+		n, err := c.write(c.outq)
 		if err != nil {
-			c.writeFailed(err)
+			c.writeFailedLocked()
 			return
 		}
 		if n == 0 {
 			return
 		}
-		c.consume(n)
+		c.consumeLocked(n)
 	}
-	c.queueDrained()
+	c.queueDrainedLocked()
 }
 
-// consume drops n written bytes from the head of the queue.
-func (c *Conn) consume(n int) {
+// queuePongLocked puts the waiting pong at the head of the queue: control
+// frames may go between any two frames, and it answers a ping that came
+// after everything queued was sent.
+func (c *Conn) queuePongLocked() {
+	f := c.pong
+	c.pong = nil
+	c.enqueueLocked(outItem{b: f.b, own: f})
+	last := len(c.outq) - 1
+	it := c.outq[last]
+	copy(c.outq[1:], c.outq[:last])
+	c.outq[0] = it
+}
+
+// consumeLocked drops n written bytes from the head of the queue.
+func (c *Conn) consumeLocked(n int) {
 	i := 0
 	for n > 0 && i < len(c.outq) {
 		it := &c.outq[i]
 		if n < len(it.b) {
 			it.b = it.b[n:]
-			c.outBytes -= n
+			c.queued.Add(int64(-n))
 			c.hub.stats.QueuedBytes.Add(int64(-n))
 			c.headStarted = true
-			n = 0
 			break
 		}
 		n -= len(it.b)
-		c.outBytes -= len(it.b)
-		c.hub.stats.QueuedBytes.Add(int64(-len(it.b)))
-		it.m.release()
-		*it = outItem{}
+		c.releaseLocked(it)
 		c.headStarted = false
 		i++
 	}
 	c.outq = c.outq[:copy(c.outq, c.outq[i:])]
 }
 
-// queueDrained runs when the queue became empty: the buffer goes back to
-// the pool (an idle connection holds none), and a pending close proceeds.
-func (c *Conn) queueDrained() {
+// queueDrainedLocked runs when the queue may have become empty: the buffer
+// goes back to the pool (an idle connection holds none), and a pending
+// close proceeds.
+func (c *Conn) queueDrainedLocked() {
 	if len(c.outq) != 0 {
 		return
 	}
@@ -179,26 +243,27 @@ func (c *Conn) queueDrained() {
 	}
 }
 
-// dropQueue releases everything queued (the connection is going away).
-func (c *Conn) dropQueue() {
-	for i := range c.outq {
-		c.outq[i].m.release()
-		c.outq[i] = outItem{}
+// dropQueueLocked releases everything queued (the connection is going away).
+func (c *Conn) dropQueueLocked() {
+	if c.pong != nil {
+		c.pong.release()
+		c.pong = nil
 	}
-	c.hub.stats.QueuedBytes.Add(int64(-c.outBytes))
-	c.outBytes = 0
+	for i := range c.outq {
+		c.releaseLocked(&c.outq[i])
+	}
 	if c.outq != nil {
 		putQueue(c.outq[:0])
 		c.outq = nil
 	}
 }
 
-// writeFailed handles EPIPE, ECONNRESET and the like: nothing more can be
-// written, so the connection is finished.
-func (c *Conn) writeFailed(err error) {
+// writeFailedLocked handles EPIPE, ECONNRESET and the like: nothing more can
+// be written, so the connection is finished.
+func (c *Conn) writeFailedLocked() {
 	c.wclosed = true
 	c.werr = true
-	c.dropQueue()
+	c.dropQueueLocked()
 	c.Notify(readyEvent)
 }
 

@@ -65,8 +65,13 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&sc.IdleTimeout, "idle-timeout", session.DefaultIdleTimeout, "close connections silent for this long (1001)")
 	fs.DurationVar(&sc.PingInterval, "ping-interval", session.DefaultPingInterval, "ping connections silent for this long")
 	fs.DurationVar(&sc.CloseTimeout, "close-timeout", session.DefaultCloseTimeout, "wait for the peer's close frame before dropping the socket")
-	fs.Float64Var(&sc.MaxMsgRate, "max-msg-rate", 0, "messages per second per connection (0: unlimited; over it: close 1008)")
-	fs.IntVar(&sc.MsgBurst, "msg-burst", 20, "messages a connection may send at once above -max-msg-rate")
+	fs.Float64Var(&sc.MaxMsgRate, "max-msg-rate", session.DefaultMaxMsgRate, "messages and pings per second per connection (0: unlimited; over it: close 1008)")
+	fs.IntVar(&sc.MsgBurst, "msg-burst", session.DefaultMsgBurst, "messages a connection may send at once above -max-msg-rate")
+	fs.Float64Var(&sc.MaxByteRate, "max-byte-rate", session.DefaultMaxByteRate, "message bytes (after gunzip) per second per connection (0: unlimited; over it: close 1008)")
+	fs.IntVar(&sc.InflateRatio, "inflate-ratio", session.DefaultInflateRatio, "largest inflated/compressed size ratio of a gzip message past 64 KiB (more: close 1009)")
+	fs.Int64Var(&sc.InboundBudget, "inbound-budget", session.DefaultInboundBudget, "bytes all partly received messages and request heads may hold together (more: close 1013)")
+	fs.Int64Var(&sc.OutboundBudget, "outbound-budget", session.DefaultOutboundBudget, "bytes all broadcasts and send queues may hold together (more: largest queues closed, 1008)")
+	fs.DurationVar(&sc.MessageTimeout, "message-timeout", session.DefaultMessageTimeout, "longest time from a message's first byte to its last (longer: close 1008)")
 	fs.IntVar(&o.server.Backlog, "backlog", server.DefaultBacklog, "listen backlog (capped by net.core.somaxconn)")
 	fs.StringVar(&o.adminAddr, "admin-addr", DefaultAdminAddr, "admin listener for /metrics, /healthz, /readyz, /stats, /publish, /debug/pprof (empty: off)")
 	fs.StringVar(&o.adminToken, "admin-token", "", "bearer token required by POST /publish")
@@ -78,6 +83,13 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "drain time on SIGINT/SIGTERM before sockets are dropped")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	// On the command line 0 means "no limit", as for every other cap.
+	if sc.MaxMsgRate == 0 {
+		sc.MaxMsgRate = -1
+	}
+	if sc.MaxByteRate == 0 {
+		sc.MaxByteRate = -1
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
@@ -174,6 +186,10 @@ func run(args []string, stderr io.Writer) int {
 	log.Info("listening", "addr", srv.Addr().String(), "workers", srv.Workers(),
 		"pollers", max(o.server.Pollers, 1), "shards", cfg.Shards, "max_conns", cfg.MaxConns,
 		"jwt", cmp.Or(authz.Algorithm(), "off"), "allowed_origins", cmp.Or(o.allowedOrigins, "any"))
+	mem := cfg.WorstCase(srv.Workers())
+	log.Info("memory bound", "worst_case_mib", mem.Total>>20, "idle_conns_mib", mem.Idle>>20,
+		"inbound_budget_mib", mem.Inbound>>20, "outbound_budget_mib", mem.Outbound>>20,
+		"max_message", cfg.MaxMessage, "max_queue", cfg.MaxQueue, "message_timeout", cfg.MessageTimeout)
 
 	var adminSrv *http.Server
 	if o.adminAddr != "" {

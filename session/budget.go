@@ -1,0 +1,171 @@
+package session
+
+import (
+	"slices"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/wsd-chat/wsd/codec"
+)
+
+// The memory model. Every byte wsd holds because of what a client did is
+// charged to one of two budgets the operator sets, by what it really costs:
+//
+//   - Inbound (Config.InboundBudget): partly arrived messages and control
+//     frames (the stream's buffers, by capacity) and incomplete request
+//     heads. A connection that needs more while the budget is spent is
+//     closed at once with 1013 (try again later); everyone else's messages
+//     that arrive whole in one read need no buffer and keep flowing. A
+//     message that takes longer than Config.MessageTimeout to arrive is
+//     closed with 1008, so a slowloris cannot sit on the budget.
+//   - Outbound (Config.OutboundBudget): every live broadcast's frames
+//     (counted once, however many queues share them), every queued item,
+//     and every frame a connection owns (control frames, responses). A
+//     connection whose own charge passes Config.MaxQueue is a slow consumer
+//     (1008); when the sum passes the budget, the largest consumers are
+//     closed first until it is back under.
+//
+// Beyond the budgets wsd holds, per connection, its idle cost (Conn, key,
+// table slots, epoll registration) and at most one pending pong; per
+// worker, one read buffer and one inflate buffer of at most MaxMessage.
+// Config.WorstCase adds these up.
+
+// Defaults for the budgets and the limits that keep clients within them.
+const (
+	DefaultInboundBudget  = 128 << 20 // partial input, all connections together
+	DefaultOutboundBudget = 256 << 20 // queued output, all connections together
+	DefaultMessageTimeout = 30e9      // nanoseconds: 30 s from a message's first byte to its last
+	DefaultMaxMsgRate     = 1000      // messages (and pings) per second per connection
+	DefaultMaxByteRate    = 16 << 20  // payload bytes per second per connection, after gunzip
+	DefaultInflateRatio   = 100       // gzip messages may inflate to this many times their size
+	// inflateFloor is the inflated size always allowed, whatever the ratio:
+	// small messages compress well and cost nothing to inflate.
+	inflateFloor = 64 << 10
+)
+
+// Costs charged per queued item and per live broadcast besides their bytes.
+const (
+	itemCost    = int64(unsafe.Sizeof(outItem{})) + 8 // the queue slot and its slack
+	messageCost = int64(unsafe.Sizeof(message{}))
+)
+
+// IdleConnCost is what one open, idle connection costs wsd itself,
+// measured with the bench client's idle scenario (README); the kernel's
+// socket memory comes on top.
+const IdleConnCost = 1 << 10
+
+// MemoryBound is Config's worst case, in bytes.
+type MemoryBound struct {
+	Idle     int64 // MaxConns × IdleConnCost
+	Inbound  int64
+	Outbound int64
+	Pongs    int64 // one pending pong per connection
+	Workers  int64 // per worker: a read buffer and an inflate buffer
+	Total    int64
+}
+
+// WorstCase returns the most memory any behaviour of clients can make wsd
+// hold under c (after defaults), given the number of workers.
+func (c Config) WorstCase(workers int) MemoryBound {
+	c.setDefaults()
+	conns := int64(c.MaxConns)
+	b := MemoryBound{
+		Idle:     conns * IdleConnCost,
+		Inbound:  c.InboundBudget,
+		Outbound: c.OutboundBudget,
+		Pongs:    conns * (itemCost + 2 + codec.MaxControlPayload),
+		Workers:  int64(workers) * (readBufSize + int64(c.MaxMessage)),
+	}
+	b.Total = b.Idle + b.Inbound + b.Outbound + b.Pongs + b.Workers
+	return b
+}
+
+// budget is one global byte budget. Charges are plain atomic adds: the
+// check against the limit is advisory, so concurrent chargers may pass it
+// by about one charge each, which WorstCase's per-worker term covers.
+type budget struct {
+	limit int64
+	held  *atomic.Int64 // in Stats, for the metrics
+}
+
+func (b *budget) add(n int64) int64 { return b.held.Add(n) }
+func (b *budget) over() bool        { return b.held.Load() > b.limit }
+
+// chargeInput brings c's inbound charge to what it now holds (its stream
+// and its request head) and reports whether the budget allows that growth.
+// Called on the worker running c's OnReady.
+func (c *Conn) chargeInput() bool {
+	held := int64(c.stream.Held() + cap(c.hs))
+	delta := held - c.inHeld
+	if delta == 0 {
+		return true
+	}
+	c.inHeld = held
+	total := c.hub.in.add(delta)
+	return delta < 0 || total <= c.hub.in.limit
+}
+
+// squeeze asks the sweeper to shed consumers: the outbound budget is spent.
+func (h *Hub) squeeze() {
+	select {
+	case h.squeezeReq <- struct{}{}:
+	default:
+	}
+}
+
+// shedLargest closes the connections with the largest queues until what
+// they hold covers the amount the outbound budget is over by.
+func (h *Hub) shedLargest() {
+	excess := h.out.held.Load() - h.out.limit
+	if excess <= 0 {
+		return
+	}
+	type consumer struct {
+		c      *Conn
+		charge int64
+	}
+	var all []consumer
+	for _, s := range h.table.shards {
+		s.mu.RLock()
+		for _, r := range s.rooms {
+			for _, c := range r.members {
+				if n := c.queued.Load(); n > 0 {
+					all = append(all, consumer{c, n})
+				}
+			}
+		}
+		s.mu.RUnlock()
+	}
+	slices.SortFunc(all, func(a, b consumer) int {
+		switch {
+		case a.charge > b.charge:
+			return -1
+		case a.charge < b.charge:
+			return 1
+		}
+		return 0
+	})
+	// Shed a tenth more than the excess so the next broadcast does not
+	// tip the budget over again at once.
+	excess += h.out.limit / 10
+	for _, x := range all {
+		if excess <= 0 {
+			break
+		}
+		if x.c.shed(codec.ErrOutboundBudget) {
+			excess -= x.charge
+			h.stats.BudgetSheds.Add(1)
+		}
+	}
+}
+
+// shed closes c as a slow consumer with err, dropping what it has queued.
+func (c *Conn) shed(err *codec.CloseError) bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.wclosed {
+		return false
+	}
+	c.overflowLocked(err)
+	return true
+}
