@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/wsd-chat/wsd/cluster"
 	"github.com/wsd-chat/wsd/session"
 )
 
@@ -33,6 +34,9 @@ type Options struct {
 	// AuthFailures, if set, reports refused handshakes by reason for
 	// wsd_auth_failures_total (auth.Authorizer.Failures).
 	AuthFailures func(f func(reason string, n uint64))
+	// Cluster, if set, is this box's NATS bridge: wsd_cluster_* metrics
+	// and the "cluster" part of /stats. /readyz does not depend on it.
+	Cluster *cluster.Bridge
 }
 
 // NewFanoutHistogram returns the wsd_fanout_seconds histogram: time from a
@@ -70,6 +74,9 @@ func NewHandler(src Source, opts Options) http.Handler {
 	if opts.Fanout != nil {
 		reg.MustRegister(opts.Fanout)
 	}
+	if opts.Cluster != nil {
+		reg.MustRegister(&clusterCollector{b: opts.Cluster})
+	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -83,7 +90,9 @@ func NewHandler(src Source, opts Options) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, snapshot(src))
+		snap := snapshot(src)
+		snap.Cluster = clusterSnapshot(opts.Cluster)
+		writeJSON(w, http.StatusOK, snap)
 	})
 	mux.Handle("POST /publish", &publisher{hub: src.Hub(), token: opts.Token})
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -105,6 +114,7 @@ type Snapshot struct {
 	Workers     int                 `json:"workers"`
 	Goroutines  int                 `json:"goroutines"`
 	Ready       bool                `json:"ready"`
+	Cluster     *ClusterSnapshot    `json:"cluster,omitempty"` // with -nats-url
 }
 
 const topRooms = 10

@@ -129,6 +129,7 @@ type Bridge struct {
 	closing  atomic.Bool
 
 	slowEpisode atomic.Bool
+	lastErr     atomic.Pointer[string]
 
 	// Owned by the loop goroutine.
 	rooms map[string]*nats.Subscription
@@ -136,7 +137,8 @@ type Bridge struct {
 	ksubs map[string]*keySub // key subject → subscription, shared by keys with one hash
 	clock uint64             // Lamport clock of key claims
 
-	maxPay atomic.Int64 // the server's max_payload, once connected
+	maxPay        atomic.Int64 // the server's max_payload, once connected
+	warnedPayload atomic.Bool
 }
 
 type keySub struct {
@@ -322,7 +324,12 @@ func (b *Bridge) connected(nc *nats.Conn, again bool) {
 	case b.announce <- struct{}{}:
 	default:
 	}
-	b.maxPayload(int(nc.MaxPayload()))
+	mp := int(nc.MaxPayload())
+	b.maxPayload(mp)
+	if over := b.cfg.MaxMessage + 512; mp > 0 && over > mp && !b.warnedPayload.Swap(true) {
+		b.log.Warn("texts near -max-message cannot cross: NATS max_payload is smaller; they are refused and counted (too_large). Raise max_payload in the NATS server or lower -max-message",
+			"max_payload", mp, "max_message", b.cfg.MaxMessage)
+	}
 }
 
 func (b *Bridge) disconnected(_ *nats.Conn, err error) {
@@ -349,7 +356,12 @@ func (b *Bridge) asyncError(_ *nats.Conn, _ *nats.Subscription, err error) {
 		}
 		return
 	}
-	b.log.Warn("nats error", "err", err)
+	// The same error again and again (a refused password on every
+	// reconnect attempt) is logged once.
+	msg := err.Error()
+	if prev := b.lastErr.Swap(&msg); prev == nil || *prev != msg {
+		b.log.Warn("nats error", "err", err)
+	}
 }
 
 func (b *Bridge) maxPayload(n int) {

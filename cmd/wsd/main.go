@@ -47,6 +47,7 @@ type options struct {
 	jwtSecret       string
 	jwtPublicKey    string
 	allowedOrigins  string
+	cluster         clusterOptions // cluster.go
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -81,6 +82,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.logFile, "log-file", "", "append logs to this file (default stderr)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "drain time on SIGINT/SIGTERM before sockets are dropped")
+	addClusterFlags(fs, &o.cluster)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -177,12 +179,28 @@ func run(args []string, stderr io.Writer) int {
 	fanout := admin.NewFanoutHistogram()
 	o.server.Session.OnFanout = admin.FanoutObserver(fanout)
 	o.server.Logger = log
+	bridge, err := newBridge(o, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "wsd:", err)
+		return 2
+	}
+	if bridge != nil {
+		o.server.Session.Bridge = bridge
+	}
 	srv, err := server.Start(o.server)
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return 1
 	}
 	cfg := srv.Hub().Config()
+	if bridge != nil {
+		if err := bridge.Start(srv.Hub()); err != nil {
+			log.Error("cannot start the cluster bridge", "err", err)
+			srv.Shutdown(context.Background())
+			return 1
+		}
+		clusterStarted(log, bridge, o)
+	}
 	log.Info("listening", "addr", srv.Addr().String(), "workers", srv.Workers(),
 		"pollers", max(o.server.Pollers, 1), "shards", cfg.Shards, "max_conns", cfg.MaxConns,
 		"jwt", cmp.Or(authz.Algorithm(), "off"), "allowed_origins", cmp.Or(o.allowedOrigins, "any"))
@@ -204,6 +222,7 @@ func run(args []string, stderr io.Writer) int {
 				Token:        o.adminToken,
 				Fanout:       fanout,
 				AuthFailures: authz.Failures,
+				Cluster:      bridge,
 			}),
 			ReadHeaderTimeout: 5 * time.Second,
 		}
@@ -224,6 +243,9 @@ func run(args []string, stderr io.Writer) int {
 	// /readyz answers 503 from here on; the admin listener stays up during
 	// the drain so the flip is observable.
 	err = srv.Shutdown(ctx)
+	if bridge != nil {
+		bridge.Close()
+	}
 	if adminSrv != nil {
 		actx, acancel := context.WithTimeout(context.Background(), time.Second)
 		_ = adminSrv.Shutdown(actx)
