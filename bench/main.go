@@ -6,6 +6,7 @@
 //	go run ./bench storm   -addr 127.0.0.1:8888 -n 1000 -senders 10 -duration 10s -server-pid PID
 //	go run ./bench connect -addr 127.0.0.1:8888 -duration 10s
 //	go run ./bench compare [-quick] [-out FILE]   # wsd against the baseline, one table
+//	go run ./bench cluster -boxes 3 -n 3000       # 3 wsd boxes joined by NATS against one box
 //
 // The files split by concern: flags.go (settings), dialer.go (bounded
 // concurrent dialer, frames), payload.go (message format, checks, gunzip),
@@ -39,6 +40,10 @@ func run(name string, args []string) error {
 	switch name {
 	case "compare":
 		return runCompare(args)
+	case "cluster":
+		return runClusterCmd(args)
+	case "natsd":
+		return runNatsd(args)
 	case "idle", "fanout", "storm", "connect":
 	case "-h", "-help", "--help", "help":
 		usage()
@@ -101,6 +106,7 @@ func runScenario(name string, o *options) (*Result, error) {
 
 func usage() {
 	fmt.Fprintln(os.Stderr, `usage: bench idle|fanout|storm|connect [flags]   (bench SCENARIO -h for flags)
+       bench cluster [-boxes 3] [-carry-gzip both|true|false] [fanout flags]
        bench compare [-quick] [-out FILE] [-only wsd,baseline] [-src ADDRS]`)
 }
 
