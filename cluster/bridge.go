@@ -129,6 +129,8 @@ type Bridge struct {
 	closing  atomic.Bool
 
 	slowEpisode atomic.Bool
+	scMu        sync.Mutex
+	scSubs      map[*nats.Subscription]int // subscriptions that dropped, with their last count
 	lastErr     atomic.Pointer[string]
 
 	// Owned by the loop goroutine.
@@ -347,8 +349,18 @@ func (b *Bridge) disconnected(_ *nats.Conn, err error) {
 	}
 }
 
-func (b *Bridge) asyncError(_ *nats.Conn, _ *nats.Subscription, err error) {
+func (b *Bridge) asyncError(_ *nats.Conn, sub *nats.Subscription, err error) {
 	if errors.Is(err, nats.ErrSlowConsumer) {
+		if sub != nil {
+			b.scMu.Lock()
+			if b.scSubs == nil {
+				b.scSubs = make(map[*nats.Subscription]int)
+			}
+			if _, ok := b.scSubs[sub]; !ok {
+				b.scSubs[sub] = 0
+			}
+			b.scMu.Unlock()
+		}
 		if !b.slowEpisode.Swap(true) {
 			b.stats.SlowConsumer.Add(1)
 			b.log.Warn("nats slow consumer: the bridge cannot keep up, messages from other boxes are being dropped",
@@ -476,10 +488,15 @@ func (b *Bridge) Sync(timeout time.Duration) error {
 // states, publishes what the hooks queued, and delivers what arrives.
 func (b *Bridge) loop() {
 	defer close(b.done)
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		select {
+		case <-tick.C:
+			b.countSlowDrops()
 		case <-b.quit:
 			b.drainEvents()
+			b.countSlowDrops()
 			b.unsubscribeAll()
 			return
 		case <-b.wake:
@@ -497,13 +514,32 @@ func (b *Bridge) loop() {
 				}
 				break
 			}
-			if len(b.inbox) < cap(b.inbox)/2 && b.slowEpisode.Load() {
-				b.slowEpisode.Store(false)
-				b.log.Info("nats slow consumer episode over")
-			}
 		case <-b.announce:
 			b.announceAll()
 		}
+	}
+}
+
+// countSlowDrops adds what the NATS client dropped for want of room in
+// the inbox to the slow_consumer drops, and ends an episode once the
+// inbox is back under half full.
+func (b *Bridge) countSlowDrops() {
+	b.scMu.Lock()
+	for sub, last := range b.scSubs {
+		n, err := sub.Dropped()
+		if err != nil { // unsubscribed: its last drops were counted on earlier ticks
+			delete(b.scSubs, sub)
+			continue
+		}
+		if n > last {
+			b.stats.dropped[DropSlowConsumer].Add(uint64(n - last))
+			b.scSubs[sub] = n
+		}
+	}
+	b.scMu.Unlock()
+	if b.slowEpisode.Load() && len(b.inbox) < cap(b.inbox)/2 {
+		b.slowEpisode.Store(false)
+		b.log.Info("nats slow consumer episode over", "dropped_so_far", b.stats.Dropped(DropSlowConsumer))
 	}
 }
 

@@ -466,3 +466,27 @@ func TestNATSLateAtStart(t *testing.T) {
 	expectText(t, c, "together", false)
 	expectText(t, a, "together", false)
 }
+
+// A box that cannot keep up with the bus: the NATS client drops what does
+// not fit in the inbox, and every message is either delivered or counted
+// as dropped; the episode is counted (and logged) once.
+func TestSlowConsumerCounted(t *testing.T) {
+	ns, boxes := startCluster(t, 1, func(c *cluster.Config, _ *serverConfig) { c.Inbox = 4 })
+	wstest.Dial(t, boxes[0].addr(), "specialKey=a&room=flood")
+	syncAll(t, boxes)
+	nc := rawNATS(t, ns.ClientURL())
+	const n = 20000
+	msg := (&cluster.Message{Kind: cluster.KindRoom, BoxID: "other", Target: "flood", Text: []byte("x")}).Append(nil)
+	for i := 0; i < n; i++ {
+		nc.Publish("wsd.room.flood", msg)
+	}
+	nc.Flush()
+	st := boxes[0].br.Stats()
+	wstest.Eventually(t, 10*time.Second, "every message delivered or counted", func() bool {
+		return st.Received.Load()+st.Dropped(cluster.DropSlowConsumer) == n
+	})
+	if st.SlowConsumer.Load() < 1 || st.Dropped(cluster.DropSlowConsumer) == 0 {
+		t.Fatalf("episodes %d, dropped %d", st.SlowConsumer.Load(), st.Dropped(cluster.DropSlowConsumer))
+	}
+	t.Logf("received %d, dropped as slow consumer %d in %d episode(s)", st.Received.Load(), st.Dropped(cluster.DropSlowConsumer), st.SlowConsumer.Load())
+}
