@@ -2,9 +2,12 @@ package admin
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -12,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/wsd-chat/wsd/cluster"
+	"github.com/wsd-chat/wsd/internal/version"
 	"github.com/wsd-chat/wsd/session"
 )
 
@@ -26,8 +30,15 @@ type Source interface {
 // Options configure the admin handler.
 type Options struct {
 	// Token, if set, is required as "Authorization: Bearer <token>" on
-	// POST /publish.
+	// POST /publish, POST /disconnect and /debug/pprof/.
 	Token string
+	// TokenFunc, if set, returns the token in force and overrides Token,
+	// so a configuration reload can change it.
+	TokenFunc func() string
+	// SecretFlags names the command-line flags whose values
+	// /debug/pprof/cmdline replaces with "REDACTED" (DefaultSecretFlags
+	// when nil), whether or not a token is set.
+	SecretFlags []string
 	// Fanout, if set, is exported as wsd_fanout_seconds; feed it from
 	// session.Config.OnFanout (see FanoutObserver).
 	Fanout prometheus.Histogram
@@ -63,8 +74,19 @@ func FanoutObserver(h prometheus.Histogram) func(time.Duration) {
 //	GET  /readyz         200 while accepting connections, 503 while draining
 //	GET  /stats          JSON snapshot: connections, rooms by size
 //	POST /publish        push a message to a room, a key or everyone
-//	     /debug/pprof/   Go profiling
+//	POST /disconnect     close one key's connection (4002)
+//	     /debug/pprof/   Go profiling (token required when one is set)
+//	GET  /               this list
 func NewHandler(src Source, opts Options) http.Handler {
+	token := opts.TokenFunc
+	if token == nil {
+		static := opts.Token
+		token = func() string { return static }
+	}
+	secrets := opts.SecretFlags
+	if secrets == nil {
+		secrets = DefaultSecretFlags
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		&collector{stats: src.Hub().Stats(), acceptErrors: src.AcceptErrors, authFailures: opts.AuthFailures},
@@ -94,12 +116,22 @@ func NewHandler(src Source, opts Options) http.Handler {
 		snap.Cluster = clusterSnapshot(opts.Cluster)
 		writeJSON(w, http.StatusOK, snap)
 	})
-	mux.Handle("POST /publish", &publisher{hub: src.Hub(), token: opts.Token})
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("POST /publish", &publisher{hub: src.Hub(), token: token})
+	mux.Handle("POST /disconnect", &disconnecter{hub: src.Hub(), token: token})
+	guard := func(h http.HandlerFunc) http.Handler { return requireToken(token, h) }
+	mux.Handle("/debug/pprof/", guard(pprof.Index))
+	mux.Handle("/debug/pprof/cmdline", guard(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.WriteString(w, strings.Join(RedactArgs(os.Args, secrets), "\x00"))
+	}))
+	mux.Handle("/debug/pprof/profile", guard(pprof.Profile))
+	mux.Handle("/debug/pprof/symbol", guard(pprof.Symbol))
+	mux.Handle("/debug/pprof/trace", guard(pprof.Trace))
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.WriteString(w, index)
+	})
 	return mux
 }
 
@@ -115,6 +147,7 @@ type Snapshot struct {
 	Goroutines  int                 `json:"goroutines"`
 	Ready       bool                `json:"ready"`
 	Cluster     *ClusterSnapshot    `json:"cluster,omitempty"` // with -nats-url
+	Version     version.Info        `json:"version"`
 }
 
 const topRooms = 10
@@ -137,6 +170,7 @@ func snapshot(src Source) Snapshot {
 		Workers:     src.Workers(),
 		Goroutines:  runtime.NumGoroutine(),
 		Ready:       src.Ready(),
+		Version:     version.Get(),
 	}
 }
 
@@ -144,4 +178,65 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// index is the answer of GET /.
+const index = `wsd admin endpoints:
+GET  /metrics           Prometheus metrics
+GET  /healthz           200 while the process serves
+GET  /readyz            200 while ready, 503 while draining
+GET  /stats             JSON snapshot: connections, rooms, version
+POST /publish           {"room"|"key", "text"}: push a message (bearer token when set)
+POST /disconnect        {"key"}: close that connection with 4002 (bearer token when set)
+GET  /debug/pprof/      Go profiling (bearer token when set)
+`
+
+// DefaultSecretFlags are the flags whose values /debug/pprof/cmdline hides.
+var DefaultSecretFlags = []string{"admin-token", "jwt-secret"}
+
+// RedactArgs returns args with the value of every flag named in secret
+// replaced by REDACTED, in each spelling the flag package accepts:
+// -name value, -name=value, --name value, --name=value.
+func RedactArgs(args []string, secret []string) []string {
+	out := make([]string, len(args))
+	copy(out, args)
+	isSecret := func(name string) bool {
+		for _, s := range secret {
+			if name == s {
+				return true
+			}
+		}
+		return false
+	}
+	for i := 1; i < len(out); i++ {
+		a := out[i]
+		if a == "--" || !strings.HasPrefix(a, "-") {
+			continue
+		}
+		name := strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
+		if eq := strings.IndexByte(name, '='); eq >= 0 {
+			if isSecret(name[:eq]) {
+				out[i] = a[:len(a)-len(name)+eq+1] + "REDACTED"
+			}
+			continue
+		}
+		if isSecret(name) && i+1 < len(out) {
+			out[i+1] = "REDACTED"
+			i++
+		}
+	}
+	return out
+}
+
+// requireToken refuses requests without the bearer token in force, when
+// one is set.
+func requireToken(token func() string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if t := token(); t != "" && !bearerMatches(r.Header.Get("Authorization"), t) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="wsd"`)
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token"})
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }

@@ -9,11 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
 	"github.com/wsd-chat/wsd/admin"
 	"github.com/wsd-chat/wsd/auth"
+	"github.com/wsd-chat/wsd/internal/testserver"
 	"github.com/wsd-chat/wsd/internal/wstest"
 	"github.com/wsd-chat/wsd/server"
 	"github.com/wsd-chat/wsd/session"
@@ -34,7 +32,7 @@ func start(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	fan := admin.NewFanoutHistogram()
-	srv := wstest.StartServer(t, server.Config{Workers: 2, Session: session.Config{
+	srv := testserver.Start(t, server.Config{Workers: 2, Session: session.Config{
 		MaxMessage: 1024,
 		Authorize:  authz.Hook(),
 		OnFanout:   admin.FanoutObserver(fan),
@@ -172,20 +170,14 @@ func TestEndpoints(t *testing.T) {
 	if top, _ := body["top_rooms"].([]any); len(top) != 1 || top[0].(map[string]any)["room"] != "lobby" {
 		t.Errorf("/stats top_rooms %v", body["top_rooms"])
 	}
-	if status, _ := f.do(t, "GET", "/debug/pprof/", "", ""); status != 200 {
+	if status, _ := f.do(t, "GET", "/debug/pprof/", "", ""); status != 401 {
+		t.Errorf("pprof without the token: %d, want 401", status)
+	}
+	if status, _ := f.do(t, "GET", "/debug/pprof/", "Bearer "+token, ""); status != 200 {
 		t.Errorf("pprof %d", status)
 	}
 
-	resp, err := http.Get(f.http.URL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fams := wstest.Scrape(t, strings.TrimPrefix(f.http.URL, "http://"))
 	for _, name := range []string{"wsd_connections", "wsd_broadcasts_total", "wsd_fanout_seconds",
 		"wsd_auth_failures_total", "go_goroutines", "process_open_fds"} {
 		if fams[name] == nil {

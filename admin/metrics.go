@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/wsd-chat/wsd/internal/version"
 	"github.com/wsd-chat/wsd/session"
 )
 
@@ -29,13 +30,18 @@ var (
 	descHandshakesOK     = desc("handshakes_total", "Successful WebSocket upgrades.")
 	descHandshakesFailed = desc("handshake_failures_total", "Refused upgrades, by HTTP status.", "status")
 	descHandshakeTimeout = desc("handshake_timeouts_total", "Connections closed for not finishing the upgrade in time.")
-	descMessagesIn       = desc("messages_in_total", "Data messages received from clients.")
-	descBytesIn          = desc("message_bytes_in_total", "Payload bytes of data messages received.")
+	descMessagesIn       = desc("received_messages_total", "Data messages received from clients.")
+	descBytesIn          = desc("received_message_bytes_total", "Payload bytes of data messages received.")
+	descPageRequests     = desc("page_requests_total", "Plain GET / (or HEAD) requests answered with the chat page.")
 	descBroadcasts       = desc("broadcasts_total", "Messages fanned out to a room.")
 	descDirect           = desc("direct_messages_total", "Messages sent to one key.")
 	descGzip             = desc("gzip_encodings_total", "Gzip'd frames built; at most one per broadcast.")
-	descFramesOut        = desc("frames_out_total", "Data frames delivered to connections.")
-	descBytesOut         = desc("bytes_out_total", "Bytes written to client sockets.")
+	descDeflateConns     = desc("deflate_connections", "Open connections that negotiated permessage-deflate.")
+	descDeflate          = desc("deflate_encodings_total", "permessage-deflate frames compressed; at most one per broadcast.")
+	descDeflateSaved     = desc("deflate_bytes_saved_total", "Bytes not written to permessage-deflate peers thanks to compression.")
+	descInflateErrors    = desc("inflate_errors_total", "Connections closed for a compressed message that did not inflate (1007) or inflated past -max-message (1009).")
+	descFramesOut        = desc("sent_frames_total", "Data frames delivered to connections.")
+	descBytesOut         = desc("sent_bytes_total", "Bytes written to client sockets.")
 	descWrites           = desc("write_syscalls_total", "write/writev system calls on client sockets.")
 	descQueued           = desc("queued_bytes", "Outbound bytes waiting in per-connection queues.")
 	descSlow             = desc("slow_consumer_closes_total", "Connections closed (1008) for a full outbound queue.")
@@ -47,14 +53,16 @@ var (
 	descBudgetHeld       = desc("budget_held_bytes", "Bytes charged to a memory budget (inbound: partial messages and request heads; outbound: broadcasts and queues).", "budget")
 	descBudgetLimit      = desc("budget_limit_bytes", "The memory budgets' limits.", "budget")
 	descBudgetCloses     = desc("budget_closes_total", "Connections closed to keep memory within its budget, by reason.", "reason")
+	descBuildInfo        = desc("build_info", "Always 1; the labels say which build runs.", "version", "revision", "goversion")
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConnections, descHandshaking, descClosing, descAccepted,
-		descAcceptErrors, descHandshakesOK, descHandshakesFailed, descHandshakeTimeout, descMessagesIn,
-		descBytesIn, descBroadcasts, descDirect, descGzip, descFramesOut, descBytesOut, descWrites,
+		descAcceptErrors, descHandshakesOK, descHandshakesFailed, descHandshakeTimeout, descPageRequests, descMessagesIn,
+		descBytesIn, descBroadcasts, descDirect, descGzip, descDeflateConns, descDeflate, descDeflateSaved,
+		descInflateErrors, descFramesOut, descBytesOut, descWrites,
 		descQueued, descSlow, descKicks, descPings, descIdle, descCloseCodes, descAuthFailures,
-		descBudgetHeld, descBudgetLimit, descBudgetCloses} {
+		descBudgetHeld, descBudgetLimit, descBudgetCloses, descBuildInfo} {
 		ch <- d
 	}
 }
@@ -67,6 +75,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
+	v := version.Get()
+	ch <- prometheus.MustNewConstMetric(descBuildInfo, prometheus.GaugeValue, 1, v.Version, v.Revision, v.GoVersion)
 	gauge(descConnections, s.Open.Load())
 	gauge(descHandshaking, s.Handshaking.Load())
 	gauge(descClosing, s.Closing.Load())
@@ -94,11 +104,16 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descHandshakesFailed, n, label)
 	})
 	counter(descHandshakeTimeout, s.HandshakeTimeouts.Load())
+	counter(descPageRequests, s.PageRequests.Load())
 	counter(descMessagesIn, s.MessagesIn.Load())
 	counter(descBytesIn, s.BytesIn.Load())
 	counter(descBroadcasts, s.Broadcasts.Load())
 	counter(descDirect, s.Direct.Load())
 	counter(descGzip, s.GzipEncodings.Load())
+	gauge(descDeflateConns, s.DeflateConns.Load())
+	counter(descDeflate, s.DeflateEncodings.Load())
+	counter(descDeflateSaved, s.DeflateBytesSaved.Load())
+	counter(descInflateErrors, s.InflateErrors.Load())
 	counter(descFramesOut, s.FramesOut.Load())
 	counter(descBytesOut, s.BytesOut.Load())
 	counter(descWrites, s.WriteSyscalls.Load())

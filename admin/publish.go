@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"strings"
 	"unicode/utf8"
 
 	"github.com/wsd-chat/wsd/codec"
@@ -20,7 +19,7 @@ import (
 // connection in every room.
 type publisher struct {
 	hub   *session.Hub
-	token string
+	token func() string
 }
 
 // AllRooms as PublishRequest.Room reaches every connection in every room.
@@ -59,7 +58,7 @@ func clusterOutcome(sent bool) string {
 }
 
 func (p *publisher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if p.token != "" && !bearerMatches(r.Header.Get("Authorization"), p.token) {
+	if t := p.token(); t != "" && !bearerMatches(r.Header.Get("Authorization"), t) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="wsd"`)
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token"})
 		return
@@ -83,13 +82,16 @@ func (p *publisher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch {
+	case req.Text == "":
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "text is required"})
+		return
 	case !utf8.ValidString(req.Text):
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "text is not valid UTF-8"})
 		return
 	case len(req.Text) > p.hub.Config().MaxMessage:
 		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": "text longer than -max-message"})
 		return
-	case req.Room != "" && req.Room != AllRooms && !codec.ValidRoom([]byte(req.Room)):
+	case req.Room != "" && req.Room != AllRooms && !session.ValidRoom(req.Room):
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad room name"})
 		return
 	}
@@ -135,10 +137,9 @@ func (p *publisher) publishCluster(req *PublishRequest) PublishResponse {
 	}
 }
 
+// bearerMatches compares in constant time so the token cannot be guessed
+// byte by byte from response times.
 func bearerMatches(header, token string) bool {
-	const prefix = "Bearer "
-	if len(header) < len(prefix) || !strings.EqualFold(header[:len(prefix)], prefix) {
-		return false
-	}
-	return subtle.ConstantTimeCompare([]byte(header[len(prefix):]), []byte(token)) == 1
+	got := codec.BearerToken([]byte(header))
+	return got != nil && subtle.ConstantTimeCompare(got, []byte(token)) == 1
 }

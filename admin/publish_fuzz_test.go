@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/wsd-chat/wsd/admin"
-	"github.com/wsd-chat/wsd/internal/wstest"
+	"github.com/wsd-chat/wsd/internal/testserver"
 	"github.com/wsd-chat/wsd/server"
 	"github.com/wsd-chat/wsd/session"
 )
@@ -24,7 +24,7 @@ func FuzzPublish(f *testing.F) {
 	} {
 		f.Add(body)
 	}
-	srv := wstest.StartServer(f, server.Config{Workers: 1, Session: session.Config{MaxMessage: 256}})
+	srv := testserver.Start(f, server.Config{Workers: 1, Session: session.Config{MaxMessage: 256}})
 	h := admin.NewHandler(srv, admin.Options{})
 	f.Fuzz(func(t *testing.T, body string) {
 		rec := httptest.NewRecorder()

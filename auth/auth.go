@@ -21,7 +21,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gobwas/ws"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/wsd-chat/wsd/codec"
@@ -83,17 +82,13 @@ func Reasons() []Reason {
 
 // Refusals are values, so refusing allocates nothing beyond the token parse.
 var refusals = [numReasons]error{
-	MissingToken:     reject(http.StatusUnauthorized, "missing token: pass token= or Authorization: Bearer"),
-	InvalidToken:     reject(http.StatusUnauthorized, "invalid token"),
-	WrongAlgorithm:   reject(http.StatusUnauthorized, "invalid token: unexpected signing algorithm"),
-	ExpiredToken:     reject(http.StatusUnauthorized, "token expired"),
-	WrongSubject:     reject(http.StatusForbidden, "token subject is not this specialKey"),
-	RoomNotAllowed:   reject(http.StatusForbidden, "token does not allow this room"),
-	OriginNotAllowed: reject(http.StatusForbidden, "origin not allowed"),
-}
-
-func reject(status int, reason string) error {
-	return ws.RejectConnectionError(ws.RejectionStatus(status), ws.RejectionReason(reason))
+	MissingToken:     codec.Reject(http.StatusUnauthorized, "missing token: pass token= or Authorization: Bearer"),
+	InvalidToken:     codec.Reject(http.StatusUnauthorized, "invalid token"),
+	WrongAlgorithm:   codec.Reject(http.StatusUnauthorized, "invalid token: unexpected signing algorithm"),
+	ExpiredToken:     codec.Reject(http.StatusUnauthorized, "token expired"),
+	WrongSubject:     codec.Reject(http.StatusForbidden, "token subject is not this specialKey"),
+	RoomNotAllowed:   codec.Reject(http.StatusForbidden, "token does not allow this room"),
+	OriginNotAllowed: codec.Reject(http.StatusForbidden, "origin not allowed"),
 }
 
 // ReasonOf returns the Reason of an error Authorize returned.
@@ -251,7 +246,7 @@ func (a *Authorizer) Failed(r Reason) uint64 { return a.failures[r].Load() }
 
 // Authorize checks a handshake that passed the protocol checks: first the
 // Origin, then the token. A nil error admits it; otherwise the error is a
-// ws rejection carrying 401 or 403.
+// codec.Reject refusal carrying 401 or 403.
 func (a *Authorizer) Authorize(req *codec.Request) error {
 	if len(req.Origin) > 0 && !a.origins.Allowed(req.Origin) {
 		return a.refuse(OriginNotAllowed)
@@ -261,7 +256,9 @@ func (a *Authorizer) Authorize(req *codec.Request) error {
 	}
 	tok := req.Token
 	if len(tok) == 0 {
-		tok = BearerToken(req.Authorization)
+		// A Request the Upgrader built has this already; one built
+		// elsewhere may carry only the header.
+		tok = codec.BearerToken(req.Authorization)
 	}
 	if len(tok) == 0 {
 		return a.refuse(MissingToken)
@@ -297,14 +294,4 @@ func (a *Authorizer) verify(tok []byte) (*Claims, Reason) {
 func (a *Authorizer) refuse(r Reason) error {
 	a.failures[r].Add(1)
 	return refusals[r]
-}
-
-// BearerToken returns the token of an "Authorization: Bearer <token>"
-// header value, or nil.
-func BearerToken(h []byte) []byte {
-	const prefix = "bearer "
-	if len(h) <= len(prefix) || !equalFoldString(h[:len(prefix)], prefix) {
-		return nil
-	}
-	return bytes.TrimSpace(h[len(prefix):])
 }

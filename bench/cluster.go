@@ -59,7 +59,7 @@ func parseCluster(args []string) (*options, *clusterOptions, error) {
 		rest = append(rest, "-n", "3000")
 	}
 	rest = append(rest, "-addr", "127.0.0.1:1") // replaced by the boxes' addresses
-	o, err := parse("cluster", rest)
+	o, err := parse("fanout", rest) // the cluster runs the fanout load
 	if err != nil {
 		return nil, nil, err
 	}
@@ -218,9 +218,9 @@ func measureBoxes(o *options, bin string, k int, carry string, log io.Writer) (*
 		return nil, err
 	}
 	r.Scenario = "cluster"
-	r.set("boxes", k)
+	r.Settings["boxes"] = fmt.Sprint(k)
 	if carry != "" {
-		r.set("carry-gzip", carry)
+		r.Settings["carry-gzip"] = fmt.Sprint(carry)
 	}
 	if k > 1 {
 		// Sums over the boxes; runScenario read none of them.

@@ -29,7 +29,9 @@ const (
 	stopTimeout  = 20 * time.Second
 )
 
-var scenarios = []string{"idle", "fanout", "storm", "connect"}
+// fanout-text and fanout-deflate are the same all-text fanout without and
+// with permessage-deflate: their ratio is what deflate costs the server.
+var scenarios = []string{"idle", "fanout", "fanout-text", "fanout-deflate", "storm", "connect"}
 
 // target is a server binary to measure.
 type target struct {
@@ -58,9 +60,14 @@ func compareOptions(quick bool, src []string) map[string]*options {
 	fanout.n, fanout.gzipFrac, fanout.messages, fanout.size = 5000/div, 0.5, 50/div, 256
 	storm := base()
 	storm.n, storm.senders, storm.duration = 1000/div, 10, 10*time.Second/time.Duration(div)
+	text := base()
+	text.n, text.gzipFrac, text.messages, text.size = 5000/div, 0, 50/div, 256
+	deflate := *text
+	deflate.deflate = true
 	connect := base()
 	connect.duration, connect.dialers = 10*time.Second/time.Duration(div), 32
-	return map[string]*options{"idle": idle, "fanout": fanout, "storm": storm, "connect": connect}
+	return map[string]*options{"idle": idle, "fanout": fanout, "fanout-text": text, "fanout-deflate": &deflate,
+		"storm": storm, "connect": connect}
 }
 
 func runCompare(args []string) error {
@@ -134,6 +141,7 @@ func runCompare(args []string) error {
 	fmt.Fprintf(&b, "compare (quick=%v): client and server share this machine's %d cores; load average before: %s\n",
 		*quick, numCPU(), loadAvg)
 	printCompare(&b, results["wsd"], results["baseline"])
+	printDeflate(&b, results["wsd"])
 	if len(clusterRuns) > 0 {
 		fmt.Fprintf(&b, "\ncluster: the fanout load above on %d wsd boxes joined by NATS (gzip frame carried), against one box\n", *boxes)
 		printClusterTable(&b, clusterRuns)
@@ -412,6 +420,31 @@ func errCell(r *Result) string {
 		n += v
 	}
 	return formatNum(float64(n))
+}
+
+// printDeflate states what permessage-deflate costs wsd: server CPU per
+// delivery of fanout-deflate over fanout-text (the bound is 1.3)
+// and compressions per broadcast (at most 1).
+func printDeflate(w io.Writer, wsd []*Result) {
+	var text, z *Result
+	for _, r := range wsd {
+		switch r.Scenario {
+		case "fanout-text":
+			text = r
+		case "fanout-deflate":
+			z = r
+		}
+	}
+	const cpu = "server cpu per 1M deliveries"
+	a, ok1 := value(z, cpu)
+	b, ok2 := value(text, cpu)
+	if !ok1 || !ok2 || b == 0 {
+		return
+	}
+	per, _ := value(z, "server deflate compressions per broadcast")
+	saved, _ := value(z, "server deflate bytes saved per frame")
+	fmt.Fprintf(w, "deflate: wsd server CPU per delivery, fanout-deflate / fanout-text = %.2f (%s / %s s per 1M); %.2f compressions per broadcast; %.0f bytes saved per frame\n",
+		a/b, formatNum(a), formatNum(b), per, saved)
 }
 
 // printErrors lists, under the table, every failure by kind and every

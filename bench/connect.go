@@ -17,11 +17,7 @@ import (
 )
 
 func runConnect(o *options) (*Result, error) {
-	r := newResult("connect", o)
-	r.set("duration", o.duration)
-	r.set("dialers", o.dialers)
-	r.set("src", len(o.src))
-	r.set("rst", o.rst)
+	r := newResult("connect", o, map[string]any{"duration": o.duration, "dialers": o.dialers, "src": len(o.src), "rst": o.rst})
 
 	l := &live{}
 	var ok atomic.Int64

@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws"
 )
 
@@ -33,12 +34,16 @@ type wsConn struct {
 	net.Conn
 	br   *bufio.Reader
 	gzip bool
-	rbuf []byte // frame payloads, reused
-	abuf []byte // fragmented messages, reused
-	cbuf [125]byte
-	rsz  int // read buffer size, allocated on first read
-	wmu  sync.Mutex
-	wbuf []byte
+	// deflate: permessage-deflate was negotiated. compressed: the message
+	// readMessage last returned came with RSV1 (its payload is DEFLATE).
+	deflate, compressed bool
+	rbuf                []byte // frame payloads, reused
+	abuf                []byte // fragmented messages, reused
+	cbuf                [125]byte
+	rsz                 int // read buffer size, allocated on first read
+	wmu                 sync.Mutex
+	wbuf                []byte
+	zbuf                []byte // a compressed message being sent
 }
 
 // dialer opens connections to one server from a rotating set of source
@@ -51,11 +56,22 @@ type dialer struct {
 	timeout time.Duration
 	prefix  string // specialKey prefix, unique per run
 	hs      ws.Dialer
+	hsZ     ws.Dialer // offering permessage-deflate
 }
+
+// browserOffer is what Chromium and Firefox offer.
+var browserOffer = httphead.Option{Name: []byte("permessage-deflate"), Parameters: func() (p httphead.Parameters) {
+	p.Set([]byte("client_max_window_bits"), nil)
+	return p
+}()}
 
 func newDialer(o *options, prefix string) *dialer {
 	d := &dialer{readBuf: o.readBuf, addr: o.addr, addrs: o.addrs, timeout: o.dialTimeout, prefix: prefix,
 		hs: ws.Dialer{ReadBufferSize: 1024, WriteBufferSize: 512}}
+	if o.deflate {
+		d.hsZ = d.hs
+		d.hsZ.Extensions = []httphead.Option{browserOffer}
+	}
 	for _, s := range o.src {
 		d.src = append(d.src, &net.TCPAddr{IP: net.ParseIP(s)})
 	}
@@ -93,13 +109,21 @@ func (d *dialer) dial(i int, gz bool) (*wsConn, error) {
 	if gz {
 		q += "&support_gzip=1"
 	}
-	br, _, err := d.hs.Upgrade(conn, &url.URL{Scheme: "ws", Host: addr, Path: "/", RawQuery: q})
+	hs := d.hs
+	if !gz && d.hsZ.Extensions != nil {
+		hs = d.hsZ
+	}
+	br, got, err := hs.Upgrade(conn, &url.URL{Scheme: "ws", Host: addr, Path: "/", RawQuery: q})
 	if err != nil {
 		conn.Close()
 		return nil, err
 	}
 	conn.SetDeadline(time.Time{})
-	return &wsConn{Conn: conn, br: br, gzip: gz, rsz: d.readBuf}, nil
+	z := false
+	for _, e := range got.Extensions {
+		z = z || string(e.Name) == "permessage-deflate"
+	}
+	return &wsConn{Conn: conn, br: br, gzip: gz, deflate: z, rsz: d.readBuf}, nil
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
@@ -178,7 +202,8 @@ var errProtocol = errors.New("protocol error from server")
 
 // readFrame reads one frame header and payload. Control payloads land in
 // c.cbuf, data payloads in c.rbuf; both are valid until the next read.
-func (c *wsConn) readFrame() (op ws.OpCode, fin bool, p []byte, err error) {
+// rsv1 is permessage-deflate's bit, allowed only where RFC 7692 allows it.
+func (c *wsConn) readFrame() (op ws.OpCode, fin, rsv1 bool, p []byte, err error) {
 	br := c.reader()
 	// Peek+Discard rather than io.ReadFull into a local array: nothing
 	// escapes, so a frame costs no allocation.
@@ -190,8 +215,9 @@ func (c *wsConn) readFrame() (op ws.OpCode, fin bool, p []byte, err error) {
 	masked, rsv := h[1]&0x80 != 0, h[0]&0x70
 	n := uint64(h[1] & 0x7f)
 	br.Discard(2)
-	if rsv != 0 {
-		return op, fin, nil, errProtocol
+	rsv1 = rsv == 0x40 && c.deflate && (op == ws.OpText || op == ws.OpBinary)
+	if rsv != 0 && !rsv1 {
+		return op, fin, rsv1, nil, errProtocol
 	}
 	switch n {
 	case 126:
@@ -217,12 +243,12 @@ func (c *wsConn) readFrame() (op ws.OpCode, fin bool, p []byte, err error) {
 	}
 	if op.IsControl() {
 		if n > 125 || !fin {
-			return op, fin, nil, errProtocol
+			return op, fin, rsv1, nil, errProtocol
 		}
 		p = c.cbuf[:n]
 	} else {
 		if n > maxFrame {
-			return op, fin, nil, errProtocol
+			return op, fin, rsv1, nil, errProtocol
 		}
 		if uint64(cap(c.rbuf)) < n {
 			c.rbuf = make([]byte, n)
@@ -235,7 +261,7 @@ func (c *wsConn) readFrame() (op ws.OpCode, fin bool, p []byte, err error) {
 	if masked {
 		ws.Cipher(p, mask, 0)
 	}
-	return op, fin, p, nil
+	return op, fin, rsv1, p, nil
 }
 
 // readMessage returns the next data message, answering pings and
@@ -245,7 +271,7 @@ func (c *wsConn) readMessage(onPong func([]byte)) (ws.OpCode, []byte, error) {
 	var first ws.OpCode
 	frag := false
 	for {
-		op, fin, p, err := c.readFrame()
+		op, fin, rsv1, p, err := c.readFrame()
 		if err != nil {
 			return op, nil, err
 		}
@@ -270,6 +296,7 @@ func (c *wsConn) readMessage(onPong func([]byte)) (ws.OpCode, []byte, error) {
 			if frag {
 				return op, nil, errProtocol
 			}
+			c.compressed = rsv1
 			if fin {
 				return op, p, nil
 			}
@@ -289,11 +316,18 @@ func (c *wsConn) readMessage(onPong func([]byte)) (ws.OpCode, []byte, error) {
 	}
 }
 
-// writeFrame writes one masked frame in one write.
+// writeFrame writes one masked frame in one write. On a deflate
+// connection a text message goes compressed (RSV1), as a browser sends it.
 func (c *wsConn) writeFrame(op ws.OpCode, p []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	b := append(c.wbuf[:0], 0x80|byte(op))
+	b0 := 0x80 | byte(op)
+	if c.deflate && op == ws.OpText {
+		c.zbuf = appendDeflate(c.zbuf[:0], p)
+		p = c.zbuf
+		b0 |= 0x40
+	}
+	b := append(c.wbuf[:0], b0)
 	switch n := len(p); {
 	case n < 126:
 		b = append(b, 0x80|byte(n))

@@ -181,9 +181,12 @@ func TestMeasure(t *testing.T) {
 		o.src, o.dialers, o.timeout, o.progress = []string{"127.0.0.1"}, 4, 10*time.Second, nil
 		return o
 	}
-	sets := map[string]*options{"idle": o(), "fanout": o(), "storm": o(), "connect": o()}
+	sets := map[string]*options{"idle": o(), "fanout": o(), "fanout-text": o(), "fanout-deflate": o(), "storm": o(), "connect": o()}
 	sets["idle"].n, sets["idle"].hold = 20, 50*time.Millisecond
 	sets["fanout"].n, sets["fanout"].messages = 10, 3
+	sets["fanout-text"].n, sets["fanout-text"].messages, sets["fanout-text"].gzipFrac = 10, 3, 0
+	sets["fanout-deflate"].n, sets["fanout-deflate"].messages, sets["fanout-deflate"].gzipFrac = 10, 3, 0
+	sets["fanout-deflate"].deflate = true // the baseline declines: plain text
 	sets["storm"].n, sets["storm"].senders, sets["storm"].duration = 10, 2, 200*time.Millisecond
 	sets["connect"].duration = 200 * time.Millisecond
 	var log strings.Builder

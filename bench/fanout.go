@@ -15,39 +15,22 @@ import (
 )
 
 func runFanout(o *options) (*Result, error) {
-	r := newResult("fanout", o)
 	window := o.inflightOr(1)
-	r.set("n", o.n)
-	r.set("gzip-frac", o.gzipFrac)
-	r.set("m", o.messages)
-	r.set("size", o.size)
-	r.set("inflight", window)
+	r := newResult("fanout", o, map[string]any{"n": o.n, "gzip-frac": o.gzipFrac, "m": o.messages, "size": o.size, "inflight": window})
 
-	l := &live{}
-	s := newSwarm(o, l)
-	stopProgress := startProgress(o.progress, "fanout", func() string {
+	s := newSwarm(o, &live{})
+	l := s.live
+	// Everything ends by this deadline at the latest: warm-up, the paced
+	// sending (2 × -timeout), the final wait (-timeout).
+	op, end, err := s.open("fanout", 1, 4*o.timeout+10*time.Second, func() string {
 		return fmt.Sprintf("conns %d/%d deliveries %d/%d errors %d", l.conns.Load(), o.n,
 			s.delivered(), int64(o.messages)*l.conns.Load(), l.errs.total())
 	})
-	defer stopProgress()
-
-	d := newDialer(o, fmt.Sprintf("f%08x", s.run))
-	conns, dialTime := dialAll(o, d, o.n, gzipFor(o.gzipFrac), l)
-	defer closeAll(conns)
-	var sender *wsConn
-	for _, c := range conns {
-		if c != nil {
-			sender = c
-			break
-		}
+	defer end()
+	if err != nil {
+		return nil, err
 	}
-	if sender == nil {
-		return nil, fmt.Errorf("no connection opened:%s", l.errs.String())
-	}
-	open := l.conns.Load()
-	// Everything below ends by this deadline at the latest: warm-up, the
-	// paced sending (2 × -timeout), the final wait (-timeout).
-	setDeadlineAll(conns, time.Now().Add(4*o.timeout+10*time.Second))
+	conns, sender, open := op.conns, op.senders[0], op.open
 
 	// complete[seq] counts receivers that got seq; when it reaches open,
 	// the broadcast is done and the sender may send another.
@@ -105,7 +88,7 @@ func runFanout(o *options) (*Result, error) {
 	got, wrong, secs, use := s.settle(conns, cpu, int64(o.messages), start, o.timeout)
 
 	r.add("connections", "", "", float64(open))
-	r.add("connect rate", "conn/s", "higher", float64(open)/dialTime.Seconds())
+	r.add("connect rate", "conn/s", "higher", float64(open)/op.dialTime.Seconds())
 	s.addDeliveries(r, want, got, wrong, secs, use)
 	if stalls > 0 {
 		l.errs.addN("broadcast-not-completed", int64(stalls))

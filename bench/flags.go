@@ -39,6 +39,7 @@ type options struct {
 	json        string
 	cpuProfile  string
 	memoGzip    bool
+	deflate     bool      // connections without gzip offer permessage-deflate (and send compressed)
 	rst         bool      // connect: drop with RST rather than a close frame and FIN
 	progress    io.Writer // nil: no progress lines
 }
@@ -95,28 +96,10 @@ var flagOutput io.Writer = os.Stderr
 func parse(name string, args []string) (*options, error) {
 	o := defaultOptions()
 	src := strings.Join(o.src, ",")
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(flagOutput)
-	fs.StringVar(&o.addr, "addr", o.addr, "server `host:port` (loopback only)")
-	fs.IntVar(&o.n, "n", o.n, "connections")
-	fs.StringVar(&src, "src", src, "loopback source addresses to dial from, comma-separated (each gives ~28k ports)")
-	fs.IntVar(&o.dialers, "dialers", o.dialers, "concurrent dialers")
-	fs.DurationVar(&o.dialTimeout, "dial-timeout", o.dialTimeout, "bound on one connect + handshake")
-	fs.IntVar(&o.readBuf, "read-buf", o.readBuf, "read buffer per receiving connection (fanout, storm): bigger means fewer read syscalls per frame")
-	fs.Float64Var(&o.gzipFrac, "gzip-frac", o.gzipFrac, "fraction of connections with support_gzip=1")
-	fs.IntVar(&o.messages, "m", o.messages, "messages to broadcast (fanout)")
-	fs.IntVar(&o.size, "size", o.size, "message size in bytes")
-	fs.IntVar(&o.senders, "senders", o.senders, "senders (storm)")
-	fs.IntVar(&o.inflight, "inflight", 0, "fanout: broadcasts not yet delivered to all (default 1); storm: a sender's messages not yet back (default 8)")
-	fs.DurationVar(&o.duration, "duration", o.duration, "how long to send (storm) or dial (connect)")
-	fs.DurationVar(&o.hold, "hold", o.hold, "how long to hold the connections (idle)")
-	fs.DurationVar(&o.timeout, "timeout", o.timeout, "bound on each waiting phase (dialing all, deliveries, checks)")
-	fs.IntVar(&o.serverPID, "server-pid", 0, "server process, to read its RSS and CPU from /proc")
-	fs.StringVar(&o.metrics, "metrics", "", "wsd admin `host:port`, to read its counters before and after")
-	fs.StringVar(&o.json, "json", "", "also write the results as JSON to `FILE` (-json alone: stdout)")
-	fs.BoolVar(&o.memoGzip, "memo-gzip", o.memoGzip, "gunzip identical gzip frames once per client process (compared byte for byte)")
-	fs.BoolVar(&o.rst, "rst", o.rst, "connect: drop each connection with a TCP RST (no TIME_WAIT); false: send a close frame, then FIN")
-	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the client's own CPU profile to `FILE` (to see where the client spends)")
+	fs, err := o.flagSet(name, &src)
+	if err != nil {
+		return nil, err
+	}
 	quiet := fs.Bool("q", false, "no progress lines")
 	if err := fs.Parse(bareJSON(args)); err != nil {
 		return nil, err
@@ -132,6 +115,55 @@ func parse(name string, args []string) (*options, error) {
 		return nil, err
 	}
 	return o, nil
+}
+
+// flagSet returns the flags of one scenario, bound to o (and src, the
+// comma-separated -src): the ones every scenario reads, then its own, so
+// that "bench fanout -h" lists what fanout reads and a flag it would
+// ignore is refused.
+func (o *options) flagSet(name string, src *string) (*flag.FlagSet, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(flagOutput)
+	fs.StringVar(&o.addr, "addr", o.addr, "server `host:port` (loopback only)")
+	fs.StringVar(src, "src", *src, "loopback source addresses to dial from, comma-separated (each gives ~28k ports)")
+	fs.IntVar(&o.dialers, "dialers", o.dialers, "concurrent dialers")
+	fs.DurationVar(&o.dialTimeout, "dial-timeout", o.dialTimeout, "bound on one connect + handshake")
+	fs.Float64Var(&o.gzipFrac, "gzip-frac", o.gzipFrac, "fraction of connections with support_gzip=1")
+	fs.IntVar(&o.serverPID, "server-pid", 0, "server process, to read its RSS and CPU from /proc")
+	fs.StringVar(&o.metrics, "metrics", "", "wsd admin `host:port`, to read its counters before and after")
+	fs.StringVar(&o.json, "json", "", "also write the results as JSON to `FILE` (-json alone: stdout)")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the client's own CPU profile to `FILE` (to see where the client spends)")
+	held := func() { // scenarios that dial -n connections and hold them
+		fs.IntVar(&o.n, "n", o.n, "connections")
+		fs.DurationVar(&o.timeout, "timeout", o.timeout, "bound on each waiting phase (dialing all, deliveries, checks)")
+	}
+	swarm := func() { // fanout and storm: every connection receives and checks
+		held()
+		fs.IntVar(&o.size, "size", o.size, "message size in bytes")
+		fs.IntVar(&o.readBuf, "read-buf", o.readBuf, "read buffer per receiving connection: bigger means fewer read syscalls per frame")
+		fs.BoolVar(&o.memoGzip, "memo-gzip", o.memoGzip, "gunzip identical gzip frames once per client process (compared byte for byte)")
+		fs.BoolVar(&o.deflate, "deflate", o.deflate, "connections without support_gzip offer permessage-deflate as browsers do (client_max_window_bits), send compressed messages and check them after inflating")
+	}
+	switch name {
+	case "idle":
+		held()
+		fs.DurationVar(&o.hold, "hold", o.hold, "how long to hold the connections")
+	case "fanout":
+		swarm()
+		fs.IntVar(&o.messages, "m", o.messages, "messages to broadcast")
+		fs.IntVar(&o.inflight, "inflight", 0, "broadcasts not yet delivered to every connection (default 1)")
+	case "storm":
+		swarm()
+		fs.IntVar(&o.senders, "senders", o.senders, "connections that send")
+		fs.IntVar(&o.inflight, "inflight", 0, "a sender's messages not yet back to it (default 8)")
+		fs.DurationVar(&o.duration, "duration", o.duration, "how long to send")
+	case "connect":
+		fs.DurationVar(&o.duration, "duration", o.duration, "how long to dial")
+		fs.BoolVar(&o.rst, "rst", o.rst, "drop each connection with a TCP RST (no TIME_WAIT); false: send a close frame, then FIN")
+	default:
+		return nil, fmt.Errorf("unknown scenario %q", name)
+	}
+	return fs, nil
 }
 
 // check refuses settings that would point load anywhere but loopback or

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"flag"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -43,9 +45,10 @@ func TestParse(t *testing.T) {
 		{name: "no senders", args: []string{"-senders", "0"}, wantErr: "-senders"},
 		{name: "stray argument", args: []string{"extra"}, wantErr: "unexpected"},
 		{name: "unknown flag", args: []string{"-nope"}, wantErr: "not defined"},
+		{name: "another scenario's flag", args: []string{"-hold", "1s"}, wantErr: "not defined"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			o, err := parse("test", tc.args)
+			o, err := parse("storm", tc.args)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("got %v, want an error containing %q", err, tc.wantErr)
@@ -59,6 +62,35 @@ func TestParse(t *testing.T) {
 				t.Fatalf("unexpected options %+v", o)
 			}
 		})
+	}
+}
+
+// TestScenarioFlags: each scenario's FlagSet holds the flags it reads and
+// no other, so "bench NAME -h" is that scenario's reference.
+func TestScenarioFlags(t *testing.T) {
+	common := "addr src dialers dial-timeout gzip-frac server-pid metrics json cpuprofile"
+	for _, tc := range []struct{ name, own string }{
+		{"idle", "n timeout hold"},
+		{"fanout", "n timeout size read-buf memo-gzip deflate m inflight"},
+		{"storm", "n timeout size read-buf memo-gzip deflate senders inflight duration"},
+		{"connect", "duration rst"},
+	} {
+		src := ""
+		fs, err := defaultOptions().flagSet(tc.name, &src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		fs.VisitAll(func(f *flag.Flag) { got = append(got, f.Name) })
+		want := strings.Fields(common + " " + tc.own)
+		slices.Sort(got)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s flags %v, want %v", tc.name, got, want)
+		}
+	}
+	if _, err := defaultOptions().flagSet("nope", new(string)); err == nil {
+		t.Error("unknown scenario accepted")
 	}
 }
 

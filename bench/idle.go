@@ -22,11 +22,7 @@ import (
 const keepalive = 20 * time.Second
 
 func runIdle(o *options) (*Result, error) {
-	r := newResult("idle", o)
-	r.set("n", o.n)
-	r.set("hold", o.hold)
-	r.set("src", len(o.src))
-	r.set("dialers", o.dialers)
+	r := newResult("idle", o, map[string]any{"n": o.n, "hold": o.hold, "src": len(o.src), "dialers": o.dialers})
 
 	l := &live{}
 	var checked atomic.Int64
@@ -137,7 +133,7 @@ func pingPong(c *wsConn, tag uint64, deadline time.Time) error {
 		return err
 	}
 	for {
-		op, _, b, err := c.readFrame()
+		op, _, _, b, err := c.readFrame()
 		if err != nil {
 			return err
 		}

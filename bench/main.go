@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 )
 
@@ -89,7 +90,10 @@ func runScenario(name string, o *options) (*Result, error) {
 	}
 	var r *Result
 	var err error
-	switch name {
+	// compare runs variants of a scenario under their own names, such as
+	// fanout-deflate: the part before the dash is the scenario.
+	kind, _, _ := strings.Cut(name, "-")
+	switch kind {
 	case "idle":
 		r, err = runIdle(o)
 	case "fanout":
@@ -100,6 +104,9 @@ func runScenario(name string, o *options) (*Result, error) {
 		r, err = runConnect(o)
 	default:
 		return nil, fmt.Errorf("unknown scenario %q", name)
+	}
+	if err == nil {
+		r.Scenario = name
 	}
 	if err == nil && before != nil {
 		if after, e := scrape(o.metrics); e == nil {

@@ -11,14 +11,21 @@ wsd_connections 5000
 # TYPE wsd_broadcasts_total counter
 wsd_broadcasts_total 51
 wsd_gzip_encodings_total 51
-wsd_frames_out_total 2.55e+06
+wsd_sent_frames_total 2.55e+06
 wsd_write_syscalls_total 255000
+# TYPE wsd_close_frames_sent_total counter
 wsd_close_frames_sent_total{code="1000"} 3
 wsd_close_frames_sent_total{code="4001",reason="a b}c"} 4
+# TYPE wsd_fanout_seconds histogram
+wsd_fanout_seconds_bucket{le="0.001"} 2
+wsd_fanout_seconds_bucket{le="+Inf"} 3
+wsd_fanout_seconds_sum 0.5
+wsd_fanout_seconds_count 3
 
+# TYPE go_gc_duration_seconds summary
 go_gc_duration_seconds{quantile="0.5"} 1.5e-05
-garbage line
-wsd_bad_value abc
+go_gc_duration_seconds_sum 0.25
+go_gc_duration_seconds_count 7
 `
 
 func TestParseMetrics(t *testing.T) {
@@ -27,23 +34,24 @@ func TestParseMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, want := range map[string]float64{
-		"wsd_connections": 5000, "wsd_broadcasts_total": 51, "wsd_frames_out_total": 2.55e6,
-		"wsd_close_frames_sent_total": 7, "go_gc_duration_seconds": 1.5e-5,
+		"wsd_connections": 5000, "wsd_broadcasts_total": 51, "wsd_sent_frames_total": 2.55e6,
+		"wsd_close_frames_sent_total": 7, "wsd_fanout_seconds_count": 3, "wsd_fanout_seconds_sum": 0.5,
+		"go_gc_duration_seconds_count": 7, "go_gc_duration_seconds_sum": 0.25,
 	} {
 		if m[name] != want {
 			t.Errorf("%s = %v, want %v", name, m[name], want)
 		}
 	}
-	for _, absent := range []string{"garbage", "wsd_bad_value", "#"} {
-		if _, ok := m[absent]; ok {
-			t.Errorf("%q should not parse", absent)
+	for _, bad := range []string{"garbage line\n", "wsd_bad_value abc\n"} {
+		if _, err := parseMetrics(strings.NewReader(bad)); err == nil {
+			t.Errorf("%q parsed", bad)
 		}
 	}
 }
 
 func TestServerCounters(t *testing.T) {
-	before := map[string]float64{"wsd_broadcasts_total": 1, "wsd_gzip_encodings_total": 1, "wsd_frames_out_total": 100, "wsd_write_syscalls_total": 100}
-	after := map[string]float64{"wsd_broadcasts_total": 11, "wsd_gzip_encodings_total": 11, "wsd_frames_out_total": 1100, "wsd_write_syscalls_total": 350}
+	before := map[string]float64{"wsd_broadcasts_total": 1, "wsd_gzip_encodings_total": 1, "wsd_sent_frames_total": 100, "wsd_write_syscalls_total": 100}
+	after := map[string]float64{"wsd_broadcasts_total": 11, "wsd_gzip_encodings_total": 11, "wsd_sent_frames_total": 1100, "wsd_write_syscalls_total": 350}
 	r := &Result{Scenario: "fanout"}
 	addServerCounters(r, before, after)
 	for name, want := range map[string]float64{

@@ -12,10 +12,12 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"hash/maphash"
 	"io"
 	"sync"
 	"sync/atomic"
 
+	"github.com/klauspost/compress/flate"
 	"github.com/klauspost/compress/gzip"
 )
 
@@ -194,14 +196,29 @@ func (g *gzipMemo) check(p []byte, run uint32, size int) decoded {
 		return gunzipCheck(p, run, size)
 	}
 	// The gzip trailer's CRC-32 is a ready-made hash.
-	sh := &g.shards[binary.LittleEndian.Uint32(p[len(p)-8:])%uint32(len(g.shards))]
+	return g.lookup(p, binary.LittleEndian.Uint32(p[len(p)-8:]), run, size, gunzipCheck)
+}
+
+// checkDeflate decodes one permessage-deflate payload, through the memo
+// when there is one (wsd sends every deflate peer the same bytes).
+func (g *gzipMemo) checkDeflate(p []byte, run uint32, size int) decoded {
+	if g == nil {
+		return inflateCheck(p, run, size)
+	}
+	return g.lookup(p, uint32(maphash.Bytes(memoSeed, p)), run, size, inflateCheck)
+}
+
+var memoSeed = maphash.MakeSeed()
+
+func (g *gzipMemo) lookup(p []byte, hash uint32, run uint32, size int, decode func([]byte, uint32, int) decoded) decoded {
+	sh := &g.shards[hash%uint32(len(g.shards))]
 	sh.mu.Lock()
 	d, hit := sh.m[string(p)]
 	sh.mu.Unlock()
 	if hit {
 		return d
 	}
-	d = gunzipCheck(p, run, size)
+	d = decode(p, run, size)
 	sh.mu.Lock()
 	if len(sh.m) >= g.max {
 		clear(sh.m)
@@ -209,4 +226,90 @@ func (g *gzipMemo) check(p []byte, run uint32, size int) decoded {
 	sh.m[string(p)] = d
 	sh.mu.Unlock()
 	return d
+}
+
+// permessage-deflate (RFC 7692): a client compresses each message from an
+// empty window (it offers no context takeover) and inflates the server's.
+
+type deflater struct {
+	w   *flate.Writer
+	out bytes.Buffer
+}
+
+var deflaters = sync.Pool{New: func() any {
+	d := &deflater{}
+	d.w, _ = flate.NewWriter(&d.out, flate.BestSpeed)
+	return d
+}}
+
+// appendDeflate appends the permessage-deflate payload of p to dst.
+func appendDeflate(dst, p []byte) []byte {
+	d := deflaters.Get().(*deflater)
+	defer deflaters.Put(d)
+	d.out.Reset()
+	d.w.Reset(&d.out)
+	d.w.Write(p)
+	d.w.Flush()
+	return append(dst, d.out.Bytes()[:d.out.Len()-4]...) // without 00 00 ff ff
+}
+
+// deflateTail ends a payload: the sync flush's 00 00 ff ff, then an empty
+// final block so the reader stops with io.EOF.
+var deflateTail = []byte{0, 0, 0xff, 0xff, 1, 0, 0, 0xff, 0xff}
+
+type inflater struct {
+	r    io.ReadCloser
+	src  bytes.Reader
+	tail bytes.Reader
+	mr   multiByteReader
+	out  []byte
+}
+
+// multiByteReader reads a then b, and is an io.ByteReader so flate does
+// not wrap it in a bufio.Reader.
+type multiByteReader struct{ a, b *bytes.Reader }
+
+func (m *multiByteReader) Read(p []byte) (int, error) {
+	if m.a.Len() > 0 {
+		return m.a.Read(p)
+	}
+	return m.b.Read(p)
+}
+
+func (m *multiByteReader) ReadByte() (byte, error) {
+	if m.a.Len() > 0 {
+		return m.a.ReadByte()
+	}
+	return m.b.ReadByte()
+}
+
+var inflaters = sync.Pool{New: func() any {
+	f := &inflater{}
+	f.mr = multiByteReader{&f.src, &f.tail}
+	f.r = flate.NewReader(&f.mr)
+	return f
+}}
+
+// inflateCheck inflates a permessage-deflate payload and parses the result.
+func inflateCheck(p []byte, run uint32, size int) decoded {
+	f := inflaters.Get().(*inflater)
+	defer inflaters.Put(f)
+	f.src.Reset(p)
+	f.tail.Reset(deflateTail)
+	f.r.(flate.Resetter).Reset(&f.mr, nil)
+	if cap(f.out) < size+1 {
+		f.out = make([]byte, size+1)
+	}
+	out := f.out[:size+1]
+	n := 0
+	for {
+		m, err := f.r.Read(out[n:])
+		n += m
+		switch {
+		case err == io.EOF:
+			return parsePayload(out[:n], run, size)
+		case err != nil, n == len(out):
+			return decoded{}
+		}
+	}
 }

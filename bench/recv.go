@@ -92,6 +92,7 @@ type receiver struct {
 	id     int
 	next   []uint32 // per sender, the next sequence number expected
 	ok     atomic.Int64
+	okZ    atomic.Int64 // of ok, those that came compressed (permessage-deflate)
 	wrong  atomic.Int64
 	last   atomic.Int64 // when the last good delivery arrived, ns since epoch
 	joined atomic.Bool
@@ -106,6 +107,7 @@ type swarm struct {
 	run      uint32
 	epoch    time.Time
 	memo     *gzipMemo
+	zmemo    *gzipMemo // permessage-deflate payloads
 	recv     []*receiver
 	live     *live
 	hist     [histShards]histShard
@@ -127,6 +129,7 @@ func newSwarm(o *options, l *live) *swarm {
 	s := &swarm{o: o, run: newRunID(), epoch: time.Now(), live: l}
 	if o.memoGzip {
 		s.memo = newGzipMemo()
+		s.zmemo = newGzipMemo()
 	}
 	for i := range s.hist {
 		s.hist[i].h = hdrhistogram.New(1, histMaxUs, 3)
@@ -175,6 +178,8 @@ func (s *swarm) receive(r *receiver) {
 		switch {
 		case r.c.gzip && op == ws.OpBinary:
 			d = s.memo.check(p, s.run, size)
+		case r.c.compressed && op == ws.OpText:
+			d = s.zmemo.checkDeflate(p, s.run, size)
 		case !r.c.gzip && op == ws.OpText:
 			d = parsePayload(p, s.run, size)
 		default:
@@ -202,6 +207,9 @@ func (s *swarm) receive(r *receiver) {
 			s.flushLat(r)
 		}
 		r.ok.Add(1)
+		if r.c.compressed {
+			r.okZ.Add(1)
+		}
 		r.last.Store(now)
 		s.onDeliver(r, d.sender, d.seq)
 	}
@@ -317,6 +325,43 @@ func (s *swarm) histogram() *hdrhistogram.Histogram {
 	return h
 }
 
+// opened is what open hands fanout and storm.
+type opened struct {
+	conns    []*wsConn // nil where a dial failed
+	senders  []*wsConn // the first open connections, to send from
+	open     int64     // connections up once dialing ended
+	dialTime time.Duration
+}
+
+// open is the opening fanout and storm share, as settle and addDeliveries
+// are their ending: the progress line (status every second, until end),
+// o.n connections (a -gzip-frac of them gzip-capable) from a dialer tagged
+// with the run, the first senders of them to send from, and a deadline
+// after bound on every socket, so that whatever happens nothing blocks past
+// the run. end closes the connections and ends the progress line; defer it
+// whatever open returns.
+func (s *swarm) open(name string, senders int, bound time.Duration, status func() string) (op opened, end func(), err error) {
+	o, l := s.o, s.live
+	stopProgress := startProgress(o.progress, name, status)
+	d := newDialer(o, fmt.Sprintf("%c%08x", name[0], s.run))
+	op.conns, op.dialTime = dialAll(o, d, o.n, gzipFor(o.gzipFrac), l)
+	end = func() {
+		closeAll(op.conns)
+		stopProgress()
+	}
+	for _, c := range op.conns {
+		if c != nil && len(op.senders) < senders {
+			op.senders = append(op.senders, c)
+		}
+	}
+	if len(op.senders) < senders {
+		return op, end, fmt.Errorf("only %d connections opened:%s", len(op.senders), l.errs.String())
+	}
+	op.open = l.conns.Load()
+	setDeadlineAll(op.conns, time.Now().Add(bound))
+	return op, end, nil
+}
+
 // settle waits until every receiver has perReceiver messages (or the wait
 // gives up), closes the CPU window, stops the receivers and returns the
 // final counts and the seconds from start to the last delivery.
@@ -336,8 +381,19 @@ func (s *swarm) addDeliveries(r *Result, want, got, wrong int64, secs float64, u
 	r.add("deliveries received", "", "", float64(got))
 	r.add("deliveries missing", "", "lower", float64(max(want-got, 0)))
 	r.add("deliveries wrong", "", "lower", float64(wrong))
+	if s.o.deflate {
+		var z int64
+		for _, rc := range s.recv {
+			z += rc.okZ.Load()
+		}
+		r.add("deliveries compressed", "", "", float64(z))
+	}
 	r.add("connections lost", "", "lower", float64(s.dead.Load()))
 	r.add("deliveries/s", "/s", "higher", ratio(float64(got), secs))
 	r.addLatency("latency", s.histogram())
 	r.addCPU(use)
+	if use.server >= 0 {
+		r.add("server cpu per 1M deliveries", "s", "lower", ratio(use.server, float64(got)/1e6))
+	}
+	r.add("client cpu per 1M deliveries", "s", "", ratio(use.client, float64(got)/1e6))
 }

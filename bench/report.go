@@ -37,11 +37,18 @@ type Result struct {
 	Elapsed  float64           `json:"elapsed_s"`
 }
 
-func newResult(scenario string, o *options) *Result {
-	return &Result{Scenario: scenario, Addr: o.addr, Settings: map[string]string{}, Started: time.Now()}
+// newResult opens a scenario's Result with the settings it reports, by
+// name (printed with fmt.Sprint).
+func newResult(scenario string, o *options, settings map[string]any) *Result {
+	r := &Result{Scenario: scenario, Addr: o.addr, Settings: make(map[string]string, len(settings)), Started: time.Now()}
+	if o.deflate {
+		r.Settings["deflate"] = "true"
+	}
+	for k, v := range settings {
+		r.Settings[k] = fmt.Sprint(v)
+	}
+	return r
 }
-
-func (r *Result) set(k string, v any) { r.Settings[k] = fmt.Sprint(v) }
 
 // add appends a figure; better is "higher", "lower" or "".
 func (r *Result) add(name, unit, better string, v float64) {

@@ -75,8 +75,8 @@ func runClusterScale(args []string) error {
 		return err
 	}
 	r := &Result{Scenario: "cluster-scale", Settings: map[string]string{}, Started: time.Now()}
-	r.set("n", *n)
-	r.set("boxes", *boxes)
+	r.Settings["n"] = fmt.Sprint(*n)
+	r.Settings["boxes"] = fmt.Sprint(*boxes)
 
 	nats, err := startServer(target{name: "natsd", bin: self, args: []string{"natsd"}}, startTimeout)
 	if err != nil {

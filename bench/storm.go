@@ -19,38 +19,21 @@ func runStorm(o *options) (*Result, error) {
 	if o.senders > o.n {
 		return nil, fmt.Errorf("-senders %d over -n %d", o.senders, o.n)
 	}
-	r := newResult("storm", o)
 	window := o.inflightOr(8)
-	r.set("n", o.n)
-	r.set("senders", o.senders)
-	r.set("inflight", window)
-	r.set("duration", o.duration)
-	r.set("gzip-frac", o.gzipFrac)
-	r.set("size", o.size)
+	r := newResult("storm", o, map[string]any{"n": o.n, "senders": o.senders, "inflight": window, "duration": o.duration, "gzip-frac": o.gzipFrac, "size": o.size})
 
-	l := &live{}
-	s := newSwarm(o, l)
+	s := newSwarm(o, &live{})
+	l := s.live
 	var sent atomic.Int64
-	stopProgress := startProgress(o.progress, "storm", func() string {
+	op, end, err := s.open("storm", o.senders, o.duration+3*o.timeout, func() string {
 		return fmt.Sprintf("conns %d/%d sent %d deliveries %d errors %d", l.conns.Load(), o.n,
 			sent.Load(), s.delivered(), l.errs.total())
 	})
-	defer stopProgress()
-
-	d := newDialer(o, fmt.Sprintf("s%08x", s.run))
-	conns, dialTime := dialAll(o, d, o.n, gzipFor(o.gzipFrac), l)
-	defer closeAll(conns)
-	var senders []*wsConn
-	for _, c := range conns {
-		if c != nil && len(senders) < o.senders {
-			senders = append(senders, c)
-		}
+	defer end()
+	if err != nil {
+		return nil, err
 	}
-	if len(senders) < o.senders {
-		return nil, fmt.Errorf("only %d connections opened:%s", len(senders), l.errs.String())
-	}
-	open := l.conns.Load()
-	setDeadlineAll(conns, time.Now().Add(o.duration+3*o.timeout))
+	conns, senders, open := op.conns, op.senders, op.open
 
 	// Each sender's own receiver hands a credit back when one of the
 	// sender's messages returns.
@@ -109,13 +92,9 @@ func runStorm(o *options) (*Result, error) {
 	got, wrong, secs, use := s.settle(conns, cpu, sent.Load(), start, o.timeout)
 
 	r.add("connections", "", "", float64(open))
-	r.add("connect rate", "conn/s", "higher", float64(open)/dialTime.Seconds())
+	r.add("connect rate", "conn/s", "higher", float64(open)/op.dialTime.Seconds())
 	r.add("messages sent", "", "higher", float64(sent.Load()))
 	s.addDeliveries(r, want, got, wrong, secs, use)
-	if use.server >= 0 {
-		r.add("server cpu per 1M deliveries", "s", "lower", ratio(use.server, float64(got)/1e6))
-	}
-	r.add("client cpu per 1M deliveries", "s", "", ratio(use.client, float64(got)/1e6))
 	r.finish(&l.errs)
 	return r, nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/wsd-chat/wsd/cluster"
+	"github.com/wsd-chat/wsd/internal/testserver"
 	"github.com/wsd-chat/wsd/internal/wstest"
 	"github.com/wsd-chat/wsd/server"
 	"github.com/wsd-chat/wsd/session"
@@ -69,7 +70,7 @@ func startBox(t testing.TB, url, id string, opts ...boxOpt) *box {
 	}
 	t.Cleanup(br.Close) // runs after the server's shutdown below
 	scfg.Session.Bridge = br
-	srv := wstest.StartServer(t, scfg)
+	srv := testserver.Start(t, scfg)
 	if err := br.Start(srv.Hub()); err != nil {
 		t.Fatal(err)
 	}

@@ -210,9 +210,23 @@ func Decode(p []byte, maxText int, m *Message) error {
 // text's. A frame that passes is the gzip of this text unless someone
 // forged a deflate stream on purpose.
 func gzipFrameMatches(frame, text []byte) bool {
-	h, size := codec.ParseHeader(frame)
-	if size <= 0 || !h.Fin || h.Op != codec.OpBinary || h.Masked ||
-		h.Rsv != 0 || h.Length != int64(len(frame)-size) {
+	if len(frame) < 2 || frame[0] != 0x80|byte(codec.OpBinary) || frame[1]&0x80 != 0 {
+		return false // not one final, unmasked, uncompressed binary frame
+	}
+	size, n := 2, uint64(frame[1]&0x7f)
+	switch n {
+	case 126:
+		if len(frame) < 4 {
+			return false
+		}
+		size, n = 4, uint64(binary.BigEndian.Uint16(frame[2:]))
+	case 127:
+		if len(frame) < 10 {
+			return false
+		}
+		size, n = 10, binary.BigEndian.Uint64(frame[2:])
+	}
+	if n != uint64(len(frame)-size) {
 		return false
 	}
 	body := frame[size:]

@@ -34,27 +34,30 @@ func (e *CloseError) Error() string { return fmt.Sprintf("websocket close %d: %s
 // The protocol failures Stream reports. They are shared values so the read
 // path never allocates an error.
 var (
-	ErrUnmasked         = &CloseError{CloseProtocolError, "client frame not masked"}
-	ErrReservedBits     = &CloseError{CloseProtocolError, "reserved bits set"}
-	ErrReservedOpcode   = &CloseError{CloseProtocolError, "reserved opcode"}
-	ErrControlTooLong   = &CloseError{CloseProtocolError, "control frame payload over 125 bytes"}
-	ErrControlFragment  = &CloseError{CloseProtocolError, "fragmented control frame"}
-	ErrBadLength        = &CloseError{CloseProtocolError, "invalid payload length"}
-	ErrUnexpectedCont   = &CloseError{CloseProtocolError, "continuation frame without a message"}
-	ErrExpectedCont     = &CloseError{CloseProtocolError, "new message inside a fragmented message"}
-	ErrBadClosePayload  = &CloseError{CloseProtocolError, "close payload of 1 byte"}
-	ErrBadCloseCode     = &CloseError{CloseProtocolError, "invalid close code"}
-	ErrInvalidUTF8      = &CloseError{CloseInvalidPayload, "invalid UTF-8"}
-	ErrMessageTooBig    = &CloseError{CloseTooBig, "message too big"}
-	ErrNotGzip          = &CloseError{CloseUnsupportedData, "binary message is not gzip"}
-	ErrInflatedTooBig   = &CloseError{CloseTooBig, "inflated message too big"}
-	ErrSlowConsumer     = &CloseError{ClosePolicyViolation, "slow consumer"}
-	ErrRateLimited      = &CloseError{ClosePolicyViolation, "message rate limit"}
-	ErrIdle             = &CloseError{CloseGoingAway, "idle timeout"}
-	ErrShutdown         = &CloseError{CloseGoingAway, "server shutting down"}
-	ErrReplaced         = &CloseError{CloseReplaced, "replaced"}
-	ErrInternal         = &CloseError{CloseInternalError, "internal error"}
-	ErrUnsupportedFrame = &CloseError{CloseUnsupportedData, "unsupported data"}
+	ErrUnmasked        = &CloseError{CloseProtocolError, "client frame not masked"}
+	ErrReservedBits    = &CloseError{CloseProtocolError, "reserved bits set"}
+	ErrReservedOpcode  = &CloseError{CloseProtocolError, "reserved opcode"}
+	ErrControlTooLong  = &CloseError{CloseProtocolError, "control frame payload over 125 bytes"}
+	ErrControlFragment = &CloseError{CloseProtocolError, "fragmented control frame"}
+	ErrBadLength       = &CloseError{CloseProtocolError, "invalid payload length"}
+	ErrUnexpectedCont  = &CloseError{CloseProtocolError, "continuation frame without a message"}
+	ErrExpectedCont    = &CloseError{CloseProtocolError, "new message inside a fragmented message"}
+	ErrBadClosePayload = &CloseError{CloseProtocolError, "close payload of 1 byte"}
+	ErrBadCloseCode    = &CloseError{CloseProtocolError, "invalid close code"}
+	ErrInvalidUTF8     = &CloseError{CloseInvalidPayload, "invalid UTF-8"}
+	ErrMessageTooBig   = &CloseError{CloseTooBig, "message too big"}
+	ErrNotGzip         = &CloseError{CloseUnsupportedData, "binary message is not gzip"}
+	ErrInflatedTooBig  = &CloseError{CloseTooBig, "inflated message too big"}
+	ErrSlowConsumer    = &CloseError{ClosePolicyViolation, "slow consumer"}
+	ErrRateLimited     = &CloseError{ClosePolicyViolation, "message rate limit"}
+	ErrIdle            = &CloseError{CloseGoingAway, "idle timeout"}
+	ErrShutdown        = &CloseError{CloseGoingAway, "server shutting down"}
+	ErrReplaced        = &CloseError{CloseReplaced, "replaced"}
+	ErrInternal        = &CloseError{CloseInternalError, "internal error"}
+	// permessage-deflate (RFC 7692).
+	ErrCompressedFragment = &CloseError{CloseProtocolError, "RSV1 on a continuation or control frame"}
+	ErrBadDeflate         = &CloseError{CloseInvalidPayload, "invalid compressed data"}
+	ErrDeflateTooBig      = &CloseError{CloseTooBig, "inflated message too big"}
 )
 
 // Closes for the memory budgets: the server, not the peer's protocol, is
@@ -67,10 +70,10 @@ var (
 	ErrByteRateLimited = &CloseError{ClosePolicyViolation, "byte rate limit"}
 )
 
-// ValidCloseCode reports whether a peer may send code in a close frame
+// validCloseCode reports whether a peer may send code in a close frame
 // (RFC 6455 section 7.4). 1004-1006 and 1015 are reserved, 0-999 and
 // 1016-2999 are not assigned and must not be sent.
-func ValidCloseCode(code uint16) bool {
+func validCloseCode(code uint16) bool {
 	switch {
 	case code >= 1000 && code <= 1003:
 		return true
@@ -92,7 +95,7 @@ func ParseClose(p []byte) (code uint16, reason []byte, err *CloseError) {
 		return 0, nil, ErrBadClosePayload
 	}
 	code = binary.BigEndian.Uint16(p)
-	if !ValidCloseCode(code) {
+	if !validCloseCode(code) {
 		return 0, nil, ErrBadCloseCode
 	}
 	reason = p[2:]

@@ -3,6 +3,8 @@ package codec
 import (
 	"strings"
 	"testing"
+
+	"github.com/wsd-chat/wsd/internal/wstest"
 )
 
 func TestValidCloseCode(t *testing.T) {
@@ -10,18 +12,18 @@ func TestValidCloseCode(t *testing.T) {
 	for c := range 1 << 16 {
 		code := uint16(c)
 		want := (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999)
-		if got := ValidCloseCode(code); got != want {
-			t.Errorf("ValidCloseCode(%d) = %v, want %v", code, got, want)
+		if got := validCloseCode(code); got != want {
+			t.Errorf("validCloseCode(%d) = %v, want %v", code, got, want)
 		}
 	}
 	// The codes wsd itself sends must be ones a peer may send back.
 	for _, code := range []uint16{CloseNormal, CloseGoingAway, CloseProtocolError, CloseUnsupportedData, CloseInvalidPayload,
 		ClosePolicyViolation, CloseTooBig, CloseInternalError, CloseReplaced} {
-		if !ValidCloseCode(code) {
+		if !validCloseCode(code) {
 			t.Errorf("wsd sends %d, which is not a valid close code", code)
 		}
 	}
-	if ValidCloseCode(CloseNoStatus) {
+	if validCloseCode(CloseNoStatus) {
 		t.Error("1005 must never be on the wire")
 	}
 }
@@ -35,23 +37,23 @@ var closeCases = []struct {
 }{
 	{"empty", nil, CloseNoStatus, "", nil},
 	{"one byte", []byte{3}, 0, "", ErrBadClosePayload},
-	{"1000", closePayload(1000, ""), 1000, "", nil},
-	{"1000 reason", closePayload(1000, "bye"), 1000, "bye", nil},
-	{"4999 utf8 reason", closePayload(4999, "très bien"), 4999, "très bien", nil},
-	{"3000 123-byte reason", closePayload(3000, strings.Repeat("r", 123)), 3000, strings.Repeat("r", 123), nil},
-	{"0", closePayload(0, ""), 0, "", ErrBadCloseCode},
-	{"999", closePayload(999, ""), 0, "", ErrBadCloseCode},
-	{"1004", closePayload(1004, ""), 0, "", ErrBadCloseCode},
-	{"1005", closePayload(1005, ""), 0, "", ErrBadCloseCode},
-	{"1006", closePayload(1006, ""), 0, "", ErrBadCloseCode},
-	{"1015", closePayload(1015, ""), 0, "", ErrBadCloseCode},
-	{"1016", closePayload(1016, ""), 0, "", ErrBadCloseCode},
-	{"2999", closePayload(2999, ""), 0, "", ErrBadCloseCode},
-	{"5000", closePayload(5000, ""), 0, "", ErrBadCloseCode},
-	{"bad code before bad utf8", closePayload(5000, "\xff"), 0, "", ErrBadCloseCode},
-	{"invalid utf8", closePayload(1000, "\xc3\x28"), 0, "", ErrInvalidUTF8},
-	{"truncated utf8", closePayload(1000, "ok\xe4\xbd"), 0, "", ErrInvalidUTF8},
-	{"surrogate", closePayload(1000, "\xed\xa0\x80"), 0, "", ErrInvalidUTF8},
+	{"1000", wstest.ClosePayload(1000, ""), 1000, "", nil},
+	{"1000 reason", wstest.ClosePayload(1000, "bye"), 1000, "bye", nil},
+	{"4999 utf8 reason", wstest.ClosePayload(4999, "très bien"), 4999, "très bien", nil},
+	{"3000 123-byte reason", wstest.ClosePayload(3000, strings.Repeat("r", 123)), 3000, strings.Repeat("r", 123), nil},
+	{"0", wstest.ClosePayload(0, ""), 0, "", ErrBadCloseCode},
+	{"999", wstest.ClosePayload(999, ""), 0, "", ErrBadCloseCode},
+	{"1004", wstest.ClosePayload(1004, ""), 0, "", ErrBadCloseCode},
+	{"1005", wstest.ClosePayload(1005, ""), 0, "", ErrBadCloseCode},
+	{"1006", wstest.ClosePayload(1006, ""), 0, "", ErrBadCloseCode},
+	{"1015", wstest.ClosePayload(1015, ""), 0, "", ErrBadCloseCode},
+	{"1016", wstest.ClosePayload(1016, ""), 0, "", ErrBadCloseCode},
+	{"2999", wstest.ClosePayload(2999, ""), 0, "", ErrBadCloseCode},
+	{"5000", wstest.ClosePayload(5000, ""), 0, "", ErrBadCloseCode},
+	{"bad code before bad utf8", wstest.ClosePayload(5000, "\xff"), 0, "", ErrBadCloseCode},
+	{"invalid utf8", wstest.ClosePayload(1000, "\xc3\x28"), 0, "", ErrInvalidUTF8},
+	{"truncated utf8", wstest.ClosePayload(1000, "ok\xe4\xbd"), 0, "", ErrInvalidUTF8},
+	{"surrogate", wstest.ClosePayload(1000, "\xed\xa0\x80"), 0, "", ErrInvalidUTF8},
 }
 
 func TestParseClose(t *testing.T) {

@@ -17,10 +17,13 @@
 //     several reads; Upgrader runs gobwas/ws's zero-copy upgrade on it and
 //     extracts the chat parameters (specialKey, support_gzip, room) in its
 //     OnRequest hook, rejecting with the right HTTP status.
-//   - AppendHeader / AppendFrame / AppendClose build server frames (never
-//     masked) into caller buffers; Compressor builds the gzip'd binary frame
-//     of a broadcast once; Gunzip inflates a client's gzip'd message under a
-//     cap so a zip bomb is a 1009, not an OOM.
+//   - AppendFrame / AppendClose build server frames (never masked) into
+//     caller buffers; AppendGzipFrame builds the gzip'd binary frame of a
+//     broadcast (session calls it once per broadcast); Gunzip inflates a client's
+//     gzip'd message under a cap so a zip bomb is a 1009, not an OOM.
+//   - Reject makes a handshake refusal (an HTTP status and a reason), so
+//     the packages that refuse handshakes never see gobwas/ws; BearerToken
+//     is the one parse of an Authorization: Bearer header.
 //
 // Protocol violations are reported as *CloseError values that carry the close
 // code the connection must be failed with (1002, 1003, 1007, 1009).

@@ -59,9 +59,9 @@ type Header struct {
 	Length int64
 }
 
-// HeaderSize returns how many bytes the header of a frame carrying n payload
+// headerSize returns how many bytes the header of a frame carrying n payload
 // bytes takes, masked or not.
-func HeaderSize(n int, masked bool) int {
+func headerSize(n int, masked bool) int {
 	size := 2
 	switch {
 	case n > 0xFFFF:
@@ -75,8 +75,8 @@ func HeaderSize(n int, masked bool) int {
 	return size
 }
 
-// AppendHeader appends an unmasked server frame header to dst.
-func AppendHeader(dst []byte, fin bool, op OpCode, n int) []byte {
+// appendHeader appends an unmasked server frame header to dst.
+func appendHeader(dst []byte, fin bool, op OpCode, n int) []byte {
 	b0 := byte(op)
 	if fin {
 		b0 |= 0x80
@@ -94,7 +94,7 @@ func AppendHeader(dst []byte, fin bool, op OpCode, n int) []byte {
 
 // AppendFrame appends a complete unmasked, unfragmented frame to dst.
 func AppendFrame(dst []byte, op OpCode, payload []byte) []byte {
-	dst = AppendHeader(dst, true, op, len(payload))
+	dst = appendHeader(dst, true, op, len(payload))
 	return append(dst, payload...)
 }
 
@@ -116,10 +116,10 @@ func AppendClose(dst []byte, code uint16, reason string) []byte {
 	return append(dst, reason...)
 }
 
-// ParseHeader decodes the frame header at the start of p. It returns the
+// parseHeader decodes the frame header at the start of p. It returns the
 // header and its size, or size 0 when p does not yet hold the whole header.
 // It does not validate the header against the protocol; Stream does.
-func ParseHeader(p []byte) (h Header, size int) {
+func parseHeader(p []byte) (h Header, size int) {
 	if len(p) < 2 {
 		return h, 0
 	}
@@ -154,21 +154,6 @@ func ParseHeader(p []byte) (h Header, size int) {
 		size += 4
 	}
 	return h, size
-}
-
-// headerNeed returns how many bytes the header starting with b0, b1 needs.
-func headerNeed(b1 byte) int {
-	n := 2
-	switch b1 & 0x7F {
-	case 126:
-		n += 2
-	case 127:
-		n += 8
-	}
-	if b1&0x80 != 0 {
-		n += 4
-	}
-	return n
 }
 
 // unmask XORs p with mask, starting at offset pos of the mask cycle, and

@@ -17,9 +17,9 @@ func TestHeaderRoundTrip(t *testing.T) {
 	for _, n := range headerCases {
 		for _, op := range []OpCode{OpText, OpBinary, OpContinuation, OpClose, OpPing, OpPong} {
 			for _, fin := range []bool{true, false} {
-				hdr := AppendHeader([]byte("prefix"), fin, op, n)[len("prefix"):]
-				if len(hdr) != HeaderSize(n, false) {
-					t.Fatalf("n=%d: header %d bytes, HeaderSize says %d", n, len(hdr), HeaderSize(n, false))
+				hdr := appendHeader([]byte("prefix"), fin, op, n)[len("prefix"):]
+				if len(hdr) != headerSize(n, false) {
+					t.Fatalf("n=%d: header %d bytes, headerSize says %d", n, len(hdr), headerSize(n, false))
 				}
 				wantSize := 2
 				if n > 65535 {
@@ -30,7 +30,7 @@ func TestHeaderRoundTrip(t *testing.T) {
 				if len(hdr) != wantSize {
 					t.Fatalf("n=%d: %d-byte header, want the minimal %d", n, len(hdr), wantSize)
 				}
-				h, size := ParseHeader(hdr)
+				h, size := parseHeader(hdr)
 				if size != len(hdr) || h.Fin != fin || h.Op != op || h.Masked || h.Length != int64(n) || h.Rsv != 0 {
 					t.Fatalf("n=%d op=%v: parsed %+v size %d", n, op, h, size)
 				}
@@ -41,7 +41,7 @@ func TestHeaderRoundTrip(t *testing.T) {
 				}
 				// Every strict prefix is incomplete.
 				for i := 0; i < len(hdr); i++ {
-					if _, size := ParseHeader(hdr[:i]); size != 0 {
+					if _, size := parseHeader(hdr[:i]); size != 0 {
 						t.Fatalf("n=%d: prefix of %d bytes parsed as complete", n, i)
 					}
 				}
@@ -61,13 +61,13 @@ func TestParseHeaderMatchesGobwas(t *testing.T) {
 				t.Fatal(err)
 			}
 			p := append(b.Bytes(), "payload"...)
-			h, size := ParseHeader(p)
-			if size != b.Len() || size != HeaderSize(n, true) || h.Fin != want.Fin || h.Rsv != rsv || h.Op != OpBinary ||
+			h, size := parseHeader(p)
+			if size != b.Len() || size != headerSize(n, true) || h.Fin != want.Fin || h.Rsv != rsv || h.Op != OpBinary ||
 				!h.Masked || h.Mask != want.Mask || h.Length != int64(n) {
 				t.Fatalf("n=%d rsv=%d: %+v size %d", n, rsv, h, size)
 			}
 			for i := 0; i < size; i++ {
-				if _, s := ParseHeader(p[:i]); s != 0 {
+				if _, s := parseHeader(p[:i]); s != 0 {
 					t.Fatalf("n=%d: %d-byte prefix complete", n, i)
 				}
 			}
@@ -75,7 +75,7 @@ func TestParseHeaderMatchesGobwas(t *testing.T) {
 	}
 	// A 64-bit length with the top bit set parses as negative; Stream
 	// rejects it (see the stream cases).
-	h, size := ParseHeader([]byte{0x82, 127, 0x80, 0, 0, 0, 0, 0, 0, 0})
+	h, size := parseHeader([]byte{0x82, 127, 0x80, 0, 0, 0, 0, 0, 0, 0})
 	if size != 10 || h.Length >= 0 {
 		t.Fatalf("msb length: %+v", h)
 	}
@@ -93,7 +93,7 @@ func TestAppendFrame(t *testing.T) {
 			if err != nil || !f.Header.Fin || byte(f.Header.OpCode) != byte(op) || f.Header.Masked || !bytes.Equal(f.Payload, payload) {
 				t.Fatalf("n=%d op=%v: gobwas reads %+v, %v", n, op, f.Header, err)
 			}
-			if len(got) != 3+HeaderSize(n, false)+n {
+			if len(got) != 3+headerSize(n, false)+n {
 				t.Fatalf("n=%d: %d bytes", n, len(got))
 			}
 		}
@@ -116,7 +116,7 @@ func TestAppendClose(t *testing.T) {
 		"xx" + strings.Repeat("\U0001F600", 40), "xxx" + strings.Repeat("\U0001F600", 40)} {
 		for _, code := range []uint16{1000, 1002, 4001} {
 			frame := AppendClose(nil, code, reason)
-			h, size := ParseHeader(frame)
+			h, size := parseHeader(frame)
 			if size != 2 || !h.Fin || h.Op != OpClose || h.Length > MaxControlPayload || int(h.Length) != len(frame)-2 {
 				t.Fatalf("reason of %d bytes: header %+v", len(reason), h)
 			}

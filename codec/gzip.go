@@ -53,7 +53,7 @@ func AppendGzipFrame(dst, text []byte) []byte {
 
 	n := len(dst) - start - maxServerHeader
 	var hb [maxServerHeader]byte
-	hdr := AppendHeader(hb[:0], true, OpBinary, n)
+	hdr := appendHeader(hb[:0], true, OpBinary, n)
 	copy(dst[start:], hdr)
 	copy(dst[start+len(hdr):], dst[start+maxServerHeader:])
 	return dst[:start+len(hdr)+n]

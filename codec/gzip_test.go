@@ -4,36 +4,14 @@ import (
 	"bytes"
 	stdgzip "compress/gzip"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"runtime"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/wsd-chat/wsd/internal/wstest"
 )
-
-func stdGzip(p []byte) []byte {
-	var b bytes.Buffer
-	w, _ := stdgzip.NewWriterLevel(&b, stdgzip.BestCompression)
-	w.Write(p)
-	w.Close()
-	return b.Bytes()
-}
-
-// stdGunzip is the reference: one gzip member, nothing after it.
-func stdGunzip(p []byte) ([]byte, bool) {
-	src := bytes.NewReader(p)
-	r, err := stdgzip.NewReader(src)
-	if err != nil {
-		return nil, false
-	}
-	r.Multistream(false)
-	out, err := io.ReadAll(r)
-	if err != nil || src.Len() != 0 {
-		return nil, false
-	}
-	return out, true
-}
 
 func chatJSON(n int) []byte {
 	return []byte(strings.Repeat(`{"from":"alice","room":"lobby","text":"hello there, how is everyone?"}`, n/60+1)[:n])
@@ -73,17 +51,17 @@ func TestAppendGzipFrame(t *testing.T) {
 				t.Fatalf("%s: dst prefix clobbered", tc.name)
 			}
 			frame := out[len(prefix):]
-			h, size := ParseHeader(frame)
+			h, size := parseHeader(frame)
 			if size == 0 || !h.Fin || h.Op != OpBinary || h.Masked || h.Rsv != 0 || int(h.Length) != len(frame)-size {
 				t.Fatalf("%s: bad header %+v (size %d, frame %d bytes)", tc.name, h, size, len(frame))
 			}
-			if size != HeaderSize(int(h.Length), false) {
+			if size != headerSize(int(h.Length), false) {
 				t.Fatalf("%s: %d-byte header for %d bytes of payload", tc.name, size, h.Length)
 			}
 			// The standard library inflates it to the text.
-			got, ok := stdGunzip(frame[size:])
-			if !ok || !bytes.Equal(got, tc.text) {
-				t.Fatalf("%s: payload gunzips to %d bytes (ok %v), want %d", tc.name, len(got), ok, len(tc.text))
+			ref, err := wstest.Gunzip(frame[size:])
+			if err != nil || ref != string(tc.text) {
+				t.Fatalf("%s: payload gunzips to %d bytes (%v), want %d", tc.name, len(ref), err, len(tc.text))
 			}
 			// And so does Gunzip.
 			got, err := Gunzip(nil, frame[size:], len(tc.text))
@@ -105,8 +83,8 @@ func TestAppendGzipFrameConcurrent(t *testing.T) {
 			for i := range 200 {
 				text := []byte(fmt.Sprintf("goroutine %d message %d %s", g, i, strings.Repeat("x", i)))
 				buf = AppendGzipFrame(buf[:0], text)
-				_, size := ParseHeader(buf)
-				if got, ok := stdGunzip(buf[size:]); !ok || !bytes.Equal(got, text) {
+				_, size := parseHeader(buf)
+				if got, err := wstest.Gunzip(buf[size:]); err != nil || got != string(text) {
 					t.Errorf("goroutine %d message %d corrupted", g, i)
 					return
 				}
@@ -118,7 +96,7 @@ func TestAppendGzipFrameConcurrent(t *testing.T) {
 
 func TestGunzip(t *testing.T) {
 	text := []byte(strings.Repeat("chat ", 100))
-	z := stdGzip(text)
+	z := wstest.Gzip(string(text))
 	got, err := Gunzip(nil, z, 1000)
 	if err != nil || !bytes.Equal(got, text) {
 		t.Fatalf("round trip: %v", err)
@@ -130,10 +108,10 @@ func TestGunzip(t *testing.T) {
 	if got, err := Gunzip([]byte("keep"), z, len(text)-1); err != ErrInflatedTooBig || string(got) != "keep" {
 		t.Fatalf("one over the limit: %q, %v", got, err)
 	}
-	if got, err := Gunzip(nil, stdGzip(nil), 0); err != nil || len(got) != 0 {
+	if got, err := Gunzip(nil, wstest.Gzip(""), 0); err != nil || len(got) != 0 {
 		t.Fatalf("empty text, limit 0: %q, %v", got, err)
 	}
-	if _, err := Gunzip(nil, stdGzip([]byte("x")), 0); err != ErrInflatedTooBig {
+	if _, err := Gunzip(nil, wstest.Gzip("x"), 0); err != ErrInflatedTooBig {
 		t.Fatalf("1 byte, limit 0: %v", err)
 	}
 	two := append(append([]byte(nil), z...), z...)
@@ -199,7 +177,7 @@ func zipBomb() []byte {
 func TestGunzipBomb(t *testing.T) {
 	z := zipBomb()
 	const limit = 1 << 20
-	Gunzip(nil, stdGzip([]byte("warm the pool")), limit)
+	Gunzip(nil, wstest.Gzip("warm the pool"), limit)
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
@@ -256,7 +234,7 @@ func BenchmarkAppendGzipFrame(b *testing.B) {
 
 func BenchmarkGunzip(b *testing.B) {
 	for _, n := range []int{128, 1024} {
-		z := stdGzip(chatJSON(n))
+		z := wstest.Gzip(string(chatJSON(n)))
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			buf := make([]byte, 0, 4096)
 			b.ReportAllocs()
@@ -276,8 +254,8 @@ func BenchmarkGunzip(b *testing.B) {
 func FuzzGunzip(f *testing.F) {
 	for _, tc := range gzipCases {
 		if len(tc.text) < 2000 {
-			f.Add(stdGzip(tc.text), uint16(len(tc.text)))
-			f.Add(stdGzip(tc.text), uint16(len(tc.text)/2))
+			f.Add(wstest.Gzip(string(tc.text)), uint16(len(tc.text)))
+			f.Add(wstest.Gzip(string(tc.text)), uint16(len(tc.text)/2))
 		}
 	}
 	f.Add([]byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff}, uint16(5))
@@ -293,7 +271,9 @@ func FuzzGunzip(f *testing.F) {
 		if err != nil && len(out) != 0 {
 			t.Fatalf("%d bytes out with %v", len(out), err)
 		}
-		want, ok := stdGunzip(in)
+		// The reference: the standard library, one member, nothing after it.
+		want, werr := wstest.Gunzip(in)
+		ok := werr == nil
 		if len(in) > 3 && in[3]&0xE0 != 0 {
 			// RFC 1952 2.3.1.2: a reserved FLG bit must fail. The
 			// standard library ignores them; Gunzip refuses.
@@ -301,7 +281,7 @@ func FuzzGunzip(f *testing.F) {
 		}
 		switch {
 		case err == nil:
-			if !ok || !bytes.Equal(out, want) {
+			if !ok || string(out) != want {
 				t.Fatalf("Gunzip accepted what the standard library does not (ok %v) or differs", ok)
 			}
 		case err == ErrInflatedTooBig:
@@ -331,7 +311,7 @@ func TestGzipAllocs(t *testing.T) {
 		if a := testing.AllocsPerRun(200, func() { buf = AppendGzipFrame(buf[:0], msg) }); a != 0 {
 			t.Errorf("AppendGzipFrame of %d bytes: %v allocs", n, a)
 		}
-		z := stdGzip(msg)
+		z := wstest.Gzip(string(msg))
 		if a := testing.AllocsPerRun(200, func() {
 			var err error
 			if buf, err = Gunzip(buf[:0], z, 1<<20); err != nil {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 
+	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws"
 )
 
@@ -41,34 +42,26 @@ type Request struct {
 	Token         []byte // token query parameter, else the Authorization: Bearer token; nil if neither
 	Origin        []byte // Origin header, if any
 	Authorization []byte // raw Authorization header, if any
+	Protocol      string // subprotocol selected from Sec-WebSocket-Protocol, "" if none
+	// Deflate is the accepted permessage-deflate offer; zero if none was
+	// (or the Upgrader's Deflate is off).
+	Deflate DeflateParams
 }
 
 // Handshake rejections wsd adds to gobwas/ws's own. They are values so a
 // rejected handshake allocates nothing.
 var (
-	ErrNotFound = ws.RejectConnectionError(ws.RejectionStatus(http.StatusNotFound),
-		ws.RejectionReason("not found: wsd serves WebSocket upgrades on /"))
-	ErrMissingKey = ws.RejectConnectionError(ws.RejectionStatus(http.StatusBadRequest),
-		ws.RejectionReason("missing specialKey"))
-	ErrKeyTooLong = ws.RejectConnectionError(ws.RejectionStatus(http.StatusBadRequest),
-		ws.RejectionReason("specialKey longer than 256 bytes"))
-	ErrBadQuery = ws.RejectConnectionError(ws.RejectionStatus(http.StatusBadRequest),
-		ws.RejectionReason("malformed query string"))
-	ErrBadRoom = ws.RejectConnectionError(ws.RejectionStatus(http.StatusBadRequest),
-		ws.RejectionReason("bad room name: 1-64 of A-Z a-z 0-9 _ - . :"))
-	ErrHeadTooLarge = ws.RejectConnectionError(ws.RejectionStatus(http.StatusRequestHeaderFieldsTooLarge),
-		ws.RejectionReason("request head too large"))
-	ErrOverCapacity = ws.RejectConnectionError(ws.RejectionStatus(http.StatusServiceUnavailable),
-		ws.RejectionReason("server at connection limit"))
+	ErrNotFound     = Reject(http.StatusNotFound, "not found: wsd serves WebSocket upgrades on /")
+	ErrMissingKey   = Reject(http.StatusBadRequest, "missing specialKey")
+	ErrKeyTooLong   = Reject(http.StatusBadRequest, "specialKey longer than 256 bytes")
+	ErrBadQuery     = Reject(http.StatusBadRequest, "malformed query string")
+	ErrBadRoom      = Reject(http.StatusBadRequest, "bad room name: 1-64 of A-Z a-z 0-9 _ - . :")
+	ErrHeadTooLarge = Reject(http.StatusRequestHeaderFieldsTooLarge, "request head too large")
+	ErrOverCapacity = Reject(http.StatusServiceUnavailable, "server at connection limit")
+	// ErrDraining is a 503 of its own so a client (and a log) can tell a
+	// server going away from one that is merely full.
+	ErrDraining = Reject(http.StatusServiceUnavailable, "server shutting down")
 )
-
-// StatusOf returns the HTTP status a handshake error was answered with.
-func StatusOf(err error) int {
-	if rej, ok := err.(*ws.ConnectionRejectedError); ok && rej.StatusCode() != 0 {
-		return rej.StatusCode()
-	}
-	return http.StatusBadRequest
-}
 
 // Upgrader runs the zero-copy WebSocket upgrade on a complete request head
 // and extracts the chat parameters. It is not safe for concurrent use; keep
@@ -76,14 +69,25 @@ func StatusOf(err error) int {
 type Upgrader struct {
 	// Admit is asked once the path is known to be right; a non-nil error
 	// (such as ErrOverCapacity) rejects the upgrade with its status, or
-	// with 503 if it is not a ws.RejectConnectionError.
+	// with 503 if it was not made by Reject.
 	Admit func() error
+	// Protocols are the subprotocols wsd speaks; the first of the client's
+	// Sec-WebSocket-Protocol offer that is listed is selected (RFC 6455
+	// section 4.2.2). Set it before the first Upgrade.
+	Protocols []string
+	// Deflate is the permessage-deflate wsd negotiates; zero: none.
+	Deflate DeflateConfig
 
 	up  ws.Upgrader
 	req Request
 	rw  headRW
 	// scratch space the Request slices point into
 	key, room, token, origin, auth []byte
+	// seen records which query parameters were taken: the first of a
+	// duplicated parameter wins, as with net/http's FormValue.
+	seen uint8
+	ext  []byte // Sec-WebSocket-Extensions lines, joined
+	exts [1]httphead.Option
 }
 
 // NewUpgrader returns an Upgrader whose gobwas/ws hooks write into it.
@@ -94,6 +98,7 @@ func NewUpgrader() *Upgrader {
 		WriteBufferSize: 512,
 		OnRequest:       u.onRequest,
 		OnHeader:        u.onHeader,
+		ExtensionCustom: u.onExtensions,
 	}
 	return u
 }
@@ -107,8 +112,14 @@ const MaxHeadSize = 8 << 10
 // WebSocket now and req describes it.
 func (u *Upgrader) Upgrade(head, out []byte) (req *Request, resp []byte, err error) {
 	u.req = Request{}
+	u.ext = u.ext[:0]
 	u.rw = headRW{r: head, out: out}
-	_, err = u.up.Upgrade(&u.rw)
+	u.seen = 0
+	if len(u.Protocols) > 0 && u.up.Protocol == nil {
+		u.up.Protocol = u.knowsProtocol
+	}
+	hs, err := u.up.Upgrade(&u.rw)
+	u.req.Protocol = hs.Protocol
 	resp = u.rw.out
 	u.rw = headRW{}
 	if err != nil {
@@ -135,8 +146,7 @@ func (u *Upgrader) onRequest(uri []byte) error {
 			if _, ok := err.(*ws.ConnectionRejectedError); !ok {
 				// gobwas/ws would answer a plain error with 500 while
 				// StatusOf says 400: refuse it as the 503 it means.
-				err = ws.RejectConnectionError(ws.RejectionStatus(http.StatusServiceUnavailable),
-					ws.RejectionReason(err.Error()))
+				err = Reject(http.StatusServiceUnavailable, err.Error())
 			}
 			return err
 		}
@@ -153,6 +163,11 @@ func (u *Upgrader) onRequest(uri []byte) error {
 		if i := bytes.IndexByte(pair, '='); i >= 0 {
 			name, value = pair[:i], pair[i+1:]
 		}
+		bit := paramBit(name)
+		if u.seen&bit != 0 {
+			continue // a repeated parameter: the first one counts
+		}
+		u.seen |= bit
 		switch string(name) {
 		case "specialKey":
 			if u.key, err = unescape(u.key[:0], value); err != nil {
@@ -188,6 +203,34 @@ func (u *Upgrader) onRequest(uri []byte) error {
 	return nil
 }
 
+// paramBit names the query parameters wsd reads, for Upgrader.seen.
+func paramBit(name []byte) uint8 {
+	switch string(name) {
+	case "specialKey":
+		return 1
+	case "support_gzip":
+		return 2
+	case "room":
+		return 4
+	case "token":
+		return 8
+	}
+	return 0
+}
+
+func (u *Upgrader) knowsProtocol(p []byte) bool {
+	for _, known := range u.Protocols {
+		if string(p) == known {
+			return true
+		}
+	}
+	return false
+}
+
+// Origin returns the Origin header of the last request, also when it was
+// refused; valid until the next Upgrade.
+func (u *Upgrader) Origin() []byte { return u.req.Origin }
+
 func (u *Upgrader) onHeader(key, value []byte) error {
 	switch {
 	case bytes.EqualFold(key, []byte("Origin")):
@@ -198,11 +241,44 @@ func (u *Upgrader) onHeader(key, value []byte) error {
 		u.req.Authorization = u.auth
 		// A token query parameter (seen first, on the request line) wins
 		// over a bearer token.
-		if u.req.Token == nil && len(u.auth) > len(bearer) && bytes.EqualFold(u.auth[:len(bearer)], []byte(bearer)) {
-			u.req.Token = nonEmpty(bytes.TrimSpace(u.auth[len(bearer):]))
+		if u.req.Token == nil {
+			u.req.Token = BearerToken(u.auth)
 		}
 	}
 	return nil
+}
+
+// BearerToken returns the token of an "Authorization: Bearer <token>"
+// header value (the scheme in any case, spaces around the token trimmed),
+// or nil if there is none. It is the one parse of that header in wsd: the
+// upgrade, auth and the admin API all accept exactly the same values.
+func BearerToken(h []byte) []byte {
+	const prefix = "bearer "
+	if len(h) <= len(prefix) || !bytes.EqualFold(h[:len(prefix)], []byte(prefix)) {
+		return nil
+	}
+	return nonEmpty(bytes.TrimSpace(h[len(prefix):]))
+}
+
+// onExtensions sees each Sec-WebSocket-Extensions line. The lines form one
+// list, so the offers are negotiated again over all lines seen so far; the
+// answer to the last call is the one gobwas/ws writes. It never refuses the
+// handshake: an offer wsd cannot accept is declined.
+func (u *Upgrader) onExtensions(line []byte, _ []httphead.Option) ([]httphead.Option, bool) {
+	if !u.Deflate.Enabled {
+		return nil, true
+	}
+	if len(u.ext) > 0 {
+		u.ext = append(u.ext, ',')
+	}
+	u.ext = append(u.ext, line...)
+	p, ok := NegotiateDeflate(u.ext, u.Deflate)
+	u.req.Deflate = p
+	if !ok {
+		return nil, true
+	}
+	u.exts[0] = p.option()
+	return u.exts[:1], true
 }
 
 const bearer = "Bearer "

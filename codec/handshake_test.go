@@ -67,8 +67,11 @@ var upgradeCases = []struct {
 	{name: "escaped key at max", req: request("/?specialKey=" + strings.Repeat("%41", MaxKeyLen)), status: 101,
 		want: &Request{Key: []byte(strings.Repeat("A", MaxKeyLen))}},
 	{name: "support_gzip other than 1", req: request("/?specialKey=k&support_gzip=true"), status: 101, want: &Request{Key: []byte("k")}},
-	{name: "last key wins, unknown parameters ignored", req: request("/?specialKey=a&x=1&&=&y&specialKey=b"), status: 101,
-		want: &Request{Key: []byte("b")}},
+	{name: "first key wins, unknown parameters ignored", req: request("/?specialKey=a&x=1&&=&y&specialKey=b"), status: 101,
+		want: &Request{Key: []byte("a")}},
+	{name: "first of each duplicate wins", req: request("/?specialKey=a&room=r1&token=t1&support_gzip=1&room=r2&token=t2&support_gzip=0&specialKey=b"),
+		status: 101, want: &Request{Key: []byte("a"), Room: []byte("r1"), Token: []byte("t1"), Gzip: true}},
+	{name: "first room empty wins", req: request("/?specialKey=a&room=&room=r2"), status: 101, want: &Request{Key: []byte("a")}},
 	{name: "lower-case headers", req: "GET /?specialKey=k HTTP/1.1\r\nhost: h\r\nupgrade: WebSocket\r\nconnection: keep-alive, upgrade\r\n" +
 		"sec-websocket-key: " + goodKey + "\r\nsec-websocket-version: 13\r\norigin: o\r\n\r\n", status: 101,
 		want: &Request{Key: []byte("k"), Origin: []byte("o")}},
@@ -237,11 +240,34 @@ func TestUpgradeHeadUntouched(t *testing.T) {
 func TestStatusOf(t *testing.T) {
 	for err, want := range map[error]int{
 		ErrNotFound: 404, ErrMissingKey: 400, ErrKeyTooLong: 400, ErrBadQuery: 400, ErrBadRoom: 400, ErrHeadTooLarge: 431,
-		ErrOverCapacity: 503, ws.ErrHandshakeBadMethod: 405, ws.ErrHandshakeBadProtocol: 505, ws.ErrHandshakeUpgradeRequired: 426,
+		ErrOverCapacity: 503, ErrDraining: 503, Reject(429, "slow down"): 429, ws.ErrHandshakeBadMethod: 405, ws.ErrHandshakeBadProtocol: 505, ws.ErrHandshakeUpgradeRequired: 426,
 		ws.ErrHandshakeBadSecKey: 400, errPlain: 400, ws.RejectConnectionError(): 400,
 	} {
 		if got := StatusOf(err); got != want {
 			t.Errorf("StatusOf(%v) = %d, want %d", err, got, want)
+		}
+	}
+}
+
+// TestBearerToken: the one parse of Authorization: Bearer, which the
+// upgrade, auth and the admin API share.
+func TestBearerToken(t *testing.T) {
+	for _, tc := range []struct{ header, want string }{
+		{"Bearer abc", "abc"},
+		{"bearer abc", "abc"},
+		{"BEARER abc", "abc"},
+		{"Bearer  abc ", "abc"},
+		{"Bearer a b", "a b"},
+		{"Bearer ", ""},
+		{"Bearer", ""},
+		{"Bearer    ", ""},
+		{"Basic YWxpY2U6cHc=", ""},
+		{"Bearerabc", ""},
+		{"", ""},
+	} {
+		got := BearerToken([]byte(tc.header))
+		if string(got) != tc.want || (got == nil) != (tc.want == "") {
+			t.Errorf("BearerToken(%q) = %q, want %q", tc.header, got, tc.want)
 		}
 	}
 }
@@ -290,7 +316,7 @@ func TestHandshakeEnd(t *testing.T) {
 }
 
 func TestAppendRejection(t *testing.T) {
-	for err, status := range map[error]int{ErrHeadTooLarge: 431, ErrOverCapacity: 503, errPlain: 400} {
+	for err, status := range map[error]int{ErrHeadTooLarge: 431, ErrOverCapacity: 503, ErrDraining: 503, errPlain: 400} {
 		resp := AppendRejection([]byte("x"), err)[1:]
 		r := parseResponse(t, resp)
 		if r.StatusCode != status || !r.Close {
@@ -395,4 +421,37 @@ func FuzzUpgrade(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestUpgradeSubprotocols(t *testing.T) {
+	u := NewUpgrader()
+	u.Protocols = []string{"chat.v1", "chat.v2"}
+	for _, tc := range []struct {
+		headers []string
+		want    string
+	}{
+		{[]string{"Sec-WebSocket-Protocol: chat.v1\r\n"}, "chat.v1"},
+		{[]string{"Sec-WebSocket-Protocol: chat.v2, chat.v1\r\n"}, "chat.v2"}, // the client's order
+		{[]string{"Sec-WebSocket-Protocol: mqtt,chat.v1\r\n"}, "chat.v1"},
+		{[]string{"Sec-WebSocket-Protocol: mqtt\r\n", "Sec-WebSocket-Protocol: chat.v2\r\n"}, "chat.v2"},
+		{[]string{"Sec-WebSocket-Protocol: mqtt\r\n"}, ""},
+		{nil, ""},
+	} {
+		req, resp, err := u.Upgrade([]byte(request("/?specialKey=k", tc.headers...)), nil)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.headers, err)
+		}
+		if req.Protocol != tc.want {
+			t.Errorf("%q: selected %q, want %q", tc.headers, req.Protocol, tc.want)
+		}
+		hasHeader := bytes.Contains(resp, []byte("Sec-WebSocket-Protocol: "+tc.want+"\r\n"))
+		if hasHeader != (tc.want != "") {
+			t.Errorf("%q: response %q", tc.headers, resp)
+		}
+	}
+	// Without Protocols nothing is selected and the header is ignored.
+	req, resp, err := NewUpgrader().Upgrade([]byte(request("/?specialKey=k", "Sec-WebSocket-Protocol: chat.v1\r\n")), nil)
+	if err != nil || req.Protocol != "" || bytes.Contains(resp, []byte("Sec-WebSocket-Protocol")) {
+		t.Errorf("no protocols: %v %q %q", err, req.Protocol, resp)
+	}
 }

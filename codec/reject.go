@@ -7,6 +7,22 @@ import (
 	"github.com/gobwas/ws"
 )
 
+// Reject returns a handshake refusal with an HTTP status and a one-line
+// reason: an Upgrader answers it (and StatusOf reads it back) as that
+// status. Packages that refuse handshakes (auth, session) build their
+// refusals here, so none of them needs to know gobwas/ws.
+func Reject(status int, reason string) error {
+	return ws.RejectConnectionError(ws.RejectionStatus(status), ws.RejectionReason(reason))
+}
+
+// StatusOf returns the HTTP status a handshake error was answered with.
+func StatusOf(err error) int {
+	if rej, ok := err.(*ws.ConnectionRejectedError); ok && rej.StatusCode() != 0 {
+		return rej.StatusCode()
+	}
+	return http.StatusBadRequest
+}
+
 // AppendHTTPError appends a complete HTTP/1.1 error response with a
 // one-line plain-text reason, for refusals made outside the upgrader (a
 // request head over the size cap, a failed authorization).
@@ -30,5 +46,4 @@ func AppendRejection(dst []byte, err error) []byte {
 
 // ErrBusy refuses a handshake whose request head would take more memory
 // than the inbound budget has left.
-var ErrBusy = ws.RejectConnectionError(ws.RejectionStatus(http.StatusServiceUnavailable),
-	ws.RejectionReason("server busy: try again later"))
+var ErrBusy = Reject(http.StatusServiceUnavailable, "server busy: try again later")

@@ -30,10 +30,26 @@ type Stream struct {
 	mask      [4]byte
 	left      int64 // payload bytes of the current frame not yet seen
 	msgLen    int64 // payload bytes of the current message so far
-	utf8      UTF8
+	utf8      utf8Validator
+
+	// permessage-deflate, once negotiated (SetDeflate).
+	deflate    bool
+	compressed bool  // the current message has RSV1 set
+	ctxBits    uint8 // the client's window if it takes over its context, else 0
+	window     Window
 
 	msg *[]byte // pooled; set only while a message spans frames or reads
 	ctl *[]byte // pooled; set only while a control frame spans reads
+}
+
+// SetDeflate makes the stream accept messages compressed with the
+// negotiated permessage-deflate p (RSV1 on their first frame): they are
+// inflated under the message cap before the Handler sees them. A zero p
+// turns it off again.
+func (s *Stream) SetDeflate(p DeflateParams) {
+	s.deflate = p.Enabled
+	s.ctxBits = p.ClientWindowBits
+	s.window.Reset()
 }
 
 // Feed decodes p, calling h for each complete message or control frame.
@@ -51,7 +67,7 @@ func (s *Stream) Feed(p []byte, h Handler, max int64) error {
 				n  int
 			)
 			if s.nhdr == 0 {
-				if hd, n = ParseHeader(p); n == 0 {
+				if hd, n = parseHeader(p); n == 0 {
 					s.nhdr = uint8(copy(s.hdr[:], p))
 					return nil
 				}
@@ -59,7 +75,7 @@ func (s *Stream) Feed(p []byte, h Handler, max int64) error {
 			} else {
 				had := int(s.nhdr)
 				took := copy(s.hdr[had:], p)
-				if hd, n = ParseHeader(s.hdr[:had+took]); n == 0 {
+				if hd, n = parseHeader(s.hdr[:had+took]); n == 0 {
 					s.nhdr += uint8(took)
 					return nil
 				}
@@ -70,7 +86,7 @@ func (s *Stream) Feed(p []byte, h Handler, max int64) error {
 				return err
 			}
 			if s.left == 0 {
-				if err := s.payload(nil, h); err != nil {
+				if err := s.payload(nil, h, max); err != nil {
 					return err
 				}
 				continue
@@ -84,7 +100,7 @@ func (s *Stream) Feed(p []byte, h Handler, max int64) error {
 		p = p[n:]
 		s.maskPos = uint8(unmask(chunk, s.mask, int(s.maskPos)))
 		s.left -= n
-		if err := s.payload(chunk, h); err != nil {
+		if err := s.payload(chunk, h, max); err != nil {
 			return err
 		}
 	}
@@ -94,8 +110,11 @@ func (s *Stream) Feed(p []byte, h Handler, max int64) error {
 // begin validates a new frame header against RFC 6455 and the message state.
 func (s *Stream) begin(h *Header, max int64) error {
 	switch {
-	case h.Rsv != 0:
+	case h.Rsv != 0 && (!s.deflate || h.Rsv != 4):
+		// RSV1 (4 here) is permessage-deflate's; RSV2 and RSV3 are nobody's.
 		return ErrReservedBits
+	case h.Rsv != 0 && h.Op != OpText && h.Op != OpBinary:
+		return ErrCompressedFragment
 	case !h.Masked:
 		return ErrUnmasked
 	case h.Length < 0:
@@ -125,6 +144,7 @@ func (s *Stream) begin(h *Header, max int64) error {
 		}
 		s.inMessage = true
 		s.msgOp = h.Op
+		s.compressed = h.Rsv != 0
 		s.msgLen = 0
 		s.utf8.Reset()
 	default:
@@ -141,7 +161,7 @@ func (s *Stream) begin(h *Header, max int64) error {
 
 // payload takes an unmasked chunk of the current frame; when the frame is
 // complete it delivers the control frame or, on FIN, the message.
-func (s *Stream) payload(chunk []byte, h Handler) error {
+func (s *Stream) payload(chunk []byte, h Handler, max int64) error {
 	done := s.left == 0
 	if done {
 		s.inFrame = false
@@ -164,13 +184,13 @@ func (s *Stream) payload(chunk []byte, h Handler) error {
 	}
 
 	s.msgLen += int64(len(chunk))
-	if s.msgOp == OpText && !s.utf8.Write(chunk) {
+	if s.msgOp == OpText && !s.compressed && !s.utf8.Write(chunk) {
 		return ErrInvalidUTF8
 	}
 	last := done && s.fin
 	if last && s.msg == nil {
 		// The whole message arrived in this read: hand it over in place.
-		return s.message(chunk, h)
+		return s.message(chunk, h, max)
 	}
 	if s.msg == nil {
 		s.msg = getBuf(&msgPool)
@@ -179,7 +199,7 @@ func (s *Stream) payload(chunk []byte, h Handler) error {
 	if !last {
 		return nil
 	}
-	err := s.message(*s.msg, h)
+	err := s.message(*s.msg, h, max)
 	putBuf(&msgPool, s.msg)
 	s.msg = nil
 	return err
@@ -194,13 +214,46 @@ func (s *Stream) control(p []byte, h Handler) error {
 	return h.OnControl(s.op, p)
 }
 
-func (s *Stream) message(p []byte, h Handler) error {
+func (s *Stream) message(p []byte, h Handler, max int64) error {
 	s.inMessage = false
+	if s.compressed {
+		return s.inflate(p, h, max)
+	}
 	if s.msgOp == OpText && !s.utf8.Complete() {
 		return ErrInvalidUTF8
 	}
 	return h.OnMessage(s.msgOp, p)
 }
+
+// inflate delivers a compressed message: inflated under max, checked to be
+// UTF-8 if it is text, and added to the client's window if it keeps one.
+func (s *Stream) inflate(p []byte, h Handler, max int64) error {
+	limit := int(max)
+	if max <= 0 || int64(limit) != max {
+		limit = int(^uint(0) >> 1)
+	}
+	buf := getBuf(&msgPool)
+	defer putBuf(&msgPool, buf)
+	out, err := Inflate((*buf)[:0], p, s.window.Bytes(), limit)
+	*buf = out[:0]
+	if err != nil {
+		return err
+	}
+	if s.msgOp == OpText {
+		s.utf8.Reset()
+		if !s.utf8.Write(out) || !s.utf8.Complete() {
+			return ErrInvalidUTF8
+		}
+	}
+	if s.ctxBits != 0 {
+		s.window.Push(out, s.ctxBits)
+	}
+	return h.OnMessage(s.msgOp, out)
+}
+
+// Window reports how many bytes of dictionary the stream holds for a
+// client that takes over its compression context (at most 2^bits).
+func (s *Stream) Window() int { return len(s.window.Bytes()) }
 
 // Buffered reports how many bytes the stream holds between Feed calls.
 func (s *Stream) Buffered() int {
@@ -241,6 +294,7 @@ func (s *Stream) Release() {
 		putBuf(&ctlPool, s.ctl)
 		s.ctl = nil
 	}
+	s.window.Reset()
 }
 
 // Buffers of messages spanning reads. Buffers that grew past maxPooledMsg

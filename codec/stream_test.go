@@ -2,7 +2,6 @@ package codec
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -10,42 +9,14 @@ import (
 	"testing"
 
 	"github.com/gobwas/ws"
-)
 
-// testKey is the mask key of the frames tests build. Its bytes differ so a
-// mask applied at the wrong cycle offset shows.
-var testKey = [4]byte{0xA1, 0xB2, 0xC3, 0xD4}
+	"github.com/wsd-chat/wsd/internal/wstest"
+)
 
 // clientFrame builds a masked client frame byte by byte, so tests can
 // build frames a conforming encoder would refuse to.
 func clientFrame(b0 byte, payload []byte) []byte {
-	return rawFrame(b0, true, payload)
-}
-
-func rawFrame(b0 byte, masked bool, payload []byte) []byte {
-	var out []byte
-	n := len(payload)
-	var m byte
-	if masked {
-		m = 0x80
-	}
-	switch {
-	case n <= 125:
-		out = append(out, b0, m|byte(n))
-	case n <= 0xFFFF:
-		out = append(out, b0, m|126, byte(n>>8), byte(n))
-	default:
-		out = append(out, b0, m|127)
-		out = binary.BigEndian.AppendUint64(out, uint64(n))
-	}
-	if !masked {
-		return append(out, payload...)
-	}
-	out = append(out, testKey[:]...)
-	for i, c := range payload {
-		out = append(out, c^testKey[i%4])
-	}
-	return out
+	return wstest.RawFrame(b0, true, payload)
 }
 
 // First header bytes: FIN bit and opcode.
@@ -95,10 +66,6 @@ func (c *collector) OnControl(op OpCode, p []byte) error {
 }
 
 func cat(frames ...[]byte) []byte { return bytes.Join(frames, nil) }
-
-func closePayload(code uint16, reason string) []byte {
-	return append([]byte{byte(code >> 8), byte(code)}, reason...)
-}
 
 func rep(c string, n int) []byte { return bytes.Repeat([]byte(c), n) }
 
@@ -150,7 +117,7 @@ var streamCases = []streamCase{
 		want: []event{{OpBinary, "\x01\x02"}}},
 	{name: "fragmented with ping, pong and close between", input: cat(
 		clientFrame(text, []byte("Hel")), clientFrame(ping, []byte("p")), clientFrame(cont, []byte("lo, ")),
-		clientFrame(pong, nil), clientFrame(closeOp, closePayload(1000, "bye")), clientFrame(finCont, []byte("world"))),
+		clientFrame(pong, nil), clientFrame(closeOp, wstest.ClosePayload(1000, "bye")), clientFrame(finCont, []byte("world"))),
 		want: []event{{OpPing, "p"}, {OpPong, ""}, {OpClose, "\x03\xe8bye"}, {OpText, "Hello, world"}}, bench: true},
 	{name: "fragmented 16-bit fragments", input: cat(clientFrame(text, rep("x", 200)), clientFrame(ping, rep("p", 125)), clientFrame(finCont, rep("y", 300))),
 		want: []event{{OpPing, strings.Repeat("p", 125)}, {OpText, strings.Repeat("x", 200) + strings.Repeat("y", 300)}}},
@@ -163,9 +130,9 @@ var streamCases = []streamCase{
 	{name: "ping 125", input: clientFrame(ping, rep("p", 125)), want: []event{{OpPing, strings.Repeat("p", 125)}}},
 	{name: "empty ping and pong", input: cat(clientFrame(ping, nil), clientFrame(pong, nil)), want: []event{{OpPing, ""}, {OpPong, ""}}},
 	{name: "pong binary payload", input: clientFrame(pong, []byte{0xff, 0}), want: []event{{OpPong, "\xff\x00"}}},
-	{name: "close with code", input: clientFrame(closeOp, closePayload(1000, "bye")), want: []event{{OpClose, "\x03\xe8bye"}}},
+	{name: "close with code", input: clientFrame(closeOp, wstest.ClosePayload(1000, "bye")), want: []event{{OpClose, "\x03\xe8bye"}}},
 	{name: "close empty", input: clientFrame(closeOp, nil), want: []event{{OpClose, ""}}},
-	{name: "close utf8 reason 123", input: clientFrame(closeOp, closePayload(1001, strings.Repeat("é", 61)+"!")),
+	{name: "close utf8 reason 123", input: clientFrame(closeOp, wstest.ClosePayload(1001, strings.Repeat("é", 61)+"!")),
 		want: []event{{OpClose, "\x03\xe9" + strings.Repeat("é", 61) + "!"}}},
 	{name: "utf8 split across fragments", input: cat(clientFrame(text, []byte("\xe4\xbd")), clientFrame(finCont, []byte("\xa0"))),
 		want: []event{{OpText, "你"}}},
@@ -182,13 +149,13 @@ var streamCases = []streamCase{
 		want: []event{{OpPing, "stop"}}, err: errStop, at: hdrSmall + 3},
 
 	// Frame header violations fail as the header completes, before payload.
-	{name: "unmasked", input: rawFrame(finText, false, []byte("xyz")), err: ErrUnmasked, at: 1},
-	{name: "unmasked empty", input: rawFrame(finText, false, nil), err: ErrUnmasked, at: 1},
-	{name: "unmasked 16-bit", input: rawFrame(finBinary, false, rep("x", 200)), err: ErrUnmasked, at: 3},
-	{name: "unmasked control", input: rawFrame(ping, false, nil), err: ErrUnmasked, at: 1},
-	{name: "unmasked after a message", input: cat(clientFrame(finText, []byte("ok")), rawFrame(finText, false, []byte("x"))),
+	{name: "unmasked", input: wstest.RawFrame(finText, false, []byte("xyz")), err: ErrUnmasked, at: 1},
+	{name: "unmasked empty", input: wstest.RawFrame(finText, false, nil), err: ErrUnmasked, at: 1},
+	{name: "unmasked 16-bit", input: wstest.RawFrame(finBinary, false, rep("x", 200)), err: ErrUnmasked, at: 3},
+	{name: "unmasked control", input: wstest.RawFrame(ping, false, nil), err: ErrUnmasked, at: 1},
+	{name: "unmasked after a message", input: cat(clientFrame(finText, []byte("ok")), wstest.RawFrame(finText, false, []byte("x"))),
 		want: []event{{OpText, "ok"}}, err: ErrUnmasked, at: 9},
-	{name: "unmasked continuation", input: cat(frameA, rawFrame(finCont, false, []byte("x"))), err: ErrUnmasked, at: 8},
+	{name: "unmasked continuation", input: cat(frameA, wstest.RawFrame(finCont, false, []byte("x"))), err: ErrUnmasked, at: 8},
 	{name: "rsv1", input: clientFrame(0xC1, []byte("x")), err: ErrReservedBits, at: 5},
 	{name: "rsv2", input: clientFrame(0xA1, []byte("x")), err: ErrReservedBits, at: 5},
 	{name: "rsv3", input: clientFrame(0x91, []byte("x")), err: ErrReservedBits, at: 5},
@@ -196,11 +163,11 @@ var streamCases = []streamCase{
 	{name: "rsv1 on continuation", input: cat(frameA, clientFrame(0xC0, []byte("x"))), err: ErrReservedBits, at: 12},
 	{name: "control 126", input: clientFrame(ping, rep("p", 126)), err: ErrControlTooLong, at: 7},
 	{name: "pong 126", input: clientFrame(pong, rep("p", 126)), err: ErrControlTooLong, at: 7},
-	{name: "close 126", input: clientFrame(closeOp, closePayload(1000, strings.Repeat("r", 124))), err: ErrControlTooLong, at: 7},
+	{name: "close 126", input: clientFrame(closeOp, wstest.ClosePayload(1000, strings.Repeat("r", 124))), err: ErrControlTooLong, at: 7},
 	{name: "ping 64-bit length 200", input: []byte{ping, 0x80 | 127, 0, 0, 0, 0, 0, 0, 0, 200, 1, 2, 3, 4}, err: ErrControlTooLong, at: 13},
 	{name: "fragmented ping", input: clientFrame(0x09, []byte("p")), err: ErrControlFragment, at: 5},
 	{name: "fragmented pong", input: clientFrame(0x0A, nil), err: ErrControlFragment, at: 5},
-	{name: "fragmented close", input: clientFrame(0x08, closePayload(1000, "")), err: ErrControlFragment, at: 5},
+	{name: "fragmented close", input: clientFrame(0x08, wstest.ClosePayload(1000, "")), err: ErrControlFragment, at: 5},
 	{name: "fragmented ping inside message", input: cat(frameA, clientFrame(0x09, nil)), err: ErrControlFragment, at: 12},
 	{name: "continuation first", input: clientFrame(finCont, []byte("x")), err: ErrUnexpectedCont, at: 5},
 	{name: "non-fin continuation first", input: clientFrame(cont, []byte("x")), err: ErrUnexpectedCont, at: 5},
@@ -235,9 +202,9 @@ var streamCases = []streamCase{
 
 	// Close payloads are validated once the frame is complete.
 	{name: "close 1 byte", input: clientFrame(closeOp, []byte{3}), err: ErrBadClosePayload},
-	{name: "close invalid reason", input: clientFrame(closeOp, closePayload(1000, "fine\xff")), err: ErrInvalidUTF8},
-	{name: "close truncated reason", input: clientFrame(closeOp, closePayload(1000, "\xe4\xbd")), err: ErrInvalidUTF8},
-	{name: "close invalid code inside message", input: cat(frameA, clientFrame(closeOp, closePayload(1005, ""))), err: ErrBadCloseCode},
+	{name: "close invalid reason", input: clientFrame(closeOp, wstest.ClosePayload(1000, "fine\xff")), err: ErrInvalidUTF8},
+	{name: "close truncated reason", input: clientFrame(closeOp, wstest.ClosePayload(1000, "\xe4\xbd")), err: ErrInvalidUTF8},
+	{name: "close invalid code inside message", input: cat(frameA, clientFrame(closeOp, wstest.ClosePayload(1005, ""))), err: ErrBadCloseCode},
 
 	// The message cap is enforced from declared lengths, before payload.
 	{name: "too big declared", input: clientFrame(finText, make([]byte, 11)), max: 10, err: ErrMessageTooBig, at: 5},
@@ -259,10 +226,10 @@ func init() {
 	}
 	for _, code := range []uint16{0, 1, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535} {
 		streamCases = append(streamCases, streamCase{name: fmt.Sprintf("close code %d", code),
-			input: clientFrame(closeOp, closePayload(code, "")), err: ErrBadCloseCode})
+			input: clientFrame(closeOp, wstest.ClosePayload(code, "")), err: ErrBadCloseCode})
 	}
 	for _, code := range []uint16{1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999} {
-		p := closePayload(code, "reason")
+		p := wstest.ClosePayload(code, "reason")
 		streamCases = append(streamCases, streamCase{name: fmt.Sprintf("close code %d", code),
 			input: clientFrame(closeOp, p), want: []event{{OpClose, string(p)}}})
 	}
@@ -286,7 +253,13 @@ type feedResult struct {
 // feedChunks feeds a copy of input (Feed unmasks in place) cut at the
 // given increasing offsets.
 func feedChunks(input []byte, cuts []int, max int64) feedResult {
+	return feedDeflate(input, cuts, max, DeflateParams{})
+}
+
+// feedDeflate is feedChunks on a stream that negotiated p.
+func feedDeflate(input []byte, cuts []int, max int64, p DeflateParams) feedResult {
 	var s Stream
+	s.SetDeflate(p)
 	defer s.Release()
 	h := &collector{}
 	input = bytes.Clone(input)

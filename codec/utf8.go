@@ -5,20 +5,20 @@ import (
 	"unicode/utf8"
 )
 
-// UTF8 validates UTF-8 incrementally, across chunk boundaries, and rejects
+// utf8Validator validates UTF-8 incrementally, across chunk boundaries, and rejects
 // at the first byte that cannot be part of a valid encoding: a text message
 // split across frames, or a frame split across reads, fails as soon as the
 // offending byte arrives rather than when the message completes.
 //
 // The zero value is ready; it is 3 bytes of state.
-type UTF8 struct {
+type utf8Validator struct {
 	need   uint8 // continuation bytes still expected
 	lo, hi byte  // allowed range of the next continuation byte
 }
 
 // Write feeds p and reports whether everything so far can still be valid.
 // A chunk that fails is rejected as a whole, before the next chunk arrives.
-func (v *UTF8) Write(p []byte) bool {
+func (v *utf8Validator) Write(p []byte) bool {
 	// Finish a character left open by the previous chunk.
 	i := 0
 	for v.need > 0 && i < len(p) {
@@ -64,7 +64,7 @@ func seqLen(b byte) int {
 }
 
 // step is the byte-at-a-time state machine.
-func (v *UTF8) step(p []byte) bool {
+func (v *utf8Validator) step(p []byte) bool {
 	i := 0
 	for i < len(p) {
 		if v.need > 0 {
@@ -113,7 +113,7 @@ func (v *UTF8) step(p []byte) bool {
 }
 
 // Complete reports whether the bytes fed so far end on a character boundary.
-func (v *UTF8) Complete() bool { return v.need == 0 }
+func (v *utf8Validator) Complete() bool { return v.need == 0 }
 
 // Reset forgets any partial character.
-func (v *UTF8) Reset() { *v = UTF8{} }
+func (v *utf8Validator) Reset() { *v = utf8Validator{} }

@@ -18,9 +18,9 @@ var utf8Cases = []string{
 	"\xe4\xbd\xa0\xa0", "a\x80b", "\xc3\x28", "\xa0\xa1", "\xe2\x28\xa1", "\xe2\x82\x28", "\xf0\x28\x8c\xbc", "\xf0\x90\x28\xbc",
 }
 
-// validIncremental feeds p to a UTF8 in chunks cut at cuts.
+// validIncremental feeds p to a utf8Validator in chunks cut at cuts.
 func validIncremental(p []byte, cuts ...int) bool {
-	var v UTF8
+	var v utf8Validator
 	prev := 0
 	for _, c := range append(cuts, len(p)) {
 		if !v.Write(p[prev:c]) {
@@ -131,7 +131,7 @@ func TestUTF8FailsAtTheByte(t *testing.T) {
 		{"ab\xff", 2}, {"\xf4\x90", 1}, {"\xf4\x8f\xbf\xc0", 3}, {"\xe0\x80", 1}, {"\xe0\x9f", 1}, {"\xed\xa0", 1},
 		{"\xf0\x8f", 1}, {"\xc0", 0}, {"\xc1", 0}, {"\xf5", 0}, {"\x80", 0}, {"a\xe4\xbdz", 3}, {"\xc3\xa9\xa9", 2},
 	} {
-		var v UTF8
+		var v utf8Validator
 		for i := 0; i < len(tc.in); i++ {
 			ok := v.Write([]byte{tc.in[i]})
 			if i < tc.bad && !ok {
@@ -146,7 +146,7 @@ func TestUTF8FailsAtTheByte(t *testing.T) {
 			}
 		}
 		// In one chunk the same prefix is rejected too.
-		var w UTF8
+		var w utf8Validator
 		if w.Write([]byte(tc.in[:tc.bad+1])) {
 			t.Errorf("%q: prefix through byte %d accepted in one chunk", tc.in, tc.bad)
 		}
@@ -154,7 +154,7 @@ func TestUTF8FailsAtTheByte(t *testing.T) {
 }
 
 func TestUTF8CompleteAndReset(t *testing.T) {
-	var v UTF8
+	var v utf8Validator
 	if !v.Complete() || !v.Write([]byte("a\xe4")) || v.Complete() {
 		t.Fatal("a partial character is not complete")
 	}
@@ -171,11 +171,11 @@ var utf8Bench = bytes.Repeat([]byte("chat message, 你好 "), 64)[:1024]
 
 func BenchmarkUTF8(b *testing.B) {
 	p := utf8Bench
-	b.Run("UTF8.Write", func(b *testing.B) {
+	b.Run("utf8Validator.Write", func(b *testing.B) {
 		b.SetBytes(int64(len(p)))
 		b.ReportAllocs()
 		for b.Loop() {
-			var v UTF8
+			var v utf8Validator
 			v.Write(p)
 		}
 	})
@@ -187,11 +187,11 @@ func BenchmarkUTF8(b *testing.B) {
 		}
 	})
 	ascii := bytes.Repeat([]byte("a"), 1024)
-	b.Run("UTF8.Write-ascii", func(b *testing.B) {
+	b.Run("utf8Validator.Write-ascii", func(b *testing.B) {
 		b.SetBytes(int64(len(ascii)))
 		b.ReportAllocs()
 		for b.Loop() {
-			var v UTF8
+			var v utf8Validator
 			v.Write(ascii)
 		}
 	})

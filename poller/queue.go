@@ -98,12 +98,6 @@ func (q *runQueue) pop() Task {
 	return q.bulk.pop()
 }
 
-func (q *runQueue) len() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.ready.n + q.bulk.n
-}
-
 func (q *runQueue) close() {
 	q.mu.Lock()
 	q.closed = true

@@ -150,14 +150,6 @@ func (r *Reactor) Add(d *Desc, fd int, h Handler) error {
 	return nil
 }
 
-// Bind associates d with fd and h without registering fd with epoll:
-// Notify and Submit still run h on the workers, but no readiness event
-// will. It serves descriptors epoll cannot watch, such as the /dev/null
-// sinks of fan-out benchmarks.
-func (r *Reactor) Bind(d *Desc, fd int, h Handler) {
-	d.fd, d.h, d.r = fd, h, r
-}
-
 // Remove unregisters d; call it before closing the fd so a recycled fd
 // number can be registered again. Events already collected may still reach
 // the Handler afterwards; it must ignore them once its socket is closed.
@@ -175,9 +167,6 @@ func (r *Reactor) Remove(d *Desc) error {
 
 // Submit queues t to run on a worker, after pending socket readiness.
 func (r *Reactor) Submit(t Task) { r.q.push(t, false) }
-
-// Queued reports how many tasks wait for a worker.
-func (r *Reactor) Queued() int { return r.q.len() }
 
 // Workers reports the size of the worker pool.
 func (r *Reactor) Workers() int { return r.workers }

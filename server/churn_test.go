@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/wsd-chat/wsd/internal/testserver"
 	"github.com/wsd-chat/wsd/internal/wstest"
 	"github.com/wsd-chat/wsd/server"
 	"github.com/wsd-chat/wsd/session"
@@ -101,7 +102,7 @@ func TestChurn(t *testing.T) {
 	if raceEnabled || testing.Short() {
 		total = 6000
 	}
-	srv := wstest.StartServer(t, server.Config{Session: session.Config{
+	srv := testserver.Start(t, server.Config{Session: session.Config{
 		HandshakeTimeout: 500 * time.Millisecond,
 		CloseTimeout:     500 * time.Millisecond,
 	}})

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wsd-chat/wsd/internal/testserver"
 	"github.com/wsd-chat/wsd/internal/wstest"
 	"github.com/wsd-chat/wsd/server"
 	"github.com/wsd-chat/wsd/session"
@@ -28,7 +29,7 @@ func bomb(n int) []byte {
 // hostile clients do while two well-behaved clients chat; the chatters must
 // see every message, in order, and each attacker gets the right ending.
 func TestHostileClientsDoNotHurtOthers(t *testing.T) {
-	srv := wstest.StartServer(t, server.Config{Session: session.Config{
+	srv := testserver.Start(t, server.Config{Session: session.Config{
 		HandshakeTimeout: time.Second,
 		MaxMessage:       64 << 10,
 		CloseTimeout:     time.Second,

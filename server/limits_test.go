@@ -1,12 +1,10 @@
 package server_test
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -14,33 +12,11 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/wsd-chat/wsd/internal/testserver"
 	"github.com/wsd-chat/wsd/internal/wstest"
 	"github.com/wsd-chat/wsd/server"
 	"github.com/wsd-chat/wsd/session"
 )
-
-// metric reads one sample of a counter or gauge from the admin endpoint.
-func metric(t testing.TB, adminAddr, name string) float64 {
-	t.Helper()
-	resp, err := http.Get("http://" + adminAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, name+" ") {
-			v, err := strconv.ParseFloat(strings.TrimSpace(line[len(name):]), 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return v
-		}
-	}
-	t.Fatalf("metric %s not found", name)
-	return 0
-}
 
 // TestFileLimitBackOffAndRecover runs wsd with a file limit of 64: accept
 // hits EMFILE, backs off without spinning or exiting, existing clients keep
@@ -115,10 +91,10 @@ collect:
 			t.Fatalf("%d clients still waiting 5s after descriptors freed", waiting-i)
 		}
 	}
-	if n := metric(t, p.AdminAddr, "wsd_accept_errors_total"); n == 0 {
+	if n := wstest.Scrape(t, p.AdminAddr).Get("wsd_accept_errors_total"); n == 0 {
 		t.Errorf("wsd_accept_errors_total is 0 after hitting the file limit")
 	}
-	if n := metric(t, p.AdminAddr, "wsd_connections"); n != clients {
+	if n := wstest.Scrape(t, p.AdminAddr).Get("wsd_connections"); n != clients {
 		t.Errorf("wsd_connections = %v, want %d", n, clients)
 	}
 }
@@ -126,7 +102,7 @@ collect:
 // TestMaxConnsRefusesWith503 fills -max-conns: newcomers get 503 before
 // upgrading and the connected clients are untouched.
 func TestMaxConnsRefusesWith503(t *testing.T) {
-	srv := wstest.StartServer(t, server.Config{Session: session.Config{MaxConns: 5}})
+	srv := testserver.Start(t, server.Config{Session: session.Config{MaxConns: 5}})
 	addr := srv.Addr().String()
 	var conns []*wstest.Client
 	for i := 0; i < 5; i++ {
@@ -162,7 +138,7 @@ func TestManySlowPeersBoundedMemory(t *testing.T) {
 		messages = 400
 		window   = 4 // the sender keeps at most this many messages ahead of the reader
 	)
-	srv := wstest.StartServer(t, server.Config{Session: session.Config{MaxQueue: maxQueue}})
+	srv := testserver.Start(t, server.Config{Session: session.Config{MaxQueue: maxQueue}})
 	addr := srv.Addr().String()
 	stats := srv.Hub().Stats()
 

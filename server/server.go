@@ -17,9 +17,11 @@ import (
 const (
 	DefaultAddr    = "127.0.0.1:8888" // the seed's address
 	DefaultBacklog = 4096             // capped by net.core.somaxconn
-	// FDReserve is how many file descriptors the automatic connection cap
-	// leaves for listeners, the admin endpoint, logs and pprof.
-	FDReserve = 64
+	// fdReserve is how many file descriptors the automatic connection cap
+	// leaves for everything else: the listeners, the admin endpoint's own
+	// connection cap (64) with room for pprof and scrapes, the log file,
+	// the epoll instances and a cluster connection.
+	fdReserve = 192
 )
 
 // Config configures a Server.
@@ -41,6 +43,7 @@ type Server struct {
 	acc      *acceptor
 	addr     netip.AddrPort
 	draining atomic.Bool
+	unready  atomic.Bool // set by SetUnready (drain.go)
 }
 
 // Start opens the listener and starts serving.
@@ -58,7 +61,7 @@ func Start(cfg Config) (*Server, error) {
 		cfg.Session.Logger = cfg.Logger
 	}
 	if cfg.Session.MaxConns == 0 {
-		cfg.Session.MaxConns = AutoMaxConns()
+		cfg.Session.MaxConns = autoMaxConns()
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger}
 	r, err := poller.New(poller.Config{
@@ -89,14 +92,14 @@ func Start(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// AutoMaxConns is the default connection cap: the process's file limit
-// less FDReserve, so wsd answers 503 before it runs out of descriptors.
-func AutoMaxConns() int {
+// autoMaxConns is the default connection cap: the process's file limit
+// less fdReserve, so wsd answers 503 before it runs out of descriptors.
+func autoMaxConns() int {
 	var lim unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil || lim.Cur == unix.RLIM_INFINITY {
 		return 0
 	}
-	if n := int(lim.Cur) - FDReserve; n > 0 {
+	if n := int(lim.Cur) - fdReserve; n > 0 {
 		return n
 	}
 	return 1
@@ -130,7 +133,7 @@ func (s *Server) Workers() int { return s.reactor.Workers() }
 func (s *Server) AcceptErrors() uint64 { return s.acc.errors.Load() }
 
 // Ready reports whether the server accepts new connections.
-func (s *Server) Ready() bool { return !s.draining.Load() }
+func (s *Server) Ready() bool { return !s.draining.Load() && !s.unready.Load() }
 
 // Shutdown stops accepting, drains the hub (see session.Hub.Shutdown) and
 // stops the reactor. It returns ctx's error if the drain did not finish.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"github.com/wsd-chat/wsd/internal/testserver"
 	"github.com/wsd-chat/wsd/internal/wstest"
 	"github.com/wsd-chat/wsd/server"
 	"github.com/wsd-chat/wsd/session"
@@ -18,7 +19,7 @@ import (
 // start runs wsd in-process with cfg and returns its address and counters.
 func start(t *testing.T, cfg session.Config) (*server.Server, string, *session.Stats) {
 	t.Helper()
-	srv := wstest.StartServer(t, server.Config{Session: cfg})
+	srv := testserver.Start(t, server.Config{Session: cfg})
 	return srv, srv.Addr().String(), srv.Hub().Stats()
 }
 

@@ -21,7 +21,7 @@ import (
 // fail.
 func TestShutdownDrains(t *testing.T) {
 	const senders = 2
-	srv, addr, stats := start(t, session.Config{CloseTimeout: 5 * time.Second})
+	srv, addr, stats := start(t, session.Config{CloseTimeout: 5 * time.Second, MaxMsgRate: -1})
 
 	type result struct {
 		name  string

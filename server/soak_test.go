@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wsd-chat/wsd/internal/testserver"
 	"github.com/wsd-chat/wsd/internal/wstest"
 	"github.com/wsd-chat/wsd/server"
 	"github.com/wsd-chat/wsd/session"
@@ -38,7 +39,7 @@ func TestSoak(t *testing.T) {
 	if err != nil || d <= 0 {
 		t.Skip("set WSD_SOAK to a duration to run the soak")
 	}
-	srv := wstest.StartServer(t, server.Config{Session: session.Config{
+	srv := testserver.Start(t, server.Config{Session: session.Config{
 		HandshakeTimeout: time.Second,
 		CloseTimeout:     time.Second,
 		// The residents only read; their test client does not answer pings.

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wsd-chat/wsd/internal/testserver"
 	"github.com/wsd-chat/wsd/internal/wstest"
 	"github.com/wsd-chat/wsd/server"
 	"github.com/wsd-chat/wsd/session"
@@ -28,7 +29,7 @@ func isClosed(err error) bool {
 // the half frames complete later and are delivered.
 func TestStallersDoNotDelayOthers(t *testing.T) {
 	const hsTimeout = 1500 * time.Millisecond
-	srv := wstest.StartServer(t, server.Config{Session: session.Config{
+	srv := testserver.Start(t, server.Config{Session: session.Config{
 		HandshakeTimeout: hsTimeout,
 		CloseTimeout:     time.Second,
 	}})

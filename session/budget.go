@@ -28,6 +28,9 @@ import (
 // Beyond the budgets wsd holds, per connection, its idle cost (Conn, key,
 // table slots, epoll registration) and at most one pending pong; per
 // worker, one read buffer and one inflate buffer of at most MaxMessage.
+// With permessage-deflate, a connection whose client keeps its compression
+// context also holds that window (2^Deflate.ClientWindowBits bytes at most,
+// none by default), and a worker borrows an inflater and a compressor.
 // Config.WorstCase adds these up.
 
 // Defaults for the budgets and the limits that keep clients within them.
@@ -76,9 +79,24 @@ func (c Config) WorstCase(workers int) MemoryBound {
 		Pongs:    conns * (itemCost + 2 + codec.MaxControlPayload),
 		Workers:  int64(workers) * (readBufSize + int64(c.MaxMessage)),
 	}
+	if c.Deflate.Enabled {
+		// A client that keeps its compression context makes its
+		// connection hold a window of up to 2^bits bytes, idle or not;
+		// a worker inflating a message holds its output (up to
+		// MaxMessage) and borrows an inflater and a compressor.
+		if c.Deflate.ClientWindowBits > 0 {
+			b.Idle += conns << c.Deflate.ClientWindowBits
+		}
+		b.Workers += int64(workers) * (int64(c.MaxMessage) + deflateWorkerCost)
+	}
 	b.Total = b.Idle + b.Inbound + b.Outbound + b.Pongs + b.Workers
 	return b
 }
+
+// deflateWorkerCost is what a worker borrows from the pools for
+// permessage-deflate: a level-1 compressor (~490 KiB, klauspost/compress)
+// and an inflater (~36 KiB), measured with runtime.MemStats.
+const deflateWorkerCost = 540 << 10
 
 // budget is one global byte budget. Charges are plain atomic adds: the
 // check against the limit is advisory, so concurrent chargers may pass it

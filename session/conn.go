@@ -2,6 +2,7 @@ package session
 
 import (
 	"errors"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,9 +34,11 @@ type Conn struct {
 	hub *Hub
 
 	// Set once at upgrade, read-only afterwards.
-	key  string
-	room string
-	gzip bool
+	key     string
+	room    string
+	gzip    bool
+	deflate codec.DeflateParams // permessage-deflate, if negotiated
+	ip      netip.Addr          // source address, kept only when MaxConnsPerIP is set
 
 	// Guarded by the key's shard mu.
 	inTable bool
@@ -151,6 +154,9 @@ func (c *Conn) input(p []byte) {
 			if !errors.As(err, &ce) {
 				ce = codec.ErrInternal
 			}
+			if ce == codec.ErrBadDeflate || ce == codec.ErrDeflateTooBig {
+				c.hub.stats.InflateErrors.Add(1)
+			}
 			c.hub.log.Debug("closing connection", "key", c.key, "code", ce.Code, "reason", ce.Reason)
 			// Messages accepted before the bad frame still reach everyone,
 			// this peer included, before its close frame.
@@ -190,19 +196,19 @@ func (c *Conn) readHead(p []byte) (head, rest []byte, ok bool) {
 		from := len(c.hs)
 		c.hs = append(c.hs, p...)
 		if !c.chargeInput() {
-			c.refuse(codec.ErrBusy, nil)
+			c.refuse(codec.ErrBusy, nil, nil)
 			return nil, nil, false
 		}
 		if end = codec.HandshakeEnd(c.hs, from); end < 0 {
 			if len(c.hs) > codec.MaxHeadSize {
-				c.refuse(codec.ErrHeadTooLarge, nil)
+				c.refuse(codec.ErrHeadTooLarge, nil, nil)
 			}
 			return nil, nil, false
 		}
 		head, rest = c.hs[:end], c.hs[end:]
 	}
 	if len(head) > codec.MaxHeadSize {
-		c.refuse(codec.ErrHeadTooLarge, nil)
+		c.refuse(codec.ErrHeadTooLarge, nil, nil)
 		return nil, nil, false
 	}
 	return head, rest, true
@@ -224,12 +230,17 @@ func (c *Conn) upgrade(head []byte) (*ownFrame, bool) {
 		}
 	}
 	if err != nil {
-		c.refuse(err, resp)
+		if c.servePage(head, resp) { // Config.Page: the chat page for a plain GET /
+			return nil, false
+		}
+		c.refuse(err, resp, up.Origin())
 		return nil, false
 	}
 	c.key = string(req.Key)
 	c.room = string(req.Room)
 	c.gzip = req.Gzip
+	c.deflate = req.Deflate
+	c.stream.SetDeflate(req.Deflate)
 	c.hs = nil
 	c.chargeInput()
 	return resp, true
@@ -253,16 +264,23 @@ func (c *Conn) join(welcome *ownFrame) {
 }
 
 // refuse answers a handshake with err's HTTP error response (resp, when the
-// upgrader wrote it already) and half-closes; the fd is closed at the
+// upgrader wrote it already), logs it (rate-limited, with the request's
+// Origin if known) and half-closes; the fd is closed at the
 // peer's EOF or the close deadline.
-func (c *Conn) refuse(err error, resp *ownFrame) {
+func (c *Conn) refuse(err error, resp *ownFrame, origin []byte) {
 	h := c.hub
 	status := codec.StatusOf(err)
 	h.stats.countHandshakeFailure(status)
-	h.log.Debug("handshake refused", "status", status, "reason", err.Error())
+	h.refused(c, status, err.Error(), origin)
 	if resp == nil {
 		resp = newOwnFrame(func(b []byte) []byte { return codec.AppendRejection(b, err) })
 	}
+	c.respondAndClose(resp)
+}
+
+// respondAndClose sends an HTTP response and half-closes; the fd is closed
+// at the peer's EOF or the close deadline.
+func (c *Conn) respondAndClose(resp *ownFrame) {
 	c.hs = nil
 	c.chargeInput()
 	c.send(resp)
@@ -447,6 +465,13 @@ func (c *Conn) setState(to uint32) {
 	if g := h.stats.gauge(to); g != nil {
 		g.Add(1)
 	}
+	if c.deflate.Enabled && (from == stOpen) != (to == stOpen) {
+		if to == stOpen {
+			h.stats.DeflateConns.Add(1)
+		} else {
+			h.stats.DeflateConns.Add(-1)
+		}
+	}
 	if from == stOpen {
 		h.table.remove(c)
 	}
@@ -510,6 +535,9 @@ func (c *Conn) finish() {
 	c.hs = nil
 	c.chargeInput()
 	c.msgStart.Store(0)
+	if h.perIP != nil {
+		h.perIP.done(c.ip)
+	}
 	h.live.Add(-1)
 	h.log.Debug("disconnected", "key", c.key)
 }

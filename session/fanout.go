@@ -156,12 +156,16 @@ func (f *fanout) deliverRoom(name string, msgs []*message) {
 	if r == nil {
 		return
 	}
-	var frames uint64
+	var frames, saved uint64
 	for _, c := range r.members {
-		v := variant(c.gzip)
 		items := f.items[:0]
 		for _, m := range msgs {
-			items = append(items, outItem{b: m.frame(v), msg: m, v: uint8(v)})
+			v := m.variantFor(c)
+			b := m.frame(v)
+			items = append(items, outItem{b: b, msg: m, v: uint8(v)})
+			if v == varDeflate {
+				saved += uint64(len(m.text) - len(b))
+			}
 		}
 		if c.deliver(items) {
 			frames += uint64(len(msgs))
@@ -170,4 +174,7 @@ func (f *fanout) deliverRoom(name string, msgs []*message) {
 		f.items = items[:0]
 	}
 	s.hub.stats.FramesOut.Add(frames)
+	if saved != 0 {
+		s.hub.stats.DeflateBytesSaved.Add(saved)
+	}
 }

@@ -24,19 +24,46 @@ func benchHub(b *testing.B, n int) *Hub {
 	if err != nil {
 		b.Fatal(err)
 	}
+	fds := make([]int, 0, n)
 	b.Cleanup(func() {
 		h.Close()
 		r.Close()
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
 		unix.Close(sink)
 	})
 	for i := 0; i < n; i++ {
 		c := &Conn{hub: h, member: -1, key: fmt.Sprintf("peer-%d", i), gzip: i%2 == 0}
-		r.Bind(&c.Desc, sink, c)
+		fds = append(fds, addSink(b, r, c, sink))
 		c.lastSeen.Store(time.Now().Add(time.Hour).UnixNano()) // keep the sweeper away
 		c.state.Store(stOpen)
 		h.table.insert(c)
 	}
 	return h
+}
+
+// addSink binds c to the reactor through Add, as Hub.Accept does, and
+// leaves its descriptor writing to /dev/null. epoll cannot watch /dev/null,
+// so an unarmed timerfd (never ready, so it raises no event) is registered
+// in its place, taken off epoll again, and then replaced by a duplicate of
+// sink under the same number. It returns that number, for the cleanup.
+func addSink(b *testing.B, r *poller.Reactor, c *Conn, sink int) int {
+	b.Helper()
+	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := r.Add(&c.Desc, fd, c); err != nil {
+		b.Fatal(err)
+	}
+	if err := r.Remove(&c.Desc); err != nil {
+		b.Fatal(err)
+	}
+	if err := unix.Dup3(sink, fd, unix.O_CLOEXEC); err != nil {
+		b.Fatal(err)
+	}
+	return fd
 }
 
 func waitFanout(h *Hub) {

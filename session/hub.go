@@ -35,6 +35,7 @@ type Config struct {
 	IdleTimeout      time.Duration // close connections quiet for this long (1001)
 	CloseTimeout     time.Duration
 	MaxMsgRate       float64 // messages and pings per second per connection; 0: DefaultMaxMsgRate, <0: unlimited
+	MaxConnsPerIP    int     // sockets one source address may hold; 0: no cap
 	MsgBurst         int     // messages allowed at once above the rate; 0: DefaultMsgBurst
 	MaxByteRate      float64 // payload bytes (after gunzip) per second per connection; 0: DefaultMaxByteRate, <0: unlimited
 	InflateRatio     int     // a gzip message may inflate this many times (past 64 KiB); 0: DefaultInflateRatio
@@ -43,6 +44,12 @@ type Config struct {
 	InboundBudget  int64         // partial messages and request heads, all connections
 	OutboundBudget int64         // broadcasts, queued frames, all connections
 	MessageTimeout time.Duration // first to last byte of one message
+
+	// Subprotocols are selected from a client's Sec-WebSocket-Protocol offer.
+	Subprotocols []string
+	// Deflate is the permessage-deflate (RFC 7692) wsd negotiates; the zero
+	// value negotiates none.
+	Deflate codec.DeflateConfig
 
 	// Authorize, if set, is asked after a request passed the protocol
 	// checks and before the 101 is written; a non-nil error refuses the
@@ -58,6 +65,12 @@ type Config struct {
 	// Bridge, if set, extends rooms and keys to other boxes (package
 	// cluster); see bridge.go. Nil: one box, as without it.
 	Bridge Bridge
+
+	// Page, if set, is asked about every request head the upgrader
+	// refuses; a non-nil answer (a complete HTTP response, such as
+	// web.Page.Respond's chat page for a plain GET /) is written instead of
+	// the refusal, and the connection closes after it. Nil: refusals only.
+	Page func(head []byte) []byte
 
 	Logger *slog.Logger
 }
@@ -122,6 +135,8 @@ type Hub struct {
 	byteRate   rateLimit // payload bytes
 	in, out    budget
 	squeezeReq chan struct{}
+	perIP      *perIP
+	refusals   refusalLog // rate-limited refusal lines (refusal.go)
 	upgraders  sync.Pool
 	live       atomic.Int64 // sockets held, in any state
 	draining   atomic.Bool
@@ -142,6 +157,7 @@ func NewHub(cfg Config, r *poller.Reactor) *Hub {
 		rate:       newRateLimit(cfg.MaxMsgRate, float64(cfg.MsgBurst)),
 		byteRate:   newRateLimit(cfg.MaxByteRate, max(cfg.MaxByteRate, 2*float64(cfg.MaxMessage))),
 		squeezeReq: make(chan struct{}, 1),
+		perIP:      newPerIP(cfg.MaxConnsPerIP),
 		stop:       make(chan struct{}),
 		stopped:    make(chan struct{}),
 	}
@@ -152,6 +168,8 @@ func NewHub(cfg Config, r *poller.Reactor) *Hub {
 	h.upgraders.New = func() any {
 		u := codec.NewUpgrader()
 		u.Admit = h.admit
+		u.Protocols = h.cfg.Subprotocols
+		u.Deflate = cfg.Deflate
 		return u
 	}
 	go h.sweep()
@@ -167,30 +185,44 @@ func (h *Hub) Stats() *Stats { return &h.stats }
 // Live reports how many sockets the Hub holds, in any state.
 func (h *Hub) Live() int64 { return h.live.Load() }
 
-// Accept takes ownership of a freshly accepted, non-blocking socket.
+// Accept takes ownership of a freshly accepted, non-blocking socket. A
+// socket over MaxConnsPerIP, or past MaxConns by more than acceptSlack
+// sockets, is answered with 429 or 503 and closed at once.
 func (h *Hub) Accept(fd int) error {
+	h.stats.Accepted.Add(1)
+	if h.cfg.MaxConns > 0 && h.live.Load() >= int64(h.cfg.MaxConns+acceptSlack) {
+		h.refuseAtAccept(fd, errAtCapacity)
+		return nil
+	}
 	c := &Conn{hub: h, member: -1}
+	if h.perIP != nil {
+		addr, ok := h.perIP.take(fd)
+		if !ok {
+			h.refuseAtAccept(fd, errPerIP)
+			return nil
+		}
+		c.ip = addr
+	}
 	now := time.Now().UnixNano()
 	c.lastSeen.Store(now)
 	c.deadline.Store(now + int64(h.cfg.HandshakeTimeout))
 	h.live.Add(1)
-	h.stats.Accepted.Add(1)
 	// Into limbo before registering: the first event may run at once.
 	c.setState(stHandshake)
 	if err := h.reactor.Add(&c.Desc, fd, c); err != nil {
 		c.setState(stNew)
 		h.live.Add(-1)
+		if h.perIP != nil {
+			h.perIP.done(c.ip)
+		}
 		return err
 	}
 	return nil
 }
 
-// ErrDraining refuses upgrades while the server shuts down.
-var ErrDraining = codec.ErrOverCapacity
-
 func (h *Hub) admit() error {
 	if h.draining.Load() {
-		return ErrDraining
+		return codec.ErrDraining
 	}
 	if h.cfg.MaxConns > 0 && h.stats.Open.Load() >= int64(h.cfg.MaxConns) {
 		return codec.ErrOverCapacity
@@ -260,7 +292,7 @@ func (h *Hub) Send(key string, text []byte) bool {
 		return false
 	}
 	m := h.newMessage(c.room, text)
-	v := variant(c.gzip)
+	v := m.variantFor(c)
 	ok := c.deliver([]outItem{{b: m.frame(v), msg: m, v: uint8(v)}})
 	m.doneBuilding()
 	if ok {

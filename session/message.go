@@ -11,8 +11,11 @@ import (
 // message is one encoded broadcast, shared by every queue that holds it.
 // Its frame variants are built lazily, each at most once and only if some
 // recipient wants it: the text frame (built with the message, since it is
-// where the payload lives) and the gzip'd binary frame for seed clients with
-// support_gzip. Once no fan-out can build from it any more, a variant no
+// where the payload lives), the gzip'd binary frame for seed clients with
+// support_gzip, and the permessage-deflate text frame (RSV1 set, compressed
+// from an empty window) shared byte for byte by every deflate peer. A gzip
+// client that also negotiated deflate gets the gzip frame: never compressed
+// twice. Once no fan-out can build from it any more, a variant no
 // queue holds is dropped, so a queue of gzip frames does not keep the
 // (often much larger) text alive. The last holder to release the message
 // returns it, buffers and all, to a pool.
@@ -27,7 +30,11 @@ type message struct {
 	text   []byte     // the text frame
 	gz     []byte     // the gzip'd binary frame, once built
 	gzOnce sync.Once
-	body   []byte // the payload inside text, kept to build gz lazily
+	df     []byte // the permessage-deflate frame, once built
+	dfOnce sync.Once
+	dfUse  bool   // df is a compressed frame worth sending; else deflate peers get text
+	dfHeld int64  // what df is charged to the outbound budget
+	body   []byte // the payload inside text, kept to build gz and df lazily
 	room   string
 	hub    *Hub
 	at     time.Time // when the broadcast was accepted, if Config.OnFanout is set
@@ -37,6 +44,7 @@ type message struct {
 const (
 	varText = iota
 	varGzip
+	varDeflate
 	nVariants
 )
 
@@ -59,19 +67,48 @@ func (h *Hub) newMessage(room string, payload []byte) *message {
 	return m
 }
 
-// variant returns the variant a member receives.
-func variant(gzip bool) int {
-	if gzip {
+// variantFor returns the variant member c receives: gzip for gzip-capable
+// members, the compressed frame for deflate members when compression pays
+// and the message fits their server_max_window_bits, text otherwise.
+// Deciding may compress the message (once). Only holders of a builder
+// hold may call it.
+func (m *message) variantFor(c *Conn) int {
+	switch {
+	case c.gzip:
 		return varGzip
+	case c.deflate.Enabled && c.deflate.ServerFits(len(m.body)) && m.deflated():
+		return varDeflate
 	}
 	return varText
+}
+
+// deflated compresses the payload on first use and reports whether the
+// deflate frame is worth sending: the payload is at least
+// codec.DeflateMinSize bytes and compression shrank it.
+func (m *message) deflated() bool {
+	m.dfOnce.Do(func() {
+		if len(m.body) < codec.DeflateMinSize {
+			return
+		}
+		m.df, m.dfUse = codec.AppendDeflateFrame(m.df[:0], m.body)
+		m.hub.stats.DeflateEncodings.Add(1)
+		if m.dfUse {
+			m.dfHeld = int64(cap(m.df))
+			m.hub.out.add(m.dfHeld)
+		}
+	})
+	return m.dfUse
 }
 
 // frame returns variant v's bytes, building it on first use. Only holders
 // of a builder hold may call it.
 func (m *message) frame(v int) []byte {
-	if v == varText {
+	switch v {
+	case varText:
 		return m.text
+	case varDeflate:
+		m.deflated()
+		return m.df
 	}
 	m.gzOnce.Do(func() {
 		m.gz = codec.AppendGzipFrame(m.gz[:0], m.body)
@@ -127,6 +164,10 @@ func (m *message) trim() {
 		m.hub.out.add(-int64(cap(m.gz)))
 		m.gz = nil
 	}
+	if m.dfHeld != 0 && m.queued[varDeflate].Load() == 0 {
+		m.hub.out.add(-m.dfHeld)
+		m.df, m.dfHeld = nil, 0
+	}
 }
 
 func (m *message) release() {
@@ -137,15 +178,18 @@ func (m *message) release() {
 		panic("session: message released too often")
 	}
 	m.mu.Lock()
-	m.hub.out.add(-messageCost - int64(cap(m.text)+cap(m.gz)))
+	m.hub.out.add(-messageCost - int64(cap(m.text)+cap(m.gz)) - m.dfHeld)
 	if cap(m.text) > maxPooledFrame {
 		m.text = nil
 	}
 	if cap(m.gz) > maxPooledFrame {
 		m.gz = nil
 	}
-	m.text, m.gz, m.body = m.text[:0], m.gz[:0], nil
-	m.gzOnce = sync.Once{}
+	if cap(m.df) > maxPooledFrame {
+		m.df = nil
+	}
+	m.text, m.gz, m.df, m.body = m.text[:0], m.gz[:0], m.df[:0], nil
+	m.gzOnce, m.dfOnce, m.dfUse, m.dfHeld = sync.Once{}, sync.Once{}, false, 0
 	m.room = ""
 	m.at = time.Time{}
 	m.hub = nil

@@ -1,23 +1,37 @@
 package session
 
+import "sync/atomic"
+
 // rateLimit is a per-connection rate limit (GCRA, the virtual scheduling
 // form of a token bucket) over messages or over bytes. The per-connection
 // state is a single int64 (rateState), so a limit costs 8 bytes per
-// connection.
+// connection. The limit itself sits behind an atomic pointer so a reload
+// can change it while connections run (see Hub.SetRateLimit).
 type rateLimit struct {
+	p *atomic.Pointer[rateParams]
+}
+
+type rateParams struct {
 	perUnit float64 // nanos per unit; 0 means unlimited
 	tol     int64   // how far a connection may run ahead: the burst, in nanos
 }
 
 // newRateLimit allows perSecond units per second with bursts of burst
-// units; perSecond < 0 means unlimited.
+// units; perSecond <= 0 means unlimited.
 func newRateLimit(perSecond, burst float64) rateLimit {
-	if perSecond <= 0 {
-		return rateLimit{}
+	l := rateLimit{p: new(atomic.Pointer[rateParams])}
+	l.set(perSecond, burst)
+	return l
+}
+
+func (l rateLimit) set(perSecond, burst float64) {
+	p := &rateParams{}
+	if perSecond > 0 {
+		burst = max(burst, 1)
+		p.perUnit = 1e9 / perSecond
+		p.tol = int64(p.perUnit * (burst - 1))
 	}
-	burst = max(burst, 1)
-	per := 1e9 / perSecond
-	return rateLimit{perUnit: per, tol: int64(per * (burst - 1))}
+	l.p.Store(p)
 }
 
 // rateState is a connection's theoretical arrival time of its next unit.
@@ -27,13 +41,14 @@ type rateState int64
 // the limit, and books them if so. A connection within its burst may take
 // more than is left of it in one go: the excess is owed, and refused next.
 func (l rateLimit) allow(s *rateState, now int64, n int) bool {
-	if l.perUnit == 0 {
+	p := l.p.Load()
+	if p.perUnit == 0 {
 		return true
 	}
 	tat := max(int64(*s), now)
-	if tat-now > l.tol {
+	if tat-now > p.tol {
 		return false
 	}
-	*s = rateState(tat + int64(float64(n)*l.perUnit))
+	*s = rateState(tat + int64(float64(n)*p.perUnit))
 	return true
 }

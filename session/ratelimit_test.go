@@ -28,3 +28,25 @@ func TestRateLimit(t *testing.T) {
 		}
 	}
 }
+
+func TestByteRateLimit(t *testing.T) {
+	l := newRateLimit(100, 200) // 100 B/s, bursts of 200 B
+	var s rateState
+	now := int64(time.Hour)
+	for i, tc := range []struct {
+		n    int
+		want bool
+	}{
+		{150, true},  // within the burst
+		{100, true},  // the burst is not spent yet: this one is owed
+		{1, false},   // owed bytes must be paid back first
+		{200, false}, // still owed
+	} {
+		if got := l.allow(&s, now, tc.n); got != tc.want {
+			t.Fatalf("step %d: %d bytes allowed %v, want %v", i, tc.n, got, tc.want)
+		}
+	}
+	if !l.allow(&s, now+int64(2*time.Second), 100) {
+		t.Fatal("two seconds later the bucket has refilled")
+	}
+}

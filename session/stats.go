@@ -17,6 +17,7 @@ type Stats struct {
 	HandshakesOK      atomic.Uint64
 	HandshakesFailed  atomic.Uint64
 	HandshakeTimeouts atomic.Uint64
+	PageRequests      atomic.Uint64              // plain GET / (or HEAD) answered with Config.Page
 	handshakeStatus   [statusSlots]atomic.Uint64 // failures by HTTP status
 
 	MessagesIn    atomic.Uint64 // data messages received
@@ -24,14 +25,19 @@ type Stats struct {
 	Broadcasts    atomic.Uint64 // messages fanned out to a room
 	Direct        atomic.Uint64 // messages sent to one key
 	GzipEncodings atomic.Uint64 // gzip'd frames built (at most one per message)
-	FramesOut     atomic.Uint64 // data frames handed to peers (written or queued)
-	BytesOut      atomic.Uint64 // bytes written to sockets
-	WriteSyscalls atomic.Uint64 // write/writev calls
-	QueuedBytes   atomic.Int64  // bytes waiting in per-connection queues
-	SlowConsumers atomic.Uint64 // connections closed for a full queue
-	Kicks         atomic.Uint64 // connections replaced by a newer one with the same key
-	PingsSent     atomic.Uint64
-	IdleTimeouts  atomic.Uint64
+	// permessage-deflate (RFC 7692).
+	DeflateConns      atomic.Int64  // open connections that negotiated it
+	DeflateEncodings  atomic.Uint64 // compressed frames built (at most one per message)
+	DeflateBytesSaved atomic.Uint64 // bytes deflate peers were not sent: text frame − compressed frame, per delivery
+	InflateErrors     atomic.Uint64 // connections failed for a message that did not inflate (1007) or inflated past -max-message (1009)
+	FramesOut         atomic.Uint64 // data frames handed to peers (written or queued)
+	BytesOut          atomic.Uint64 // bytes written to sockets
+	WriteSyscalls     atomic.Uint64 // write/writev calls
+	QueuedBytes       atomic.Int64  // bytes waiting in per-connection queues
+	SlowConsumers     atomic.Uint64 // connections closed for a full queue
+	Kicks             atomic.Uint64 // connections replaced by a newer one with the same key
+	PingsSent         atomic.Uint64
+	IdleTimeouts      atomic.Uint64
 
 	// The memory budgets: what is charged to each, and the limits (set
 	// once by NewHub).
@@ -53,11 +59,11 @@ var closeCodes = []uint16{
 	codec.CloseTooBig, codec.CloseInternalError, codec.CloseTryAgainLater, codec.CloseReplaced,
 }
 
-var handshakeStatuses = []int{400, 401, 403, 404, 405, 426, 431, 503, 505}
+var handshakeStatuses = []int{400, 401, 403, 404, 405, 426, 429, 431, 503, 505}
 
 const (
 	closeSlots  = 11 // len(closeCodes) + "other"
-	statusSlots = 10 // len(handshakeStatuses) + "other"
+	statusSlots = 11 // len(handshakeStatuses) + "other"
 )
 
 func (s *Stats) countClose(code uint16) {

@@ -100,6 +100,14 @@ func (t *table) remove(c *Conn) {
 	s.mu.Unlock()
 }
 
+// lookup returns the connection holding key, if any.
+func (t *table) lookup(key string) *Conn {
+	s := t.shardOf(key)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.byKey[key]
+}
+
 // isMember reports whether c is in the table; it takes c's shard lock.
 func (t *table) isMember(c *Conn) bool {
 	s := t.shardOf(c.key)

@@ -1,16 +1,15 @@
 package main
 
 import (
-	"bytes"
-	"compress/gzip"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/wsd-chat/wsd/internal/wstest"
 )
 
 var testHub *hub
@@ -44,39 +43,6 @@ func waitClients(t *testing.T, n int) {
 	t.Fatalf("the hub never held %d clients", n)
 }
 
-func dial(t *testing.T, addr, query string) *websocket.Conn {
-	t.Helper()
-	c, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/?"+query, nil)
-	if err != nil {
-		t.Fatalf("dial %s: %v", query, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	return c
-}
-
-func read(t *testing.T, c *websocket.Conn) (int, []byte) {
-	t.Helper()
-	typ, msg, err := c.ReadMessage()
-	if err != nil {
-		t.Fatalf("read: %v", err)
-	}
-	return typ, msg
-}
-
-func unzip(t *testing.T, b []byte) string {
-	t.Helper()
-	zr, err := gzip.NewReader(bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(out)
-}
-
 // waitJoined waits until the hub holds every conn in all, then sends one
 // message from c that every one of them reads.
 func waitJoined(t *testing.T, c *websocket.Conn, all ...*websocket.Conn) {
@@ -86,49 +52,46 @@ func waitJoined(t *testing.T, c *websocket.Conn, all ...*websocket.Conn) {
 		t.Fatal(err)
 	}
 	for _, o := range all {
-		read(t, o)
+		wstest.SeedRead(t, o)
 	}
 }
 
 func TestBroadcastTextAndGzip(t *testing.T) {
 	addr := start(t)
-	plain := dial(t, addr, "specialKey=a")
-	zipped := dial(t, addr, "specialKey=b&support_gzip=1")
+	plain := wstest.SeedDial(t, addr, "specialKey=a")
+	zipped := wstest.SeedDial(t, addr, "specialKey=b&support_gzip=1")
 	waitJoined(t, plain, plain, zipped)
 
 	for _, from := range []*websocket.Conn{plain, zipped} {
 		if err := from.WriteMessage(websocket.TextMessage, []byte("héllo")); err != nil {
 			t.Fatal(err)
 		}
-		if typ, msg := read(t, plain); typ != websocket.TextMessage || string(msg) != "héllo" {
+		if msg, typ := wstest.SeedRead(t, plain); typ != websocket.TextMessage || msg != "héllo" {
 			t.Fatalf("plain peer got %d %q", typ, msg)
 		}
-		if typ, msg := read(t, zipped); typ != websocket.BinaryMessage || unzip(t, msg) != "héllo" {
+		if msg, typ := wstest.SeedRead(t, zipped); typ != websocket.BinaryMessage || msg != "héllo" {
 			t.Fatalf("gzip peer got %d %q", typ, msg)
 		}
 	}
 
 	// A gzip'd text message sent as binary is broadcast like text.
-	var b bytes.Buffer
-	zw := gzip.NewWriter(&b)
-	zw.Write([]byte("zipped in"))
-	zw.Close()
-	if err := zipped.WriteMessage(websocket.BinaryMessage, b.Bytes()); err != nil {
+	if err := zipped.WriteMessage(websocket.BinaryMessage, wstest.Gzip("zipped in")); err != nil {
 		t.Fatal(err)
 	}
-	if _, msg := read(t, plain); string(msg) != "zipped in" {
+	if msg, _ := wstest.SeedRead(t, plain); msg != "zipped in" {
 		t.Fatalf("plain peer got %q", msg)
 	}
-	if _, msg := read(t, zipped); unzip(t, msg) != "zipped in" {
+	if msg, _ := wstest.SeedRead(t, zipped); msg != "zipped in" {
 		t.Fatal("gzip peer got the wrong message")
 	}
 }
 
 func TestSameKeyReplaces(t *testing.T) {
 	addr := start(t)
-	first := dial(t, addr, "specialKey=k")
+	first := wstest.SeedDial(t, addr, "specialKey=k")
 	waitJoined(t, first, first)
-	second := dial(t, addr, "specialKey=k")
+	second := wstest.SeedDial(t, addr, "specialKey=k")
+	first.SetReadDeadline(time.Now().Add(wstest.DefaultTimeout))
 	_, _, err := first.ReadMessage()
 	var ce *websocket.CloseError
 	if !errors.As(err, &ce) || ce.Code != codeReplaced {
@@ -139,7 +102,7 @@ func TestSameKeyReplaces(t *testing.T) {
 
 func TestPingPong(t *testing.T) {
 	addr := start(t)
-	c := dial(t, addr, "specialKey=p")
+	c := wstest.SeedDial(t, addr, "specialKey=p")
 	got := make(chan string, 1)
 	c.SetPongHandler(func(s string) error { got <- s; return nil })
 	if err := c.WriteControl(websocket.PingMessage, []byte("x1"), time.Now().Add(time.Second)); err != nil {

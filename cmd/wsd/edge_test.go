@@ -22,9 +22,6 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/golang-jwt/jwt/v5"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/wsd-chat/wsd/internal/wstest"
 )
@@ -172,55 +169,6 @@ func mint(t *testing.T, method jwt.SigningMethod, key any, sub string, ttl time.
 	return s
 }
 
-type metrics map[string]*dto.MetricFamily
-
-func scrape(t *testing.T, p *wstest.Process) metrics {
-	t.Helper()
-	resp, err := httpClient.Get(adminURL(p, "/metrics"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("parse /metrics: %v", err)
-	}
-	return fams
-}
-
-// get returns the value of the sample of name whose labels include the
-// given name=value pairs (-1 if there is none).
-func (m metrics) get(name string, labels ...string) float64 {
-	f := m[name]
-	if f == nil {
-		return -1
-	}
-next:
-	for _, s := range f.GetMetric() {
-		for i := 0; i+1 < len(labels); i += 2 {
-			found := false
-			for _, l := range s.GetLabel() {
-				if l.GetName() == labels[i] && l.GetValue() == labels[i+1] {
-					found = true
-				}
-			}
-			if !found {
-				continue next
-			}
-		}
-		switch {
-		case s.Counter != nil:
-			return s.GetCounter().GetValue()
-		case s.Gauge != nil:
-			return s.GetGauge().GetValue()
-		case s.Histogram != nil:
-			return float64(s.GetHistogram().GetSampleCount())
-		}
-	}
-	return -1
-}
-
 func TestJWTSecret(t *testing.T) {
 	secret := []byte("a-long-random-secret-for-the-tests")
 	p := wstest.StartBinary(t, "-jwt-secret", string(secret))
@@ -265,19 +213,19 @@ func TestJWTSecret(t *testing.T) {
 		}
 	}
 	// The refusals are counted by reason, and by status as before.
-	m := scrape(t, p)
+	m := wstest.Scrape(t, p.AdminAddr)
 	for reason, want := range map[string]float64{
 		"missing_token": 1, "invalid_token": 2, "expired_token": 1, "wrong_algorithm": 3,
 		"wrong_subject": 1, "room_not_allowed": 2, "origin_not_allowed": 0,
 	} {
-		if got := m.get("wsd_auth_failures_total", "reason", reason); got != want {
+		if got := m.Get("wsd_auth_failures_total", "reason", reason); got != want {
 			t.Errorf("wsd_auth_failures_total{reason=%q} = %v, want %v", reason, got, want)
 		}
 	}
-	if got := m.get("wsd_handshake_failures_total", "status", "401"); got != 7 {
+	if got := m.Get("wsd_handshake_failures_total", "status", "401"); got != 7 {
 		t.Errorf("401s counted %v, want 7", got)
 	}
-	if got := m.get("wsd_handshake_failures_total", "status", "403"); got != 3 {
+	if got := m.Get("wsd_handshake_failures_total", "status", "403"); got != 3 {
 		t.Errorf("403s counted %v, want 3", got)
 	}
 }
@@ -326,7 +274,7 @@ func TestJWTPublicKey(t *testing.T) {
 					cl.Conn.Close()
 				}
 			}
-			if got := scrape(t, p).get("wsd_auth_failures_total", "reason", "wrong_algorithm"); got != 2 {
+			if got := wstest.Scrape(t, p.AdminAddr).Get("wsd_auth_failures_total", "reason", "wrong_algorithm"); got != 2 {
 				t.Errorf("wrong_algorithm failures %v, want 2", got)
 			}
 		})
@@ -386,7 +334,7 @@ func TestAllowedOrigins(t *testing.T) {
 			c.Conn.Close()
 		}
 	}
-	if got := scrape(t, p).get("wsd_auth_failures_total", "reason", "origin_not_allowed"); got != 5 {
+	if got := wstest.Scrape(t, p.AdminAddr).Get("wsd_auth_failures_total", "reason", "origin_not_allowed"); got != 5 {
 		t.Errorf("origin_not_allowed %v, want 5", got)
 	}
 }
@@ -419,7 +367,7 @@ func TestRateLimitCloses1008(t *testing.T) {
 		t.Errorf("%d echoes before the close, want the burst (3) or a little more", echoes)
 	}
 	wstest.Eventually(t, 5*time.Second, "close 1008 counted", func() bool {
-		return scrape(t, p).get("wsd_close_frames_sent_total", "code", "1008") == 1
+		return wstest.Scrape(t, p.AdminAddr).Get("wsd_close_frames_sent_total", "code", "1008") == 1
 	})
 }
 
@@ -429,9 +377,9 @@ func TestMetricsMoveExactly(t *testing.T) {
 	zipped := wstest.Dial(t, p.Addr, "specialKey=zipped&support_gzip=1")
 	// Settle: both connections are counted.
 	wstest.Eventually(t, 5*time.Second, "2 connections", func() bool {
-		return scrape(t, p).get("wsd_connections") == 2
+		return wstest.Scrape(t, p.AdminAddr).Get("wsd_connections") == 2
 	})
-	before := scrape(t, p)
+	before := wstest.Scrape(t, p.AdminAddr)
 	texts := []string{"one", "two", "three!"}
 	for _, s := range texts {
 		if err := plain.WriteText(s); err != nil {
@@ -443,22 +391,22 @@ func TestMetricsMoveExactly(t *testing.T) {
 		expect(t, zipped, s)
 	}
 	want := map[string]float64{
-		"wsd_broadcasts_total":           3,
-		"wsd_gzip_encodings_total":       3,
-		"wsd_messages_in_total":          3,
-		"wsd_message_bytes_in_total":     float64(len("one") + len("two") + len("three!")),
-		"wsd_frames_out_total":           6,
-		"wsd_handshakes_total":           0,
-		"wsd_direct_messages_total":      0,
-		"wsd_slow_consumer_closes_total": 0,
+		"wsd_broadcasts_total":             3,
+		"wsd_gzip_encodings_total":         3,
+		"wsd_received_messages_total":      3,
+		"wsd_received_message_bytes_total": float64(len("one") + len("two") + len("three!")),
+		"wsd_sent_frames_total":            6,
+		"wsd_handshakes_total":             0,
+		"wsd_direct_messages_total":        0,
+		"wsd_slow_consumer_closes_total":   0,
 	}
-	var after metrics
+	var after wstest.Metrics
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		after = scrape(t, p)
+		after = wstest.Scrape(t, p.AdminAddr)
 		done := true
 		for name, d := range want {
-			if after.get(name)-before.get(name) != d {
+			if after.Get(name)-before.Get(name) != d {
 				done = false
 			}
 		}
@@ -468,14 +416,14 @@ func TestMetricsMoveExactly(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	for name, d := range want {
-		if got := after.get(name) - before.get(name); got != d {
+		if got := after.Get(name) - before.Get(name); got != d {
 			t.Errorf("%s moved by %v, want %v", name, got, d)
 		}
 	}
-	if got := after.get("wsd_connections"); got != 2 {
+	if got := after.Get("wsd_connections"); got != 2 {
 		t.Errorf("wsd_connections %v", got)
 	}
-	if n := after.get("wsd_fanout_seconds") - before.get("wsd_fanout_seconds"); n < 1 || n > 6 {
+	if n := after.Get("wsd_fanout_seconds") - before.Get("wsd_fanout_seconds"); n < 1 || n > 6 {
 		t.Errorf("wsd_fanout_seconds observed %v times for 3 broadcasts to two members, want 1..6", n)
 	}
 	for _, name := range []string{"go_goroutines", "process_resident_memory_bytes", "wsd_queued_bytes", "wsd_auth_failures_total"} {
@@ -483,8 +431,8 @@ func TestMetricsMoveExactly(t *testing.T) {
 			t.Errorf("metric %s missing", name)
 		}
 	}
-	if after.get("wsd_bytes_out_total") <= before.get("wsd_bytes_out_total") {
-		t.Error("wsd_bytes_out_total did not move")
+	if after.Get("wsd_sent_bytes_total") <= before.Get("wsd_sent_bytes_total") {
+		t.Error("wsd_sent_bytes_total did not move")
 	}
 }
 

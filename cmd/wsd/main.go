@@ -4,8 +4,13 @@
 //
 //	wsd                              # ws://127.0.0.1:8888/?specialKey=K&support_gzip=1
 //	wsd -addr :8888 -workers 4       # all interfaces, four workers
+//	wsd -config /etc/wsd/wsd.conf    # flags from a file (and WSD_* from the environment)
+//	wsd -t -config /etc/wsd/wsd.conf # check a configuration and exit
 //
-// See the README for every flag.
+// Signals: SIGHUP reloads the configuration, SIGUSR1 reopens the log file,
+// SIGTERM, SIGINT and SIGUSR2 drain (lame duck) and exit.
+//
+// See the README and docs/operator.md for every flag.
 package main
 
 import (
@@ -15,153 +20,81 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
-	"runtime"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/wsd-chat/wsd/admin"
-	"github.com/wsd-chat/wsd/auth"
+	"github.com/wsd-chat/wsd/internal/version"
 	"github.com/wsd-chat/wsd/server"
-	"github.com/wsd-chat/wsd/session"
+	"github.com/wsd-chat/wsd/web"
 )
 
-// DefaultShutdownTimeout bounds the drain on SIGINT/SIGTERM.
-const DefaultShutdownTimeout = 10 * time.Second
-
-// DefaultAdminAddr is where metrics, health, publish and pprof listen.
-const DefaultAdminAddr = "127.0.0.1:9090"
-
-type options struct {
-	server          server.Config
-	adminAddr       string
-	adminToken      string
-	logFile         string
-	logLevel        string
-	shutdownTimeout time.Duration
-	jwtSecret       string
-	jwtPublicKey    string
-	allowedOrigins  string
-	cluster         clusterOptions // cluster.go
+// pageURL is where a browser finds the chat page: the listener's address,
+// or loopback when it listens on every interface.
+func pageURL(demo bool, addr netip.AddrPort) string {
+	if !demo {
+		return "off"
+	}
+	if addr.Addr().IsUnspecified() {
+		// 0.0.0.0, or [::] (dual-stack): loopback reaches it either way.
+		addr = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), addr.Port())
+	}
+	return "http://" + addr.String() + "/"
 }
-
-func parseFlags(args []string, stderr io.Writer) (*options, error) {
-	o := &options{}
-	fs := flag.NewFlagSet("wsd", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	sc := &o.server.Session
-	fs.StringVar(&o.server.Addr, "addr", server.DefaultAddr, "client listener `host:port`")
-	fs.IntVar(&o.server.Pollers, "pollers", 1, "epoll instances")
-	fs.IntVar(&o.server.Workers, "workers", runtime.GOMAXPROCS(0), "worker goroutines (decode, fan-out)")
-	fs.IntVar(&sc.Shards, "shards", session.DefaultShards, "session table shards")
-	fs.IntVar(&sc.MaxConns, "max-conns", 0, "open connections before new ones get 503 (0: file limit less 64)")
-	fs.IntVar(&sc.MaxMessage, "max-message", session.DefaultMaxMessage, "largest message in bytes, also after gunzip (larger: close 1009)")
-	fs.IntVar(&sc.MaxQueue, "max-queue", session.DefaultMaxQueue, "outbound bytes queued per connection before it is closed as a slow consumer (1008)")
-	fs.DurationVar(&sc.HandshakeTimeout, "handshake-timeout", session.DefaultHandshakeTimeout, "time to complete the upgrade request")
-	fs.DurationVar(&sc.IdleTimeout, "idle-timeout", session.DefaultIdleTimeout, "close connections silent for this long (1001)")
-	fs.DurationVar(&sc.PingInterval, "ping-interval", session.DefaultPingInterval, "ping connections silent for this long")
-	fs.DurationVar(&sc.CloseTimeout, "close-timeout", session.DefaultCloseTimeout, "wait for the peer's close frame before dropping the socket")
-	fs.Float64Var(&sc.MaxMsgRate, "max-msg-rate", session.DefaultMaxMsgRate, "messages and pings per second per connection (0: unlimited; over it: close 1008)")
-	fs.IntVar(&sc.MsgBurst, "msg-burst", session.DefaultMsgBurst, "messages a connection may send at once above -max-msg-rate")
-	fs.Float64Var(&sc.MaxByteRate, "max-byte-rate", session.DefaultMaxByteRate, "message bytes (after gunzip) per second per connection (0: unlimited; over it: close 1008)")
-	fs.IntVar(&sc.InflateRatio, "inflate-ratio", session.DefaultInflateRatio, "largest inflated/compressed size ratio of a gzip message past 64 KiB (more: close 1009)")
-	fs.Int64Var(&sc.InboundBudget, "inbound-budget", session.DefaultInboundBudget, "bytes all partly received messages and request heads may hold together (more: close 1013)")
-	fs.Int64Var(&sc.OutboundBudget, "outbound-budget", session.DefaultOutboundBudget, "bytes all broadcasts and send queues may hold together (more: largest queues closed, 1008)")
-	fs.DurationVar(&sc.MessageTimeout, "message-timeout", session.DefaultMessageTimeout, "longest time from a message's first byte to its last (longer: close 1008)")
-	fs.IntVar(&o.server.Backlog, "backlog", server.DefaultBacklog, "listen backlog (capped by net.core.somaxconn)")
-	fs.StringVar(&o.adminAddr, "admin-addr", DefaultAdminAddr, "admin listener for /metrics, /healthz, /readyz, /stats, /publish, /debug/pprof (empty: off)")
-	fs.StringVar(&o.adminToken, "admin-token", "", "bearer token required by POST /publish")
-	fs.StringVar(&o.jwtSecret, "jwt-secret", "", "require an HS256 JWT signed with this secret at the handshake (token= or Authorization: Bearer; sub = specialKey)")
-	fs.StringVar(&o.jwtPublicKey, "jwt-public-key", "", "require an RS256 or ES256 JWT verified with the public key in this PEM `file`")
-	fs.StringVar(&o.allowedOrigins, "allowed-origins", "", "comma-separated origins browsers may connect from, e.g. https://app.example.com,https://*.example.com (empty: any; no Origin header: always allowed)")
-	fs.StringVar(&o.logFile, "log-file", "", "append logs to this file (default stderr)")
-	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
-	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "drain time on SIGINT/SIGTERM before sockets are dropped")
-	addClusterFlags(fs, &o.cluster)
-	if err := fs.Parse(args); err != nil {
-		return nil, err
-	}
-	// On the command line 0 means "no limit", as for every other cap.
-	if sc.MaxMsgRate == 0 {
-		sc.MaxMsgRate = -1
-	}
-	if sc.MaxByteRate == 0 {
-		sc.MaxByteRate = -1
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
-	}
-	if o.jwtSecret != "" && o.jwtPublicKey != "" {
-		return nil, errors.New("-jwt-secret and -jwt-public-key exclude each other")
-	}
-	return o, nil
-}
-
-// newAuthorizer builds the handshake checks from the flags.
-func newAuthorizer(o *options) (*auth.Authorizer, error) {
-	cfg := auth.Config{
-		HMACSecret:     []byte(o.jwtSecret),
-		AllowedOrigins: auth.ParseOriginList(o.allowedOrigins),
-	}
-	if o.jwtPublicKey != "" {
-		pem, err := os.ReadFile(o.jwtPublicKey)
-		if err != nil {
-			return nil, fmt.Errorf("-jwt-public-key: %w", err)
-		}
-		if len(pem) == 0 {
-			return nil, fmt.Errorf("-jwt-public-key: %s is empty", o.jwtPublicKey)
-		}
-		cfg.PublicKeyPEM = pem
-	}
-	a, err := auth.New(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return a, nil
-}
-
-func newLogger(file, level string, stderr io.Writer) (*slog.Logger, io.Closer, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, nil, fmt.Errorf("-log-level: %w", err)
-	}
-	out, closer := stderr, io.Closer(nil)
-	if file != "" {
-		f, err := os.OpenFile(file, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-		if err != nil {
-			return nil, nil, fmt.Errorf("-log-file: %w", err)
-		}
-		out, closer = f, f
-	}
-	return slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: lv})), closer, nil
-}
-
 func main() {
 	os.Exit(run(os.Args[1:], os.Stderr))
+}
+
+// checkMode reports whether args ask for -t, even when they do not parse.
+func checkMode(args []string) bool {
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		switch strings.TrimLeft(a, "-") {
+		case "t", "t=true", "t=1":
+			return strings.HasPrefix(a, "-")
+		}
+	}
+	return false
 }
 
 func run(args []string, stderr io.Writer) int {
 	o, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
+		printUsage(stderr)
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintln(stderr, "wsd:", err)
+		for _, line := range strings.Split(err.Error(), "\n") {
+			fmt.Fprintln(stderr, "wsd:", line)
+		}
+		if checkMode(args) {
+			return 1
+		}
 		return 2
 	}
-	log, closer, err := newLogger(o.logFile, o.logLevel, stderr)
+	if o.version {
+		fmt.Fprintln(stderr, version.Get())
+		return 0
+	}
+	if o.check {
+		fmt.Fprintf(stderr, "wsd: configuration ok (%s)\n", cmp.Or(o.configFile, "no config file"))
+		return 0
+	}
+
+	log, level, logOut, err := newLogger(o, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "wsd:", err)
 		return 2
 	}
-	if closer != nil {
-		defer closer.Close()
-	}
+	defer logOut.Close()
 	if n, err := server.RaiseFileLimit(); err != nil {
 		log.Warn("cannot raise the open file limit", "err", err)
 	} else {
@@ -172,14 +105,20 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "wsd:", err)
 		return 2
 	}
-	if len(o.jwtSecret) > 0 && len(o.jwtSecret) < 32 {
-		log.Warn("-jwt-secret is shorter than 32 bytes; use a long random secret")
+	if len(o.secret) > 0 && len(o.secret) < 32 {
+		log.Warn("the JWT secret is shorter than 32 bytes; use a long random secret")
 	}
-	o.server.Session.Authorize = authz.Hook()
+	st := &state{args: args, stderr: stderr, log: log, level: level, auth: newAuthSwitch(authz)}
+	st.cur.Store(o)
+	o.server.Session.Authorize = st.auth.Authorize
+	o.server.Session.Subprotocols = splitList(o.subprotocols)
 	fanout := admin.NewFanoutHistogram()
 	o.server.Session.OnFanout = admin.FanoutObserver(fanout)
+	if o.demo {
+		o.server.Session.Page = web.New(web.Options{JWT: authz.Algorithm() != ""}).Respond
+	}
 	o.server.Logger = log
-	bridge, err := newBridge(o, log)
+	bridge, err := newBridge(o, log) // cluster.go
 	if err != nil {
 		fmt.Fprintln(stderr, "wsd:", err)
 		return 2
@@ -187,12 +126,11 @@ func run(args []string, stderr io.Writer) int {
 	if bridge != nil {
 		o.server.Session.Bridge = bridge
 	}
-	srv, err := server.Start(o.server)
+	srv, err := server.Start(sessionLimits(o.server))
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return 1
 	}
-	cfg := srv.Hub().Config()
 	if bridge != nil {
 		if err := bridge.Start(srv.Hub()); err != nil {
 			log.Error("cannot start the cluster bridge", "err", err)
@@ -201,13 +139,21 @@ func run(args []string, stderr io.Writer) int {
 		}
 		clusterStarted(log, bridge, o)
 	}
-	log.Info("listening", "addr", srv.Addr().String(), "workers", srv.Workers(),
-		"pollers", max(o.server.Pollers, 1), "shards", cfg.Shards, "max_conns", cfg.MaxConns,
-		"jwt", cmp.Or(authz.Algorithm(), "off"), "allowed_origins", cmp.Or(o.allowedOrigins, "any"))
+	st.hub = srv.Hub()
+	cfg := srv.Hub().Config()
+	v := version.Get()
+	log.Info("listening", "addr", srv.Addr().String(), "page", pageURL(o.demo, srv.Addr()), "version", v.Version, "revision", v.Revision,
+		"workers", srv.Workers(), "pollers", max(o.server.Pollers, 1), "shards", cfg.Shards,
+		"max_conns", cfg.MaxConns, "max_message", cfg.MaxMessage, "max_queue", cfg.MaxQueue,
+		"handshake_timeout", cfg.HandshakeTimeout, "ping_interval", cfg.PingInterval,
+		"idle_timeout", cfg.IdleTimeout, "close_timeout", cfg.CloseTimeout,
+		"max_msg_rate", cfg.MaxMsgRate, "msg_burst", cfg.MsgBurst,
+		"jwt", cmp.Or(authz.Algorithm(), "off"), "allowed_origins", cmp.Or(o.allowedOrigins, "any"),
+		"subprotocols", cmp.Or(o.subprotocols, "none"), "config", cmp.Or(o.configFile, "none"))
 	mem := cfg.WorstCase(srv.Workers())
 	log.Info("memory bound", "worst_case_mib", mem.Total>>20, "idle_conns_mib", mem.Idle>>20,
 		"inbound_budget_mib", mem.Inbound>>20, "outbound_budget_mib", mem.Outbound>>20,
-		"max_message", cfg.MaxMessage, "max_queue", cfg.MaxQueue, "message_timeout", cfg.MessageTimeout)
+		"max_byte_rate", cfg.MaxByteRate, "inflate_ratio", cfg.InflateRatio, "message_timeout", cfg.MessageTimeout)
 
 	var adminSrv *http.Server
 	if o.adminAddr != "" {
@@ -217,34 +163,42 @@ func run(args []string, stderr io.Writer) int {
 			srv.Shutdown(context.Background())
 			return 1
 		}
-		adminSrv = &http.Server{
-			Handler: admin.NewHandler(srv, admin.Options{
-				Token:        o.adminToken,
-				Fanout:       fanout,
-				AuthFailures: authz.Failures,
-				Cluster:      bridge,
-			}),
-			ReadHeaderTimeout: 5 * time.Second,
+		adminSrv = admin.NewServer(admin.NewHandler(srv, admin.Options{
+			TokenFunc:    func() string { return st.cur.Load().token },
+			Fanout:       fanout,
+			AuthFailures: st.auth.Failures,
+			Cluster:      bridge,
+		}), log)
+		if o.token == "" {
+			log.Warn("no admin token: anyone who reaches the admin address may publish, disconnect and profile",
+				"listener", ln.Addr().String())
 		}
 		log.Info("admin listening", "admin_addr", ln.Addr().String())
 		go func() {
-			if err := adminSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := adminSrv.Serve(admin.LimitListener(ln, admin.MaxConns)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("admin listener failed", "err", err)
 			}
 		}()
 	}
 
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	s := <-sig
-	log.Info("draining", "signal", s.String(), "timeout", o.shutdownTimeout)
-	ctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
-	defer cancel()
-	// /readyz answers 503 from here on; the admin listener stays up during
-	// the drain so the flip is observable.
-	err = srv.Shutdown(ctx)
+	sig := make(chan os.Signal, 8)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
+	var s os.Signal
+	for s == nil {
+		switch got := <-sig; got {
+		case syscall.SIGHUP:
+			if err := st.reload(); err != nil {
+				log.Error("reload refused; old values kept", "err", strings.ReplaceAll(err.Error(), "\n", "; "))
+			}
+		case syscall.SIGUSR1:
+			reopenLog(st, logOut)
+		default:
+			s = got
+		}
+	}
+	err = drain(st, srv, logOut, s, sig)
 	if bridge != nil {
-		bridge.Close()
+		bridge.Close() // after the drain: its last messages still cross
 	}
 	if adminSrv != nil {
 		actx, acancel := context.WithTimeout(context.Background(), time.Second)
@@ -256,4 +210,68 @@ func run(args []string, stderr io.Writer) int {
 	}
 	log.Info("stopped")
 	return 0
+}
+
+func reopenLog(st *state, out *logOutput) {
+	file, err := out.Reopen()
+	switch {
+	case err != nil:
+		st.log.Error("cannot reopen the log file", "err", err)
+	case file:
+		st.log.Info("log file reopened")
+	}
+}
+
+// drain takes the server down the way a load balancer can follow:
+// /readyz answers 503 at once; after -drain-delay the listener closes and
+// connections get 1001 in batches spread over -lame-duck-duration; then
+// they have -shutdown-timeout to answer before the rest are dropped. A
+// second SIGINT or SIGTERM skips the waiting.
+func drain(st *state, srv *server.Server, logOut *logOutput, s os.Signal, sig chan os.Signal) error {
+	o := st.cur.Load()
+	srv.SetUnready()
+	st.log.Info("draining", "signal", s.String(), "drain_delay", o.drainDelay,
+		"lame_duck_duration", o.lameDuck, "shutdown_timeout", o.shutdownTimeout)
+	hurry, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for got := range sig {
+			switch got {
+			case syscall.SIGUSR1:
+				reopenLog(st, logOut)
+			case syscall.SIGINT, syscall.SIGTERM:
+				st.log.Warn("second signal: closing every connection now", "signal", got.String())
+				cancel()
+			default:
+				st.log.Info("ignored while draining", "signal", got.String())
+			}
+		}
+	}()
+	defer signal.Stop(sig)
+	if o.drainDelay > 0 {
+		t := time.NewTimer(o.drainDelay)
+		select {
+		case <-t.C:
+		case <-hurry.Done():
+			t.Stop()
+		}
+	}
+	srv.StopAccepting()
+	st.log.Info("closing connections", "connections", srv.Hub().Stats().Open.Load(), "spread", o.lameDuck)
+	srv.Hub().CloseGradually(hurry, o.lameDuck)
+	ctx, cancelT := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	defer cancelT()
+	return srv.Shutdown(ctx)
+}
+
+// sessionLimits maps the command line's "0 means no limit" for the rate
+// flags to the session package's negative values (its zero means default).
+func sessionLimits(c server.Config) server.Config {
+	if c.Session.MaxMsgRate == 0 {
+		c.Session.MaxMsgRate = -1
+	}
+	if c.Session.MaxByteRate == 0 {
+		c.Session.MaxByteRate = -1
+	}
+	return c
 }

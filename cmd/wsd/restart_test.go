@@ -82,7 +82,8 @@ func TestRestartReconnectStorm(t *testing.T) {
 		n = v
 	}
 	addr := freeAddr(t)
-	first := wstest.StartBinary(t, "-addr", addr, "-shutdown-timeout", "10s")
+	// Every client closed at once (no lame-duck spread): the storm case.
+	first := wstest.StartBinary(t, "-addr", addr, "-shutdown-timeout", "10s", "-lame-duck-duration", "0s")
 
 	var connected atomic.Int64
 	var wg sync.WaitGroup

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
@@ -18,78 +17,36 @@ import (
 // These tests drive the real binary the way the original gin + gorilla
 // deployment's clients do: gorilla/websocket, ?specialKey=&support_gzip=.
 
-func seedDial(t *testing.T, addr, key string, gzip bool) *websocket.Conn {
-	t.Helper()
-	g := 0
-	if gzip {
-		g = 1
-	}
-	url := fmt.Sprintf("ws://%s/?specialKey=%s&support_gzip=%d", addr, key, g)
-	c, _, err := websocket.DefaultDialer.Dial(url, nil)
-	if err != nil {
-		t.Fatalf("dial %s: %v", url, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
-// seedRead reads one message the way a seed client does: binary frames
-// are gzip'd text.
-func seedRead(t *testing.T, c *websocket.Conn) (string, int) {
-	t.Helper()
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	mt, p, err := c.ReadMessage()
-	if err != nil {
-		t.Fatalf("read: %v", err)
-	}
-	if mt == websocket.BinaryMessage {
-		zr, err := gzip.NewReader(bytes.NewReader(p))
-		if err != nil {
-			t.Fatalf("binary frame is not gzip: %v", err)
-		}
-		b, err := io.ReadAll(zr)
-		if err != nil {
-			t.Fatalf("gunzip: %v", err)
-		}
-		return string(b), mt
-	}
-	return string(p), mt
-}
-
 func TestSeedClientsChat(t *testing.T) {
 	p := wstest.StartBinary(t)
-	plain := seedDial(t, p.Addr, "alice", false)
-	zipped := seedDial(t, p.Addr, "bob", true)
+	plain := wstest.SeedDial(t, p.Addr, "specialKey=alice")
+	zipped := wstest.SeedDial(t, p.Addr, "specialKey=bob&support_gzip=1")
 
 	for i, sender := range []*websocket.Conn{plain, zipped} {
 		text := fmt.Sprintf("hello %d 你好", i)
 		if err := sender.WriteMessage(websocket.TextMessage, []byte(text)); err != nil {
 			t.Fatal(err)
 		}
-		if got, mt := seedRead(t, plain); got != text || mt != websocket.TextMessage {
+		if got, mt := wstest.SeedRead(t, plain); got != text || mt != websocket.TextMessage {
 			t.Errorf("plain client got %q (type %d), want text %q", got, mt, text)
 		}
-		if got, mt := seedRead(t, zipped); got != text || mt != websocket.BinaryMessage {
+		if got, mt := wstest.SeedRead(t, zipped); got != text || mt != websocket.BinaryMessage {
 			t.Errorf("gzip client got %q (type %d), want gzip'd binary of %q", got, mt, text)
 		}
 	}
 
 	// A seed gzip client may also send gzip'd text as a binary message.
-	var b bytes.Buffer
-	zw := gzip.NewWriter(&b)
-	zw.Write([]byte("compressed hello"))
-	zw.Close()
-	if err := zipped.WriteMessage(websocket.BinaryMessage, b.Bytes()); err != nil {
+	if err := zipped.WriteMessage(websocket.BinaryMessage, wstest.Gzip("compressed hello")); err != nil {
 		t.Fatal(err)
 	}
-	if got, mt := seedRead(t, plain); got != "compressed hello" || mt != websocket.TextMessage {
+	if got, mt := wstest.SeedRead(t, plain); got != "compressed hello" || mt != websocket.TextMessage {
 		t.Errorf("plain client got %q (type %d) for a gzip'd message", got, mt)
 	}
 }
 
 func TestSeedPingPong(t *testing.T) {
 	p := wstest.StartBinary(t)
-	c := seedDial(t, p.Addr, "pinger", false)
+	c := wstest.SeedDial(t, p.Addr, "specialKey=pinger")
 	pong := make(chan string, 1)
 	c.SetPongHandler(func(s string) error { pong <- s; return nil })
 	if err := c.WriteControl(websocket.PingMessage, []byte("are you there"), time.Now().Add(time.Second)); err != nil {
@@ -111,8 +68,8 @@ func TestSeedPingPong(t *testing.T) {
 
 func TestSeedSameKeyReplaces(t *testing.T) {
 	p := wstest.StartBinary(t)
-	first := seedDial(t, p.Addr, "k", false)
-	second := seedDial(t, p.Addr, "k", false)
+	first := wstest.SeedDial(t, p.Addr, "specialKey=k")
+	second := wstest.SeedDial(t, p.Addr, "specialKey=k")
 
 	first.SetReadDeadline(time.Now().Add(5 * time.Second))
 	_, _, err := first.ReadMessage()
@@ -123,7 +80,7 @@ func TestSeedSameKeyReplaces(t *testing.T) {
 	if err := second.WriteMessage(websocket.TextMessage, []byte("still here")); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := seedRead(t, second); got != "still here" {
+	if got, _ := wstest.SeedRead(t, second); got != "still here" {
 		t.Errorf("second connection got %q", got)
 	}
 }
@@ -142,8 +99,8 @@ func TestSeedMissingKeyIsRefused(t *testing.T) {
 
 func TestSIGTERMDrainsAndExits(t *testing.T) {
 	p := wstest.StartBinary(t, "-shutdown-timeout", "5s")
-	a := seedDial(t, p.Addr, "a", false)
-	b := seedDial(t, p.Addr, "b", true)
+	a := wstest.SeedDial(t, p.Addr, "specialKey=a")
+	b := wstest.SeedDial(t, p.Addr, "specialKey=b&support_gzip=1")
 	const n = 200
 	for i := 0; i < n; i++ {
 		if err := a.WriteMessage(websocket.TextMessage, []byte(fmt.Sprintf("m%d", i))); err != nil {
@@ -153,7 +110,7 @@ func TestSIGTERMDrainsAndExits(t *testing.T) {
 	// Everything sent before the signal was read by the server once a
 	// receives its own last message.
 	for i := 0; i < n; i++ {
-		if got, _ := seedRead(t, a); got != fmt.Sprintf("m%d", i) {
+		if got, _ := wstest.SeedRead(t, a); got != fmt.Sprintf("m%d", i) {
 			t.Fatalf("a got %q, want m%d", got, i)
 		}
 	}
@@ -161,7 +118,7 @@ func TestSIGTERMDrainsAndExits(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < n; i++ {
-		if got, _ := seedRead(t, b); got != fmt.Sprintf("m%d", i) {
+		if got, _ := wstest.SeedRead(t, b); got != fmt.Sprintf("m%d", i) {
 			t.Fatalf("b got %q, want m%d", got, i)
 		}
 	}
@@ -187,6 +144,11 @@ func TestFlags(t *testing.T) {
 		{[]string{"-workers", "4", "-pollers", "2", "-shards", "16"}, true},
 		{[]string{"-max-message", "x"}, false},
 		{[]string{"stray"}, false},
+		{[]string{"-deflate=false"}, true},
+		{[]string{"-deflate-client-window-bits", "12"}, true},
+		{[]string{"-deflate-client-window-bits", "15"}, true},
+		{[]string{"-deflate-client-window-bits", "8"}, false},
+		{[]string{"-deflate-client-window-bits", "16"}, false},
 	} {
 		_, err := parseFlags(tc.args, io.Discard)
 		if (err == nil) != tc.ok {

@@ -66,6 +66,13 @@ type Process struct {
 // -admin-addr 127.0.0.1:0 unless given) and waits for its "listening" line.
 func StartBinary(t testing.TB, args ...string) *Process {
 	t.Helper()
+	return StartBinaryEnv(t, nil, args...)
+}
+
+// StartBinaryEnv is StartBinary with env added to the test's environment
+// (WSD_* variables, for instance).
+func StartBinaryEnv(t testing.TB, env []string, args ...string) *Process {
+	t.Helper()
 	bin := BuildBinary(t)
 	joined := " " + strings.Join(args, " ")
 	if !strings.Contains(joined, " -addr") {
@@ -75,6 +82,9 @@ func StartBinary(t testing.TB, args ...string) *Process {
 		args = append(args, "-admin-addr", "127.0.0.1:0")
 	}
 	p := &Process{Cmd: exec.Command(bin, args...), done: make(chan struct{})}
+	if env != nil {
+		p.Cmd.Env = append(os.Environ(), env...)
+	}
 	stderr, err := p.Cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

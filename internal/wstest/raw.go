@@ -73,7 +73,11 @@ func RawHandshakeParts(addr string, parts ...[]byte) (c *Client, status int, bod
 		return nil, resp.StatusCode, string(b), nil
 	}
 	conn.SetDeadline(time.Time{})
-	return &Client{Conn: conn, r: r}, resp.StatusCode, "", nil
+	return &Client{Conn: conn, r: r, Extensions: extensions(resp)}, resp.StatusCode, "", nil
+}
+
+func extensions(resp *http.Response) string {
+	return strings.Join(resp.Header.Values("Sec-WebSocket-Extensions"), ", ")
 }
 
 // ClosePayload encodes a close frame payload: code then reason.

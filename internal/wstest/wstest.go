@@ -1,7 +1,11 @@
 // Package wstest holds what wsd's tests share: a raw WebSocket client that
 // can send anything (malformed frames included) and read frames one at a
-// time, and helpers that start wsd — in-process or as the real binary — on
-// a free loopback port and wait until it is ready.
+// time, a seed client (gorilla/websocket, as the original deployment's
+// clients), frame and gzip helpers, a /metrics scraper, and the real binary
+// started on a free loopback port.
+//
+// It imports nothing of wsd, so any package's tests may use it, codec's and
+// session's included; starting wsd in-process is internal/testserver's job.
 package wstest
 
 import (
@@ -24,7 +28,9 @@ import (
 // Client is a raw WebSocket client over one TCP connection.
 type Client struct {
 	Conn net.Conn
-	r    *bufio.Reader
+	// Extensions is the 101's Sec-WebSocket-Extensions (lines joined by ", ").
+	Extensions string
+	r          *bufio.Reader
 }
 
 // DefaultTimeout bounds every read a test does.
@@ -82,7 +88,7 @@ func TryDialHeaders(addr, target string, header http.Header) (*Client, int, erro
 		return nil, resp.StatusCode, fmt.Errorf("bad Sec-WebSocket-Accept %q", got)
 	}
 	conn.SetDeadline(time.Time{})
-	return &Client{Conn: conn, r: r}, resp.StatusCode, nil
+	return &Client{Conn: conn, r: r, Extensions: extensions(resp)}, resp.StatusCode, nil
 }
 
 // WriteFrame writes one masked frame.
@@ -101,7 +107,8 @@ func (c *Client) WriteRaw(p []byte) error {
 }
 
 // RawFrame encodes a frame byte by byte: header bits, optional mask.
-// Use it for frames the ws package would refuse to build.
+// Use it for frames the ws package would refuse to build. The mask key's
+// bytes differ, so a mask applied at the wrong cycle offset shows.
 func RawFrame(b0 byte, masked bool, payload []byte) []byte {
 	var out []byte
 	n := len(payload)
@@ -133,6 +140,7 @@ func RawFrame(b0 byte, masked bool, payload []byte) []byte {
 type Frame struct {
 	Op      ws.OpCode
 	Fin     bool
+	Rsv     byte // RSV1..3 in the low bits: 4 is permessage-deflate's RSV1
 	Payload []byte
 }
 
@@ -159,7 +167,7 @@ func (c *Client) ReadFrame(timeout time.Duration) (Frame, error) {
 	if _, err := io.ReadFull(c.r, p); err != nil {
 		return Frame{}, err
 	}
-	return Frame{Op: h.OpCode, Fin: h.Fin, Payload: p}, nil
+	return Frame{Op: h.OpCode, Fin: h.Fin, Rsv: h.Rsv, Payload: p}, nil
 }
 
 // ReadMessage reads the next data frame, skipping pings and pongs, and
@@ -184,32 +192,22 @@ func (c *Client) ReadMessage(timeout time.Duration) (string, ws.OpCode, error) {
 	}
 }
 
-// ExpectClose reads until a close frame and returns its code; it fails the
-// test if data or EOF comes first or nothing comes in time.
+// ExpectClose is ReadClose that fails the test on error; it returns the
+// close code.
 func (c *Client) ExpectClose(t testing.TB, timeout time.Duration) int {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		f, err := c.ReadFrame(time.Until(deadline))
-		if err != nil {
-			t.Fatalf("waiting for a close frame: %v", err)
-		}
-		if f.Op == ws.OpClose {
-			return f.CloseCode()
-		}
-		if f.Op != ws.OpPing && f.Op != ws.OpPong {
-			t.Fatalf("waiting for a close frame, got %v %q", f.Op, f.Payload)
-		}
+	f, err := c.ReadClose(timeout)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return f.CloseCode()
 }
 
-// ExpectEOF waits for the server to close the TCP connection.
+// ExpectEOF is WaitEOF that fails the test on error.
 func (c *Client) ExpectEOF(t testing.TB, timeout time.Duration) {
 	t.Helper()
-	c.Conn.SetReadDeadline(time.Now().Add(timeout))
-	_, err := io.Copy(io.Discard, c.r)
-	if err != nil && !isReset(err) {
-		t.Fatalf("waiting for EOF: %v", err)
+	if err := c.WaitEOF(timeout); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -233,13 +231,19 @@ func Gzip(s string) []byte {
 	return b.Bytes()
 }
 
-// Gunzip returns the inflation of p.
+// Gunzip returns the inflation of p, which must be one gzip member and
+// nothing after it: what wsd sends, and what a seed client sends it.
 func Gunzip(p []byte) (string, error) {
-	r, err := gzip.NewReader(bytes.NewReader(p))
+	src := bytes.NewReader(p)
+	r, err := gzip.NewReader(src)
 	if err != nil {
 		return "", err
 	}
+	r.Multistream(false)
 	b, err := io.ReadAll(r)
+	if err == nil && src.Len() != 0 {
+		err = fmt.Errorf("%d bytes after the gzip member", src.Len())
+	}
 	return string(b), err
 }
 

@@ -1,0 +1,79 @@
+package admin
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"unicode/utf8"
+
+	"github.com/wsd-chat/wsd/codec"
+	"github.com/wsd-chat/wsd/session"
+)
+
+// DisconnectRequest is the body of POST /disconnect: close the connection
+// holding Key, with Code (4000-4999, default 4002) and Reason (at most 123
+// bytes of UTF-8, default "disconnected by the server").
+type DisconnectRequest struct {
+	Key    string `json:"key"`
+	Code   uint16 `json:"code,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// DisconnectResponse answers POST /disconnect: whether the key was connected.
+type DisconnectResponse struct {
+	Disconnected bool `json:"disconnected"`
+}
+
+// disconnecter serves POST /disconnect, what a backend calls to log a user out.
+type disconnecter struct {
+	hub   *session.Hub
+	token func() string
+}
+
+func (d *disconnecter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if t := d.token(); t != "" && !bearerMatches(r.Header.Get("Authorization"), t) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="wsd"`)
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token"})
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 4096)
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	var req DisconnectRequest
+	if err := dec.Decode(&req); err != nil {
+		status := http.StatusBadRequest
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			status = http.StatusRequestEntityTooLarge
+		}
+		writeJSON(w, status, map[string]string{"error": "bad request body: " + err.Error()})
+		return
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad request body: trailing data"})
+		return
+	}
+	switch {
+	case req.Key == "":
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "key is required"})
+		return
+	case req.Code != 0 && (req.Code < 4000 || req.Code > 4999):
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "code must be 4000-4999"})
+		return
+	case len(req.Reason) > 123 || !utf8.ValidString(req.Reason):
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "reason must be at most 123 bytes of UTF-8"})
+		return
+	}
+	var ce *codec.CloseError
+	if req.Code != 0 || req.Reason != "" {
+		ce = &codec.CloseError{Code: session.CloseDisconnected, Reason: session.ErrDisconnected.Reason}
+		if req.Code != 0 {
+			ce.Code = req.Code
+		}
+		if req.Reason != "" {
+			ce.Reason = req.Reason
+		}
+	}
+	writeJSON(w, http.StatusOK, DisconnectResponse{Disconnected: d.hub.Disconnect(req.Key, ce)})
+}

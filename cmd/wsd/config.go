@@ -1,0 +1,395 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/peterbourgon/ff/v3"
+
+	"github.com/wsd-chat/wsd/auth"
+	"github.com/wsd-chat/wsd/server"
+	"github.com/wsd-chat/wsd/session"
+)
+
+// Configuration: every flag can also be set as WSD_<FLAG> in the
+// environment (upper case, '-' as '_') and as "flag value" lines in the
+// file -config names; a flag on the command line wins over the
+// environment, which wins over the file (github.com/peterbourgon/ff/v3).
+
+// EnvPrefix is the prefix of wsd's environment variables.
+const EnvPrefix = "WSD"
+
+// DefaultShutdownTimeout bounds the end of a drain: how long connections
+// have to answer their close frame after the last batch was closed.
+const DefaultShutdownTimeout = 10 * time.Second
+
+// DefaultLameDuckDuration spreads the closes of a drain.
+const DefaultLameDuckDuration = 10 * time.Second
+
+// DefaultAdminAddr is where metrics, health, publish and pprof listen.
+const DefaultAdminAddr = "127.0.0.1:9090"
+
+type options struct {
+	server          server.Config
+	adminAddr       string
+	adminToken      string
+	adminTokenFile  string
+	adminInsecure   bool
+	logFile         string
+	logLevel        string
+	logFormat       string
+	shutdownTimeout time.Duration
+	drainDelay      time.Duration
+	lameDuck        time.Duration
+	jwtSecret       string
+	jwtSecretFile   string
+	jwtPublicKey    string
+	allowedOrigins  string
+	demo            bool // serve the chat page (web) on a plain GET /
+	subprotocols    string
+	configFile      string
+	check           bool // -t
+	version         bool
+
+	// Loaded by loadSecrets: the values in force, from the flag, the
+	// environment, the config file or the named file.
+	token        string // admin token
+	secret       []byte // JWT HMAC secret
+	publicKeyPEM []byte
+
+	cluster clusterOptions // -nats-*, -box-id: cluster.go
+
+	fs *flag.FlagSet // the parsed flags, for comparing configurations
+}
+
+// newFlagSet defines every flag into o.
+func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("wsd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {}
+	sc := &o.server.Session
+	fs.StringVar(&o.server.Addr, "addr", server.DefaultAddr, "client listener `host:port`")
+	fs.IntVar(&o.server.Pollers, "pollers", 1, "epoll instances")
+	fs.IntVar(&o.server.Workers, "workers", runtime.GOMAXPROCS(0), "worker goroutines (decode, fan-out)")
+	fs.IntVar(&sc.Shards, "shards", session.DefaultShards, "session table shards")
+	fs.IntVar(&sc.MaxConns, "max-conns", 0, "sockets (handshaking, open or closing) before new ones get 503 (0: file limit less 192)")
+	fs.IntVar(&sc.MaxConnsPerIP, "max-conns-per-ip", 0, "sockets one source address may hold before new ones get 429 (0: no cap; leave off behind a proxy)")
+	fs.Float64Var(&sc.MaxByteRate, "max-byte-rate", session.DefaultMaxByteRate, "message bytes (after gunzip) per second per connection (0: unlimited; over it: close 1008)")
+	fs.IntVar(&sc.InflateRatio, "inflate-ratio", session.DefaultInflateRatio, "largest inflated/compressed size ratio of a gzip message past 64 KiB (more: close 1009)")
+	fs.Int64Var(&sc.InboundBudget, "inbound-budget", session.DefaultInboundBudget, "bytes all partly received messages and request heads may hold together (more: close 1013)")
+	fs.Int64Var(&sc.OutboundBudget, "outbound-budget", session.DefaultOutboundBudget, "bytes all broadcasts and send queues may hold together (more: largest queues closed, 1008)")
+	fs.BoolVar(&sc.Deflate.Enabled, "deflate", true, "negotiate permessage-deflate (RFC 7692): one compression per broadcast, shared by every deflate peer")
+	fs.IntVar(&sc.Deflate.ClientWindowBits, "deflate-client-window-bits", 0,
+		"client compression context wsd keeps per connection, as 2^N bytes of dictionary: 0 answers client_no_context_takeover (nothing kept), 9-15 lets clients keep up to 2^N bytes")
+	fs.DurationVar(&sc.MessageTimeout, "message-timeout", session.DefaultMessageTimeout, "longest time from a message's first byte to its last (longer: close 1008)")
+	fs.IntVar(&sc.MaxMessage, "max-message", session.DefaultMaxMessage, "largest message in bytes, also after gunzip (larger: close 1009)")
+	fs.IntVar(&sc.MaxQueue, "max-queue", session.DefaultMaxQueue, "outbound bytes queued per connection before it is closed as a slow consumer (1008)")
+	fs.DurationVar(&sc.HandshakeTimeout, "handshake-timeout", session.DefaultHandshakeTimeout, "time to complete the upgrade request")
+	fs.DurationVar(&sc.IdleTimeout, "idle-timeout", session.DefaultIdleTimeout, "close connections silent for this long (1001)")
+	fs.DurationVar(&sc.PingInterval, "ping-interval", session.DefaultPingInterval, "ping connections silent for this long")
+	fs.DurationVar(&sc.CloseTimeout, "close-timeout", session.DefaultCloseTimeout, "wait for the peer's close frame before dropping the socket")
+	fs.Float64Var(&sc.MaxMsgRate, "max-msg-rate", session.DefaultMaxMsgRate, "messages and pings per second per connection (0: unlimited; over it: close 1008); reloadable")
+	fs.IntVar(&sc.MsgBurst, "msg-burst", session.DefaultMsgBurst, "messages a connection may send at once above -max-msg-rate; reloadable")
+	fs.IntVar(&o.server.Backlog, "backlog", server.DefaultBacklog, "listen backlog (capped by net.core.somaxconn)")
+	fs.StringVar(&o.subprotocols, "subprotocols", "", "comma-separated WebSocket subprotocols wsd speaks; the first a client offers is selected")
+	fs.StringVar(&o.adminAddr, "admin-addr", DefaultAdminAddr, "admin listener for /metrics, /healthz, /readyz, /stats, /publish, /disconnect, /debug/pprof (empty or off: none)")
+	fs.StringVar(&o.adminToken, "admin-token", "", "bearer token required by /publish, /disconnect and /debug/pprof (prefer -admin-token-file or WSD_ADMIN_TOKEN); reloadable")
+	fs.StringVar(&o.adminTokenFile, "admin-token-file", "", "read the admin token from this `file`; reloadable")
+	fs.BoolVar(&o.adminInsecure, "admin-insecure", false, "allow a non-loopback -admin-addr without an admin token")
+	fs.StringVar(&o.jwtSecret, "jwt-secret", "", "require an HS256 JWT signed with this secret at the handshake (prefer -jwt-secret-file or WSD_JWT_SECRET); reloadable")
+	fs.StringVar(&o.jwtSecretFile, "jwt-secret-file", "", "read the HS256 JWT secret from this `file`; reloadable")
+	fs.StringVar(&o.jwtPublicKey, "jwt-public-key", "", "require an RS256 or ES256 JWT verified with the public key in this PEM `file`; reloadable")
+	fs.BoolVar(&o.demo, "demo", true, "serve the chat page on a plain GET / of the client listener (false: GET / is refused as a bad upgrade)")
+	fs.StringVar(&o.allowedOrigins, "allowed-origins", "", "comma-separated origins browsers may connect from, e.g. https://app.example.com,https://*.example.com (empty: any; no Origin header: always allowed); reloadable")
+	fs.StringVar(&o.logFile, "log-file", "", "append logs to this file (default stderr); SIGUSR1 reopens it")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error; reloadable")
+	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	fs.DurationVar(&o.drainDelay, "drain-delay", 0, "on SIGTERM, keep serving with /readyz at 503 this long before closing anything; reloadable")
+	fs.DurationVar(&o.lameDuck, "lame-duck-duration", DefaultLameDuckDuration, "spread the 1001 closes of a drain over this long, in batches (0: all at once); reloadable")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "after the last batch, wait this long for peers to answer before dropping sockets; reloadable")
+	fs.StringVar(&o.configFile, "config", "", "read flags from this `file`: one \"flag value\" per line, # comments")
+	fs.BoolVar(&o.check, "t", false, "check the configuration and exit (0: valid, 1: not)")
+	fs.BoolVar(&o.version, "version", false, "print the version and exit")
+	addClusterFlags(fs, &o.cluster) // cluster.go
+	return fs
+}
+
+// commandLineOnly are the flags a config file may not set.
+var commandLineOnly = map[string]bool{"config": true, "t": true, "version": true}
+
+// configParser reads ff's plain format ("flag value" lines, # comments)
+// and refuses the command-line-only flags.
+func configParser(r io.Reader, set func(name, value string) error) error {
+	return ff.PlainParser(r, func(name, value string) error {
+		if commandLineOnly[strings.TrimLeft(name, "-")] {
+			return fmt.Errorf("config file: %q can only be given on the command line", name)
+		}
+		return set(strings.TrimLeft(name, "-"), value)
+	})
+}
+
+// parseArgs parses the command line, the environment and the config file,
+// without checking the values.
+func parseArgs(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	// Errors come back as one line; the flag list only for -h.
+	fs := newFlagSet(o, io.Discard)
+	o.fs = fs
+	err := ff.Parse(fs, args,
+		ff.WithEnvVarPrefix(EnvPrefix),
+		ff.WithConfigFileFlag("config"),
+		ff.WithConfigFileParser(configParser),
+	)
+	if err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	if o.adminAddr == "off" {
+		o.adminAddr = ""
+	}
+	return o, nil
+}
+
+// parseFlags parses and checks the configuration and loads the secrets.
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	o, err := parseArgs(args, stderr)
+	if err != nil {
+		return nil, err
+	}
+	if o.version {
+		return o, nil
+	}
+	if err := loadSecrets(o); err != nil {
+		return nil, err
+	}
+	if err := validate(o); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// loadSecrets reads the secrets in force into o.token, o.secret and
+// o.publicKeyPEM.
+func loadSecrets(o *options) error {
+	var errs []error
+	if o.adminToken != "" && o.adminTokenFile != "" {
+		errs = append(errs, errors.New("-admin-token and -admin-token-file exclude each other"))
+	}
+	if o.jwtSecret != "" && o.jwtSecretFile != "" {
+		errs = append(errs, errors.New("-jwt-secret and -jwt-secret-file exclude each other"))
+	}
+	if (o.jwtSecret != "" || o.jwtSecretFile != "") && o.jwtPublicKey != "" {
+		errs = append(errs, errors.New("-jwt-secret and -jwt-public-key exclude each other"))
+	}
+	if errs != nil {
+		return errors.Join(errs...)
+	}
+	o.token, o.secret = o.adminToken, []byte(o.jwtSecret)
+	if o.adminTokenFile != "" {
+		b, err := readSecret("admin-token-file", o.adminTokenFile)
+		if err != nil {
+			return err
+		}
+		o.token = string(b)
+	}
+	if o.jwtSecretFile != "" {
+		b, err := readSecret("jwt-secret-file", o.jwtSecretFile)
+		if err != nil {
+			return err
+		}
+		o.secret = b
+	}
+	if o.jwtPublicKey != "" {
+		pem, err := os.ReadFile(o.jwtPublicKey)
+		if err != nil {
+			return fmt.Errorf("-jwt-public-key: %w", err)
+		}
+		if len(pem) == 0 {
+			return fmt.Errorf("-jwt-public-key: %s is empty", o.jwtPublicKey)
+		}
+		o.publicKeyPEM = pem
+	}
+	return nil
+}
+
+// readSecret reads a secret file; one trailing newline is not part of it.
+func readSecret(flagName, path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("-%s: %w", flagName, err)
+	}
+	b = []byte(strings.TrimRight(string(b), "\r\n"))
+	if len(b) == 0 {
+		return nil, fmt.Errorf("-%s: %s is empty", flagName, path)
+	}
+	return b, nil
+}
+
+// A check is one validation rule: bad reports whether o breaks it.
+type check struct {
+	flag string
+	rule string
+	bad  func(o *options) bool
+}
+
+// checks holds every rule a configuration must pass, at start, with -t and
+// on reload. A new flag adds its rules here.
+var checks = []check{
+	{"addr", "must be host:port", func(o *options) bool { return !validHostPort(o.server.Addr) }},
+	{"pollers", "must be at least 1", func(o *options) bool { return o.server.Pollers < 1 }},
+	{"workers", "must be at least 1", func(o *options) bool { return o.server.Workers < 1 }},
+	{"shards", "must be between 1 and 65536", func(o *options) bool {
+		return o.server.Session.Shards < 1 || o.server.Session.Shards > 65536
+	}},
+	{"max-conns", "must be 0 (the file limit less 192) or more", func(o *options) bool { return o.server.Session.MaxConns < 0 }},
+	{"max-conns-per-ip", "must be 0 (no cap) or more", func(o *options) bool { return o.server.Session.MaxConnsPerIP < 0 }},
+	{"max-byte-rate", "must be 0 (unlimited) or a positive number", func(o *options) bool {
+		r := o.server.Session.MaxByteRate
+		return r < 0 || math.IsNaN(r) || math.IsInf(r, 0)
+	}},
+	{"inflate-ratio", "must be at least 1", func(o *options) bool { return o.server.Session.InflateRatio < 1 }},
+	{"inbound-budget", "must be at least -max-message (one whole message must fit)", func(o *options) bool {
+		return o.server.Session.InboundBudget < int64(o.server.Session.MaxMessage)
+	}},
+	{"outbound-budget", "must be at least -max-queue", func(o *options) bool {
+		return o.server.Session.OutboundBudget < int64(o.server.Session.MaxQueue)
+	}},
+	{"deflate-client-window-bits", "must be 0 (client_no_context_takeover) or 9 to 15", func(o *options) bool { return !o.server.Session.Deflate.Valid() }},
+	{"message-timeout", "must be more than 0", func(o *options) bool { return o.server.Session.MessageTimeout <= 0 }},
+	{"max-message", "must be between 1 and 1073741824 bytes", func(o *options) bool {
+		return o.server.Session.MaxMessage < 1 || o.server.Session.MaxMessage > 1<<30
+	}},
+	{"max-queue", "must be at least 1 byte", func(o *options) bool { return o.server.Session.MaxQueue < 1 }},
+	{"handshake-timeout", "must be more than 0", func(o *options) bool { return o.server.Session.HandshakeTimeout <= 0 }},
+	{"ping-interval", "must be more than 0", func(o *options) bool { return o.server.Session.PingInterval <= 0 }},
+	{"idle-timeout", "must be longer than -ping-interval (a quiet client is pinged before it is dropped)", func(o *options) bool {
+		return o.server.Session.IdleTimeout <= o.server.Session.PingInterval
+	}},
+	{"close-timeout", "must be more than 0", func(o *options) bool { return o.server.Session.CloseTimeout <= 0 }},
+	{"max-msg-rate", "must be 0 (unlimited) or a positive number", func(o *options) bool {
+		r := o.server.Session.MaxMsgRate
+		return r < 0 || math.IsNaN(r) || math.IsInf(r, 0)
+	}},
+	{"msg-burst", "must be at least 1", func(o *options) bool { return o.server.Session.MsgBurst < 1 }},
+	{"backlog", "must be between 1 and 65535", func(o *options) bool { return o.server.Backlog < 1 || o.server.Backlog > 65535 }},
+	{"subprotocols", "must be comma-separated tokens (RFC 7230)", func(o *options) bool {
+		for _, p := range splitList(o.subprotocols) {
+			if !isToken(p) {
+				return true
+			}
+		}
+		return false
+	}},
+	{"admin-addr", "must be host:port, or empty or off for no admin listener", func(o *options) bool {
+		return o.adminAddr != "" && !validHostPort(o.adminAddr)
+	}},
+	{"admin-addr", "is not a loopback address: set an admin token (-admin-token-file, WSD_ADMIN_TOKEN) or -admin-insecure", func(o *options) bool {
+		return o.adminAddr != "" && validHostPort(o.adminAddr) && !loopback(o.adminAddr) && o.token == "" && !o.adminInsecure
+	}},
+	{"log-level", "must be debug, info, warn or error", func(o *options) bool {
+		var lv slog.Level
+		return lv.UnmarshalText([]byte(o.logLevel)) != nil
+	}},
+	{"log-format", "must be text or json", func(o *options) bool { return o.logFormat != "text" && o.logFormat != "json" }},
+	{"shutdown-timeout", "must be more than 0", func(o *options) bool { return o.shutdownTimeout <= 0 }},
+	{"drain-delay", "must be 0 or more", func(o *options) bool { return o.drainDelay < 0 }},
+	{"lame-duck-duration", "must be 0 or more", func(o *options) bool { return o.lameDuck < 0 }},
+	{"allowed-origins", "must be scheme://host[:port] entries", func(o *options) bool {
+		_, err := auth.NewOriginPolicy(auth.ParseOriginList(o.allowedOrigins))
+		return err != nil
+	}},
+}
+
+// validate applies every check and returns one line per broken rule.
+func validate(o *options) error {
+	var errs []error
+	for _, c := range checks {
+		if c.bad(o) {
+			f := o.fs.Lookup(c.flag)
+			errs = append(errs, fmt.Errorf("-%s %s: %s", c.flag, strconv.Quote(f.Value.String()), c.rule))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	// The authorizer's own checks: key type and size, origin patterns.
+	if _, err := newAuthorizer(o); err != nil {
+		return err
+	}
+	return nil
+}
+
+func validHostPort(s string) bool {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return false
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 0 && n <= 65535
+}
+
+// loopback reports whether a host:port listens on loopback only.
+func loopback(hostport string) bool {
+	host, _, _ := net.SplitHostPort(hostport)
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// isToken reports whether s is an RFC 7230 token, what a subprotocol is.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// newAuthorizer builds the handshake checks from the configuration.
+func newAuthorizer(o *options) (*auth.Authorizer, error) {
+	return auth.New(auth.Config{
+		HMACSecret:     o.secret,
+		PublicKeyPEM:   o.publicKeyPEM,
+		AllowedOrigins: auth.ParseOriginList(o.allowedOrigins),
+	})
+}
+
+// printUsage writes -h's answer.
+func printUsage(w io.Writer) {
+	fs := newFlagSet(&options{}, w)
+	fmt.Fprintf(w, "Usage: wsd [flags]\n\nEvery flag may also be set as %s_<FLAG> in the environment or as a\n\"flag value\" line in the -config file; the command line wins over the\nenvironment, which wins over the file.\n\n", EnvPrefix)
+	fs.PrintDefaults()
+}

@@ -1,0 +1,90 @@
+package session
+
+import (
+	"context"
+	"math/rand/v2"
+	"time"
+
+	"github.com/wsd-chat/wsd/codec"
+)
+
+// DrainMinBatch is the smallest batch CloseGradually closes at once: a box
+// with fewer connections than this closes them together, and a large one
+// never spreads its closes thinner than this per step.
+const DrainMinBatch = 100
+
+// drainMinStep is the shortest time between two batches.
+const drainMinStep = 10 * time.Millisecond
+
+// CloseGradually is lame-duck mode: it closes every open connection with
+// 1001 ("server shutting down") in batches spread evenly over spread, in
+// random order and with jitter, so the clients reconnect to other boxes
+// gradually instead of all in the same instant. Connections keep chatting
+// until their batch comes. The caller stops accepting first; connections
+// that join during the spread are left to Shutdown. It returns how many
+// closes it requested, when the last batch is out or ctx ends.
+func (h *Hub) CloseGradually(ctx context.Context, spread time.Duration) int {
+	var open []*Conn
+	for _, s := range h.table.shards {
+		s.mu.RLock()
+		for _, r := range s.rooms {
+			open = append(open, r.members...)
+		}
+		s.mu.RUnlock()
+	}
+	n := len(open)
+	if n == 0 {
+		return 0
+	}
+	batches := 1
+	if spread > 0 && n > DrainMinBatch {
+		batches = min((n+DrainMinBatch-1)/DrainMinBatch, int(spread/drainMinStep))
+		batches = max(batches, 1)
+	}
+	if batches == 1 {
+		h.closeBatch(open)
+		return n
+	}
+	// A random order spreads every room and shard over the whole drain.
+	rand.Shuffle(n, func(i, j int) { open[i], open[j] = open[j], open[i] })
+	step := spread / time.Duration(batches)
+	start := time.Now()
+	h.log.Info("closing connections in batches", "connections", n, "batches", batches,
+		"every", step, "spread", spread)
+	done := 0
+	for i := 0; i < batches; i++ {
+		// Batch i goes out somewhere in the first half of its step: the
+		// steps keep their order, the jitter breaks any rhythm clients
+		// could synchronise on.
+		at := start.Add(time.Duration(i)*step + rand.N(step/2+1))
+		if err := sleepUntil(ctx, at); err != nil {
+			return done
+		}
+		hi := (i + 1) * n / batches
+		h.closeBatch(open[done:hi])
+		done = hi
+	}
+	return done
+}
+
+func (h *Hub) closeBatch(conns []*Conn) {
+	for i, c := range conns {
+		c.requestClose(codec.ErrShutdown)
+		conns[i] = nil
+	}
+}
+
+func sleepUntil(ctx context.Context, at time.Time) error {
+	d := time.Until(at)
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
