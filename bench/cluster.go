@@ -59,7 +59,7 @@ func parseCluster(args []string) (*options, *clusterOptions, error) {
 		rest = append(rest, "-n", "3000")
 	}
 	rest = append(rest, "-addr", "127.0.0.1:1") // replaced by the boxes' addresses
-	o, err := parse("fanout", rest) // the cluster runs the fanout load
+	o, err := parse("fanout", rest)             // the cluster runs the fanout load
 	if err != nil {
 		return nil, nil, err
 	}
