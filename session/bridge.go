@@ -169,7 +169,7 @@ func (h *Hub) DeliverRemoteAll(text, gz []byte) int {
 // message for the other boxes.
 func (h *Hub) PublishCluster(room string, text []byte) (delivered int, sent bool) {
 	n, sent := h.deliverLocal(room, text, nil, true)
-	if n > 0 || sent {
+	if !h.draining.Load() {
 		h.stats.Broadcasts.Add(1)
 	}
 	return n, sent
