@@ -24,6 +24,11 @@ import "github.com/wsd-chat/wsd/session"
 //     connects raced within a NATS round trip), each box sees the other's
 //     claim and the higher stamp wins on both, with no further message.
 //
+// A connection's place in this order is set when its claim reaches NATS,
+// a moment after its 101 was written (the hook queues it, the bridge
+// goroutine subscribes and publishes): two connects of one key on two
+// boxes within that window are a race either may win.
+//
 // Since a subscription and a publish from one NATS connection are handled
 // by the server in order, and each box subscribes before it claims, one of
 // the two cases always holds on a single NATS server, so exactly one

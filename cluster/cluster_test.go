@@ -190,15 +190,27 @@ func TestPublishAcrossBoxes(t *testing.T) {
 // A new connection with a key held on another box replaces it (4001).
 func TestKickAcrossBoxes(t *testing.T) {
 	_, boxes := startCluster(t, 3)
-	old := wstest.Dial(t, boxes[0].addr(), "specialKey=k")
-	boxes[0].sync(t)
-	// Let box2's clock run ahead of box0's, so the newer claim has the
-	// lower stamp and must be raised by a hold.
+	// Run box0's Lamport clock ahead, so that its connection's claim has a
+	// higher stamp than the newer one box2 makes: the newer connection
+	// must still win, through box0's hold and box2's second claim.
 	for i := 0; i < 5; i++ {
-		c := wstest.Dial(t, boxes[1].addr(), fmt.Sprintf("specialKey=x%d", i))
+		c := wstest.Dial(t, boxes[0].addr(), fmt.Sprintf("specialKey=x%d", i))
 		c.Close(1000)
 	}
+	old := wstest.Dial(t, boxes[0].addr(), "specialKey=k")
+	// The claim follows the 101 by a moment: wait until it has passed
+	// NATS, or the two connects are a race (see TestKickRace).
+	syncAll(t, boxes[:1])
+	holdsBefore := boxes[2].br.Stats().ClaimsReceived.Load()
 	newer := wstest.Dial(t, boxes[2].addr(), "specialKey=k")
+	defer func() {
+		if t.Failed() {
+			for _, b := range boxes {
+				st := b.br.Stats()
+				t.Logf("%s: claims sent %d received %d, kicks %d", b.id, st.ClaimsSent.Load(), st.ClaimsReceived.Load(), st.RemoteKicks.Load())
+			}
+		}
+	}()
 	if code := old.ExpectClose(t, 5*time.Second); code != 4001 {
 		t.Fatalf("old connection closed with %d, want 4001", code)
 	}
@@ -207,6 +219,9 @@ func TestKickAcrossBoxes(t *testing.T) {
 	expectText(t, newer, "still here", false)
 	if k := boxes[0].br.Stats().RemoteKicks.Load(); k != 1 {
 		t.Errorf("box0 remote kicks %d", k)
+	}
+	if h := boxes[2].br.Stats().ClaimsReceived.Load() - holdsBefore; h != 1 {
+		t.Errorf("box2 received %d key messages, want 1 (box0's hold)", h)
 	}
 	// And back the other way: the next one on box0 wins.
 	third := wstest.Dial(t, boxes[0].addr(), "specialKey=k")
