@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/wsd-chat/wsd/cluster"
 	"github.com/wsd-chat/wsd/internal/version"
 	"github.com/wsd-chat/wsd/session"
 )
@@ -44,6 +45,9 @@ type Options struct {
 	// AuthFailures, if set, reports refused handshakes by reason for
 	// wsd_auth_failures_total (auth.Authorizer.Failures).
 	AuthFailures func(f func(reason string, n uint64))
+	// Cluster, if set, is this box's NATS bridge: wsd_cluster_* metrics
+	// and the "cluster" part of /stats. /readyz does not depend on it.
+	Cluster *cluster.Bridge
 }
 
 // NewFanoutHistogram returns the wsd_fanout_seconds histogram: time from a
@@ -92,6 +96,9 @@ func NewHandler(src Source, opts Options) http.Handler {
 	if opts.Fanout != nil {
 		reg.MustRegister(opts.Fanout)
 	}
+	if opts.Cluster != nil {
+		reg.MustRegister(&clusterCollector{b: opts.Cluster})
+	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -105,7 +112,9 @@ func NewHandler(src Source, opts Options) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, snapshot(src))
+		snap := snapshot(src)
+		snap.Cluster = clusterSnapshot(opts.Cluster)
+		writeJSON(w, http.StatusOK, snap)
 	})
 	mux.Handle("POST /publish", &publisher{hub: src.Hub(), token: token})
 	mux.Handle("POST /disconnect", &disconnecter{hub: src.Hub(), token: token})
@@ -137,6 +146,7 @@ type Snapshot struct {
 	Workers     int                 `json:"workers"`
 	Goroutines  int                 `json:"goroutines"`
 	Ready       bool                `json:"ready"`
+	Cluster     *ClusterSnapshot    `json:"cluster,omitempty"` // with -nats-url
 	Version     version.Info        `json:"version"`
 }
 

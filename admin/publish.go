@@ -34,7 +34,27 @@ type PublishRequest struct {
 
 // PublishResponse answers POST /publish.
 type PublishResponse struct {
+	// Delivered is how many connections on this box the text was queued for.
 	Delivered int `json:"delivered"`
+	// Cluster, only with -nats-url: "sent" (handed to NATS for the other
+	// boxes), "local" (the key is connected here, nothing else to do) or
+	// "not_sent" (NATS unreachable, too slow or the message over its
+	// max_payload; counted in wsd_cluster_dropped_total).
+	Cluster string `json:"cluster,omitempty"`
+}
+
+// Cluster outcomes of a publish.
+const (
+	ClusterSent    = "sent"
+	ClusterLocal   = "local"
+	ClusterNotSent = "not_sent"
+)
+
+func clusterOutcome(sent bool) string {
+	if sent {
+		return ClusterSent
+	}
+	return ClusterNotSent
 }
 
 func (p *publisher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -75,6 +95,10 @@ func (p *publisher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad room name"})
 		return
 	}
+	if p.hub.Bridged() {
+		writeJSON(w, http.StatusOK, p.publishCluster(&req))
+		return
+	}
 	var n int
 	if req.Key != "" {
 		if p.hub.Send(req.Key, []byte(req.Text)) {
@@ -91,6 +115,26 @@ func (p *publisher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		n = p.hub.Publish(req.Room, []byte(req.Text))
 	}
 	writeJSON(w, http.StatusOK, PublishResponse{Delivered: n})
+}
+
+// publishCluster is the publish of a box in a cluster: delivered here,
+// and sent on to the other boxes.
+func (p *publisher) publishCluster(req *PublishRequest) PublishResponse {
+	text := []byte(req.Text)
+	switch {
+	case req.Key != "":
+		local, sent := p.hub.SendAnywhere(req.Key, text)
+		if local {
+			return PublishResponse{Delivered: 1, Cluster: ClusterLocal}
+		}
+		return PublishResponse{Cluster: clusterOutcome(sent)}
+	case req.Room == AllRooms:
+		n, sent := p.hub.PublishAll(text)
+		return PublishResponse{Delivered: n, Cluster: clusterOutcome(sent)}
+	default:
+		n, sent := p.hub.PublishCluster(req.Room, text)
+		return PublishResponse{Delivered: n, Cluster: clusterOutcome(sent)}
+	}
 }
 
 // bearerMatches compares in constant time so the token cannot be guessed

@@ -78,6 +78,7 @@ func runCompare(args []string) error {
 	only := fs.String("only", "wsd,baseline", "servers to measure")
 	useTLS := fs.Bool("tls", false, "every scenario over wss://: both servers get a fresh self-signed certificate")
 	which := fs.String("scenarios", strings.Join(scenarios, ","), "scenarios to run")
+	boxes := fs.Int("cluster-boxes", 3, "also run the fanout load on this many wsd boxes joined by NATS, against one box (0: skip)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -135,11 +136,34 @@ func runCompare(args []string) error {
 		fmt.Fprintf(os.Stderr, "== %s\n", t.name)
 		results[t.name] = measure(t, run, sets, os.Stderr)
 	}
+	var clusterRuns []clusterRun
+	for _, t := range targets {
+		if t.name != "wsd" || *boxes < 2 {
+			continue
+		}
+		fmt.Fprintf(os.Stderr, "== cluster (%d boxes)\n", *boxes)
+		o := *sets["fanout"]
+		runs, err := runClusterScenario(&o, &clusterOptions{boxes: *boxes, carryGzip: "true", bin: t.bin, single: true}, os.Stderr)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "compare: cluster: %v\n", err)
+			results["cluster"] = []*Result{{Scenario: "cluster", Server: "wsd", Error: err.Error(), Settings: map[string]string{}}}
+			continue
+		}
+		clusterRuns = runs
+		for _, r := range runs {
+			r.Result.Server = r.Label
+			results["cluster"] = append(results["cluster"], r.Result)
+		}
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "compare (quick=%v, tls=%v): client and server share this machine's %d cores; load average before: %s\n",
 		*quick, *useTLS, numCPU(), loadAvg)
 	printCompare(&b, results["wsd"], results["baseline"])
 	printDeflate(&b, results["wsd"])
+	if len(clusterRuns) > 0 {
+		fmt.Fprintf(&b, "\ncluster: the fanout load above on %d wsd boxes joined by NATS (gzip frame carried), against one box\n", *boxes)
+		printClusterTable(&b, clusterRuns)
+	}
 	printErrors(&b, results)
 	printNotes(&b, results, numCPU())
 	fmt.Print(b.String())

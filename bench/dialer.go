@@ -52,6 +52,7 @@ type wsConn struct {
 type dialer struct {
 	readBuf int
 	addr    string
+	addrs   []string // several servers (cluster): connection i dials addrs[i%len]
 	src     []*net.TCPAddr
 	timeout time.Duration
 	prefix  string // specialKey prefix, unique per run
@@ -67,7 +68,7 @@ var browserOffer = httphead.Option{Name: []byte("permessage-deflate"), Parameter
 }()}
 
 func newDialer(o *options, prefix string) *dialer {
-	d := &dialer{readBuf: o.readBuf, addr: o.addr, timeout: o.dialTimeout, prefix: prefix,
+	d := &dialer{readBuf: o.readBuf, addr: o.addr, addrs: o.addrs, timeout: o.dialTimeout, prefix: prefix,
 		hs: ws.Dialer{ReadBufferSize: 1024, WriteBufferSize: 512}}
 	if o.deflate {
 		d.hsZ = d.hs
@@ -101,8 +102,12 @@ func bindNoPort(_, _ string, c syscall.RawConn) error {
 // dial connects connection number i (its source address and key follow
 // from i) and upgrades it.
 func (d *dialer) dial(i int, gz bool) (*wsConn, error) {
+	addr := d.addr
+	if len(d.addrs) > 0 {
+		addr = d.addrs[i%len(d.addrs)]
+	}
 	nd := net.Dialer{LocalAddr: d.src[i%len(d.src)], Timeout: d.timeout, Control: bindNoPort}
-	conn, err := nd.Dial("tcp4", d.addr)
+	conn, err := nd.Dial("tcp4", addr)
 	if err != nil {
 		return nil, err
 	}
@@ -124,7 +129,7 @@ func (d *dialer) dial(i int, gz bool) (*wsConn, error) {
 	if !gz && d.hsZ.Extensions != nil {
 		hs = d.hsZ
 	}
-	br, got, err := hs.Upgrade(conn, &url.URL{Scheme: scheme, Host: d.addr, Path: "/", RawQuery: q})
+	br, got, err := hs.Upgrade(conn, &url.URL{Scheme: scheme, Host: addr, Path: "/", RawQuery: q})
 	if err != nil {
 		conn.Close()
 		return nil, err

@@ -20,6 +20,7 @@ const maxConns = 19000
 // options are the flags every scenario shares.
 type options struct {
 	addr        string
+	addrs       []string // cluster: every box's client address; connection i dials addrs[i%len]
 	n           int
 	src         []string
 	dialers     int

@@ -6,6 +6,8 @@
 //	go run ./bench storm   -addr 127.0.0.1:8888 -n 1000 -senders 10 -duration 10s -server-pid PID
 //	go run ./bench connect -addr 127.0.0.1:8888 -duration 10s
 //	go run ./bench compare [-quick] [-out FILE]   # wsd against the baseline, one table
+//	go run ./bench cluster -boxes 3 -n 3000       # 3 wsd boxes joined by NATS against one box
+//	go run ./bench cluster-scale -n 54000         # 54,000 connections over 3 boxes, one global broadcast
 //
 // The files split by concern: flags.go (settings), dialer.go (bounded
 // concurrent dialer, frames), payload.go (message format, checks, gunzip),
@@ -40,6 +42,14 @@ func run(name string, args []string) error {
 	switch name {
 	case "compare":
 		return runCompare(args)
+	case "cluster":
+		return runClusterCmd(args)
+	case "natsd":
+		return runNatsd(args)
+	case "cluster-scale":
+		return runClusterScale(args)
+	case "scale-recv":
+		return runScaleRecv(args)
 	case "idle", "fanout", "storm", "connect":
 	case "-h", "-help", "--help", "help":
 		usage()
@@ -108,6 +118,8 @@ func runScenario(name string, o *options) (*Result, error) {
 
 func usage() {
 	fmt.Fprintln(os.Stderr, `usage: bench idle|fanout|storm|connect [flags]   (bench SCENARIO -h for flags)
+       bench cluster [-boxes 3] [-carry-gzip both|true|false] [fanout flags]
+       bench cluster-scale [-n 54000] [-boxes 3]   # one global broadcast to N connections over K boxes
        bench compare [-quick] [-out FILE] [-only wsd,baseline] [-src ADDRS]`)
 }
 

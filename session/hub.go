@@ -64,6 +64,10 @@ type Config struct {
 	// the workers and must be cheap and safe for concurrent use.
 	OnFanout func(time.Duration)
 
+	// Bridge, if set, extends rooms and keys to other boxes (package
+	// cluster); see bridge.go. Nil: one box, as without it.
+	Bridge Bridge
+
 	// Page, if set, is asked about every request head the upgrader
 	// refuses; a non-nil answer (a complete HTTP response, such as
 	// web.Page.Respond's chat page for a plain GET /) is written instead of
@@ -150,6 +154,7 @@ type Hub struct {
 	stopped    chan struct{}
 	stopOnce   sync.Once
 	tlsPool    *tlswire.Pool // nil without TLS
+	br         bridgeState   // cluster: bridge.go
 }
 
 // NewHub returns a Hub that runs its connections on r.
@@ -275,6 +280,7 @@ func (h *Hub) broadcast(room string, text []byte) int {
 			s.fan.add(outboxEntry{msg: m})
 		}
 	}
+	h.forward(room, m) // cluster: bridge.go
 	m.doneBuilding()
 	h.stats.Broadcasts.Add(1)
 	return n

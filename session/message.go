@@ -123,6 +123,17 @@ func (m *message) frame(v int) []byte {
 	return m.gz
 }
 
+// useGzip makes a copy of gz, a gzip'd binary frame of the text built
+// elsewhere (another box), the message's gzip variant. Only the creator may
+// call it, before the message is shared.
+func (m *message) useGzip(gz []byte) {
+	m.gzOnce.Do(func() {
+		m.gz = append(m.gz[:0], gz...)
+		m.gzHeld = int64(cap(m.gz))
+		m.hub.out.add(m.gzHeld)
+	})
+}
+
 // retainBuilder takes a reference for a new outbox entry.
 func (m *message) retainBuilder() {
 	m.builders.Add(1)

@@ -80,6 +80,7 @@ func (t *table) join(c *Conn, welcome *ownFrame) (old *Conn) {
 	s.byKey[c.key] = c
 	c.inTable = true
 	s.addMember(c)
+	s.hub.keyJoined(c) // cluster: bridge.go
 	s.mu.Unlock()
 	return old
 }
@@ -92,6 +93,7 @@ func (t *table) remove(c *Conn) {
 		s.removeMember(c)
 		if s.byKey[c.key] == c {
 			delete(s.byKey, c.key)
+			s.hub.keyLeft(c) // cluster: bridge.go
 		}
 		c.inTable = false
 	}
@@ -119,6 +121,7 @@ func (s *shard) addMember(c *Conn) {
 	if r == nil {
 		r = &room{}
 		s.rooms[c.room] = r
+		s.hub.roomOpened(c.room) // cluster: bridge.go
 	}
 	c.member = len(r.members)
 	r.members = append(r.members, c)
@@ -135,6 +138,7 @@ func (s *shard) removeMember(c *Conn) {
 	c.member = -1
 	if last == 0 {
 		delete(s.rooms, c.room)
+		s.hub.roomClosed(c.room) // cluster: bridge.go
 	}
 }
 

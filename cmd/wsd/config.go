@@ -71,6 +71,8 @@ type options struct {
 	secret       []byte // JWT HMAC secret
 	publicKeyPEM []byte
 
+	cluster clusterOptions // -nats-*, -box-id: cluster.go
+
 	fs *flag.FlagSet // the parsed flags, for comparing configurations
 }
 
@@ -125,6 +127,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.configFile, "config", "", "read flags from this `file`: one \"flag value\" per line, # comments")
 	fs.BoolVar(&o.check, "t", false, "check the configuration and exit (0: valid, 1: not)")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
+	addClusterFlags(fs, &o.cluster) // cluster.go
 	return fs
 }
 

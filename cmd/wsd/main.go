@@ -135,10 +135,26 @@ func run(args []string, stderr io.Writer) int {
 		o.server.Session.Page = web.New(web.Options{JWT: authz.Algorithm() != ""}).Respond
 	}
 	o.server.Logger = log
+	bridge, err := newBridge(o, log) // cluster.go
+	if err != nil {
+		fmt.Fprintln(stderr, "wsd:", err)
+		return 2
+	}
+	if bridge != nil {
+		o.server.Session.Bridge = bridge
+	}
 	srv, err := server.Start(sessionLimits(o.server))
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return 1
+	}
+	if bridge != nil {
+		if err := bridge.Start(srv.Hub()); err != nil {
+			log.Error("cannot start the cluster bridge", "err", err)
+			srv.Shutdown(context.Background())
+			return 1
+		}
+		clusterStarted(log, bridge, o)
 	}
 	st.hub = srv.Hub()
 	cfg := srv.Hub().Config()
@@ -168,6 +184,7 @@ func run(args []string, stderr io.Writer) int {
 			TokenFunc:    func() string { return st.cur.Load().token },
 			Fanout:       fanout,
 			AuthFailures: st.auth.Failures,
+			Cluster:      bridge,
 		}), log)
 		if o.token == "" {
 			log.Warn("no admin token: anyone who reaches the admin address may publish, disconnect and profile",
@@ -195,6 +212,9 @@ func run(args []string, stderr io.Writer) int {
 		}
 	}
 	err = drain(st, srv, logOut, s, sig)
+	if bridge != nil {
+		bridge.Close() // after the drain: its last messages still cross
+	}
 	if adminSrv != nil {
 		actx, acancel := context.WithTimeout(context.Background(), time.Second)
 		_ = adminSrv.Shutdown(actx)

@@ -1,0 +1,37 @@
+// Package cluster is the bridge between one box's hub and NATS: it makes
+// several wsd boxes behave as one chat server.
+//
+// A Bridge owns the box's one NATS connection. The hub tells it, through
+// the session.Bridge hooks, when the box's first member of a room joins
+// and its last one leaves, when a key is connected here and when it goes,
+// and every broadcast that started on this box. The bridge turns that into
+// subscriptions and publishes; what arrives from NATS it hands back to the
+// hub (Hub.DeliverRemote, Hub.Kick), never re-publishing it.
+//
+// Subjects, with the default prefix "wsd":
+//
+//	wsd.room.<room token>   broadcasts to a room; a box subscribes while it
+//	                        has members in the room (interest, not flooding)
+//	wsd.key.<key hash>      direct messages and key claims; a box subscribes
+//	                        while it holds a connection with that key
+//	wsd.all                 POST /publish {"room":"*"}; every box subscribes
+//
+// Room tokens: room names are 1-64 of A-Z a-z 0-9 _ - . : and "." splits
+// NATS tokens, so "." becomes "~"; the global room "" is "=". Neither "~"
+// nor "=" can occur in a room name, so the mapping is one to one. Keys are
+// free text, so their token is the 16 hex digits of their 64-bit FNV-1a
+// hash; the full key travels in the message and a box acts only on keys it
+// holds, so two keys sharing a hash cost one extra message, nothing more.
+//
+// Everything the bridge does to NATS happens on one goroutine, fed by a
+// queue the hooks append to: a hook never blocks on the network, so NATS
+// being slow or gone never stalls a worker. While NATS is unreachable
+// publishes are dropped and counted (the connection's reconnect buffer is
+// off: a message is either handed to a connected server or counted as
+// lost), subscriptions are kept and re-sent by the client on reconnect, and
+// claims for every held key are announced again once it is back.
+//
+// Which of two connections with one key survives (see claim.go) is decided
+// by Lamport stamps carried in claim messages on the key's subject, never
+// by wall clocks.
+package cluster

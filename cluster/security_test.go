@@ -1,0 +1,139 @@
+package cluster_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+
+	"github.com/wsd-chat/wsd/cluster"
+	"github.com/wsd-chat/wsd/internal/wstest"
+)
+
+// selfSignedTLS returns a server TLS config for 127.0.0.1 and the PEM file
+// of its CA.
+func selfSignedTLS(t *testing.T) (*tls.Config, string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "wsd test nats"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
+		MinVersion: tls.VersionTLS12}, ca
+}
+
+// TLS to NATS with a CA file and a token: two boxes chat through it; a
+// box with the wrong token serves its own clients and counts what it
+// could not send.
+func TestTLSAndToken(t *testing.T) {
+	tc, ca := selfSignedTLS(t)
+	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
+		TLS: true, TLSConfig: tc, TLSTimeout: 5, Authorization: "s3cret-token"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats not ready")
+	}
+	t.Cleanup(ns.Shutdown)
+	url := fmt.Sprintf("tls://%s", ns.Addr().String())
+	secure := func(token string) boxOpt {
+		return func(c *cluster.Config, _ *serverConfig) { c.CAFile, c.Token = ca, token }
+	}
+	a := startBox(t, url, "a", secure("s3cret-token"))
+	b := startBox(t, url, "b", secure("s3cret-token"))
+	bad := startBox(t, url, "bad", secure("wrong"))
+	for _, bx := range []*box{a, b} {
+		wstest.Eventually(t, 10*time.Second, "connected over TLS", bx.br.Stats().Connected.Load)
+	}
+	ca1 := wstest.Dial(t, a.addr(), "specialKey=x")
+	cb1 := wstest.Dial(t, b.addr(), "specialKey=y")
+	cbad := wstest.Dial(t, bad.addr(), "specialKey=z")
+	syncAll(t, []*box{a, b})
+	ca1.WriteText("over tls")
+	expectText(t, ca1, "over tls", false)
+	expectText(t, cb1, "over tls", false)
+	expectSilence(t, cbad, 50*time.Millisecond)
+	cbad.WriteText("alone")
+	expectText(t, cbad, "alone", false)
+	if bad.br.Stats().Connected.Load() || bad.br.Stats().Dropped(cluster.DropDisconnected) == 0 {
+		t.Errorf("box with the wrong token: connected %v, dropped %d", bad.br.Stats().Connected.Load(),
+			bad.br.Stats().Dropped(cluster.DropDisconnected))
+	}
+	expectSilence(t, ca1, 50*time.Millisecond)
+}
+
+// Messages near NATS' max_payload: one whose gzip frame would not fit goes
+// without it (the receiving box gzips), one whose text does not fit stays
+// on its box and is counted; POST /publish says so.
+func TestMaxPayload(t *testing.T) {
+	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true, MaxPayload: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats not ready")
+	}
+	t.Cleanup(ns.Shutdown)
+	carry := func(c *cluster.Config, _ *serverConfig) { c.CarryGzip = true }
+	a := startBox(t, ns.ClientURL(), "a", carry)
+	b := startBox(t, ns.ClientURL(), "b", carry)
+	for _, bx := range []*box{a, b} {
+		wstest.Eventually(t, 10*time.Second, "connected", bx.br.Stats().Connected.Load)
+	}
+	sa := wstest.Dial(t, a.addr(), "specialKey=s&support_gzip=1")
+	rb := wstest.Dial(t, b.addr(), "specialKey=r&support_gzip=1")
+	syncAll(t, []*box{a, b})
+	// 900 bytes that do not compress: with its gzip frame over 1024.
+	noise := make([]byte, 450)
+	rand.Read(noise)
+	big := fmt.Sprintf("%x", noise)
+	sa.WriteText(big)
+	expectText(t, sa, big, true)
+	expectText(t, rb, big, true)
+	n, sent := a.hub().PublishCluster("", []byte(big+big))
+	if n != 1 || sent {
+		t.Fatalf("1800 bytes: delivered %d, sent %v", n, sent)
+	}
+	expectText(t, sa, big+big, true)
+	expectSilence(t, rb, 100*time.Millisecond)
+	if d := a.br.Stats().Dropped(cluster.DropTooLarge); d != 1 {
+		t.Errorf("too_large drops %d, want 1", d)
+	}
+	if g := b.hub().Stats().GzipEncodings.Load(); g != 1 {
+		t.Errorf("box b built %d gzip frames, want 1 (the frame did not travel)", g)
+	}
+}

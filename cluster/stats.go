@@ -1,0 +1,58 @@
+package cluster
+
+import "sync/atomic"
+
+// Drop reasons: why a message did not cross, in either direction.
+const (
+	DropDisconnected = iota // publish while NATS was unreachable
+	DropQueueFull           // publish queue over its limit (NATS too slow)
+	DropTooLarge            // over NATS max_payload (out) or -max-message (in)
+	DropPublishError        // the client refused the publish
+	DropMalformed           // undecodable bus message
+	DropVersion             // unknown wire version
+	DropInvalid             // decodable but wrong: bad room, bad UTF-8, gzip frame not matching the text
+	DropOwn                 // our own box id came back
+	DropSlowConsumer        // dropped by the NATS client: wsd's inbox was full
+	DropDraining            // arrived while the box shuts down
+	numDrops
+)
+
+// DropReasons names the drop reasons, indexed as above.
+var DropReasons = [numDrops]string{"disconnected", "queue_full", "too_large", "publish_error",
+	"malformed", "version", "invalid", "own", "slow_consumer", "draining"}
+
+// Stats are the bridge's counters; all cumulative except the gauges.
+type Stats struct {
+	Connected         atomic.Bool   // gauge: connected to a NATS server now
+	Reconnects        atomic.Uint64 // connections re-established after a loss
+	Disconnects       atomic.Uint64 // connections lost
+	Published         atomic.Uint64 // messages handed to NATS
+	PublishedBytes    atomic.Uint64
+	Received          atomic.Uint64 // messages taken from NATS (before checks)
+	ReceivedBytes     atomic.Uint64
+	RemoteDeliveries  atomic.Uint64 // broadcasts and direct messages from other boxes delivered here
+	RemoteRecipients  atomic.Uint64 // connections those were queued for
+	Subscriptions     atomic.Int64  // gauge: subjects subscribed
+	RoomSubscriptions atomic.Int64  // gauge: of which rooms
+	KeySubscriptions  atomic.Int64  // gauge: of which keys
+	ClaimsSent        atomic.Uint64 // claims, holds and announces published
+	ClaimsReceived    atomic.Uint64
+	RemoteKicks       atomic.Uint64 // local connections closed 4001 for a later one on another box
+	SlowConsumer      atomic.Uint64 // slow-consumer episodes on wsd's subscriptions
+	QueueDepth        atomic.Int64  // gauge: publishes waiting for the bridge goroutine
+	dropped           [numDrops]atomic.Uint64
+}
+
+// Dropped returns how many messages were dropped for reason.
+func (s *Stats) Dropped(reason int) uint64 { return s.dropped[reason].Load() }
+
+// DroppedTotal sums every drop reason.
+func (s *Stats) DroppedTotal() uint64 {
+	var n uint64
+	for i := range s.dropped {
+		n += s.dropped[i].Load()
+	}
+	return n
+}
+
+func (s *Stats) drop(reason int) { s.dropped[reason].Add(1) }

@@ -1,0 +1,60 @@
+package cluster
+
+import (
+	"strconv"
+	"strings"
+)
+
+// DefaultPrefix is the first token of every subject wsd uses.
+const DefaultPrefix = "wsd"
+
+// subjects builds the subjects under one prefix.
+type subjects struct{ prefix string }
+
+// RoomToken maps a room name to its subject token: "." (which splits NATS
+// tokens) becomes "~" and the global room "" becomes "=".
+func RoomToken(room string) string {
+	if room == "" {
+		return "="
+	}
+	if strings.IndexByte(room, '.') < 0 {
+		return room
+	}
+	return strings.ReplaceAll(room, ".", "~")
+}
+
+// KeyToken maps a key to its subject token: the 16 hex digits of its
+// 64-bit FNV-1a hash (keys are free text, subjects are not).
+func KeyToken(key string) string {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(key); i++ {
+		h ^= uint64(key[i])
+		h *= 1099511628211
+	}
+	var b [16]byte
+	s := strconv.AppendUint(b[:0], h, 16)
+	return strings.Repeat("0", 16-len(s)) + string(s)
+}
+
+func (s subjects) room(room string) string { return s.prefix + ".room." + RoomToken(room) }
+func (s subjects) key(key string) string   { return s.prefix + ".key." + KeyToken(key) }
+func (s subjects) all() string             { return s.prefix + ".all" }
+
+// ValidPrefix reports whether p can lead subjects: one or more tokens of
+// printable ASCII without wildcards or spaces.
+func ValidPrefix(p string) bool {
+	if p == "" || len(p) > 128 {
+		return false
+	}
+	for _, tok := range strings.Split(p, ".") {
+		if tok == "" {
+			return false
+		}
+		for i := 0; i < len(tok); i++ {
+			if c := tok[i]; c <= ' ' || c >= 0x7f || c == '*' || c == '>' {
+				return false
+			}
+		}
+	}
+	return true
+}
