@@ -23,7 +23,7 @@ const (
 	DefaultPingInterval     = 30 * time.Second
 	DefaultIdleTimeout      = 90 * time.Second // three missed pings
 	DefaultCloseTimeout     = 3 * time.Second  // wait for the peer's close frame or EOF
-	DefaultMsgBurst         = 1000             // messages at once above MaxMsgRate
+	DefaultMsgBurst         = 10000            // messages at once above MaxMsgRate
 )
 
 // Config tunes a Hub. Zero values take the defaults above.
