@@ -433,6 +433,9 @@ func printCompare(w io.Writer, wsd, base []*Result) {
 			continue // printHostile
 		}
 		a, b := find(wsd, s), find(base, s)
+		if a == nil && b == nil {
+			continue // not asked for
+		}
 		var names []string
 		units := map[string]string{}
 		seen := map[string]bool{}

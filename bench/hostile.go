@@ -406,10 +406,14 @@ func (w *rssWatch) end() int64 {
 
 // honestPeer is one of the two honest clients.
 type honestPeer struct {
-	c      *wsConn
-	id     uint16
-	sent   atomic.Int64
-	got    [2]atomic.Int64 // honest messages received, by sender
+	c    *wsConn
+	id   uint16
+	sent atomic.Int64
+	got  [2]atomic.Int64 // honest messages received, by sender
+	// first is, by sender, the first sequence number received (-1: none
+	// yet): what a sender sent before is not expected (a server may
+	// register a client only after its handshake's response).
+	first  [2]atomic.Int64
 	ended  atomic.Pointer[string]
 	mu     sync.Mutex
 	hist   *hdrhistogram.Histogram // latency of every honest delivery, µs
@@ -439,6 +443,8 @@ func (hr *hostileRun) startChat(room string) (*chatRoom, error) {
 		}
 		c.SetDeadline(time.Now().Add(honestBound + hr.o.duration))
 		p := &honestPeer{c: c, id: uint16(i), hist: hdrhistogram.New(1, maxHonestLat, 3)}
+		p.first[0].Store(-1)
+		p.first[1].Store(-1)
 		ch.peers[i] = p
 		ch.rwg.Add(1)
 		go ch.read(p)
@@ -505,6 +511,7 @@ func (ch *chatRoom) read(p *honestPeer) {
 			continue
 		}
 		lat := (int64(time.Since(ch.hr.epoch)) - d.ts) / 1000
+		p.first[d.sender].CompareAndSwap(-1, int64(d.seq))
 		p.got[d.sender].Add(1)
 		ch.hr.honestOK.Add(1)
 		p.mu.Lock()
@@ -513,14 +520,20 @@ func (ch *chatRoom) read(p *honestPeer) {
 	}
 }
 
+// expected is how many of sender s's messages p should have: all it sent
+// from the first one p received.
+func (ch *chatRoom) expected(p *honestPeer, s int) int64 {
+	return ch.peers[s].sent.Load() - max(p.first[s].Load(), 0)
+}
+
 // allGot tells whether each peer has n messages from each sender (n < 0:
-// all that were sent).
+// all that were expected).
 func (ch *chatRoom) allGot(n int64) bool {
 	for _, p := range ch.peers {
-		for s, q := range ch.peers {
+		for s := range ch.peers {
 			want := n
 			if n < 0 {
-				want = q.sent.Load()
+				want = ch.expected(p, s)
 			}
 			if p.got[s].Load() < want && p.ended.Load() == nil {
 				return false
@@ -553,7 +566,7 @@ func (ch *chatRoom) finish(a *attackOutcome) {
 		a.honestSent += p.sent.Load()
 	}
 	for _, p := range ch.peers {
-		a.honestWant += a.honestSent
+		a.honestWant += ch.expected(p, 0) + ch.expected(p, 1)
 		a.honestGot += p.got[0].Load() + p.got[1].Load()
 		if e := p.ended.Load(); e != nil {
 			a.honestClosed = append(a.honestClosed, *e)
