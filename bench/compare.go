@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -147,7 +148,9 @@ func runCompare(args []string) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "compare (quick=%v, tls=%v): client and server share this machine's %d cores; load average before: %s\n",
 		*quick, *useTLS, numCPU(), loadAvg)
-	printCompare(&b, results["wsd"], results["baseline"])
+	if slices.ContainsFunc(run, func(s string) bool { return s != "hostile" }) {
+		printCompare(&b, results["wsd"], results["baseline"])
+	}
 	printHostile(&b, results["wsd"], results["baseline"])
 	printDeflate(&b, results["wsd"])
 	printErrors(&b, results)
