@@ -441,7 +441,7 @@ func (hr *hostileRun) startChat(room string) (*chatRoom, error) {
 			ch.close()
 			return nil, fmt.Errorf("honest client: %w", err)
 		}
-		c.SetDeadline(time.Now().Add(honestBound + hr.o.duration))
+		c.SetDeadline(time.Now().Add(honestBound + hr.o.timeout + hr.o.duration))
 		p := &honestPeer{c: c, id: uint16(i), hist: hdrhistogram.New(1, maxHonestLat, 3)}
 		p.first[0].Store(-1)
 		p.first[1].Store(-1)
@@ -598,7 +598,10 @@ type attackCtx struct {
 	name     string
 	room     string
 	stop     chan struct{} // closed at the end of -duration or when the RSS passes -max-rss
-	deadline time.Time
+	end      func()        // closes stop, once
+	deadline time.Time     // set by begin
+	began    sync.Once
+	timer    *time.Timer
 	mu       sync.Mutex
 	conns    []*wsConn // attackers
 	members  []*member // bystanders that read everything
@@ -615,13 +618,26 @@ func (ac *attackCtx) dial(role string, n int, gz func(int) bool, neverRead bool)
 	}
 	conns, _ := dialAll(o, d, n, gz, &ac.hr.live)
 	conns = slices.DeleteFunc(conns, func(c *wsConn) bool { return c == nil })
-	for _, c := range conns {
-		c.SetDeadline(ac.deadline.Add(collectFor + time.Second))
-	}
 	ac.mu.Lock()
 	ac.conns = append(ac.conns, conns...)
 	ac.mu.Unlock()
 	return conns
+}
+
+// begin starts the attack's clock, once its connections are open and its
+// frames built: it ends -duration later. Every attacker's socket is bounded
+// to then plus the time its outcome is read.
+func (ac *attackCtx) begin() {
+	ac.began.Do(func() {
+		d := ac.hr.o.duration
+		ac.deadline = time.Now().Add(d)
+		ac.timer = time.AfterFunc(d, ac.end)
+		ac.mu.Lock()
+		for _, c := range ac.conns {
+			c.SetDeadline(ac.deadline.Add(collectFor + time.Second))
+		}
+		ac.mu.Unlock()
+	})
 }
 
 func (ac *attackCtx) stopped() bool {
@@ -677,12 +693,18 @@ func clientFrame(op ws.OpCode, fin bool, p []byte) []byte {
 	return appendMasked(nil, b0, p, [4]byte{0x5a, 0x17, 0xc3, 0x9e})
 }
 
+var gzipTexts sync.Map // n → gzipText(n)
+
 // gzipText is the gzip of n bytes of 'a': about n/1000 bytes.
 func gzipText(n int) []byte {
+	if z, ok := gzipTexts.Load(n); ok {
+		return z.([]byte)
+	}
 	var b bytes.Buffer
 	w, _ := gzip.NewWriterLevel(&b, gzip.BestCompression)
 	w.Write(bytes.Repeat([]byte("a"), n))
 	w.Close()
+	gzipTexts.Store(n, b.Bytes())
 	return b.Bytes()
 }
 
@@ -697,6 +719,7 @@ var attacks = map[string]func(ac *attackCtx){
 		h := ac.hr.h
 		conns := ac.dial("p", h.partialConns, noGzip, true)
 		frame := clientFrame(ws.OpText, false, bytes.Repeat([]byte("a"), h.partialSize)) // FIN clear
+		ac.begin()
 		forEach(conns, ac.hr.o.dialers, func(c *wsConn) { ac.write(c, frame, 1) })
 	},
 	"inflate": func(ac *attackCtx) {
@@ -706,6 +729,7 @@ var attacks = map[string]func(ac *attackCtx){
 			return
 		}
 		msg := clientFrame(ws.OpBinary, true, gzipText(h.inflateSize))
+		ac.begin()
 		ac.repeat(conns[0], msg, 10, h.inflateMsgs)
 	},
 	"flood": func(ac *attackCtx) {
@@ -715,12 +739,14 @@ var attacks = map[string]func(ac *attackCtx){
 		if len(conns) == 0 {
 			return
 		}
+		ac.begin()
 		ac.repeat(conns[0], clientFrame(ws.OpText, true, nil), attackBatch, h.floodMsgs)
 	},
 	"ping": func(ac *attackCtx) {
 		h := ac.hr.h
 		conns := ac.dial("g", h.pingers, noGzip, true)
 		ping := clientFrame(ws.OpPing, true, nil)
+		ac.begin()
 		forEach(conns, len(conns), func(c *wsConn) { ac.repeat(c, ping, attackBatch, h.pings) })
 	},
 	"bomb": func(ac *attackCtx) {
@@ -733,6 +759,7 @@ var attacks = map[string]func(ac *attackCtx){
 			return
 		}
 		bomb := clientFrame(ws.OpBinary, true, gzipText(h.inflateSize))
+		ac.begin()
 		ac.repeat(conns[0], bomb, 10, h.bombs)
 	},
 }
@@ -748,7 +775,7 @@ func (hr *hostileRun) dialMembers(ac *attackCtx, n int) []*member {
 		if c == nil {
 			continue
 		}
-		c.SetDeadline(ac.deadline.Add(honestBound))
+		c.SetDeadline(time.Now().Add(hr.o.timeout + hr.o.duration + honestBound))
 		m := &member{c: c}
 		ms = append(ms, m)
 		go func() {
@@ -823,15 +850,15 @@ func (hr *hostileRun) attack(name string) *attackOutcome {
 			a.rssBefore = rss
 		}
 	}
-	ac := &attackCtx{hr: hr, name: name, room: room, stop: make(chan struct{}), deadline: time.Now().Add(o.duration)}
+	ac := &attackCtx{hr: hr, name: name, room: room, stop: make(chan struct{})}
 	var once sync.Once
-	end := func() { once.Do(func() { close(ac.stop) }) }
-	watch := watchRSS(o.serverPID, hr.h.maxRSS, end)
-	timer := time.AfterFunc(o.duration, end)
-	defer timer.Stop()
+	ac.end = func() { once.Do(func() { close(ac.stop) }) }
+	watch := watchRSS(o.serverPID, hr.h.maxRSS, ac.end)
 	framesBefore := hr.frames.Load()
 
 	attacks[name](ac)
+	ac.begin() // if the attack could not open its connections
+	defer ac.timer.Stop()
 	<-ac.stop // every attack runs its full -duration
 	a.capped = watch.over.Load()
 	a.attackers = len(ac.conns)
