@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -31,7 +32,9 @@ const (
 
 // fanout-text and fanout-deflate are the same all-text fanout without and
 // with permessage-deflate: their ratio is what deflate costs the server.
-var scenarios = []string{"idle", "fanout", "fanout-text", "fanout-deflate", "storm", "connect"}
+// hostile runs each attack against a fresh process of the server (see
+// measureHostile) and has a table of its own.
+var scenarios = []string{"idle", "fanout", "fanout-text", "fanout-deflate", "storm", "connect", "hostile"}
 
 // target is a server binary to measure.
 type target struct {
@@ -66,8 +69,15 @@ func compareOptions(quick bool, src []string) map[string]*options {
 	deflate.deflate = true
 	connect := base()
 	connect.duration, connect.dialers = 10*time.Second/time.Duration(div), 32
+	hostile := base()
+	hostile.duration = durDefault
+	if quick {
+		h := &hostile.hostile
+		hostile.duration = time.Second
+		h.partialConns, h.inflateMsgs, h.floodMsgs, h.pings, h.bombs = h.partialConns/div, h.inflateMsgs/div, h.floodMsgs/div, h.pings/div, h.bombs/div
+	}
 	return map[string]*options{"idle": idle, "fanout": fanout, "fanout-text": text, "fanout-deflate": &deflate,
-		"storm": storm, "connect": connect}
+		"storm": storm, "connect": connect, "hostile": hostile}
 }
 
 func runCompare(args []string) error {
@@ -158,7 +168,10 @@ func runCompare(args []string) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "compare (quick=%v, tls=%v): client and server share this machine's %d cores; load average before: %s\n",
 		*quick, *useTLS, numCPU(), loadAvg)
-	printCompare(&b, results["wsd"], results["baseline"])
+	if slices.ContainsFunc(run, func(s string) bool { return s != "hostile" }) {
+		printCompare(&b, results["wsd"], results["baseline"])
+	}
+	printHostile(&b, results["wsd"], results["baseline"])
 	printDeflate(&b, results["wsd"])
 	if len(clusterRuns) > 0 {
 		fmt.Fprintf(&b, "\ncluster: the fanout load above on %d wsd boxes joined by NATS (gzip frame carried), against one box\n", *boxes)
@@ -212,24 +225,41 @@ func build(root, dir, name string) (target, error) {
 	return t, nil
 }
 
-// measure runs every scenario against a fresh process of t. A scenario
-// that fails is recorded with its error and the next one still runs.
+// measure runs every scenario against a fresh process of t (hostile
+// against a fresh process per attack). A scenario that fails is recorded
+// with its error and the next one still runs.
 func measure(t target, scenarios []string, sets map[string]*options, log io.Writer) []*Result {
 	var out []*Result
 	fail := func(name string, err error) {
 		fmt.Fprintf(log, "%s %s: %v\n", t.name, name, err)
 		out = append(out, &Result{Scenario: name, Server: t.name, Error: err.Error(), Settings: map[string]string{}})
 	}
-	p, err := startServer(t, startTimeout)
-	if err != nil {
-		for _, name := range scenarios {
-			fail(name, err)
+	var p *serverProc
+	var startErr error
+	baseFDs := 0
+	defer func() {
+		if p != nil {
+			p.stop(stopTimeout)
 		}
-		return out
-	}
-	defer p.stop(stopTimeout)
-	baseFDs, _ := countFDs(p.pid)
+	}()
 	for _, name := range scenarios {
+		if name == "hostile" {
+			r := measureHostile(t, sets[name], log)
+			r.print(log)
+			out = append(out, r)
+			continue
+		}
+		if p == nil && startErr == nil {
+			if p, startErr = startServer(t, startTimeout); startErr == nil {
+				baseFDs, _ = countFDs(p.pid)
+			} else {
+				p = nil
+			}
+		}
+		if startErr != nil {
+			fail(name, startErr)
+			continue
+		}
 		if !p.alive() {
 			fail(name, fmt.Errorf("server exited: %s", p.tail()))
 			continue
@@ -247,6 +277,52 @@ func measure(t target, scenarios []string, sets map[string]*options, log io.Writ
 		settle(p, baseFDs)
 	}
 	return out
+}
+
+// measureHostile runs each attack of the hostile scenario against a fresh
+// process of t, so that each attack's peak RSS is its own and a server an
+// attack kills is restarted for the next one. The attacks' figures go
+// into one Result; a server that exited is noted in its errors with the
+// last lines it logged.
+func measureHostile(t target, o *options, log io.Writer) *Result {
+	merged := &Result{Scenario: "hostile", Server: t.name, Settings: map[string]string{}, Started: time.Now()}
+	errs := &errCount{}
+	for _, a := range o.hostile.attacks {
+		p, err := startServer(t, startTimeout)
+		if err != nil {
+			fmt.Fprintf(log, "%s hostile %s: %v\n", t.name, a, err)
+			merged.add(a+": not run", "", "lower", 1)
+			errs.add(a + "-server-did-not-start")
+			continue
+		}
+		oa := *o
+		oa.addr, oa.serverPID, oa.metrics = p.addr, p.pid, ""
+		oa.hostile.attacks = []string{a}
+		r, err := runScenario("hostile", &oa)
+		if err != nil {
+			fmt.Fprintf(log, "%s hostile %s: %v\n", t.name, a, err)
+		}
+		if r != nil {
+			merged.Addr = r.Addr
+			merged.Figures = append(merged.Figures, r.Figures...)
+			for k, v := range r.Settings {
+				if k != "attacks" {
+					merged.Settings[k] = v
+				}
+			}
+			for k, v := range r.Errors {
+				errs.addN(k, v)
+			}
+		}
+		if !p.alive() {
+			fmt.Fprintf(log, "%s hostile %s: server exited: %s\n", t.name, a, p.tail())
+			errs.add(a + "-server-exited")
+		}
+		p.stop(stopTimeout)
+	}
+	merged.Settings["attacks"] = strings.Join(o.hostile.attacks, ",")
+	merged.finish(errs)
+	return merged
 }
 
 // settle waits (boundedly) until the server has closed the sockets of the
@@ -380,7 +456,13 @@ func printCompare(w io.Writer, wsd, base []*Result) {
 		return nil
 	}
 	for _, s := range scenarios {
+		if s == "hostile" {
+			continue // printHostile
+		}
 		a, b := find(wsd, s), find(base, s)
+		if a == nil && b == nil {
+			continue // not asked for
+		}
 		var names []string
 		units := map[string]string{}
 		seen := map[string]bool{}
@@ -503,4 +585,109 @@ func printNotes(w io.Writer, results map[string][]*Result, cores int) {
 			}
 		}
 	}
+}
+
+// printHostile writes the hostile scenario's table: per attack, the
+// server's peak RSS, the honest clients' delivery p99, whether they were
+// harmed, and what the attackers got, for wsd and the baseline.
+func printHostile(w io.Writer, wsd, base []*Result) {
+	a, b := findResult(wsd, "hostile"), findResult(base, "hostile")
+	if a == nil && b == nil {
+		return
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "hostile attack\tpeak RSS MiB wsd\tbaseline\thonest p99 ms wsd\tbaseline\thonest harmed wsd\tbaseline\tattackers got wsd\tbaseline\t")
+	for _, atk := range attackNames {
+		ca, cb := hostileCells(a, atk), hostileCells(b, atk)
+		if ca == nil && cb == nil {
+			continue
+		}
+		if ca == nil {
+			ca = notRunCells()
+		}
+		if cb == nil {
+			cb = notRunCells()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", atk, ca[0], cb[0], ca[1], cb[1], ca[2], cb[2], ca[3], cb[3])
+	}
+	tw.Flush()
+}
+
+func findResult(rs []*Result, scenario string) *Result {
+	for _, r := range rs {
+		if r.Scenario == scenario {
+			return r
+		}
+	}
+	return nil
+}
+
+func notRunCells() []string { return []string{"not run", "-", "-", "-"} }
+
+// hostileCells are one attack's cells for one server: peak RSS, honest
+// p99, harmed, attackers' outcomes; nil when the result has nothing of
+// that attack.
+func hostileCells(r *Result, atk string) []string {
+	if r == nil {
+		return nil
+	}
+	if r.Error != "" {
+		return []string{"FAILED", "-", "-", "-"}
+	}
+	get := func(name string) (float64, bool) { return r.get(atk + ": " + name) }
+	died, okDied := get("server died")
+	if v, _ := get("not run"); v == 1 {
+		if died == 1 {
+			return []string{"died before", "-", "-", "-"}
+		}
+		return notRunCells()
+	}
+	if !okDied {
+		return nil
+	}
+	rss := "-"
+	if v, ok := get("server peak rss"); ok {
+		rss = fmt.Sprintf("%.0f", v)
+	}
+	if died == 1 {
+		rss = "DIED (peak " + rss + ")"
+	}
+	if v, _ := get("stopped at -max-rss"); v == 1 {
+		rss += " (hit -max-rss)"
+	}
+	p99 := "-"
+	if v, ok := get("honest p99"); ok {
+		p99 = formatNum(v)
+	}
+	harmed := "no"
+	if v, _ := get("honest harmed"); v == 1 {
+		var why []string
+		if n, _ := get("honest closed"); n > 0 {
+			why = append(why, fmt.Sprintf("%.0f closed", n))
+		}
+		if n, _ := get("honest missing"); n > 0 {
+			why = append(why, fmt.Sprintf("%.0f missing", n))
+		}
+		harmed = "YES"
+		if len(why) > 0 {
+			harmed += " (" + strings.Join(why, ", ") + ")"
+		}
+	}
+	if n, _ := get("members closed"); n > 0 {
+		m, _ := get("members")
+		harmed += fmt.Sprintf("; %.0f of %.0f members closed", n, m)
+	}
+	var got []string
+	prefix := atk + ": attackers got "
+	for _, f := range r.Figures {
+		if k, ok := strings.CutPrefix(f.Name, prefix); ok {
+			got = append(got, fmt.Sprintf("%s×%.0f", k, f.Value))
+		}
+	}
+	gotCell := "-"
+	if len(got) > 0 {
+		gotCell = strings.Join(got, " ")
+	}
+	return []string{rss, p99, harmed, gotCell}
 }

@@ -56,6 +56,8 @@ type dialer struct {
 	src     []*net.TCPAddr
 	timeout time.Duration
 	prefix  string // specialKey prefix, unique per run
+	room    string // room= of every connection ("" for the default room)
+	rcvBuf  int    // SO_RCVBUF before connecting (0: the kernel's): a client that never reads
 	hs      ws.Dialer
 	hsZ     ws.Dialer   // offering permessage-deflate
 	tls     *tls.Config // nil: ws://
@@ -99,6 +101,25 @@ func bindNoPort(_, _ string, c syscall.RawConn) error {
 	return serr
 }
 
+// smallRcvBuf also shrinks the socket's receive buffer to n bytes, so that
+// what a client that never reads is sent stays in the server, not in the
+// client's kernel.
+func smallRcvBuf(n int) func(string, string, syscall.RawConn) error {
+	return func(network, addr string, c syscall.RawConn) error {
+		if err := bindNoPort(network, addr, c); err != nil {
+			return err
+		}
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, n)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}
+}
+
 // dial connects connection number i (its source address and key follow
 // from i) and upgrades it.
 func (d *dialer) dial(i int, gz bool) (*wsConn, error) {
@@ -107,6 +128,9 @@ func (d *dialer) dial(i int, gz bool) (*wsConn, error) {
 		addr = d.addrs[i%len(d.addrs)]
 	}
 	nd := net.Dialer{LocalAddr: d.src[i%len(d.src)], Timeout: d.timeout, Control: bindNoPort}
+	if d.rcvBuf > 0 {
+		nd.Control = smallRcvBuf(d.rcvBuf)
+	}
 	conn, err := nd.Dial("tcp4", addr)
 	if err != nil {
 		return nil, err
@@ -124,6 +148,9 @@ func (d *dialer) dial(i int, gz bool) (*wsConn, error) {
 	q := "specialKey=" + d.prefix + "-" + itoa(i)
 	if gz {
 		q += "&support_gzip=1"
+	}
+	if d.room != "" {
+		q += "&room=" + url.QueryEscape(d.room)
 	}
 	hs := d.hs
 	if !gz && d.hsZ.Extensions != nil {
@@ -351,7 +378,18 @@ func (c *wsConn) writeFrame(op ws.OpCode, p []byte) error {
 		p = c.zbuf
 		b0 |= 0x40
 	}
-	b := append(c.wbuf[:0], b0)
+	var mask [4]byte
+	binary.LittleEndian.PutUint32(mask[:], rand.Uint32())
+	b := appendMasked(c.wbuf[:0], b0, p, mask)
+	c.wbuf = b
+	_, err := c.Write(b)
+	return err
+}
+
+// appendMasked appends one client frame: first byte b0 (FIN, opcode),
+// the length, mask and masked payload p.
+func appendMasked(b []byte, b0 byte, p []byte, mask [4]byte) []byte {
+	b = append(b, b0)
 	switch n := len(p); {
 	case n < 126:
 		b = append(b, 0x80|byte(n))
@@ -361,15 +399,11 @@ func (c *wsConn) writeFrame(op ws.OpCode, p []byte) error {
 		b = append(b, 0x80|127)
 		b = binary.BigEndian.AppendUint64(b, uint64(n))
 	}
-	var mask [4]byte
-	binary.LittleEndian.PutUint32(mask[:], rand.Uint32())
 	b = append(b, mask[:]...)
 	start := len(b)
 	b = append(b, p...)
 	ws.Cipher(b[start:], mask, 0)
-	c.wbuf = b
-	_, err := c.Write(b)
-	return err
+	return b
 }
 
 // errKind names a failure for the error table.

@@ -220,7 +220,7 @@ func TestMeasure(t *testing.T) {
 		o.src, o.dialers, o.timeout, o.progress = []string{"127.0.0.1"}, 4, 10*time.Second, nil
 		return o
 	}
-	sets := map[string]*options{"idle": o(), "fanout": o(), "fanout-text": o(), "fanout-deflate": o(), "storm": o(), "connect": o()}
+	sets := map[string]*options{"idle": o(), "fanout": o(), "fanout-text": o(), "fanout-deflate": o(), "storm": o(), "connect": o(), "hostile": o()}
 	sets["idle"].n, sets["idle"].hold = 20, 50*time.Millisecond
 	sets["fanout"].n, sets["fanout"].messages = 10, 3
 	sets["fanout-text"].n, sets["fanout-text"].messages, sets["fanout-text"].gzipFrac = 10, 3, 0
@@ -228,6 +228,8 @@ func TestMeasure(t *testing.T) {
 	sets["fanout-deflate"].deflate = true // the baseline declines: plain text
 	sets["storm"].n, sets["storm"].senders, sets["storm"].duration = 10, 2, 200*time.Millisecond
 	sets["connect"].duration = 200 * time.Millisecond
+	tinyHostile(sets["hostile"])
+	sets["hostile"].hostile.attacks = []string{"ping", "bomb"} // each against a fresh process
 	var log strings.Builder
 	rs := measure(target{name: "baseline", bin: baselineBin, args: []string{"-addr", "127.0.0.1:0"}}, scenarios, sets, &log)
 	if len(rs) != len(scenarios) {
@@ -242,6 +244,16 @@ func TestMeasure(t *testing.T) {
 	printCompare(&b, nil, rs)
 	if !strings.Contains(b.String(), "deliveries missing") {
 		t.Errorf("table:\n%s", b.String())
+	}
+	h := rs[len(rs)-1]
+	for _, a := range []string{"ping", "bomb"} {
+		must(t, h, a+": server died", 0)
+		positive(t, h, a+": server peak rss", a+": honest received")
+	}
+	b.Reset()
+	printHostile(&b, nil, rs)
+	if !strings.Contains(b.String(), "bomb") || strings.Contains(b.String(), "partial") {
+		t.Errorf("hostile table:\n%s", b.String())
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -43,6 +44,7 @@ type options struct {
 	rst         bool      // connect: drop with RST rather than a close frame and FIN
 	tls         bool      // dial wss:// (any certificate accepted: loopback only)
 	progress    io.Writer // nil: no progress lines
+	hostile     hostileOptions
 }
 
 // defaultOptions are the flag defaults; compare starts from them too.
@@ -64,6 +66,7 @@ func defaultOptions() *options {
 		memoGzip:    true,
 		rst:         true,
 		progress:    os.Stderr,
+		hostile:     defaultHostile(),
 	}
 }
 
@@ -162,6 +165,33 @@ func (o *options) flagSet(name string, src *string) (*flag.FlagSet, error) {
 	case "connect":
 		fs.DurationVar(&o.duration, "duration", o.duration, "how long to dial")
 		fs.BoolVar(&o.rst, "rst", o.rst, "drop each connection with a TCP RST (no TIME_WAIT); false: send a close frame, then FIN")
+	case "hostile":
+		h := &o.hostile
+		fs.DurationVar(&o.duration, "duration", durDefault, "how long each attack runs")
+		fs.DurationVar(&o.timeout, "timeout", o.timeout, "bound on dialing each attack's connections")
+		fs.Func("attacks", "attacks to run, comma-separated, in this order (default "+strings.Join(attackNames, ",")+")", func(v string) error {
+			h.attacks = splitList(v)
+			return nil
+		})
+		fs.IntVar(&h.partialConns, "partial-conns", h.partialConns, "partial: connections that each send the first fragment of a message")
+		fs.IntVar(&h.partialSize, "partial-size", h.partialSize, "partial: bytes of that first fragment")
+		fs.IntVar(&h.inflateMsgs, "inflate-msgs", h.inflateMsgs, "inflate: gzip messages the client that never reads sends")
+		fs.IntVar(&h.inflateSize, "inflate-size", h.inflateSize, "inflate and bomb: bytes of text each gzip message inflates to (it is ~1/1000 of that)")
+		fs.IntVar(&h.floodMembers, "flood-members", h.floodMembers, "flood: members that never read")
+		fs.IntVar(&h.floodMsgs, "flood-msgs", h.floodMsgs, "flood: empty messages sent")
+		fs.IntVar(&h.pingers, "pingers", h.pingers, "ping: clients that never read")
+		fs.IntVar(&h.pings, "pings", h.pings, "ping: pings each of them sends")
+		fs.IntVar(&h.bombMembers, "bomb-members", h.bombMembers, "bomb: plain members of the room, reading everything")
+		fs.IntVar(&h.bombs, "bombs", h.bombs, "bomb: gzip bombs sent")
+		fs.DurationVar(&h.honestP99, "honest-p99", h.honestP99, "honest clients are harmed when their delivery latency p99 passes this")
+		fs.Func("max-rss", fmt.Sprintf("`MiB`: stop an attack as soon as the server's RSS passes this (with -server-pid; default %d)", h.maxRSS>>20), func(v string) error {
+			mib, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return err
+			}
+			h.maxRSS = mib << 20
+			return nil
+		})
 	default:
 		return nil, fmt.Errorf("unknown scenario %q", name)
 	}
@@ -202,7 +232,7 @@ func (o *options) check() error {
 	case len(o.src) == 0:
 		return errors.New("-src: at least one source address")
 	}
-	return nil
+	return o.hostile.check()
 }
 
 // loopbackOnly refuses a server or source address outside 127.0.0.0/8.

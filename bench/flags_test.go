@@ -74,6 +74,7 @@ func TestScenarioFlags(t *testing.T) {
 		{"fanout", "n timeout size read-buf memo-gzip deflate m inflight"},
 		{"storm", "n timeout size read-buf memo-gzip deflate senders inflight duration"},
 		{"connect", "duration rst"},
+		{"hostile", "duration timeout attacks partial-conns partial-size inflate-msgs inflate-size flood-members flood-msgs pingers pings bomb-members bombs honest-p99 max-rss"},
 	} {
 		src := ""
 		fs, err := defaultOptions().flagSet(tc.name, &src)
@@ -91,6 +92,55 @@ func TestScenarioFlags(t *testing.T) {
 	}
 	if _, err := defaultOptions().flagSet("nope", new(string)); err == nil {
 		t.Error("unknown scenario accepted")
+	}
+}
+
+func TestParseHostile(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		wantErr string
+		check   func(*options) bool
+	}{
+		{name: "defaults", check: func(o *options) bool {
+			h := o.hostile
+			return o.duration == 3*time.Second && slices.Equal(h.attacks, attackNames) && h.partialConns == 256 &&
+				h.maxRSS == 1536<<20 && h.honestP99 == time.Second
+		}},
+		{name: "some attacks", args: []string{"-attacks", "bomb, ping", "-duration", "1s", "-max-rss", "512", "-pings", "10"},
+			check: func(o *options) bool {
+				return slices.Equal(o.hostile.attacks, []string{"bomb", "ping"}) && o.duration == time.Second &&
+					o.hostile.maxRSS == 512<<20 && o.hostile.pings == 10
+			}},
+		{name: "unknown attack", args: []string{"-attacks", "partial,nope"}, wantErr: `unknown attack "nope"`},
+		{name: "no attack", args: []string{"-attacks", ","}, wantErr: "-attacks"},
+		{name: "partial too big for the box", args: []string{"-partial-conns", "2000"}, wantErr: "-partial-conns × -partial-size"},
+		{name: "partial small enough", args: []string{"-partial-conns", "2000", "-partial-size", "65536"},
+			check: func(o *options) bool { return o.hostile.partialConns == 2000 }},
+		{name: "bombs too big for the box", args: []string{"-bombs", "5000"}, wantErr: "-bombs × -inflate-size"},
+		{name: "message over 1 MiB", args: []string{"-inflate-size", "2000000"}, wantErr: "-inflate-size"},
+		{name: "no pingers", args: []string{"-pingers", "0"}, wantErr: "-pingers 0"},
+		{name: "too many members", args: []string{"-flood-members", "6000"}, wantErr: "-flood-members"},
+		{name: "rss cap too high", args: []string{"-max-rss", "100000"}, wantErr: "-max-rss"},
+		{name: "rss cap not a number", args: []string{"-max-rss", "1G"}, wantErr: "max-rss"},
+		{name: "unbounded duration", args: []string{"-duration", "0s"}, wantErr: "-duration"},
+		{name: "another scenario's flag", args: []string{"-n", "5"}, wantErr: "not defined"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := parse("hostile", tc.args)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("got %v, want an error containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.check(o) {
+				t.Fatalf("unexpected options %+v", o.hostile)
+			}
+		})
 	}
 }
 
@@ -125,5 +175,8 @@ func TestCompareOptionsAreValid(t *testing.T) {
 	if full["idle"].n != 15000 || quick["idle"].n != 1500 || full["fanout"].n != 5000 || full["storm"].duration != 10*time.Second ||
 		quick["connect"].duration != time.Second || full["fanout"].messages != 50 || quick["fanout"].messages != 5 {
 		t.Fatalf("compare settings changed: full %+v quick %+v", full, quick)
+	}
+	if full["hostile"].duration != 3*time.Second || full["hostile"].hostile.partialConns != 256 || quick["hostile"].hostile.bombs != 10 {
+		t.Fatalf("compare hostile settings changed: full %+v quick %+v", full["hostile"].hostile, quick["hostile"].hostile)
 	}
 }

@@ -5,14 +5,15 @@
 //	go run ./bench fanout  -addr 127.0.0.1:8888 -n 5000 -gzip-frac 0.5 -m 50 -size 256
 //	go run ./bench storm   -addr 127.0.0.1:8888 -n 1000 -senders 10 -duration 10s -server-pid PID
 //	go run ./bench connect -addr 127.0.0.1:8888 -duration 10s
+//	go run ./bench hostile -addr 127.0.0.1:8888 -server-pid PID   # issue 10's attacks, one after the other
 //	go run ./bench compare [-quick] [-out FILE]   # wsd against the baseline, one table
 //	go run ./bench cluster -boxes 3 -n 3000       # 3 wsd boxes joined by NATS against one box
 //	go run ./bench cluster-scale -n 54000         # 54,000 connections over 3 boxes, one global broadcast
 //
 // The files split by concern: flags.go (settings), dialer.go (bounded
 // concurrent dialer, frames), payload.go (message format, checks, gunzip),
-// recv.go (receivers, latency), idle.go, fanout.go, storm.go, connect.go
-// (scenarios), report.go (table, JSON), progress.go, procstat.go
+// recv.go (receivers, latency), idle.go, fanout.go, storm.go, connect.go,
+// hostile.go (scenarios), report.go (table, JSON), progress.go, procstat.go
 // (/proc), metrics.go (wsd's /metrics), compare.go (wsd vs baseline).
 package main
 
@@ -50,7 +51,7 @@ func run(name string, args []string) error {
 		return runClusterScale(args)
 	case "scale-recv":
 		return runScaleRecv(args)
-	case "idle", "fanout", "storm", "connect":
+	case "idle", "fanout", "storm", "connect", "hostile":
 	case "-h", "-help", "--help", "help":
 		usage()
 		return nil
@@ -102,6 +103,8 @@ func runScenario(name string, o *options) (*Result, error) {
 		r, err = runStorm(o)
 	case "connect":
 		r, err = runConnect(o)
+	case "hostile":
+		r, err = runHostile(o)
 	default:
 		return nil, fmt.Errorf("unknown scenario %q", name)
 	}
@@ -117,7 +120,7 @@ func runScenario(name string, o *options) (*Result, error) {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, `usage: bench idle|fanout|storm|connect [flags]   (bench SCENARIO -h for flags)
+	fmt.Fprintln(os.Stderr, `usage: bench idle|fanout|storm|connect|hostile [flags]   (bench SCENARIO -h for flags)
        bench cluster [-boxes 3] [-carry-gzip both|true|false] [fanout flags]
        bench cluster-scale [-n 54000] [-boxes 3]   # one global broadcast to N connections over K boxes
        bench compare [-quick] [-out FILE] [-only wsd,baseline] [-src ADDRS]`)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -81,6 +82,48 @@ func scenariosAgainstWSD(t *testing.T, useTLS bool) {
 		t.Fatal(err)
 	}
 	must(t, r, "failures", 0)
+	noErrors(t, r)
+}
+
+// tinyHostile are hostile settings that run in seconds.
+func tinyHostile(o *options) {
+	o.duration = 300 * time.Millisecond
+	h := &o.hostile
+	h.partialConns, h.partialSize = 8, 64<<10
+	h.inflateMsgs, h.floodMembers, h.floodMsgs = 20, 5, 5000
+	h.pingers, h.pings = 2, 3000
+	h.bombMembers, h.bombs = 5, 5
+	h.honestP99 = 5 * time.Second // -race on a shared box
+}
+
+// TestHostileAgainstWSDInProcess runs a tiny hostile scenario against wsd
+// in this process, with its default limits: every attack runs, the honest
+// clients are not harmed, and the attackers get what the memory model
+// promises (gzip messages past the inflation ratio 1009, pings past the
+// rate 1008).
+func TestHostileAgainstWSDInProcess(t *testing.T) {
+	srv := testserver.Start(t, server.Config{})
+	o := tinyOptions(t, &serverProc{addr: srv.Addr().String()})
+	tinyHostile(o)
+	r, err := runHostile(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	r.print(&b)
+	t.Log(b.String())
+	for _, a := range attackNames {
+		must(t, r, a+": server died", 0)
+		must(t, r, a+": honest harmed", 0)
+		must(t, r, a+": honest closed", 0)
+		positive(t, r, a+": attack frames sent", a+": honest received")
+	}
+	must(t, r, "partial: attackers", 8)
+	must(t, r, "inflate: attackers got 1009", 1)
+	must(t, r, "bomb: attackers got 1009", 1)
+	must(t, r, "bomb: members closed", 0)
+	must(t, r, "bomb: attack frames sent", 5)
+	must(t, r, "ping: attackers got 1008", 2)
 	noErrors(t, r)
 }
 
