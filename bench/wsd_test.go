@@ -91,7 +91,7 @@ func tinyHostile(o *options) {
 	h := &o.hostile
 	h.partialConns, h.partialSize = 8, 64<<10
 	h.inflateMsgs, h.floodMembers, h.floodMsgs = 20, 5, 5000
-	h.pingers, h.pings = 2, 3000
+	h.pingers, h.pings = 2, 30000 // past the default burst of 10,000
 	h.bombMembers, h.bombs = 5, 5
 	h.honestP99 = 5 * time.Second // -race on a shared box
 }
