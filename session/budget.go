@@ -64,6 +64,11 @@ const (
 const fanoutFixed = 2*maxSpareOutbox*outboxCost +
 	maxFanoutChunk*int64(unsafe.Sizeof(&message{})+1+unsafe.Sizeof(outItem{}))
 
+// tlsConnCost bounds what crypto/tls holds per wss connection: about 7 KB
+// of state measured idle (README, wss) and at most one partial record of
+// 16 KiB plus its header.
+const tlsConnCost = 7<<10 + 16<<10 + 512
+
 // IdleConnCost is what one open, idle connection costs wsd itself,
 // measured with the bench client's idle scenario (README); the kernel's
 // socket memory comes on top.
@@ -92,6 +97,11 @@ func (c Config) WorstCase(workers int) MemoryBound {
 		Pongs:    conns * (itemCost + 2 + codec.MaxControlPayload),
 		Workers:  int64(workers) * (readBufSize + int64(c.MaxMessage)),
 		Fanout:   int64(c.Shards) * fanoutFixed,
+	}
+	if c.TLS != nil {
+		// crypto/tls keeps its state for the life of a connection and up
+		// to one partial record of input, which no budget sees.
+		b.Idle += conns * tlsConnCost
 	}
 	if c.Deflate.Enabled {
 		// A client that keeps its compression context makes its
