@@ -271,9 +271,11 @@ func (u *Upgrader) onHost([]byte) error {
 }
 
 // unhookedLines is how many header lines gobwas/ws reads without calling
-// a hook of the Upgrader's: Upgrade, Connection, Sec-WebSocket-Version,
-// Sec-WebSocket-Key (each required, so present at least once by the time
-// onBeforeUpgrade runs) and Sec-WebSocket-Protocol.
+// a hook of the Upgrader's in a request with none repeated: Upgrade,
+// Connection, Sec-WebSocket-Version and Sec-WebSocket-Key, each required,
+// so present at least once by the time onBeforeUpgrade runs. The other
+// unhooked kind, Sec-WebSocket-Protocol, is optional: a request with one
+// takes the slow path.
 const unhookedLines = 4
 
 func (u *Upgrader) onBeforeUpgrade() (ws.HandshakeHeader, error) {
@@ -290,8 +292,8 @@ func (u *Upgrader) onBeforeUpgrade() (ws.HandshakeHeader, error) {
 
 // secKeyLines counts the Sec-WebSocket-Key lines of head (the name in any
 // case), splitting and trimming lines as gobwas/ws does: at '\n', without
-// a trailing '\r', the name trimmed of spaces and tabs. It runs on every
-// upgrade, so a line is dropped at its first byte unless that is an 's'.
+// a trailing '\r', the name trimmed of spaces and tabs. A line is dropped
+// at its first byte unless that is an 's'.
 func secKeyLines(head []byte) int {
 	const name = "sec-websocket-key"
 	n := 0
