@@ -2,8 +2,11 @@ package auth
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"strings"
+
+	"golang.org/x/net/publicsuffix"
 )
 
 // OriginPolicy decides which browser origins may open a WebSocket, the
@@ -24,6 +27,10 @@ import (
 // Schemes and hosts compare case-insensitively; a default port (80 for
 // http/ws, 443 for https/wss) equals no port. An Origin that is not a bare
 // scheme://host[:port] (a path, credentials, spaces) matches nothing.
+//
+// A wildcard over a bare public suffix (https://*.com, https://*.co.uk,
+// https://*.github.io) is refused with ErrPublicSuffixWildcard: it would
+// admit every site anyone can register there. See publicSuffix.
 type OriginPolicy struct {
 	patterns []originPattern
 	any      bool
@@ -79,6 +86,37 @@ func ParseOriginList(s string) []string {
 	return out
 }
 
+// ErrPublicSuffixWildcard is wrapped by NewOriginPolicy's error for a
+// wildcard pattern whose remainder is a public suffix.
+var ErrPublicSuffixWildcard = errors.New("wildcard over a public suffix")
+
+// publicSuffix reports whether domain (lower case, no trailing dot) is a
+// public suffix: a name under which unrelated parties register their own
+// sites, so that "*." in front of it admits sites wsd's operator does not
+// control. It asks the Public Suffix List compiled into
+// golang.org/x/net/publicsuffix, and counts both of its sections:
+//
+//   - ICANN entries: top-level and registry domains (com, co.uk, *.ck);
+//   - private entries: domains whose owner hands out subdomains to anyone
+//     (github.io, blogspot.com, s3.amazonaws.com) — for an Origin check
+//     they are as public as com: any GitHub user can publish a page at
+//     something.github.io.
+//
+// A name the list does not know is not a public suffix here, although the
+// list's implicit "*" rule calls every unknown top-level label one:
+// localhost, internal, test, corp and the like are not delegated on the
+// internet, so only the operator's own network names hosts under them, and
+// http://*.localhost:* is a reasonable development setting.
+func publicSuffix(domain string) bool {
+	ps, icann := publicsuffix.PublicSuffix(domain)
+	if ps != domain {
+		return false
+	}
+	// Every private entry has a dot; a one-label answer that is not ICANN
+	// came from the implicit rule.
+	return icann || strings.Contains(domain, ".")
+}
+
 func parseOriginPattern(s string) (originPattern, error) {
 	bad := func(why string) (originPattern, error) {
 		return originPattern{}, fmt.Errorf("allowed origin %q: %s (want scheme://host[:port], host may start with *.)", s, why)
@@ -118,6 +156,11 @@ func parseOriginPattern(s string) (originPattern, error) {
 	pat.host = strings.ToLower(string(host))
 	pat.wild = wild
 	pat.port = string(port)
+	if wild && publicSuffix(pat.host[1:]) {
+		suffix := pat.host[1:]
+		return originPattern{}, fmt.Errorf("allowed origin %q: %w (%s): it would admit every site registered under it; use your own domain, e.g. %s://*.example.%s",
+			s, ErrPublicSuffixWildcard, suffix, pat.scheme, suffix)
+	}
 	return pat, nil
 }
 

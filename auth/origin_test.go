@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"errors"
 	"net/url"
 	"strings"
 	"testing"
@@ -110,6 +111,64 @@ func TestOriginPatternErrors(t *testing.T) {
 		if _, err := NewOriginPolicy([]string{s}); err == nil {
 			t.Errorf("NewOriginPolicy(%q) accepted", s)
 		}
+	}
+}
+
+// TestOriginPublicSuffixWildcard: a wildcard whose remainder is a public
+// suffix — an ICANN one or a private one of the Public Suffix List — is
+// refused, naming the pattern and the suffix; one a level below, or over
+// a name the list does not know, is kept.
+func TestOriginPublicSuffixWildcard(t *testing.T) {
+	for _, tc := range []struct {
+		pattern string
+		refused bool
+		suffix  string // named in the refusal
+	}{
+		{"https://*.com", true, "com"},
+		{"https://*.COM", true, "com"},
+		{"http://*.com:*", true, "com"},
+		{"wss://*.com:8443", true, "com"},
+		{"https://*.co.uk", true, "co.uk"},
+		{"https://*.uk", true, "uk"},
+		{"https://*.github.io", true, "github.io"},       // private section
+		{"https://*.blogspot.com", true, "blogspot.com"}, // private section
+		{"https://*.s3.amazonaws.com", true, "s3.amazonaws.com"},
+		{"https://*.foo.ck", true, "foo.ck"},         // "*.ck": every x.ck is a suffix
+		{"https://*.xn--fiqs8s", true, "xn--fiqs8s"}, // .中国, as punycode
+		{"https://*.home.arpa", true, "home.arpa"},
+
+		{"https://*.example.com", false, ""},
+		{"https://*.example.co.uk", false, ""},
+		{"https://*.wsd-chat.github.io", false, ""},
+		{"https://*.amazonaws.com", false, ""}, // a registrable domain; its children are suffixes
+		{"https://*.www.ck", false, ""},        // "!www.ck": the exception
+		{"http://*.localhost:*", false, ""},    // unknown to the list: the operator's own names
+		{"https://*.internal", false, ""},
+		{"https://*.corp", false, ""},
+		{"https://com", false, ""}, // not a wildcard: that one origin
+		{"https://co.uk", false, ""},
+		{"https://github.io", false, ""},
+	} {
+		p, err := NewOriginPolicy([]string{"https://ok.example", tc.pattern})
+		if !tc.refused {
+			if err != nil || p == nil {
+				t.Errorf("%q refused: %v", tc.pattern, err)
+			}
+			continue
+		}
+		if err == nil {
+			t.Errorf("%q accepted", tc.pattern)
+			continue
+		}
+		msg := err.Error()
+		if !errors.Is(err, ErrPublicSuffixWildcard) || !strings.Contains(msg, `"`+tc.pattern+`"`) ||
+			!strings.Contains(msg, "("+tc.suffix+")") || strings.Contains(msg, "\n") {
+			t.Errorf("%q: error %q; want ErrPublicSuffixWildcard naming the pattern and %q on one line", tc.pattern, msg, tc.suffix)
+		}
+	}
+	// A syntax error is not this one.
+	if _, err := NewOriginPolicy([]string{"https://*."}); err == nil || errors.Is(err, ErrPublicSuffixWildcard) {
+		t.Errorf("https://*.: %v", err)
 	}
 }
 

@@ -61,6 +61,12 @@ var (
 	// ErrDraining is a 503 of its own so a client (and a log) can tell a
 	// server going away from one that is merely full.
 	ErrDraining = Reject(http.StatusServiceUnavailable, "server shutting down")
+	// A header that names one thing may appear once: with two, the Origin
+	// policy, a proxy and wsd could each read a different one (RFC 9110
+	// section 5.3; RFC 6455 section 4.2.1 asks for one of each).
+	ErrDupOrigin = Reject(http.StatusBadRequest, "duplicate Origin header")
+	ErrDupHost   = Reject(http.StatusBadRequest, "duplicate Host header")
+	ErrDupWSKey  = Reject(http.StatusBadRequest, "duplicate Sec-WebSocket-Key header")
 )
 
 // Upgrader runs the zero-copy WebSocket upgrade on a complete request head
@@ -86,8 +92,14 @@ type Upgrader struct {
 	// seen records which query parameters were taken: the first of a
 	// duplicated parameter wins, as with net/http's FormValue.
 	seen uint8
-	ext  []byte // Sec-WebSocket-Extensions lines, joined
-	exts [1]httphead.Option
+	// hdrs records which single-valued headers were seen (hdrOrigin,
+	// hdrHost), to refuse a second one.
+	hdrs uint8
+	// hooked counts the header lines gobwas/ws handed to a hook.
+	hooked int
+	head   []byte // the request head being upgraded, for onBeforeUpgrade
+	ext    []byte // Sec-WebSocket-Extensions lines, joined
+	exts   [1]httphead.Option
 }
 
 // NewUpgrader returns an Upgrader whose gobwas/ws hooks write into it.
@@ -98,6 +110,8 @@ func NewUpgrader() *Upgrader {
 		WriteBufferSize: 512,
 		OnRequest:       u.onRequest,
 		OnHeader:        u.onHeader,
+		OnHost:          u.onHost,
+		OnBeforeUpgrade: u.onBeforeUpgrade,
 		ExtensionCustom: u.onExtensions,
 	}
 	return u
@@ -115,6 +129,9 @@ func (u *Upgrader) Upgrade(head, out []byte) (req *Request, resp []byte, err err
 	u.ext = u.ext[:0]
 	u.rw = headRW{r: head, out: out}
 	u.seen = 0
+	u.hdrs = 0
+	u.hooked = 0
+	u.head = head
 	if len(u.Protocols) > 0 && u.up.Protocol == nil {
 		u.up.Protocol = u.knowsProtocol
 	}
@@ -122,6 +139,7 @@ func (u *Upgrader) Upgrade(head, out []byte) (req *Request, resp []byte, err err
 	u.req.Protocol = hs.Protocol
 	resp = u.rw.out
 	u.rw = headRW{}
+	u.head = nil
 	if err != nil {
 		if len(resp) == len(out) {
 			// gobwas/ws answers nothing when the request line itself does
@@ -231,9 +249,93 @@ func (u *Upgrader) knowsProtocol(p []byte) bool {
 // refused; valid until the next Upgrade.
 func (u *Upgrader) Origin() []byte { return u.req.Origin }
 
+// Bits of Upgrader.hdrs.
+const (
+	hdrOrigin = 1 << iota
+	hdrHost
+)
+
+// gobwas/ws takes any number of Host, Origin and Sec-WebSocket-Key lines
+// without complaint: it calls OnHost for each Host line, OnHeader for each
+// Origin line, and lets the last Sec-WebSocket-Key line win, calling no
+// hook for it. So Host and Origin are counted in their hooks, and the key
+// lines in onBeforeUpgrade, which runs only once everything else passed.
+
+func (u *Upgrader) onHost([]byte) error {
+	u.hooked++
+	if u.hdrs&hdrHost != 0 {
+		return ErrDupHost
+	}
+	u.hdrs |= hdrHost
+	return nil
+}
+
+// unhookedLines is how many header lines gobwas/ws reads without calling
+// a hook of the Upgrader's in a request with none repeated: Upgrade,
+// Connection, Sec-WebSocket-Version and Sec-WebSocket-Key, each required,
+// so present at least once by the time onBeforeUpgrade runs. The other
+// unhooked kind, Sec-WebSocket-Protocol, is optional: a request with one
+// takes the slow path.
+const unhookedLines = 4
+
+func (u *Upgrader) onBeforeUpgrade() (ws.HandshakeHeader, error) {
+	// Every line of the head but the request line and the blank one is a
+	// header line gobwas/ws parsed; each went to a hook or is one of the
+	// unhooked kinds. If only the four required unhooked lines are left,
+	// each is there once (the fast path: no scan); else count the keys.
+	lines := bytes.Count(u.head, []byte("\n")) - 2
+	if lines-u.hooked > unhookedLines && secKeyLines(u.head) > 1 {
+		return nil, ErrDupWSKey
+	}
+	return nil, nil
+}
+
+// secKeyLines counts the Sec-WebSocket-Key lines of head (the name in any
+// case), splitting and trimming lines as gobwas/ws does: at '\n', without
+// a trailing '\r', the name trimmed of spaces and tabs. A line is dropped
+// at its first byte unless that is an 's'.
+func secKeyLines(head []byte) int {
+	const name = "sec-websocket-key"
+	n := 0
+	i := bytes.IndexByte(head, '\n') // past the request line
+	for i >= 0 {
+		head = head[i+1:]
+		i = bytes.IndexByte(head, '\n')
+		line := head
+		if i >= 0 {
+			line = head[:i]
+		}
+		j := 0
+		for j < len(line) && (line[j] == ' ' || line[j] == '\t') {
+			j++
+		}
+		if j == len(line) || line[j] == '\r' && j == len(line)-1 {
+			if j == 0 {
+				break // the blank line that ends the head
+			}
+			continue
+		}
+		if line[j]|0x20 != 's' || len(line)-j <= len(name) || !bytes.EqualFold(line[j:j+len(name)], []byte(name)) {
+			continue
+		}
+		// The name is followed by blanks and the colon, or it is another name.
+		for j += len(name); j < len(line) && (line[j] == ' ' || line[j] == '\t'); j++ {
+		}
+		if j < len(line) && line[j] == ':' {
+			n++
+		}
+	}
+	return n
+}
+
 func (u *Upgrader) onHeader(key, value []byte) error {
+	u.hooked++
 	switch {
 	case bytes.EqualFold(key, []byte("Origin")):
+		if u.hdrs&hdrOrigin != 0 {
+			return ErrDupOrigin
+		}
+		u.hdrs |= hdrOrigin
 		u.origin = append(u.origin[:0], value...)
 		u.req.Origin = u.origin
 	case bytes.EqualFold(key, []byte("Authorization")):
@@ -265,6 +367,7 @@ func BearerToken(h []byte) []byte {
 // answer to the last call is the one gobwas/ws writes. It never refuses the
 // handshake: an offer wsd cannot accept is declined.
 func (u *Upgrader) onExtensions(line []byte, _ []httphead.Option) ([]httphead.Option, bool) {
+	u.hooked++
 	if !u.Deflate.Enabled {
 		return nil, true
 	}

@@ -35,6 +35,7 @@ var upgradeCases = []struct {
 	req    string
 	admit  error
 	status int
+	err    error    // the refusal, when the case checks which one
 	want   *Request // with 101: the whole Request
 	bench  bool
 }{
@@ -114,6 +115,25 @@ var upgradeCases = []struct {
 	{name: "request line only", req: "GET /?specialKey=a HTTP/1.1\r\n\r\n", status: 400},
 	{name: "no blank line", req: strings.TrimSuffix(request("/?specialKey=a"), "\r\n"), status: 400},
 	{name: "empty", req: "", status: 400},
+	{name: "duplicate origin", req: request("/?specialKey=a", "Origin: https://a.example\r\n", "Origin: https://b.example\r\n"), status: 400, err: ErrDupOrigin},
+	{name: "duplicate origin, same value", req: request("/?specialKey=a", "Origin: o\r\n", "Origin: o\r\n"), status: 400, err: ErrDupOrigin},
+	{name: "duplicate origin, other case", req: request("/?specialKey=a", "Origin: o\r\n", "User-Agent: x\r\n", "oRIGIN: o\r\n"), status: 400, err: ErrDupOrigin},
+	{name: "duplicate empty origin", req: request("/?specialKey=a", "Origin:\r\n", "Origin: \r\n"), status: 400, err: ErrDupOrigin},
+	{name: "duplicate host", req: request("/?specialKey=a", "Host: evil.example\r\n"), status: 400, err: ErrDupHost},
+	{name: "duplicate host, other case", req: request("/?specialKey=a", "HOST: example.com\r\n"), status: 400, err: ErrDupHost},
+	{name: "duplicate host, spaced name", req: request("/?specialKey=a", " host\t: example.com\r\n"), status: 400, err: ErrDupHost},
+	{name: "duplicate ws key", req: request("/?specialKey=a", "Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\n"), status: 400, err: ErrDupWSKey},
+	{name: "duplicate ws key, same value", req: request("/?specialKey=a", "Sec-WebSocket-Key: "+goodKey+"\r\n"), status: 400, err: ErrDupWSKey},
+	{name: "duplicate ws key, other case", req: request("/?specialKey=a", "sec-websocket-KEY: "+goodKey+"\r\n"), status: 400, err: ErrDupWSKey},
+	{name: "duplicate ws key, spaced name, bare LF", req: request("/?specialKey=a", "\tSec-WebSocket-Key : "+goodKey+"\n"), status: 400, err: ErrDupWSKey},
+	{name: "duplicate ws key, second one short", req: request("/?specialKey=a", "Sec-WebSocket-Key: c2hvcnQ=\r\n"), status: 400, err: ws.ErrHandshakeBadSecKey},
+	{name: "duplicate ws key on a refused path", req: request("/x?specialKey=a", "Sec-WebSocket-Key: "+goodKey+"\r\n"), status: 404},
+	{name: "duplicate host before capacity", req: request("/?specialKey=a", "Host: h\r\n"), admit: ErrOverCapacity, status: 503},
+	{name: "duplicate ws key after a protocol line", req: request("/?specialKey=a", "Sec-WebSocket-Protocol: chat\r\n", "Sec-WebSocket-Key: "+goodKey+"\r\n"), status: 400, err: ErrDupWSKey},
+	{name: "repeated upgrade, connection and version lines, one ws key", req: request("/?specialKey=a", "Upgrade: websocket\r\n", "Connection: upgrade\r\n",
+		"Sec-WebSocket-Version: 13\r\n", "Sec-WebSocket-Protocol: chat\r\n"), status: 101, want: &Request{Key: []byte("a")}},
+	{name: "key-like names are other headers", req: request("/?specialKey=a", "Sec-WebSocket-Key2: x\r\n", "X-Sec-WebSocket-Key: x\r\n", "Hosts: h\r\n", "X-Origin: o\r\n", "Origin-X: o\r\n"),
+		status: 101, want: &Request{Key: []byte("a")}},
 	{name: "over capacity", req: request("/?specialKey=a"), admit: ErrOverCapacity, status: 503},
 	{name: "admit plain error", req: request("/?specialKey=a"), admit: errPlain, status: 503},
 	{name: "admit 429", req: request("/?specialKey=a"), status: 429,
@@ -183,6 +203,17 @@ func runUpgradeCase(t *testing.T, u *Upgrader, i int) {
 	}
 	if StatusOf(err) != tc.status {
 		t.Errorf("%s: StatusOf = %d, want %d (%v)", tc.name, StatusOf(err), tc.status, err)
+	}
+	if tc.err != nil {
+		if err != tc.err {
+			t.Errorf("%s: refused with %v, want %v", tc.name, err, tc.err)
+		}
+		var body bytes.Buffer
+		body.ReadFrom(r.Body)
+		// gobwas/ws's own answers end without a newline.
+		if strings.TrimSuffix(body.String(), "\n") != tc.err.Error() {
+			t.Errorf("%s: body %q, want the one-line reason %q", tc.name, body.String(), tc.err.Error())
+		}
 	}
 }
 
@@ -382,9 +413,29 @@ func TestUpgradeAllocs(t *testing.T) {
 	}
 }
 
+// countHeader counts head's header lines named name, as an HTTP/1.1 reader
+// that forgives a bare LF and blanks (SP, HTAB) around the name would: written apart
+// from codec's own scan, for the fuzz target.
+func countHeader(head []byte, name string) int {
+	lines := strings.Split(string(head), "\n")
+	n := 0
+	for _, l := range lines[1:] {
+		l = strings.TrimSuffix(l, "\r")
+		if l == "" {
+			break
+		}
+		if k, _, ok := strings.Cut(l, ":"); ok && strings.EqualFold(strings.Trim(k, " \t"), name) {
+			n++
+		}
+	}
+	return n
+}
+
 // FuzzUpgrade: no request head panics; every answer is an HTTP/1.1
-// response whose status is StatusOf the error, and a 101 carries the
-// right accept key and a valid Request.
+// response whose status is StatusOf the error; a 101 carries the right
+// accept key and a valid Request, and its head has one Host, one
+// Sec-WebSocket-Key and at most one Origin; a duplicate refusal names a
+// header the head really repeats.
 func FuzzUpgrade(f *testing.F) {
 	for _, tc := range upgradeCases {
 		if tc.admit == nil {
@@ -405,7 +456,22 @@ func FuzzUpgrade(f *testing.F) {
 			if r.StatusCode != StatusOf(err) || r.StatusCode < 400 {
 				t.Fatalf("answered %d, StatusOf(%v) = %d", r.StatusCode, err, StatusOf(err))
 			}
+			// A duplicate refusal only for a head that has the duplicate.
+			for name, dup := range map[string]error{"Origin": ErrDupOrigin, "Host": ErrDupHost, "Sec-WebSocket-Key": ErrDupWSKey} {
+				if err == dup && countHeader(head, name) < 2 {
+					t.Fatalf("refused with %v, but %q has %d %s", err, head, countHeader(head, name), name)
+				}
+			}
 			return
+		}
+		// Accepted: one of each header that names one thing.
+		if n := countHeader(head, "Origin"); n > 1 {
+			t.Fatalf("accepted with %d Origin headers", n)
+		}
+		for _, name := range []string{"Host", "Sec-WebSocket-Key"} {
+			if n := countHeader(head, name); n != 1 {
+				t.Fatalf("accepted with %d %s headers", n, name)
+			}
 		}
 		if r.StatusCode != 101 {
 			t.Fatalf("accepted with %d", r.StatusCode)

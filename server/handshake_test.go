@@ -48,6 +48,9 @@ func TestHandshakeRefusals(t *testing.T) {
 		{"no Sec-WebSocket-Key", replace(ok, "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", ""), 400, ""},
 		{"no Upgrade header", replace(ok, "Upgrade: websocket\r\n", ""), 400, ""},
 		{"not a request line", "HELLO\r\n\r\n", 400, ""},
+		{"two Origin headers", up("/?specialKey=k", "Origin: https://a.example", "origin: https://b.example"), 400, "duplicate Origin header"},
+		{"two Host headers", up("/?specialKey=k", "HOST: other.example"), 400, "duplicate Host header"},
+		{"two Sec-WebSocket-Key headers", up("/?specialKey=k", "sec-websocket-key: AAAAAAAAAAAAAAAAAAAAAA=="), 400, "duplicate Sec-WebSocket-Key header"},
 		{"head over 8 KiB", up("/?specialKey=k", "X-Pad: "+strings.Repeat("p", 9000)), 431, "too large"},
 		{"head over 8 KiB without an end", "GET /?specialKey=k HTTP/1.1\r\nX-Pad: " + strings.Repeat("p", 9000), 431, "too large"},
 	} {
@@ -77,7 +80,7 @@ func TestHandshakeRefusals(t *testing.T) {
 	}
 	byStatus := map[int]uint64{}
 	stats.HandshakeFailures(func(status int, n uint64) { byStatus[status] = n })
-	for status, want := range map[int]uint64{400: 11, 404: 3, 405: 2, 426: 2, 431: 2, 505: 1} {
+	for status, want := range map[int]uint64{400: 14, 404: 3, 405: 2, 426: 2, 431: 2, 505: 1} {
 		if byStatus[status] != want {
 			t.Errorf("handshake failures with %d: %d, want %d", status, byStatus[status], want)
 		}

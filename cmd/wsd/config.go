@@ -251,6 +251,13 @@ type check struct {
 	bad  func(o *options) bool
 }
 
+// An explainedCheck is a rule whose words depend on the value: explain
+// returns what is wrong with o, or "".
+type explainedCheck struct {
+	flag    string
+	explain func(o *options) string
+}
+
 // checks holds every rule a configuration must pass, at start, with -t and
 // on reload. A new flag adds its rules here.
 var checks = []check{
@@ -317,17 +324,37 @@ var checks = []check{
 	{"lame-duck-duration", "must be 0 or more", func(o *options) bool { return o.lameDuck < 0 }},
 	{"allowed-origins", "must be scheme://host[:port] entries", func(o *options) bool {
 		_, err := auth.NewOriginPolicy(auth.ParseOriginList(o.allowedOrigins))
-		return err != nil
+		return err != nil && !errors.Is(err, auth.ErrPublicSuffixWildcard)
+	}},
+}
+
+// explainedChecks are checked after checks, in the same way.
+var explainedChecks = []explainedCheck{
+	// https://*.com, https://*.github.io: the answer names the pattern
+	// and the suffix.
+	{"allowed-origins", func(o *options) string {
+		if _, err := auth.NewOriginPolicy(auth.ParseOriginList(o.allowedOrigins)); errors.Is(err, auth.ErrPublicSuffixWildcard) {
+			return err.Error()
+		}
+		return ""
 	}},
 }
 
 // validate applies every check and returns one line per broken rule.
 func validate(o *options) error {
 	var errs []error
+	broken := func(flag, rule string) {
+		f := o.fs.Lookup(flag)
+		errs = append(errs, fmt.Errorf("-%s %s: %s", flag, strconv.Quote(f.Value.String()), rule))
+	}
 	for _, c := range checks {
 		if c.bad(o) {
-			f := o.fs.Lookup(c.flag)
-			errs = append(errs, fmt.Errorf("-%s %s: %s", c.flag, strconv.Quote(f.Value.String()), c.rule))
+			broken(c.flag, c.rule)
+		}
+	}
+	for _, c := range explainedChecks {
+		if rule := c.explain(o); rule != "" {
+			broken(c.flag, rule)
 		}
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -164,6 +164,7 @@ func TestBadReloadKeepsOldValues(t *testing.T) {
 	c := wstest.Dial(t, p.Addr, "specialKey=resident")
 	for i, tc := range []struct{ conf, why string }{
 		{"allowed-origins example.com\n", "allowed-origins"},
+		{"allowed-origins https://b.example,https://*.co.uk\n", `allowed origin \"https://*.co.uk\": wildcard over a public suffix (co.uk)`},
 		{"allowed-origins https://b.example\nworkers 7\n", "-workers cannot change without a restart"},
 		{"allowed-origins https://b.example\nmax-message -1\n", "-max-message"},
 		{"allowed-origins https://b.example\nno-such-flag 1\n", "no-such-flag"},
@@ -281,6 +282,9 @@ func TestInvalidValuesRefused(t *testing.T) {
 		{[]string{"-lame-duck-duration", "-1s"}, `-lame-duck-duration "-1s": must be 0 or more`},
 		{[]string{"-subprotocols", "chat v1"}, `-subprotocols "chat v1": must be comma-separated tokens`},
 		{[]string{"-allowed-origins", "example.com"}, `-allowed-origins "example.com": must be scheme://host[:port] entries`},
+		{[]string{"-allowed-origins", "https://a.example,https://*.com"}, `-allowed-origins "https://a.example,https://*.com": allowed origin "https://*.com": wildcard over a public suffix (com)`},
+		{[]string{"-allowed-origins", "https://*.co.uk"}, `allowed origin "https://*.co.uk": wildcard over a public suffix (co.uk)`},
+		{[]string{"-allowed-origins", "https://*.github.io"}, `allowed origin "https://*.github.io": wildcard over a public suffix (github.io)`},
 		{[]string{"-jwt-secret", "x", "-jwt-secret-file", empty}, "-jwt-secret and -jwt-secret-file exclude each other"},
 		{[]string{"-jwt-secret", "x", "-jwt-public-key", empty}, "-jwt-secret and -jwt-public-key exclude each other"},
 		{[]string{"-admin-token", "x", "-admin-token-file", empty}, "-admin-token and -admin-token-file exclude each other"},
