@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/wsd-chat/wsd/internal/wstest"
 )
 
 var (
@@ -48,10 +50,7 @@ func startBaseline(t *testing.T) *serverProc {
 // TestBaselineTLS: the baseline given -tls-cert serves wss:// to the bench client.
 func TestBaselineTLS(t *testing.T) {
 	startBaseline(t) // builds the binary
-	cert, key, err := writeSelfSigned(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert, key := wstest.ValidCertFiles(t, t.TempDir(), "bench")
 	p, err := startServer(target{name: "baseline", bin: baselineBin,
 		args: []string{"-addr", "127.0.0.1:0", "-tls-cert", cert, "-tls-key", key}}, 10*time.Second)
 	if err != nil {

@@ -30,10 +30,7 @@ func TestScenariosAgainstWSDInProcess(t *testing.T) {
 func scenariosAgainstWSD(t *testing.T, useTLS bool) {
 	cfg := server.Config{}
 	if useTLS {
-		cert, key, err := writeSelfSigned(t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
+		cert, key := wstest.ValidCertFiles(t, t.TempDir(), "bench")
 		c, err := tlswire.LoadCertificate(cert, key)
 		if err != nil {
 			t.Fatal(err)
