@@ -101,6 +101,13 @@ func TestSIGTERMDrainsAndExits(t *testing.T) {
 	p := wstest.StartBinary(t, "-shutdown-timeout", "5s")
 	a := wstest.SeedDial(t, p.Addr, "specialKey=a")
 	b := wstest.SeedDial(t, p.Addr, "specialKey=b&support_gzip=1")
+	checkSIGTERMDrain(t, p, a, b)
+}
+
+// checkSIGTERMDrain: a sends 200 messages and SIGTERM follows; b still
+// receives every one, both are then closed with 1001, and wsd exits 0.
+func checkSIGTERMDrain(t *testing.T, p *wstest.Process, a, b *websocket.Conn) {
+	t.Helper()
 	const n = 200
 	for i := 0; i < n; i++ {
 		if err := a.WriteMessage(websocket.TextMessage, []byte(fmt.Sprintf("m%d", i))); err != nil {
