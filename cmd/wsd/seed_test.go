@@ -21,7 +21,14 @@ func TestSeedClientsChat(t *testing.T) {
 	p := wstest.StartBinary(t)
 	plain := wstest.SeedDial(t, p.Addr, "specialKey=alice")
 	zipped := wstest.SeedDial(t, p.Addr, "specialKey=bob&support_gzip=1")
+	checkSeedChat(t, plain, zipped)
+}
 
+// checkSeedChat: what a plain seed client and a gzip one send reaches both,
+// as text for the plain one and as gzip'd binary for the other, and gzip'd
+// text sent as binary reaches the plain one as text.
+func checkSeedChat(t *testing.T, plain, zipped *websocket.Conn) {
+	t.Helper()
 	for i, sender := range []*websocket.Conn{plain, zipped} {
 		text := fmt.Sprintf("hello %d 你好", i)
 		if err := sender.WriteMessage(websocket.TextMessage, []byte(text)); err != nil {

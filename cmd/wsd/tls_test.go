@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"os"
 	"strings"
 	"syscall"
@@ -43,24 +42,7 @@ func TestWSSSeedContract(t *testing.T) {
 	tc := wstest.ClientTLS(t, certFile)
 	plain := wstest.WSSDial(t, p.Addr, "specialKey=alice", tc)
 	zipped := wstest.WSSDial(t, p.Addr, "specialKey=bob&support_gzip=1", tc)
-	for i, sender := range []*websocket.Conn{plain, zipped} {
-		text := fmt.Sprintf("hello %d 你好", i)
-		if err := sender.WriteMessage(websocket.TextMessage, []byte(text)); err != nil {
-			t.Fatal(err)
-		}
-		if got, mt := wstest.SeedRead(t, plain); got != text || mt != websocket.TextMessage {
-			t.Errorf("plain client got %q (type %d), want text %q", got, mt, text)
-		}
-		if got, mt := wstest.SeedRead(t, zipped); got != text || mt != websocket.BinaryMessage {
-			t.Errorf("gzip client got %q (type %d), want gzip'd binary of %q", got, mt, text)
-		}
-	}
-	if err := zipped.WriteMessage(websocket.BinaryMessage, wstest.Gzip("compressed hello")); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := wstest.SeedRead(t, plain); got != "compressed hello" {
-		t.Errorf("plain client got %q for a gzip'd message", got)
-	}
+	checkSeedChat(t, plain, zipped)
 
 	// Same key: the first connection is replaced with 4001.
 	second := wstest.WSSDial(t, p.Addr, "specialKey=alice", tc)
