@@ -232,11 +232,8 @@ func RedactArgs(args []string, secret []string) []string {
 // one is set.
 func requireToken(token func() string, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if t := token(); t != "" && !bearerMatches(r.Header.Get("Authorization"), t) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="wsd"`)
-			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token"})
-			return
+		if authorized(w, r, token) {
+			h.ServeHTTP(w, r)
 		}
-		h.ServeHTTP(w, r)
 	})
 }

@@ -9,8 +9,9 @@ import (
 // clusterCollector exports a cluster.Bridge's counters as wsd_cluster_*.
 type clusterCollector struct{ b *cluster.Bridge }
 
+// cdesc describes the metric wsd_cluster_NAME.
 func cdesc(name, help string, labels ...string) *prometheus.Desc {
-	return prometheus.NewDesc("wsd_cluster_"+name, help, labels, nil)
+	return desc("cluster_"+name, help, labels...)
 }
 
 var (
@@ -42,12 +43,7 @@ func (c *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.b.Stats()
-	gauge := func(d *prometheus.Desc, v int64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), labels...)
-	}
-	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
-	}
+	gauge, counter := metricSink(ch).gauge, metricSink(ch).counter
 	connected := int64(0)
 	if s.Connected.Load() {
 		connected = 1

@@ -1,9 +1,6 @@
 package admin
 
 import (
-	"encoding/json"
-	"errors"
-	"io"
 	"net/http"
 	"unicode/utf8"
 
@@ -32,37 +29,22 @@ type disconnecter struct {
 }
 
 func (d *disconnecter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if t := d.token(); t != "" && !bearerMatches(r.Header.Get("Authorization"), t) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="wsd"`)
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token"})
+	if !authorized(w, r, d.token) {
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, 4096)
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
 	var req DisconnectRequest
-	if err := dec.Decode(&req); err != nil {
-		status := http.StatusBadRequest
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			status = http.StatusRequestEntityTooLarge
-		}
-		writeJSON(w, status, map[string]string{"error": "bad request body: " + err.Error()})
-		return
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad request body: trailing data"})
+	if !decodeBody(w, r, 4096, &req) {
 		return
 	}
 	switch {
 	case req.Key == "":
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "key is required"})
+		writeError(w, http.StatusBadRequest, "key is required")
 		return
 	case req.Code != 0 && (req.Code < 4000 || req.Code > 4999):
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "code must be 4000-4999"})
+		writeError(w, http.StatusBadRequest, "code must be 4000-4999")
 		return
 	case len(req.Reason) > 123 || !utf8.ValidString(req.Reason):
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "reason must be at most 123 bytes of UTF-8"})
+		writeError(w, http.StatusBadRequest, "reason must be at most 123 bytes of UTF-8")
 		return
 	}
 	var ce *codec.CloseError

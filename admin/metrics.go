@@ -17,8 +17,21 @@ type collector struct {
 	authFailures func(func(reason string, n uint64))
 }
 
+// desc describes the metric wsd_NAME.
 func desc(name, help string, labels ...string) *prometheus.Desc {
 	return prometheus.NewDesc("wsd_"+name, help, labels, nil)
+}
+
+// metricSink is a Collect's channel, with the two kinds of metric wsd
+// exports.
+type metricSink chan<- prometheus.Metric
+
+func (ch metricSink) gauge(d *prometheus.Desc, v int64, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), labels...)
+}
+
+func (ch metricSink) counter(d *prometheus.Desc, v uint64, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 }
 
 var (
@@ -73,25 +86,17 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	s := c.stats
-	gauge := func(d *prometheus.Desc, v int64) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v))
-	}
-	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
-	}
+	gauge, counter := metricSink(ch).gauge, metricSink(ch).counter
 	v := version.Get()
 	ch <- prometheus.MustNewConstMetric(descBuildInfo, prometheus.GaugeValue, 1, v.Version, v.Revision, v.GoVersion)
 	gauge(descConnections, s.Open.Load())
 	gauge(descHandshaking, s.Handshaking.Load())
 	gauge(descClosing, s.Closing.Load())
 	gauge(descQueued, s.QueuedBytes.Load())
-	gaugeL := func(d *prometheus.Desc, v int64, label string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), label)
-	}
-	gaugeL(descBudgetHeld, s.InboundHeld.Load(), "inbound")
-	gaugeL(descBudgetHeld, s.OutboundHeld.Load(), "outbound")
-	gaugeL(descBudgetLimit, s.InboundBudget, "inbound")
-	gaugeL(descBudgetLimit, s.OutboundBudget, "outbound")
+	gauge(descBudgetHeld, s.InboundHeld.Load(), "inbound")
+	gauge(descBudgetHeld, s.OutboundHeld.Load(), "outbound")
+	gauge(descBudgetLimit, s.InboundBudget, "inbound")
+	gauge(descBudgetLimit, s.OutboundBudget, "outbound")
 	counter(descBudgetCloses, s.BudgetRefusals.Load(), "inbound_budget")
 	counter(descBudgetCloses, s.BudgetSheds.Load(), "outbound_budget")
 	counter(descReadPauses, s.ReadPauses.Load())

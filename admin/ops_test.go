@@ -3,6 +3,7 @@ package admin_test
 import (
 	"net"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,6 +45,8 @@ func TestDisconnect(t *testing.T) {
 		{"Bearer " + token, `{}`, 400},
 		{"Bearer " + token, `{"key":"alice","code":1000}`, 400},
 		{"Bearer " + token, `{"key":"alice","extra":1}`, 400},
+		{"Bearer " + token, `{"key":"nobody"} {"key":"alice"}`, 400},
+		{"Bearer " + token, `{"key":"` + strings.Repeat("a", 4096) + `"}`, 413},
 		{"Bearer " + token, `{"key":"nobody"}`, 200},
 	} {
 		if status, out := f.do(t, "POST", "/disconnect", tc.auth, tc.body); status != tc.status {

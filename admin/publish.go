@@ -1,14 +1,9 @@
 package admin
 
 import (
-	"crypto/subtle"
-	"encoding/json"
-	"errors"
-	"io"
 	"net/http"
 	"unicode/utf8"
 
-	"github.com/wsd-chat/wsd/codec"
 	"github.com/wsd-chat/wsd/session"
 )
 
@@ -58,41 +53,26 @@ func clusterOutcome(sent bool) string {
 }
 
 func (p *publisher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if t := p.token(); t != "" && !bearerMatches(r.Header.Get("Authorization"), t) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="wsd"`)
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token"})
+	if !authorized(w, r, p.token) {
 		return
 	}
-	max := int64(p.hub.Config().MaxMessage) + 4096 // room for JSON escaping and fields
-	r.Body = http.MaxBytesReader(w, r.Body, max)
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
 	var req PublishRequest
-	if err := dec.Decode(&req); err != nil {
-		status := http.StatusBadRequest
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			status = http.StatusRequestEntityTooLarge
-		}
-		writeJSON(w, status, map[string]string{"error": "bad request body: " + err.Error()})
-		return
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad request body: trailing data"})
+	max := int64(p.hub.Config().MaxMessage) + 4096 // room for JSON escaping and fields
+	if !decodeBody(w, r, max, &req) {
 		return
 	}
 	switch {
 	case req.Text == "":
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "text is required"})
+		writeError(w, http.StatusBadRequest, "text is required")
 		return
 	case !utf8.ValidString(req.Text):
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "text is not valid UTF-8"})
+		writeError(w, http.StatusBadRequest, "text is not valid UTF-8")
 		return
 	case len(req.Text) > p.hub.Config().MaxMessage:
-		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": "text longer than -max-message"})
+		writeError(w, http.StatusRequestEntityTooLarge, "text longer than -max-message")
 		return
 	case req.Room != "" && req.Room != AllRooms && !session.ValidRoom(req.Room):
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad room name"})
+		writeError(w, http.StatusBadRequest, "bad room name")
 		return
 	}
 	if p.hub.Bridged() {
@@ -135,11 +115,4 @@ func (p *publisher) publishCluster(req *PublishRequest) PublishResponse {
 		n, sent := p.hub.PublishCluster(req.Room, text)
 		return PublishResponse{Delivered: n, Cluster: clusterOutcome(sent)}
 	}
-}
-
-// bearerMatches compares in constant time so the token cannot be guessed
-// byte by byte from response times.
-func bearerMatches(header, token string) bool {
-	got := codec.BearerToken([]byte(header))
-	return got != nil && subtle.ConstantTimeCompare(got, []byte(token)) == 1
 }

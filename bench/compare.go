@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/wsd-chat/wsd/internal/selfsigned"
 )
 
 const (
@@ -121,7 +123,7 @@ func runCompare(args []string) error {
 
 	var tlsArgs []string
 	if *useTLS {
-		cert, key, err := writeSelfSigned(dir)
+		cert, key, err := selfsigned.WriteFiles(dir, "bench", time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
 		if err != nil {
 			return err
 		}

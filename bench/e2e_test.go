@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/wsd-chat/wsd/internal/wstest"
 )
 
 var (
@@ -48,10 +50,7 @@ func startBaseline(t *testing.T) *serverProc {
 // TestBaselineTLS: the baseline given -tls-cert serves wss:// to the bench client.
 func TestBaselineTLS(t *testing.T) {
 	startBaseline(t) // builds the binary
-	cert, key, err := writeSelfSigned(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert, key := wstest.ValidCertFiles(t, t.TempDir(), "bench")
 	p, err := startServer(target{name: "baseline", bin: baselineBin,
 		args: []string{"-addr", "127.0.0.1:0", "-tls-cert", cert, "-tls-key", key}}, 10*time.Second)
 	if err != nil {
@@ -60,20 +59,10 @@ func TestBaselineTLS(t *testing.T) {
 	t.Cleanup(func() { p.stop(5 * time.Second) })
 	o := tinyOptions(t, p)
 	o.tls, o.n, o.messages = true, 20, 5
-	r, err := runFanout(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	must(t, r, "deliveries received", 100)
-	must(t, r, "deliveries wrong", 0)
-	noErrors(t, r)
+	fanoutIntact(t, o)
 	o = tinyOptions(t, p)
 	o.tls, o.duration = true, 200*time.Millisecond
-	if r, err = runConnect(o); err != nil {
-		t.Fatal(err)
-	}
-	must(t, r, "failures", 0)
-	noErrors(t, r)
+	connectClean(t, o)
 }
 
 func filepathAbs(rel string) (string, error) { return filepath.Abs(rel) }
@@ -125,6 +114,47 @@ func noErrors(t *testing.T, r *Result) {
 	}
 }
 
+// fanoutIntact runs fanout with o and checks that each of its n×messages
+// deliveries arrived, intact, without errors.
+func fanoutIntact(t *testing.T, o *options) *Result {
+	t.Helper()
+	r, err := runFanout(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, r, "deliveries received", float64(o.n*o.messages))
+	must(t, r, "deliveries wrong", 0)
+	noErrors(t, r)
+	return r
+}
+
+// stormIntact runs storm with o and checks that every message sent reached
+// all n clients, intact, without errors.
+func stormIntact(t *testing.T, o *options) *Result {
+	t.Helper()
+	r, err := runStorm(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent, _ := r.get("messages sent")
+	must(t, r, "deliveries received", sent*float64(o.n))
+	must(t, r, "deliveries wrong", 0)
+	noErrors(t, r)
+	return r
+}
+
+// connectClean runs connect with o and checks that no handshake failed.
+func connectClean(t *testing.T, o *options) *Result {
+	t.Helper()
+	r, err := runConnect(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, r, "failures", 0)
+	noErrors(t, r)
+	return r
+}
+
 func TestEndToEndAgainstBaseline(t *testing.T) {
 	p := startBaseline(t)
 
@@ -144,27 +174,15 @@ func TestEndToEndAgainstBaseline(t *testing.T) {
 	t.Run("fanout", func(t *testing.T) {
 		o := tinyOptions(t, p)
 		o.n, o.messages, o.size = 40, 7, 300
-		r, err := runFanout(o)
-		if err != nil {
-			t.Fatal(err)
-		}
+		r := fanoutIntact(t, o)
 		must(t, r, "deliveries expected", 280)
-		must(t, r, "deliveries received", 280)
 		must(t, r, "deliveries missing", 0)
-		must(t, r, "deliveries wrong", 0)
 		positive(t, r, "deliveries/s", "latency p50", "latency max")
-		noErrors(t, r)
 	})
 	t.Run("fanout without memo", func(t *testing.T) {
 		o := tinyOptions(t, p)
 		o.n, o.messages, o.gzipFrac, o.memoGzip = 10, 3, 1, false
-		r, err := runFanout(o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		must(t, r, "deliveries received", 30)
-		must(t, r, "deliveries wrong", 0)
-		noErrors(t, r)
+		fanoutIntact(t, o)
 	})
 	t.Run("storm", func(t *testing.T) {
 		o := tinyOptions(t, p)
@@ -193,13 +211,8 @@ func TestEndToEndAgainstBaseline(t *testing.T) {
 		t.Run(fmt.Sprintf("connect rst=%v", rst), func(t *testing.T) {
 			o := tinyOptions(t, p)
 			o.duration, o.rst = 300*time.Millisecond, rst
-			r, err := runConnect(o)
-			if err != nil {
-				t.Fatal(err)
-			}
-			must(t, r, "failures", 0)
+			r := connectClean(t, o)
 			positive(t, r, "handshakes", "handshakes/s", "handshake p50")
-			noErrors(t, r)
 		})
 	}
 	t.Run("scenario against nothing fails cleanly", func(t *testing.T) {

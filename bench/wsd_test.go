@@ -30,10 +30,7 @@ func TestScenariosAgainstWSDInProcess(t *testing.T) {
 func scenariosAgainstWSD(t *testing.T, useTLS bool) {
 	cfg := server.Config{}
 	if useTLS {
-		cert, key, err := writeSelfSigned(t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
+		cert, key := wstest.ValidCertFiles(t, t.TempDir(), "bench")
 		c, err := tlswire.LoadCertificate(cert, key)
 		if err != nil {
 			t.Fatal(err)
@@ -59,30 +56,15 @@ func scenariosAgainstWSD(t *testing.T, useTLS bool) {
 
 	o = tinyOptions(t, p)
 	o.n, o.messages = 40, 5
-	if r, err = runFanout(o); err != nil {
-		t.Fatal(err)
-	}
-	must(t, r, "deliveries received", 200)
-	must(t, r, "deliveries wrong", 0)
-	noErrors(t, r)
+	fanoutIntact(t, o)
 
 	o = tinyOptions(t, p)
 	o.n, o.senders, o.duration = 20, 3, 300*time.Millisecond
-	if r, err = runStorm(o); err != nil {
-		t.Fatal(err)
-	}
-	sent, _ := r.get("messages sent")
-	must(t, r, "deliveries received", sent*20)
-	must(t, r, "deliveries wrong", 0)
-	noErrors(t, r)
+	stormIntact(t, o)
 
 	o = tinyOptions(t, p)
 	o.duration = 200 * time.Millisecond
-	if r, err = runConnect(o); err != nil {
-		t.Fatal(err)
-	}
-	must(t, r, "failures", 0)
-	noErrors(t, r)
+	connectClean(t, o)
 }
 
 // tinyHostile are hostile settings that run in seconds.
@@ -138,14 +120,8 @@ func TestScenariosDeflate(t *testing.T) {
 
 	o := tinyOptions(t, p)
 	o.n, o.messages, o.deflate, o.size = 40, 5, true, 400
-	r, err := runFanout(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	must(t, r, "deliveries received", 200)
-	must(t, r, "deliveries wrong", 0)
+	r := fanoutIntact(t, o)
 	must(t, r, "deliveries compressed", 100) // the half without gzip
-	noErrors(t, r)
 	if st.DeflateEncodings.Load() == 0 || st.DeflateEncodings.Load() > st.Broadcasts.Load() {
 		t.Fatalf("%d compressions for %d broadcasts", st.DeflateEncodings.Load(), st.Broadcasts.Load())
 	}
@@ -153,22 +129,12 @@ func TestScenariosDeflate(t *testing.T) {
 
 	o = tinyOptions(t, p)
 	o.n, o.senders, o.duration, o.deflate = 20, 3, 300*time.Millisecond, true
-	if r, err = runStorm(o); err != nil {
-		t.Fatal(err)
-	}
-	sent, _ := r.get("messages sent")
-	must(t, r, "deliveries received", sent*20)
-	must(t, r, "deliveries wrong", 0)
-	noErrors(t, r)
+	stormIntact(t, o)
 	if st.InflateErrors.Load() != 0 {
 		t.Fatalf("%d inflate errors", st.InflateErrors.Load())
 	}
 
 	o = tinyOptions(t, p)
 	o.duration, o.deflate = 200*time.Millisecond, true
-	if r, err = runConnect(o); err != nil {
-		t.Fatal(err)
-	}
-	must(t, r, "failures", 0)
-	noErrors(t, r)
+	connectClean(t, o)
 }

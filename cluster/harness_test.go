@@ -22,10 +22,18 @@ import (
 // port is 0 (-1 for nats-server), else on port (a restart).
 func runNATS(t testing.TB, port int) *natsserver.Server {
 	t.Helper()
-	if port == 0 {
-		port = -1
+	return startNATS(t, &natsserver.Options{Port: port})
+}
+
+// startNATS starts an embedded nats-server with opts, on loopback, quiet,
+// on a free port unless opts.Port is set, and stops it when the test ends.
+func startNATS(t testing.TB, opts *natsserver.Options) *natsserver.Server {
+	t.Helper()
+	opts.Host, opts.NoLog, opts.NoSigs = "127.0.0.1", true, true
+	if opts.Port == 0 {
+		opts.Port = -1
 	}
-	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true})
+	ns, err := natsserver.NewServer(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

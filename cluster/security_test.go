@@ -1,18 +1,9 @@
 package cluster_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -23,34 +14,15 @@ import (
 )
 
 // selfSignedTLS returns a server TLS config for 127.0.0.1 and the PEM file
-// of its CA.
+// of its certificate, which a client trusts as its CA.
 func selfSignedTLS(t *testing.T) (*tls.Config, string) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	certFile, keyFile := wstest.ValidCertFiles(t, t.TempDir(), "nats")
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "wsd test nats"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
-		MinVersion: tls.VersionTLS12}, ca
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, certFile
 }
 
 // TLS to NATS with a CA file and a token: two boxes chat through it; a
@@ -58,16 +30,7 @@ func selfSignedTLS(t *testing.T) (*tls.Config, string) {
 // could not send.
 func TestTLSAndToken(t *testing.T) {
 	tc, ca := selfSignedTLS(t)
-	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
-		TLS: true, TLSConfig: tc, TLSTimeout: 5, Authorization: "s3cret-token"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats not ready")
-	}
-	t.Cleanup(ns.Shutdown)
+	ns := startNATS(t, &natsserver.Options{TLS: true, TLSConfig: tc, TLSTimeout: 5, Authorization: "s3cret-token"})
 	url := fmt.Sprintf("tls://%s", ns.Addr().String())
 	secure := func(token string) boxOpt {
 		return func(c *cluster.Config, _ *serverConfig) { c.CAFile, c.Token = ca, token }
@@ -99,15 +62,7 @@ func TestTLSAndToken(t *testing.T) {
 // without it (the receiving box gzips), one whose text does not fit stays
 // on its box and is counted; POST /publish says so.
 func TestMaxPayload(t *testing.T) {
-	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true, MaxPayload: 1024})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats not ready")
-	}
-	t.Cleanup(ns.Shutdown)
+	ns := startNATS(t, &natsserver.Options{MaxPayload: 1024})
 	carry := func(c *cluster.Config, _ *serverConfig) { c.CarryGzip = true }
 	a := startBox(t, ns.ClientURL(), "a", carry)
 	b := startBox(t, ns.ClientURL(), "b", carry)

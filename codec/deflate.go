@@ -2,7 +2,6 @@ package codec
 
 import (
 	stdflate "compress/flate"
-	"errors"
 	"io"
 	"sync"
 
@@ -163,30 +162,7 @@ func Inflate(dst, payload, dict []byte, limit int) ([]byte, error) {
 	}()
 	f.src = tailReader{p: payload, tail: inflateTail}
 	_ = f.r.(stdflate.Resetter).Reset(&f.src, dict)
-	limit = max(limit, 0)
-	start := len(dst)
-	for {
-		if len(dst) == cap(dst) {
-			dst = append(dst, 0)[:len(dst)]
-		}
-		// Never ask for more than one byte past the limit, so the buffer
-		// stops growing on a bomb once the limit is passed.
-		room := cap(dst) - len(dst)
-		if left := limit - (len(dst) - start); left < room {
-			room = left + 1
-		}
-		n, err := f.r.Read(dst[len(dst) : len(dst)+room])
-		dst = dst[:len(dst)+n]
-		if len(dst)-start > limit {
-			return dst[:start], ErrDeflateTooBig
-		}
-		if errors.Is(err, io.EOF) {
-			return dst, nil
-		}
-		if err != nil {
-			return dst[:start], ErrBadDeflate
-		}
-	}
+	return readCapped(dst, f.r, limit, ErrDeflateTooBig, ErrBadDeflate)
 }
 
 // Window keeps the last bytes of a client's inflated messages: the

@@ -185,25 +185,35 @@ func deflateBomb() []byte {
 // TestInflateBomb: 100 MiB of zeros stops at the limit, having allocated
 // about the limit.
 func TestInflateBomb(t *testing.T) {
-	z := deflateBomb()
+	Inflate(nil, stdDeflate([]byte("warm the pool")), nil, 1<<20)
+	checkBomb(t, deflateBomb(), func(dst, src []byte, limit int) ([]byte, error) {
+		return Inflate(dst, src, nil, limit)
+	}, ErrDeflateTooBig)
+}
+
+// checkBomb: inflate of bomb with a 1 MiB limit fails with tooBig and
+// returns nothing, having allocated about the limit, not the bomb: from an
+// empty dst a few times the limit (the output grows geometrically), into
+// a buffer with room for the limit (almost) nothing.
+func checkBomb(t *testing.T, bomb []byte, inflate func(dst, src []byte, limit int) ([]byte, error), tooBig error) {
+	t.Helper()
 	const limit = 1 << 20
-	Inflate(nil, stdDeflate([]byte("warm the pool")), nil, limit)
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	out, err := Inflate(nil, z, nil, limit)
+	out, err := inflate(nil, bomb, limit)
 	runtime.ReadMemStats(&after)
-	if err != ErrDeflateTooBig || len(out) != 0 || cap(out) > 2*limit+1 {
-		t.Fatalf("err %v, %d bytes, cap %d", err, len(out), cap(out))
+	if err != tooBig || len(out) != 0 || cap(out) > 2*limit+1 {
+		t.Fatalf("err %v (want %v), %d bytes, cap %d", err, tooBig, len(out), cap(out))
 	}
 	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 8*limit {
 		t.Fatalf("inflating the bomb allocated %d bytes, limit %d", alloc, limit)
 	}
 	dst := make([]byte, 0, limit+1)
 	runtime.ReadMemStats(&before)
-	out, err = Inflate(dst, z, nil, limit)
+	out, err = inflate(dst, bomb, limit)
 	runtime.ReadMemStats(&after)
-	if alloc := after.TotalAlloc - before.TotalAlloc; err != ErrDeflateTooBig || alloc > 64<<10 || cap(out) != limit+1 {
+	if alloc := after.TotalAlloc - before.TotalAlloc; err != tooBig || alloc > 64<<10 || cap(out) != limit+1 {
 		t.Fatalf("into a %d-byte buffer: %v, allocated %d bytes, cap %d", limit+1, err, alloc, cap(out))
 	}
 }

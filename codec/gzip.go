@@ -2,8 +2,6 @@ package codec
 
 import (
 	"bytes"
-	"errors"
-	"io"
 	"sync"
 
 	"github.com/klauspost/compress/gzip"
@@ -81,29 +79,10 @@ func Gunzip(dst, src []byte, limit int) ([]byte, error) {
 		return dst, ErrNotGzip
 	}
 	g.r.Multistream(false)
-	limit = max(limit, 0)
 	start := len(dst)
-	for {
-		if len(dst) == cap(dst) {
-			dst = append(dst, 0)[:len(dst)]
-		}
-		// Never ask for more than one byte past the limit, so the buffer
-		// does not keep growing on a bomb once the limit is passed.
-		room := cap(dst) - len(dst)
-		if left := limit - (len(dst) - start); left < room {
-			room = left + 1
-		}
-		n, err := g.r.Read(dst[len(dst) : len(dst)+room])
-		dst = dst[:len(dst)+n]
-		if len(dst)-start > limit {
-			return dst[:start], ErrInflatedTooBig
-		}
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return dst[:start], ErrNotGzip
-		}
+	dst, err := readCapped(dst, &g.r, limit, ErrInflatedTooBig, ErrNotGzip)
+	if err != nil {
+		return dst, err
 	}
 	if g.src.Len() != 0 {
 		// Trailing bytes after the gzip member: not what a seed client sends.

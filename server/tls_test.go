@@ -2,14 +2,11 @@ package server_test
 
 import (
 	"bufio"
-	"bytes"
-	"compress/gzip"
 	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"runtime"
 	"strings"
@@ -56,62 +53,12 @@ func startTLS(t *testing.T, cfg session.Config) *wssServer {
 	return w
 }
 
-// wssDial connects a gorilla client (what seed clients use) over TLS.
-func wssDial(t *testing.T, addr, query string, tc *tls.Config) *websocket.Conn {
-	t.Helper()
-	c, err := tryWSS(addr, query, tc)
-	if err != nil {
-		t.Fatalf("dial wss://%s/?%s: %v", addr, query, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
-func tryWSS(addr, query string, tc *tls.Config) (*websocket.Conn, error) {
-	if tc == nil {
-		tc = wstest.InsecureTLS()
-	}
-	d := websocket.Dialer{TLSClientConfig: tc, HandshakeTimeout: 5 * time.Second}
-	u := url.URL{Scheme: "wss", Host: addr, Path: "/", RawQuery: query}
-	c, resp, err := d.Dial(u.String(), nil)
-	if err != nil {
-		status := 0
-		if resp != nil {
-			status = resp.StatusCode
-		}
-		return nil, fmt.Errorf("%w (status %d)", err, status)
-	}
-	return c, nil
-}
-
-// readSeed reads one message as a seed client does (binary = gzip'd text).
-func readSeed(t *testing.T, c *websocket.Conn, who string) (string, int) {
-	t.Helper()
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	mt, p, err := c.ReadMessage()
-	if err != nil {
-		t.Fatalf("%s: read: %v", who, err)
-	}
-	if mt == websocket.BinaryMessage {
-		zr, err := gzip.NewReader(bytes.NewReader(p))
-		if err != nil {
-			t.Fatalf("%s: binary frame is not gzip: %v", who, err)
-		}
-		b, err := io.ReadAll(zr)
-		if err != nil {
-			t.Fatalf("%s: gunzip: %v", who, err)
-		}
-		return string(b), mt
-	}
-	return string(p), mt
-}
-
 func TestTLSSeedContract(t *testing.T) {
 	w := startTLS(t, session.Config{})
 	tc := wstest.ClientTLS(t, w.certFile)      // verifies the chain, not just InsecureSkipVerify
 	tc.NextProtos = []string{"h2", "http/1.1"} // what browsers offer
-	plain := wssDial(t, w.addr, "specialKey=alice", tc)
-	zipped := wssDial(t, w.addr, "specialKey=bob&support_gzip=1", tc)
+	plain := wstest.WSSDial(t, w.addr, "specialKey=alice", tc)
+	zipped := wstest.WSSDial(t, w.addr, "specialKey=bob&support_gzip=1", tc)
 
 	big := strings.Repeat("0123456789abcdef", 20<<10) // 320 KiB: many records each way
 	for i, sender := range []*websocket.Conn{plain, zipped, plain} {
@@ -122,10 +69,10 @@ func TestTLSSeedContract(t *testing.T) {
 		if err := sender.WriteMessage(websocket.TextMessage, []byte(text)); err != nil {
 			t.Fatal(err)
 		}
-		if got, mt := readSeed(t, plain, "plain"); got != text || mt != websocket.TextMessage {
+		if got, mt := wstest.SeedRead(t, plain); got != text || mt != websocket.TextMessage {
 			t.Fatalf("plain client got %.40q (type %d), want text %.40q", got, mt, text)
 		}
-		if got, mt := readSeed(t, zipped, "gzip"); got != text || mt != websocket.BinaryMessage {
+		if got, mt := wstest.SeedRead(t, zipped); got != text || mt != websocket.BinaryMessage {
 			t.Fatalf("gzip client got %.40q (type %d), want gzip'd binary of %.40q", got, mt, text)
 		}
 	}
@@ -133,10 +80,10 @@ func TestTLSSeedContract(t *testing.T) {
 	if err := zipped.WriteMessage(websocket.BinaryMessage, wstest.Gzip("compressed hello")); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := readSeed(t, plain, "plain"); got != "compressed hello" {
+	if got, _ := wstest.SeedRead(t, plain); got != "compressed hello" {
 		t.Fatalf("plain client got %q", got)
 	}
-	readSeed(t, zipped, "gzip")
+	wstest.SeedRead(t, zipped)
 
 	// Ping/pong through the record layer.
 	pong := make(chan string, 1)
@@ -242,7 +189,7 @@ func (c *rawWSS) readText(t *testing.T) string {
 // else goes on, and the message goes through once the rest arrives.
 func TestTLSPartialRecord(t *testing.T) {
 	w := startTLS(t, session.Config{IdleTimeout: 2 * time.Second, PingInterval: time.Second, CloseTimeout: 500 * time.Millisecond})
-	other := wssDial(t, w.addr, "specialKey=other", nil)
+	other := wstest.WSSDial(t, w.addr, "specialKey=other", nil)
 	slow := dialRawWSS(t, w.addr, "specialKey=slow")
 	wstest.Eventually(t, 5*time.Second, "both open", func() bool { return w.stats.Open.Load() == 2 })
 
@@ -273,7 +220,7 @@ func TestTLSPartialRecord(t *testing.T) {
 	}
 	// Others are unaffected, and the stuck client still receives.
 	other.WriteMessage(websocket.TextMessage, []byte("meanwhile"))
-	if got, _ := readSeed(t, other, "other"); got != "meanwhile" {
+	if got, _ := wstest.SeedRead(t, other); got != "meanwhile" {
 		t.Fatalf("other got %q", got)
 	}
 	if got := slow.readText(t); got != "meanwhile" {
@@ -284,7 +231,7 @@ func TestTLSPartialRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := strings.Repeat("late ", 200)
-	if got, _ := readSeed(t, other, "other"); got != want {
+	if got, _ := wstest.SeedRead(t, other); got != want {
 		t.Fatalf("other got %.20q…, want the late message", got)
 	}
 	if got := slow.readText(t); got != want {
@@ -361,12 +308,12 @@ func TestTLSHandshakeSlowloris(t *testing.T) {
 	}
 	// A normal client meanwhile.
 	t0 := time.Now()
-	c := wssDial(t, w.addr, "specialKey=normal", nil)
+	c := wstest.WSSDial(t, w.addr, "specialKey=normal", nil)
 	if d := time.Since(t0); d > timeout/2 {
 		t.Errorf("a normal client took %v to connect during the attack", d)
 	}
 	c.WriteMessage(websocket.TextMessage, []byte("hi"))
-	if got, _ := readSeed(t, c, "normal"); got != "hi" {
+	if got, _ := wstest.SeedRead(t, c); got != "hi" {
 		t.Fatalf("got %q", got)
 	}
 	for i := 0; i < tricklers+stallers; i++ {
@@ -403,7 +350,7 @@ func TestTLSHandshakeQueue(t *testing.T) {
 	wstest.Eventually(t, 2*time.Second, "both slots taken", func() bool { return pool.Running() == 2 })
 	done := make(chan error, 1)
 	go func() {
-		c, err := tryWSS(w.addr, "specialKey=queued", nil)
+		c, err := wstest.TryWSSDial(w.addr, "specialKey=queued", nil)
 		if err == nil {
 			c.Close()
 		}
@@ -428,7 +375,7 @@ func TestTLSReloadUnderLoad(t *testing.T) {
 	const clients, perClient = 6, 300
 	conns := make([]*websocket.Conn, clients)
 	for i := range conns {
-		conns[i] = wssDial(t, w.addr, fmt.Sprintf("specialKey=c%d", i), nil)
+		conns[i] = wstest.WSSDial(t, w.addr, fmt.Sprintf("specialKey=c%d", i), nil)
 	}
 	errs := make(chan error, 2*clients)
 	var wg sync.WaitGroup
@@ -474,7 +421,7 @@ func TestTLSReloadUnderLoad(t *testing.T) {
 		if err := w.cert.Reload(); err != nil {
 			t.Fatal(err)
 		}
-		c := wssDial(t, w.addr, "specialKey=probe", nil)
+		c := wstest.WSSDial(t, w.addr, "specialKey=probe", nil)
 		cn := c.UnderlyingConn().(*tls.Conn).ConnectionState().PeerCertificates[0].Subject.CommonName
 		if cn != name {
 			t.Fatalf("after reload %d a new connection got certificate %q", r, cn)
@@ -494,7 +441,7 @@ func TestTLSReloadUnderLoad(t *testing.T) {
 // queued byte count returns to zero.
 func TestTLSSlowConsumer(t *testing.T) {
 	w := startTLS(t, session.Config{MaxQueue: 256 << 10, CloseTimeout: 500 * time.Millisecond})
-	reader := wssDial(t, w.addr, "specialKey=reader", nil)
+	reader := wstest.WSSDial(t, w.addr, "specialKey=reader", nil)
 	stalled := dialRawWSS(t, w.addr, "specialKey=stalled")
 	_ = stalled
 	wstest.Eventually(t, 5*time.Second, "both open", func() bool { return w.stats.Open.Load() == 2 })
@@ -541,7 +488,7 @@ func TestTLSChurnLeavesNothing(t *testing.T) {
 	w := startTLS(t, session.Config{HandshakeTimeout: 500 * time.Millisecond})
 	ignore := goleak.IgnoreCurrent() // the server's own goroutines
 	hello := clientHello(t)
-	watcher := wssDial(t, w.addr, "specialKey=watcher", nil)
+	watcher := wstest.WSSDial(t, w.addr, "specialKey=watcher", nil)
 	var wg sync.WaitGroup
 	for i := 0; i < 120; i++ {
 		wg.Add(1)
@@ -549,7 +496,7 @@ func TestTLSChurnLeavesNothing(t *testing.T) {
 			defer wg.Done()
 			switch i % 6 {
 			case 0: // clean close
-				c, err := tryWSS(w.addr, fmt.Sprintf("specialKey=k%d", i), nil)
+				c, err := wstest.TryWSSDial(w.addr, fmt.Sprintf("specialKey=k%d", i), nil)
 				if err == nil {
 					c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(1000, ""), time.Now().Add(time.Second))
 					c.SetReadDeadline(time.Now().Add(2 * time.Second))
@@ -561,13 +508,13 @@ func TestTLSChurnLeavesNothing(t *testing.T) {
 					c.Close()
 				}
 			case 1: // vanish after a message (FIN, no close frame)
-				c, err := tryWSS(w.addr, fmt.Sprintf("specialKey=k%d", i), nil)
+				c, err := wstest.TryWSSDial(w.addr, fmt.Sprintf("specialKey=k%d", i), nil)
 				if err == nil {
 					c.WriteMessage(websocket.TextMessage, []byte("bye"))
 					c.Close()
 				}
 			case 2: // RST after the upgrade
-				c, err := tryWSS(w.addr, fmt.Sprintf("specialKey=k%d", i), nil)
+				c, err := wstest.TryWSSDial(w.addr, fmt.Sprintf("specialKey=k%d", i), nil)
 				if err == nil {
 					tc := c.UnderlyingConn().(*tls.Conn).NetConn().(*net.TCPConn)
 					tc.SetLinger(0)
@@ -600,7 +547,7 @@ func TestTLSChurnLeavesNothing(t *testing.T) {
 	wg.Wait()
 	watcher.WriteMessage(websocket.TextMessage, []byte("still here"))
 	for {
-		got, _ := readSeed(t, watcher, "watcher")
+		got, _ := wstest.SeedRead(t, watcher)
 		if got == "still here" {
 			break
 		}

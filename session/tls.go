@@ -5,7 +5,6 @@ import (
 	"io"
 	"sync"
 
-	"github.com/wsd-chat/wsd/codec"
 	"github.com/wsd-chat/wsd/poller"
 	"github.com/wsd-chat/wsd/tlswire"
 )
@@ -125,14 +124,7 @@ func (c *Conn) deliverTLSLocked(items []outItem) bool {
 			c.enqueueLocked(it)
 		}
 	}
-	if c.queued.Load() > int64(c.hub.cfg.MaxQueue) {
-		c.overflowLocked(codec.ErrSlowConsumer)
-		return false
-	}
-	if c.hub.out.over() {
-		c.hub.squeeze()
-	}
-	return true
+	return c.queueLimitsLocked()
 }
 
 // flushTLSLocked is flushLocked for a TLS Conn: records the read side or
@@ -161,15 +153,10 @@ func (c *Conn) flushTLSLocked() {
 				continue // nothing to send came of it
 			}
 		}
-		n, err := c.write(c.outq[:1])
-		if err != nil {
-			c.writeFailedLocked()
+		// Only the ciphertext head: what is behind it is plaintext.
+		if !c.writeQueuedLocked(c.outq[:1]) {
 			return
 		}
-		if n == 0 {
-			return
-		}
-		c.consumeLocked(n)
 	}
 	c.queueDrainedLocked()
 }
@@ -219,11 +206,7 @@ func (c *Conn) sealHeadLocked() error {
 
 // pushHeadLocked queues ciphertext ct first; the queue owns it from now on.
 func (c *Conn) pushHeadLocked(ct *ownFrame) {
-	c.enqueueLocked(outItem{b: ct.b, own: ct})
-	last := len(c.outq) - 1
-	head := c.outq[last]
-	copy(c.outq[1:], c.outq[:last])
-	c.outq[0] = head
+	c.enqueueFrontLocked(outItem{b: ct.b, own: ct})
 	c.headStarted = true
 }
 

@@ -140,6 +140,13 @@ func (c *Conn) deliver(items []outItem) bool {
 	for _, it := range items {
 		c.enqueueLocked(it)
 	}
+	return c.queueLimitsLocked()
+}
+
+// queueLimitsLocked enforces -max-queue and the outbound memory budget
+// after deliver queued frames; false when c overflowed (it is closing as a
+// slow consumer).
+func (c *Conn) queueLimitsLocked() bool {
 	if c.queued.Load() > int64(c.hub.cfg.MaxQueue) {
 		c.overflowLocked(codec.ErrSlowConsumer)
 		return false
@@ -187,17 +194,28 @@ func (c *Conn) flushLocked() {
 		if len(c.outq) == 0 {
 			break
 		}
-		n, err := c.write(c.outq)
-		if err != nil {
-			c.writeFailedLocked()
+		if !c.writeQueuedLocked(c.outq) {
 			return
 		}
-		if n == 0 {
-			return
-		}
-		c.consumeLocked(n)
 	}
 	c.queueDrainedLocked()
+}
+
+// writeQueuedLocked writes what the socket takes of items, the front of
+// the queue, in one syscall and drops it from the queue. It reports whether
+// to go on: false when the socket is full or the write failed (c is then
+// failed).
+func (c *Conn) writeQueuedLocked(items []outItem) bool {
+	n, err := c.write(items)
+	if err != nil {
+		c.writeFailedLocked()
+		return false
+	}
+	if n == 0 {
+		return false
+	}
+	c.consumeLocked(n)
+	return true
 }
 
 // queuePongLocked puts the waiting pong at the head of the queue: control
@@ -206,9 +224,14 @@ func (c *Conn) flushLocked() {
 func (c *Conn) queuePongLocked() {
 	f := c.pong
 	c.pong = nil
-	c.enqueueLocked(outItem{b: f.b, own: f})
+	c.enqueueFrontLocked(outItem{b: f.b, own: f})
+}
+
+// enqueueFrontLocked queues it ahead of everything queued.
+func (c *Conn) enqueueFrontLocked(it outItem) {
+	c.enqueueLocked(it)
 	last := len(c.outq) - 1
-	it := c.outq[last]
+	it = c.outq[last]
 	copy(c.outq[1:], c.outq[:last])
 	c.outq[0] = it
 }

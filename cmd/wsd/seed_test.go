@@ -21,7 +21,14 @@ func TestSeedClientsChat(t *testing.T) {
 	p := wstest.StartBinary(t)
 	plain := wstest.SeedDial(t, p.Addr, "specialKey=alice")
 	zipped := wstest.SeedDial(t, p.Addr, "specialKey=bob&support_gzip=1")
+	checkSeedChat(t, plain, zipped)
+}
 
+// checkSeedChat: what a plain seed client and a gzip one send reaches both,
+// as text for the plain one and as gzip'd binary for the other, and gzip'd
+// text sent as binary reaches the plain one as text.
+func checkSeedChat(t *testing.T, plain, zipped *websocket.Conn) {
+	t.Helper()
 	for i, sender := range []*websocket.Conn{plain, zipped} {
 		text := fmt.Sprintf("hello %d 你好", i)
 		if err := sender.WriteMessage(websocket.TextMessage, []byte(text)); err != nil {
@@ -101,6 +108,13 @@ func TestSIGTERMDrainsAndExits(t *testing.T) {
 	p := wstest.StartBinary(t, "-shutdown-timeout", "5s")
 	a := wstest.SeedDial(t, p.Addr, "specialKey=a")
 	b := wstest.SeedDial(t, p.Addr, "specialKey=b&support_gzip=1")
+	checkSIGTERMDrain(t, p, a, b)
+}
+
+// checkSIGTERMDrain: a sends 200 messages and SIGTERM follows; b still
+// receives every one, both are then closed with 1001, and wsd exits 0.
+func checkSIGTERMDrain(t *testing.T, p *wstest.Process, a, b *websocket.Conn) {
+	t.Helper()
 	const n = 200
 	for i := 0; i < n; i++ {
 		if err := a.WriteMessage(websocket.TextMessage, []byte(fmt.Sprintf("m%d", i))); err != nil {

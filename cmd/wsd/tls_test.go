@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"crypto/tls"
 	"errors"
-	"fmt"
-	"net/url"
 	"os"
 	"strings"
 	"syscall"
@@ -28,25 +26,6 @@ func startWSS(t *testing.T, args ...string) (p *wstest.Process, certFile, keyFil
 	return p, certFile, keyFile, dir
 }
 
-func wssDial(t *testing.T, addr, query string, tc *tls.Config) *websocket.Conn {
-	t.Helper()
-	c, err := tryWSS(addr, query, tc)
-	if err != nil {
-		t.Fatalf("dial wss://%s/?%s: %v", addr, query, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
-func tryWSS(addr, query string, tc *tls.Config) (*websocket.Conn, error) {
-	if tc == nil {
-		tc = wstest.InsecureTLS()
-	}
-	d := websocket.Dialer{TLSClientConfig: tc, HandshakeTimeout: 5 * time.Second}
-	c, _, err := d.Dial((&url.URL{Scheme: "wss", Host: addr, Path: "/", RawQuery: query}).String(), nil)
-	return c, err
-}
-
 // servedCN dials and reports the common name of the certificate presented.
 func servedCN(t *testing.T, addr string) string {
 	t.Helper()
@@ -61,29 +40,12 @@ func servedCN(t *testing.T, addr string) string {
 func TestWSSSeedContract(t *testing.T) {
 	p, certFile, _, _ := startWSS(t)
 	tc := wstest.ClientTLS(t, certFile)
-	plain := wssDial(t, p.Addr, "specialKey=alice", tc)
-	zipped := wssDial(t, p.Addr, "specialKey=bob&support_gzip=1", tc)
-	for i, sender := range []*websocket.Conn{plain, zipped} {
-		text := fmt.Sprintf("hello %d 你好", i)
-		if err := sender.WriteMessage(websocket.TextMessage, []byte(text)); err != nil {
-			t.Fatal(err)
-		}
-		if got, mt := wstest.SeedRead(t, plain); got != text || mt != websocket.TextMessage {
-			t.Errorf("plain client got %q (type %d), want text %q", got, mt, text)
-		}
-		if got, mt := wstest.SeedRead(t, zipped); got != text || mt != websocket.BinaryMessage {
-			t.Errorf("gzip client got %q (type %d), want gzip'd binary of %q", got, mt, text)
-		}
-	}
-	if err := zipped.WriteMessage(websocket.BinaryMessage, wstest.Gzip("compressed hello")); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := wstest.SeedRead(t, plain); got != "compressed hello" {
-		t.Errorf("plain client got %q for a gzip'd message", got)
-	}
+	plain := wstest.WSSDial(t, p.Addr, "specialKey=alice", tc)
+	zipped := wstest.WSSDial(t, p.Addr, "specialKey=bob&support_gzip=1", tc)
+	checkSeedChat(t, plain, zipped)
 
 	// Same key: the first connection is replaced with 4001.
-	second := wssDial(t, p.Addr, "specialKey=alice", tc)
+	second := wstest.WSSDial(t, p.Addr, "specialKey=alice", tc)
 	plain.SetReadDeadline(time.Now().Add(5 * time.Second))
 	var ce *websocket.CloseError
 	for {
@@ -115,10 +77,10 @@ func TestWSSSeedContract(t *testing.T) {
 func TestWSSRoomsAndPublish(t *testing.T) {
 	const token = "admin-secret"
 	p, _, _, _ := startWSS(t, "-admin-token", token)
-	a1 := wssDial(t, p.Addr, "specialKey=a1&room=a", nil)
-	a2 := wssDial(t, p.Addr, "specialKey=a2&room=a&support_gzip=1", nil)
-	b1 := wssDial(t, p.Addr, "specialKey=b1&room=b", nil)
-	g1 := wssDial(t, p.Addr, "specialKey=g1", nil)
+	a1 := wstest.WSSDial(t, p.Addr, "specialKey=a1&room=a", nil)
+	a2 := wstest.WSSDial(t, p.Addr, "specialKey=a2&room=a&support_gzip=1", nil)
+	b1 := wstest.WSSDial(t, p.Addr, "specialKey=b1&room=b", nil)
+	g1 := wstest.WSSDial(t, p.Addr, "specialKey=g1", nil)
 
 	a1.WriteMessage(websocket.TextMessage, []byte("in a"))
 	for _, c := range []*websocket.Conn{a1, a2} {
@@ -156,7 +118,7 @@ func TestWSSRoomsAndPublish(t *testing.T) {
 
 func TestWSSReloadOnSIGHUP(t *testing.T) {
 	p, certFile, keyFile, dir := startWSS(t)
-	old := wssDial(t, p.Addr, "specialKey=old", nil)
+	old := wstest.WSSDial(t, p.Addr, "specialKey=old", nil)
 	if cn := servedCN(t, p.Addr); cn != "first" {
 		t.Fatalf("serving %q", cn)
 	}
@@ -188,43 +150,14 @@ func TestWSSReloadOnSIGHUP(t *testing.T) {
 	if cn := servedCN(t, p.Addr); cn != "second" {
 		t.Fatalf("after a failed reload serving %q", cn)
 	}
-	wssDial(t, p.Addr, "specialKey=new", nil)
+	wstest.WSSDial(t, p.Addr, "specialKey=new", nil)
 }
 
 func TestWSSDrainOnSIGTERM(t *testing.T) {
 	p, _, _, _ := startWSS(t, "-shutdown-timeout", "5s")
-	a := wssDial(t, p.Addr, "specialKey=a", nil)
-	b := wssDial(t, p.Addr, "specialKey=b&support_gzip=1", nil)
-	const n = 200
-	for i := 0; i < n; i++ {
-		if err := a.WriteMessage(websocket.TextMessage, []byte(fmt.Sprintf("m%d", i))); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i := 0; i < n; i++ {
-		if got, _ := wstest.SeedRead(t, a); got != fmt.Sprintf("m%d", i) {
-			t.Fatalf("a got %q, want m%d", got, i)
-		}
-	}
-	if err := p.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < n; i++ {
-		if got, _ := wstest.SeedRead(t, b); got != fmt.Sprintf("m%d", i) {
-			t.Fatalf("b got %q, want m%d", got, i)
-		}
-	}
-	for _, c := range []*websocket.Conn{a, b} {
-		c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		_, _, err := c.ReadMessage()
-		var ce *websocket.CloseError
-		if !errors.As(err, &ce) || ce.Code != websocket.CloseGoingAway {
-			t.Errorf("after SIGTERM: %v, want close 1001", err)
-		}
-	}
-	if code := p.Wait(10 * time.Second); code != 0 {
-		t.Fatalf("wsd exit code %d, want 0\n%s", code, p.Log())
-	}
+	a := wstest.WSSDial(t, p.Addr, "specialKey=a", nil)
+	b := wstest.WSSDial(t, p.Addr, "specialKey=b&support_gzip=1", nil)
+	checkSIGTERMDrain(t, p, a, b)
 }
 
 func TestWSSBadCertificateFailsAtStart(t *testing.T) {

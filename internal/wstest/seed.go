@@ -1,6 +1,9 @@
 package wstest
 
 import (
+	"crypto/tls"
+	"fmt"
+	"net/url"
 	"testing"
 	"time"
 
@@ -39,4 +42,36 @@ func SeedRead(t testing.TB, c *websocket.Conn) (string, int) {
 		return text, mt
 	}
 	return string(p), mt
+}
+
+// WSSDial is SeedDial over wss:// with the client TLS configuration tc
+// (nil: InsecureTLS).
+func WSSDial(t testing.TB, addr, query string, tc *tls.Config) *websocket.Conn {
+	t.Helper()
+	c, err := TryWSSDial(addr, query, tc)
+	if err != nil {
+		t.Fatalf("dial wss://%s/?%s: %v", addr, query, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// TryWSSDial connects a gorilla client to wss://addr/?query with tc (nil:
+// InsecureTLS) within DefaultTimeout. A refused upgrade's error says the
+// HTTP status (0 when there was no response).
+func TryWSSDial(addr, query string, tc *tls.Config) (*websocket.Conn, error) {
+	if tc == nil {
+		tc = InsecureTLS()
+	}
+	d := websocket.Dialer{TLSClientConfig: tc, HandshakeTimeout: DefaultTimeout}
+	u := url.URL{Scheme: "wss", Host: addr, Path: "/", RawQuery: query}
+	c, resp, err := d.Dial(u.String(), nil)
+	if err != nil {
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+		}
+		return nil, fmt.Errorf("%w (status %d)", err, status)
+	}
+	return c, nil
 }

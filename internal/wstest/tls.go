@@ -1,19 +1,13 @@
 package wstest
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/wsd-chat/wsd/internal/selfsigned"
 )
 
 // CertFiles writes a self-signed ECDSA P-256 certificate for 127.0.0.1 and
@@ -22,16 +16,8 @@ import (
 // a test can tell certificates apart after a reload.
 func CertFiles(t testing.TB, dir, name string, notBefore, notAfter time.Time) (certFile, keyFile string) {
 	t.Helper()
-	certPEM, keyPEM, err := SelfSigned(name, notBefore, notAfter)
+	certFile, keyFile, err := selfsigned.WriteFiles(dir, name, notBefore, notAfter)
 	if err != nil {
-		t.Fatal(err)
-	}
-	certFile = filepath.Join(dir, name+".crt")
-	keyFile = filepath.Join(dir, name+".key")
-	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return certFile, keyFile
@@ -40,39 +26,6 @@ func CertFiles(t testing.TB, dir, name string, notBefore, notAfter time.Time) (c
 // ValidCertFiles is CertFiles valid from an hour ago for a day.
 func ValidCertFiles(t testing.TB, dir, name string) (certFile, keyFile string) {
 	return CertFiles(t, dir, name, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
-}
-
-// SelfSigned returns a self-signed certificate and its key, PEM-encoded.
-func SelfSigned(name string, notBefore, notAfter time.Time) (certPEM, keyPEM []byte, err error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
-	if err != nil {
-		return nil, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    notBefore,
-		NotAfter:     notAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, nil, err
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
-	return certPEM, keyPEM, nil
 }
 
 // ClientTLS is a client configuration that trusts only the certificate in
