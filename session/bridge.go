@@ -130,12 +130,7 @@ func (h *Hub) deliverLocal(room string, text, gz []byte, forward bool) (n int, s
 	if h.cfg.OnFanout != nil {
 		m.at = time.Now()
 	}
-	for _, s := range h.table.shards {
-		if k := s.roomSize(room); k > 0 {
-			n += k
-			s.fan.add(outboxEntry{msg: m})
-		}
-	}
+	n = h.fanOut(room, m)
 	if forward {
 		if b := h.bridge(); b != nil {
 			sent = b.Forward(room, Broadcast{m})

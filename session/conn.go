@@ -70,6 +70,8 @@ type Conn struct {
 	outq        []outItem    // nil when empty: an idle connection holds no buffer
 	queued      atomic.Int64 // what outq is charged against MaxQueue; read without wmu by the sweeper
 	pong        *ownFrame    // the pong for the latest ping, not yet queued
+	pendQueued  int64        // Hub-wide counters' changes not yet published (bookLocked)
+	pendHeld    int64
 	progressAt  atomic.Int64 // unix nanos when the queue last drained some or became non-empty
 	headStarted bool         // outq[0] is partly written and must be finished
 	wclosed     bool         // a close frame or error response is queued: nothing more
@@ -470,6 +472,7 @@ func (c *Conn) overflowLocked(err *codec.CloseError) {
 	c.hub.log.Info("slow consumer closed", "key", c.key, "reason", err.Reason)
 	c.closeReq.CompareAndSwap(nil, err)
 	c.queueCloseLocked(err)
+	c.publishLocked()
 	c.Notify(readyEvent)
 }
 

@@ -52,9 +52,9 @@ func (f *fanout) add(e outboxEntry) {
 	if e.msg != nil {
 		e.msg.retainBuilder()
 	}
-	// A backlog costs its entries while it lasts (a large slice is not
-	// kept after its run; what is kept is in WorstCase's fan-out term).
-	f.shard.hub.out.add(outboxCost)
+	// The caller charges the entry to the outbound budget: a backlog costs
+	// its entries while it lasts (a large slice is not kept after its run;
+	// what is kept is in WorstCase's fan-out term).
 	f.mu.Lock()
 	f.outbox = append(f.outbox, e)
 	run := !f.scheduled

@@ -273,16 +273,29 @@ func (h *Hub) broadcast(room string, text []byte) int {
 	if h.cfg.OnFanout != nil {
 		m.at = time.Now()
 	}
-	n := 0
-	for _, s := range h.table.shards {
-		if k := s.roomSize(room); k > 0 {
-			n += k
-			s.fan.add(outboxEntry{msg: m})
-		}
-	}
+	n := h.fanOut(room, m)
 	h.forward(room, m) // cluster: bridge.go
 	m.doneBuilding()
 	h.stats.Broadcasts.Add(1)
+	return n
+}
+
+// fanOut queues m on every shard with members in room and returns how
+// many members that is. The outbox entries are charged to the outbound
+// budget together: one add to the shared counter per broadcast, not one
+// per shard.
+func (h *Hub) fanOut(room string, m *message) int {
+	n, entries := 0, int64(0)
+	for _, s := range h.table.shards {
+		if k := s.roomSize(room); k > 0 {
+			n += k
+			entries++
+			s.fan.add(outboxEntry{msg: m})
+		}
+	}
+	if entries > 0 {
+		h.out.add(entries * outboxCost)
+	}
 	return n
 }
 
@@ -294,6 +307,7 @@ func (h *Hub) closeAfterFanout(c *Conn, err *codec.CloseError) {
 		return
 	}
 	h.table.shardOf(c.key).fan.add(outboxEntry{close: c, closeErr: err})
+	h.out.add(outboxCost)
 }
 
 // Publish sends text to every member of room ("" is the global room) and

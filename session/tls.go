@@ -132,6 +132,7 @@ func (c *Conn) deliverTLSLocked(items []outItem) bool {
 // them) are sealed a batch at a time and written, until the queue is empty
 // or the socket is full.
 func (c *Conn) flushTLSLocked() {
+	defer c.publishLocked()
 	if c.fdClosed {
 		c.tls.TakeOutput(nil) // nobody will send them
 		return
@@ -179,10 +180,7 @@ func (c *Conn) takeTLSOutputLocked() {
 	rest, before := len(head.b), len(f.b)
 	f.b = c.tls.TakeOutput(f.b)
 	head.b = f.b[before-rest:]
-	d := head.charge() - charge
-	c.queued.Add(d)
-	c.hub.stats.QueuedBytes.Add(d)
-	c.hub.out.add(head.held() - held)
+	c.bookLocked(head.charge()-charge, head.held()-held)
 }
 
 // sealHeadLocked replaces the plaintext frames at the front of the queue

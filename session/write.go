@@ -63,9 +63,7 @@ var pingFrame = codec.AppendFrame(nil, codec.OpPing, nil)
 
 // releaseLocked takes a queued item off c's books and gives up its bytes.
 func (c *Conn) releaseLocked(it *outItem) {
-	c.queued.Add(-it.charge())
-	c.hub.stats.QueuedBytes.Add(-it.charge())
-	c.hub.out.add(-it.held())
+	c.bookLocked(-it.charge(), -it.held())
 	switch {
 	case it.msg != nil:
 		it.msg.releaseQueued(int(it.v))
@@ -99,6 +97,7 @@ func (c *Conn) send(f *ownFrame) bool {
 func (c *Conn) deliver(items []outItem) bool {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	defer c.publishLocked()
 	if c.wclosed {
 		discardOwn(items)
 		return false
@@ -147,6 +146,7 @@ func (c *Conn) deliver(items []outItem) bool {
 // after deliver queued frames; false when c overflowed (it is closing as a
 // slow consumer).
 func (c *Conn) queueLimitsLocked() bool {
+	c.publishLocked()
 	if c.queued.Load() > int64(c.hub.cfg.MaxQueue) {
 		c.overflowLocked(codec.ErrSlowConsumer)
 		return false
@@ -175,14 +175,36 @@ func (c *Conn) enqueueLocked(it outItem) {
 		it.msg.retainQueued(int(it.v))
 	}
 	c.outq = append(c.outq, it)
-	c.queued.Add(it.charge())
-	c.hub.stats.QueuedBytes.Add(it.charge())
-	c.hub.out.add(it.held())
+	c.bookLocked(it.charge(), it.held())
+}
+
+// bookLocked records a change to what c's queue holds: its own charge at
+// once (the MaxQueue check reads it), the Hub-wide counters — shared by
+// every worker, so contended — summed here and published once per locked
+// section by publishLocked rather than once per frame.
+func (c *Conn) bookLocked(charge, held int64) {
+	c.queued.Add(charge)
+	c.pendQueued += charge
+	c.pendHeld += held
+}
+
+// publishLocked adds what bookLocked summed to the Hub-wide counters. Every
+// locked section that queues or drops frames ends with it.
+func (c *Conn) publishLocked() {
+	if c.pendQueued != 0 {
+		c.hub.stats.QueuedBytes.Add(c.pendQueued)
+		c.pendQueued = 0
+	}
+	if c.pendHeld != 0 {
+		c.hub.out.add(c.pendHeld)
+		c.pendHeld = 0
+	}
 }
 
 // flushLocked writes queued frames until the queue is empty or the socket
 // is full. Called on EPOLLOUT and after queueing a close.
 func (c *Conn) flushLocked() {
+	defer c.publishLocked()
 	if c.tls != nil {
 		c.flushTLSLocked()
 		return
@@ -246,8 +268,7 @@ func (c *Conn) consumeLocked(n int) {
 		it := &c.outq[i]
 		if n < len(it.b) {
 			it.b = it.b[n:]
-			c.queued.Add(int64(-n))
-			c.hub.stats.QueuedBytes.Add(int64(-n))
+			c.bookLocked(int64(-n), 0)
 			c.headStarted = true
 			break
 		}
@@ -292,6 +313,7 @@ func (c *Conn) dropQueueLocked() {
 		c.outq = nil
 	}
 	c.headStarted = false
+	c.publishLocked()
 }
 
 // writeFailedLocked handles EPIPE, ECONNRESET and the like: nothing more can
