@@ -141,13 +141,13 @@ func (o *options) flagSet(name string, src *string) (*flag.FlagSet, error) {
 	held := func() { // scenarios that dial -n connections and hold them
 		fs.IntVar(&o.n, "n", o.n, "connections")
 		fs.DurationVar(&o.timeout, "timeout", o.timeout, "bound on each waiting phase (dialing all, deliveries, checks)")
+		fs.BoolVar(&o.deflate, "deflate", o.deflate, "connections without support_gzip offer permessage-deflate as browsers do (client_max_window_bits); fanout and storm also send compressed messages and check them after inflating")
 	}
 	swarm := func() { // fanout and storm: every connection receives and checks
 		held()
 		fs.IntVar(&o.size, "size", o.size, "message size in bytes")
 		fs.IntVar(&o.readBuf, "read-buf", o.readBuf, "read buffer per receiving connection: bigger means fewer read syscalls per frame")
 		fs.BoolVar(&o.memoGzip, "memo-gzip", o.memoGzip, "gunzip identical gzip frames once per client process (compared byte for byte)")
-		fs.BoolVar(&o.deflate, "deflate", o.deflate, "connections without support_gzip offer permessage-deflate as browsers do (client_max_window_bits), send compressed messages and check them after inflating")
 	}
 	switch name {
 	case "idle":

@@ -70,9 +70,9 @@ func TestParse(t *testing.T) {
 func TestScenarioFlags(t *testing.T) {
 	common := "addr src dialers dial-timeout gzip-frac server-pid metrics json cpuprofile tls"
 	for _, tc := range []struct{ name, own string }{
-		{"idle", "n timeout hold"},
-		{"fanout", "n timeout size read-buf memo-gzip deflate m inflight"},
-		{"storm", "n timeout size read-buf memo-gzip deflate senders inflight duration"},
+		{"idle", "n timeout deflate hold"},
+		{"fanout", "n timeout deflate size read-buf memo-gzip m inflight"},
+		{"storm", "n timeout deflate size read-buf memo-gzip senders inflight duration"},
 		{"connect", "duration rst"},
 		{"hostile", "duration timeout attacks partial-conns partial-size inflate-msgs inflate-size flood-members flood-msgs pingers pings bomb-members bombs honest-p99 max-rss"},
 	} {
