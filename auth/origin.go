@@ -107,7 +107,17 @@ var ErrPublicSuffixWildcard = errors.New("wildcard over a public suffix")
 // localhost, internal, test, corp and the like are not delegated on the
 // internet, so only the operator's own network names hosts under them, and
 // http://*.localhost:* is a reasonable development setting.
+//
+// A wildcard rule (*.np, *.sch.uk, *.kobe.jp) makes every child of its
+// domain a public suffix, so a pattern over that domain admits sites
+// registered under any of them: that counts too.
 func publicSuffix(domain string) bool {
+	return isPublicSuffix(domain) || isPublicSuffix("x."+domain)
+}
+
+// isPublicSuffix reports whether domain is itself on the list (not only
+// under the implicit rule).
+func isPublicSuffix(domain string) bool {
 	ps, icann := publicsuffix.PublicSuffix(domain)
 	if ps != domain {
 		return false

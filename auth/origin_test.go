@@ -136,6 +136,13 @@ func TestOriginPublicSuffixWildcard(t *testing.T) {
 		{"https://*.foo.ck", true, "foo.ck"},         // "*.ck": every x.ck is a suffix
 		{"https://*.xn--fiqs8s", true, "xn--fiqs8s"}, // .中国, as punycode
 		{"https://*.home.arpa", true, "home.arpa"},
+		// Wildcard rules: every child of these is a public suffix.
+		{"https://*.np", true, "np"},
+		{"https://*.sch.uk", true, "sch.uk"},
+		{"https://*.nom.br", true, "nom.br"},
+		{"https://*.kobe.jp", true, "kobe.jp"},
+		{"https://*.ck", true, "ck"},
+		{"https://*.compute.amazonaws.com", true, "compute.amazonaws.com"},
 
 		{"https://*.example.com", false, ""},
 		{"https://*.example.co.uk", false, ""},
