@@ -192,7 +192,8 @@ GET  /debug/pprof/      Go profiling (bearer token when set)
 `
 
 // DefaultSecretFlags are the flags whose values /debug/pprof/cmdline hides.
-var DefaultSecretFlags = []string{"admin-token", "jwt-secret"}
+// A NATS URL may carry a user's password or a token.
+var DefaultSecretFlags = []string{"admin-token", "jwt-secret", "nats-token", "nats-password", "nats-url"}
 
 // RedactArgs returns args with the value of every flag named in secret
 // replaced by REDACTED, in each spelling the flag package accepts:

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"strconv"
 	"sync"
@@ -260,7 +261,12 @@ func (b *Bridge) Start(hub *session.Hub) error {
 	opts = append(opts, b.cfg.Options...)
 	nc, err := nats.Connect(b.cfg.URL, opts...)
 	if err != nil {
-		// Never echo the URL: it may hold credentials.
+		// Never echo the URL: it may hold credentials, and a URL that
+		// does not parse comes back inside a *url.Error.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = fmt.Errorf("-nats-url does not parse: %w", ue.Err)
+		}
 		return fmt.Errorf("cluster: nats: %w", err)
 	}
 	b.nc = nc

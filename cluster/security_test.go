@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -90,5 +91,22 @@ func TestMaxPayload(t *testing.T) {
 	}
 	if g := b.hub().Stats().GzipEncodings.Load(); g != 1 {
 		t.Errorf("box b built %d gzip frames, want 1 (the frame did not travel)", g)
+	}
+}
+
+// A NATS URL that does not parse must not come back in the error (and so
+// in wsd's log) with the password inside it.
+func TestConnectErrorHidesCredentials(t *testing.T) {
+	for _, u := range []string{"nats://alice:s3cr%et@127.0.0.1:4222", "nats://tok en@127.0.0.1:4222"} {
+		b, err := cluster.New(cluster.Config{URL: u})
+		if err == nil {
+			err = b.Start(nil)
+		}
+		if err == nil {
+			t.Fatalf("%q: no error", u)
+		}
+		if strings.Contains(err.Error(), "s3cr") || strings.Contains(err.Error(), "tok en") {
+			t.Errorf("%q: error shows the credentials: %v", u, err)
+		}
 	}
 }

@@ -66,7 +66,11 @@ func newBridge(o *options, log *slog.Logger) (*cluster.Bridge, error) {
 func redactURLs(list string) string {
 	parts := strings.Split(list, ",")
 	for i, p := range parts {
-		u, err := url.Parse(strings.TrimSpace(p))
+		p = strings.TrimSpace(p)
+		if !strings.Contains(p, "://") {
+			p = "nats://" + p // as nats.go reads "token@host:4222"
+		}
+		u, err := url.Parse(p)
 		if err != nil {
 			parts[i] = "(unparsable)"
 			continue
