@@ -117,8 +117,18 @@ func (b *Bridge) sendKey(kind Kind, key string, stamp uint64) {
 	b.stats.ClaimsSent.Add(1)
 }
 
+// maxStampLead bounds how far ahead of this box's clock a stamp from the
+// bus may be. Legitimate clocks move by one per claim, so no box is ever
+// billions of claims ahead; a stamp that is would drag every clock to the
+// end of its range (and, at 2^64, wrap it), breaking the order for good.
+const maxStampLead = 1 << 32
+
 // keyMessage applies a claim, hold or announce from another box.
 func (b *Bridge) keyMessage(m *Message) {
+	if m.Stamp > b.clock+maxStampLead {
+		b.stats.drop(DropInvalid)
+		return
+	}
 	b.clock = max(b.clock, m.Stamp)
 	st := b.keys[m.Target]
 	if st == nil || st.yielded {

@@ -505,3 +505,28 @@ func TestSlowConsumerCounted(t *testing.T) {
 	}
 	t.Logf("received %d, dropped as slow consumer %d in %d episode(s)", st.Received.Load(), st.Dropped(cluster.DropSlowConsumer), st.SlowConsumer.Load())
 }
+
+// A claim stamped at the end of the clock's range, injected on the bus,
+// is dropped: it would drag every box's clock there (and wrap it), so that
+// no later claim could ever win again. Kicks across boxes keep working.
+func TestForgedStampDropped(t *testing.T) {
+	ns, boxes := startCluster(t, 2)
+	holder := wstest.Dial(t, boxes[0].addr(), "specialKey=victim")
+	syncAll(t, boxes)
+	nc := rawNATS(t, ns.ClientURL())
+	forged := cluster.Message{Kind: cluster.KindClaim, BoxID: "evil", Target: "victim", Stamp: 1<<64 - 1}
+	if err := nc.Publish("wsd.key."+cluster.KeyToken("victim"), forged.Append(nil)); err != nil {
+		t.Fatal(err)
+	}
+	nc.Flush()
+	wstest.Eventually(t, 5*time.Second, "forged claim dropped", func() bool {
+		return boxes[0].br.Stats().Dropped(cluster.DropInvalid) == 1
+	})
+	expectSilence(t, holder, 100*time.Millisecond) // not kicked by the forgery
+	newer := wstest.Dial(t, boxes[1].addr(), "specialKey=victim")
+	if code := holder.ExpectClose(t, 5*time.Second); code != 4001 {
+		t.Fatalf("holder closed with %d, want 4001 for the newer connection", code)
+	}
+	newer.WriteText("mine now")
+	expectText(t, newer, "mine now", false)
+}
