@@ -132,7 +132,7 @@ func NewHandler(src Source, opts Options) http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = io.WriteString(w, index)
 	})
-	return mux
+	return browserGuard(mux, token)
 }
 
 // Snapshot is the JSON answer of GET /stats.
