@@ -254,6 +254,25 @@ func TestTLSPartialRecord(t *testing.T) {
 	}
 }
 
+// A partial TLS record is a partial message: crypto/tls holds it where no
+// budget sees it, so -message-timeout ends a client that stops mid-record,
+// long before its idle timeout would.
+func TestTLSPartialRecordMessageTimeout(t *testing.T) {
+	w := startTLS(t, session.Config{IdleTimeout: time.Minute, PingInterval: 30 * time.Second, MessageTimeout: 500 * time.Millisecond})
+	stuck := dialRawWSS(t, w.addr, "specialKey=stuck")
+	stuck.raw.hold = true
+	stuck.tc.Write(wstest.RawFrame(0x81, true, []byte("never finished")))
+	stuck.raw.Conn.Write(stuck.raw.held[:10])
+	t0 := time.Now()
+	stuck.raw.Conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.Copy(io.Discard, stuck.raw.Conn); err != nil {
+		t.Fatalf("stuck client: %v, want EOF after the message timeout", err)
+	}
+	if d := time.Since(t0); d > 5*time.Second || w.stats.MessageTimeouts.Load() != 1 {
+		t.Fatalf("stuck client dropped after %v, %d message timeouts", d, w.stats.MessageTimeouts.Load())
+	}
+}
+
 // Slowloris on the TLS handshake: clients trickling their ClientHello hold
 // no goroutine, clients stalling after it hold a parked one but no CPU
 // slot, a normal client connects at once meanwhile, and all of them are

@@ -65,9 +65,9 @@ const fanoutFixed = 2*maxSpareOutbox*outboxCost +
 	maxFanoutChunk*int64(unsafe.Sizeof(&message{})+1+unsafe.Sizeof(outItem{}))
 
 // tlsConnCost bounds what crypto/tls holds per wss connection: about 7 KB
-// of state measured idle (README, wss) and at most one partial record of
-// 16 KiB plus its header.
-const tlsConnCost = 7<<10 + 16<<10 + 512
+// of state measured idle (README, wss) and at most maxTLSPending bytes of
+// input that has not come out as plaintext yet (see tls.go).
+const tlsConnCost = 7<<10 + maxTLSPending
 
 // IdleConnCost is what one open, idle connection costs wsd itself,
 // measured with the bench client's idle scenario (README); the kernel's

@@ -54,7 +54,8 @@ type Conn struct {
 	kill     atomic.Bool // close the fd now (deadline passed, write failed)
 	paused   atomic.Bool // input waits for the outbound budget (see pauseReader)
 
-	tls *tlswire.Conn // wss only (see tls.go); set at accept
+	tls        *tlswire.Conn // wss only (see tls.go); set at accept
+	tlsPending int           // ciphertext fed since plaintext last came out (OnReady only)
 
 	// OnReady only.
 	stream     codec.Stream
@@ -407,7 +408,7 @@ func (c *Conn) requestClose(err *codec.CloseError) {
 // trackMessageStart notes when the peer started a message or frame it has
 // not finished, for the sweeper's MessageTimeout.
 func (c *Conn) trackMessageStart() {
-	switch partial := c.stream.Partial() && !c.broken; {
+	switch partial := (c.stream.Partial() || c.tlsPending > 0) && !c.broken; {
 	case partial && c.msgStart.Load() == 0:
 		c.msgStart.Store(time.Now().UnixNano())
 	case !partial && c.msgStart.Load() != 0:

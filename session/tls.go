@@ -28,6 +28,12 @@ import (
 // byte counts (-max-queue, QueuedBytes) count ciphertext for the head and
 // plaintext for the rest.
 
+// maxTLSPending bounds the ciphertext a peer may send without any of it
+// coming out as plaintext: two full records. Application records turn into
+// plaintext as each arrives; what does not (handshake messages after the
+// handshake, such as a key update) is small.
+const maxTLSPending = 2 * (16<<10 + 512)
+
 // sealBudget bounds the plaintext sealed at once from the queue: about what
 // one writev of plaintext frames would take.
 const sealBudget = 64 << 10
@@ -75,11 +81,28 @@ func (c *Conn) tlsInput(p []byte) {
 		return
 	}
 	buf := readBufs.Get().(*[]byte)
+	out := false
 	err := t.Decrypt(p, *buf, func(plain []byte) bool {
+		out = true
 		c.input(plain)
 		return !c.kill.Load()
 	})
 	readBufs.Put(buf)
+	// crypto/tls buffers a partial record, and a handshake message (up to
+	// 256 KiB) spread over records, where no budget sees it. A peer whose
+	// ciphertext stops turning into plaintext is cut off past
+	// maxTLSPending, and a partial record counts as a partial message for
+	// the sweeper's MessageTimeout.
+	if out {
+		c.tlsPending = 0
+	} else {
+		c.tlsPending += len(p)
+	}
+	if c.tlsPending > maxTLSPending {
+		c.hub.log.Debug("tls input without plaintext; closing", "key", c.key, "bytes", c.tlsPending)
+		c.kill.Store(true)
+	}
+	c.trackMessageStart()
 	if err != nil {
 		if !errors.Is(err, io.EOF) {
 			c.hub.log.Debug("tls record error", "key", c.key, "err", err.Error())
@@ -97,7 +120,15 @@ func (c *Conn) tlsInput(p []byte) {
 // deliverTLSLocked is deliver for a TLS Conn; c.wmu is held and the
 // connection still accepts data.
 func (c *Conn) deliverTLSLocked(items []outItem) bool {
-	if len(c.outq) == 0 {
+	size := 0
+	for _, it := range items {
+		size += len(it.b)
+	}
+	// The fast path seals everything at once, into a buffer this
+	// connection owns: only while that stays within sealBudget, so a
+	// stalled wss member holds at most one such private copy and shares
+	// the rest of a large backlog by reference, like a ws:// member.
+	if len(c.outq) == 0 && size <= sealBudget {
 		ct, err := c.seal(items)
 		discardOwn(items) // sealed: the plaintext is not kept
 		if ct != nil {
@@ -123,6 +154,12 @@ func (c *Conn) deliverTLSLocked(items []outItem) bool {
 		for _, it := range items {
 			c.enqueueLocked(it)
 		}
+		if size > sealBudget && !c.headStarted {
+			c.flushTLSLocked() // seals and writes sealBudget at a time
+		}
+	}
+	if c.werr {
+		return false
 	}
 	return c.queueLimitsLocked()
 }
