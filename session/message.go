@@ -66,9 +66,20 @@ func (h *Hub) newMessage(room string, payload []byte) *message {
 	m.body = m.text[len(m.text)-len(payload):]
 	m.refs.Store(1)
 	m.builders.Store(1)
-	m.textHeld = int64(cap(m.text))
-	h.out.add(messageCost + m.textHeld)
+	// A pooled message brings the buffers of an earlier broadcast: their
+	// capacity is held from now on, built into or not, and charged so.
+	m.textHeld, m.gzHeld, m.dfHeld = int64(cap(m.text)), int64(cap(m.gz)), int64(cap(m.df))
+	h.out.add(messageCost + m.textHeld + m.gzHeld + m.dfHeld)
 	return m
+}
+
+// recharge brings a variant's charge to its buffer's capacity after a
+// build that may have grown it.
+func (m *message) recharge(held *int64, buf []byte) {
+	if d := int64(cap(buf)) - *held; d != 0 {
+		*held += d
+		m.hub.out.add(d)
+	}
 }
 
 // variantFor returns the variant member c receives: gzip for gzip-capable
@@ -96,10 +107,9 @@ func (m *message) deflated() bool {
 		}
 		m.df, m.dfUse = codec.AppendDeflateFrame(m.df[:0], m.body)
 		m.hub.stats.DeflateEncodings.Add(1)
-		if m.dfUse {
-			m.dfHeld = int64(cap(m.df))
-			m.hub.out.add(m.dfHeld)
-		}
+		// Charged whether or not compression paid: the buffer is held
+		// either way (trim drops it once no queue can want it).
+		m.recharge(&m.dfHeld, m.df)
 	})
 	return m.dfUse
 }
@@ -117,8 +127,7 @@ func (m *message) frame(v int) []byte {
 	m.gzOnce.Do(func() {
 		m.gz = codec.AppendGzipFrame(m.gz[:0], m.body)
 		m.hub.stats.GzipEncodings.Add(1)
-		m.gzHeld = int64(cap(m.gz))
-		m.hub.out.add(m.gzHeld)
+		m.recharge(&m.gzHeld, m.gz)
 	})
 	return m.gz
 }
@@ -129,8 +138,7 @@ func (m *message) frame(v int) []byte {
 func (m *message) useGzip(gz []byte) {
 	m.gzOnce.Do(func() {
 		m.gz = append(m.gz[:0], gz...)
-		m.gzHeld = int64(cap(m.gz))
-		m.hub.out.add(m.gzHeld)
+		m.recharge(&m.gzHeld, m.gz)
 	})
 }
 
