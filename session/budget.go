@@ -122,9 +122,15 @@ func (c Config) WorstCase(workers int) MemoryBound {
 // and an inflater (~40 KiB, compress/flate), measured with runtime.MemStats.
 const deflateWorkerCost = 544 << 10
 
-// budget is one global byte budget. Charges are plain atomic adds: the
-// check against the limit is advisory, so concurrent chargers may pass it
-// by about one charge each, which WorstCase's per-worker term covers.
+// budget is one global byte budget. Charges are plain atomic adds and the
+// limit is enforced after the fact, not per charge: the inbound budget per
+// read (overshoot: about one read's growth per worker), the outbound one by
+// pausing input — checked before each read, so what one read already holds
+// (up to a read buffer of messages) is still fanned out — and by shedding,
+// which the sweeper does within one tick of the budget being passed, past
+// hardLimit without waiting for queues to stall. How far the outbound sum
+// can run past its limit is therefore a matter of timing (measured in
+// cmd/wsd's hostile tests), not a hard bound.
 type budget struct {
 	limit int64
 	held  *atomic.Int64 // in Stats, for the metrics
