@@ -188,7 +188,10 @@ func (w *Window) Push(p []byte, bits uint8) {
 		w.p = new([]byte)
 	}
 	b := *w.p
-	size := 1 << bits
+	// zlib up to 1.2.8 compresses with a 512-byte window when asked for
+	// 256 (RFC 7692 section 7.1.2.2 notes the quirk): keep at least that,
+	// a longer dictionary is always harmless.
+	size := 1 << max(bits, 9)
 	if len(p) >= size {
 		b = grow(b, size, size)
 		b = append(b[:0], p[len(p)-size:]...)
