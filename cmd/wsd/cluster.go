@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -87,4 +88,29 @@ func redactURLs(list string) string {
 func clusterStarted(log *slog.Logger, b *cluster.Bridge, o *options) {
 	log.Info("cluster", "box_id", b.BoxID(), "nats", redactURLs(o.cluster.url),
 		"subject_prefix", b.Prefix(), "nats_state", b.State(), "carry_gzip", o.cluster.carryGzip)
+}
+
+// checkCluster builds the cluster configuration as start would, and parses
+// each NATS URL the way nats.go will, without connecting (for -t). Errors
+// never echo a URL: it may hold credentials.
+func checkCluster(o *options) error {
+	if _, err := newBridge(o, slog.New(slog.DiscardHandler)); err != nil {
+		return err
+	}
+	for _, u := range strings.Split(o.cluster.url, ",") {
+		if u = strings.TrimSpace(u); u == "" {
+			continue
+		}
+		if !strings.Contains(u, "://") {
+			u = "nats://" + u
+		}
+		if _, err := url.Parse(u); err != nil {
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err
+			}
+			return fmt.Errorf("-nats-url: a URL does not parse: %v", err)
+		}
+	}
+	return nil
 }

@@ -87,6 +87,14 @@ func run(args []string, stderr io.Writer) int {
 		return 0
 	}
 	if o.check {
+		// What start would open and find wrong, checked here too, so that
+		// a unit's ExecStartPre=wsd -t catches it; nothing is kept open.
+		if err := checkResources(o); err != nil {
+			for _, line := range strings.Split(err.Error(), "\n") {
+				fmt.Fprintln(stderr, "wsd:", line)
+			}
+			return 1
+		}
 		fmt.Fprintf(stderr, "wsd: configuration ok (%s)\n", cmp.Or(o.configFile, "no config file"))
 		return 0
 	}
@@ -308,4 +316,29 @@ func reloadTLS(cert *tlswire.Certificate, log *slog.Logger) error {
 	}
 	logCertificate(log, "tls certificate reloaded", cert)
 	return nil
+}
+
+// checkResources does for -t what start would do with the files and
+// settings the flag checks cannot judge alone: load the TLS pair, build
+// the cluster configuration, open the log file for appending. It connects
+// to nothing and leaves nothing open.
+func checkResources(o *options) error {
+	var errs []error
+	if o.tlsCert != "" {
+		if _, err := tlswire.LoadCertificate(o.tlsCert, o.tlsKey); err != nil {
+			errs = append(errs, fmt.Errorf("-tls-cert/-tls-key: %w", err))
+		}
+	}
+	if err := checkCluster(o); err != nil {
+		errs = append(errs, err)
+	}
+	if o.logFile != "" {
+		f, err := os.OpenFile(o.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("-log-file: %w", err))
+		} else {
+			f.Close()
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -331,10 +331,18 @@ func TestCheckMode(t *testing.T) {
 		{[]string{"-t", "-admin-addr", "0.0.0.0:9090"}, 1, "is not a loopback address"},
 		{[]string{"-t", "-admin-addr", "0.0.0.0:9090", "-admin-insecure"}, 0, "configuration ok"},
 		{[]string{"-t", "-config", "../../deploy/wsd.conf", "-admin-token-file", token}, 0, "configuration ok"},
+		// What start would open is checked too, so ExecStartPre catches it.
+		{[]string{"-t", "-tls-cert", filepath.Join(dir, "none.crt"), "-tls-key", filepath.Join(dir, "none.key")}, 1, "-tls-cert/-tls-key"},
+		{[]string{"-t", "-nats-token", "x"}, 1, "-nats-token needs -nats-url"},
+		{[]string{"-t", "-nats-url", "nats://alice:s3cr%et@127.0.0.1:4222"}, 1, "-nats-url: a URL does not parse"},
+		{[]string{"-t", "-log-file", filepath.Join(dir, "no", "such", "dir", "wsd.log")}, 1, "-log-file"},
 	} {
 		code, out := runBinary(t, nil, tc.args...)
 		if code != tc.code || !strings.Contains(out, tc.out) {
 			t.Errorf("wsd %q: exit %d %q; want %d and %q", tc.args, code, out, tc.code, tc.out)
+		}
+		if strings.Contains(out, "s3cr") {
+			t.Errorf("wsd %q: output shows the NATS password: %q", tc.args, out)
 		}
 	}
 }
