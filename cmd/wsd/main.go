@@ -282,7 +282,7 @@ func drain(st *state, srv *server.Server, logOut *logOutput, s os.Signal, sig ch
 	srv.StopAccepting()
 	st.log.Info("closing connections", "connections", srv.Hub().Stats().Open.Load(), "spread", o.lameDuck)
 	srv.Hub().CloseGradually(hurry, o.lameDuck)
-	ctx, cancelT := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	ctx, cancelT := context.WithTimeout(hurry, o.shutdownTimeout) // a second signal cuts this wait too
 	defer cancelT()
 	return srv.Shutdown(ctx)
 }
