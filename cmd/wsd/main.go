@@ -140,7 +140,15 @@ func run(args []string, stderr io.Writer) int {
 	fanout := admin.NewFanoutHistogram()
 	o.server.Session.OnFanout = admin.FanoutObserver(fanout)
 	if o.demo {
-		o.server.Session.Page = web.New(web.Options{JWT: authz.Algorithm() != ""}).Respond
+		// Both variants are built once; each request gets the one that
+		// matches the JWT rule in force, which a reload may change.
+		plain, withToken := web.New(web.Options{}), web.New(web.Options{JWT: true})
+		o.server.Session.Page = func(head []byte) []byte {
+			if st.auth.cur.Load().Algorithm() != "" {
+				return withToken.Respond(head)
+			}
+			return plain.Respond(head)
+		}
 	}
 	o.server.Logger = log
 	bridge, err := newBridge(o, log) // cluster.go

@@ -681,3 +681,31 @@ func TestJSONLogFormat(t *testing.T) {
 	}
 	t.Fatal("no listening line")
 }
+
+// The chat page follows the JWT rule in force: a reload that turns tokens
+// on shows the page's token field without a restart.
+func TestPageFollowsReloadedJWT(t *testing.T) {
+	dir := t.TempDir()
+	conf := writeFile(t, filepath.Join(dir, "wsd.conf"), "log-level info\n")
+	p := wstest.StartBinary(t, "-config", conf)
+	page := func() string {
+		resp, err := http.Get("http://" + p.Addr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	if !strings.Contains(page(), `data-jwt="0"`) {
+		t.Fatal("the page asks for a token before JWT is on")
+	}
+	writeFile(t, conf, "jwt-secret "+strings.Repeat("k", 32)+"\n")
+	if err := p.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, p, "msg=reloaded")
+	if !strings.Contains(page(), `data-jwt="1"`) {
+		t.Fatal("after the reload turned JWT on, the page still has no token field")
+	}
+}
