@@ -38,6 +38,9 @@ type Config struct {
 	// QueueLimit bounds the publishes waiting for the bridge goroutine;
 	// more are dropped (counted). Default 65536.
 	QueueLimit int
+	// QueueBytes bounds the bytes of those publishes (a stalled NATS
+	// connection must not hold QueueLimit large messages). Default 64 MiB.
+	QueueBytes int
 	// Inbox is how many received messages may wait before the NATS client
 	// drops more as a slow consumer. Default 65536.
 	Inbox int
@@ -88,6 +91,9 @@ func (c *Config) setDefaults() error {
 	if c.QueueLimit <= 0 {
 		c.QueueLimit = 1 << 16
 	}
+	if c.QueueBytes <= 0 {
+		c.QueueBytes = 64 << 20
+	}
 	if c.Inbox <= 0 {
 		c.Inbox = 1 << 16
 	}
@@ -121,6 +127,7 @@ type Bridge struct {
 	events   []event
 	spare    []event
 	pubs     int // publishes among events
+	pubBytes int // their bytes
 	wake     chan struct{}
 	inbox    chan *nats.Msg
 	announce chan struct{}
@@ -422,16 +429,18 @@ func (b *Bridge) publish(subject string, m *Message) bool {
 			return false
 		}
 	}
+	size := m.Size()
 	b.mu.Lock()
-	if b.pubs >= b.cfg.QueueLimit {
+	if b.pubs >= b.cfg.QueueLimit || b.pubBytes+size > b.cfg.QueueBytes {
 		b.mu.Unlock()
 		b.stats.drop(DropQueueFull)
 		return false
 	}
 	m.Seq = b.seq.Add(1)
-	data := m.Append(make([]byte, 0, m.Size()))
+	data := m.Append(make([]byte, 0, size))
 	b.events = append(b.events, event{kind: evPublish, name: subject, data: data})
 	b.pubs++
+	b.pubBytes += size
 	run := b.started
 	b.mu.Unlock()
 	b.stats.QueueDepth.Add(1)
@@ -556,7 +565,7 @@ func (b *Bridge) drainEvents() {
 		b.events = b.spare[:0]
 		b.spare = nil
 		n := b.pubs
-		b.pubs = 0
+		b.pubs, b.pubBytes = 0, 0
 		b.mu.Unlock()
 		if len(evs) == 0 {
 			b.mu.Lock()
