@@ -280,7 +280,13 @@ func (h *Hub) resumeReaders() {
 	p.conns = nil
 	p.n.Store(0)
 	p.mu.Unlock()
+	now := time.Now().UnixNano()
 	for _, c := range conns {
+		// The time wsd did not read does not count against the
+		// message the peer was sending.
+		if started := c.msgStart.Load(); started != 0 {
+			c.msgStart.CompareAndSwap(started, now) // unless the message just ended
+		}
 		c.paused.Store(false)
 		c.Notify(readyEvent)
 	}
