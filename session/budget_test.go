@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/wsd-chat/wsd/codec"
+	"github.com/wsd-chat/wsd/internal/wstest"
 	"github.com/wsd-chat/wsd/poller"
 )
 
@@ -227,5 +228,37 @@ func TestOutboundBudgetReturnsToZero(t *testing.T) {
 	gz.wmu.Unlock()
 	if held := h.stats.OutboundHeld.Load(); held != 0 {
 		t.Fatalf("outbound budget holds %d bytes with nothing queued or in flight", held)
+	}
+}
+
+// A spent outbound budget pauses input instead of refusing it: the bytes
+// wait in the kernel and are read once the budget is back under.
+func TestSpentOutboundBudgetPausesInput(t *testing.T) {
+	h, r := testHub(t, Config{OutboundBudget: 1 << 20})
+	c, peer := stalledMember(t, h, r, "sender", false)
+	h.out.add(2 << 20) // as if broadcasts held twice the budget
+	frame := wstest.RawFrame(0x81, true, []byte("held back"))
+	if _, err := unix.Write(peer, frame); err != nil {
+		t.Fatal(err)
+	}
+	c.Notify(readyEvent)
+	deadline := time.Now().Add(5 * time.Second)
+	for h.stats.ReadPauses.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if h.stats.ReadPauses.Load() != 1 || !c.paused.Load() {
+		t.Fatal("input not paused while the outbound budget is spent")
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n := h.stats.MessagesIn.Load(); n != 0 {
+		t.Fatalf("%d messages read while paused", n)
+	}
+	h.out.add(-2 << 20)
+	h.resumeReaders()
+	for h.stats.MessagesIn.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if h.stats.MessagesIn.Load() != 1 || c.paused.Load() {
+		t.Fatal("the paused message was not read once the budget was back under")
 	}
 }
