@@ -187,6 +187,10 @@ func run(args []string, stderr io.Writer) int {
 	log.Info("memory bound", "worst_case_mib", mem.Total>>20, "idle_conns_mib", mem.Idle>>20,
 		"inbound_budget_mib", mem.Inbound>>20, "outbound_budget_mib", mem.Outbound>>20,
 		"max_byte_rate", cfg.MaxByteRate, "inflate_ratio", cfg.InflateRatio, "message_timeout", cfg.MessageTimeout)
+	if cfg.MaxQueue < cfg.MaxMessage {
+		log.Warn("-max-queue is smaller than -max-message: a receiver whose socket does not take a largest message at once is closed as a slow consumer",
+			"max_queue", cfg.MaxQueue, "max_message", cfg.MaxMessage)
+	}
 
 	var adminSrv *http.Server
 	if o.adminAddr != "" {
