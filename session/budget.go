@@ -188,17 +188,11 @@ func (h *Hub) shedLargest() {
 	}
 	now := time.Now().UnixNano()
 	var all []consumer
-	for _, s := range h.table.shards {
-		s.mu.RLock()
-		for _, r := range s.rooms {
-			for _, c := range r.members {
-				if n := c.queued.Load(); n > 0 {
-					all = append(all, consumer{c, n, now-c.progressAt.Load() > int64(shedGrace)})
-				}
-			}
+	h.table.eachMember(func(c *Conn) {
+		if n := c.queued.Load(); n > 0 {
+			all = append(all, consumer{c, n, now-c.progressAt.Load() > int64(shedGrace)})
 		}
-		s.mu.RUnlock()
-	}
+	})
 	// Stalled first, then by size, largest first.
 	slices.SortFunc(all, func(a, b consumer) int {
 		switch {

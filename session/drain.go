@@ -25,13 +25,7 @@ const drainMinStep = 10 * time.Millisecond
 // closes it requested, when the last batch is out or ctx ends.
 func (h *Hub) CloseGradually(ctx context.Context, spread time.Duration) int {
 	var open []*Conn
-	for _, s := range h.table.shards {
-		s.mu.RLock()
-		for _, r := range s.rooms {
-			open = append(open, r.members...)
-		}
-		s.mu.RUnlock()
-	}
+	h.table.eachMember(func(c *Conn) { open = append(open, c) })
 	n := len(open)
 	if n == 0 {
 		return 0

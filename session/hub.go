@@ -447,13 +447,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	h.draining.Store(true)
 	err := waitUntil(ctx, func() bool { return h.inflight.Load() == 0 && h.fanoutIdle() })
 	var open []*Conn
-	for _, s := range h.table.shards {
-		s.mu.RLock()
-		for _, r := range s.rooms {
-			open = append(open, r.members...)
-		}
-		s.mu.RUnlock()
-	}
+	h.table.eachMember(func(c *Conn) { open = append(open, c) })
 	for _, c := range open {
 		c.requestClose(codec.ErrShutdown)
 	}
@@ -481,14 +475,8 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 
 // killAll closes every socket without ceremony.
 func (h *Hub) killAll() {
+	h.table.eachMember((*Conn).abort)
 	for _, s := range h.table.shards {
-		s.mu.RLock()
-		for _, r := range s.rooms {
-			for _, c := range r.members {
-				c.abort()
-			}
-		}
-		s.mu.RUnlock()
 		s.limboMu.Lock()
 		for c := range s.limbo {
 			c.abort()

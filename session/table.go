@@ -108,6 +108,21 @@ func (t *table) lookup(key string) *Conn {
 	return s.byKey[key]
 }
 
+// eachMember calls f for every connection in the table, one shard at a
+// time under its read lock: f must not take a shard lock (Conn.wmu is fine,
+// see the lock order in doc.go).
+func (t *table) eachMember(f func(*Conn)) {
+	for _, s := range t.shards {
+		s.mu.RLock()
+		for _, r := range s.rooms {
+			for _, c := range r.members {
+				f(c)
+			}
+		}
+		s.mu.RUnlock()
+	}
+}
+
 // isMember reports whether c is in the table; it takes c's shard lock.
 func (t *table) isMember(c *Conn) bool {
 	s := t.shardOf(c.key)
