@@ -9,13 +9,39 @@ import (
 	"time"
 )
 
+// parseCase is one command line for a scenario: wantErr, or options that
+// pass check.
+type parseCase struct {
+	name    string
+	args    []string
+	wantErr string
+	check   func(*options) bool
+}
+
+// runParseCases parses each case's arguments for scenario and checks it.
+func runParseCases(t *testing.T, scenario string, cases []parseCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := parse(scenario, tc.args)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("got %v, want an error containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.check(o) {
+				t.Fatalf("unexpected options %+v (hostile %+v)", o, o.hostile)
+			}
+		})
+	}
+}
+
 func TestParse(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		args    []string
-		wantErr string
-		check   func(*options) bool
-	}{
+	runParseCases(t, "storm", []parseCase{
 		{name: "defaults", check: func(o *options) bool {
 			return o.addr == "127.0.0.1:8888" && o.n == 1000 && len(o.src) == 4 && o.json == "" && o.progress != nil
 		}},
@@ -46,23 +72,7 @@ func TestParse(t *testing.T) {
 		{name: "stray argument", args: []string{"extra"}, wantErr: "unexpected"},
 		{name: "unknown flag", args: []string{"-nope"}, wantErr: "not defined"},
 		{name: "another scenario's flag", args: []string{"-hold", "1s"}, wantErr: "not defined"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			o, err := parse("storm", tc.args)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("got %v, want an error containing %q", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !tc.check(o) {
-				t.Fatalf("unexpected options %+v", o)
-			}
-		})
-	}
+	})
 }
 
 // TestScenarioFlags: each scenario's FlagSet holds the flags it reads and
@@ -96,12 +106,7 @@ func TestScenarioFlags(t *testing.T) {
 }
 
 func TestParseHostile(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		args    []string
-		wantErr string
-		check   func(*options) bool
-	}{
+	runParseCases(t, "hostile", []parseCase{
 		{name: "defaults", check: func(o *options) bool {
 			h := o.hostile
 			return o.duration == 3*time.Second && slices.Equal(h.attacks, attackNames) && h.partialConns == 256 &&
@@ -125,23 +130,7 @@ func TestParseHostile(t *testing.T) {
 		{name: "rss cap not a number", args: []string{"-max-rss", "1G"}, wantErr: "max-rss"},
 		{name: "unbounded duration", args: []string{"-duration", "0s"}, wantErr: "-duration"},
 		{name: "another scenario's flag", args: []string{"-n", "5"}, wantErr: "not defined"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			o, err := parse("hostile", tc.args)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("got %v, want an error containing %q", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !tc.check(o) {
-				t.Fatalf("unexpected options %+v", o.hostile)
-			}
-		})
-	}
+	})
 }
 
 func TestGzipFor(t *testing.T) {
