@@ -19,11 +19,11 @@ import (
 	"github.com/gorilla/websocket"
 	"go.uber.org/goleak"
 
+	"github.com/wsd-chat/wsd/internal/certfile"
 	"github.com/wsd-chat/wsd/internal/testserver"
 	"github.com/wsd-chat/wsd/internal/wstest"
 	"github.com/wsd-chat/wsd/server"
 	"github.com/wsd-chat/wsd/session"
-	"github.com/wsd-chat/wsd/tlswire"
 )
 
 // wssServer is wsd serving wss:// in-process with a fresh self-signed
@@ -32,7 +32,7 @@ type wssServer struct {
 	srv      *server.Server
 	addr     string
 	stats    *session.Stats
-	cert     *tlswire.Certificate
+	cert     *certfile.Certificate
 	certFile string
 	keyFile  string
 	dir      string
@@ -43,10 +43,10 @@ func startTLS(t *testing.T, cfg session.Config) *wssServer {
 	w := &wssServer{dir: t.TempDir()}
 	w.certFile, w.keyFile = wstest.ValidCertFiles(t, w.dir, "first")
 	var err error
-	if w.cert, err = tlswire.LoadCertificate(w.certFile, w.keyFile); err != nil {
+	if w.cert, err = certfile.Load(w.certFile, w.keyFile); err != nil {
 		t.Fatal(err)
 	}
-	cfg.TLS = tlswire.ServerConfig(w.cert)
+	cfg.TLS = certfile.ServerConfig(w.cert)
 	w.srv = testserver.Start(t, server.Config{Session: cfg})
 	w.addr = w.srv.Addr().String()
 	w.stats = w.srv.Hub().Stats()

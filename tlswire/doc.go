@@ -1,5 +1,7 @@
 // Package tlswire runs TLS for connections that live in wsd's reactor,
-// without a goroutine or a buffer per idle connection.
+// without a goroutine or a buffer per idle connection. It holds the engine
+// (Conn) and the handshake Pool, nothing else: the tls.Config it is given,
+// certificate included, comes from package internal/certfile.
 //
 // A Conn wraps a crypto/tls server connection around a memory transport:
 // the reactor reads ciphertext from the socket and hands it in; records

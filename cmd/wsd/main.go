@@ -31,9 +31,9 @@ import (
 	"time"
 
 	"github.com/wsd-chat/wsd/admin"
+	"github.com/wsd-chat/wsd/internal/certfile"
 	"github.com/wsd-chat/wsd/internal/version"
 	"github.com/wsd-chat/wsd/server"
-	"github.com/wsd-chat/wsd/tlswire"
 	"github.com/wsd-chat/wsd/web"
 )
 
@@ -124,13 +124,13 @@ func run(args []string, stderr io.Writer) int {
 	if len(o.secret) > 0 && len(o.secret) < 32 {
 		log.Warn("the JWT secret is shorter than 32 bytes; use a long random secret")
 	}
-	var cert *tlswire.Certificate
+	var cert *certfile.Certificate
 	if o.tlsCert != "" {
-		if cert, err = tlswire.LoadCertificate(o.tlsCert, o.tlsKey); err != nil {
+		if cert, err = certfile.Load(o.tlsCert, o.tlsKey); err != nil {
 			fmt.Fprintln(stderr, "wsd: -tls-cert/-tls-key:", err)
 			return 2
 		}
-		o.server.Session.TLS = tlswire.ServerConfig(cert)
+		o.server.Session.TLS = certfile.ServerConfig(cert)
 		logCertificate(log, "tls certificate", cert)
 	}
 	st := &state{args: args, stderr: stderr, log: log, level: level, auth: newAuthSwitch(authz), cert: cert}
@@ -312,7 +312,7 @@ func sessionLimits(c server.Config) server.Config {
 }
 
 // logCertificate logs the certificate in use.
-func logCertificate(log *slog.Logger, msg string, cert *tlswire.Certificate) {
+func logCertificate(log *slog.Logger, msg string, cert *certfile.Certificate) {
 	leaf := cert.Leaf()
 	log.Info(msg, "subject", leaf.Subject.String(), "dns", strings.Join(leaf.DNSNames, ","),
 		"not_after", leaf.NotAfter.UTC().Format(time.RFC3339))
@@ -321,7 +321,7 @@ func logCertificate(log *slog.Logger, msg string, cert *tlswire.Certificate) {
 // reloadTLS re-reads the certificate and key files: new handshakes get the
 // new pair, established connections keep theirs. On failure the old pair
 // stays in use and the error is logged.
-func reloadTLS(cert *tlswire.Certificate, log *slog.Logger) error {
+func reloadTLS(cert *certfile.Certificate, log *slog.Logger) error {
 	if err := cert.Reload(); err != nil {
 		log.Error("tls reload failed; keeping the current certificate", "err", err)
 		return err
@@ -337,7 +337,7 @@ func reloadTLS(cert *tlswire.Certificate, log *slog.Logger) error {
 func checkResources(o *options) error {
 	var errs []error
 	if o.tlsCert != "" {
-		if _, err := tlswire.LoadCertificate(o.tlsCert, o.tlsKey); err != nil {
+		if _, err := certfile.Load(o.tlsCert, o.tlsKey); err != nil {
 			errs = append(errs, fmt.Errorf("-tls-cert/-tls-key: %w", err))
 		}
 	}
