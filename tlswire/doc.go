@@ -26,6 +26,9 @@
 // buffer, after any records the read side produced (alerts, KeyUpdate
 // replies), so records leave in sequence-number order.
 //
+// These behaviours of crypto/tls are not part of its API; engine_test.go
+// pins each one by name, so a Go release that changes one fails there.
+//
 // What an idle connection keeps is tls.Conn's own state: the record-layer
 // ciphers and the capacity of its rawInput and hand buffers (sized by the
 // largest record or handshake message the client sent); crypto/tls offers
