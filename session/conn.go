@@ -74,7 +74,7 @@ type Conn struct {
 	pendQueued  int64        // Hub-wide counters' changes not yet published (bookLocked)
 	pendHeld    int64
 	progressAt  atomic.Int64 // unix nanos when the queue last drained some or became non-empty
-	headStarted bool         // outq[0] is partly written and must be finished
+	headStarted bool         // outq[0] is committed to the wire and must go out whole and first (write.go)
 	wclosed     bool         // a close frame or error response is queued: nothing more
 	shutWR      bool
 	werr        bool
