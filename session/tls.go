@@ -3,10 +3,10 @@ package session
 import (
 	"errors"
 	"io"
+	"net"
 	"sync"
 
 	"github.com/wsd-chat/wsd/poller"
-	"github.com/wsd-chat/wsd/tlswire"
 )
 
 // wss: TLS between the socket and the rest of a Conn.
@@ -68,10 +68,18 @@ func (c *Conn) tlsInput(p []byte) {
 			return
 		}
 		if err := t.Feed(p); err != nil {
-			if errors.Is(err, tlswire.ErrHandshakeInput) {
+			// Too much input, or a record no ClientHello starts with:
+			// refused now rather than at the handshake timeout.
+			if !errors.Is(err, net.ErrClosed) {
 				c.hub.stats.TLSHandshakeFailures.Add(1)
+				c.hub.log.Debug("tls handshake refused", "err", err.Error())
 			}
 			c.kill.Store(true)
+			if t.HasOutput() { // the alert, if there is one
+				c.wmu.Lock()
+				c.flushLocked()
+				c.wmu.Unlock()
+			}
 		}
 		return
 	}

@@ -54,11 +54,21 @@ type Conn struct {
 	in   []byte        // ciphertext not yet taken by crypto/tls
 	out  []byte        // records crypto/tls wrote, not yet taken by the owner
 	wake chan struct{} // signals the handshake goroutine; nil after the handshake
+	sig  chan struct{} // the same channel, kept for the pool's evictions
+
+	// Handshake goroutine only.
+	onCPU bool // holds one of the pool's CPU slots
+
+	// Under pool.mu: the pool's list of parked handshakes (pool.go).
+	prev, next      *Conn
+	parkedAt        time.Duration
+	parked, evicted bool
 }
 
 // NewConn returns a server Conn using cfg, whose handshake will run on pool.
 func NewConn(cfg *tls.Config, pool *Pool, owner Owner) *Conn {
-	c := &Conn{owner: owner, pool: pool, wake: make(chan struct{}, 1)}
+	wake := make(chan struct{}, 1)
+	c := &Conn{owner: owner, pool: pool, wake: wake, sig: wake}
 	c.tc = tls.Server((*transport)(c), cfg)
 	return c
 }
@@ -71,7 +81,9 @@ func (c *Conn) ConnectionState() tls.ConnectionState { return c.tc.ConnectionSta
 
 // Feed hands the handshake ciphertext read from the socket (copied). The
 // handshake starts on the pool once a complete ClientHello is buffered.
-// After the handshake, use Decrypt.
+// Before that, a record that cannot be part of a ClientHello is refused
+// at once: ErrNotTLS or ErrRecordOverflow (whose alert waits in the
+// output). After the handshake, use Decrypt.
 func (c *Conn) Feed(p []byte) error {
 	c.mu.Lock()
 	if c.phase.Load() == phaseClosed {
@@ -83,7 +95,18 @@ func (c *Conn) Feed(p []byte) error {
 		return ErrHandshakeInput
 	}
 	c.in = append(c.in, p...)
-	start := c.phase.Load() == phaseHello && helloComplete(c.in)
+	start := false
+	if c.phase.Load() == phaseHello {
+		var err error
+		if start, err = helloComplete(c.in); err != nil {
+			c.in = nil
+			if err == ErrRecordOverflow {
+				c.out = append(c.out, alertRecordOverflow...)
+			}
+			c.mu.Unlock()
+			return err
+		}
+	}
 	if start {
 		c.phase.Store(phaseHandshake)
 	}
@@ -189,11 +212,15 @@ func (c *Conn) Close() {
 
 // handshake runs on a pool goroutine.
 func (c *Conn) handshake() {
-	defer c.pool.finish()
+	defer c.pool.finish(c)
 	c.pool.Handshakes.Add(1)
 	c.pool.busy()
+	c.onCPU = true
 	err := c.tc.Handshake()
-	c.pool.idle()
+	if c.onCPU {
+		c.pool.idle()
+		c.onCPU = false
+	}
 	c.mu.Lock()
 	if err == nil {
 		if c.phase.Load() == phaseHandshake {
@@ -248,8 +275,14 @@ func (t *transport) Read(p []byte) (int, error) {
 		wake := c.wake
 		c.mu.Unlock()
 		c.pool.idle()
+		c.onCPU = false
+		c.pool.park(c)
 		<-wake
+		if c.pool.unpark(c) {
+			return 0, ErrStalled
+		}
 		c.pool.busy()
+		c.onCPU = true
 		c.mu.Lock()
 	}
 	n := copy(p, c.in)
@@ -284,23 +317,51 @@ type addr struct{}
 func (addr) Network() string { return "tcp" }
 func (addr) String() string  { return "reactor" }
 
+// Limits on what a client may send before its ClientHello is complete.
+// Every record up to then is a plaintext handshake record (RFC 8446 5.1:
+// at most 2^14 bytes; crypto/tls allows its TLS 1.3 ciphertext overhead of
+// 256 on top, and so does wsd). Checking each record header as it arrives
+// refuses a client that is not speaking TLS, or that announces a record it
+// will never finish, at once instead of at the handshake timeout.
+const (
+	recordHandshake = 22
+	maxHelloRecord  = 16<<10 + 256
+)
+
+// ErrNotTLS is returned by Feed when a record before the ClientHello is
+// complete is not a TLS handshake record (a plain HTTP request, say).
+var ErrNotTLS = errors.New("tlswire: first bytes are not a TLS handshake record")
+
+// ErrRecordOverflow is returned by Feed when a record before the
+// ClientHello is complete claims more than a TLS record may hold; the
+// record_overflow alert crypto/tls would send is left in the output.
+var ErrRecordOverflow = errors.New("tlswire: record before the ClientHello is too long")
+
+// alertRecordOverflow is a plaintext fatal record_overflow alert, with
+// the record version crypto/tls uses before a version is agreed.
+var alertRecordOverflow = []byte{21, 3, 1, 0, 2, 2, 22}
+
 // helloComplete reports whether b holds a whole ClientHello handshake
-// message (possibly spread over several records), or something that is
-// not one — then crypto/tls may as well answer at once.
-func helloComplete(b []byte) bool {
-	const (
-		recordHandshake = 22
-		msgClientHello  = 1
-	)
+// message (possibly spread over several records), or a whole handshake
+// message that is not one (crypto/tls may as well answer at once). A
+// record header that cannot start a TLS handshake is an error.
+func helloComplete(b []byte) (bool, error) {
+	const msgClientHello = 1
 	var hdr [4]byte // the handshake message header: type, 24-bit length
 	have, got := 0, 0
-	for len(b) >= 5 {
-		if b[0] != recordHandshake {
-			return true
+	for len(b) > 0 {
+		if b[0] != recordHandshake || len(b) > 1 && b[1] != 3 {
+			return false, ErrNotTLS // (every TLS version is 3.x on the wire)
+		}
+		if len(b) < 5 {
+			return false, nil
 		}
 		n := int(b[3])<<8 | int(b[4])
+		if n > maxHelloRecord {
+			return false, ErrRecordOverflow
+		}
 		if len(b) < 5+n {
-			return false
+			return false, nil
 		}
 		body := b[5 : 5+n]
 		b = b[5+n:]
@@ -312,12 +373,12 @@ func helloComplete(b []byte) bool {
 		got += len(body)
 		if have == 4 {
 			if hdr[0] != msgClientHello {
-				return true
+				return true, nil
 			}
 			if got >= int(hdr[1])<<16|int(hdr[2])<<8|int(hdr[3]) {
-				return true
+				return true, nil
 			}
 		}
 	}
-	return false
+	return false, nil
 }

@@ -1,28 +1,69 @@
 package tlswire
 
 import (
+	"errors"
+	"net"
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Pool runs handshakes. At most Max run at once, each on its own
 // short-lived goroutine; more wait in a FIFO without one. Of those
 // running, at most Parallel do cryptographic work at a time: a handshake
 // waiting for its client's next flight gives its slot back.
+//
+// Fairness when full. A handshake waiting for its client (parked: the
+// server's flight is sent, the client's Finished is not in) costs a
+// goroutine and nothing else, so the pool's only scarce thing is its Max
+// goroutines, and a client that sends a ClientHello and stalls holds one
+// until the owner's handshake timeout. Enough such clients, reopening as
+// they are dropped, would keep the pool full and the FIFO behind it long,
+// and an honest handshake would wait for seconds behind them. So when a
+// handshake has to queue, the handshake parked longest gives way to it —
+// provided it has been parked at least StallGrace (an early deadline for
+// the ClientHello-to-Finished phase that applies only while the pool is
+// full, as a production edge keeps a short client-hello timeout under
+// load): it fails as a stalled handshake and its goroutine takes the
+// queued one. The eviction order is by time parked, not by address, so it
+// holds also when attackers and honest clients share one address (a NAT,
+// loopback); per-address caps on sockets are the accept path's job. An
+// honest client is parked for one round trip, and to be evicted it must
+// be the oldest of Max parked handshakes, that is, Max newer ones must
+// have reached the server's flight during its round trip, which the CPU
+// cost of a handshake bounds (~1,700 handshakes/s per core): with the
+// default Max on two cores, a round trip under ~300 ms is never cut.
 type Pool struct {
-	cpu     chan struct{}
-	mu      sync.Mutex
-	running int
-	max     int
-	queue   []*Conn
-
-	// Handshakes counts handshakes started on a goroutine.
+	cpu        chan struct{}
+	mu         sync.Mutex
+	running    int
+	max        int
+	queue      []*Conn
+	grace      time.Duration
+	epoch      time.Time
+	oldest     *Conn // the parked handshakes, oldest first (Conn.prev/next)
+	newest     *Conn
+	parked     int
+	evicting   int // evicted handshakes whose goroutine has not finished yet
 	Handshakes atomic.Uint64
+	// Stalled counts handshakes that gave way to a queued one (see above).
+	Stalled atomic.Uint64
 }
 
 // DefaultMaxHandshakes bounds the handshake goroutines of a default Pool.
 const DefaultMaxHandshakes = 1024
+
+// StallGrace is how long a handshake may wait for its client before a
+// queued handshake can take its goroutine. It is longer than the round
+// trip of nearly every client on the internet; the owner's handshake
+// timeout (seconds) still applies while the pool has room.
+const StallGrace = 250 * time.Millisecond
+
+// ErrStalled is the handshake error of a client that left the handshake
+// waiting for its next flight for at least StallGrace while the pool was
+// full and others waited.
+var ErrStalled = errors.New("tlswire: handshake stalled while others waited")
 
 // NewPool returns a Pool. parallel ≤ 0 means GOMAXPROCS, max ≤ 0
 // DefaultMaxHandshakes.
@@ -33,7 +74,7 @@ func NewPool(parallel, max int) *Pool {
 	if max <= 0 {
 		max = DefaultMaxHandshakes
 	}
-	return &Pool{cpu: make(chan struct{}, parallel), max: max}
+	return &Pool{cpu: make(chan struct{}, parallel), max: max, grace: StallGrace, epoch: time.Now()}
 }
 
 // Running reports the handshakes on a goroutine now.
@@ -50,10 +91,18 @@ func (p *Pool) Waiting() int {
 	return len(p.queue)
 }
 
+// Parked reports the running handshakes that wait for their client.
+func (p *Pool) Parked() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.parked
+}
+
 func (p *Pool) start(c *Conn) {
 	p.mu.Lock()
 	if p.running >= p.max {
 		p.queue = append(p.queue, c)
+		p.evictLocked()
 		p.mu.Unlock()
 		return
 	}
@@ -62,21 +111,93 @@ func (p *Pool) start(c *Conn) {
 	go c.handshake()
 }
 
-// finish runs when a handshake goroutine is done: the next queued
-// handshake takes it over.
-func (p *Pool) finish() {
+// evictLocked makes parked handshakes older than the grace give way, one
+// for each queued handshake no eviction is on its way for yet.
+func (p *Pool) evictLocked() {
+	now := time.Since(p.epoch)
+	for p.evicting < len(p.queue) && p.oldest != nil && now-p.oldest.parkedAt >= p.grace {
+		v := p.oldest
+		p.unlinkLocked(v)
+		v.evicted = true
+		p.evicting++
+		p.Stalled.Add(1)
+		select { // it wakes, sees evicted, and fails its handshake
+		case v.sig <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// finish runs when c's handshake goroutine is done: the next queued
+// handshake takes the goroutine over. Queued handshakes whose connection
+// closed meanwhile are told so without one.
+func (p *Pool) finish(c *Conn) {
 	p.mu.Lock()
-	if len(p.queue) == 0 {
-		p.running--
-		p.queue = nil
+	if c.evicted {
+		p.evicting--
+	}
+	for len(p.queue) > 0 {
+		next := p.queue[0]
+		p.queue[0] = nil
+		p.queue = p.queue[1:]
+		if next.phase.Load() == phaseClosed {
+			p.mu.Unlock()
+			next.owner.TLSHandshakeDone(net.ErrClosed)
+			p.mu.Lock()
+			continue
+		}
 		p.mu.Unlock()
+		go next.handshake()
 		return
 	}
-	c := p.queue[0]
-	p.queue[0] = nil
-	p.queue = p.queue[1:]
+	p.running--
+	p.queue = nil
 	p.mu.Unlock()
-	go c.handshake()
+}
+
+// park records that c waits for its client; unpark that it stopped
+// waiting, and reports whether it was evicted meanwhile.
+func (p *Pool) park(c *Conn) {
+	p.mu.Lock()
+	c.parkedAt = time.Since(p.epoch)
+	c.prev, c.next = p.newest, nil
+	if p.newest != nil {
+		p.newest.next = c
+	} else {
+		p.oldest = c
+	}
+	p.newest = c
+	c.parked = true
+	p.parked++
+	if len(p.queue) > p.evicting { // a handshake queued while none was old enough
+		p.evictLocked()
+	}
+	p.mu.Unlock()
+}
+
+func (p *Pool) unpark(c *Conn) (evicted bool) {
+	p.mu.Lock()
+	if c.parked {
+		p.unlinkLocked(c)
+	}
+	evicted = c.evicted
+	p.mu.Unlock()
+	return evicted
+}
+
+func (p *Pool) unlinkLocked(c *Conn) {
+	if c.prev != nil {
+		c.prev.next = c.next
+	} else {
+		p.oldest = c.next
+	}
+	if c.next != nil {
+		c.next.prev = c.prev
+	} else {
+		p.newest = c.prev
+	}
+	c.prev, c.next, c.parked = nil, nil, false
+	p.parked--
 }
 
 func (p *Pool) busy() { p.cpu <- struct{}{} }
