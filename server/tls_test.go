@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -582,3 +583,135 @@ func TestTLSChurnLeavesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Stalled handshakes, far more than the pool's goroutines, from one
+// address, each reconnecting as soon as it is dropped: honest wss://
+// clients from another address still connect at once (the handshake
+// parked longest gives way to a queued one), and the stalled clients that
+// gave way are not dropped before the handshake timeout (dropped at once,
+// they would come back at once for another handshake's worth of CPU).
+func TestTLSStalledHandshakesGiveWay(t *testing.T) {
+	const (
+		slots    = 16
+		stallers = 6 * slots
+		honest   = 30
+		timeout  = 2 * time.Second
+	)
+	w := startTLS(t, session.Config{TLSHandshakes: slots, HandshakeTimeout: timeout})
+	hello := clientHello(t)
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	lived := make(chan time.Duration, 16*stallers)
+	defer func() { stop.Store(true); wg.Wait() }()
+	attacker := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}}
+	for i := 0; i < stallers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				c, err := attacker.Dial("tcp", w.addr)
+				if err != nil {
+					time.Sleep(10 * time.Millisecond)
+					continue
+				}
+				began := time.Now()
+				c.Write(hello)
+				c.SetReadDeadline(time.Now().Add(2 * timeout))
+				io.Copy(io.Discard, c)
+				c.Close()
+				if !stop.Load() {
+					select {
+					case lived <- time.Since(began):
+					default:
+					}
+				}
+			}
+		}()
+	}
+	pool := w.srv.Hub().TLSPool()
+	wstest.Eventually(t, 5*time.Second, "the pool full and handshakes queued", func() bool {
+		return pool.Running() == slots && pool.Waiting() > 0
+	})
+
+	nd := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
+	d := websocket.Dialer{TLSClientConfig: wstest.InsecureTLS(), HandshakeTimeout: 3 * timeout, NetDialContext: nd.DialContext}
+	var took []time.Duration
+	for i := 0; i < honest; i++ {
+		t0 := time.Now()
+		c, _, err := d.Dial(fmt.Sprintf("wss://%s/?specialKey=honest%d", w.addr, i), nil)
+		if err != nil {
+			t.Fatalf("honest client %d after %v: %v", i, time.Since(t0), err)
+		}
+		took = append(took, time.Since(t0))
+		c.Close()
+		time.Sleep(timeout / honest * 2) // spread over two handshake timeouts
+	}
+	slices.Sort(took)
+	t.Logf("%d honest wss connects among %d stalled handshakes on %d slots: p50 %v, max %v; %d gave way",
+		honest, stallers, slots, took[len(took)/2], took[len(took)-1], pool.Stalled.Load())
+	if took[len(took)-1] > 2*time.Second {
+		t.Errorf("slowest honest connect %v", took[len(took)-1])
+	}
+	if pool.Stalled.Load() == 0 {
+		t.Error("no stalled handshake gave way")
+	}
+	stop.Store(true)
+	close(lived)
+	n := 0
+	for l := range lived {
+		n++
+		if l < timeout-200*time.Millisecond {
+			t.Errorf("a stalled client was dropped after %v, before the handshake timeout %v", l, timeout)
+		}
+	}
+	if n == 0 {
+		t.Error("no stalled client was dropped at the handshake timeout")
+	}
+}
+
+// Record headers before the ClientHello is complete are checked as they
+// arrive: a client that is not speaking TLS, or announces a record longer
+// than TLS allows, is closed at once, not at the handshake timeout.
+func TestTLSBadFirstRecordRefusedAtOnce(t *testing.T) {
+	w := startTLS(t, session.Config{HandshakeTimeout: 5 * time.Second})
+	tests := []struct {
+		name string
+		send []byte
+		want []byte // what the server writes before closing
+	}{
+		{"oversized record header", []byte{22, 3, 1, 0xff, 0xff}, []byte{21, 3, 1, 0, 2, 2, 22}}, // record_overflow
+		{"record of 16 KiB + 257", []byte{22, 3, 1, 0x41, 0x01, 1, 0, 0x40}, []byte{21, 3, 1, 0, 2, 2, 22}},
+		{"plain HTTP", []byte("GET / HTTP/1.1\r\nHost: wsd\r\n\r\n"), nil},
+		{"application data", []byte{23, 3, 3, 0, 5}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", w.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			t0 := time.Now()
+			c.Write(tt.send)
+			c.SetReadDeadline(time.Now().Add(4 * time.Second))
+			got, err := io.ReadAll(c)
+			if err != nil && !isReset(err) {
+				t.Fatalf("read: %v (after %v)", err, time.Since(t0))
+			}
+			if d := time.Since(t0); d > time.Second {
+				t.Errorf("closed after %v, want at once", d)
+			}
+			if string(got) != string(tt.want) {
+				t.Errorf("server wrote %x, want %x", got, tt.want)
+			}
+		})
+	}
+	if n := w.stats.HandshakeTimeouts.Load(); n != 0 {
+		t.Errorf("%d handshake timeouts, want 0", n)
+	}
+	if n := w.stats.TLSHandshakeFailures.Load(); n != uint64(len(tests)) {
+		t.Errorf("%d TLS handshake failures, want %d", n, len(tests))
+	}
+}
+
+func isReset(err error) bool { return strings.Contains(err.Error(), "connection reset") }

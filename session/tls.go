@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/wsd-chat/wsd/poller"
+	"github.com/wsd-chat/wsd/tlswire"
 )
 
 // wss: TLS between the socket and the rest of a Conn.
@@ -49,6 +50,15 @@ func (o *tlsOwner) FlushTLS() {
 func (o *tlsOwner) TLSHandshakeDone(err error) {
 	c := (*Conn)(o)
 	h := c.hub
+	if errors.Is(err, tlswire.ErrStalled) {
+		// The client stalled while others waited for a handshake
+		// goroutine, and gave its own up. Its socket stays, costing no
+		// goroutine, until the handshake timeout: a client that stalls on
+		// purpose and reconnects when dropped would, dropped now, only
+		// come back at once for another handshake's worth of CPU.
+		h.stats.TLSHandshakeFailures.Add(1)
+		return
+	}
 	if err != nil {
 		h.stats.TLSHandshakeFailures.Add(1)
 		h.log.Debug("tls handshake failed", "err", err.Error())
@@ -70,7 +80,7 @@ func (c *Conn) tlsInput(p []byte) {
 		if err := t.Feed(p); err != nil {
 			// Too much input, or a record no ClientHello starts with:
 			// refused now rather than at the handshake timeout.
-			if !errors.Is(err, net.ErrClosed) {
+			if !errors.Is(err, net.ErrClosed) && !errors.Is(err, tlswire.ErrStalled) {
 				c.hub.stats.TLSHandshakeFailures.Add(1)
 				c.hub.log.Debug("tls handshake refused", "err", err.Error())
 			}

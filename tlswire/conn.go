@@ -19,7 +19,9 @@ type Owner interface {
 	// FlushTLS. On success the owner resumes reading from its reactor:
 	// ciphertext fed during the handshake may already hold application
 	// data, so Decrypt(nil, ...) must run even if the socket has nothing
-	// new. On error the owner closes the connection.
+	// new. On error the owner closes the connection, except that after
+	// ErrStalled it may keep it until its own timeout: the Conn holds no
+	// goroutine or buffer then, and Feed refuses more input.
 	TLSHandshakeDone(err error)
 }
 
@@ -28,6 +30,7 @@ const (
 	phaseHello     uint32 = iota // buffering the ClientHello in the reactor
 	phaseHandshake               // handshake queued or running on a goroutine
 	phaseOpen                    // established; the transport never blocks
+	phaseStalled                 // gave its goroutine away (ErrStalled); the owner's timeout ends it
 	phaseClosed
 )
 
@@ -57,11 +60,14 @@ type Conn struct {
 	sig  chan struct{} // the same channel, kept for the pool's evictions
 
 	// Handshake goroutine only.
-	onCPU bool // holds one of the pool's CPU slots
+	onCPU   bool          // holds one of the pool's CPU slots
+	cpuWait chan struct{} // where a CPU slot is handed over (pool.go)
+	gaveWay bool          // evicted by the pool (ErrStalled)
 
 	// Under pool.mu: the pool's list of parked handshakes (pool.go).
 	prev, next      *Conn
 	parkedAt        time.Duration
+	queuedAt        time.Duration
 	parked, evicted bool
 }
 
@@ -86,9 +92,15 @@ func (c *Conn) ConnectionState() tls.ConnectionState { return c.tc.ConnectionSta
 // output). After the handshake, use Decrypt.
 func (c *Conn) Feed(p []byte) error {
 	c.mu.Lock()
-	if c.phase.Load() == phaseClosed {
+	switch c.phase.Load() {
+	case phaseClosed:
 		c.mu.Unlock()
 		return net.ErrClosed
+	case phaseStalled:
+		// Too late for the handshake it gave up: closing now lets a
+		// client that was only slow retry at once.
+		c.mu.Unlock()
+		return ErrStalled
 	}
 	if len(c.in)+len(p) > MaxHandshakeInput {
 		c.mu.Unlock()
@@ -214,7 +226,7 @@ func (c *Conn) Close() {
 func (c *Conn) handshake() {
 	defer c.pool.finish(c)
 	c.pool.Handshakes.Add(1)
-	c.pool.busy()
+	c.pool.busy(c, false)
 	c.onCPU = true
 	err := c.tc.Handshake()
 	if c.onCPU {
@@ -222,12 +234,15 @@ func (c *Conn) handshake() {
 		c.onCPU = false
 	}
 	c.mu.Lock()
-	if err == nil {
-		if c.phase.Load() == phaseHandshake {
-			c.phase.Store(phaseOpen)
-		} else {
-			err = net.ErrClosed
-		}
+	switch {
+	case c.phase.Load() != phaseHandshake:
+		err = net.ErrClosed
+	case c.gaveWay:
+		err = ErrStalled
+		c.phase.Store(phaseStalled)
+		c.in, c.out = nil, nil
+	case err == nil:
+		c.phase.Store(phaseOpen)
 	}
 	c.wake = nil
 	c.mu.Unlock()
@@ -279,9 +294,10 @@ func (t *transport) Read(p []byte) (int, error) {
 		c.pool.park(c)
 		<-wake
 		if c.pool.unpark(c) {
+			c.gaveWay = true
 			return 0, ErrStalled
 		}
-		c.pool.busy()
+		c.pool.busy(c, true)
 		c.onCPU = true
 		c.mu.Lock()
 	}

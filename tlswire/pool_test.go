@@ -99,6 +99,11 @@ func TestPool_StalledHandshakeGivesWayWhenFull(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the oldest stalled handshake did not give way to a queued one")
 	}
+	// The evicted client's socket may stay (the owner's timeout ends it);
+	// anything more it sends is refused.
+	if err := stalled[0].srv.Feed([]byte{20, 3, 3, 0, 1, 1}); !errors.Is(err, tlswire.ErrStalled) {
+		t.Fatalf("Feed after giving way = %v, want ErrStalled", err)
+	}
 	waitFor(t, "the newcomer's handshake parked", func() bool { return pool.Handshakes.Load() == 4 && pool.Parked() == 3 })
 	for i, d := range append(stalled[1:], newcomer) {
 		if err, done := ended(d); done {
