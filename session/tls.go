@@ -3,8 +3,10 @@ package session
 import (
 	"errors"
 	"io"
+	"math/rand/v2"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/wsd-chat/wsd/poller"
 	"github.com/wsd-chat/wsd/tlswire"
@@ -53,10 +55,14 @@ func (o *tlsOwner) TLSHandshakeDone(err error) {
 	if errors.Is(err, tlswire.ErrStalled) {
 		// The client stalled while others waited for a handshake
 		// goroutine, and gave its own up. Its socket stays, costing no
-		// goroutine, until the handshake timeout: a client that stalls on
-		// purpose and reconnects when dropped would, dropped now, only
-		// come back at once for another handshake's worth of CPU.
+		// goroutine, for a handshake timeout from now plus up to one more
+		// at random: a client that stalls on purpose and reconnects when
+		// dropped would, dropped now, come back at once for another
+		// handshake's worth of CPU, and stalled clients that connected
+		// together, dropped together, would come back as one burst.
 		h.stats.TLSHandshakeFailures.Add(1)
+		ht := int64(h.cfg.HandshakeTimeout)
+		c.deadline.Store(time.Now().UnixNano() + ht + rand.Int64N(ht))
 		return
 	}
 	if err != nil {

@@ -90,6 +90,9 @@ func NewPool(parallel, max int) *Pool {
 	return &Pool{cpu: cpuSlots{free: parallel}, max: max, grace: StallGrace, epoch: time.Now()}
 }
 
+// Max reports how many handshakes may run at once.
+func (p *Pool) Max() int { return p.max }
+
 // Running reports the handshakes on a goroutine now.
 func (p *Pool) Running() int {
 	p.mu.Lock()
