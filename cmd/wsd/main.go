@@ -212,7 +212,7 @@ func run(args []string, stderr io.Writer) int {
 		}
 		log.Info("admin listening", "admin_addr", ln.Addr().String())
 		go func() {
-			if err := adminSrv.Serve(admin.LimitListener(ln, admin.MaxConns)); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := admin.Serve(adminSrv, ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("admin listener failed", "err", err)
 			}
 		}()
