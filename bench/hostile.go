@@ -26,6 +26,7 @@
 // -server-pid an attack also stops as soon as the server's RSS passes
 // -max-rss, so a server that would grow without bound cannot take the
 // machine down with it.
+
 package main
 
 import (

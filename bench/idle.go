@@ -4,6 +4,7 @@
 // -server-pid it reports the server's RSS before and after, and so its
 // memory per idle connection. The client keeps no goroutine and no read
 // buffer per idle connection while holding.
+
 package main
 
 import (

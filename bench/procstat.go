@@ -1,6 +1,7 @@
 // Process figures from /proc: resident memory (VmRSS in
 // /proc/PID/status), CPU time (utime+stime in /proc/PID/stat, in clock
 // ticks of 1/100 s — USER_HZ is 100 on Linux/amd64), and open files.
+
 package main
 
 import (

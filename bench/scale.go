@@ -6,6 +6,7 @@
 // source addresses), then one POST /publish {"room":"*"} on box 0 must
 // reach every connection on every box. Reports how many got it, the
 // latency, and each box's RSS per connection.
+
 package main
 
 import (
