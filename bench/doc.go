@@ -13,6 +13,8 @@
 // The files split by concern: flags.go (settings), dialer.go (bounded
 // concurrent dialer, frames), payload.go (message format, checks, gunzip),
 // recv.go (receivers, latency), idle.go, fanout.go, storm.go, connect.go,
-// hostile.go (scenarios), report.go (table, JSON), progress.go, procstat.go
-// (/proc), metrics.go (wsd's /metrics), compare.go (wsd vs baseline).
+// hostile.go (scenarios; the hostile scenario also in hostile_attacks.go,
+// hostile_chat.go, hostile_report.go), report.go (table, JSON),
+// progress.go, procstat.go (/proc; RSS from internal/rsswatch),
+// metrics.go (wsd's /metrics), compare.go (wsd vs baseline).
 package main
