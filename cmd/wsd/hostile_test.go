@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"github.com/wsd-chat/wsd/internal/rsswatch"
 	"github.com/wsd-chat/wsd/internal/wstest"
 )
 
@@ -46,74 +46,25 @@ const rssSlack = 24 << 20
 // procRSS is a process's VmRSS in bytes.
 func procRSS(t testing.TB, pid int) int64 {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	rss, err := rsswatch.Read(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(rest)
-			kb, err := strconv.ParseInt(f[0], 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return kb << 10
-		}
-	}
-	t.Fatal("no VmRSS")
-	return 0
+	return rss
 }
 
-// rssWatch samples a process's VmRSS every 10 ms and keeps the peak.
-type rssWatch struct {
-	peak     atomic.Int64
-	stop     chan struct{}
-	done     chan struct{}
-	stopOnce sync.Once
-}
-
-func watchRSS(t *testing.T, p *wstest.Process) *rssWatch {
-	w := &rssWatch{stop: make(chan struct{}), done: make(chan struct{})}
-	pid := p.Cmd.Process.Pid
-	w.peak.Store(procRSS(t, pid))
-	go func() {
-		defer close(w.done)
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-w.stop:
-				return
-			case <-tick.C:
-			}
-			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-			if err != nil {
-				return
-			}
-			for _, line := range strings.Split(string(b), "\n") {
-				if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-					if kb, err := strconv.ParseInt(strings.Fields(rest)[0], 10, 64); err == nil && kb<<10 > w.peak.Load() {
-						w.peak.Store(kb << 10)
-					}
-				}
-			}
-		}
-	}()
+// watchRSS samples p's VmRSS every 10 ms and keeps the peak until Peak
+// (or the test's end).
+func watchRSS(t *testing.T, p *wstest.Process) *rsswatch.Watch {
+	w := rsswatch.Start(p.Cmd.Process.Pid, 10*time.Millisecond, 0, nil)
 	t.Cleanup(func() { w.Peak() })
 	return w
-}
-
-// Peak stops the watch and returns the largest RSS seen.
-func (w *rssWatch) Peak() int64 {
-	w.stopOnce.Do(func() { close(w.stop) })
-	<-w.done
-	return w.peak.Load()
 }
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
 // checkRSS fails the test if the peak passed base + allowance.
-func checkRSS(t *testing.T, w *rssWatch, base, allowance int64) {
+func checkRSS(t *testing.T, w *rsswatch.Watch, base, allowance int64) {
 	t.Helper()
 	peak := w.Peak()
 	bound := base + allowance
