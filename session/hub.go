@@ -256,49 +256,6 @@ func (h *Hub) authorize(req *codec.Request) error {
 	return h.cfg.Authorize(req)
 }
 
-// broadcast sends text to every member of room, the sender included, and
-// returns how many members the room had.
-func (h *Hub) broadcast(room string, text []byte) int {
-	// Once draining, no broadcast is accepted: Shutdown waits for the ones
-	// already accepted to be fanned out, which a steady stream of new ones
-	// would otherwise put off until its deadline. Both sides are
-	// sequentially consistent atomics: either this sees draining, or
-	// Shutdown sees this broadcast in flight and waits for it.
-	h.inflight.Add(1)
-	defer h.inflight.Add(-1)
-	if h.draining.Load() {
-		return 0
-	}
-	m := h.newMessage(room, text)
-	if h.cfg.OnFanout != nil {
-		m.at = time.Now()
-	}
-	n := h.fanOut(room, m)
-	h.forward(room, m) // cluster: bridge.go
-	m.doneBuilding()
-	h.stats.Broadcasts.Add(1)
-	return n
-}
-
-// fanOut queues m on every shard with members in room and returns how
-// many members that is. The outbox entries are charged to the outbound
-// budget together: one add to the shared counter per broadcast, not one
-// per shard.
-func (h *Hub) fanOut(room string, m *message) int {
-	n, entries := 0, int64(0)
-	for _, s := range h.table.shards {
-		if k := s.roomSize(room); k > 0 {
-			n += k
-			entries++
-			s.fan.add(outboxEntry{msg: m})
-		}
-	}
-	if entries > 0 {
-		h.out.add(entries * outboxCost)
-	}
-	return n
-}
-
 // closeAfterFanout closes c with err once its shard's fan-out has handed
 // it everything queued so far.
 func (h *Hub) closeAfterFanout(c *Conn, err *codec.CloseError) {
@@ -308,31 +265,6 @@ func (h *Hub) closeAfterFanout(c *Conn, err *codec.CloseError) {
 	}
 	h.table.shardOf(c.key).fan.add(outboxEntry{close: c, closeErr: err})
 	h.out.add(outboxCost)
-}
-
-// Publish sends text to every member of room ("" is the global room) and
-// returns how many connections it was queued for.
-func (h *Hub) Publish(room string, text []byte) int { return h.broadcast(room, text) }
-
-// Send sends text to the connection holding key and reports whether there
-// was one.
-func (h *Hub) Send(key string, text []byte) bool {
-	s := h.table.shardOf(key)
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	c := s.byKey[key]
-	if c == nil {
-		return false
-	}
-	m := h.newMessage(c.room, text)
-	v := m.variantFor(c)
-	ok := c.deliver([]outItem{{b: m.frame(v), msg: m, v: uint8(v)}})
-	m.doneBuilding()
-	if ok {
-		h.stats.FramesOut.Add(1)
-	}
-	h.stats.Direct.Add(1)
-	return ok
 }
 
 // Rooms returns the rooms with members and their sizes, largest first.
