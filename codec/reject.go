@@ -43,7 +43,3 @@ func AppendHTTPError(dst []byte, status int, reason string) []byte {
 func AppendRejection(dst []byte, err error) []byte {
 	return AppendHTTPError(dst, StatusOf(err), err.Error())
 }
-
-// ErrBusy refuses a handshake whose request head would take more memory
-// than the inbound budget has left.
-var ErrBusy = Reject(http.StatusServiceUnavailable, "server busy: try again later")

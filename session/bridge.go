@@ -2,8 +2,6 @@ package session
 
 import (
 	"sync"
-
-	"github.com/wsd-chat/wsd/codec"
 )
 
 // Bridge extends a Hub's rooms and keys beyond this box (package cluster
@@ -114,7 +112,7 @@ func (h *Hub) Kick(c *Conn) bool {
 	}
 	h.stats.Kicks.Add(1)
 	h.log.Info("connection replaced", "key", c.key, "by", "another box")
-	c.requestClose(codec.ErrReplaced)
+	c.requestClose(errReplaced)
 	return true
 }
 

@@ -216,7 +216,7 @@ func (h *Hub) shedLargest() {
 		if excess <= 0 || !x.stalled && !hard {
 			break
 		}
-		if x.c.shed(codec.ErrOutboundBudget) {
+		if x.c.shed(errOutboundBudget) {
 			excess -= x.charge
 			h.stats.BudgetSheds.Add(1)
 		}

@@ -167,7 +167,7 @@ func (c *Conn) input(p []byte) {
 		err := c.stream.Feed(p, c, int64(c.hub.cfg.MaxMessage))
 		if err == nil && !c.chargeInput() {
 			c.hub.stats.BudgetRefusals.Add(1)
-			err = codec.ErrInboundBudget
+			err = errInboundBudget
 		}
 		c.trackMessageStart()
 		if err != nil {
@@ -176,7 +176,7 @@ func (c *Conn) input(p []byte) {
 			c.chargeInput()
 			var ce *codec.CloseError
 			if !errors.As(err, &ce) {
-				ce = codec.ErrInternal
+				ce = errInternal
 			}
 			if ce == codec.ErrBadDeflate || ce == codec.ErrDeflateTooBig {
 				c.hub.stats.InflateErrors.Add(1)
@@ -220,7 +220,7 @@ func (c *Conn) readHead(p []byte) (head, rest []byte, ok bool) {
 		from := len(c.hs)
 		c.hs = append(c.hs, p...)
 		if !c.chargeInput() {
-			c.refuse(codec.ErrBusy, nil, nil)
+			c.refuse(errBusy, nil, nil)
 			return nil, nil, false
 		}
 		if end = codec.HandshakeEnd(c.hs, from); end < 0 {
@@ -282,7 +282,7 @@ func (c *Conn) join(welcome *ownFrame) {
 	if old != nil {
 		h.stats.Kicks.Add(1)
 		h.log.Info("connection replaced", "key", c.key)
-		old.requestClose(codec.ErrReplaced)
+		old.requestClose(errReplaced)
 	}
 	h.log.Debug("connected", "key", c.key, "gzip", c.gzip, "room", c.room)
 }
@@ -324,7 +324,7 @@ func (c *Conn) OnMessage(op codec.OpCode, payload []byte) error {
 	h := c.hub
 	now := time.Now().UnixNano()
 	if !h.rate.allow(&c.rate, now, 1) {
-		return codec.ErrRateLimited
+		return errRateLimited
 	}
 	if op == codec.OpBinary {
 		// Seed clients with support_gzip send gzip'd text as binary. It
@@ -337,7 +337,7 @@ func (c *Conn) OnMessage(op codec.OpCode, payload []byte) error {
 		text, err := codec.Gunzip((*buf)[:0], payload, limit)
 		*buf = text[:0]
 		if err == codec.ErrInflatedTooBig && limit < h.cfg.MaxMessage {
-			err = codec.ErrInflateRatio
+			err = errInflateRatio
 		}
 		if err != nil {
 			return err
@@ -348,7 +348,7 @@ func (c *Conn) OnMessage(op codec.OpCode, payload []byte) error {
 		payload = text
 	}
 	if !h.byteRate.allow(&c.byteRate, now, len(payload)) {
-		return codec.ErrByteRateLimited
+		return errByteRateLimited
 	}
 	h.stats.MessagesIn.Add(1)
 	h.stats.BytesIn.Add(uint64(len(payload)))
@@ -363,7 +363,7 @@ func (c *Conn) OnControl(op codec.OpCode, payload []byte) error {
 	switch op {
 	case codec.OpPing:
 		if !c.hub.rate.allow(&c.rate, time.Now().UnixNano(), 1) {
-			return codec.ErrRateLimited
+			return errRateLimited
 		}
 		c.sendPong(payload)
 	case codec.OpClose:

@@ -4,8 +4,6 @@ import (
 	"context"
 	"math/rand/v2"
 	"time"
-
-	"github.com/wsd-chat/wsd/codec"
 )
 
 // DrainMinBatch is the smallest batch CloseGradually closes at once: a box
@@ -63,7 +61,7 @@ func (h *Hub) CloseGradually(ctx context.Context, spread time.Duration) int {
 
 func (h *Hub) closeBatch(conns []*Conn) {
 	for i, c := range conns {
-		c.requestClose(codec.ErrShutdown)
+		c.requestClose(errShutdown)
 		conns[i] = nil
 	}
 }

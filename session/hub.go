@@ -207,7 +207,7 @@ func (h *Hub) Live() int64 { return h.live.Load() }
 func (h *Hub) Accept(fd int) error {
 	h.stats.Accepted.Add(1)
 	if h.cfg.MaxConns > 0 && h.live.Load() >= int64(h.cfg.MaxConns+acceptSlack) {
-		h.refuseAtAccept(fd, errAtCapacity)
+		h.refuseAtAccept(fd, errOverCapacity)
 		return nil
 	}
 	c := &Conn{hub: h, member: -1}
@@ -241,10 +241,10 @@ func (h *Hub) Accept(fd int) error {
 
 func (h *Hub) admit() error {
 	if h.draining.Load() {
-		return codec.ErrDraining
+		return errDraining
 	}
 	if h.cfg.MaxConns > 0 && h.stats.Open.Load() >= int64(h.cfg.MaxConns) {
-		return codec.ErrOverCapacity
+		return errOverCapacity
 	}
 	return nil
 }
@@ -347,12 +347,12 @@ func (h *Hub) sweepOnce(now int64, scratch []*Conn) []*Conn {
 	}
 	for i, c := range scratch {
 		h.stats.IdleTimeouts.Add(1)
-		c.requestClose(codec.ErrIdle)
+		c.requestClose(errIdle)
 		scratch[i] = nil
 	}
 	for _, c := range slow {
 		h.stats.MessageTimeouts.Add(1)
-		c.requestClose(codec.ErrMessageTimeout)
+		c.requestClose(errMessageTimeout)
 	}
 	if h.out.over() {
 		h.shedLargest()
@@ -381,7 +381,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	var open []*Conn
 	h.table.eachMember(func(c *Conn) { open = append(open, c) })
 	for _, c := range open {
-		c.requestClose(codec.ErrShutdown)
+		c.requestClose(errShutdown)
 	}
 	for _, s := range h.table.shards {
 		s.limboMu.Lock()
