@@ -108,12 +108,7 @@ func (c *Config) setDefaults() {
 	if c.CloseTimeout <= 0 {
 		c.CloseTimeout = DefaultCloseTimeout
 	}
-	if c.MsgBurst <= 0 {
-		c.MsgBurst = DefaultMsgBurst
-	}
-	if c.MaxMsgRate == 0 {
-		c.MaxMsgRate = DefaultMaxMsgRate
-	}
+	c.setRateDefaults()
 	if c.MaxByteRate == 0 {
 		c.MaxByteRate = DefaultMaxByteRate
 	}
@@ -131,5 +126,17 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// setRateDefaults applies the message rate's defaults, the part of
+// setDefaults a reload (SetRateLimit) shares: 0 is the default rate, < 0
+// unlimited.
+func (c *Config) setRateDefaults() {
+	if c.MsgBurst <= 0 {
+		c.MsgBurst = DefaultMsgBurst
+	}
+	if c.MaxMsgRate == 0 {
+		c.MaxMsgRate = DefaultMaxMsgRate
 	}
 }
