@@ -155,27 +155,3 @@ func parseHeader(p []byte) (h Header, size int) {
 	}
 	return h, size
 }
-
-// unmask XORs p with mask, starting at offset pos of the mask cycle, and
-// returns the new cycle offset.
-func unmask(p []byte, mask [4]byte, pos int) int {
-	if len(p) == 0 {
-		return pos
-	}
-	// Rotate the key so that the word loop starts at cycle offset 0.
-	var key [4]byte
-	for i := range key {
-		key[i] = mask[(pos+i)&3]
-	}
-	k := binary.LittleEndian.Uint32(key[:])
-	k64 := uint64(k) | uint64(k)<<32
-	i := 0
-	for ; i+8 <= len(p); i += 8 {
-		v := binary.LittleEndian.Uint64(p[i:])
-		binary.LittleEndian.PutUint64(p[i:], v^k64)
-	}
-	for ; i < len(p); i++ {
-		p[i] ^= key[i&3]
-	}
-	return (pos + len(p)) & 3
-}

@@ -1,6 +1,10 @@
 package codec
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/gobwas/ws"
+)
 
 // Handler receives what a Stream decodes. The payload slices are only valid
 // until the method returns: they point into the caller's read buffer or a
@@ -98,7 +102,8 @@ func (s *Stream) Feed(p []byte, h Handler, max int64) error {
 		}
 		chunk := p[:n]
 		p = p[n:]
-		s.maskPos = uint8(unmask(chunk, s.mask, int(s.maskPos)))
+		ws.Cipher(chunk, s.mask, int(s.maskPos))
+		s.maskPos = uint8((int(s.maskPos) + len(chunk)) & 3)
 		s.left -= n
 		if err := s.payload(chunk, h, max); err != nil {
 			return err
