@@ -13,7 +13,7 @@ import (
 // deflate peer. On the client side wsd either tells the client not to keep
 // its context (client_no_context_takeover: nothing to hold between
 // messages) or lets it keep a window of at most 2^ClientWindowBits bytes,
-// which the connection then holds as a plain dictionary (see Inflate).
+// which the connection then holds as a plain dictionary (see inflate).
 //
 // gobwas/ws's own negotiation (wsflate.Extension) is not used because it
 // answers every accepted offer with the one fixed set of Parameters it was

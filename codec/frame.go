@@ -41,8 +41,8 @@ func (op OpCode) String() string {
 }
 
 const (
-	// MaxHeaderSize is the largest frame header: 2 bytes, 8 of extended length, 4 of mask.
-	MaxHeaderSize = 14
+	// maxHeaderSize is the largest frame header: 2 bytes, 8 of extended length, 4 of mask.
+	maxHeaderSize = 14
 	// MaxControlPayload is the largest payload a control frame may carry (RFC 6455 5.5).
 	MaxControlPayload = 125
 	// maxServerHeader is the largest header of an unmasked (server) frame.

@@ -11,8 +11,8 @@ import (
 
 // Handshake limits.
 const (
-	// MaxKeyLen caps specialKey: it indexes the session table and shows in logs.
-	MaxKeyLen = 256
+	// maxKeyLen caps specialKey: it indexes the session table and shows in logs.
+	maxKeyLen = 256
 	// MaxRoomLen caps a room name.
 	MaxRoomLen = 64
 )
@@ -209,7 +209,7 @@ func (u *Upgrader) onRequest(uri []byte) error {
 	switch {
 	case len(u.req.Key) == 0:
 		return ErrMissingKey
-	case len(u.req.Key) > MaxKeyLen:
+	case len(u.req.Key) > maxKeyLen:
 		return ErrKeyTooLong
 	case u.req.Room != nil && !ValidRoom(u.req.Room):
 		return ErrBadRoom

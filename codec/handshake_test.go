@@ -66,10 +66,10 @@ var upgradeCases = []struct {
 		want: &Request{Key: []byte("k"), Room: []byte("aZ09_-.:")}},
 	{name: "room at max", req: request("/?specialKey=k&room=" + strings.Repeat("r", MaxRoomLen)), status: 101,
 		want: &Request{Key: []byte("k"), Room: []byte(strings.Repeat("r", MaxRoomLen))}},
-	{name: "key at max", req: request("/?specialKey=" + strings.Repeat("k", MaxKeyLen)), status: 101,
-		want: &Request{Key: []byte(strings.Repeat("k", MaxKeyLen))}},
-	{name: "escaped key at max", req: request("/?specialKey=" + strings.Repeat("%41", MaxKeyLen)), status: 101,
-		want: &Request{Key: []byte(strings.Repeat("A", MaxKeyLen))}},
+	{name: "key at max", req: request("/?specialKey=" + strings.Repeat("k", maxKeyLen)), status: 101,
+		want: &Request{Key: []byte(strings.Repeat("k", maxKeyLen))}},
+	{name: "escaped key at max", req: request("/?specialKey=" + strings.Repeat("%41", maxKeyLen)), status: 101,
+		want: &Request{Key: []byte(strings.Repeat("A", maxKeyLen))}},
 	{name: "support_gzip other than 1", req: request("/?specialKey=k&support_gzip=true"), status: 101, want: &Request{Key: []byte("k")}},
 	{name: "first key wins, unknown parameters ignored", req: request("/?specialKey=a&x=1&&=&y&specialKey=b"), status: 101,
 		want: &Request{Key: []byte("a")}},
@@ -86,8 +86,8 @@ var upgradeCases = []struct {
 	{name: "key without =", req: request("/?specialKey"), status: 400},
 	{name: "no query", req: request("/"), status: 400},
 	{name: "empty query", req: request("/?"), status: 400},
-	{name: "key too long", req: request("/?specialKey=" + strings.Repeat("k", MaxKeyLen+1)), status: 400},
-	{name: "escaped key too long", req: request("/?specialKey=" + strings.Repeat("%41", MaxKeyLen+1)), status: 400},
+	{name: "key too long", req: request("/?specialKey=" + strings.Repeat("k", maxKeyLen+1)), status: 400},
+	{name: "escaped key too long", req: request("/?specialKey=" + strings.Repeat("%41", maxKeyLen+1)), status: 400},
 	{name: "bad escape", req: request("/?specialKey=%zz"), status: 400},
 	{name: "half bad escape", req: request("/?specialKey=%4g"), status: 400},
 	{name: "truncated escape", req: request("/?specialKey=ab%4"), status: 400},
@@ -456,7 +456,7 @@ func FuzzUpgrade(f *testing.F) {
 		if r.StatusCode != 101 {
 			t.Fatalf("accepted with %d", r.StatusCode)
 		}
-		if len(req.Key) == 0 || len(req.Key) > MaxKeyLen || req.Room != nil && !ValidRoom(req.Room) {
+		if len(req.Key) == 0 || len(req.Key) > maxKeyLen || req.Room != nil && !ValidRoom(req.Room) {
 			t.Fatalf("accepted request %+v", req)
 		}
 		// The accept key answers the request's Sec-WebSocket-Key.

@@ -62,14 +62,14 @@ const fanoutFixed = 2*maxSpareOutbox*outboxCost +
 // input that has not come out as plaintext yet (see tls.go).
 const tlsConnCost = 7<<10 + maxTLSPending
 
-// IdleConnCost is what one open, idle connection costs wsd itself,
+// idleConnCost is what one open, idle connection costs wsd itself,
 // measured with the bench client's idle scenario (README); the kernel's
 // socket memory comes on top.
-const IdleConnCost = 1 << 10
+const idleConnCost = 1 << 10
 
 // MemoryBound is Config's worst case, in bytes.
 type MemoryBound struct {
-	Idle     int64 // MaxConns × IdleConnCost
+	Idle     int64 // MaxConns × idleConnCost
 	Inbound  int64
 	Outbound int64
 	Pongs    int64 // one pending pong per connection
@@ -84,7 +84,7 @@ func (c Config) WorstCase(workers int) MemoryBound {
 	c.setDefaults()
 	conns := int64(c.MaxConns)
 	b := MemoryBound{
-		Idle:     conns * IdleConnCost,
+		Idle:     conns * idleConnCost,
 		Inbound:  c.InboundBudget,
 		Outbound: c.OutboundBudget,
 		Pongs:    conns * (itemCost + 2 + codec.MaxControlPayload),

@@ -19,12 +19,12 @@ import (
 // Close codes of wsd's own (RFC 6455 section 7.4.2 leaves 4000-4999 to
 // applications).
 const (
-	// CloseReplaced is sent to a connection displaced by a newer one with
+	// closeReplaced is sent to a connection displaced by a newer one with
 	// the same specialKey, on this box or another.
-	CloseReplaced uint16 = 4001
-	// CloseDisconnected is the default close of a connection a backend
+	closeReplaced uint16 = 4001
+	// closeDisconnected is the default close of a connection a backend
 	// logged out (Hub.Disconnect, the admin POST /disconnect).
-	CloseDisconnected uint16 = 4002
+	closeDisconnected uint16 = 4002
 )
 
 var (
@@ -47,9 +47,9 @@ var (
 		"nothing arrived for -idle-timeout, pings unanswered")
 	errShutdown = closing("shutdown", codec.CloseGoingAway, "server shutting down",
 		"the server drains: lame-duck mode or shutdown")
-	errReplaced = closing("replaced", CloseReplaced, "replaced",
+	errReplaced = closing("replaced", closeReplaced, "replaced",
 		"a newer connection with the same specialKey joined, here or on another box")
-	errDisconnected = closing("disconnected", CloseDisconnected, "disconnected by the server",
+	errDisconnected = closing("disconnected", closeDisconnected, "disconnected by the server",
 		"a backend asked for it (POST /disconnect); it may choose another 4000-4999 code and reason")
 	errInternal = closing("internal", codec.CloseInternalError, "internal error",
 		"reading the connection failed in a way that is no protocol error")

@@ -6,10 +6,10 @@ import (
 	"time"
 )
 
-// DrainMinBatch is the smallest batch CloseGradually closes at once: a box
+// drainMinBatch is the smallest batch CloseGradually closes at once: a box
 // with fewer connections than this closes them together, and a large one
 // never spreads its closes thinner than this per step.
-const DrainMinBatch = 100
+const drainMinBatch = 100
 
 // drainMinStep is the shortest time between two batches.
 const drainMinStep = 10 * time.Millisecond
@@ -29,8 +29,8 @@ func (h *Hub) CloseGradually(ctx context.Context, spread time.Duration) int {
 		return 0
 	}
 	batches := 1
-	if spread > 0 && n > DrainMinBatch {
-		batches = min((n+DrainMinBatch-1)/DrainMinBatch, int(spread/drainMinStep))
+	if spread > 0 && n > drainMinBatch {
+		batches = min((n+drainMinBatch-1)/drainMinBatch, int(spread/drainMinStep))
 		batches = max(batches, 1)
 	}
 	if batches == 1 {
