@@ -10,6 +10,7 @@ import (
 
 	"github.com/wsd-chat/wsd/cluster"
 	"github.com/wsd-chat/wsd/internal/wstest"
+	"github.com/wsd-chat/wsd/session"
 )
 
 // A text sent on one box reaches every member of its room on every box,
@@ -152,30 +153,26 @@ func TestPublishAcrossBoxes(t *testing.T) {
 	syncAll(t, boxes)
 	hub := boxes[0].hub()
 
-	n, sent := hub.PublishCluster("r1", []byte("to r1"))
-	if n != 0 || !sent {
-		t.Fatalf("room publish: delivered %d here, sent %v", n, sent)
+	if d := hub.Publish("r1", []byte("to r1")); d != (session.Delivery{Local: 0, Cluster: session.ClusterSent}) {
+		t.Fatalf("room publish: %+v", d)
 	}
 	expectText(t, alice, "to r1", false)
 	expectText(t, r1, "to r1", true)
 
-	n, sent = hub.PublishAll([]byte("to all"))
-	if n != 1 || !sent {
-		t.Fatalf("publish to *: delivered %d here, sent %v", n, sent)
+	if d := hub.PublishAll([]byte("to all")); d != (session.Delivery{Local: 1, Cluster: session.ClusterSent}) {
+		t.Fatalf("publish to *: %+v", d)
 	}
 	for _, c := range []*wstest.Client{alice, g, r2} {
 		expectText(t, c, "to all", false)
 	}
 	expectText(t, r1, "to all", true)
 
-	local, sent := hub.SendAnywhere("alice", []byte("psst"))
-	if local || !sent {
-		t.Fatalf("key publish: local %v, sent %v", local, sent)
+	if d := hub.SendTo("alice", []byte("psst")); d != (session.Delivery{Local: 0, Cluster: session.ClusterSent}) {
+		t.Fatalf("key publish: %+v", d)
 	}
 	expectText(t, alice, "psst", false)
-	local, _ = hub.SendAnywhere("dave", []byte("here"))
-	if !local {
-		t.Fatal("dave is on this box")
+	if d := hub.SendTo("dave", []byte("here")); d != (session.Delivery{Local: 1, Cluster: session.ClusterLocal}) {
+		t.Fatalf("dave is on this box: %+v", d)
 	}
 	expectText(t, r2, "here", false)
 	for _, c := range []*wstest.Client{r1, g} {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/wsd-chat/wsd/cluster"
 	"github.com/wsd-chat/wsd/internal/wstest"
+	"github.com/wsd-chat/wsd/session"
 )
 
 // selfSignedTLS returns a server TLS config for 127.0.0.1 and the PEM file
@@ -80,9 +81,8 @@ func TestMaxPayload(t *testing.T) {
 	sa.WriteText(big)
 	expectText(t, sa, big, true)
 	expectText(t, rb, big, true)
-	n, sent := a.hub().PublishCluster("", []byte(big+big))
-	if n != 1 || sent {
-		t.Fatalf("1800 bytes: delivered %d, sent %v", n, sent)
+	if d := a.hub().Publish("", []byte(big+big)); d != (session.Delivery{Local: 1, Cluster: session.ClusterFailed}) {
+		t.Fatalf("1800 bytes: %+v", d)
 	}
 	expectText(t, sa, big+big, true)
 	expectSilence(t, rb, 100*time.Millisecond)

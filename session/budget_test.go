@@ -191,7 +191,7 @@ func TestOutboundBudgetShedsLargest(t *testing.T) {
 	for big.closeReq.Load() == nil && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if got := big.closeReq.Load(); got != codec.ErrOutboundBudget {
+	if got := big.closeReq.Load(); got != errOutboundBudget {
 		t.Fatalf("largest consumer closed with %v, want the outbound budget close", got)
 	}
 	if small.closeReq.Load() != nil {

@@ -20,12 +20,6 @@ import (
 // acceptSlack is how many sockets past MaxConns may wait for their 503.
 const acceptSlack = 64
 
-// Refusals made at accept; they are answered at once and the socket closed.
-var (
-	errAtCapacity = codec.ErrOverCapacity
-	errPerIP      = codec.Reject(429, "too many connections from this address")
-)
-
 // refuseAtAccept answers a socket the Hub will not take with err's HTTP
 // response, best effort (a new socket's send buffer is empty), and closes it.
 func (h *Hub) refuseAtAccept(fd int, err error) {

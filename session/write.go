@@ -221,7 +221,7 @@ func (c *Conn) writeNowLocked(wire []outItem) (full bool) {
 func (c *Conn) queueLimitsLocked() bool {
 	c.publishLocked()
 	if c.queued.Load() > int64(c.hub.cfg.MaxQueue) {
-		c.overflowLocked(codec.ErrSlowConsumer)
+		c.overflowLocked(errSlowConsumer)
 		return false
 	}
 	if c.hub.out.over() {

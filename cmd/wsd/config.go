@@ -88,6 +88,9 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&sc.Shards, "shards", session.DefaultShards, "session table shards")
 	fs.IntVar(&sc.MaxConns, "max-conns", 0, "sockets (handshaking, open or closing) before new ones get 503 (0: file limit less 192)")
 	fs.IntVar(&sc.MaxConnsPerIP, "max-conns-per-ip", 0, "sockets one source address may hold before new ones get 429 (0: no cap; leave off behind a proxy)")
+	// -max-byte-rate and -max-msg-rate: 0 on the command line (and in a
+	// reload) is unlimited, as it always was; session.Config's 0 is its
+	// default and < 0 unlimited. sessionLimits translates, the one place.
 	fs.Float64Var(&sc.MaxByteRate, "max-byte-rate", session.DefaultMaxByteRate, "message bytes (after gunzip) per second per connection (0: unlimited; over it: close 1008)")
 	fs.IntVar(&sc.InflateRatio, "inflate-ratio", session.DefaultInflateRatio, "largest inflated/compressed size ratio of a gzip message past 64 KiB (more: close 1009)")
 	fs.Int64Var(&sc.InboundBudget, "inbound-budget", session.DefaultInboundBudget, "bytes all partly received messages and request heads may hold together (more: close 1013)")
@@ -102,6 +105,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&sc.IdleTimeout, "idle-timeout", session.DefaultIdleTimeout, "close connections silent for this long (1001)")
 	fs.DurationVar(&sc.PingInterval, "ping-interval", session.DefaultPingInterval, "ping connections silent for this long")
 	fs.DurationVar(&sc.CloseTimeout, "close-timeout", session.DefaultCloseTimeout, "wait for the peer's close frame before dropping the socket")
+	// 0: unlimited, translated by sessionLimits (see -max-byte-rate).
 	fs.Float64Var(&sc.MaxMsgRate, "max-msg-rate", session.DefaultMaxMsgRate, "messages and pings per second per connection (0: unlimited; over it: close 1008); reloadable")
 	fs.IntVar(&sc.MsgBurst, "msg-burst", session.DefaultMsgBurst, "messages a connection may send at once above -max-msg-rate; reloadable")
 	fs.IntVar(&o.server.Backlog, "backlog", server.DefaultBacklog, "listen backlog (capped by net.core.somaxconn)")
@@ -427,4 +431,17 @@ func printUsage(w io.Writer) {
 	fs := newFlagSet(&options{}, w)
 	fmt.Fprintf(w, "Usage: wsd [flags]\n\nEvery flag may also be set as %s_<FLAG> in the environment or as a\n\"flag value\" line in the -config file; the command line wins over the\nenvironment, which wins over the file.\n\n", EnvPrefix)
 	fs.PrintDefaults()
+}
+
+// sessionLimits maps the command line's "0 means no limit" for the rate
+// flags to the session package's negative values (its zero means default):
+// at start and at every reload.
+func sessionLimits(c server.Config) server.Config {
+	if c.Session.MaxMsgRate == 0 {
+		c.Session.MaxMsgRate = -1
+	}
+	if c.Session.MaxByteRate == 0 {
+		c.Session.MaxByteRate = -1
+	}
+	return c
 }

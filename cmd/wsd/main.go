@@ -283,18 +283,6 @@ func drain(st *state, app *server.App, logOut *logOutput, s os.Signal, sig chan 
 	return app.Drain(hurry, server.DrainConfig{Delay: o.drainDelay, Spread: o.lameDuck, Timeout: o.shutdownTimeout})
 }
 
-// sessionLimits maps the command line's "0 means no limit" for the rate
-// flags to the session package's negative values (its zero means default).
-func sessionLimits(c server.Config) server.Config {
-	if c.Session.MaxMsgRate == 0 {
-		c.Session.MaxMsgRate = -1
-	}
-	if c.Session.MaxByteRate == 0 {
-		c.Session.MaxByteRate = -1
-	}
-	return c
-}
-
 // logCertificate logs the certificate in use.
 func logCertificate(log *slog.Logger, msg string, cert *certfile.Certificate) {
 	leaf := cert.Leaf()

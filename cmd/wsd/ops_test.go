@@ -450,7 +450,7 @@ func TestLameDuckBatches(t *testing.T) {
 	}
 	wg.Wait()
 	sort.Slice(at, func(i, j int) bool { return at[i] < at[j] })
-	// Three batches of 100 (session.DrainMinBatch), each sent at once, in
+	// Three batches of 100 (session's drainMinBatch), each sent at once, in
 	// three steps of spread/3.
 	var groups []int
 	for i := range at {

@@ -52,7 +52,8 @@ var reloadables = []reloadable{
 		return func() { st.auth.swap(a) }, nil
 	}},
 	{[]string{"max-msg-rate", "msg-burst"}, func(st *state, o *options) (func(), error) {
-		return func() { st.hub.SetRateLimit(o.server.Session.MaxMsgRate, o.server.Session.MsgBurst) }, nil
+		sc := sessionLimits(o.server).Session
+		return func() { st.hub.SetRateLimit(sc.MaxMsgRate, sc.MsgBurst) }, nil
 	}},
 	{[]string{"log-level"}, func(st *state, o *options) (func(), error) {
 		var lv slog.Level
