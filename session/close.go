@@ -37,6 +37,10 @@ var (
 		"messages and pings arrive faster than -max-msg-rate (after a burst of -msg-burst)")
 	errByteRateLimited = closing("byte_rate_limited", codec.ClosePolicyViolation, "byte rate limit",
 		"message payload bytes (after gunzip) arrive faster than -max-byte-rate")
+	errDeliveryRateLimited = closing("delivery_rate_limited", codec.ClosePolicyViolation, "delivery rate limit",
+		"the connection's messages cost more deliveries (each message times the members it reaches) per second than -max-delivery-rate")
+	errDeliveryRateLimitedIP = closing("delivery_rate_limited_ip", codec.ClosePolicyViolation, "delivery rate limit of this address",
+		"the messages of all the connections from the source address cost more deliveries per second than -max-delivery-rate-per-ip")
 	errMessageTimeout = closing("message_timeout", codec.ClosePolicyViolation, "message took too long to arrive",
 		"a message's first to last byte took longer than -message-timeout")
 	errInflateRatio = closing("inflate_ratio", codec.CloseTooBig, "gzip message inflates past the allowed ratio",

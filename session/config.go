@@ -27,6 +27,12 @@ const (
 	DefaultMaxMsgRate     = 10000     // messages (and pings) per second per connection
 	DefaultMaxByteRate    = 64 << 20  // payload bytes per second per connection, after gunzip
 	DefaultInflateRatio   = 100       // gzip messages may inflate to this many times their size
+
+	// What a sender costs is its deliveries: one message to a room of N
+	// members is N (limits.go). 100,000 a second is a person sending ten
+	// messages a second into a room of 10,000; a burst of one second's
+	// worth on top, and any one message passes however large its room.
+	DefaultMaxDeliveryRate = 100000 // deliveries per second per sending connection
 )
 
 // Config tunes a Hub. Zero values take the defaults above.
@@ -44,6 +50,13 @@ type Config struct {
 	MsgBurst         int     // messages allowed at once above the rate; 0: DefaultMsgBurst
 	MaxByteRate      float64 // payload bytes (after gunzip) per second per connection; 0: DefaultMaxByteRate, <0: unlimited
 	InflateRatio     int     // a gzip message may inflate this many times (past 64 KiB); 0: DefaultInflateRatio
+	// Deliveries (a message times the members it was queued for on this
+	// box) per second a connection's messages may cost; 0:
+	// DefaultMaxDeliveryRate, <0: unlimited. Over it: 1008.
+	MaxDeliveryRate float64
+	// The same for all the connections of one source address together;
+	// 0: no cap (behind a proxy every client shares one address).
+	MaxDeliveryRatePerIP float64
 
 	// The memory budgets (see budget.go); 0 takes the defaults.
 	InboundBudget  int64         // partial messages and request heads, all connections
@@ -111,6 +124,9 @@ func (c *Config) setDefaults() {
 	c.setRateDefaults()
 	if c.MaxByteRate == 0 {
 		c.MaxByteRate = DefaultMaxByteRate
+	}
+	if c.MaxDeliveryRate == 0 {
+		c.MaxDeliveryRate = DefaultMaxDeliveryRate
 	}
 	if c.InflateRatio <= 0 {
 		c.InflateRatio = DefaultInflateRatio

@@ -39,7 +39,10 @@ type Conn struct {
 	room    string
 	gzip    bool
 	deflate codec.DeflateParams // permessage-deflate, if negotiated
-	ip      netip.Addr          // source address, kept only when MaxConnsPerIP is set
+	ip      netip.Addr          // source address, kept only when a per-address limit is set (limits.go)
+	// The address's delivery rate entry, nil without that limit. Set at
+	// accept, cleared by finish.
+	addrRate *addrRate
 
 	// Guarded by the key's shard mu.
 	inTable bool
@@ -62,6 +65,7 @@ type Conn struct {
 	hs         []byte    // request bytes while the head is incomplete
 	rate       rateState // messages and pings
 	byteRate   rateState // payload bytes after gunzip
+	deliveries rateState // deliveries its messages cost (limits.go)
 	inHeld     int64     // bytes charged to the inbound budget
 	peerClosed bool      // the peer's close frame arrived
 	broken     bool      // input can no longer be parsed; discard it
@@ -225,8 +229,7 @@ func (c *Conn) OnMessage(op codec.OpCode, payload []byte) error {
 	}
 	h.stats.MessagesIn.Add(1)
 	h.stats.BytesIn.Add(uint64(len(payload)))
-	h.broadcast(c.room, payload)
-	return nil
+	return h.broadcast(c, now, payload)
 }
 
 var inflateBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
@@ -436,9 +439,7 @@ func (c *Conn) finish() {
 	c.hs = nil
 	c.chargeInput()
 	c.msgStart.Store(0)
-	if h.perIP != nil {
-		h.perIP.done(c.ip)
-	}
+	h.releaseAddr(c)
 	h.live.Add(-1)
 	h.log.Debug("disconnected", "key", c.key)
 }

@@ -106,9 +106,16 @@ func (h *Hub) DeliverRemoteKey(key string, text []byte) bool {
 	return h.deliver(target{kind: toKey, name: key}, text, nil, fromRemote).Local > 0
 }
 
-// broadcast is a client's message to its room.
-func (h *Hub) broadcast(room string, text []byte) {
-	h.deliver(target{kind: toRoom, name: room}, text, nil, fromHere)
+// broadcast is c's message to its room, arrived at now. It costs c the
+// deliveries it makes here (limits.go): past c's delivery limit, or its
+// address's, the message is refused and the close to send returned.
+func (h *Hub) broadcast(c *Conn, now int64, text []byte) error {
+	if err := h.deliveryAllowed(c, now); err != nil {
+		return err
+	}
+	d := h.deliver(target{kind: toRoom, name: c.room}, text, nil, fromHere)
+	h.chargeDeliveries(c, now, d.Local)
+	return nil
 }
 
 // deliver builds text's message once, queues it for t's members on this

@@ -42,6 +42,11 @@ type fanout struct {
 	spare     []outboxEntry // the previous outbox, reused to avoid allocating
 	scheduled bool          // a Run is submitted or running
 
+	// Used only by the running task: the batch it took from the outbox
+	// and how far it has delivered it, kept across a yield.
+	taken []outboxEntry
+	next  int
+
 	// Scratch space, used only by the running task.
 	roomRun []*message
 	grouped []bool
@@ -73,45 +78,72 @@ func (f *fanout) idle() bool {
 	return !f.scheduled && len(f.outbox) == 0
 }
 
-// Run is the fan-out task (poller.Task).
+// fanoutQuantum bounds the frames one Run hands to members before it
+// yields: past it, the task queues itself again behind every other ready
+// task (the reactor's task queue is FIFO), so the workers take the shards'
+// fan-outs in turn and one flooded room cannot hold a worker, or make the
+// rooms of other shards wait, for longer than a quantum. 4,096 frames is a
+// few dozen writev calls: small beside a tick of latency, large beside
+// the cost of queueing the task again.
+const fanoutQuantum = 4096
+
+// Run is the fan-out task (poller.Task). It delivers what it took from
+// the outbox, chunk by chunk, in order, and takes the next outbox once
+// that is done, until the outbox is empty or it has done a quantum.
 func (f *fanout) Run() {
-	for {
-		f.mu.Lock()
-		entries := f.outbox
-		if len(entries) == 0 {
-			f.scheduled = false
-			f.mu.Unlock()
+	for work := 0; work < fanoutQuantum; {
+		if f.next == len(f.taken) && !f.take() {
 			return
 		}
-		f.outbox = f.spare[:0]
-		f.spare = nil
-		f.mu.Unlock()
-
-		// In chunks, so the scratch space stays bounded however long the
-		// backlog (and each chunk's messages are released as soon as it
-		// is done).
-		for start := 0; start < len(entries); start += maxFanoutChunk {
-			chunk := entries[start:min(start+maxFanoutChunk, len(entries))]
-			f.deliver(chunk)
-			if obs := f.shard.hub.cfg.OnFanout; obs != nil {
-				observeFanout(obs, chunk)
-			}
-			for i, e := range chunk {
-				if e.msg != nil {
-					e.msg.doneBuilding()
-				}
-				chunk[i] = outboxEntry{}
-			}
-			f.shard.hub.out.add(-int64(len(chunk)) * outboxCost)
+		chunk := f.taken[f.next:min(f.next+maxFanoutChunk, len(f.taken))]
+		work += f.deliver(chunk) + len(chunk)
+		if obs := f.shard.hub.cfg.OnFanout; obs != nil {
+			observeFanout(obs, chunk)
 		}
-		if cap(entries) > maxSpareOutbox {
-			entries = nil
+		for i, e := range chunk {
+			if e.msg != nil {
+				e.msg.doneBuilding()
+			}
+			chunk[i] = outboxEntry{}
 		}
-		f.mu.Lock()
-		f.spare = entries[:0]
-		f.mu.Unlock()
-		f.shard.hub.resumeReaders()
+		f.shard.hub.out.add(-int64(len(chunk)) * outboxCost)
+		f.next += len(chunk)
+		if f.next == len(f.taken) {
+			f.recycle()
+		}
 	}
+	// The quantum is spent with work left (scheduled stays true, so add
+	// does not submit the task twice).
+	f.shard.hub.reactor.Submit(f)
+}
+
+// take makes the outbox the running task's work, or, if nothing is
+// queued, ends the task and reports false.
+func (f *fanout) take() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.outbox) == 0 {
+		f.scheduled = false
+		return false
+	}
+	f.taken, f.next = f.outbox, 0
+	f.outbox, f.spare = f.spare[:0], nil
+	return true
+}
+
+// recycle keeps the delivered batch's slice for reuse as an outbox (a
+// large one is let go) and resumes paused readers: what was delivered may
+// have brought the outbound budget back under.
+func (f *fanout) recycle() {
+	entries := f.taken
+	f.taken, f.next = nil, 0
+	if cap(entries) > maxSpareOutbox {
+		entries = nil
+	}
+	f.mu.Lock()
+	f.spare = entries[:0]
+	f.mu.Unlock()
+	f.shard.hub.resumeReaders()
 }
 
 // observeFanout reports the latency of the oldest broadcast in entries.
@@ -129,23 +161,26 @@ func observeFanout(obs func(time.Duration), entries []outboxEntry) {
 
 // deliver hands entries over in order: broadcasts in runs, coalesced per
 // member, and each close once everything before it has been handed over.
-func (f *fanout) deliver(entries []outboxEntry) {
-	start := 0
+// It returns the frames handed over.
+func (f *fanout) deliver(entries []outboxEntry) int {
+	start, frames := 0, 0
 	for i, e := range entries {
 		if e.close != nil {
-			f.deliverRun(entries[start:i])
+			frames += f.deliverRun(entries[start:i])
 			e.close.requestClose(e.closeErr)
 			start = i + 1
 		}
 	}
-	f.deliverRun(entries[start:])
+	return frames + f.deliverRun(entries[start:])
 }
 
-// deliverRun delivers a run of broadcasts, grouped by room.
-func (f *fanout) deliverRun(run []outboxEntry) {
+// deliverRun delivers a run of broadcasts, grouped by room, and returns
+// the frames handed over.
+func (f *fanout) deliverRun(run []outboxEntry) int {
 	if len(run) == 0 {
-		return
+		return 0
 	}
+	frames := 0
 	if cap(f.grouped) < len(run) {
 		f.grouped = make([]bool, len(run))
 	}
@@ -163,20 +198,22 @@ func (f *fanout) deliverRun(run []outboxEntry) {
 				grouped[j] = true
 			}
 		}
-		f.deliverRoom(e.room, msgs)
+		frames += f.deliverRoom(e.room, msgs)
 		clear(msgs)
 		f.roomRun = msgs[:0]
 	}
+	return frames
 }
 
-// deliverRoom writes msgs to every member of the room in this shard.
-func (f *fanout) deliverRoom(name string, msgs []*message) {
+// deliverRoom writes msgs to every member of the room in this shard and
+// returns the frames handed over.
+func (f *fanout) deliverRoom(name string, msgs []*message) int {
 	s := f.shard
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	r := s.rooms[name]
 	if r == nil {
-		return
+		return 0
 	}
 	var frames, saved uint64
 	for _, c := range r.members {
@@ -199,4 +236,5 @@ func (f *fanout) deliverRoom(name string, msgs []*message) {
 	if saved != 0 {
 		s.hub.stats.DeflateBytesSaved.Add(saved)
 	}
+	return int(frames)
 }

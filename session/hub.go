@@ -22,6 +22,8 @@ type Hub struct {
 	log        *slog.Logger
 	rate       rateLimit // messages and pings
 	byteRate   rateLimit // payload bytes
+	deliveries rateLimit // deliveries a connection's messages cost (limits.go)
+	addrRates  *addrRates
 	in, out    budget
 	squeezeReq chan struct{}
 	perIP      *perIP
@@ -48,6 +50,8 @@ func NewHub(cfg Config, r *poller.Reactor) *Hub {
 		rate:       newRateLimit(cfg.MaxMsgRate, float64(cfg.MsgBurst)),
 		byteRate:   newRateLimit(cfg.MaxByteRate, max(cfg.MaxByteRate, 2*float64(cfg.MaxMessage))),
 		squeezeReq: make(chan struct{}, 1),
+		deliveries: newRateLimit(cfg.MaxDeliveryRate, deliveryBurst(cfg.MaxDeliveryRate)),
+		addrRates:  newAddrRates(cfg.MaxDeliveryRatePerIP),
 		perIP:      newPerIP(cfg.MaxConnsPerIP),
 		stop:       make(chan struct{}),
 		stopped:    make(chan struct{}),
@@ -92,13 +96,9 @@ func (h *Hub) Accept(fd int) error {
 		return nil
 	}
 	c := &Conn{hub: h, member: -1}
-	if h.perIP != nil {
-		addr, ok := h.perIP.take(fd)
-		if !ok {
-			h.refuseAtAccept(fd, errPerIP)
-			return nil
-		}
-		c.ip = addr
+	if err := h.bookAddr(c, fd); err != nil {
+		h.refuseAtAccept(fd, err)
+		return nil
 	}
 	if h.tlsPool != nil {
 		c.tls = tlswire.NewConn(h.cfg.TLS, h.tlsPool, (*tlsOwner)(c))
@@ -112,9 +112,7 @@ func (h *Hub) Accept(fd int) error {
 	if err := h.reactor.Add(&c.Desc, fd, c); err != nil {
 		c.setState(stNew)
 		h.live.Add(-1)
-		if h.perIP != nil {
-			h.perIP.done(c.ip)
-		}
+		h.releaseAddr(c)
 		return err
 	}
 	return nil
