@@ -185,6 +185,7 @@ func measureBoxes(o *options, bin string, k int, carry string, log io.Writer) (*
 	for i := 0; i < k; i++ {
 		t := target{name: fmt.Sprintf("box%d", i), bin: bin, admin: true,
 			args: []string{"-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0", "-log-level", "info", "-shutdown-timeout", "5s"}}
+		t.args = append(t.args, wsdLoadArgs...)
 		if natsURL != "" {
 			t.args = append(t.args, "-nats-url", natsURL, "-box-id", t.name, "-nats-carry-gzip="+carry)
 		}

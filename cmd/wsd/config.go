@@ -88,10 +88,12 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&sc.Shards, "shards", session.DefaultShards, "session table shards")
 	fs.IntVar(&sc.MaxConns, "max-conns", 0, "sockets (handshaking, open or closing) before new ones get 503 (0: file limit less 192)")
 	fs.IntVar(&sc.MaxConnsPerIP, "max-conns-per-ip", 0, "sockets one source address may hold before new ones get 429 (0: no cap; leave off behind a proxy)")
-	// -max-byte-rate and -max-msg-rate: 0 on the command line (and in a
+	// -max-byte-rate, -max-msg-rate and -max-delivery-rate: 0 on the command line (and in a
 	// reload) is unlimited, as it always was; session.Config's 0 is its
 	// default and < 0 unlimited. sessionLimits translates, the one place.
 	fs.Float64Var(&sc.MaxByteRate, "max-byte-rate", session.DefaultMaxByteRate, "message bytes (after gunzip) per second per connection (0: unlimited; over it: close 1008)")
+	fs.Float64Var(&sc.MaxDeliveryRate, "max-delivery-rate", session.DefaultMaxDeliveryRate, "deliveries (each message times the members it reaches) per second a connection's messages may cost, with a burst of one second's worth (0: unlimited; over it: close 1008)")
+	fs.Float64Var(&sc.MaxDeliveryRatePerIP, "max-delivery-rate-per-ip", 0, "deliveries per second the messages of all the connections of one source address may cost (0: no cap; leave off behind a proxy; over it: close 1008)")
 	fs.IntVar(&sc.InflateRatio, "inflate-ratio", session.DefaultInflateRatio, "largest inflated/compressed size ratio of a gzip message past 64 KiB (more: close 1009)")
 	fs.Int64Var(&sc.InboundBudget, "inbound-budget", session.DefaultInboundBudget, "bytes all partly received messages and request heads may hold together (more: close 1013)")
 	fs.Int64Var(&sc.OutboundBudget, "outbound-budget", session.DefaultOutboundBudget, "bytes all broadcasts and send queues may hold together (more: largest queues closed, 1008)")
@@ -277,6 +279,14 @@ var checks = []check{
 		r := o.server.Session.MaxByteRate
 		return r < 0 || math.IsNaN(r) || math.IsInf(r, 0)
 	}},
+	{"max-delivery-rate", "must be 0 (unlimited) or a positive number", func(o *options) bool {
+		r := o.server.Session.MaxDeliveryRate
+		return r < 0 || math.IsNaN(r) || math.IsInf(r, 0)
+	}},
+	{"max-delivery-rate-per-ip", "must be 0 (no cap) or a positive number", func(o *options) bool {
+		r := o.server.Session.MaxDeliveryRatePerIP
+		return r < 0 || math.IsNaN(r) || math.IsInf(r, 0)
+	}},
 	{"inflate-ratio", "must be at least 1", func(o *options) bool { return o.server.Session.InflateRatio < 1 }},
 	{"inbound-budget", "must be at least -max-message (one whole message must fit)", func(o *options) bool {
 		return o.server.Session.InboundBudget < int64(o.server.Session.MaxMessage)
@@ -442,6 +452,9 @@ func sessionLimits(c server.Config) server.Config {
 	}
 	if c.Session.MaxByteRate == 0 {
 		c.Session.MaxByteRate = -1
+	}
+	if c.Session.MaxDeliveryRate == 0 {
+		c.Session.MaxDeliveryRate = -1
 	}
 	return c
 }

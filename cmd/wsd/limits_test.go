@@ -12,19 +12,22 @@ import (
 // they are. Start and reload both go through this.
 func TestSessionLimits(t *testing.T) {
 	for _, tc := range []struct {
-		msg, bytes         float64
-		wantMsg, wantBytes float64
+		msg, bytes, deliveries             float64
+		wantMsg, wantBytes, wantDeliveries float64
 	}{
-		{0, 0, -1, -1},
-		{5, 0, 5, -1},
-		{0, 1024, -1, 1024},
-		{session.DefaultMaxMsgRate, session.DefaultMaxByteRate, session.DefaultMaxMsgRate, session.DefaultMaxByteRate},
+		{0, 0, 0, -1, -1, -1},
+		{5, 0, 0, 5, -1, -1},
+		{0, 1024, 0, -1, 1024, -1},
+		{0, 0, 7, -1, -1, 7},
+		{session.DefaultMaxMsgRate, session.DefaultMaxByteRate, session.DefaultMaxDeliveryRate,
+			session.DefaultMaxMsgRate, session.DefaultMaxByteRate, session.DefaultMaxDeliveryRate},
 	} {
 		var c server.Config
-		c.Session.MaxMsgRate, c.Session.MaxByteRate = tc.msg, tc.bytes
+		c.Session.MaxMsgRate, c.Session.MaxByteRate, c.Session.MaxDeliveryRate = tc.msg, tc.bytes, tc.deliveries
 		got := sessionLimits(c).Session
-		if got.MaxMsgRate != tc.wantMsg || got.MaxByteRate != tc.wantBytes {
-			t.Errorf("sessionLimits(%v, %v) = %v, %v; want %v, %v", tc.msg, tc.bytes, got.MaxMsgRate, got.MaxByteRate, tc.wantMsg, tc.wantBytes)
+		if got.MaxMsgRate != tc.wantMsg || got.MaxByteRate != tc.wantBytes || got.MaxDeliveryRate != tc.wantDeliveries {
+			t.Errorf("sessionLimits(%v, %v, %v) = %v, %v, %v; want %v, %v, %v", tc.msg, tc.bytes, tc.deliveries,
+				got.MaxMsgRate, got.MaxByteRate, got.MaxDeliveryRate, tc.wantMsg, tc.wantBytes, tc.wantDeliveries)
 		}
 	}
 }

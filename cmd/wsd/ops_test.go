@@ -269,6 +269,8 @@ func TestInvalidValuesRefused(t *testing.T) {
 		{[]string{"-close-timeout", "0s"}, `-close-timeout "0s": must be more than 0`},
 		{[]string{"-max-msg-rate", "-1"}, `-max-msg-rate "-1": must be 0 (unlimited) or a positive number`},
 		{[]string{"-max-msg-rate", "NaN"}, `-max-msg-rate "NaN": must be 0 (unlimited) or a positive number`},
+		{[]string{"-max-delivery-rate", "-5"}, `-max-delivery-rate "-5": must be 0 (unlimited) or a positive number`},
+		{[]string{"-max-delivery-rate-per-ip", "Inf"}, `-max-delivery-rate-per-ip "+Inf": must be 0 (no cap) or a positive number`},
 		{[]string{"-msg-burst", "0"}, `-msg-burst "0": must be at least 1`},
 		{[]string{"-backlog", "0"}, `-backlog "0": must be between 1 and 65535`},
 		{[]string{"-addr", "8888"}, `-addr "8888": must be host:port`},
