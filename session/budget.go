@@ -267,6 +267,15 @@ func (h *Hub) resumeReaders() {
 	p.conns = nil
 	p.n.Store(0)
 	p.mu.Unlock()
+	for _, c := range conns {
+		c.paused.Store(false)
+	}
+	resume(conns)
+}
+
+// resume reads conns again, paused for the outbound budget or held by a
+// shard's backlog (fanout.go), once their flag is cleared.
+func resume(conns []*Conn) {
 	now := time.Now().UnixNano()
 	for _, c := range conns {
 		// The time wsd did not read does not count against the
@@ -274,7 +283,6 @@ func (h *Hub) resumeReaders() {
 		if started := c.msgStart.Load(); started != 0 {
 			c.msgStart.CompareAndSwap(started, now) // unless the message just ended
 		}
-		c.paused.Store(false)
 		c.Notify(readyEvent)
 	}
 }

@@ -54,8 +54,10 @@ type Conn struct {
 	deadline atomic.Int64 // unix nanos; handshake or close deadline, 0 if none
 	msgStart atomic.Int64 // unix nanos when the message arriving now began, 0 if none
 	closeReq atomic.Pointer[codec.CloseError]
-	kill     atomic.Bool // close the fd now (deadline passed, write failed)
-	paused   atomic.Bool // input waits for the outbound budget (see pauseReader)
+	kill     atomic.Bool  // close the fd now (deadline passed, write failed)
+	paused   atomic.Bool  // input waits for the outbound budget (see pauseReader)
+	held     atomic.Bool  // input waits for a shard's fan-out backlog (see fanout.hold)
+	heldAt   atomic.Int64 // unix nanos when it last did
 
 	tls        *tlswire.Conn // wss only (see tls.go); set at accept
 	tlsPending int           // ciphertext fed since plaintext last came out (OnReady only)
@@ -126,6 +128,9 @@ func (c *Conn) readAll() {
 			c.Notify(poller.Readable)
 			return
 		}
+		if c.held.Load() {
+			return // a shard's backlog is full: its release reads on
+		}
 		if c.state.Load() == stOpen && c.hub.out.over() {
 			// Every message read now would add to a spent outbound
 			// budget: leave the bytes in the kernel (TCP back-pressure)
@@ -134,7 +139,7 @@ func (c *Conn) readAll() {
 			c.hub.pauseReader(c)
 			return
 		}
-		n, err := unix.Read(c.fd(), *buf)
+		n, err := unix.Read(c.fd(), (*buf)[:c.readSize()])
 		if n > 0 {
 			c.lastSeen.Store(time.Now().UnixNano())
 			if c.tls != nil {

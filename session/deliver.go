@@ -48,6 +48,7 @@ func (o ClusterOutcome) String() string {
 type target struct {
 	kind targetKind
 	name string // the room or the key; "" for toAll
+	by   *Conn  // the client that sent it; nil for the admin API and the Bridge
 }
 
 type targetKind uint8
@@ -113,7 +114,7 @@ func (h *Hub) broadcast(c *Conn, now int64, text []byte) error {
 	if err := h.deliveryAllowed(c, now); err != nil {
 		return err
 	}
-	d := h.deliver(target{kind: toRoom, name: c.room}, text, nil, fromHere)
+	d := h.deliver(target{kind: toRoom, name: c.room, by: c}, text, nil, fromHere)
 	h.chargeDeliveries(c, now, d.Local)
 	return nil
 }
@@ -148,13 +149,13 @@ func (h *Hub) deliver(t target, text, gz []byte, from origin) Delivery {
 	var d Delivery
 	switch t.kind {
 	case toRoom:
-		d.Local = h.fanOut(t.name, m)
+		d.Local = h.fanOut(t.name, m, t.by)
 		if from == fromHere {
 			h.stats.Broadcasts.Add(1)
 		}
 	case toAll:
 		for room := range h.table.roomCounts() {
-			d.Local += h.fanOut(room, m)
+			d.Local += h.fanOut(room, m, t.by)
 			if from == fromHere {
 				h.stats.Broadcasts.Add(1) // one per room, as the room's own broadcast would
 			}
@@ -174,14 +175,18 @@ func (h *Hub) deliver(t target, text, gz []byte, from origin) Delivery {
 // fanOut queues m on every shard with members in room and returns how
 // many members that is. The outbox entries are charged to the outbound
 // budget together: one add to the shared counter per room, not one per
-// shard.
-func (h *Hub) fanOut(room string, m *message) int {
+// shard. A client whose message finds a shard's backlog full (by) reads
+// nothing more until it has drained (fanout.go).
+func (h *Hub) fanOut(room string, m *message, by *Conn) int {
 	n, entries := 0, int64(0)
 	for _, s := range h.table.shards {
 		if k := s.roomSize(room); k > 0 {
 			n += k
 			entries++
 			s.fan.add(outboxEntry{msg: m, room: room})
+			if by != nil && s.fan.full() {
+				s.fan.hold(by)
+			}
 		}
 	}
 	if entries > 0 {

@@ -2,6 +2,7 @@ package session
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wsd-chat/wsd/codec"
@@ -23,6 +24,37 @@ type outboxEntry struct {
 	room     string // msg's room here: one message may be queued for several
 	close    *Conn
 	closeErr *codec.CloseError
+}
+
+// Back-pressure by shard. The fan-out of a shard takes its backlog in turn
+// with the other shards' (fanoutQuantum), so a flood into one room costs
+// the others a quantum of latency, not the flood's; but what waits in the
+// flooded shard — other rooms' broadcasts queued behind the flood, in
+// order — waits for the backlog ahead of it. So the backlog is bounded: a
+// client whose message finds a shard with more than maxBacklog entries
+// waiting (queued or taken and not yet delivered) stops being read, its
+// bytes left in the kernel (TCP back-pressure, as for the outbound
+// budget), until the shard is down to half of it. Only the clients
+// feeding a full shard wait; everyone else, in other shards, is read as
+// before. What one client adds past the bound is what one read of its
+// socket holds, so a client held lately reads in small pieces (readSize):
+// a read of 16 KiB is 2,730 empty messages, and as many entries in each
+// shard of its room.
+const maxBacklog = 1024
+
+// heldReadSize is the read of a client held within heldMemory, in bytes.
+const (
+	heldReadSize = 1 << 10
+	heldMemory   = time.Second
+)
+
+// readSize is how much c's next read takes: less, for a while, once a
+// shard's backlog held it.
+func (c *Conn) readSize() int {
+	if at := c.heldAt.Load(); at != 0 && time.Now().UnixNano()-at < int64(heldMemory) {
+		return heldReadSize
+	}
+	return readBufSize
 }
 
 // maxSpareOutbox bounds the outbox kept for reuse after a run, in entries.
@@ -47,6 +79,9 @@ type fanout struct {
 	taken []outboxEntry
 	next  int
 
+	backlog atomic.Int64 // entries queued or taken, not yet delivered
+	holding []*Conn      // clients not read until the backlog drains; guarded by mu
+
 	// Scratch space, used only by the running task.
 	roomRun []*message
 	grouped []bool
@@ -61,6 +96,7 @@ func (f *fanout) add(e outboxEntry) {
 	// The caller charges the entry to the outbound budget: a backlog costs
 	// its entries while it lasts (a large slice is not kept after its run;
 	// what is kept is in WorstCase's fan-out term).
+	f.backlog.Add(1)
 	f.mu.Lock()
 	f.outbox = append(f.outbox, e)
 	run := !f.scheduled
@@ -107,6 +143,9 @@ func (f *fanout) Run() {
 			chunk[i] = outboxEntry{}
 		}
 		f.shard.hub.out.add(-int64(len(chunk)) * outboxCost)
+		if f.backlog.Add(-int64(len(chunk))) <= maxBacklog/2 {
+			f.release()
+		}
 		f.next += len(chunk)
 		if f.next == len(f.taken) {
 			f.recycle()
@@ -115,6 +154,42 @@ func (f *fanout) Run() {
 	// The quantum is spent with work left (scheduled stays true, so add
 	// does not submit the task twice).
 	f.shard.hub.reactor.Submit(f)
+}
+
+// full reports whether the backlog is past maxBacklog.
+func (f *fanout) full() bool { return f.backlog.Load() > maxBacklog }
+
+// hold stops reading c until the backlog is down to half of maxBacklog.
+// A client is held by one shard at a time: its next message, once
+// released, finds any other full one.
+func (f *fanout) hold(c *Conn) {
+	if !c.held.CompareAndSwap(false, true) {
+		return
+	}
+	c.heldAt.Store(time.Now().UnixNano())
+	f.shard.hub.stats.ReadPauses.Add(1)
+	f.mu.Lock()
+	f.holding = append(f.holding, c)
+	f.mu.Unlock()
+	// The backlog may have drained between full and the append, with
+	// nobody left to notice.
+	if f.backlog.Load() <= maxBacklog/2 {
+		f.release()
+	}
+}
+
+// release resumes reading the clients the backlog held.
+func (f *fanout) release() {
+	f.mu.Lock()
+	held := f.holding
+	f.holding = nil
+	f.mu.Unlock()
+	for _, c := range held {
+		c.held.Store(false)
+	}
+	if len(held) > 0 {
+		resume(held)
+	}
 }
 
 // take makes the outbox the running task's work, or, if nothing is
