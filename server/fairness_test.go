@@ -8,8 +8,11 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/wsd-chat/wsd/internal/testserver"
 	"github.com/wsd-chat/wsd/internal/wstest"
@@ -290,5 +293,54 @@ func floodBeside(t *testing.T, cfg session.Config, wantClosed bool, flood time.D
 	}
 	if p99 > time.Second {
 		t.Errorf("honest pair p99 %v under the flood; want at most 1s", p99)
+	}
+}
+
+// TestNonReaderShedInTinyFlood: a member that never reads, in a room
+// flooded with empty messages (2-byte frames) by a sender within every
+// limit, at the default flags, is closed 1008 as a slow consumer within a
+// bounded time. Its frames wait in its socket's send buffer, not in wsd's
+// queue, millions of them before the buffer is full; each is counted as a
+// queued frame costs, so it is shed once tens of thousands wait. Its
+// receive buffer is small, as a remote peer's closed window is (on
+// loopback the kernel would otherwise grow it by megabytes).
+func TestNonReaderShedInTinyFlood(t *testing.T) {
+	srv := testserver.Start(t, server.Config{})
+	addr := srv.Addr().String()
+	d := &net.Dialer{Timeout: wstest.DefaultTimeout, Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { _ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 4096) })
+	}}
+	nonReader, _, err := wstest.TryDialWith(d, addr, "/?specialKey=nonreader&room=flood", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nonReader.Conn.Close()
+	sender := wstest.Dial(t, addr, "specialKey=sender&room=flood")
+	go func() { // its own echoes: read and dropped
+		for {
+			if _, err := sender.ReadFrame(30 * time.Second); err != nil {
+				return
+			}
+		}
+	}()
+	const perSecond, bound = 9000, 30 * time.Second
+	batch := emptyMessages(perSecond / 100)
+	start := time.Now()
+	hub := srv.Hub()
+	go func() {
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for range tick.C {
+			if time.Since(start) > bound || hub.Stats().SlowConsumers.Load() > 0 || sender.WriteRaw(batch) != nil {
+				return
+			}
+		}
+	}()
+	wstest.Eventually(t, bound, "the non-reader closed as a slow consumer", func() bool {
+		return hub.Stats().SlowConsumers.Load() > 0
+	})
+	t.Logf("non-reader shed after %v, %d messages in", time.Since(start).Round(time.Millisecond), hub.Stats().MessagesIn.Load())
+	if hub.Stats().Broadcasts.Load() == 0 {
+		t.Fatal("nothing was sent")
 	}
 }

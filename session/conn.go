@@ -81,7 +81,9 @@ type Conn struct {
 	pendHeld    int64
 	progressAt  atomic.Int64 // unix nanos when the queue last drained some or became non-empty
 	headStarted bool         // outq[0] is committed to the wire and must go out whole and first (write.go)
-	wclosed     bool         // a close frame or error response is queued: nothing more
+	winFrames   int64        // frames and their bytes handed over since the sweeper last looked (kernelBacklogLocked)
+	winBytes    int64
+	wclosed     bool // a close frame or error response is queued: nothing more
 	shutWR      bool
 	werr        bool
 	fdClosed    bool
