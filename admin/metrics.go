@@ -68,6 +68,7 @@ var (
 	descBudgetHeld       = desc("budget_held_bytes", "Bytes charged to a memory budget (inbound: partial messages and request heads; outbound: broadcasts and queues).", "budget")
 	descBudgetLimit      = desc("budget_limit_bytes", "The memory budgets' limits.", "budget")
 	descReadPauses       = desc("budget_read_pauses_total", "Times a connection's input was paused because the outbound budget was spent (resumed once it is back under).")
+	descFanoutHolds      = desc("fanout_holds_total", "Times a connection's input was held because a shard's fan-out backlog was full (resumed once it is down to half).")
 	descBudgetCloses     = desc("budget_closes_total", "Connections closed to keep memory within its budget, by reason.", "reason")
 	descBuildInfo        = desc("build_info", "Always 1; the labels say which build runs.", "version", "revision", "goversion")
 )
@@ -78,7 +79,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		descBytesIn, descBroadcasts, descDirect, descGzip, descDeflateConns, descDeflate, descDeflateSaved,
 		descInflateErrors, descFramesOut, descBytesOut, descWrites,
 		descQueued, descSlow, descKicks, descPings, descIdle, descCloseCodes, descAuthFailures,
-		descBudgetHeld, descBudgetLimit, descBudgetCloses, descReadPauses, descBuildInfo,
+		descBudgetHeld, descBudgetLimit, descBudgetCloses, descReadPauses, descFanoutHolds, descBuildInfo,
 		descTLSHandshakes, descTLSFailures} {
 		ch <- d
 	}
@@ -100,6 +101,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descBudgetCloses, s.BudgetRefusals.Load(), "inbound_budget")
 	counter(descBudgetCloses, s.BudgetSheds.Load(), "outbound_budget")
 	counter(descReadPauses, s.ReadPauses.Load())
+	counter(descFanoutHolds, s.FanoutHolds.Load())
 	counter(descBudgetCloses, s.MessageTimeouts.Load(), "message_timeout")
 	counter(descAccepted, s.Accepted.Load())
 	if c.acceptErrors != nil {

@@ -167,7 +167,7 @@ func (f *fanout) hold(c *Conn) {
 		return
 	}
 	c.heldAt.Store(time.Now().UnixNano())
-	f.shard.hub.stats.ReadPauses.Add(1)
+	f.shard.hub.stats.FanoutHolds.Add(1)
 	f.mu.Lock()
 	f.holding = append(f.holding, c)
 	f.mu.Unlock()

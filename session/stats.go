@@ -53,6 +53,7 @@ type Stats struct {
 	BudgetRefusals  atomic.Uint64             // connections closed because the inbound budget was spent
 	BudgetSheds     atomic.Uint64             // consumers closed because the outbound budget was spent
 	ReadPauses      atomic.Uint64             // inputs paused because the outbound budget was spent
+	FanoutHolds     atomic.Uint64             // inputs held because a shard's fan-out backlog was full (fanout.go)
 	closeSent       [closeSlots]atomic.Uint64 // close frames sent, by code
 }
 
