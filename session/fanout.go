@@ -79,8 +79,9 @@ type fanout struct {
 	taken []outboxEntry
 	next  int
 
-	backlog atomic.Int64 // entries queued or taken, not yet delivered
-	holding []*Conn      // clients not read until the backlog drains; guarded by mu
+	backlog  atomic.Int64 // entries queued or taken, not yet delivered
+	holding  []*Conn      // clients not read until the backlog drains; guarded by mu
+	nHolding atomic.Int32 // len(holding), read without mu by release
 
 	// Scratch space, used only by the running task.
 	roomRun []*message
@@ -170,6 +171,7 @@ func (f *fanout) hold(c *Conn) {
 	f.shard.hub.stats.FanoutHolds.Add(1)
 	f.mu.Lock()
 	f.holding = append(f.holding, c)
+	f.nHolding.Store(int32(len(f.holding)))
 	f.mu.Unlock()
 	// The backlog may have drained between full and the append, with
 	// nobody left to notice.
@@ -178,11 +180,17 @@ func (f *fanout) hold(c *Conn) {
 	}
 }
 
-// release resumes reading the clients the backlog held.
+// release resumes reading the clients the backlog held. It is called
+// after every chunk once the backlog is low, so it costs an atomic load
+// when nobody is held.
 func (f *fanout) release() {
+	if f.nHolding.Load() == 0 {
+		return
+	}
 	f.mu.Lock()
 	held := f.holding
 	f.holding = nil
+	f.nHolding.Store(0)
 	f.mu.Unlock()
 	for _, c := range held {
 		c.held.Store(false)
