@@ -52,7 +52,7 @@ func stampLess(a uint64, aBox string, b uint64, bBox string) bool {
 
 func (b *Bridge) keyJoined(c *session.Conn) {
 	key := c.Key()
-	if len(key) > MaxTarget {
+	if len(key) > maxTarget {
 		return // cannot be claimed on the bus; stays a local key
 	}
 	st := b.keys[key]
@@ -63,7 +63,7 @@ func (b *Bridge) keyJoined(c *session.Conn) {
 	}
 	b.clock++
 	st.conn, st.stamp, st.yielded = c, b.clock, false
-	b.sendKey(KindClaim, key, st.stamp)
+	b.sendKey(kindClaim, key, st.stamp)
 }
 
 func (b *Bridge) keyLeft(c *session.Conn) {
@@ -107,12 +107,12 @@ func (b *Bridge) unsubscribeKey(key string) {
 	b.stats.KeySubscriptions.Add(-1)
 }
 
-func (b *Bridge) sendKey(kind Kind, key string, stamp uint64) {
+func (b *Bridge) sendKey(kind msgKind, key string, stamp uint64) {
 	if !b.stats.Connected.Load() {
 		b.stats.drop(DropDisconnected)
 		return
 	}
-	m := Message{Kind: kind, BoxID: b.cfg.BoxID, Seq: b.seq.Add(1), Stamp: stamp, Target: key}
+	m := message{Kind: kind, BoxID: b.cfg.BoxID, Seq: b.seq.Add(1), Stamp: stamp, Target: key}
 	b.send(b.subj.key(key), m.Append(make([]byte, 0, m.Size())))
 	b.stats.ClaimsSent.Add(1)
 }
@@ -124,7 +124,7 @@ func (b *Bridge) sendKey(kind Kind, key string, stamp uint64) {
 const maxStampLead = 1 << 32
 
 // keyMessage applies a claim, hold or announce from another box.
-func (b *Bridge) keyMessage(m *Message) {
+func (b *Bridge) keyMessage(m *message) {
 	if m.Stamp > b.clock+maxStampLead {
 		b.stats.drop(DropInvalid)
 		return
@@ -136,25 +136,25 @@ func (b *Bridge) keyMessage(m *Message) {
 	}
 	theirsLater := stampLess(st.stamp, b.cfg.BoxID, m.Stamp, m.BoxID)
 	switch m.Kind {
-	case KindClaim:
+	case kindClaim:
 		if theirsLater {
 			b.yield(st)
 		} else {
-			b.sendKey(KindHold, m.Target, st.stamp)
+			b.sendKey(kindHold, m.Target, st.stamp)
 		}
-	case KindHold:
+	case kindHold:
 		// An older holder we never saw claim: ours is the later
 		// connection. Claim again above it.
 		if theirsLater {
 			b.clock++
 			st.stamp = b.clock
-			b.sendKey(KindClaim, m.Target, st.stamp)
+			b.sendKey(kindClaim, m.Target, st.stamp)
 		}
-	case KindAnnounce:
+	case kindAnnounce:
 		if theirsLater {
 			b.yield(st)
 		} else {
-			b.sendKey(KindAnnounce, m.Target, st.stamp)
+			b.sendKey(kindAnnounce, m.Target, st.stamp)
 		}
 	}
 }
@@ -171,7 +171,7 @@ func (b *Bridge) yield(st *keyState) {
 func (b *Bridge) announceAll() {
 	for key, st := range b.keys {
 		if !st.yielded {
-			b.sendKey(KindAnnounce, key, st.stamp)
+			b.sendKey(kindAnnounce, key, st.stamp)
 		}
 	}
 }

@@ -34,4 +34,10 @@
 // Which of two connections with one key survives (see claim.go) is decided
 // by Lamport stamps carried in claim messages on the key's subject, never
 // by wall clocks.
+//
+// Files: config.go (Config and its defaults), conn.go (the NATS
+// connection and its handlers), hooks.go (the session.Bridge hooks and the
+// queue they feed), loop.go (the bridge goroutine: publishing and
+// receiving), claim.go (key claims), wire.go (the message format),
+// subject.go, stats.go.
 package cluster

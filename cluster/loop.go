@@ -1,0 +1,211 @@
+package cluster
+
+import (
+	"errors"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// loop is the bridge goroutine: it owns the subscriptions and the key
+// states, publishes what the hooks queued, and delivers what arrives.
+func (b *Bridge) loop() {
+	defer close(b.done)
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			b.countSlowDrops()
+		case <-b.quit:
+			b.drainEvents()
+			b.countSlowDrops()
+			b.unsubscribeAll()
+			return
+		case <-b.wake:
+			b.drainEvents()
+		case m := <-b.inbox:
+			b.receive(m)
+			// Deliver a burst before looking at the queue again, but not
+			// forever: the hooks' events must not wait behind a flood.
+			for i := 0; i < 256; i++ {
+				select {
+				case m = <-b.inbox:
+					b.receive(m)
+					continue
+				default:
+				}
+				break
+			}
+		case <-b.announce:
+			b.announceAll()
+		}
+	}
+}
+
+// countSlowDrops adds what the NATS client dropped for want of room in
+// the inbox to the slow_consumer drops, and ends an episode once the
+// inbox is back under half full.
+func (b *Bridge) countSlowDrops() {
+	b.scMu.Lock()
+	for sub, last := range b.scSubs {
+		n, err := sub.Dropped()
+		if err != nil { // unsubscribed: its last drops were counted on earlier ticks
+			delete(b.scSubs, sub)
+			continue
+		}
+		if n > last {
+			b.stats.dropped[DropSlowConsumer].Add(uint64(n - last))
+			b.scSubs[sub] = n
+		}
+	}
+	b.scMu.Unlock()
+	if b.slowEpisode.Load() && len(b.inbox) < cap(b.inbox)/2 {
+		b.slowEpisode.Store(false)
+		b.log.Info("nats slow consumer episode over", "dropped_so_far", b.stats.Dropped(DropSlowConsumer))
+	}
+}
+
+func (b *Bridge) drainEvents() {
+	for {
+		b.mu.Lock()
+		evs := b.events
+		b.events = b.spare[:0]
+		b.spare = nil
+		n := b.pubs
+		b.pubs, b.pubBytes = 0, 0
+		b.mu.Unlock()
+		if len(evs) == 0 {
+			b.mu.Lock()
+			b.spare = evs
+			b.mu.Unlock()
+			return
+		}
+		b.stats.QueueDepth.Add(int64(-n))
+		for i := range evs {
+			b.apply(&evs[i])
+			evs[i] = event{}
+		}
+		b.mu.Lock()
+		if cap(evs) <= 4096 {
+			b.spare = evs[:0]
+		}
+		b.mu.Unlock()
+	}
+}
+
+func (b *Bridge) apply(e *event) {
+	switch e.kind {
+	case evPublish:
+		b.send(e.name, e.data)
+	case evRoomOpen:
+		if b.rooms[e.name] != nil {
+			return
+		}
+		sub, err := b.nc.ChanSubscribe(b.subj.room(e.name), b.inbox)
+		if err != nil {
+			b.log.Warn("nats subscribe failed", "room", e.name, "err", err)
+			return
+		}
+		b.rooms[e.name] = sub
+		b.stats.Subscriptions.Add(1)
+		b.stats.RoomSubscriptions.Add(1)
+	case evRoomClose:
+		if sub := b.rooms[e.name]; sub != nil {
+			_ = sub.Unsubscribe()
+			delete(b.rooms, e.name)
+			b.stats.Subscriptions.Add(-1)
+			b.stats.RoomSubscriptions.Add(-1)
+		}
+	case evKeyJoin:
+		b.keyJoined(e.conn)
+	case evKeyLeave:
+		b.keyLeft(e.conn)
+	case evSync:
+		close(e.sync)
+	}
+}
+
+// send publishes one encoded message now.
+func (b *Bridge) send(subject string, data []byte) {
+	if err := b.nc.Publish(subject, data); err != nil {
+		switch {
+		case errors.Is(err, nats.ErrReconnectBufExceeded), errors.Is(err, nats.ErrConnectionClosed),
+			errors.Is(err, nats.ErrConnectionReconnecting):
+			b.stats.drop(DropDisconnected)
+		case errors.Is(err, nats.ErrMaxPayload):
+			b.stats.drop(DropTooLarge)
+		default:
+			b.stats.drop(DropPublishError)
+		}
+		return
+	}
+	b.stats.Published.Add(1)
+	b.stats.PublishedBytes.Add(uint64(len(data)))
+}
+
+func (b *Bridge) unsubscribeAll() {
+	for room, sub := range b.rooms {
+		_ = sub.Unsubscribe()
+		delete(b.rooms, room)
+	}
+	for subj, ks := range b.ksubs {
+		_ = ks.sub.Unsubscribe()
+		delete(b.ksubs, subj)
+	}
+	clear(b.keys)
+}
+
+// receive checks and acts on one message from the bus.
+func (b *Bridge) receive(nm *nats.Msg) {
+	b.stats.Received.Add(1)
+	b.stats.ReceivedBytes.Add(uint64(len(nm.Data)))
+	var m message
+	if err := decode(nm.Data, b.cfg.MaxMessage, &m); err != nil {
+		switch err {
+		case errVersion:
+			b.stats.drop(DropVersion)
+		case errTooLarge:
+			b.stats.drop(DropTooLarge)
+		case errInvalid:
+			b.stats.drop(DropInvalid)
+		default:
+			b.stats.drop(DropMalformed)
+		}
+		return
+	}
+	if m.BoxID == b.cfg.BoxID {
+		b.stats.drop(DropOwn)
+		return
+	}
+	switch m.Kind {
+	case kindRoom:
+		if nm.Subject != b.subj.room(m.Target) {
+			b.stats.drop(DropInvalid)
+			return
+		}
+		b.deliver(b.hub.DeliverRemote(m.Target, m.Text, m.Gzip))
+	case kindAll:
+		b.deliver(b.hub.DeliverRemoteAll(m.Text, m.Gzip))
+	case kindDirect:
+		st := b.keys[m.Target]
+		if st == nil || st.yielded {
+			return // not here (any more), or a key sharing the hash
+		}
+		if b.hub.Send(m.Target, m.Text) {
+			b.deliver(1)
+		}
+	default:
+		b.stats.ClaimsReceived.Add(1)
+		b.keyMessage(&m)
+	}
+}
+
+func (b *Bridge) deliver(n int) {
+	if b.hub.Draining() {
+		b.stats.drop(DropDraining)
+		return
+	}
+	b.stats.RemoteDeliveries.Add(1)
+	b.stats.RemoteRecipients.Add(uint64(n))
+}
