@@ -48,7 +48,8 @@ type Bridge struct {
 	rooms map[string]*nats.Subscription
 	keys  map[string]*keyState
 	ksubs map[string]*keySub // key subject → subscription, shared by keys with one hash
-	clock uint64             // Lamport clock of key claims
+	clock uint64             // hybrid logical clock of key claims (claim.go)
+	wall  func() uint64      // wall time in ns: wallClock
 
 	maxPay        atomic.Int64 // the server's max_payload, once connected
 	warnedPayload atomic.Bool
@@ -68,13 +69,14 @@ const (
 	evKeyJoin
 	evKeyLeave
 	evSync
+	evReclaim // a claim that waited for the wall clock (claim.go)
 )
 
 type event struct {
 	kind evKind
-	name string        // room, or subject for evPublish
+	name string        // room, subject for evPublish, key for evReclaim
 	data []byte        // encoded message for evPublish
-	conn *session.Conn // evKeyJoin, evKeyLeave
+	conn *session.Conn // evKeyJoin, evKeyLeave, evReclaim
 	sync chan struct{} // evSync
 }
 
@@ -96,6 +98,7 @@ func New(cfg Config) (*Bridge, error) {
 		rooms:    make(map[string]*nats.Subscription),
 		keys:     make(map[string]*keyState),
 		ksubs:    make(map[string]*keySub),
+		wall:     wallClock,
 	}, nil
 }
 

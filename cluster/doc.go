@@ -32,8 +32,8 @@
 // claims for every held key are announced again once it is back.
 //
 // Which of two connections with one key survives (see claim.go) is decided
-// by Lamport stamps carried in claim messages on the key's subject, never
-// by wall clocks.
+// by stamps carried in claim messages on the key's subject: hybrid logical
+// clocks, which wall time keeps near each other but does not order.
 //
 // Files: config.go (Config and its defaults), conn.go (the NATS
 // connection and its handlers), hooks.go (the session.Bridge hooks and the

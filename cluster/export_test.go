@@ -1,5 +1,7 @@
 package cluster
 
+import "time"
+
 // The wire format, for the tests in cluster_test that put forged and
 // malformed messages on the bus.
 type (
@@ -14,3 +16,9 @@ const (
 )
 
 var KeyToken = keyToken
+
+// SkewClock runs b's wall clock d ahead (a box whose clock is off), from
+// before Start.
+func SkewClock(b *Bridge, d time.Duration) {
+	b.wall = func() uint64 { return wallClock() + uint64(d) }
+}

@@ -123,6 +123,8 @@ func (b *Bridge) apply(e *event) {
 		b.keyLeft(e.conn)
 	case evSync:
 		close(e.sync)
+	case evReclaim:
+		b.reclaimDue(e.name, e.conn)
 	}
 }
 
@@ -152,6 +154,9 @@ func (b *Bridge) unsubscribeAll() {
 	for subj, ks := range b.ksubs {
 		_ = ks.sub.Unsubscribe()
 		delete(b.ksubs, subj)
+	}
+	for _, st := range b.keys {
+		st.stopReclaim()
 	}
 	clear(b.keys)
 }

@@ -63,7 +63,7 @@ const (
 //	flags     1 byte  (bit 0: a gzip frame follows the target)
 //	box id    1 byte length + bytes (1..64)
 //	seq       8 bytes: the sender box's message counter
-//	stamp     8 bytes: Lamport counter, key kinds only
+//	stamp     8 bytes: hybrid logical clock (claim.go), key kinds only
 //	target    2 bytes length + bytes: room or key
 //	gzip      4 bytes length + the complete binary WebSocket frame, if flagged
 //	text      the rest: UTF-8 payload (room, all, direct)
