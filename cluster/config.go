@@ -38,9 +38,6 @@ type Config struct {
 	// MaxMessage bounds the text of messages accepted from the bus, like
 	// -max-message for clients. 0: session.DefaultMaxMessage.
 	MaxMessage int
-	// CarryGzip makes the box that accepts a broadcast build its gzip
-	// frame once and send it along, so other boxes build none.
-	CarryGzip bool
 	// QueueLimit bounds the publishes waiting for the bridge goroutine;
 	// more are dropped (counted). Default DefaultQueueLimit.
 	QueueLimit int

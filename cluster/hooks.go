@@ -29,12 +29,8 @@ func (b *Bridge) publish(subject string, m *message) bool {
 		return false
 	}
 	if limit := b.maxPay.Load(); limit > 0 && int64(m.Size()) > limit {
-		if m.Gzip != nil && int64(m.Size()-4-len(m.Gzip)) <= limit {
-			m.Gzip = nil // receivers build it
-		} else {
-			b.stats.drop(DropTooLarge)
-			return false
-		}
+		b.stats.drop(DropTooLarge)
+		return false
 	}
 	size := m.Size()
 	b.mu.Lock()
@@ -71,10 +67,10 @@ func (b *Bridge) KeyLeft(c *session.Conn) { b.push(event{kind: evKeyLeave, conn:
 
 // Forward implements session.Bridge.
 func (b *Bridge) Forward(room string, m session.Broadcast) bool {
+	// Only the text crosses: each box gzips it for its own gzip members
+	// (once per broadcast, if it has any), so no box serves a frame it
+	// did not build from the text it serves plain readers.
 	msg := message{Kind: kindRoom, BoxID: b.cfg.BoxID, Target: room, Text: m.Text()}
-	if b.cfg.CarryGzip && b.stats.Connected.Load() {
-		msg.Gzip = m.GzipFrame()
-	}
 	return b.publish(b.subj.room(room), &msg)
 }
 

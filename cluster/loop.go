@@ -189,9 +189,9 @@ func (b *Bridge) receive(nm *nats.Msg) {
 			b.stats.drop(DropInvalid)
 			return
 		}
-		b.deliver(b.hub.DeliverRemote(m.Target, m.Text, m.Gzip))
+		b.deliver(b.hub.DeliverRemote(m.Target, m.Text, nil))
 	case kindAll:
-		b.deliver(b.hub.DeliverRemoteAll(m.Text, m.Gzip))
+		b.deliver(b.hub.DeliverRemoteAll(m.Text, nil))
 	case kindDirect:
 		st := b.keys[m.Target]
 		if st == nil || st.yielded {

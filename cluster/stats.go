@@ -10,7 +10,7 @@ const (
 	DropPublishError        // the client refused the publish
 	DropMalformed           // undecodable bus message
 	DropVersion             // unknown wire version
-	DropInvalid             // decodable but wrong: bad room, bad UTF-8, gzip frame not matching the text
+	DropInvalid             // decodable but wrong: bad room, bad UTF-8, stamp out of range
 	DropOwn                 // our own box id came back
 	DropSlowConsumer        // dropped by the NATS client: wsd's inbox was full
 	DropDraining            // arrived while the box shuts down

@@ -33,7 +33,7 @@ func addClusterFlags(fs *flag.FlagSet, c *clusterOptions) {
 	fs.StringVar(&c.ca, "nats-ca", "", "PEM `file` of the CAs that sign the NATS server's TLS certificate (tls:// URLs)")
 	fs.StringVar(&c.prefix, "nats-subject-prefix", cluster.DefaultPrefix, "first token(s) of every subject wsd uses, so several products can share one NATS")
 	fs.StringVar(&c.boxID, "box-id", "", "this box's name on the bus, unique per process (default host-pid-random)")
-	fs.BoolVar(&c.carryGzip, "nats-carry-gzip", true, "the box a broadcast starts on gzips it once and sends the frame along, so other boxes gzip nothing")
+	fs.BoolVar(&c.carryGzip, "nats-carry-gzip", false, "ignored, kept so configurations that set it still parse: only the text crosses the bus and each box gzips it for its own members")
 }
 
 // newBridge returns the NATS bridge the flags ask for, or nil.
@@ -58,7 +58,6 @@ func newBridge(o *options, log *slog.Logger) (*cluster.Bridge, error) {
 		Prefix:     c.prefix,
 		BoxID:      c.boxID,
 		MaxMessage: o.server.Session.MaxMessage,
-		CarryGzip:  c.carryGzip,
 		Logger:     log,
 	})
 }
@@ -87,7 +86,7 @@ func redactURLs(list string) string {
 // clusterStarted logs the bridge's settings, never its credentials.
 func clusterStarted(log *slog.Logger, b *cluster.Bridge, o *options) {
 	log.Info("cluster", "box_id", b.BoxID(), "nats", redactURLs(o.cluster.url),
-		"subject_prefix", b.Prefix(), "nats_state", b.State(), "carry_gzip", o.cluster.carryGzip)
+		"subject_prefix", b.Prefix(), "nats_state", b.State())
 }
 
 // checkCluster builds the cluster configuration as start would, and parses
