@@ -22,7 +22,7 @@ var (
 	descCPublishedB   = cdesc("published_bytes_total", "Bytes of messages handed to NATS.")
 	descCReceived     = cdesc("received_total", "Messages received from NATS, before checks.")
 	descCReceivedB    = cdesc("received_bytes_total", "Bytes of messages received from NATS.")
-	descCDropped      = cdesc("dropped_total", "Messages that did not cross, by reason (outbound: disconnected, queue_full, too_large, publish_error; inbound: malformed, version, invalid, too_large, own, draining; slow_consumer).", "reason")
+	descCDropped      = cdesc("dropped_total", "Messages that did not cross, by reason (outbound: disconnected, queue_full, too_large, publish_error; inbound: malformed, version, invalid, too_large, own, draining, unsigned, bad_mac; slow_consumer).", "reason")
 	descCRemote       = cdesc("remote_deliveries_total", "Broadcasts and direct messages from other boxes delivered on this box.")
 	descCRemoteRcpt   = cdesc("remote_recipients_total", "Connections those remote deliveries were queued for.")
 	descCSubs         = cdesc("subscriptions", "NATS subscriptions of this box, by kind (room, key, all).", "kind")

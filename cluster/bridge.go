@@ -51,7 +51,8 @@ type Bridge struct {
 	clock uint64             // hybrid logical clock of key claims (claim.go)
 	wall  func() uint64      // wall time in ns: wallClock
 
-	maxPay        atomic.Int64 // the server's max_payload, once connected
+	busKeys       atomic.Pointer[busKeys] // nil: messages are neither signed nor checked
+	maxPay        atomic.Int64            // the server's max_payload, once connected
 	warnedPayload atomic.Bool
 }
 
@@ -86,7 +87,11 @@ func New(cfg Config) (*Bridge, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	return &Bridge{
+	keys, err := newBusKeys(cfg.BusKeys)
+	if err != nil {
+		return nil, err
+	}
+	b := &Bridge{
 		cfg:      cfg,
 		subj:     subjects{prefix: cfg.Prefix},
 		log:      cfg.Logger.With("box", cfg.BoxID),
@@ -99,7 +104,9 @@ func New(cfg Config) (*Bridge, error) {
 		keys:     make(map[string]*keyState),
 		ksubs:    make(map[string]*keySub),
 		wall:     wallClock,
-	}, nil
+	}
+	b.busKeys.Store(keys)
+	return b, nil
 }
 
 // BoxID returns this box's id on the bus.

@@ -131,7 +131,7 @@ func (b *Bridge) sendKey(kind msgKind, key string, stamp uint64) {
 		return
 	}
 	m := message{Kind: kind, BoxID: b.cfg.BoxID, Seq: b.seq.Add(1), Stamp: stamp, Target: key}
-	b.send(b.subj.key(key), m.Append(make([]byte, 0, m.Size())))
+	b.send(b.subj.key(key), m.Append(make([]byte, 0, m.Size()+macSize)))
 	b.stats.ClaimsSent.Add(1)
 }
 

@@ -33,7 +33,10 @@ type Config struct {
 	Password string
 	CAFile   string // PEM roots to verify the NATS server's TLS certificate
 	Prefix   string // first subject token(s); default DefaultPrefix
-	BoxID    string // this box's name on the bus; default defaultBoxID()
+	// BusKeys sign and verify every bus message (buskey.go): one, or two
+	// during a rotation, the first signing. None: the bus is trusted.
+	BusKeys [][]byte
+	BoxID   string // this box's name on the bus; default defaultBoxID()
 
 	// MaxMessage bounds the text of messages accepted from the bus, like
 	// -max-message for clients. 0: session.DefaultMaxMessage.

@@ -35,9 +35,14 @@
 // by stamps carried in claim messages on the key's subject: hybrid logical
 // clocks, which wall time keeps near each other but does not order.
 //
+// With bus keys (Config.BusKeys, -nats-bus-key-file) every message carries
+// an HMAC over its subject and bytes, and a box drops what does not verify
+// (buskey.go); docs/cluster-security.md shows the NATS permissions that
+// keep other NATS users off wsd's subjects.
+//
 // Files: config.go (Config and its defaults), conn.go (the NATS
 // connection and its handlers), hooks.go (the session.Bridge hooks and the
 // queue they feed), loop.go (the bridge goroutine: publishing and
-// receiving), claim.go (key claims), wire.go (the message format),
+// receiving), claim.go (key claims), buskey.go (MACs), wire.go (the message format),
 // subject.go, stats.go.
 package cluster

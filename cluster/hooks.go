@@ -28,7 +28,7 @@ func (b *Bridge) publish(subject string, m *message) bool {
 		b.stats.drop(DropDisconnected)
 		return false
 	}
-	if limit := b.maxPay.Load(); limit > 0 && int64(m.Size()) > limit {
+	if limit := b.maxPay.Load(); limit > 0 && int64(m.Size()+macSize) > limit {
 		b.stats.drop(DropTooLarge)
 		return false
 	}
@@ -40,7 +40,7 @@ func (b *Bridge) publish(subject string, m *message) bool {
 		return false
 	}
 	m.Seq = b.seq.Add(1)
-	data := m.Append(make([]byte, 0, size))
+	data := m.Append(make([]byte, 0, size+macSize))
 	b.events = append(b.events, event{kind: evPublish, name: subject, data: data})
 	b.pubs++
 	b.pubBytes += size

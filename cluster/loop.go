@@ -130,6 +130,9 @@ func (b *Bridge) apply(e *event) {
 
 // send publishes one encoded message now.
 func (b *Bridge) send(subject string, data []byte) {
+	if k := b.busKeys.Load(); k != nil {
+		data = k.sign(subject, data)
+	}
 	if err := b.nc.Publish(subject, data); err != nil {
 		switch {
 		case errors.Is(err, nats.ErrReconnectBufExceeded), errors.Is(err, nats.ErrConnectionClosed),
@@ -165,6 +168,12 @@ func (b *Bridge) unsubscribeAll() {
 func (b *Bridge) receive(nm *nats.Msg) {
 	b.stats.Received.Add(1)
 	b.stats.ReceivedBytes.Add(uint64(len(nm.Data)))
+	if k := b.busKeys.Load(); k != nil {
+		if reason := k.verify(nm.Subject, nm.Data); reason >= 0 {
+			b.stats.drop(reason)
+			return
+		}
+	}
 	var m message
 	if err := decode(nm.Data, b.cfg.MaxMessage, &m); err != nil {
 		switch err {

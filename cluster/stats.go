@@ -14,12 +14,14 @@ const (
 	DropOwn                 // our own box id came back
 	DropSlowConsumer        // dropped by the NATS client: wsd's inbox was full
 	DropDraining            // arrived while the box shuts down
+	DropUnsigned            // no MAC, on a box with bus keys
+	DropBadMAC              // a MAC valid under none of the box's bus keys
 	numDrops
 )
 
 // DropReasons names the drop reasons, indexed as above.
 var DropReasons = [numDrops]string{"disconnected", "queue_full", "too_large", "publish_error",
-	"malformed", "version", "invalid", "own", "slow_consumer", "draining"}
+	"malformed", "version", "invalid", "own", "slow_consumer", "draining", "unsigned", "bad_mac"}
 
 // Stats are the bridge's counters; all cumulative except the gauges.
 type Stats struct {

@@ -49,6 +49,10 @@ func (k msgKind) isKey() bool { return k >= kindClaim && k <= kindAnnounce }
 // receives: the frame could say something else than the text.
 const flagGzip = 1
 
+// flagMAC marks a signed message: its last macSize bytes are its MAC
+// (buskey.go).
+const flagMAC = 2
+
 // Limits of the header fields.
 const (
 	maxBoxID  = 64
@@ -61,13 +65,14 @@ const (
 //
 //	version   1 byte  (wireVersion)
 //	kind      1 byte
-//	flags     1 byte  (bit 0: a gzip frame follows the target)
+//	flags     1 byte  (bit 0: a gzip frame follows the target; bit 1: signed)
 //	box id    1 byte length + bytes (1..64)
 //	seq       8 bytes: the sender box's message counter
 //	stamp     8 bytes: hybrid logical clock (claim.go), key kinds only
 //	target    2 bytes length + bytes: room or key
 //	gzip      4 bytes length + the complete binary WebSocket frame, if flagged
 //	text      the rest: UTF-8 payload (room, all, direct)
+//	mac       16 bytes, if signed: see buskey.go
 type message struct {
 	Kind   msgKind
 	BoxID  string
@@ -132,8 +137,14 @@ func decode(p []byte, maxText int, m *message) error {
 	}
 	*m = message{Kind: msgKind(p[1])}
 	flags := p[2]
-	if m.Kind < kindRoom || m.Kind > kindAnnounce || flags&^flagGzip != 0 {
+	if m.Kind < kindRoom || m.Kind > kindAnnounce || flags&^(flagGzip|flagMAC) != 0 {
 		return errMalformed
+	}
+	if flags&flagMAC != 0 {
+		if len(p) < 4+macSize {
+			return errMalformed
+		}
+		p = p[:len(p)-macSize] // checked, if this box has keys, before decode
 	}
 	n := int(p[3])
 	p = p[4:]

@@ -203,6 +203,9 @@ func loadSecrets(o *options) error {
 	if errs != nil {
 		return errors.Join(errs...)
 	}
+	if err := loadBusKeys(o); err != nil { // cluster.go
+		return err
+	}
 	o.token, o.secret = o.adminToken, []byte(o.jwtSecret)
 	if o.adminTokenFile != "" {
 		b, err := readSecret("admin-token-file", o.adminTokenFile)

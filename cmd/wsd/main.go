@@ -172,7 +172,7 @@ func run(args []string, stderr io.Writer) int {
 		}
 		clusterStarted(log, bridge, o)
 	}
-	st.hub = srv.Hub()
+	st.hub, st.bridge = srv.Hub(), bridge
 	cfg := srv.Hub().Config()
 	v := version.Get()
 	log.Info("listening", "addr", srv.Addr().String(), "page", pageURL(o.demo, srv.Addr()), "version", v.Version, "revision", v.Revision,

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 
 	"github.com/wsd-chat/wsd/auth"
+	"github.com/wsd-chat/wsd/cluster"
 	"github.com/wsd-chat/wsd/codec"
 	"github.com/wsd-chat/wsd/session"
 	"github.com/wsd-chat/wsd/tlswire"
@@ -29,6 +30,7 @@ type state struct {
 	auth   *authSwitch
 	hub    *session.Hub
 	cert   *tlswire.Certificate // nil without -tls-cert
+	bridge *cluster.Bridge      // nil without -nats-url
 	mu     sync.Mutex           // one reload at a time
 }
 
@@ -51,6 +53,7 @@ var reloadables = []reloadable{
 		}
 		return func() { st.auth.swap(a) }, nil
 	}},
+	{[]string{"nats-bus-key-file"}, reloadBusKeys},
 	{[]string{"max-msg-rate", "msg-burst"}, func(st *state, o *options) (func(), error) {
 		return func() { st.hub.SetRateLimit(o.server.Session.MaxMsgRate, o.server.Session.MsgBurst) }, nil
 	}},
@@ -82,6 +85,9 @@ func changed(a, b *options) []string {
 	}
 	if a.jwtSecretFile != "" && !bytes.Equal(a.secret, b.secret) && !slices.Contains(out, "jwt-secret-file") {
 		out = append(out, "jwt-secret-file")
+	}
+	if a.cluster.keyFile != "" && !slices.EqualFunc(a.cluster.busKeys, b.cluster.busKeys, bytes.Equal) && !slices.Contains(out, "nats-bus-key-file") {
+		out = append(out, "nats-bus-key-file")
 	}
 	if a.jwtPublicKey != "" && !bytes.Equal(a.publicKeyPEM, b.publicKeyPEM) && !slices.Contains(out, "jwt-public-key") {
 		out = append(out, "jwt-public-key")
