@@ -49,7 +49,14 @@ type Bridge struct {
 	keys  map[string]*keyState
 	ksubs map[string]*keySub // key subject → subscription, shared by keys with one hash
 	clock uint64             // hybrid logical clock of key claims (claim.go)
-	wall  func() uint64      // wall time in ns: wallClock
+
+	// Publishes the server has not confirmed yet (loop.go: batch).
+	open       batch       // owned by the loop
+	confirming atomic.Bool // the confirmer holds a batch
+	toConfirm  chan batch
+	confirmed  chan struct{} // closed when the confirmer is done
+
+	wall func() uint64 // wall time in ns: wallClock
 
 	busKeys       atomic.Pointer[busKeys] // nil: messages are neither signed nor checked
 	maxPay        atomic.Int64            // the server's max_payload, once connected
@@ -92,18 +99,20 @@ func New(cfg Config) (*Bridge, error) {
 		return nil, err
 	}
 	b := &Bridge{
-		cfg:      cfg,
-		subj:     subjects{prefix: cfg.Prefix},
-		log:      cfg.Logger.With("box", cfg.BoxID),
-		wake:     make(chan struct{}, 1),
-		inbox:    make(chan *nats.Msg, cfg.Inbox),
-		announce: make(chan struct{}, 1),
-		quit:     make(chan struct{}),
-		done:     make(chan struct{}),
-		rooms:    make(map[string]*nats.Subscription),
-		keys:     make(map[string]*keyState),
-		ksubs:    make(map[string]*keySub),
-		wall:     wallClock,
+		cfg:       cfg,
+		subj:      subjects{prefix: cfg.Prefix},
+		log:       cfg.Logger.With("box", cfg.BoxID),
+		wake:      make(chan struct{}, 1),
+		inbox:     make(chan *nats.Msg, cfg.Inbox),
+		announce:  make(chan struct{}, 1),
+		quit:      make(chan struct{}),
+		toConfirm: make(chan batch, 1),
+		confirmed: make(chan struct{}),
+		done:      make(chan struct{}),
+		rooms:     make(map[string]*nats.Subscription),
+		keys:      make(map[string]*keyState),
+		ksubs:     make(map[string]*keySub),
+		wall:      wallClock,
 	}
 	b.busKeys.Store(keys)
 	return b, nil

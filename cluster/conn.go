@@ -97,6 +97,7 @@ func (b *Bridge) Start(hub *session.Hub) error {
 	b.started = true
 	b.mu.Unlock()
 	go b.loop()
+	go b.confirmer()
 	b.signal()
 	return nil
 }
@@ -109,6 +110,13 @@ func (b *Bridge) Close() {
 	}
 	close(b.quit)
 	<-b.done
+	// The last batch: toConfirm holds one, so this waits at most for
+	// the confirmer to take the one before.
+	if b.open.n > 0 {
+		b.toConfirm <- b.open
+	}
+	close(b.toConfirm)
+	<-b.confirmed
 	if b.nc.IsConnected() {
 		_ = b.nc.FlushTimeout(time.Second)
 	}

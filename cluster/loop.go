@@ -40,6 +40,7 @@ func (b *Bridge) loop() {
 		case <-b.announce:
 			b.announceAll()
 		}
+		b.handOver()
 	}
 }
 
@@ -133,6 +134,7 @@ func (b *Bridge) send(subject string, data []byte) {
 	if k := b.busKeys.Load(); k != nil {
 		data = k.sign(subject, data)
 	}
+	epoch := b.nc.Stats().Reconnects
 	if err := b.nc.Publish(subject, data); err != nil {
 		switch {
 		case errors.Is(err, nats.ErrReconnectBufExceeded), errors.Is(err, nats.ErrConnectionClosed),
@@ -145,8 +147,85 @@ func (b *Bridge) send(subject string, data []byte) {
 		}
 		return
 	}
-	b.stats.Published.Add(1)
-	b.stats.PublishedBytes.Add(uint64(len(data)))
+	b.took(len(data), epoch)
+}
+
+// confirmTimeout bounds the wait for the NATS server's answer to the ping
+// that follows a batch of publishes; a slower answer is waited for again.
+const confirmTimeout = time.Second
+
+// A batch is a run of publishes the client took on one connection (the
+// client's reconnect count when they were taken), not yet settled.
+type batch struct {
+	n     uint64
+	bytes uint64
+	epoch uint64
+}
+
+// Publishes are settled in batches: counted as published once the NATS
+// server has answered a ping sent after them on the same connection, as
+// dropped (disconnected) once that connection is gone without the answer.
+// Taken by the client is not enough: it discards what it has not written
+// when a connection breaks, and what it wrote may never have reached the
+// server. The loop closes a batch after each round of work and hands it to
+// the confirmer goroutine, which sends the ping and waits, so the loop
+// never waits for NATS; while one batch waits, the next one grows.
+
+// took adds a publish the client took to the open batch. A batch whose
+// connection is gone (the reconnect count moved) can no longer be
+// answered: it is dropped.
+func (b *Bridge) took(size int, epoch uint64) {
+	if b.open.n > 0 && b.open.epoch != epoch {
+		b.stats.dropped[DropDisconnected].Add(b.open.n)
+		b.open = batch{}
+	}
+	if b.open.n == 0 {
+		b.open.epoch = epoch
+	}
+	b.open.n++
+	b.open.bytes += uint64(size)
+}
+
+// handOver gives the open batch to the confirmer unless it is busy with
+// the one before.
+func (b *Bridge) handOver() {
+	if b.open.n == 0 || b.confirming.Load() {
+		return
+	}
+	b.confirming.Store(true)
+	b.toConfirm <- b.open
+	b.open = batch{}
+}
+
+// confirmer settles the batches handOver gives it, until toConfirm closes.
+func (b *Bridge) confirmer() {
+	defer close(b.confirmed)
+	for bt := range b.toConfirm {
+		b.settle(bt)
+		b.confirming.Store(false)
+		b.signal() // the loop hands over what grew meanwhile
+	}
+}
+
+func (b *Bridge) settle(bt batch) {
+	for {
+		if b.nc.Status() != nats.CONNECTED || b.nc.Stats().Reconnects != bt.epoch {
+			break // the ping would go on another connection
+		}
+		err := b.nc.FlushTimeout(confirmTimeout)
+		if b.nc.Stats().Reconnects != bt.epoch {
+			break // answered, if at all, on a new connection
+		}
+		if err == nil {
+			b.stats.Published.Add(bt.n)
+			b.stats.PublishedBytes.Add(bt.bytes)
+			return
+		}
+		if !errors.Is(err, nats.ErrTimeout) || b.closing.Load() {
+			break
+		}
+	}
+	b.stats.dropped[DropDisconnected].Add(bt.n)
 }
 
 func (b *Bridge) unsubscribeAll() {

@@ -28,7 +28,7 @@ type Stats struct {
 	Connected         atomic.Bool   // gauge: connected to a NATS server now
 	Reconnects        atomic.Uint64 // connections re-established after a loss
 	Disconnects       atomic.Uint64 // connections lost
-	Published         atomic.Uint64 // messages handed to NATS
+	Published         atomic.Uint64 // messages the NATS server confirmed receiving (loop.go: confirm)
 	PublishedBytes    atomic.Uint64
 	Received          atomic.Uint64 // messages taken from NATS (before checks)
 	ReceivedBytes     atomic.Uint64
