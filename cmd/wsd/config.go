@@ -56,6 +56,8 @@ type options struct {
 	jwtSecret       string
 	jwtSecretFile   string
 	jwtPublicKey    string
+	jwtAudience     string
+	jwtIssuer       string
 	allowedOrigins  string
 	demo            bool // serve the chat page (web) on a plain GET /
 	tlsCert         string
@@ -113,6 +115,8 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.jwtSecret, "jwt-secret", "", "require an HS256 JWT signed with this secret at the handshake (prefer -jwt-secret-file or WSD_JWT_SECRET); reloadable")
 	fs.StringVar(&o.jwtSecretFile, "jwt-secret-file", "", "read the HS256 JWT secret from this `file`; reloadable")
 	fs.StringVar(&o.jwtPublicKey, "jwt-public-key", "", "require an RS256 or ES256 JWT verified with the public key in this PEM `file`; reloadable")
+	fs.StringVar(&o.jwtAudience, "jwt-audience", "", "when set, a JWT's aud must contain this value; reloadable")
+	fs.StringVar(&o.jwtIssuer, "jwt-issuer", "", "when set, a JWT's iss must be this value; reloadable")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "serve wss:// with the certificate (chain) in this PEM `file`; re-read with -tls-key on SIGHUP")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "private key for -tls-cert, a PEM `file`")
 	fs.IntVar(&sc.TLSHandshakes, "tls-handshakes", tlswire.DefaultMaxHandshakes, "TLS handshakes in progress at once, one short-lived goroutine each; more wait in a queue without one")
@@ -284,6 +288,12 @@ var checks = []check{
 		return o.server.Session.OutboundBudget < int64(o.server.Session.MaxQueue)
 	}},
 	{"deflate-client-window-bits", "must be 0 (client_no_context_takeover) or 9 to 15", func(o *options) bool { return !o.server.Session.Deflate.Valid() }},
+	{"jwt-audience", "needs -jwt-secret, -jwt-secret-file or -jwt-public-key", func(o *options) bool {
+		return o.jwtAudience != "" && len(o.secret) == 0 && len(o.publicKeyPEM) == 0
+	}},
+	{"jwt-issuer", "needs -jwt-secret, -jwt-secret-file or -jwt-public-key", func(o *options) bool {
+		return o.jwtIssuer != "" && len(o.secret) == 0 && len(o.publicKeyPEM) == 0
+	}},
 	{"tls-cert", "and -tls-key must be given together", func(o *options) bool { return (o.tlsCert == "") != (o.tlsKey == "") }},
 	{"tls-handshakes", "must be at least 1", func(o *options) bool { return o.server.Session.TLSHandshakes < 1 }},
 	{"message-timeout", "must be more than 0", func(o *options) bool { return o.server.Session.MessageTimeout <= 0 }},
@@ -421,6 +431,8 @@ func newAuthorizer(o *options) (*auth.Authorizer, error) {
 	return auth.New(auth.Config{
 		HMACSecret:     o.secret,
 		PublicKeyPEM:   o.publicKeyPEM,
+		Audience:       o.jwtAudience,
+		Issuer:         o.jwtIssuer,
 		AllowedOrigins: auth.ParseOriginList(o.allowedOrigins),
 	})
 }

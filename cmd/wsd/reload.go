@@ -46,7 +46,7 @@ type reloadable struct {
 // restart. The TLS certificate files are re-read on every reload (see
 // reload); their names need a restart.
 var reloadables = []reloadable{
-	{[]string{"allowed-origins", "jwt-secret", "jwt-secret-file", "jwt-public-key"}, func(st *state, o *options) (func(), error) {
+	{[]string{"allowed-origins", "jwt-secret", "jwt-secret-file", "jwt-public-key", "jwt-audience", "jwt-issuer"}, func(st *state, o *options) (func(), error) {
 		a, err := newAuthorizer(o)
 		if err != nil {
 			return nil, err
