@@ -4,10 +4,7 @@ import "time"
 
 // The wire format, for the tests in cluster_test that put forged and
 // malformed messages on the bus.
-type (
-	Message = message
-	Kind    = msgKind
-)
+type Message = message
 
 const (
 	KindRoom  = kindRoom
