@@ -28,8 +28,9 @@ type Stream struct {
 	msgOp     OpCode // opcode of the current message (text or binary)
 	maskPos   uint8
 	mask      [4]byte
-	left      int64 // payload bytes of the current frame not yet seen
-	msgLen    int64 // payload bytes of the current message so far
+	frames    uint32 // frame headers parsed since TakeFrames (fits the padding: no growth)
+	left      int64  // payload bytes of the current frame not yet seen
+	msgLen    int64  // payload bytes of the current message so far
 	utf8      utf8Validator
 
 	// permessage-deflate, once negotiated (SetDeflate).
@@ -109,6 +110,7 @@ func (s *Stream) Feed(p []byte, h Handler, max int64) error {
 
 // begin validates a new frame header against RFC 6455 and the message state.
 func (s *Stream) begin(h *Header, max int64) error {
+	s.frames++
 	switch {
 	case h.Rsv != 0 && (!s.deflate || h.Rsv != 4):
 		// RSV1 (4 here) is permessage-deflate's; RSV2 and RSV3 are nobody's.
@@ -249,6 +251,17 @@ func (s *Stream) inflate(p []byte, h Handler, max int64) error {
 		s.window.Push(out, s.ctxBits)
 	}
 	return h.OnMessage(s.msgOp, out)
+}
+
+// TakeFrames returns how many frames (data, continuation, control, empty
+// or not) the stream has started since the last call, and counts from zero
+// again. Every frame costs a parse and a handler call whatever its
+// payload, so this is what a per-connection rate over the peer's work
+// counts; the Handler may call it from within Feed.
+func (s *Stream) TakeFrames() int {
+	n := s.frames
+	s.frames = 0
+	return int(n)
 }
 
 // Window reports how many bytes of dictionary the stream holds for a

@@ -43,7 +43,7 @@ const (
 	DefaultInboundBudget  = 128 << 20 // partial input, all connections together
 	DefaultOutboundBudget = 256 << 20 // queued output, all connections together
 	DefaultMessageTimeout = 30e9      // nanoseconds: 30 s from a message's first byte to its last
-	DefaultMaxMsgRate     = 10000     // messages (and pings) per second per connection
+	DefaultMaxMsgRate     = 10000     // frames (a one-frame message is one) per second per connection
 	DefaultMaxByteRate    = 64 << 20  // payload bytes per second per connection, after gunzip
 	DefaultInflateRatio   = 100       // gzip messages may inflate to this many times their size
 	// inflateFloor is the inflated size always allowed, whatever the ratio:

@@ -60,7 +60,7 @@ type Conn struct {
 	// OnReady only.
 	stream     codec.Stream
 	hs         []byte    // request bytes while the head is incomplete
-	rate       rateState // messages and pings
+	rate       rateState // frames: messages, continuations, pings, pongs
 	byteRate   rateState // payload bytes after gunzip
 	inHeld     int64     // bytes charged to the inbound budget
 	peerClosed bool      // the peer's close frame arrived
@@ -165,6 +165,11 @@ func (c *Conn) input(p []byte) {
 			return
 		}
 		err := c.stream.Feed(p, c, int64(c.hub.cfg.MaxMessage))
+		if err == nil {
+			// Frames no message or control frame paid for yet: empty
+			// continuations, a fragmented message's middle.
+			err = c.chargeFrames(time.Now().UnixNano())
+		}
 		if err == nil && !c.chargeInput() {
 			c.hub.stats.BudgetRefusals.Add(1)
 			err = codec.ErrInboundBudget
@@ -323,8 +328,8 @@ func (c *Conn) OnMessage(op codec.OpCode, payload []byte) error {
 	}
 	h := c.hub
 	now := time.Now().UnixNano()
-	if !h.rate.allow(&c.rate, now, 1) {
-		return codec.ErrRateLimited
+	if err := c.chargeFrames(now); err != nil {
+		return err
 	}
 	if op == codec.OpBinary {
 		// Seed clients with support_gzip send gzip'd text as binary. It
@@ -356,16 +361,32 @@ func (c *Conn) OnMessage(op codec.OpCode, payload []byte) error {
 	return nil
 }
 
+// chargeFrames charges the frames the stream has started since the last
+// charge to the connection's message rate, one unit each: a message in one
+// frame costs one unit as a ping or a pong does, and a message in k frames
+// costs k. Charged as each message or control frame completes (so one over
+// the rate is refused before it is broadcast or answered) and after each
+// Feed for the frames between, so a peer streaming empty continuations or
+// unsolicited pongs is closed 1008 like one flooding messages.
+func (c *Conn) chargeFrames(now int64) error {
+	if n := c.stream.TakeFrames(); n > 0 && !c.hub.rate.allow(&c.rate, now, n) {
+		return codec.ErrRateLimited
+	}
+	return nil
+}
+
 var inflateBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 // OnControl implements codec.Handler: a ping, pong or close frame arrived.
 func (c *Conn) OnControl(op codec.OpCode, payload []byte) error {
 	switch op {
-	case codec.OpPing:
-		if !c.hub.rate.allow(&c.rate, time.Now().UnixNano(), 1) {
-			return codec.ErrRateLimited
+	case codec.OpPing, codec.OpPong:
+		if err := c.chargeFrames(time.Now().UnixNano()); err != nil {
+			return err
 		}
-		c.sendPong(payload)
+		if op == codec.OpPing {
+			c.sendPong(payload)
+		}
 	case codec.OpClose:
 		if c.peerClosed {
 			return nil

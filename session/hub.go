@@ -36,7 +36,7 @@ type Config struct {
 	PingInterval     time.Duration // ping connections quiet for this long
 	IdleTimeout      time.Duration // close connections quiet for this long (1001)
 	CloseTimeout     time.Duration
-	MaxMsgRate       float64 // messages and pings per second per connection; 0: DefaultMaxMsgRate, <0: unlimited
+	MaxMsgRate       float64 // frames (messages, continuations, pings, pongs) per second per connection; 0: DefaultMaxMsgRate, <0: unlimited
 	MaxConnsPerIP    int     // sockets one source address may hold; 0: no cap
 	MsgBurst         int     // messages allowed at once above the rate; 0: DefaultMsgBurst
 	MaxByteRate      float64 // payload bytes (after gunzip) per second per connection; 0: DefaultMaxByteRate, <0: unlimited
@@ -139,7 +139,7 @@ type Hub struct {
 	table      *table
 	stats      Stats
 	log        *slog.Logger
-	rate       rateLimit // messages and pings
+	rate       rateLimit // frames: messages, continuations, pings, pongs
 	byteRate   rateLimit // payload bytes
 	in, out    budget
 	squeezeReq chan struct{}
