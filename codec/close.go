@@ -63,7 +63,7 @@ var (
 // Closes for the memory budgets: the server, not the peer's protocol, is
 // the reason, so a client may retry (1013) unless it was the abuser.
 var (
-	ErrInflateRatio    = &CloseError{CloseTooBig, "gzip message inflates past the allowed ratio"}
+	ErrInflateRatio    = &CloseError{CloseTooBig, "compressed message inflates past the allowed ratio"}
 	ErrInboundBudget   = &CloseError{CloseTryAgainLater, "server busy: inbound memory budget spent"}
 	ErrMessageTimeout  = &CloseError{ClosePolicyViolation, "message took too long to arrive"}
 	ErrOutboundBudget  = &CloseError{ClosePolicyViolation, "slow consumer: outbound memory budget spent"}

@@ -14,6 +14,15 @@ type Handler interface {
 	OnControl(op OpCode, payload []byte) error
 }
 
+// InflateLimiter may be implemented by a Handler to bound how far a
+// permessage-deflate message may inflate by its compressed size (a ratio
+// rule), below Feed's max: InflateLimit returns the most bytes the
+// compressed payload of n bytes may inflate to. Past a limit below max the
+// message fails with ErrInflateRatio; past max, with ErrDeflateTooBig.
+type InflateLimiter interface {
+	InflateLimit(n int) int
+}
+
 // Stream decodes client frames incrementally and assembles messages. The
 // zero value is ready to use. A Stream is not safe for concurrent use; wsd
 // guarantees one reader per connection at a time.
@@ -234,10 +243,19 @@ func (s *Stream) inflate(p []byte, h Handler, max int64) error {
 	if max <= 0 || int64(limit) != max {
 		limit = int(^uint(0) >> 1)
 	}
+	ratio := false
+	if l, ok := h.(InflateLimiter); ok {
+		if n := l.InflateLimit(len(p)); n < limit {
+			limit, ratio = n, true
+		}
+	}
 	buf := getBuf(&msgPool)
 	defer putBuf(&msgPool, buf)
 	out, err := Inflate((*buf)[:0], p, s.window.Bytes(), limit)
 	*buf = out[:0]
+	if err == ErrDeflateTooBig && ratio {
+		err = ErrInflateRatio
+	}
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,8 @@ package server_test
 
 import (
 	"bytes"
+	"math/rand/v2"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -135,4 +137,57 @@ func TestEveryFrameCharged(t *testing.T) {
 		return echoes.Load() >= int64(honestFor.Seconds()*honestRate/2)-100
 	})
 	t.Logf("honest client: %d echoes at %d frames/s, not closed", echoes.Load(), honestRate)
+}
+
+// TestInflateRatioBothCodings: -inflate-ratio (InflateRatio, 100 by
+// default, past a 64 KiB floor) bounds a permessage-deflate message as it
+// bounds a gzip'd one: 1 MiB of one letter, about 1 KB either way, is
+// refused 1009 and reaches nobody; honest compressed messages pass.
+func TestInflateRatioBothCodings(t *testing.T) {
+	_, addr, _ := start(t, deflateConfig(0))
+	watcher := dialDeflate(t, addr, "specialKey=watcher", browser)
+	bombText := strings.Repeat("a", 1<<20)
+	rng := rand.New(rand.NewPCG(1, 2))
+	noisy := make([]byte, 200<<10) // compresses about 1.3 times
+	for i := range noisy {
+		noisy[i] = byte('a' + rng.IntN(26))
+	}
+	for _, tc := range []struct {
+		name string
+		gzip bool
+		text string
+		code int // 0: delivered
+	}{
+		{"deflate, 1 MiB from 1 KB", false, bombText, 1009},
+		{"gzip, 1 MiB from 1 KB", true, bombText, 1009},
+		{"deflate under the floor", false, bombText[:60<<10], 0},
+		{"deflate within the ratio", false, string(noisy), 0},
+		{"gzip within the ratio", true, string(noisy), 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var c *wstest.Client
+			var send []byte
+			if tc.gzip {
+				c = dialDeflate(t, addr, "specialKey=sender&support_gzip=1")
+				send = wstest.RawFrame(0x82, true, wstest.Gzip(tc.text))
+			} else {
+				c = dialDeflate(t, addr, "specialKey=sender", browser)
+				send = wstest.RawFrame(0xC1, true, zDeflate(tc.text))
+			}
+			t.Logf("%d bytes on the wire for %d", len(send), len(tc.text))
+			if err := c.WriteRaw(send); err != nil {
+				t.Fatal(err)
+			}
+			if tc.code != 0 {
+				expectCloseFrame(t, c, tc.name, tc.code, "compressed message inflates past the allowed ratio")
+			} else if got, _ := readDeflated(t, watcher, "watcher"); got != tc.text {
+				t.Fatalf("watcher got %d bytes, want the %d sent", len(got), len(tc.text))
+			}
+			c.Conn.Close()
+			watcher.WriteText("still here")
+			if got, _ := readDeflated(t, watcher, "watcher"); got != "still here" {
+				t.Fatalf("watcher got %.40q, want only what passed", got)
+			}
+		})
+	}
 }

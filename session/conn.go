@@ -332,11 +332,8 @@ func (c *Conn) OnMessage(op codec.OpCode, payload []byte) error {
 		return err
 	}
 	if op == codec.OpBinary {
-		// Seed clients with support_gzip send gzip'd text as binary. It
-		// may inflate to MaxMessage, but past a small floor only to
-		// InflateRatio times its size: a bomb is refused having cost
-		// about the limit, not what it would inflate to.
-		limit := min(h.cfg.MaxMessage, max(inflateFloor, h.cfg.InflateRatio*len(payload)))
+		// Seed clients with support_gzip send gzip'd text as binary.
+		limit := c.InflateLimit(len(payload))
 		buf := inflateBufs.Get().(*[]byte)
 		defer inflateBufs.Put(buf)
 		text, err := codec.Gunzip((*buf)[:0], payload, limit)
@@ -373,6 +370,16 @@ func (c *Conn) chargeFrames(now int64) error {
 		return codec.ErrRateLimited
 	}
 	return nil
+}
+
+// InflateLimit implements codec.InflateLimiter, for permessage-deflate
+// messages, and bounds gzip'd ones the same way: a compressed message of n
+// bytes may inflate to MaxMessage, but past a small floor only to
+// InflateRatio times its size, so a bomb is refused having cost about the
+// limit, not what it would inflate to.
+func (c *Conn) InflateLimit(n int) int {
+	cfg := &c.hub.cfg
+	return min(cfg.MaxMessage, max(inflateFloor, cfg.InflateRatio*n))
 }
 
 var inflateBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}

@@ -40,7 +40,7 @@ type Config struct {
 	MaxConnsPerIP    int     // sockets one source address may hold; 0: no cap
 	MsgBurst         int     // messages allowed at once above the rate; 0: DefaultMsgBurst
 	MaxByteRate      float64 // payload bytes (after gunzip) per second per connection; 0: DefaultMaxByteRate, <0: unlimited
-	InflateRatio     int     // a gzip message may inflate this many times (past 64 KiB); 0: DefaultInflateRatio
+	InflateRatio     int     // a gzip or permessage-deflate message may inflate this many times (past 64 KiB); 0: DefaultInflateRatio
 
 	// The memory budgets (see budget.go); 0 takes the defaults.
 	InboundBudget  int64         // partial messages and request heads, all connections
