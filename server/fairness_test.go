@@ -2,7 +2,9 @@ package server_test
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand/v2"
+	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -57,6 +59,7 @@ func TestEveryFrameCharged(t *testing.T) {
 			}
 		}
 	}()
+	var honestMsgs atomic.Int64
 	honestDone := make(chan error, 1)
 	honestFor := 3 * time.Second
 	go func() {
@@ -69,6 +72,7 @@ func TestEveryFrameCharged(t *testing.T) {
 			batch = batch[:0]
 			for i := 0; i < due; i++ {
 				if (sent+i)%2 == 0 {
+					honestMsgs.Add(1)
 					batch = append(batch, msg...)
 				} else {
 					batch = append(batch, ping...)
@@ -134,7 +138,7 @@ func TestEveryFrameCharged(t *testing.T) {
 		t.Fatalf("honest client at %d frames/s closed %d", honestRate, code)
 	}
 	wstest.Eventually(t, 5*time.Second, "honest echoes", func() bool {
-		return echoes.Load() >= int64(honestFor.Seconds()*honestRate/2)-100
+		return echoes.Load() == honestMsgs.Load()
 	})
 	t.Logf("honest client: %d echoes at %d frames/s, not closed", echoes.Load(), honestRate)
 }
@@ -188,6 +192,132 @@ func TestInflateRatioBothCodings(t *testing.T) {
 			if got, _ := readDeflated(t, watcher, "watcher"); got != "still here" {
 				t.Fatalf("watcher got %.40q, want only what passed", got)
 			}
+		})
+	}
+}
+
+// idleSockets opens n TCP connections to addr from local that never send a
+// byte, and closes them when the test ends.
+func idleSockets(t *testing.T, addr string, local net.IP, n int) {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: local}, Timeout: wstest.DefaultTimeout}
+	for i := 0; i < n; i++ {
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("idle socket %d: %v", i, err)
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+}
+
+// TestHandshakingSocketsGiveWay: sockets that connect and send nothing
+// cannot keep newcomers out. One address holds at most
+// MaxHandshakesPerIP (64 by default) of them, the rest get 429 at accept;
+// and at the connection cap (MaxConns + 64 sockets) the oldest handshaking
+// socket is dropped for each newcomer, so a client from another address
+// (127.0.0.2) still upgrades.
+func TestHandshakingSocketsGiveWay(t *testing.T) {
+	const idle = 150
+	for _, tc := range []struct {
+		name          string
+		perIP         int   // Config.MaxHandshakesPerIP
+		handshaking   int64 // idle sockets wsd holds once they are all in
+		wantEvictions bool
+	}{
+		{"per-address handshake cap (default)", 0, session.DefaultMaxHandshakesPerIP, false},
+		{"oldest dropped at the cap", -1, 20 + 64, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, addr, stats := start(t, session.Config{MaxConns: 20, MaxHandshakesPerIP: tc.perIP, HandshakeTimeout: time.Minute})
+			idleSockets(t, addr, net.IPv4(127, 0, 0, 1), idle)
+			wstest.Eventually(t, 5*time.Second, "idle sockets accepted", func() bool {
+				return stats.Accepted.Load() == idle && stats.Handshaking.Load() == tc.handshaking
+			})
+			d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: wstest.DefaultTimeout}
+			c, status, err := wstest.TryDialWith(d, addr, "/?specialKey=newcomer", nil)
+			if err != nil {
+				t.Fatalf("newcomer from 127.0.0.2 beside %d idle sockets from 127.0.0.1: %d %v", idle, status, err)
+			}
+			defer c.Conn.Close()
+			if err := c.WriteText("in"); err != nil {
+				t.Fatal(err)
+			}
+			expectText(t, c, "newcomer", "in")
+			evicted := stats.HandshakesEvicted.Load()
+			if (evicted > 0) != tc.wantEvictions {
+				t.Fatalf("%d handshaking sockets evicted", evicted)
+			}
+			t.Logf("%d idle sockets: %d held, %d evicted, newcomer upgraded", idle, tc.handshaking, evicted)
+		})
+	}
+}
+
+// TestInboundBudgetShared: connections from 127.0.0.1 each hold most of a
+// 1 MiB message, enough to spend a 16 MiB inbound budget; an honest client
+// from 127.0.0.2 sending a whole 1 MB message (in 64 KiB writes, so wsd
+// buffers it) still gets it through. With the default share (25%) the
+// attackers' address is refused 1013 past 4 MiB; with no share, the budget
+// fills and the biggest holders are closed 1013 to make room.
+func TestInboundBudgetShared(t *testing.T) {
+	const budget = 16 << 20
+	for _, tc := range []struct {
+		name      string
+		share     float64 // Config.InboundSharePerIP
+		attackers int
+	}{
+		{"address share (default)", 0, 10},
+		{"biggest holders first", -1, 24},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, addr, stats := start(t, session.Config{InboundBudget: budget, InboundSharePerIP: tc.share})
+			partial := wstest.RawFrame(0x81, true, bytes.Repeat([]byte("a"), 1<<20))[:700<<10]
+			refused := make(chan int, tc.attackers)
+			for i := 0; i < tc.attackers; i++ {
+				c := wstest.Dial(t, addr, fmt.Sprintf("specialKey=holder%d&room=holders", i))
+				defer c.Conn.Close()
+				if err := c.WriteRaw(partial); err != nil {
+					t.Fatal(err)
+				}
+				go func() {
+					code, _ := waitClose(c, time.Minute)
+					refused <- code
+				}()
+				time.Sleep(5 * time.Millisecond) // one at a time: the budget fills in order
+			}
+			wstest.Eventually(t, 5*time.Second, "attackers' messages held", func() bool {
+				return stats.InboundHeld.Load() > budget/5
+			})
+			held, evictedBefore := stats.InboundHeld.Load(), stats.BudgetEvictions.Load()
+
+			d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: wstest.DefaultTimeout}
+			honest, status, err := wstest.TryDialWith(d, addr, "/?specialKey=honest", nil)
+			if err != nil {
+				t.Fatalf("honest dial: %d %v", status, err)
+			}
+			defer honest.Conn.Close()
+			msg := strings.Repeat("b", 1_000_000)
+			f := wstest.RawFrame(0x81, true, []byte(msg))
+			for i := 0; i < len(f); i += 64 << 10 {
+				if err := honest.WriteRaw(f[i:min(i+64<<10, len(f))]); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+			got, err := honest.ReadFrame(wstest.DefaultTimeout)
+			if err != nil || got.Op != ws.OpText || len(got.Payload) != len(msg) {
+				t.Fatalf("honest 1 MB message beside %d MiB held from one address: op %v, %d bytes (%.40q), %v",
+					held>>20, got.Op, len(got.Payload), got.Payload, err)
+			}
+			codes := map[int]int{}
+			for len(refused) > 0 {
+				codes[<-refused]++
+			}
+			if codes[1013] == 0 {
+				t.Fatalf("no attacker refused 1013: %v", codes)
+			}
+			t.Logf("%d attackers, %.1f MiB held before the honest message: %d closed 1013 (%d for the address share, %d to make room, %d of them for the honest message); honest 1 MB echoed",
+				tc.attackers, float64(held)/(1<<20), codes[1013], stats.ShareRefusals.Load(), stats.BudgetEvictions.Load(),
+				stats.BudgetEvictions.Load()-evictedBefore)
 		})
 	}
 }

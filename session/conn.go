@@ -39,7 +39,7 @@ type Conn struct {
 	room    string
 	gzip    bool
 	deflate codec.DeflateParams // permessage-deflate, if negotiated
-	ip      netip.Addr          // source address, kept only when MaxConnsPerIP is set
+	ip      netip.Addr          // source address, kept when a per-address limit is on
 
 	// Guarded by the key's shard mu.
 	inTable bool
@@ -59,12 +59,12 @@ type Conn struct {
 
 	// OnReady only.
 	stream     codec.Stream
-	hs         []byte    // request bytes while the head is incomplete
-	rate       rateState // frames: messages, continuations, pings, pongs
-	byteRate   rateState // payload bytes after gunzip
-	inHeld     int64     // bytes charged to the inbound budget
-	peerClosed bool      // the peer's close frame arrived
-	broken     bool      // input can no longer be parsed; discard it
+	hs         []byte       // request bytes while the head is incomplete
+	rate       rateState    // frames: messages, continuations, pings, pongs
+	byteRate   rateState    // payload bytes after gunzip
+	inHeld     atomic.Int64 // bytes charged to the inbound budget; written by OnReady, read by makeRoom
+	peerClosed bool         // the peer's close frame arrived
+	broken     bool         // input can no longer be parsed; discard it
 
 	// Write side.
 	wmu         sync.Mutex
@@ -176,9 +176,7 @@ func (c *Conn) input(p []byte) {
 		}
 		c.trackMessageStart()
 		if err != nil {
-			c.broken = true
-			c.stream.Release()
-			c.chargeInput()
+			c.dropInput()
 			var ce *codec.CloseError
 			if !errors.As(err, &ce) {
 				ce = codec.ErrInternal
@@ -194,11 +192,19 @@ func (c *Conn) input(p []byte) {
 	}
 }
 
+// dropInput stops parsing c's input and returns what its partial message
+// held: everything the peer sends from now on is discarded.
+func (c *Conn) dropInput() {
+	c.broken = true
+	c.stream.Release()
+	c.chargeInput()
+}
+
 // handshake accumulates the request head and, once it is complete,
 // upgrades and joins the table; bytes after the head are frames.
 func (c *Conn) handshake(p []byte) {
 	head, rest, ok := c.readHead(p)
-	if !ok {
+	if !ok || c.kill.Load() { // (dropped for a newcomer at the cap: no upgrade)
 		return
 	}
 	welcome, ok := c.upgrade(head)
@@ -419,10 +425,11 @@ func (c *Conn) OnControl(op codec.OpCode, payload []byte) error {
 
 // requestClose starts a close with err's code: the close frame goes after
 // whatever is queued, nothing is queued after it, and OnReady takes the
-// connection out of the table. Safe from any goroutine; the first request wins.
-func (c *Conn) requestClose(err *codec.CloseError) {
+// connection out of the table. Safe from any goroutine; the first request
+// wins, and reports true.
+func (c *Conn) requestClose(err *codec.CloseError) bool {
 	if !c.closeReq.CompareAndSwap(nil, err) {
-		return
+		return false
 	}
 	c.wmu.Lock()
 	if !c.wclosed {
@@ -431,6 +438,7 @@ func (c *Conn) requestClose(err *codec.CloseError) {
 	}
 	c.wmu.Unlock()
 	c.Notify(readyEvent)
+	return true
 }
 
 // trackMessageStart notes when the peer started a message or frame it has
@@ -528,6 +536,9 @@ func (c *Conn) setState(to uint32) {
 	if from == stOpen {
 		h.table.remove(c)
 	}
+	if from == stHandshake {
+		h.leftHandshake(c)
+	}
 	switch {
 	case inLimbo(from) && !inLimbo(to):
 		h.table.limboOf(c).removeLimbo(c)
@@ -541,6 +552,9 @@ func (c *Conn) setState(to uint32) {
 		c.deadline.Store(time.Now().Add(h.cfg.CloseTimeout).UnixNano())
 	}
 	c.state.Store(to)
+	if to == stHandshake {
+		h.handshakes.push(c) // after the store: the queue drops what is not handshaking
+	}
 }
 
 // inLimbo reports whether a connection in state st has a deadline.
@@ -556,6 +570,11 @@ func (c *Conn) settle() {
 	if state == stOpen && c.closeReq.Load() != nil {
 		c.setState(stClosing)
 		state = stClosing
+	}
+	if c.closeReq.Load() == codec.ErrInboundBudget && !c.broken {
+		// Closed to make room in the inbound budget (makeRoom): give the
+		// room back now, not when the close handshake ends.
+		c.dropInput()
 	}
 	if state != stClosing {
 		return
@@ -591,9 +610,7 @@ func (c *Conn) finish() {
 	c.hs = nil
 	c.chargeInput()
 	c.msgStart.Store(0)
-	if h.perIP != nil {
-		h.perIP.done(c.ip)
-	}
+	h.releaseSocket(c)
 	h.live.Add(-1)
 	h.log.Debug("disconnected", "key", c.key)
 }

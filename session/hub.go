@@ -38,9 +38,16 @@ type Config struct {
 	CloseTimeout     time.Duration
 	MaxMsgRate       float64 // frames (messages, continuations, pings, pongs) per second per connection; 0: DefaultMaxMsgRate, <0: unlimited
 	MaxConnsPerIP    int     // sockets one source address may hold; 0: no cap
-	MsgBurst         int     // messages allowed at once above the rate; 0: DefaultMsgBurst
-	MaxByteRate      float64 // payload bytes (after gunzip) per second per connection; 0: DefaultMaxByteRate, <0: unlimited
-	InflateRatio     int     // a gzip or permessage-deflate message may inflate this many times (past 64 KiB); 0: DefaultInflateRatio
+	// MaxHandshakesPerIP caps the sockets one source address holds before
+	// their upgrade; 0: DefaultMaxHandshakesPerIP, <0: no cap.
+	MaxHandshakesPerIP int
+	// InboundSharePerIP is the fraction of InboundBudget one source
+	// address's partial messages and request heads may hold (at least two
+	// MaxMessage); 0: DefaultInboundSharePerIP, <0 or >=1: no cap.
+	InboundSharePerIP float64
+	MsgBurst          int     // messages allowed at once above the rate; 0: DefaultMsgBurst
+	MaxByteRate       float64 // payload bytes (after gunzip) per second per connection; 0: DefaultMaxByteRate, <0: unlimited
+	InflateRatio      int     // a gzip or permessage-deflate message may inflate this many times (past 64 KiB); 0: DefaultInflateRatio
 
 	// The memory budgets (see budget.go); 0 takes the defaults.
 	InboundBudget  int64         // partial messages and request heads, all connections
@@ -120,6 +127,12 @@ func (c *Config) setDefaults() {
 	if c.InboundBudget <= 0 {
 		c.InboundBudget = DefaultInboundBudget
 	}
+	if c.MaxHandshakesPerIP == 0 {
+		c.MaxHandshakesPerIP = DefaultMaxHandshakesPerIP
+	}
+	if c.InboundSharePerIP == 0 {
+		c.InboundSharePerIP = DefaultInboundSharePerIP
+	}
 	if c.OutboundBudget <= 0 {
 		c.OutboundBudget = DefaultOutboundBudget
 	}
@@ -143,7 +156,8 @@ type Hub struct {
 	byteRate   rateLimit // payload bytes
 	in, out    budget
 	squeezeReq chan struct{}
-	perIP      *perIP
+	addrs      *addrTable     // per source address; nil when no limit is on (limits.go)
+	handshakes handshakeQueue // sockets in their handshake, oldest first (limits.go)
 	paused     pausedReaders
 	refusals   refusalLog // rate-limited refusal lines (refusal.go)
 	upgraders  sync.Pool
@@ -167,7 +181,7 @@ func NewHub(cfg Config, r *poller.Reactor) *Hub {
 		rate:       newRateLimit(cfg.MaxMsgRate, float64(cfg.MsgBurst)),
 		byteRate:   newRateLimit(cfg.MaxByteRate, max(cfg.MaxByteRate, 2*float64(cfg.MaxMessage))),
 		squeezeReq: make(chan struct{}, 1),
-		perIP:      newPerIP(cfg.MaxConnsPerIP),
+		addrs:      newAddrTable(&cfg),
 		stop:       make(chan struct{}),
 		stopped:    make(chan struct{}),
 	}
@@ -202,22 +216,16 @@ func (h *Hub) TLSPool() *tlswire.Pool { return h.tlsPool }
 func (h *Hub) Live() int64 { return h.live.Load() }
 
 // Accept takes ownership of a freshly accepted, non-blocking socket. A
-// socket over MaxConnsPerIP, or past MaxConns by more than acceptSlack
-// sockets, is answered with 429 or 503 and closed at once.
+// socket over its address's limits, or past MaxConns by more than
+// acceptSlack sockets when none is handshaking (else the oldest
+// handshaking socket is dropped for it), is answered with 429 or 503 and
+// closed at once (limits.go).
 func (h *Hub) Accept(fd int) error {
 	h.stats.Accepted.Add(1)
-	if h.cfg.MaxConns > 0 && h.live.Load() >= int64(h.cfg.MaxConns+acceptSlack) {
-		h.refuseAtAccept(fd, errAtCapacity)
-		return nil
-	}
 	c := &Conn{hub: h, member: -1}
-	if h.perIP != nil {
-		addr, ok := h.perIP.take(fd)
-		if !ok {
-			h.refuseAtAccept(fd, errPerIP)
-			return nil
-		}
-		c.ip = addr
+	if err := h.admitSocket(fd, c); err != nil {
+		h.refuseAtAccept(fd, err)
+		return nil
 	}
 	if h.tlsPool != nil {
 		c.tls = tlswire.NewConn(h.cfg.TLS, h.tlsPool, (*tlsOwner)(c))
@@ -231,9 +239,7 @@ func (h *Hub) Accept(fd int) error {
 	if err := h.reactor.Add(&c.Desc, fd, c); err != nil {
 		c.setState(stNew)
 		h.live.Add(-1)
-		if h.perIP != nil {
-			h.perIP.done(c.ip)
-		}
+		h.releaseSocket(c)
 		return err
 	}
 	return nil

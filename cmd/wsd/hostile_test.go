@@ -385,7 +385,8 @@ func TestHostilePartialMessages(t *testing.T) {
 		attackers = 64
 		fragment  = 256 << 10
 	)
-	p := wstest.StartBinary(t, "-inbound-budget", strconv.Itoa(inbound), "-message-timeout", "2s")
+	// Attackers and chatters all dial from 127.0.0.1: no share per address.
+	p := wstest.StartBinary(t, "-inbound-budget", strconv.Itoa(inbound), "-message-timeout", "2s", "-inbound-share-per-ip", "0")
 	ch := startChat(t, p.Addr, "r1", 4, 2)
 	base := procRSS(t, p.Cmd.Process.Pid)
 	w := watchRSS(t, p)

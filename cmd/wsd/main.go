@@ -300,13 +300,19 @@ func drain(st *state, srv *server.Server, logOut *logOutput, s os.Signal, sig ch
 }
 
 // sessionLimits maps the command line's "0 means no limit" for the rate
-// flags to the session package's negative values (its zero means default).
+// and per-address flags to the session package's negative values (its zero means default).
 func sessionLimits(c server.Config) server.Config {
 	if c.Session.MaxMsgRate == 0 {
 		c.Session.MaxMsgRate = -1
 	}
 	if c.Session.MaxByteRate == 0 {
 		c.Session.MaxByteRate = -1
+	}
+	if c.Session.MaxHandshakesPerIP == 0 {
+		c.Session.MaxHandshakesPerIP = -1
+	}
+	if c.Session.InboundSharePerIP == 0 {
+		c.Session.InboundSharePerIP = -1
 	}
 	return c
 }
