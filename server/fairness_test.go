@@ -2,11 +2,14 @@ package server_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -319,5 +322,56 @@ func TestInboundBudgetShared(t *testing.T) {
 				tc.attackers, float64(held)/(1<<20), codes[1013], stats.ShareRefusals.Load(), stats.BudgetEvictions.Load(),
 				stats.BudgetEvictions.Load()-evictedBefore)
 		})
+	}
+}
+
+// readAllFor reads c until EOF, an error or d, and returns what came and
+// how the read ended.
+func readAllFor(c net.Conn, d time.Duration) ([]byte, time.Duration, error) {
+	start := time.Now()
+	c.SetReadDeadline(start.Add(d))
+	var got []byte
+	buf := make([]byte, 4096)
+	for {
+		n, err := c.Read(buf)
+		got = append(got, buf[:n]...)
+		if err != nil {
+			return got, time.Since(start), err
+		}
+	}
+}
+
+// TestWSSEarlyInput: what the wss port does with input that is no TLS
+// handshake, before any handshake goroutine is spent on it. A first record
+// announcing 64 KiB (more than tlswire.MaxRecord) is refused at its 5-byte
+// header, not buffered up to -handshake-timeout; a plain ws:// upgrade
+// request is closed at once with no answer, counted as a failed TLS
+// handshake.
+func TestWSSEarlyInput(t *testing.T) {
+	w := startTLS(t, session.Config{HandshakeTimeout: 10 * time.Second})
+	for i, tc := range []struct {
+		name string
+		send []byte
+	}{
+		{"oversized first record", []byte{22, 3, 1, 0xff, 0xff}},
+		{"plain ws:// upgrade", []byte(wstest.UpgradeRequest(w.addr, "/?specialKey=plain"))},
+	} {
+		c, err := net.Dial("tcp", w.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Write(tc.send); err != nil {
+			t.Fatal(err)
+		}
+		got, took, err := readAllFor(c, 5*time.Second)
+		c.Close()
+		closed := errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
+		if !closed || took > time.Second || len(got) != 0 {
+			t.Fatalf("%s: %d bytes %q, %v after %v; want the connection closed at once, nothing written", tc.name, len(got), got, err, took)
+		}
+		wstest.Eventually(t, time.Second, "TLS handshake failure counted", func() bool {
+			return w.stats.TLSHandshakeFailures.Load() == uint64(i+1)
+		})
+		t.Logf("%s: closed (%v) after %v, nothing written", tc.name, err, took.Round(time.Millisecond))
 	}
 }
