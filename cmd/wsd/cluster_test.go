@@ -9,6 +9,7 @@ import (
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
 
+	"github.com/wsd-chat/wsd/internal/natstest"
 	"github.com/wsd-chat/wsd/internal/wstest"
 )
 
@@ -17,16 +18,7 @@ import (
 // the logs.
 func TestBinaryCluster(t *testing.T) {
 	const secret = "s3cret-pa55"
-	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
-		Username: "wsd", Password: secret})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats not ready")
-	}
-	t.Cleanup(ns.Shutdown)
+	ns := natstest.Start(t, &natsserver.Options{Username: "wsd", Password: secret})
 	addr := ns.Addr().String()
 	a := wstest.StartBinary(t, "-nats-url", fmt.Sprintf("nats://wsd:%s@%s", secret, addr), "-box-id", "a")
 	b := wstest.StartBinary(t, "-nats-url", "nats://"+addr, "-nats-user", "wsd", "-nats-password", secret, "-box-id", "b")
