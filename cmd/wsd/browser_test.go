@@ -67,6 +67,7 @@ var (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	browserStop()
+	wstest.RemoveBinary()
 	os.Exit(code)
 }
 

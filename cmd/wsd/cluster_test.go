@@ -28,23 +28,20 @@ func TestBinaryCluster(t *testing.T) {
 	cb := wstest.Dial(t, b.Addr, "specialKey=bob&room=r&support_gzip=1")
 	cc := wstest.Dial(t, bad.Addr, "specialKey=carol&room=r")
 	// No Sync across processes: retry until the subscriptions are in.
-	deadline := time.Now().Add(10 * time.Second)
-	for i := 0; ; i++ {
+	i := 0
+	wstest.Eventually(t, 10*time.Second, "a message to cross from a to b", func() bool {
+		i++
 		ca.WriteText(fmt.Sprintf("hi %d", i))
 		got, _, err := ca.ReadMessage(time.Second)
 		if err != nil || got != fmt.Sprintf("hi %d", i) {
 			t.Fatalf("echo: %q %v", got, err)
 		}
-		if got, _, err := cb.ReadMessage(200 * time.Millisecond); err == nil {
-			if !strings.HasPrefix(got, "hi ") {
-				t.Fatalf("bob got %q", got)
-			}
-			break
+		got, _, err = cb.ReadMessage(200 * time.Millisecond)
+		if err == nil && !strings.HasPrefix(got, "hi ") {
+			t.Fatalf("bob got %q", got)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("nothing crossed from a to b")
-		}
-	}
+		return err == nil
+	})
 	// The box that could not authenticate serves its own clients.
 	cc.WriteText("alone")
 	if got, _, err := cc.ReadMessage(time.Second); err != nil || got != "alone" {

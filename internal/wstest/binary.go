@@ -16,11 +16,15 @@ import (
 
 var (
 	buildOnce sync.Once
+	buildDir  string
 	buildPath string
 	buildErr  error
 )
 
 // BuildBinary builds cmd/wsd once per test process and returns its path.
+// A race-enabled test binary gets a race-enabled wsd, so the processes the
+// tests start are checked as strictly as the tests themselves. The binary
+// lives in a temporary directory that RemoveBinary deletes.
 func BuildBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -29,10 +33,15 @@ func BuildBinary(t testing.TB) string {
 			buildErr = err
 			return
 		}
+		buildDir = dir
 		buildPath = filepath.Join(dir, "wsd")
 		_, file, _, _ := runtime.Caller(0)
 		root := filepath.Join(filepath.Dir(file), "..", "..")
-		cmd := exec.Command("go", "build", "-o", buildPath, "./cmd/wsd")
+		args := []string{"build", "-o", buildPath}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, "./cmd/wsd")...)
 		cmd.Dir = root
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -43,6 +52,16 @@ func BuildBinary(t testing.TB) string {
 		t.Fatalf("build wsd: %v", buildErr)
 	}
 	return buildPath
+}
+
+// RemoveBinary deletes what BuildBinary built, if anything. The binary is
+// shared by every test of the process, so no single test can clean it up:
+// a package whose tests use it calls RemoveBinary from TestMain after
+// m.Run.
+func RemoveBinary() {
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
 }
 
 type buildError struct {
