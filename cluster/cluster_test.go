@@ -8,7 +8,10 @@ import (
 	"testing"
 	"time"
 
+	natsserver "github.com/nats-io/nats-server/v2/server"
+
 	"github.com/wsd-chat/wsd/cluster"
+	"github.com/wsd-chat/wsd/internal/natstest"
 	"github.com/wsd-chat/wsd/internal/wstest"
 	"github.com/wsd-chat/wsd/session"
 )
@@ -338,7 +341,7 @@ func TestNATSRestart(t *testing.T) {
 	// New local connections and kicks keep working too.
 	c := wstest.Dial(t, boxes[1].addr(), "specialKey=late&room=r")
 
-	runNATS(t, natsPort)
+	natstest.Start(t, &natsserver.Options{Port: natsPort})
 	for _, b := range boxes {
 		wstest.Eventually(t, 10*time.Second, "bridge reconnected", b.br.Stats().Connected.Load)
 		if b.br.Stats().Reconnects.Load() < 1 {
@@ -457,7 +460,7 @@ func TestChurnAndLeave(t *testing.T) {
 // NATS unreachable at start: the box serves local chat, then joins the
 // cluster when NATS appears.
 func TestNATSLateAtStart(t *testing.T) {
-	ns := runNATS(t, 0)
+	ns := natstest.Start(t, nil)
 	port := ns.Addr().(*netTCPAddr).Port
 	url := ns.ClientURL()
 	ns.Shutdown()
@@ -468,7 +471,7 @@ func TestNATSLateAtStart(t *testing.T) {
 	if b0.br.Stats().Connected.Load() {
 		t.Fatal("connected to nothing")
 	}
-	runNATS(t, port)
+	natstest.Start(t, &natsserver.Options{Port: port})
 	b1 := startBox(t, url, "late")
 	wstest.Eventually(t, 10*time.Second, "early box connected", b0.br.Stats().Connected.Load)
 	wstest.Eventually(t, 10*time.Second, "late box connected", b1.br.Stats().Connected.Load)

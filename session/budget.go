@@ -58,12 +58,12 @@ const fanoutFixed = 2*maxSpareOutbox*outboxCost +
 	maxFanoutChunk*int64(unsafe.Sizeof(&message{})+1+unsafe.Sizeof(outItem{}))
 
 // tlsConnCost bounds what crypto/tls holds per wss connection: about 7 KB
-// of state measured idle (README, wss) and at most maxTLSPending bytes of
+// of state measured idle (docs/design.md, wss) and at most maxTLSPending bytes of
 // input that has not come out as plaintext yet (see tls.go).
 const tlsConnCost = 7<<10 + maxTLSPending
 
 // idleConnCost is what one open, idle connection costs wsd itself,
-// measured with the bench client's idle scenario (README); the kernel's
+// measured with the bench client's idle scenario (docs/performance.md); the kernel's
 // socket memory comes on top.
 const idleConnCost = 1 << 10
 
