@@ -87,7 +87,7 @@ func TestAppendStringEscapes(t *testing.T) {
 		{"\u2028\u2029", `"\u2028\u2029"`},
 		{"é😀\ufffd", "\"é😀\ufffd\""},
 		{"a\xffb", `"a\ufffdb"`},
-		{"\xe2\x82", `"\ufffd\ufffd"`},             // cut-off character
+		{"\xe2\x82", `"\ufffd\ufffd"`},           // cut-off character
 		{"\xed\xa0\x80", `"\ufffd\ufffd\ufffd"`}, // a surrogate encoded
 		{"\xc0\xaf", `"\ufffd\ufffd"`},           // overlong
 	} {

@@ -225,4 +225,3 @@ func TestPresenceMembers(t *testing.T) {
 		t.Fatalf("%s lacks %s", out, want)
 	}
 }
-
