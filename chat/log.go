@@ -37,19 +37,22 @@ type Sink interface {
 	Publish(room string, s Stamp, frame []byte)
 }
 
-// Reader is a joining member: Replay gets each message to catch up on, in
-// seq order, and then Attach, all with the room's log locked, so no Append
-// to the room is stamped between the last replayed message and Attach.
-// Attach is where the member is registered to receive live messages. It is
-// called whether or not anything could be replayed. Neither may block or
-// call back into the store.
+// Reader is a joining member. Attach gets the room's position first, then
+// Replay each message to catch up on, in seq order, all with the room's
+// log locked, so no Append to the room is stamped until the last Replay
+// has returned. Attach is where the member answers joined and is registered
+// to receive live messages; it is called whether or not anything can be
+// replayed. Neither may block or call back into the store.
 type Reader interface {
-	Replay(e Entry)
 	Attach(info Info)
+	Replay(e Entry)
 }
 
 // The reasons Since cannot recover; each comes with Attach called and
 // nothing replayed (a replay is exact or does not happen).
+// ErrAhead means the client claims messages the room never had (a client
+// bug or another box's count): wsd answers it like the others, joined with
+// recovered:false and the room's real position.
 var (
 	ErrEpoch  = errors.New("chat: the room's history is of another epoch")
 	ErrTooOld = errors.New("chat: the messages after since are no longer retained")
@@ -63,12 +66,12 @@ type Store interface {
 	// keeps its envelope and hands it to sink (which may be nil) before
 	// any later Append to the room is stamped. m.Stamp is ignored.
 	Append(m Message, sink Sink) (Stamp, error)
-	// Since replays to r the messages after seq of epoch, then attaches
-	// r; when they are not all retained (or epoch is not the room's) it
-	// replays nothing, attaches r and returns ErrEpoch, ErrTooOld or
-	// ErrAhead. The Info is what r.Attach got.
+	// Since attaches r, then replays to it the messages after seq of
+	// epoch; when they are not all retained (or epoch is not the room's)
+	// it replays nothing and returns ErrEpoch, ErrTooOld or ErrAhead. The
+	// Info is what r.Attach got.
 	Since(room string, seq uint64, epoch string, r Reader) (Info, error)
-	// Last replays the room's last k retained messages, then attaches r.
+	// Last attaches r, then replays the room's last k retained messages.
 	Last(room string, k int, r Reader) (Info, error)
 	// Info describes a room that has a log.
 	Info(room string) (Info, bool)
@@ -306,21 +309,19 @@ func (r *Ring) Since(room string, seq uint64, epoch string, rd Reader) (Info, er
 	now := r.cfg.Now().UnixMilli()
 	l.used = now
 	r.expire(l, now)
-	first := l.top - uint64(l.n) + 1
-	var err error
-	switch {
-	case epoch != l.epoch:
-		err = ErrEpoch
-	case seq > l.top:
-		err = ErrAhead
-	case seq+1 < first:
-		err = ErrTooOld
-	default:
-		l.replay(rd, int(seq+1-first))
-	}
 	info := l.info()
 	rd.Attach(info)
-	return info, err
+	if !Recoverable(info, seq, epoch) {
+		switch {
+		case epoch != l.epoch:
+			return info, ErrEpoch
+		case seq > l.top:
+			return info, ErrAhead
+		}
+		return info, ErrTooOld
+	}
+	l.replay(rd, int(seq+1-info.First))
+	return info, nil
 }
 
 // Last implements Store; k below 0 counts as 0.
@@ -330,10 +331,9 @@ func (r *Ring) Last(room string, k int, rd Reader) (Info, error) {
 	now := r.cfg.Now().UnixMilli()
 	l.used = now
 	r.expire(l, now)
-	k = max(0, min(k, l.n))
-	l.replay(rd, l.n-k)
 	info := l.info()
 	rd.Attach(info)
+	l.replay(rd, l.n-max(0, min(k, l.n)))
 	return info, nil
 }
 
@@ -369,4 +369,11 @@ func (r *Ring) Sweep() {
 		}
 		l.mu.Unlock()
 	}
+}
+
+// Recoverable reports whether a Since(since, epoch) given info replays
+// (true) or refuses: the test Since applies, for an Attach that must
+// write its joined frame before the replay.
+func Recoverable(info Info, since uint64, epoch string) bool {
+	return epoch == info.Epoch && since <= info.Seq && since+1 >= info.First
 }

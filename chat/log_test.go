@@ -133,6 +133,9 @@ func TestRingSince(t *testing.T) {
 			if fmt.Sprint(rd.seqs) != fmt.Sprint(tc.want) {
 				t.Fatalf("replayed %v, want %v", rd.seqs, tc.want)
 			}
+			if Recoverable(info, tc.since, tc.epoch) != (err == nil) {
+				t.Fatalf("Recoverable disagrees with Since's %v", err)
+			}
 			if rd.attached == nil || *rd.attached != info || info.Seq != uint64(tc.appends) || info.Epoch != "e" {
 				t.Fatalf("attach %+v, info %+v", rd.attached, info)
 			}
