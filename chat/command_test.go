@@ -284,3 +284,65 @@ func BenchmarkParseSendEscaped(b *testing.B) {
 		}
 	}
 }
+
+// FuzzParseCommandEncoded runs the other way: commands encoding/json
+// writes from arbitrary values must be accepted, with the same values,
+// whenever the values themselves are acceptable.
+func FuzzParseCommandEncoded(f *testing.F) {
+	f.Add(uint8(0), "lobby", "c1", "hi\u2028\"", uint64(5), "abcdefgh", false)
+	f.Add(uint8(1), "r", "", "", uint64(1<<63), "e", true)
+	f.Fuzz(func(t *testing.T, kind uint8, room, id, text string, n uint64, epoch string, withSince bool) {
+		m := map[string]any{"room": room}
+		if id != "" {
+			m["id"] = id
+		}
+		switch kind % 4 {
+		case 0:
+			m["type"], m["text"] = "send", text
+		case 1:
+			m["type"] = "join"
+			if withSince {
+				m["since"], m["epoch"] = n, epoch
+			} else {
+				m["history"] = n % 200
+			}
+		case 2:
+			m["type"] = "leave"
+		case 3:
+			m["type"] = "members"
+		}
+		in, err := json.Marshal(m)
+		if err != nil {
+			t.Skip()
+		}
+		for _, s := range []string{room, id, text, epoch} {
+			if !utf8.ValidString(s) {
+				t.Skip() // encoding/json would substitute U+FFFD; a different value
+			}
+		}
+		var c Command
+		err = ParseCommand(&c, in, Limits{MaxHistory: 100})
+		ok := ValidRoom(room) && len(id) <= MaxIDLen
+		if kind%4 == 1 && withSince {
+			ok = ok && epoch != "" && len(epoch) <= MaxEpochLen
+		}
+		if kind%4 == 1 && !withSince {
+			ok = ok && n%200 <= 100
+		}
+		if ok != (err == nil) {
+			t.Fatalf("%s: err %v, want ok=%v", in, err, ok)
+		}
+		if err != nil {
+			return
+		}
+		if string(c.Room) != room || string(c.ID) != id || c.Type.String() != m["type"] {
+			t.Fatalf("%s: got %+v", in, c)
+		}
+		if kind%4 == 0 && string(c.Text) != text {
+			t.Fatalf("%s: text %q", in, c.Text)
+		}
+		if kind%4 == 1 && withSince && (c.Since != n || string(c.Epoch) != epoch) {
+			t.Fatalf("%s: since %d epoch %q", in, c.Since, c.Epoch)
+		}
+	})
+}
