@@ -104,11 +104,15 @@ const maxDepth = 32
 func ParseCommand(cmd *Command, p []byte, lim Limits) error {
 	*cmd = Command{}
 	ps := parser{p: p}
-	if e := ps.object(cmd); e != nil {
-		return e
+	err := ps.object(cmd)
+	if err == nil {
+		err = ps.err
 	}
-	if ps.err != nil {
-		return ps.err
+	if err != nil {
+		if len(cmd.ID) > MaxIDLen {
+			cmd.ID = nil // an error frame echoes only an id the command could have had
+		}
+		return err
 	}
 	return cmd.check(ps.seen, lim)
 }

@@ -111,6 +111,8 @@ func TestParseCommandRefuses(t *testing.T) {
 		{"text too long", `{"type":"send","room":"r","id":"c","text":"12345"}`, CodeTooLong, "c"},
 		{"text too long after unescape", `{"type":"send","room":"r","text":"\u00e9\u00e9\u00e9"}`, CodeTooLong, ""},
 		{"text not a string", `{"type":"send","room":"r","text":["x"]}`, CodeBadField, ""},
+		{"id too long, then malformed", `{"type":"send","room":"r","id":"` + long + `",}`, CodeMalformed, ""},
+		{"id read, then malformed", `{"type":"send","id":"c9",}`, CodeMalformed, "c9"},
 		{"id too long", `{"type":"send","room":"r","id":"` + long + `","text":"x"}`, CodeTooLong, ""},
 		{"empty id", `{"type":"send","room":"r","id":"","text":"x"}`, CodeBadField, ""},
 		{"id not a string", `{"type":"send","room":"r","id":7,"text":"x"}`, CodeBadField, ""},

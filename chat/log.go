@@ -178,6 +178,27 @@ func NewEpoch() string {
 // Bytes is what the ring holds now, as charged.
 func (r *Ring) Bytes() int64 { return r.bytes.Load() }
 
+// Infos appends the Info of every room with a log to dst, in no order
+// (for the admin API's room list).
+func (r *Ring) Infos(dst []Info) []Info {
+	r.mu.RLock()
+	logs := make([]*roomLog, 0, len(r.rooms))
+	for _, l := range r.rooms {
+		logs = append(logs, l)
+	}
+	r.mu.RUnlock()
+	now := r.cfg.Now().UnixMilli()
+	for _, l := range logs {
+		l.mu.Lock()
+		if !l.dead {
+			r.expire(l, now)
+			dst = append(dst, l.info())
+		}
+		l.mu.Unlock()
+	}
+	return dst
+}
+
 // Rooms is the number of rooms with a log.
 func (r *Ring) Rooms() int {
 	r.mu.RLock()

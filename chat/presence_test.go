@@ -225,3 +225,22 @@ func TestPresenceMembers(t *testing.T) {
 		t.Fatalf("%s lacks %s", out, want)
 	}
 }
+
+func BenchmarkPresenceJoinLeave(b *testing.B) {
+	p := NewPresence(PresenceConfig{})
+	keys := make([]string, 4096)
+	for i := range keys {
+		keys[i] = fmt.Sprint("user-", i)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		k := keys[i%len(keys)]
+		p.Join("lobby", k)
+		p.Leave("lobby", k)
+		if i%1024 == 0 {
+			p.Flush(func(*PresenceEvent) {})
+		}
+		i++
+	}
+}
