@@ -87,21 +87,20 @@ the replay also had. So Attach gets Info.Seq, the last seq the replay
 covers: the member skips every live message with seq at most that. That
 closes the duplicate. Both halves together:
 
-	type joiner struct{ c *Conn; room string; id []byte }
+	type joiner struct{ c *Conn; cmd *chat.Command; room string }
 	func (j joiner) Attach(i chat.Info) {
-		j.c.queue(chat.AppendJoined(nil, &chat.Joined{ID: j.id, Room: j.room,
-			Seq: i.Seq, Epoch: i.Epoch, Recovered: recoverable, Count: presence.Count(j.room)}))
+		ok := chat.Recoverable(i, j.cmd.Since, string(j.cmd.Epoch))
+		j.c.queue(chat.AppendJoined(nil, &chat.Joined{ID: j.cmd.ID, Room: j.room,
+			Seq: i.Seq, Epoch: i.Epoch, Recovered: ok, Count: presence.Count(j.room)}))
 		j.c.skipUpTo[j.room] = i.Seq // live messages with seq <= i.Seq are not delivered to j.c
 		hub.addMember(j.room, j.c)
 	}
 	func (j joiner) Replay(e chat.Entry) { j.c.queue(e.Frame) } // copies; in seq order
-	info, err := store.Since(room, cmd.Since, string(cmd.Epoch), joiner{c, room, cmd.ID})
+	info, err := store.Since(room, cmd.Since, string(cmd.Epoch), joiner{c, &cmd, room})
 
 err is nil (recovered) or ErrEpoch / ErrTooOld / ErrAhead: then nothing is
-replayed and joined must say recovered:false, so Attach needs to know
-whether the replay will happen before it writes joined: it is recoverable
-exactly when Recoverable(i, since, epoch) holds, which is the test Since
-applies. The client reads joined, the missed messages in order, then live.
+replayed and joined must say recovered:false. Attach runs before the
+replay, so it learns which from Recoverable, the very test Since applies. The client reads joined, the missed messages in order, then live.
 Last works the same way for history:K. A replay is never partial.
 
 # Dedup

@@ -43,6 +43,11 @@ type PresenceEvent struct {
 // O(1) counts, and the coalescer that turns joins and leaves into at most
 // one PresenceEvent per room per Interval. It is safe for concurrent use.
 //
+// Memory: a room costs its member map and the keys changed since its last
+// event; each Leave holds one pending entry for the grace, so a flapping
+// key costs (its join/leave rate × Grace) entries, bounded by the
+// session's command rate limit.
+//
 // A replace (close 4001) must not look like a leave and a join: the
 // session does not call Leave for the rooms the replacing connection also
 // holds, and even when it does, a Join of the same key within the grace
