@@ -1,6 +1,7 @@
 package chat
 
 import (
+	"encoding/binary"
 	"sync"
 	"time"
 	"unsafe"
@@ -79,11 +80,11 @@ func (d *Dedup) add(delta int64) {
 	}
 }
 
-// dedupKey writes the table key of (key, id) into buf: key's length in two
-// bytes, then key, then id, so no two pairs share a key whatever bytes
+// dedupKey writes the table key of (key, id) into buf: key's length as a
+// uvarint, then key, then id, so no two pairs share a key whatever bytes
 // they hold.
 func dedupKey(buf []byte, key string, id []byte) []byte {
-	buf = append(buf[:0], byte(len(key)>>8), byte(len(key)))
+	buf = binary.AppendUvarint(buf[:0], uint64(len(key)))
 	buf = append(buf, key...)
 	return append(buf, id...)
 }

@@ -92,6 +92,11 @@ type RingConfig struct {
 	MaxMessages int           // retained per room
 	MaxAge      time.Duration // a message older than this is dropped
 	MaxBytes    int           // envelope bytes retained per room
+	// MaxTotalBytes, if set, bounds what the whole ring holds: an Append
+	// that takes it over drops the oldest messages of its own room until it
+	// is under again (or the room keeps none), so busy rooms pay for their
+	// own growth and the total stays within one message of the bound.
+	MaxTotalBytes int64
 	// MetaTTL is how long a room with nothing retained keeps its seq and
 	// epoch, so a client quiet for a while still learns it missed nothing.
 	MetaTTL time.Duration
@@ -290,6 +295,9 @@ func (r *Ring) Append(m Message, sink Sink) (Stamp, error) {
 		sink.Publish(m.Room, m.Stamp, s.frame)
 	}
 	for l.n > 0 && l.bytes > int64(r.cfg.MaxBytes) {
+		r.pop(l, true)
+	}
+	for l.n > 0 && r.cfg.MaxTotalBytes > 0 && r.bytes.Load() > r.cfg.MaxTotalBytes {
 		r.pop(l, true)
 	}
 	return m.Stamp, nil

@@ -198,6 +198,24 @@ func TestRingBounds(t *testing.T) {
 	}
 }
 
+func TestRingMaxTotalBytes(t *testing.T) {
+	r := NewRing(RingConfig{MaxTotalBytes: 20_000, NewEpoch: epochs("e")})
+	text := []byte(strings.Repeat("x", 500))
+	for i := 0; i < 200; i++ {
+		for _, room := range []string{"a", "b", "c"} {
+			r.Append(Message{Room: room, Text: text}, nil)
+		}
+		if r.Bytes() > 20_000+600 {
+			t.Fatalf("ring holds %d bytes, over its bound", r.Bytes())
+		}
+	}
+	for _, room := range []string{"a", "b", "c"} {
+		if info, _ := r.Info(room); info.Seq != 200 || info.Len == 0 {
+			t.Fatalf("room %s: %+v", room, info)
+		}
+	}
+}
+
 func TestRingLast(t *testing.T) {
 	r := NewRing(RingConfig{NewEpoch: epochs("e")})
 	appendN(t, r, "a", 5)
