@@ -296,10 +296,14 @@ func (ps *parser) number(cmd *Command, bit int) *Error {
 		ps.fail(CodeBadField, fieldName(bit)+" must be a non-negative integer")
 		return nil
 	}
-	v, err := strconv.ParseUint(string(ps.p[start:ps.i]), 10, 64)
-	if err != nil {
-		ps.fail(CodeBadField, fieldName(bit)+" is too large")
-		return nil
+	var v uint64
+	for _, c := range ps.p[start:ps.i] {
+		d := uint64(c - '0')
+		if v > (1<<64-1-d)/10 {
+			ps.fail(CodeBadField, fieldName(bit)+" is too large")
+			return nil
+		}
+		v = v*10 + d
 	}
 	if bit == fSince {
 		cmd.Since, cmd.HasSince = v, true

@@ -129,7 +129,8 @@ func TestParseCommandRefuses(t *testing.T) {
 		{"fractional since", `{"type":"join","room":"r","since":1.5,"epoch":"e"}`, CodeBadField, ""},
 		{"exponent since", `{"type":"join","room":"r","since":1e3,"epoch":"e"}`, CodeBadField, ""},
 		{"since as string", `{"type":"join","room":"r","since":"3","epoch":"e"}`, CodeBadField, ""},
-		{"since overflows", `{"type":"join","room":"r","since":18446744073709551616,"epoch":"e"}`, CodeBadField, ""},
+		{"since overflows by one", `{"type":"join","room":"r","since":18446744073709551616,"epoch":"e"}`, CodeBadField, ""},
+		{"since overflows", `{"type":"join","room":"r","since":99999999999999999999,"epoch":"e"}`, CodeBadField, ""},
 		{"negative history", `{"type":"join","room":"r","history":-5}`, CodeBadField, ""},
 		{"history over limit", `{"type":"join","room":"r","history":101}`, CodeBadField, ""},
 		{"huge history", `{"type":"join","room":"r","history":99999999999999999999}`, CodeBadField, ""},
@@ -268,6 +269,19 @@ func BenchmarkParseSend(b *testing.B) {
 	for b.Loop() {
 		copy(p, frame)
 		if err := ParseCommand(&c, p, Limits{MaxText: 1 << 16}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkParseJoinSince(b *testing.B) {
+	frame := []byte(`{"type":"join","room":"support","since":1844674407370955161,"epoch":"k3q7zt2a","id":"j-1"}`)
+	p := make([]byte, len(frame))
+	var c Command
+	b.ReportAllocs()
+	for b.Loop() {
+		copy(p, frame)
+		if err := ParseCommand(&c, p, Limits{}); err != nil {
 			b.Fatal(err)
 		}
 	}
