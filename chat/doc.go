@@ -142,6 +142,11 @@ with a lock of the callee held: it must be quick, must not block, and must
 not call back into the same value. Byte slices handed to a callback are
 valid only during the call. Command slices alias the parsed frame.
 
+Lock order: a Ring room's lock, then whatever its Sink and Reader take
+(the session's shard locks), never the reverse: the session must not call
+the Ring while holding a lock Publish or Attach takes. Likewise the
+Presence lock comes before what Flush's emit takes. Dedup calls nothing.
+
 Allocation profile on the per-message path: ParseCommand 0, AppendMessage
 0, Ring.Append 0 once the room's ring is full (it reuses the evicted
 envelope's buffer), Dedup.Check 0, Dedup.Put 1 (the remembered key string).

@@ -379,15 +379,18 @@ func (r *Ring) Info(room string) (Info, bool) {
 
 // Sweep drops aged messages in every room and forgets the rooms that have
 // retained nothing and been unused for MetaTTL (their next message starts
-// a new epoch). Run it periodically; it locks each room in turn.
-func (r *Ring) Sweep() {
+// a new epoch), except those inUse reports (a room with live members keeps
+// its epoch, so they never see it change under them); inUse may be nil.
+// Run it periodically; it locks each room in turn and calls inUse with
+// that room locked.
+func (r *Ring) Sweep(inUse func(room string) bool) {
 	now := r.cfg.Now().UnixMilli()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for name, l := range r.rooms {
 		l.mu.Lock()
 		r.expire(l, now)
-		if l.n == 0 && now-l.used >= r.cfg.MetaTTL.Milliseconds() {
+		if l.n == 0 && now-l.used >= r.cfg.MetaTTL.Milliseconds() && (inUse == nil || !inUse(name)) {
 			l.dead = true
 			delete(r.rooms, name)
 			held := roomLogSize + int64(len(name)) + int64(len(l.slots))*slotSize

@@ -242,12 +242,16 @@ func TestRingSweepStartsANewEpoch(t *testing.T) {
 		Charge: func(d int64) { charged.Add(d) }})
 	appendN(t, r, "a", 3)
 	c.add(59 * time.Minute)
-	r.Sweep()
+	r.Sweep(nil)
 	if info, ok := r.Info("a"); !ok || info.Len != 0 || info.Seq != 3 || info.Epoch != "e1" {
 		t.Fatalf("kept meta: %+v %v", info, ok)
 	}
 	c.add(time.Minute)
-	r.Sweep()
+	r.Sweep(func(room string) bool { return room == "a" }) // members keep it
+	if info, ok := r.Info("a"); !ok || info.Epoch != "e1" {
+		t.Fatal("a room in use was forgotten")
+	}
+	r.Sweep(func(string) bool { return false })
 	if _, ok := r.Info("a"); ok || r.Rooms() != 0 || charged.Load() != 0 || r.Bytes() != 0 {
 		t.Fatalf("swept room still there; charged %d", charged.Load())
 	}
