@@ -385,21 +385,40 @@ func (r *Ring) Info(room string) (Info, bool) {
 // that room locked.
 func (r *Ring) Sweep(inUse func(room string) bool) {
 	now := r.cfg.Now().UnixMilli()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for name, l := range r.rooms {
+	idle := func(l *roomLog) bool {
+		return l.n == 0 && now-l.used >= r.cfg.MetaTTL.Milliseconds() && (inUse == nil || !inUse(l.name))
+	}
+	// Expire room by room without the map lock, so Appends to other rooms
+	// go on; only forgetting a room takes it (and rechecks).
+	r.mu.RLock()
+	logs := make([]*roomLog, 0, len(r.rooms))
+	for _, l := range r.rooms {
+		logs = append(logs, l)
+	}
+	r.mu.RUnlock()
+	var forget []*roomLog
+	for _, l := range logs {
 		l.mu.Lock()
 		r.expire(l, now)
-		if l.n == 0 && now-l.used >= r.cfg.MetaTTL.Milliseconds() && (inUse == nil || !inUse(name)) {
+		if !l.dead && idle(l) {
+			forget = append(forget, l)
+		}
+		l.mu.Unlock()
+	}
+	for _, l := range forget {
+		r.mu.Lock()
+		l.mu.Lock()
+		if !l.dead && idle(l) {
 			l.dead = true
-			delete(r.rooms, name)
-			held := roomLogSize + int64(len(name)) + int64(len(l.slots))*slotSize
+			delete(r.rooms, l.name)
+			held := roomLogSize + int64(len(l.name)) + int64(len(l.slots))*slotSize
 			for i := range l.slots {
 				held += int64(cap(l.slots[i].frame))
 			}
 			r.charge(-held)
 		}
 		l.mu.Unlock()
+		r.mu.Unlock()
 	}
 }
 
