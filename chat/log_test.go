@@ -392,3 +392,37 @@ func BenchmarkRingAppend(b *testing.B) {
 type discard struct{ n int }
 
 func (d *discard) Publish(room string, st Stamp, f []byte) { d.n += len(f) }
+
+// TestRingSweepRacesAppend: rooms forgotten while appended to either go on
+// in their epoch or restart at seq 1 in a new one, never a hole.
+func TestRingSweepRacesAppend(t *testing.T) {
+	c := newClock()
+	r := NewRing(RingConfig{MaxAge: time.Millisecond, MetaTTL: time.Millisecond, Now: c.now})
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			c.add(time.Millisecond)
+			r.Sweep(nil)
+		}
+	}()
+	var last [4]Stamp
+	for i := 0; i < 4000; i++ {
+		k := i % 4
+		st, _ := r.Append(Message{Room: fmt.Sprint("r", k), Text: []byte("x")}, nil)
+		p := last[k]
+		if !(st.Epoch == p.Epoch && st.Seq == p.Seq+1) && !(st.Epoch != p.Epoch && st.Seq == 1) {
+			t.Fatalf("room r%d: %+v after %+v", k, st, p)
+		}
+		last[k] = st
+	}
+	close(stop)
+	wg.Wait()
+}
