@@ -100,8 +100,10 @@ closes the duplicate. Both halves together:
 
 err is nil (recovered) or ErrEpoch / ErrTooOld / ErrAhead: then nothing is
 replayed and joined must say recovered:false. Attach runs before the
-replay, so it learns which from Recoverable, the very test Since applies. The client reads joined, the missed messages in order, then live.
-Last works the same way for history:K. A replay is never partial.
+replay, so it learns which from Recoverable, the very test Since applies.
+The replayed frames are in the member's queue before any later message is
+stamped, so the client reads joined, the missed messages in order, then
+live. Last works the same way for history:K. A replay is never partial.
 
 # Dedup
 
@@ -145,10 +147,13 @@ valid only during the call. Command slices alias the parsed frame.
 Lock order: a Ring room's lock, then whatever its Sink and Reader take
 (the session's shard locks), never the reverse: the session must not call
 the Ring while holding a lock Publish or Attach takes. Likewise the
-Presence lock comes before what Flush's emit takes. Dedup calls nothing.
+Presence lock comes before what Flush's emit takes (and the snippet above
+takes it inside Attach: Ring before Presence). Dedup calls only its Charge
+hook.
 
 Allocation profile on the per-message path: ParseCommand 0, AppendMessage
 0, Ring.Append 0 once the room's ring is full (it reuses the evicted
-envelope's buffer), Dedup.Check 0, Dedup.Put 1 (the remembered key string).
+envelope's buffer when it is large enough), Dedup.Check 0, Dedup.Put 1 (the
+remembered key string).
 */
 package chat
