@@ -226,8 +226,11 @@ func TestPresenceMembers(t *testing.T) {
 	}
 }
 
+// BenchmarkPresenceJoinLeave: keys joining and leaving one room, 1,024
+// per simulated second, with Flush ticking and graces ending as they would.
 func BenchmarkPresenceJoinLeave(b *testing.B) {
-	p := NewPresence(PresenceConfig{})
+	c := newClock()
+	p := NewPresence(PresenceConfig{Now: c.now})
 	keys := make([]string, 4096)
 	for i := range keys {
 		keys[i] = fmt.Sprint("user-", i)
@@ -238,7 +241,8 @@ func BenchmarkPresenceJoinLeave(b *testing.B) {
 		k := keys[i%len(keys)]
 		p.Join("lobby", k)
 		p.Leave("lobby", k)
-		if i%1024 == 0 {
+		if i%256 == 0 {
+			c.add(250 * time.Millisecond)
 			p.Flush(func(*PresenceEvent) {})
 		}
 		i++
