@@ -7,6 +7,7 @@
 // encodings per broadcast summed over the boxes, CPU of the boxes and of
 // NATS, and the cluster's counters. With -carry-gzip both, the cluster runs
 // twice: the gzip frame travelling with the message, and built per box.
+
 package main
 
 import (

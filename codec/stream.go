@@ -1,6 +1,10 @@
 package codec
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/gobwas/ws"
+)
 
 // Handler receives what a Stream decodes. The payload slices are only valid
 // until the method returns: they point into the caller's read buffer or a
@@ -27,7 +31,7 @@ type InflateLimiter interface {
 // zero value is ready to use. A Stream is not safe for concurrent use; wsd
 // guarantees one reader per connection at a time.
 type Stream struct {
-	hdr  [MaxHeaderSize]byte // a header that arrived in pieces
+	hdr  [maxHeaderSize]byte // a header that arrived in pieces
 	nhdr uint8
 
 	inFrame   bool
@@ -46,7 +50,7 @@ type Stream struct {
 	deflate    bool
 	compressed bool  // the current message has RSV1 set
 	ctxBits    uint8 // the client's window if it takes over its context, else 0
-	window     Window
+	window     dictWindow
 
 	msg *[]byte // pooled; set only while a message spans frames or reads
 	ctl *[]byte // pooled; set only while a control frame spans reads
@@ -108,7 +112,8 @@ func (s *Stream) Feed(p []byte, h Handler, max int64) error {
 		}
 		chunk := p[:n]
 		p = p[n:]
-		s.maskPos = uint8(unmask(chunk, s.mask, int(s.maskPos)))
+		ws.Cipher(chunk, s.mask, int(s.maskPos))
+		s.maskPos = uint8((int(s.maskPos) + len(chunk)) & 3)
 		s.left -= n
 		if err := s.payload(chunk, h, max); err != nil {
 			return err
@@ -251,7 +256,7 @@ func (s *Stream) inflate(p []byte, h Handler, max int64) error {
 	}
 	buf := getBuf(&msgPool)
 	defer putBuf(&msgPool, buf)
-	out, err := Inflate((*buf)[:0], p, s.window.Bytes(), limit)
+	out, err := inflate((*buf)[:0], p, s.window.Bytes(), limit)
 	*buf = out[:0]
 	if err == ErrDeflateTooBig && ratio {
 		err = ErrInflateRatio
@@ -282,12 +287,12 @@ func (s *Stream) TakeFrames() int {
 	return int(n)
 }
 
-// Window reports how many bytes of dictionary the stream holds for a
+// dictLen reports how many bytes of dictionary the stream holds for a
 // client that takes over its compression context (at most 2^bits).
-func (s *Stream) Window() int { return len(s.window.Bytes()) }
+func (s *Stream) dictLen() int { return len(s.window.Bytes()) }
 
-// Buffered reports how many bytes the stream holds between Feed calls.
-func (s *Stream) Buffered() int {
+// buffered reports how many bytes the stream holds between Feed calls.
+func (s *Stream) buffered() int {
 	n := int(s.nhdr)
 	if s.msg != nil {
 		n += len(*s.msg)

@@ -151,8 +151,8 @@ func TestStreamDeflateContextTakeover(t *testing.T) {
 					t.Fatalf("message %d: %d bytes back", i, len(ev.payload))
 				}
 				history = append(history, m...)
-				if s.Window() != min(len(history), 1<<bits) || s.Buffered() != 0 {
-					t.Fatalf("message %d: window %d, buffered %d", i, s.Window(), s.Buffered())
+				if s.dictLen() != min(len(history), 1<<bits) || s.buffered() != 0 {
+					t.Fatalf("message %d: window %d, buffered %d", i, s.dictLen(), s.buffered())
 				}
 			}
 		})

@@ -39,14 +39,7 @@ import (
 // none by default), and a worker borrows an inflater and a compressor.
 // Config.WorstCase adds these up.
 
-// Defaults for the budgets and the limits that keep clients within them.
 const (
-	DefaultInboundBudget  = 128 << 20 // partial input, all connections together
-	DefaultOutboundBudget = 256 << 20 // queued output, all connections together
-	DefaultMessageTimeout = 30e9      // nanoseconds: 30 s from a message's first byte to its last
-	DefaultMaxMsgRate     = 10000     // frames (a one-frame message is one) per second per connection
-	DefaultMaxByteRate    = 64 << 20  // payload bytes per second per connection, after gunzip
-	DefaultInflateRatio   = 100       // gzip messages may inflate to this many times their size
 	// inflateFloor is the inflated size always allowed, whatever the ratio:
 	// small messages compress well and cost nothing to inflate.
 	inflateFloor = 64 << 10
@@ -66,18 +59,18 @@ const fanoutFixed = 2*maxSpareOutbox*outboxCost +
 	maxFanoutChunk*int64(unsafe.Sizeof(&message{})+1+unsafe.Sizeof(outItem{}))
 
 // tlsConnCost bounds what crypto/tls holds per wss connection: about 7 KB
-// of state measured idle (README, wss) and at most maxTLSPending bytes of
+// of state measured idle (docs/design.md, wss) and at most maxTLSPending bytes of
 // input that has not come out as plaintext yet (see tls.go).
 const tlsConnCost = 7<<10 + maxTLSPending
 
-// IdleConnCost is what one open, idle connection costs wsd itself,
-// measured with the bench client's idle scenario (README); the kernel's
+// idleConnCost is what one open, idle connection costs wsd itself,
+// measured with the bench client's idle scenario (docs/performance.md); the kernel's
 // socket memory comes on top.
-const IdleConnCost = 1 << 10
+const idleConnCost = 1 << 10
 
 // MemoryBound is Config's worst case, in bytes.
 type MemoryBound struct {
-	Idle     int64 // MaxConns × IdleConnCost
+	Idle     int64 // MaxConns × idleConnCost
 	Inbound  int64
 	Outbound int64
 	Pongs    int64 // one pending pong per connection
@@ -92,7 +85,7 @@ func (c Config) WorstCase(workers int) MemoryBound {
 	c.setDefaults()
 	conns := int64(c.MaxConns)
 	b := MemoryBound{
-		Idle:     conns * IdleConnCost,
+		Idle:     conns * idleConnCost,
 		Inbound:  c.InboundBudget,
 		Outbound: c.OutboundBudget,
 		Pongs:    conns * (itemCost + 2 + codec.MaxControlPayload),
@@ -195,7 +188,7 @@ func (h *Hub) makeRoom(c *Conn, need int64) bool {
 			return
 		}
 		switch req := o.closeReq.Load(); {
-		case req == codec.ErrInboundBudget:
+		case req == errInboundBudget:
 			// Closed by an earlier call and about to give its share
 			// back: that room is coming already.
 			need -= n
@@ -218,7 +211,7 @@ func (h *Hub) makeRoom(c *Conn, need int64) bool {
 		if need <= 0 {
 			break
 		}
-		if x.c.requestClose(codec.ErrInboundBudget) {
+		if x.c.requestClose(errInboundBudget) {
 			h.stats.BudgetEvictions.Add(1)
 			need -= x.held
 		}
@@ -289,7 +282,7 @@ func (h *Hub) shedLargest() {
 		if excess <= 0 || !x.stalled && !hard {
 			break
 		}
-		if x.c.shed(codec.ErrOutboundBudget) {
+		if x.c.shed(errOutboundBudget) {
 			excess -= x.charge
 			h.stats.BudgetSheds.Add(1)
 		}

@@ -30,19 +30,6 @@ import (
 // acceptSlack is how many sockets past MaxConns may wait for their 503.
 const acceptSlack = 64
 
-// Defaults of the per-address limits.
-const (
-	DefaultMaxHandshakesPerIP = 64
-	DefaultInboundSharePerIP  = 0.25 // of InboundBudget
-)
-
-// Refusals made at accept; they are answered at once and the socket closed.
-var (
-	errAtCapacity     = codec.ErrOverCapacity
-	errPerIP          = codec.Reject(429, "too many connections from this address")
-	errHandshakePerIP = codec.Reject(429, "too many handshakes from this address")
-)
-
 // refuseAtAccept answers a socket the Hub will not take with err's HTTP
 // response, best effort (a new socket's send buffer is empty), and closes it.
 func (h *Hub) refuseAtAccept(fd int, err error) {
@@ -74,7 +61,7 @@ func (h *Hub) admitSocket(fd int, c *Conn) error {
 		if h.addrs != nil {
 			h.addrs.untake(c.ip)
 		}
-		return errAtCapacity
+		return errOverCapacity
 	}
 	return nil
 }

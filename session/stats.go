@@ -63,7 +63,7 @@ type Stats struct {
 var closeCodes = []uint16{
 	codec.CloseNormal, codec.CloseGoingAway, codec.CloseProtocolError,
 	codec.CloseUnsupportedData, codec.CloseInvalidPayload, codec.ClosePolicyViolation,
-	codec.CloseTooBig, codec.CloseInternalError, codec.CloseTryAgainLater, codec.CloseReplaced,
+	codec.CloseTooBig, codec.CloseInternalError, codec.CloseTryAgainLater, closeReplaced,
 }
 
 var handshakeStatuses = []int{400, 401, 403, 404, 405, 426, 429, 431, 503, 505}

@@ -36,8 +36,9 @@ func addClusterFlags(fs *flag.FlagSet, c *clusterOptions) {
 	fs.BoolVar(&c.carryGzip, "nats-carry-gzip", true, "the box a broadcast starts on gzips it once and sends the frame along, so other boxes gzip nothing")
 }
 
-// newBridge returns the NATS bridge the flags ask for, or nil.
-func newBridge(o *options, log *slog.Logger) (*cluster.Bridge, error) {
+// clusterConfig returns the NATS bridge's configuration the flags ask
+// for, or nil for one box.
+func clusterConfig(o *options) (*cluster.Config, error) {
 	c := &o.cluster
 	if c.url == "" {
 		for name, v := range map[string]string{"-nats-creds": c.creds, "-nats-token": c.token,
@@ -48,7 +49,7 @@ func newBridge(o *options, log *slog.Logger) (*cluster.Bridge, error) {
 		}
 		return nil, nil
 	}
-	return cluster.New(cluster.Config{
+	return &cluster.Config{
 		URL:        c.url,
 		Creds:      c.creds,
 		Token:      c.token,
@@ -59,8 +60,7 @@ func newBridge(o *options, log *slog.Logger) (*cluster.Bridge, error) {
 		BoxID:      c.boxID,
 		MaxMessage: o.server.Session.MaxMessage,
 		CarryGzip:  c.carryGzip,
-		Logger:     log,
-	})
+	}, nil
 }
 
 // redactURLs shows NATS URLs without the passwords or tokens in them.
@@ -90,13 +90,10 @@ func clusterStarted(log *slog.Logger, b *cluster.Bridge, o *options) {
 		"subject_prefix", b.Prefix(), "nats_state", b.State(), "carry_gzip", o.cluster.carryGzip)
 }
 
-// checkCluster builds the cluster configuration as start would, and parses
-// each NATS URL the way nats.go will, without connecting (for -t). Errors
-// never echo a URL: it may hold credentials.
-func checkCluster(o *options) error {
-	if _, err := newBridge(o, slog.New(slog.DiscardHandler)); err != nil {
-		return err
-	}
+// checkClusterURLs parses each NATS URL the way nats.go will, without
+// connecting (for -t, which builds the bridge itself through server.New).
+// Errors never echo a URL: it may hold credentials.
+func checkClusterURLs(o *options) error {
 	for _, u := range strings.Split(o.cluster.url, ",") {
 		if u = strings.TrimSpace(u); u == "" {
 			continue

@@ -91,6 +91,9 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&sc.MaxHandshakesPerIP, "max-handshakes-per-ip", session.DefaultMaxHandshakesPerIP, "sockets one source address may hold before their upgrade; more get 429 (0: no cap). At -max-conns the oldest handshaking socket is dropped for a newcomer")
 	sc.InboundSharePerIP = session.DefaultInboundSharePerIP
 	fs.Var((*fraction)(&sc.InboundSharePerIP), "inbound-share-per-ip", "share of -inbound-budget one source address's partial messages may hold, as 25% or 0.25 (at least two -max-message; more: close 1013; 0: no cap)")
+	// -max-byte-rate and -max-msg-rate: 0 on the command line (and in a
+	// reload) is unlimited, as it always was; session.Config's 0 is its
+	// default and < 0 unlimited. sessionLimits translates, the one place.
 	fs.Float64Var(&sc.MaxByteRate, "max-byte-rate", session.DefaultMaxByteRate, "message bytes (after gunzip) per second per connection (0: unlimited; over it: close 1008)")
 	fs.IntVar(&sc.InflateRatio, "inflate-ratio", session.DefaultInflateRatio, "largest inflated/compressed size ratio of a gzip or permessage-deflate message past 64 KiB (more: close 1009)")
 	fs.Int64Var(&sc.InboundBudget, "inbound-budget", session.DefaultInboundBudget, "bytes all partly received messages and request heads may hold together (more: close 1013)")
@@ -105,6 +108,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&sc.IdleTimeout, "idle-timeout", session.DefaultIdleTimeout, "close connections silent for this long (1001)")
 	fs.DurationVar(&sc.PingInterval, "ping-interval", session.DefaultPingInterval, "ping connections silent for this long")
 	fs.DurationVar(&sc.CloseTimeout, "close-timeout", session.DefaultCloseTimeout, "wait for the peer's close frame before dropping the socket")
+	// 0: unlimited, translated by sessionLimits (see -max-byte-rate).
 	fs.Float64Var(&sc.MaxMsgRate, "max-msg-rate", session.DefaultMaxMsgRate, "frames (one-frame messages, continuations, pings, pongs) per second per connection (0: unlimited; over it: close 1008); reloadable")
 	fs.IntVar(&sc.MsgBurst, "msg-burst", session.DefaultMsgBurst, "messages a connection may send at once above -max-msg-rate; reloadable")
 	fs.IntVar(&o.server.Backlog, "backlog", server.DefaultBacklog, "listen backlog (capped by net.core.somaxconn)")
@@ -455,4 +459,23 @@ func (f *fraction) Set(s string) error {
 	}
 	*f = fraction(v)
 	return nil
+}
+
+// sessionLimits maps the command line's "0 means no limit" for the rate
+// and per-address flags to the session package's negative values (its zero means default):
+// at start and at every reload.
+func sessionLimits(c server.Config) server.Config {
+	if c.Session.MaxMsgRate == 0 {
+		c.Session.MaxMsgRate = -1
+	}
+	if c.Session.MaxByteRate == 0 {
+		c.Session.MaxByteRate = -1
+	}
+	if c.Session.MaxHandshakesPerIP == 0 {
+		c.Session.MaxHandshakesPerIP = -1
+	}
+	if c.Session.InboundSharePerIP == 0 {
+		c.Session.InboundSharePerIP = -1
+	}
+	return c
 }

@@ -14,8 +14,8 @@ import (
 
 	"github.com/wsd-chat/wsd/auth"
 	"github.com/wsd-chat/wsd/codec"
+	"github.com/wsd-chat/wsd/internal/certfile"
 	"github.com/wsd-chat/wsd/session"
-	"github.com/wsd-chat/wsd/tlswire"
 )
 
 // state is the running configuration. cur is swapped whole by a reload;
@@ -28,8 +28,8 @@ type state struct {
 	level  *slog.LevelVar
 	auth   *authSwitch
 	hub    *session.Hub
-	cert   *tlswire.Certificate // nil without -tls-cert
-	mu     sync.Mutex           // one reload at a time
+	cert   *certfile.Certificate // nil without -tls-cert
+	mu     sync.Mutex            // one reload at a time
 }
 
 // A reloadable group of settings: when any of flags changed, prepare
@@ -52,7 +52,8 @@ var reloadables = []reloadable{
 		return func() { st.auth.swap(a) }, nil
 	}},
 	{[]string{"max-msg-rate", "msg-burst"}, func(st *state, o *options) (func(), error) {
-		return func() { st.hub.SetRateLimit(o.server.Session.MaxMsgRate, o.server.Session.MsgBurst) }, nil
+		sc := sessionLimits(o.server).Session
+		return func() { st.hub.SetRateLimit(sc.MaxMsgRate, sc.MsgBurst) }, nil
 	}},
 	{[]string{"log-level"}, func(st *state, o *options) (func(), error) {
 		var lv slog.Level
