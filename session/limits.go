@@ -48,10 +48,9 @@ func (h *Hub) refuseAtAccept(fd int, err error) {
 // handshaking socket to drop instead.
 func (h *Hub) admitSocket(fd int, c *Conn) error {
 	if h.addrs != nil {
-		addr, ok := peerIP(fd)
-		if !ok {
-			return errPerIP
-		}
+		// A peer with no IP address (a Unix socket handed to Accept) is
+		// booked under the zero Addr: all such peers share one bucket.
+		addr, _ := peerIP(fd)
 		if err := h.addrs.take(addr); err != nil {
 			return err
 		}
