@@ -307,11 +307,9 @@ func (a *Authorizer) Authorize(req *codec.Request) error {
 	if a.alg == "" {
 		return nil
 	}
-	tok := req.Token
+	tok := req.Token // a token query parameter wins over a bearer token
 	if len(tok) == 0 {
-		// A Request the Upgrader built has this already; one built
-		// elsewhere may carry only the header.
-		tok = codec.BearerToken(req.Authorization)
+		tok = BearerToken(req.Authorization)
 	}
 	if len(tok) == 0 {
 		return a.refuse(MissingToken)

@@ -425,7 +425,7 @@ func FuzzAuthorizeToken(f *testing.F) {
 		}
 		tok := token
 		if tok == "" {
-			tok = string(codec.BearerToken([]byte(header)))
+			tok = string(BearerToken([]byte(header)))
 		}
 		var c Claims
 		parsed, perr := jwt.ParseWithClaims(tok, &c, func(*jwt.Token) (any, error) { return secret, nil },

@@ -3,6 +3,7 @@
 // figures for wsd, the baseline and their ratio. Every phase is bounded:
 // builds, start-up, each scenario (by its own settings), the wait for the
 // server to release its sockets, and shutdown.
+
 package main
 
 import (

@@ -6,11 +6,11 @@ import (
 	"time"
 
 	"github.com/wsd-chat/wsd/codec"
+	"github.com/wsd-chat/wsd/internal/certfile"
 	"github.com/wsd-chat/wsd/internal/testserver"
 	"github.com/wsd-chat/wsd/internal/wstest"
 	"github.com/wsd-chat/wsd/server"
 	"github.com/wsd-chat/wsd/session"
-	"github.com/wsd-chat/wsd/tlswire"
 )
 
 // TestScenariosAgainstWSDInProcess runs tiny versions of every scenario
@@ -31,11 +31,11 @@ func scenariosAgainstWSD(t *testing.T, useTLS bool) {
 	cfg := server.Config{}
 	if useTLS {
 		cert, key := wstest.ValidCertFiles(t, t.TempDir(), "bench")
-		c, err := tlswire.LoadCertificate(cert, key)
+		c, err := certfile.Load(cert, key)
 		if err != nil {
 			t.Fatal(err)
 		}
-		cfg.Session.TLS = tlswire.ServerConfig(c)
+		cfg.Session.TLS = certfile.ServerConfig(c)
 	}
 	srv := testserver.Start(t, cfg)
 	p := &serverProc{addr: srv.Addr().String()}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/wsd-chat/wsd/cluster"
+	"github.com/wsd-chat/wsd/internal/natstest"
 	"github.com/wsd-chat/wsd/internal/wstest"
 )
 
@@ -64,7 +65,7 @@ func TestForgedHoldsCannotSplit(t *testing.T) {
 // the later connection's second claim waits until it is within reach,
 // then wins.
 func TestClockFarAhead(t *testing.T) {
-	ns := runNATS(t, 0)
+	ns := natstest.Start(t, nil)
 	ahead := startSkewed(t, ns.ClientURL(), "ahead", 1500*time.Millisecond)
 	behind := startBox(t, ns.ClientURL(), "behind")
 	for _, b := range []*box{ahead, behind} {

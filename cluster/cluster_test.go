@@ -10,9 +10,13 @@ import (
 	"testing"
 	"time"
 
+	natsserver "github.com/nats-io/nats-server/v2/server"
+
 	"github.com/wsd-chat/wsd/cluster"
 	"github.com/wsd-chat/wsd/codec"
+	"github.com/wsd-chat/wsd/internal/natstest"
 	"github.com/wsd-chat/wsd/internal/wstest"
+	"github.com/wsd-chat/wsd/session"
 )
 
 // A text sent on one box reaches every member of its room on every box,
@@ -172,30 +176,26 @@ func TestPublishAcrossBoxes(t *testing.T) {
 	syncAll(t, boxes)
 	hub := boxes[0].hub()
 
-	n, sent := hub.PublishCluster("r1", []byte("to r1"))
-	if n != 0 || !sent {
-		t.Fatalf("room publish: delivered %d here, sent %v", n, sent)
+	if d := hub.Publish("r1", []byte("to r1")); d != (session.Delivery{Local: 0, Cluster: session.ClusterSent}) {
+		t.Fatalf("room publish: %+v", d)
 	}
 	expectText(t, alice, "to r1", false)
 	expectText(t, r1, "to r1", true)
 
-	n, sent = hub.PublishAll([]byte("to all"))
-	if n != 1 || !sent {
-		t.Fatalf("publish to *: delivered %d here, sent %v", n, sent)
+	if d := hub.PublishAll([]byte("to all")); d != (session.Delivery{Local: 1, Cluster: session.ClusterSent}) {
+		t.Fatalf("publish to *: %+v", d)
 	}
 	for _, c := range []*wstest.Client{alice, g, r2} {
 		expectText(t, c, "to all", false)
 	}
 	expectText(t, r1, "to all", true)
 
-	local, sent := hub.SendAnywhere("alice", []byte("psst"))
-	if local || !sent {
-		t.Fatalf("key publish: local %v, sent %v", local, sent)
+	if d := hub.SendTo("alice", []byte("psst")); d != (session.Delivery{Local: 0, Cluster: session.ClusterSent}) {
+		t.Fatalf("key publish: %+v", d)
 	}
 	expectText(t, alice, "psst", false)
-	local, _ = hub.SendAnywhere("dave", []byte("here"))
-	if !local {
-		t.Fatal("dave is on this box")
+	if d := hub.SendTo("dave", []byte("here")); d != (session.Delivery{Local: 1, Cluster: session.ClusterLocal}) {
+		t.Fatalf("dave is on this box: %+v", d)
 	}
 	expectText(t, r2, "here", false)
 	for _, c := range []*wstest.Client{r1, g} {
@@ -212,7 +212,7 @@ func TestKickAcrossBoxes(t *testing.T) {
 	// Box0's wall clock runs ahead, so that its connection's claim has a
 	// higher stamp than the newer one box2 makes: the newer connection
 	// must still win, through box0's hold and box2's second claim.
-	ns := runNATS(t, 0)
+	ns := natstest.Start(t, nil)
 	boxes := []*box{startSkewed(t, ns.ClientURL(), "box0", 500*time.Millisecond),
 		startBox(t, ns.ClientURL(), "box1"), startBox(t, ns.ClientURL(), "box2")}
 	for _, b := range boxes {
@@ -362,7 +362,7 @@ func TestNATSRestart(t *testing.T) {
 	// New local connections and kicks keep working too.
 	c := wstest.Dial(t, boxes[1].addr(), "specialKey=late&room=r")
 
-	runNATS(t, natsPort)
+	natstest.Start(t, &natsserver.Options{Port: natsPort})
 	for _, b := range boxes {
 		wstest.Eventually(t, 10*time.Second, "bridge reconnected", b.br.Stats().Connected.Load)
 		if b.br.Stats().Reconnects.Load() < 1 {
@@ -479,7 +479,7 @@ func TestChurnAndLeave(t *testing.T) {
 // NATS unreachable at start: the box serves local chat, then joins the
 // cluster when NATS appears.
 func TestNATSLateAtStart(t *testing.T) {
-	ns := runNATS(t, 0)
+	ns := natstest.Start(t, nil)
 	port := ns.Addr().(*netTCPAddr).Port
 	url := ns.ClientURL()
 	ns.Shutdown()
@@ -490,7 +490,7 @@ func TestNATSLateAtStart(t *testing.T) {
 	if b0.br.Stats().Connected.Load() {
 		t.Fatal("connected to nothing")
 	}
-	runNATS(t, port)
+	natstest.Start(t, &natsserver.Options{Port: port})
 	b1 := startBox(t, url, "late")
 	wstest.Eventually(t, 10*time.Second, "early box connected", b0.br.Stats().Connected.Load)
 	wstest.Eventually(t, 10*time.Second, "late box connected", b1.br.Stats().Connected.Load)

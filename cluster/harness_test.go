@@ -12,38 +12,12 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/wsd-chat/wsd/cluster"
+	"github.com/wsd-chat/wsd/internal/natstest"
 	"github.com/wsd-chat/wsd/internal/testserver"
 	"github.com/wsd-chat/wsd/internal/wstest"
 	"github.com/wsd-chat/wsd/server"
 	"github.com/wsd-chat/wsd/session"
 )
-
-// runNATS starts an embedded nats-server on loopback: on a free port when
-// port is 0 (-1 for nats-server), else on port (a restart).
-func runNATS(t testing.TB, port int) *natsserver.Server {
-	t.Helper()
-	return startNATS(t, &natsserver.Options{Port: port})
-}
-
-// startNATS starts an embedded nats-server with opts, on loopback, quiet,
-// on a free port unless opts.Port is set, and stops it when the test ends.
-func startNATS(t testing.TB, opts *natsserver.Options) *natsserver.Server {
-	t.Helper()
-	opts.Host, opts.NoLog, opts.NoSigs = "127.0.0.1", true, true
-	if opts.Port == 0 {
-		opts.Port = -1
-	}
-	ns, err := natsserver.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(ns.Shutdown)
-	return ns
-}
 
 // box is one wsd with its bridge.
 type box struct {
@@ -103,7 +77,7 @@ func startBoxWith(t testing.TB, url, id string, before func(*cluster.Bridge), op
 // startCluster starts one NATS and n boxes.
 func startCluster(t testing.TB, n int, opts ...boxOpt) (*natsserver.Server, []*box) {
 	t.Helper()
-	ns := runNATS(t, 0)
+	ns := natstest.Start(t, nil)
 	boxes := make([]*box, n)
 	for i := range boxes {
 		boxes[i] = startBox(t, ns.ClientURL(), fmt.Sprintf("box%d", i), opts...)

@@ -285,7 +285,7 @@ func (b *Bridge) receive(nm *nats.Msg) {
 		if st == nil || st.yielded {
 			return // not here (any more), or a key sharing the hash
 		}
-		if b.hub.Send(m.Target, m.Text) {
+		if b.hub.DeliverRemoteKey(m.Target, m.Text) {
 			b.deliver(1)
 		}
 	default:

@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/wsd-chat/wsd/cluster"
+	"github.com/wsd-chat/wsd/internal/natstest"
 	"github.com/wsd-chat/wsd/internal/wstest"
+	"github.com/wsd-chat/wsd/session"
 )
 
 // proxy forwards TCP connections to a NATS server. Blackholed, it
@@ -86,7 +88,7 @@ func (p *proxy) cut() {
 // messages is counted as dropped, none as published, though the NATS
 // client took them all; the counters agree with what arrived.
 func TestOutageCountedExactly(t *testing.T) {
-	ns := runNATS(t, 0)
+	ns := natstest.Start(t, nil)
 	px := startProxy(t, ns.Addr().String())
 	sender := startBox(t, px.url(), "sender")
 	receiver := startBox(t, ns.ClientURL(), "receiver")
@@ -99,7 +101,7 @@ func TestOutageCountedExactly(t *testing.T) {
 	received := 0
 	publish := func(what string, n int) {
 		for i := 0; i < n; i++ {
-			if _, sent := sender.hub().PublishCluster("lobby", []byte(fmt.Sprintf("%s %d", what, i))); !sent {
+			if d := sender.hub().Publish("lobby", []byte(fmt.Sprintf("%s %d", what, i))); d.Cluster != session.ClusterSent {
 				t.Logf("%s %d refused at once", what, i)
 			}
 		}

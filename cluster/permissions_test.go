@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/wsd-chat/wsd/cluster"
+	"github.com/wsd-chat/wsd/internal/natstest"
 	"github.com/wsd-chat/wsd/internal/wstest"
 )
 
@@ -22,7 +23,7 @@ func TestNATSPermissions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns := startNATS(t, opts)
+	ns := natstest.Start(t, opts)
 	url := fmt.Sprintf("nats://%s", ns.Addr().String())
 	asWSD := func(c *cluster.Config, _ *serverConfig) { c.User, c.Password = "wsd", "wsd-secret" }
 	a := startBox(t, url, "a", asWSD)

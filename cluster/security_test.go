@@ -11,7 +11,9 @@ import (
 	natsserver "github.com/nats-io/nats-server/v2/server"
 
 	"github.com/wsd-chat/wsd/cluster"
+	"github.com/wsd-chat/wsd/internal/natstest"
 	"github.com/wsd-chat/wsd/internal/wstest"
+	"github.com/wsd-chat/wsd/session"
 )
 
 // selfSignedTLS returns a server TLS config for 127.0.0.1 and the PEM file
@@ -31,7 +33,7 @@ func selfSignedTLS(t *testing.T) (*tls.Config, string) {
 // could not send.
 func TestTLSAndToken(t *testing.T) {
 	tc, ca := selfSignedTLS(t)
-	ns := startNATS(t, &natsserver.Options{TLS: true, TLSConfig: tc, TLSTimeout: 5, Authorization: "s3cret-token"})
+	ns := natstest.Start(t, &natsserver.Options{TLS: true, TLSConfig: tc, TLSTimeout: 5, Authorization: "s3cret-token"})
 	url := fmt.Sprintf("tls://%s", ns.Addr().String())
 	secure := func(token string) boxOpt {
 		return func(c *cluster.Config, _ *serverConfig) { c.CAFile, c.Token = ca, token }
@@ -63,7 +65,7 @@ func TestTLSAndToken(t *testing.T) {
 // box gzips it), one whose text does not fit stays on its box and is
 // counted; POST /publish says so.
 func TestMaxPayload(t *testing.T) {
-	ns := startNATS(t, &natsserver.Options{MaxPayload: 1024})
+	ns := natstest.Start(t, &natsserver.Options{MaxPayload: 1024})
 	a := startBox(t, ns.ClientURL(), "a")
 	b := startBox(t, ns.ClientURL(), "b")
 	for _, bx := range []*box{a, b} {
@@ -79,9 +81,8 @@ func TestMaxPayload(t *testing.T) {
 	sa.WriteText(big)
 	expectText(t, sa, big, true)
 	expectText(t, rb, big, true)
-	n, sent := a.hub().PublishCluster("", []byte(big+big))
-	if n != 1 || sent {
-		t.Fatalf("1800 bytes: delivered %d, sent %v", n, sent)
+	if d := a.hub().Publish("", []byte(big+big)); d != (session.Delivery{Local: 1, Cluster: session.ClusterFailed}) {
+		t.Fatalf("1800 bytes: %+v", d)
 	}
 	expectText(t, sa, big+big, true)
 	expectSilence(t, rb, 100*time.Millisecond)

@@ -19,11 +19,11 @@ import (
 	"github.com/gorilla/websocket"
 	"go.uber.org/goleak"
 
+	"github.com/wsd-chat/wsd/internal/certfile"
 	"github.com/wsd-chat/wsd/internal/testserver"
 	"github.com/wsd-chat/wsd/internal/wstest"
 	"github.com/wsd-chat/wsd/server"
 	"github.com/wsd-chat/wsd/session"
-	"github.com/wsd-chat/wsd/tlswire"
 )
 
 // wssServer is wsd serving wss:// in-process with a fresh self-signed
@@ -32,7 +32,7 @@ type wssServer struct {
 	srv      *server.Server
 	addr     string
 	stats    *session.Stats
-	cert     *tlswire.Certificate
+	cert     *certfile.Certificate
 	certFile string
 	keyFile  string
 	dir      string
@@ -43,10 +43,10 @@ func startTLS(t *testing.T, cfg session.Config) *wssServer {
 	w := &wssServer{dir: t.TempDir()}
 	w.certFile, w.keyFile = wstest.ValidCertFiles(t, w.dir, "first")
 	var err error
-	if w.cert, err = tlswire.LoadCertificate(w.certFile, w.keyFile); err != nil {
+	if w.cert, err = certfile.Load(w.certFile, w.keyFile); err != nil {
 		t.Fatal(err)
 	}
-	cfg.TLS = tlswire.ServerConfig(w.cert)
+	cfg.TLS = certfile.ServerConfig(w.cert)
 	w.srv = testserver.Start(t, server.Config{Session: cfg})
 	w.addr = w.srv.Addr().String()
 	w.stats = w.srv.Hub().Stats()
@@ -212,9 +212,11 @@ func TestTLSPartialRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(300 * time.Millisecond)
-	if n := runtime.NumGoroutine(); n > before {
-		t.Errorf("goroutines %d → %d while a record is half-sent", before, n)
-	}
+	// The slack is in time, not in count: a goroutine of the test's or the
+	// runtime's that is still finishing may be counted for a moment, but a
+	// goroutine held for the half record would stay.
+	wstest.Eventually(t, 2*time.Second, fmt.Sprintf("the goroutine count back to %d while a record is half-sent", before),
+		func() bool { return runtime.NumGoroutine() <= before })
 	if r := w.srv.Hub().TLSPool().Running(); r != 0 {
 		t.Errorf("%d handshake goroutines running", r)
 	}

@@ -25,4 +25,17 @@
 // Lock order: shard.mu before Conn.wmu; nothing is locked while taking
 // shard.mu. Methods whose names end in Locked need Conn.wmu held; no
 // other method may be called with it held unless its comment says so.
+//
+// Files by job: config.go (Config and every default), close.go (every
+// close and refusal wsd decides, one table), deliver.go (the one delivery
+// path), handshake.go, conn.go, write.go, fanout.go, table.go, sweep.go,
+// budget.go, drain.go (lame-duck and Shutdown), bridge.go (the cluster's
+// hooks).
+//
+// The tests here cover the parts with no sockets (the table, budgets, rate
+// limits, the close table). The behaviour suite, real clients against a
+// running Hub over TCP and TLS, lives in package server's tests
+// (server/*_test.go: protocol, limits, slow consumers, stalls, idle,
+// shutdown, deflate, hostile peers, churn, soak); the cluster's in
+// cluster/, and the built binary's in cmd/wsd.
 package session

@@ -20,6 +20,7 @@ import (
 // it sent before closing).
 type outboxEntry struct {
 	msg      *message
+	room     string // msg's room here: one message may be queued for several
 	close    *Conn
 	closeErr *codec.CloseError
 }
@@ -157,12 +158,12 @@ func (f *fanout) deliverRun(run []outboxEntry) {
 		// This room's messages, in the order they were queued.
 		msgs := append(f.roomRun[:0], e.msg)
 		for j := i + 1; j < len(run); j++ {
-			if !grouped[j] && run[j].msg.room == e.msg.room {
+			if !grouped[j] && run[j].room == e.room {
 				msgs = append(msgs, run[j].msg)
 				grouped[j] = true
 			}
 		}
-		f.deliverRoom(e.msg.room, msgs)
+		f.deliverRoom(e.room, msgs)
 		clear(msgs)
 		f.roomRun = msgs[:0]
 	}

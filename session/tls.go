@@ -17,16 +17,11 @@ import (
 // worker, and the plaintext goes to input exactly as a ws:// connection's
 // bytes do (upgrade request, then frames).
 //
-// Write side: the queue holds the same shared plaintext frames as for
-// ws:// and they are encrypted only when they are about to be written, so a
-// backed-up wss connection holds references, not copies, and a slow
-// consumer's unsent frames can still be dropped. Invariant (c.wmu held): on
-// a TLS Conn, c.headStarted is true exactly when outq[0] is ciphertext — a
-// single-holder Message of records already numbered by the TLS sequence,
-// which must go out whole and first. Everything behind it is plaintext.
-// overflow keeps a started head, so its rule needs no change; the queued
-// byte counts (-max-queue, QueuedBytes) count ciphertext for the head and
-// plaintext for the rest.
+// Write side: the one write queue (write.go) holds the same shared
+// plaintext frames as for ws://; its prepare steps call in here to seal
+// them only when they are about to be written, a batch at a time
+// (sealBatch), and to put records crypto/tls wrote on its own in sequence
+// (takeTLSOutputLocked).
 
 // maxTLSPending bounds the ciphertext a peer may send without any of it
 // coming out as plaintext: two full records. Application records turn into
@@ -34,7 +29,7 @@ import (
 // handshake, such as a key update) is small.
 const maxTLSPending = 2 * (16<<10 + 512)
 
-// sealBudget bounds the plaintext sealed at once from the queue: about what
+// sealBudget bounds the plaintext sealed at once (sealBatch): about what
 // one writev of plaintext frames would take.
 const sealBudget = 64 << 10
 
@@ -46,7 +41,7 @@ type tlsOwner Conn
 func (o *tlsOwner) FlushTLS() {
 	c := (*Conn)(o)
 	c.wmu.Lock()
-	c.flushTLSLocked()
+	c.flushLocked()
 	c.wmu.Unlock()
 }
 
@@ -112,91 +107,9 @@ func (c *Conn) tlsInput(p []byte) {
 	}
 	if t.HasOutput() { // an alert or a KeyUpdate reply
 		c.wmu.Lock()
-		c.flushTLSLocked()
+		c.flushLocked()
 		c.wmu.Unlock()
 	}
-}
-
-// deliverTLSLocked is deliver for a TLS Conn; c.wmu is held and the
-// connection still accepts data.
-func (c *Conn) deliverTLSLocked(items []outItem) bool {
-	size := 0
-	for _, it := range items {
-		size += len(it.b)
-	}
-	// The fast path seals everything at once, into a buffer this
-	// connection owns: only while that stays within sealBudget, so a
-	// stalled wss member holds at most one such private copy and shares
-	// the rest of a large backlog by reference, like a ws:// member.
-	if len(c.outq) == 0 && size <= sealBudget {
-		ct, err := c.seal(items)
-		discardOwn(items) // sealed: the plaintext is not kept
-		if ct != nil {
-			var one [1]outItem
-			one[0] = outItem{b: ct.b, own: ct}
-			n, werr := c.write(one[:])
-			switch {
-			case werr != nil:
-				err = werr
-				ct.release()
-			case n < len(ct.b):
-				c.enqueueLocked(outItem{b: ct.b[n:], own: ct})
-				c.headStarted = true
-			default:
-				ct.release()
-			}
-		}
-		if err != nil {
-			c.writeFailedLocked()
-			return false
-		}
-	} else {
-		for _, it := range items {
-			c.enqueueLocked(it)
-		}
-		if size > sealBudget && !c.headStarted {
-			c.flushTLSLocked() // seals and writes sealBudget at a time
-		}
-	}
-	if c.werr {
-		return false
-	}
-	return c.queueLimitsLocked()
-}
-
-// flushTLSLocked is flushLocked for a TLS Conn: records the read side or
-// the handshake wrote go first, then queued frames (a waiting pong ahead of
-// them) are sealed a batch at a time and written, until the queue is empty
-// or the socket is full.
-func (c *Conn) flushTLSLocked() {
-	defer c.publishLocked()
-	if c.fdClosed {
-		c.tls.TakeOutput(nil) // nobody will send them
-		return
-	}
-	c.takeTLSOutputLocked()
-	for !c.fdClosed && !c.werr {
-		if !c.headStarted {
-			if c.pong != nil {
-				c.queuePongLocked()
-			}
-			if len(c.outq) == 0 {
-				break
-			}
-			if err := c.sealHeadLocked(); err != nil {
-				c.writeFailedLocked()
-				return
-			}
-			if !c.headStarted {
-				continue // nothing to send came of it
-			}
-		}
-		// Only the ciphertext head: what is behind it is plaintext.
-		if !c.writeQueuedLocked(c.outq[:1]) {
-			return
-		}
-	}
-	c.queueDrainedLocked()
 }
 
 // takeTLSOutputLocked moves records crypto/tls wrote outside Seal to the
@@ -223,11 +136,7 @@ func (c *Conn) takeTLSOutputLocked() {
 // sealHeadLocked replaces the plaintext frames at the front of the queue
 // (up to sealBudget bytes) with their ciphertext.
 func (c *Conn) sealHeadLocked() error {
-	k, size := 0, 0
-	for k < len(c.outq) && k < maxIovec && (k == 0 || size+len(c.outq[k].b) <= sealBudget) {
-		size += len(c.outq[k].b)
-		k++
-	}
+	k := sealBatch(c.outq)
 	ct, err := c.seal(c.outq[:k])
 	for i := 0; i < k; i++ {
 		c.releaseLocked(&c.outq[i])
@@ -237,6 +146,18 @@ func (c *Conn) sealHeadLocked() error {
 		c.pushHeadLocked(ct)
 	}
 	return err
+}
+
+// sealBatch returns how many of items (at least one, if any) are sealed
+// together: up to sealBudget bytes and maxIovec frames, so no connection
+// holds more than one batch of private ciphertext whatever its backlog.
+func sealBatch(items []outItem) int {
+	k, size := 0, 0
+	for k < len(items) && k < maxIovec && (k == 0 || size+len(items[k].b) <= sealBudget) {
+		size += len(items[k].b)
+		k++
+	}
+	return k
 }
 
 // pushHeadLocked queues ciphertext ct first; the queue owns it from now on.

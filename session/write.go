@@ -9,8 +9,22 @@ import (
 	"github.com/wsd-chat/wsd/codec"
 )
 
-// The write queue. Every function here whose name ends in Locked needs c.wmu
-// held; the others take it themselves.
+// The write queue, one for ws and wss. Every function here whose name ends
+// in Locked needs c.wmu held; the others take it themselves.
+//
+// One path serves both: deliver writes at once what it can, flushLocked
+// writes what was queued, and each first runs a prepare step that makes
+// frames ready for the socket — nothing to do for ws, sealing into TLS
+// records for wss (tls.go). The queue holds the same shared plaintext
+// frames for both, so a backed-up wss connection holds references, not
+// copies, and -max-queue drops its unsent frames as for ws.
+//
+// Invariant: c.headStarted is true exactly when outq[0] is committed to
+// the wire — partly written (ws), or ciphertext already numbered by the
+// TLS sequence (wss) — and must go out whole and first. On wss nothing but
+// the head is ciphertext. overflowLocked keeps a started head; the queued
+// byte counts (-max-queue, QueuedBytes) count ciphertext for a wss head
+// and plaintext for the rest.
 
 // outItem is one queued frame; b is what is left to write of it. A broadcast
 // frame is shared and reference-counted through msg; a frame only this
@@ -94,6 +108,12 @@ func (c *Conn) send(f *ownFrame) bool {
 // empty and the socket takes them, queued otherwise. It takes a reference
 // on each broadcast it queues and ownership of every own frame. It reports
 // whether the connection still accepts data (false once closing).
+//
+// A non-empty queue means the socket was full at its last write, so
+// EPOLLOUT will flush it: frames for such a connection are only queued.
+// Otherwise the frames are made ready for the socket (prepareLocked) and
+// written straight from items, and only what the socket leaves is queued:
+// a broadcast to a member that keeps up is never queued at all.
 func (c *Conn) deliver(items []outItem) bool {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
@@ -102,44 +122,97 @@ func (c *Conn) deliver(items []outItem) bool {
 		discardOwn(items)
 		return false
 	}
-	if c.tls != nil {
-		return c.deliverTLSLocked(items)
-	}
-	if len(c.outq) == 0 {
-		for len(items) > 0 {
-			n, err := c.write(items)
-			if err != nil {
-				discardOwn(items)
-				c.writeFailedLocked()
-				return false
-			}
-			if n == 0 {
-				break
-			}
-			for n > 0 && len(items) > 0 {
-				if n < len(items[0].b) {
-					it := items[0]
-					it.b = it.b[n:]
-					c.enqueueLocked(it)
-					c.headStarted = true
-					items = items[1:]
-					break
-				}
-				n -= len(items[0].b)
-				if f := items[0].own; f != nil {
-					f.release()
-				}
-				items = items[1:]
-			}
-			if len(c.outq) > 0 {
-				break
-			}
+	full := len(c.outq) > 0
+	if !full {
+		var sealed [1]outItem
+		wire, rest, err := c.prepareLocked(items, &sealed)
+		full = c.writeNowLocked(wire)
+		if err != nil && !c.werr {
+			c.writeFailedLocked()
 		}
+		if c.werr {
+			discardOwn(rest)
+			return false
+		}
+		items = rest
 	}
 	for _, it := range items {
 		c.enqueueLocked(it)
 	}
+	if !full && len(items) > 0 {
+		// A wss backlog past one sealed batch, and the socket took the
+		// batch: no EPOLLOUT is coming, so seal and write on.
+		c.flushLocked()
+		if c.werr {
+			return false
+		}
+	}
 	return c.queueLimitsLocked()
+}
+
+// prepareLocked is the prepare step for frames deliver writes straight
+// from its caller's slice: it returns wire, what of items is ready for the
+// socket, and rest, what must be queued behind it. Plain frames are ready
+// as they are. For wss the first batch of them (sealBatch) is sealed into
+// one run of records in *sealed, and their plaintext released: a whole
+// backlog is never copied, the rest is queued by reference and sealed a
+// batch at a time by flushLocked. An error means the connection is dead
+// (wire may still hold records to send first, such as an alert).
+func (c *Conn) prepareLocked(items []outItem, sealed *[1]outItem) (wire, rest []outItem, err error) {
+	if c.tls == nil {
+		return items, nil, nil
+	}
+	k := sealBatch(items)
+	ct, err := c.seal(items[:k])
+	discardOwn(items[:k])
+	rest = items[k:]
+	if ct == nil {
+		return nil, rest, err
+	}
+	sealed[0] = outItem{b: ct.b, own: ct}
+	return sealed[:], rest, err
+}
+
+// writeNowLocked writes wire, frames ready for the socket that are not
+// queued yet, as far as the socket takes them, and queues what it leaves
+// (a partly written frame as the started head). It reports whether the
+// socket is full, so that EPOLLOUT will come. On a write error the
+// connection is failed and wire's own frames released.
+func (c *Conn) writeNowLocked(wire []outItem) (full bool) {
+	for len(wire) > 0 && len(c.outq) == 0 {
+		n, err := c.write(wire)
+		if err != nil {
+			discardOwn(wire)
+			c.writeFailedLocked()
+			return true
+		}
+		if n == 0 {
+			break
+		}
+		for n > 0 && len(wire) > 0 {
+			if n < len(wire[0].b) {
+				it := wire[0]
+				it.b = it.b[n:]
+				c.enqueueLocked(it)
+				c.headStarted = true
+				wire = wire[1:]
+				break
+			}
+			n -= len(wire[0].b)
+			if f := wire[0].own; f != nil {
+				f.release()
+			}
+			wire = wire[1:]
+		}
+	}
+	for _, it := range wire {
+		c.enqueueLocked(it)
+	}
+	if len(wire) > 0 && c.tls != nil {
+		// Sealed records are numbered: unwritten, they are still the head.
+		c.headStarted = true
+	}
+	return len(c.outq) > 0
 }
 
 // queueLimitsLocked enforces -max-queue and the outbound memory budget
@@ -148,7 +221,7 @@ func (c *Conn) deliver(items []outItem) bool {
 func (c *Conn) queueLimitsLocked() bool {
 	c.publishLocked()
 	if c.queued.Load() > int64(c.hub.cfg.MaxQueue) {
-		c.overflowLocked(codec.ErrSlowConsumer)
+		c.overflowLocked(errSlowConsumer)
 		return false
 	}
 	if c.hub.out.over() {
@@ -202,25 +275,52 @@ func (c *Conn) publishLocked() {
 }
 
 // flushLocked writes queued frames until the queue is empty or the socket
-// is full. Called on EPOLLOUT and after queueing a close.
+// is full. Called on EPOLLOUT, after queueing a close, and for wss when
+// crypto/tls has records to send (handshake, alerts, KeyUpdate replies).
 func (c *Conn) flushLocked() {
 	defer c.publishLocked()
-	if c.tls != nil {
-		c.flushTLSLocked()
-		return
-	}
-	for !c.fdClosed {
-		if c.pong != nil && !c.headStarted {
-			c.queuePongLocked()
+	for !c.fdClosed && !c.werr {
+		wire, err := c.prepareHeadLocked()
+		if err != nil {
+			c.writeFailedLocked()
+			return
 		}
-		if len(c.outq) == 0 {
+		if len(wire) == 0 {
 			break
 		}
-		if !c.writeQueuedLocked(c.outq) {
+		if !c.writeQueuedLocked(wire) {
 			return
 		}
 	}
 	c.queueDrainedLocked()
+}
+
+// prepareHeadLocked is the prepare step for the queue: it makes the front
+// of the queue ready for the socket and returns that ready prefix, empty
+// when nothing is queued. A waiting pong goes first unless a started head
+// must be finished. For plain ws every queued frame is ready. For wss the
+// head is ciphertext and only the head is ready: records crypto/tls wrote
+// on its own go first (takeTLSOutputLocked), then, once no ciphertext is
+// left, the next batch of plaintext is sealed in its place.
+func (c *Conn) prepareHeadLocked() ([]outItem, error) {
+	if c.tls != nil {
+		c.takeTLSOutputLocked()
+	}
+	if c.pong != nil && !c.headStarted {
+		c.queuePongLocked()
+	}
+	if c.tls == nil {
+		return c.outq, nil
+	}
+	for !c.headStarted && len(c.outq) > 0 {
+		if err := c.sealHeadLocked(); err != nil {
+			return nil, err
+		}
+	}
+	if len(c.outq) == 0 {
+		return nil, nil
+	}
+	return c.outq[:1], nil
 }
 
 // writeQueuedLocked writes what the socket takes of items, the front of

@@ -1,5 +1,7 @@
 // Package tlswire runs TLS for connections that live in wsd's reactor,
-// without a goroutine or a buffer per idle connection.
+// without a goroutine or a buffer per idle connection. It holds the engine
+// (Conn) and the handshake Pool, nothing else: the tls.Config it is given,
+// certificate included, comes from package internal/certfile.
 //
 // A Conn wraps a crypto/tls server connection around a memory transport:
 // the reactor reads ciphertext from the socket and hands it in; records
@@ -23,6 +25,9 @@
 // the rest. Seal encrypts on the caller's goroutine into the caller's
 // buffer, after any records the read side produced (alerts, KeyUpdate
 // replies), so records leave in sequence-number order.
+//
+// These behaviours of crypto/tls are not part of its API; engine_test.go
+// pins each one by name, so a Go release that changes one fails there.
 //
 // What an idle connection keeps is tls.Conn's own state: the record-layer
 // ciphers and the capacity of its rawInput and hand buffers (sized by the

@@ -41,8 +41,9 @@ func addClusterFlags(fs *flag.FlagSet, c *clusterOptions) {
 	fs.BoolVar(&c.carryGzip, "nats-carry-gzip", false, "ignored, kept so configurations that set it still parse: only the text crosses the bus and each box gzips it for its own members")
 }
 
-// newBridge returns the NATS bridge the flags ask for, or nil.
-func newBridge(o *options, log *slog.Logger) (*cluster.Bridge, error) {
+// clusterConfig returns the NATS bridge's configuration the flags ask
+// for, or nil for one box.
+func clusterConfig(o *options) (*cluster.Config, error) {
 	c := &o.cluster
 	if c.url == "" {
 		for name, v := range map[string]string{"-nats-creds": c.creds, "-nats-token": c.token,
@@ -54,7 +55,7 @@ func newBridge(o *options, log *slog.Logger) (*cluster.Bridge, error) {
 		}
 		return nil, nil
 	}
-	return cluster.New(cluster.Config{
+	return &cluster.Config{
 		URL:        c.url,
 		Creds:      c.creds,
 		Token:      c.token,
@@ -63,10 +64,9 @@ func newBridge(o *options, log *slog.Logger) (*cluster.Bridge, error) {
 		CAFile:     c.ca,
 		Prefix:     c.prefix,
 		BoxID:      c.boxID,
-		BusKeys:    c.busKeys,
 		MaxMessage: o.server.Session.MaxMessage,
-		Logger:     log,
-	})
+		BusKeys:    c.busKeys,
+	}, nil
 }
 
 // redactURLs shows NATS URLs without the passwords or tokens in them.
@@ -133,13 +133,10 @@ func clusterStarted(log *slog.Logger, b *cluster.Bridge, o *options) {
 	}
 }
 
-// checkCluster builds the cluster configuration as start would, and parses
-// each NATS URL the way nats.go will, without connecting (for -t). Errors
-// never echo a URL: it may hold credentials.
-func checkCluster(o *options) error {
-	if _, err := newBridge(o, slog.New(slog.DiscardHandler)); err != nil {
-		return err
-	}
+// checkClusterURLs parses each NATS URL the way nats.go will, without
+// connecting (for -t, which builds the bridge itself through server.New).
+// Errors never echo a URL: it may hold credentials.
+func checkClusterURLs(o *options) error {
 	for _, u := range strings.Split(o.cluster.url, ",") {
 		if u = strings.TrimSpace(u); u == "" {
 			continue

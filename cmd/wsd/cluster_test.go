@@ -11,6 +11,7 @@ import (
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
 
+	"github.com/wsd-chat/wsd/internal/natstest"
 	"github.com/wsd-chat/wsd/internal/wstest"
 )
 
@@ -19,16 +20,7 @@ import (
 // the logs.
 func TestBinaryCluster(t *testing.T) {
 	const secret = "s3cret-pa55"
-	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
-		Username: "wsd", Password: secret})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats not ready")
-	}
-	t.Cleanup(ns.Shutdown)
+	ns := natstest.Start(t, &natsserver.Options{Username: "wsd", Password: secret})
 	addr := ns.Addr().String()
 	a := wstest.StartBinary(t, "-nats-url", fmt.Sprintf("nats://wsd:%s@%s", secret, addr), "-box-id", "a")
 	b := wstest.StartBinary(t, "-nats-url", "nats://"+addr, "-nats-user", "wsd", "-nats-password", secret, "-box-id", "b")
@@ -38,23 +30,20 @@ func TestBinaryCluster(t *testing.T) {
 	cb := wstest.Dial(t, b.Addr, "specialKey=bob&room=r&support_gzip=1")
 	cc := wstest.Dial(t, bad.Addr, "specialKey=carol&room=r")
 	// No Sync across processes: retry until the subscriptions are in.
-	deadline := time.Now().Add(10 * time.Second)
-	for i := 0; ; i++ {
+	i := 0
+	wstest.Eventually(t, 10*time.Second, "a message to cross from a to b", func() bool {
+		i++
 		ca.WriteText(fmt.Sprintf("hi %d", i))
 		got, _, err := ca.ReadMessage(time.Second)
 		if err != nil || got != fmt.Sprintf("hi %d", i) {
 			t.Fatalf("echo: %q %v", got, err)
 		}
-		if got, _, err := cb.ReadMessage(200 * time.Millisecond); err == nil {
-			if !strings.HasPrefix(got, "hi ") {
-				t.Fatalf("bob got %q", got)
-			}
-			break
+		got, _, err = cb.ReadMessage(200 * time.Millisecond)
+		if err == nil && !strings.HasPrefix(got, "hi ") {
+			t.Fatalf("bob got %q", got)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("nothing crossed from a to b")
-		}
-	}
+		return err == nil
+	})
 	// The box that could not authenticate serves its own clients.
 	cc.WriteText("alone")
 	if got, _, err := cc.ReadMessage(time.Second); err != nil || got != "alone" {

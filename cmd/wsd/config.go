@@ -90,8 +90,14 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&sc.Shards, "shards", session.DefaultShards, "session table shards")
 	fs.IntVar(&sc.MaxConns, "max-conns", 0, "sockets (handshaking, open or closing) before new ones get 503 (0: file limit less 192)")
 	fs.IntVar(&sc.MaxConnsPerIP, "max-conns-per-ip", 0, "sockets one source address may hold before new ones get 429 (0: no cap; leave off behind a proxy)")
+	fs.IntVar(&sc.MaxHandshakesPerIP, "max-handshakes-per-ip", session.DefaultMaxHandshakesPerIP, "sockets one source address may hold before their upgrade; more get 429 (0: no cap). At -max-conns the oldest handshaking socket is dropped for a newcomer")
+	sc.InboundSharePerIP = session.DefaultInboundSharePerIP
+	fs.Var((*fraction)(&sc.InboundSharePerIP), "inbound-share-per-ip", "share of -inbound-budget one source address's partial messages may hold, as 25% or 0.25 (at least two -max-message; more: close 1013; 0: no cap)")
+	// -max-byte-rate and -max-msg-rate: 0 on the command line (and in a
+	// reload) is unlimited, as it always was; session.Config's 0 is its
+	// default and < 0 unlimited. sessionLimits translates, the one place.
 	fs.Float64Var(&sc.MaxByteRate, "max-byte-rate", session.DefaultMaxByteRate, "message bytes (after gunzip) per second per connection (0: unlimited; over it: close 1008)")
-	fs.IntVar(&sc.InflateRatio, "inflate-ratio", session.DefaultInflateRatio, "largest inflated/compressed size ratio of a gzip message past 64 KiB (more: close 1009)")
+	fs.IntVar(&sc.InflateRatio, "inflate-ratio", session.DefaultInflateRatio, "largest inflated/compressed size ratio of a gzip or permessage-deflate message past 64 KiB (more: close 1009)")
 	fs.Int64Var(&sc.InboundBudget, "inbound-budget", session.DefaultInboundBudget, "bytes all partly received messages and request heads may hold together (more: close 1013)")
 	fs.Int64Var(&sc.OutboundBudget, "outbound-budget", session.DefaultOutboundBudget, "bytes all broadcasts and send queues may hold together (more: largest queues closed, 1008)")
 	fs.BoolVar(&sc.Deflate.Enabled, "deflate", true, "negotiate permessage-deflate (RFC 7692): one compression per broadcast, shared by every deflate peer")
@@ -104,7 +110,8 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&sc.IdleTimeout, "idle-timeout", session.DefaultIdleTimeout, "close connections silent for this long (1001)")
 	fs.DurationVar(&sc.PingInterval, "ping-interval", session.DefaultPingInterval, "ping connections silent for this long")
 	fs.DurationVar(&sc.CloseTimeout, "close-timeout", session.DefaultCloseTimeout, "wait for the peer's close frame before dropping the socket")
-	fs.Float64Var(&sc.MaxMsgRate, "max-msg-rate", session.DefaultMaxMsgRate, "messages and pings per second per connection (0: unlimited; over it: close 1008); reloadable")
+	// 0: unlimited, translated by sessionLimits (see -max-byte-rate).
+	fs.Float64Var(&sc.MaxMsgRate, "max-msg-rate", session.DefaultMaxMsgRate, "frames (one-frame messages, continuations, pings, pongs) per second per connection (0: unlimited; over it: close 1008); reloadable")
 	fs.IntVar(&sc.MsgBurst, "msg-burst", session.DefaultMsgBurst, "messages a connection may send at once above -max-msg-rate; reloadable")
 	fs.IntVar(&o.server.Backlog, "backlog", server.DefaultBacklog, "listen backlog (capped by net.core.somaxconn)")
 	fs.StringVar(&o.subprotocols, "subprotocols", "", "comma-separated WebSocket subprotocols wsd speaks; the first a client offers is selected")
@@ -276,6 +283,11 @@ var checks = []check{
 	}},
 	{"max-conns", "must be 0 (the file limit less 192) or more", func(o *options) bool { return o.server.Session.MaxConns < 0 }},
 	{"max-conns-per-ip", "must be 0 (no cap) or more", func(o *options) bool { return o.server.Session.MaxConnsPerIP < 0 }},
+	{"max-handshakes-per-ip", "must be 0 (no cap) or more", func(o *options) bool { return o.server.Session.MaxHandshakesPerIP < 0 }},
+	{"inbound-share-per-ip", "must be between 0% (no cap) and 100%", func(o *options) bool {
+		f := o.server.Session.InboundSharePerIP
+		return !(f >= 0 && f <= 1)
+	}},
 	{"max-byte-rate", "must be 0 (unlimited) or a positive number", func(o *options) bool {
 		r := o.server.Session.MaxByteRate
 		return r < 0 || math.IsNaN(r) || math.IsInf(r, 0)
@@ -442,4 +454,43 @@ func printUsage(w io.Writer) {
 	fs := newFlagSet(&options{}, w)
 	fmt.Fprintf(w, "Usage: wsd [flags]\n\nEvery flag may also be set as %s_<FLAG> in the environment or as a\n\"flag value\" line in the -config file; the command line wins over the\nenvironment, which wins over the file.\n\n", EnvPrefix)
 	fs.PrintDefaults()
+}
+
+// fraction is a flag holding a share: "25%" or "0.25".
+type fraction float64
+
+func (f *fraction) String() string {
+	return strconv.FormatFloat(float64(*f)*100, 'g', -1, 64) + "%"
+}
+
+func (f *fraction) Set(s string) error {
+	t, pct := strings.CutSuffix(strings.TrimSpace(s), "%")
+	v, err := strconv.ParseFloat(t, 64)
+	if err != nil {
+		return errors.New("want a fraction such as 0.25 or a percentage such as 25%")
+	}
+	if pct {
+		v /= 100
+	}
+	*f = fraction(v)
+	return nil
+}
+
+// sessionLimits maps the command line's "0 means no limit" for the rate
+// and per-address flags to the session package's negative values (its zero means default):
+// at start and at every reload.
+func sessionLimits(c server.Config) server.Config {
+	if c.Session.MaxMsgRate == 0 {
+		c.Session.MaxMsgRate = -1
+	}
+	if c.Session.MaxByteRate == 0 {
+		c.Session.MaxByteRate = -1
+	}
+	if c.Session.MaxHandshakesPerIP == 0 {
+		c.Session.MaxHandshakesPerIP = -1
+	}
+	if c.Session.InboundSharePerIP == 0 {
+		c.Session.InboundSharePerIP = -1
+	}
+	return c
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"github.com/wsd-chat/wsd/internal/rsswatch"
 	"github.com/wsd-chat/wsd/internal/wstest"
 )
 
@@ -32,7 +32,9 @@ import (
 // at GOGC=100, lets the heap reach twice what is live before collecting,
 // and memory it frees returns to the OS only as the scavenger gets to it),
 // plus rssSlack for the runtime, goroutine stacks, the pools and the
-// per-worker read and inflate buffers (session.Config.WorstCase).
+// per-worker read and inflate buffers (session.Config.WorstCase). The
+// process is wstest.StartPlainBinary's, never built with -race: the race
+// detector's shadow memory and slowdown would be measured instead of wsd.
 
 // honestP99 bounds the 99th percentile of an honest sender's echo
 // latency. The box is a loaded 2-core machine shared with the attack and
@@ -46,74 +48,25 @@ const rssSlack = 24 << 20
 // procRSS is a process's VmRSS in bytes.
 func procRSS(t testing.TB, pid int) int64 {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	rss, err := rsswatch.Read(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(rest)
-			kb, err := strconv.ParseInt(f[0], 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return kb << 10
-		}
-	}
-	t.Fatal("no VmRSS")
-	return 0
+	return rss
 }
 
-// rssWatch samples a process's VmRSS every 10 ms and keeps the peak.
-type rssWatch struct {
-	peak     atomic.Int64
-	stop     chan struct{}
-	done     chan struct{}
-	stopOnce sync.Once
-}
-
-func watchRSS(t *testing.T, p *wstest.Process) *rssWatch {
-	w := &rssWatch{stop: make(chan struct{}), done: make(chan struct{})}
-	pid := p.Cmd.Process.Pid
-	w.peak.Store(procRSS(t, pid))
-	go func() {
-		defer close(w.done)
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-w.stop:
-				return
-			case <-tick.C:
-			}
-			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-			if err != nil {
-				return
-			}
-			for _, line := range strings.Split(string(b), "\n") {
-				if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-					if kb, err := strconv.ParseInt(strings.Fields(rest)[0], 10, 64); err == nil && kb<<10 > w.peak.Load() {
-						w.peak.Store(kb << 10)
-					}
-				}
-			}
-		}
-	}()
+// watchRSS samples p's VmRSS every 10 ms and keeps the peak until Peak
+// (or the test's end).
+func watchRSS(t *testing.T, p *wstest.Process) *rsswatch.Watch {
+	w := rsswatch.Start(p.Cmd.Process.Pid, 10*time.Millisecond, 0, nil)
 	t.Cleanup(func() { w.Peak() })
 	return w
-}
-
-// Peak stops the watch and returns the largest RSS seen.
-func (w *rssWatch) Peak() int64 {
-	w.stopOnce.Do(func() { close(w.stop) })
-	<-w.done
-	return w.peak.Load()
 }
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
 // checkRSS fails the test if the peak passed base + allowance.
-func checkRSS(t *testing.T, w *rssWatch, base, allowance int64) {
+func checkRSS(t *testing.T, w *rsswatch.Watch, base, allowance int64) {
 	t.Helper()
 	peak := w.Peak()
 	bound := base + allowance
@@ -385,7 +338,8 @@ func TestHostilePartialMessages(t *testing.T) {
 		attackers = 64
 		fragment  = 256 << 10
 	)
-	p := wstest.StartBinary(t, "-inbound-budget", strconv.Itoa(inbound), "-message-timeout", "2s")
+	// Attackers and chatters all dial from 127.0.0.1: no share per address.
+	p := wstest.StartPlainBinary(t, "-inbound-budget", strconv.Itoa(inbound), "-message-timeout", "2s", "-inbound-share-per-ip", "0")
 	ch := startChat(t, p.Addr, "r1", 4, 2)
 	base := procRSS(t, p.Cmd.Process.Pid)
 	w := watchRSS(t, p)
@@ -443,7 +397,7 @@ func gzipOf(n int) []byte { return wstest.Gzip(strings.Repeat("a", n)) }
 // flags the same messages are refused by the inflation ratio (1009).
 func TestHostileGzipNeverReads(t *testing.T) {
 	t.Run("defaults", func(t *testing.T) {
-		p := wstest.StartBinary(t)
+		p := wstest.StartPlainBinary(t)
 		ch := startChat(t, p.Addr, "r2", 2, 2)
 		base := procRSS(t, p.Cmd.Process.Pid)
 		w := watchRSS(t, p)
@@ -466,7 +420,7 @@ func TestHostileGzipNeverReads(t *testing.T) {
 			maxQueue = 64 << 10
 			text     = 128 << 10
 		)
-		p := wstest.StartBinary(t, "-inflate-ratio", "5000", "-max-byte-rate", "0", "-max-msg-rate", "0",
+		p := wstest.StartPlainBinary(t, "-inflate-ratio", "5000", "-max-byte-rate", "0", "-max-msg-rate", "0",
 			"-max-queue", strconv.Itoa(maxQueue), "-outbound-budget", strconv.Itoa(outbound))
 		// gzip members: a plain one would get 128 KiB frames, twice -max-queue.
 		ch := startChat(t, p.Addr, "r2", 2, 2, true)
@@ -521,7 +475,7 @@ func TestHostileEmptyFlood(t *testing.T) {
 		maxFlood  = 400_000
 		floodStep = 1_000
 	)
-	p := wstest.StartBinary(t, "-max-msg-rate", "0", "-max-byte-rate", "0",
+	p := wstest.StartPlainBinary(t, "-max-msg-rate", "0", "-max-byte-rate", "0",
 		"-max-queue", strconv.Itoa(maxQueue), "-outbound-budget", strconv.Itoa(outbound))
 	ch := startChat(t, p.Addr, "r3", 2, 2)
 	var quiet []*wstest.Client
@@ -595,7 +549,7 @@ func TestHostileFloodFasterThanFanout(t *testing.T) {
 		outbound = 16 << 20
 		members  = 40
 	)
-	p := wstest.StartBinary(t, "-max-msg-rate", "0", "-outbound-budget", strconv.Itoa(outbound), "-shards", "64")
+	p := wstest.StartPlainBinary(t, "-max-msg-rate", "0", "-outbound-budget", strconv.Itoa(outbound), "-shards", "64")
 	ch := startChat(t, p.Addr, "r3b", 2, 2)
 	for i := range members {
 		dialAttacker(t, p.Addr, fmt.Sprintf("specialKey=member-%d&room=r3b", i))
@@ -653,7 +607,7 @@ func TestHostilePingFlood(t *testing.T) {
 	const attackers = 10
 	ping := wstest.RawFrame(0x89, true, nil)
 	t.Run("defaults", func(t *testing.T) {
-		p := wstest.StartBinary(t)
+		p := wstest.StartPlainBinary(t)
 		ch := startChat(t, p.Addr, "r4", 2, 2)
 		base := procRSS(t, p.Cmd.Process.Pid)
 		w := watchRSS(t, p)
@@ -676,7 +630,7 @@ func TestHostilePingFlood(t *testing.T) {
 		ch.finish(t)
 	})
 	t.Run("rate off", func(t *testing.T) {
-		p := wstest.StartBinary(t, "-max-msg-rate", "0")
+		p := wstest.StartPlainBinary(t, "-max-msg-rate", "0")
 		ch := startChat(t, p.Addr, "r4", 2, 2)
 		base := procRSS(t, p.Cmd.Process.Pid)
 		w := watchRSS(t, p)
@@ -715,7 +669,7 @@ func TestHostilePingFlood(t *testing.T) {
 // no member ever receives it: none is closed as a slow consumer.
 func TestHostileGzipBombs(t *testing.T) {
 	const bombers = 10
-	p := wstest.StartBinary(t)
+	p := wstest.StartPlainBinary(t)
 	ch := startChat(t, p.Addr, "r5", 20, 2)
 	base := procRSS(t, p.Cmd.Process.Pid)
 	w := watchRSS(t, p)

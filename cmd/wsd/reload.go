@@ -15,8 +15,8 @@ import (
 	"github.com/wsd-chat/wsd/auth"
 	"github.com/wsd-chat/wsd/cluster"
 	"github.com/wsd-chat/wsd/codec"
+	"github.com/wsd-chat/wsd/internal/certfile"
 	"github.com/wsd-chat/wsd/session"
-	"github.com/wsd-chat/wsd/tlswire"
 )
 
 // state is the running configuration. cur is swapped whole by a reload;
@@ -29,9 +29,9 @@ type state struct {
 	level  *slog.LevelVar
 	auth   *authSwitch
 	hub    *session.Hub
-	cert   *tlswire.Certificate // nil without -tls-cert
-	bridge *cluster.Bridge      // nil without -nats-url
-	mu     sync.Mutex           // one reload at a time
+	cert   *certfile.Certificate // nil without -tls-cert
+	bridge *cluster.Bridge       // nil without -nats-url
+	mu     sync.Mutex            // one reload at a time
 }
 
 // A reloadable group of settings: when any of flags changed, prepare
@@ -55,7 +55,8 @@ var reloadables = []reloadable{
 	}},
 	{[]string{"nats-bus-key-file"}, reloadBusKeys},
 	{[]string{"max-msg-rate", "msg-burst"}, func(st *state, o *options) (func(), error) {
-		return func() { st.hub.SetRateLimit(o.server.Session.MaxMsgRate, o.server.Session.MsgBurst) }, nil
+		sc := sessionLimits(o.server).Session
+		return func() { st.hub.SetRateLimit(sc.MaxMsgRate, sc.MsgBurst) }, nil
 	}},
 	{[]string{"log-level"}, func(st *state, o *options) (func(), error) {
 		var lv slog.Level
@@ -86,11 +87,11 @@ func changed(a, b *options) []string {
 	if a.jwtSecretFile != "" && !bytes.Equal(a.secret, b.secret) && !slices.Contains(out, "jwt-secret-file") {
 		out = append(out, "jwt-secret-file")
 	}
-	if a.cluster.keyFile != "" && !slices.EqualFunc(a.cluster.busKeys, b.cluster.busKeys, bytes.Equal) && !slices.Contains(out, "nats-bus-key-file") {
-		out = append(out, "nats-bus-key-file")
-	}
 	if a.jwtPublicKey != "" && !bytes.Equal(a.publicKeyPEM, b.publicKeyPEM) && !slices.Contains(out, "jwt-public-key") {
 		out = append(out, "jwt-public-key")
+	}
+	if a.cluster.keyFile != "" && !slices.EqualFunc(a.cluster.busKeys, b.cluster.busKeys, bytes.Equal) && !slices.Contains(out, "nats-bus-key-file") {
+		out = append(out, "nats-bus-key-file")
 	}
 	sort.Strings(out)
 	return out

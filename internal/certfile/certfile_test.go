@@ -1,4 +1,4 @@
-package tlswire_test
+package certfile_test
 
 import (
 	"crypto/tls"
@@ -8,11 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wsd-chat/wsd/internal/certfile"
 	"github.com/wsd-chat/wsd/internal/wstest"
-	"github.com/wsd-chat/wsd/tlswire"
 )
 
-func TestLoadCertificateErrors(t *testing.T) {
+func TestLoadErrors(t *testing.T) {
 	dir := t.TempDir()
 	now := time.Now()
 	goodCert, goodKey := wstest.ValidCertFiles(t, dir, "good")
@@ -22,7 +22,7 @@ func TestLoadCertificateErrors(t *testing.T) {
 	empty := filepath.Join(dir, "empty.pem")
 	os.WriteFile(empty, nil, 0o600)
 
-	if _, err := tlswire.LoadCertificate(goodCert, goodKey); err != nil {
+	if _, err := certfile.Load(goodCert, goodKey); err != nil {
 		t.Fatalf("valid pair refused: %v", err)
 	}
 	for _, tc := range []struct {
@@ -36,7 +36,7 @@ func TestLoadCertificateErrors(t *testing.T) {
 		{"key as certificate", goodKey, goodKey, "certificate"},
 		{"no key", goodCert, "", "both a certificate and a key"},
 	} {
-		_, err := tlswire.LoadCertificate(tc.cert, tc.key)
+		_, err := certfile.Load(tc.cert, tc.key)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err = %v, want it to mention %q", tc.name, err, tc.want)
 		}
@@ -46,7 +46,7 @@ func TestLoadCertificateErrors(t *testing.T) {
 func TestReloadKeepsOldOnFailure(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := wstest.ValidCertFiles(t, dir, "live")
-	c, err := tlswire.LoadCertificate(certFile, keyFile)
+	c, err := certfile.Load(certFile, keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,9 @@
-package tlswire
+// Package certfile loads and reloads the wss certificate and key for the
+// process: the PEM pair named by -tls-cert and -tls-key, checked when it is
+// read (it parses, the key matches, it is valid now), and swapped in for new
+// handshakes on reload. The TLS engine (package tlswire) only sees the
+// tls.Config built here; it never reads a file.
+package certfile
 
 import (
 	"crypto/tls"
@@ -18,9 +23,9 @@ type Certificate struct {
 	cur               atomic.Pointer[tls.Certificate]
 }
 
-// LoadCertificate reads and checks certFile and keyFile: both must parse,
+// Load reads and checks certFile and keyFile: both must parse,
 // the key must match the certificate, and the certificate must be valid now.
-func LoadCertificate(certFile, keyFile string) (*Certificate, error) {
+func Load(certFile, keyFile string) (*Certificate, error) {
 	c := &Certificate{certFile: certFile, keyFile: keyFile}
 	pair, err := loadPair(certFile, keyFile, time.Now())
 	if err != nil {
