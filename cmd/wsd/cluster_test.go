@@ -93,13 +93,16 @@ func TestBinaryBusKey(t *testing.T) {
 	a := wstest.StartBinary(t, "-nats-url", url, "-box-id", "a", "-nats-bus-key-file", keyA)
 	b := wstest.StartBinary(t, "-nats-url", url, "-box-id", "b", "-nats-bus-key-file", keyB)
 	open := wstest.StartBinary(t, "-nats-url", url, "-box-id", "open")
+	// The cluster line (and its warning) follows the listening line that
+	// StartBinary waits for.
+	wstest.Eventually(t, 5*time.Second, "the missing bus key warned about", func() bool {
+		return strings.Contains(open.Log(), "no -nats-bus-key-file")
+	})
 	for _, p := range []*wstest.Process{a, b} {
+		wstest.Eventually(t, 5*time.Second, "the cluster line", func() bool { return strings.Contains(p.Log(), "msg=cluster") })
 		if strings.Contains(p.Log(), "no -nats-bus-key-file") {
 			t.Errorf("warned about a missing bus key with one:\n%s", p.Log())
 		}
-	}
-	if !strings.Contains(open.Log(), "no -nats-bus-key-file") {
-		t.Errorf("no warning without a bus key:\n%s", open.Log())
 	}
 	ca := wstest.Dial(t, a.Addr, "specialKey=alice&room=r")
 	cb := wstest.Dial(t, b.Addr, "specialKey=bob&room=r")
