@@ -164,7 +164,7 @@ func runCompare(args []string) error {
 		}
 		fmt.Fprintf(os.Stderr, "== cluster (%d boxes)\n", *boxes)
 		o := *sets["fanout"]
-		runs, err := runClusterScenario(&o, &clusterOptions{boxes: *boxes, carryGzip: "true", bin: t.bin, single: true}, os.Stderr)
+		runs, err := runClusterScenario(&o, &clusterOptions{boxes: *boxes, bin: t.bin, single: true}, os.Stderr)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "compare: cluster: %v\n", err)
 			results["cluster"] = []*Result{{Scenario: "cluster", Server: "wsd", Error: err.Error(), Settings: map[string]string{}}}

@@ -2,345 +2,376 @@ package server_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
+	"math/rand/v2"
 	"net"
-	"slices"
-	"strconv"
-	"sync"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/gobwas/ws"
 
-	"github.com/wsd-chat/wsd/internal/testserver"
 	"github.com/wsd-chat/wsd/internal/wstest"
-	"github.com/wsd-chat/wsd/server"
 	"github.com/wsd-chat/wsd/session"
 )
 
-// dialFrom connects from the loopback address ip (127.0.0.0/8 is all
-// loopback on Linux), so a test can be several source addresses.
-func dialFrom(t *testing.T, ip, addr, query string) *wstest.Client {
-	t.Helper()
-	d := &net.Dialer{Timeout: wstest.DefaultTimeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
-	c, status, err := wstest.TryDialWith(d, addr, "/?"+query, nil)
-	if err != nil {
-		t.Fatalf("dial from %s: %v (status %d)", ip, err, status)
-	}
-	t.Cleanup(func() { c.Conn.Close() })
-	return c
-}
-
-// emptyMessages is n empty text messages, masked, as one write: 6 bytes
-// each on the wire to wsd, a 2-byte frame from it.
-func emptyMessages(n int) []byte {
-	return bytes.Repeat(wstest.RawFrame(0x81, true, nil), n)
-}
-
-// closeOf reads c's frames, data included, until a close frame and returns
-// its code and reason; ok is false if none came within timeout.
-func closeOf(c *wstest.Client, timeout time.Duration) (code int, reason string, ok bool) {
+// waitClose reads c until its close frame and returns the code (0 and the
+// error if the connection ended without one or timeout passed).
+func waitClose(c *wstest.Client, timeout time.Duration) (int, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		f, err := c.ReadFrame(time.Until(deadline))
 		if err != nil {
-			return 0, "", false
+			return 0, err
 		}
-		if f.Op == 0x8 {
-			if len(f.Payload) >= 2 {
-				reason = string(f.Payload[2:])
-			}
-			return f.CloseCode(), reason, true
+		if f.Op == ws.OpClose {
+			return f.CloseCode(), nil
 		}
 	}
 }
 
-// TestDeliveryRateClosesFlooder: a sender is charged what its messages
-// cost in deliveries, not in messages. With -max-delivery-rate 20,000
-// (a burst of as many), 8,000 empty messages (under the message burst of
-// 10,000) into a room of 20 are 160,000 deliveries, past what a
-// connection may spend however slowly the box takes them: 1008. The same
-// 8,000 into a room of 2 cost 16,000 and all go out.
-func TestDeliveryRateClosesFlooder(t *testing.T) {
-	srv := testserver.Start(t, server.Config{Session: session.Config{MaxDeliveryRate: 20000}})
-	addr := srv.Addr().String()
-	for i := range 19 {
-		wstest.Dial(t, addr, fmt.Sprintf("specialKey=member%d&room=big", i))
-	}
-	flooder := wstest.Dial(t, addr, "specialKey=flooder&room=big")
-	peer := wstest.Dial(t, addr, "specialKey=peer&room=small")
-	sender := wstest.Dial(t, addr, "specialKey=sender&room=small")
+// TestEveryFrameCharged: frames that carry nothing still cost the
+// per-connection rate, so a client streaming empty continuations or
+// unsolicited empty pongs at full speed is closed 1008 within a bounded
+// time (at the default 10,000 frames/s, burst 10,000), while a client
+// sending messages and pings just under the default rate is not.
+func TestEveryFrameCharged(t *testing.T) {
+	_, addr, _ := start(t, session.Config{})
 
-	const n = 8000
-	if err := flooder.WriteRaw(emptyMessages(n)); err != nil {
-		t.Fatal(err)
-	}
-	code, reason, ok := closeOf(flooder, 10*time.Second)
-	if !ok || code != 1008 || reason != "delivery rate limit" {
-		t.Fatalf("flooder: close %d %q (got one: %v); want 1008 \"delivery rate limit\"", code, reason, ok)
-	}
-
-	if err := sender.WriteRaw(emptyMessages(n)); err != nil {
-		t.Fatal(err)
-	}
-	for i := range n {
-		f, err := peer.ReadFrame(10 * time.Second)
-		if err != nil || f.Op != 0x1 {
-			t.Fatalf("peer, message %d of %d: op %d, %v", i, n, f.Op, err)
-		}
-	}
-}
-
-// TestDeliveryRatePerAddress: with -max-delivery-rate-per-ip, the
-// connections of one source address share one delivery budget: a second
-// connection from an address whose first spent it is closed 1008, while a
-// connection from another address sending the same keeps going.
-func TestDeliveryRatePerAddress(t *testing.T) {
-	srv := testserver.Start(t, server.Config{Session: session.Config{MaxDeliveryRatePerIP: 200}})
-	addr := srv.Addr().String()
-	for i := range 7 { // with the three senders, a room of 10
-		dialFrom(t, "127.0.0.4", addr, fmt.Sprintf("specialKey=member%d&room=r", i))
-	}
-	first := dialFrom(t, "127.0.0.2", addr, "specialKey=first&room=r")
-	second := dialFrom(t, "127.0.0.2", addr, "specialKey=second&room=r")
-	other := dialFrom(t, "127.0.0.3", addr, "specialKey=other&room=r")
-
-	// 150 deliveries, within the address's burst of 200.
-	if err := first.WriteRaw(emptyMessages(15)); err != nil {
-		t.Fatal(err)
-	}
-	for range 15 {
-		if _, err := first.ReadFrame(5 * time.Second); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// 1,000 more from the same address: refused once the two together
-	// are past 200 and what a few seconds refill.
-	if err := second.WriteRaw(emptyMessages(100)); err != nil {
-		t.Fatal(err)
-	}
-	code, reason, ok := closeOf(second, 10*time.Second)
-	if !ok || code != 1008 || reason != "delivery rate limit of this address" {
-		t.Fatalf("second: close %d %q (got one: %v); want 1008 \"delivery rate limit of this address\"", code, reason, ok)
-	}
-	// Another address has a budget of its own.
-	if err := other.WriteRaw(emptyMessages(15)); err != nil {
-		t.Fatal(err)
-	}
-	seen := 0
-	for seen < 15 {
-		f, err := other.ReadFrame(5 * time.Second)
-		if err != nil {
-			t.Fatalf("other: %d of its 15 echoes, then %v", seen, err)
-		}
-		switch {
-		case f.Op == 0x8:
-			t.Fatalf("other closed: %d %q", f.CloseCode(), f.Payload)
-		case f.Op == 0x1 && len(f.Payload) == 0:
-			seen++ // its own, or the first's and second's, all empty: count to 15 either way
-		}
-	}
-}
-
-// latencies runs an honest pair in room: a sends a timestamped message
-// every 10 ms until stop is closed, b reads them; it returns each
-// message's latency, sorted.
-func latencies(t *testing.T, addr, room string, stop <-chan struct{}) func() []time.Duration {
-	a := wstest.Dial(t, addr, "specialKey=honest-a&room="+room)
-	b := wstest.Dial(t, addr, "specialKey=honest-b&room="+room)
-	var mu sync.Mutex
-	var lat []time.Duration
-	done := make(chan struct{})
+	// The honest client runs through every attack, in its own room.
+	honest := wstest.Dial(t, addr, "specialKey=honest&room=quiet")
+	const honestRate = 8000 // frames per second: half messages, half pings
+	var honestClosed atomic.Int32
+	var echoes atomic.Int64
 	go func() {
-		defer close(done)
 		for {
-			text, _, err := b.ReadMessage(5 * time.Second)
+			f, err := honest.ReadFrame(time.Minute)
 			if err != nil {
 				return
 			}
-			sent, err := strconv.ParseInt(text, 10, 64)
-			if err != nil {
-				continue
+			switch f.Op {
+			case ws.OpClose:
+				honestClosed.Store(int32(f.CloseCode()))
+				return
+			case ws.OpText:
+				echoes.Add(1)
 			}
-			mu.Lock()
-			lat = append(lat, time.Duration(time.Now().UnixNano()-sent))
-			mu.Unlock()
 		}
 	}()
-	sent := 0
+	var honestMsgs atomic.Int64
+	honestDone := make(chan error, 1)
+	honestFor := 3 * time.Second
 	go func() {
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				a.WriteText("end")
-				return
-			case <-tick.C:
-				if a.WriteText(strconv.FormatInt(time.Now().UnixNano(), 10)) != nil {
-					return
+		msg := wstest.RawFrame(0x81, true, []byte("hi"))
+		ping := wstest.RawFrame(0x89, true, nil)
+		var batch []byte
+		start, sent := time.Now(), 0
+		for time.Since(start) < honestFor {
+			due := int(time.Since(start).Seconds()*honestRate) - sent
+			batch = batch[:0]
+			for i := 0; i < due; i++ {
+				if (sent+i)%2 == 0 {
+					honestMsgs.Add(1)
+					batch = append(batch, msg...)
+				} else {
+					batch = append(batch, ping...)
 				}
-				sent++
 			}
+			sent += due
+			if err := honest.WriteRaw(batch); err != nil {
+				honestDone <- err
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
 		}
+		honestDone <- nil
 	}()
-	return func() []time.Duration {
-		<-stop
-		time.Sleep(time.Second) // the last ones arrive, or count as lost
-		b.Conn.Close()
-		<-done
-		mu.Lock()
-		defer mu.Unlock()
-		slices.Sort(lat)
-		if lost := sent - len(lat); lost > 0 {
-			t.Errorf("honest pair: %d of %d messages lost", lost, sent)
-		}
-		return lat
+
+	for _, tc := range []struct {
+		name   string
+		prefix []byte // sent once
+		frame  []byte // then repeated
+	}{
+		{"empty continuations", wstest.RawFrame(0x01, true, []byte("a")), wstest.RawFrame(0x00, true, nil)},
+		{"unsolicited empty pongs", nil, wstest.RawFrame(0x8A, true, nil)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := wstest.Dial(t, addr, "specialKey=attacker&room=loud")
+			defer c.Conn.Close()
+			batch := append(tc.prefix, bytes.Repeat(tc.frame, 1000)...)
+			stop := make(chan struct{})
+			var frames atomic.Int64
+			go func() {
+				b := batch
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if err := c.WriteRaw(b); err != nil {
+						return
+					}
+					frames.Add(int64(bytes.Count(b, tc.frame)))
+					b = batch[len(tc.prefix):]
+				}
+			}()
+			began := time.Now()
+			code, err := waitClose(c, 5*time.Second)
+			took := time.Since(began)
+			close(stop)
+			if err != nil {
+				t.Fatalf("not closed after %v and %d frames: %v", took, frames.Load(), err)
+			}
+			if code != 1008 {
+				t.Fatalf("closed %d, want 1008", code)
+			}
+			t.Logf("closed 1008 after %v, about %d frames sent", took.Round(time.Millisecond), frames.Load())
+		})
 	}
+
+	if err := <-honestDone; err != nil {
+		t.Fatalf("honest client: %v", err)
+	}
+	if code := honestClosed.Load(); code != 0 {
+		t.Fatalf("honest client at %d frames/s closed %d", honestRate, code)
+	}
+	wstest.Eventually(t, 5*time.Second, "honest echoes", func() bool {
+		return echoes.Load() == honestMsgs.Load()
+	})
+	t.Logf("honest client: %d echoes at %d frames/s, not closed", echoes.Load(), honestRate)
 }
 
-func percentile(lat []time.Duration, p float64) time.Duration {
-	if len(lat) == 0 {
-		return 0
-	}
-	return lat[min(len(lat)-1, int(float64(len(lat))*p))]
-}
-
-// TestFloodedRoomDoesNotStarveOthers: ten senders at 9,000 empty messages
-// a second each (under -max-msg-rate) into a room of 20 that never read.
-// At the default flags each asks for 189,000 deliveries a second, past
-// -max-delivery-rate, and is closed 1008 within a couple of seconds. With
-// the delivery limit off they flood for 3 s, more than the box can fan
-// out: the fan-out takes the shards in turn and holds the flooders to
-// what their shards drain. Either way an honest pair in another room
-// keeps a bounded latency and loses nothing.
-func TestFloodedRoomDoesNotStarveOthers(t *testing.T) {
-	if raceEnabled {
-		// Client and server in one process under the detector, on a
-		// small shared box: a latency bound would measure the detector.
-		// The paths it takes are the other tests' here and session's
-		// TestFanoutYields.
-		t.Skip("a latency figure; run without -race")
+// TestInflateRatioBothCodings: -inflate-ratio (InflateRatio, 100 by
+// default, past a 64 KiB floor) bounds a permessage-deflate message as it
+// bounds a gzip'd one: 1 MiB of one letter, about 1 KB either way, is
+// refused 1009 and reaches nobody; honest compressed messages pass.
+func TestInflateRatioBothCodings(t *testing.T) {
+	_, addr, _ := start(t, deflateConfig(0))
+	watcher := dialDeflate(t, addr, "specialKey=watcher", browser)
+	bombText := strings.Repeat("a", 1<<20)
+	rng := rand.New(rand.NewPCG(1, 2))
+	noisy := make([]byte, 200<<10) // compresses about 1.3 times
+	for i := range noisy {
+		noisy[i] = byte('a' + rng.IntN(26))
 	}
 	for _, tc := range []struct {
-		name    string
-		cfg     session.Config
-		closed  bool // every flooder is closed 1008 delivery rate limit
-		seconds int  // how long the flooders send at most
+		name string
+		gzip bool
+		text string
+		code int // 0: delivered
 	}{
-		{"default flags", session.Config{}, true, 4},
-		{"delivery limit off", session.Config{MaxDeliveryRate: -1}, false, 3},
+		{"deflate, 1 MiB from 1 KB", false, bombText, 1009},
+		{"gzip, 1 MiB from 1 KB", true, bombText, 1009},
+		{"deflate under the floor", false, bombText[:60<<10], 0},
+		{"deflate within the ratio", false, string(noisy), 0},
+		{"gzip within the ratio", true, string(noisy), 0},
 	} {
-		t.Run(tc.name, func(t *testing.T) { floodBeside(t, tc.cfg, tc.closed, time.Duration(tc.seconds)*time.Second) })
+		t.Run(tc.name, func(t *testing.T) {
+			var c *wstest.Client
+			var send []byte
+			if tc.gzip {
+				c = dialDeflate(t, addr, "specialKey=sender&support_gzip=1")
+				send = wstest.RawFrame(0x82, true, wstest.Gzip(tc.text))
+			} else {
+				c = dialDeflate(t, addr, "specialKey=sender", browser)
+				send = wstest.RawFrame(0xC1, true, zDeflate(tc.text))
+			}
+			t.Logf("%d bytes on the wire for %d", len(send), len(tc.text))
+			if err := c.WriteRaw(send); err != nil {
+				t.Fatal(err)
+			}
+			if tc.code != 0 {
+				expectCloseFrame(t, c, tc.name, tc.code, "compressed message inflates past the allowed ratio")
+			} else if got, _ := readDeflated(t, watcher, "watcher"); got != tc.text {
+				t.Fatalf("watcher got %d bytes, want the %d sent", len(got), len(tc.text))
+			}
+			c.Conn.Close()
+			watcher.WriteText("still here")
+			if got, _ := readDeflated(t, watcher, "watcher"); got != "still here" {
+				t.Fatalf("watcher got %.40q, want only what passed", got)
+			}
+		})
 	}
 }
 
-func floodBeside(t *testing.T, cfg session.Config, wantClosed bool, flood time.Duration) {
-	srv := testserver.Start(t, server.Config{Session: cfg})
-	addr := srv.Addr().String()
-	for i := range 20 {
-		wstest.Dial(t, addr, fmt.Sprintf("specialKey=sink%d&room=flood", i))
-	}
-	stop := make(chan struct{})
-	result := latencies(t, addr, "quiet", stop)
-
-	const senders, perSecond = 10, 9000
-	var closed1008 atomic.Int32
-	var wg sync.WaitGroup
-	start := time.Now()
-	for i := range senders {
-		c := wstest.Dial(t, addr, fmt.Sprintf("specialKey=flooder%d&room=flood", i))
-		wg.Add(1)
-		go func() { // 90 messages every 10 ms, until wsd closes the socket
-			defer wg.Done()
-			batch := emptyMessages(perSecond / 100)
-			tick := time.NewTicker(10 * time.Millisecond)
-			defer tick.Stop()
-			for time.Since(start) < flood {
-				<-tick.C
-				c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
-				if c.WriteRaw(batch) != nil {
-					return
-				}
-			}
-			if !wantClosed {
-				c.Conn.Close() // it never read
-			}
-		}()
-		if wantClosed {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if code, reason, ok := closeOf(c, 5*time.Second); ok && code == 1008 && reason == "delivery rate limit" {
-					closed1008.Add(1)
-				}
-				c.Conn.Close()
-			}()
+// idleSockets opens n TCP connections to addr from local that never send a
+// byte, and closes them when the test ends.
+func idleSockets(t *testing.T, addr string, local net.IP, n int) {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: local}, Timeout: wstest.DefaultTimeout}
+	for i := 0; i < n; i++ {
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("idle socket %d: %v", i, err)
 		}
-	}
-	wg.Wait()
-	took := time.Since(start)
-	close(stop)
-	lat := result()
-	p50, p99 := percentile(lat, 0.5), percentile(lat, 0.99)
-	st := srv.Hub().Stats()
-	t.Logf("%d flooders closed 1008 delivery rate limit, %d slow consumers, %d messages in, in %v; honest pair: %d messages, p50 %v, p99 %v, max %v",
-		closed1008.Load(), st.SlowConsumers.Load(), st.MessagesIn.Load(), took.Round(time.Millisecond), len(lat), p50, p99, percentile(lat, 1))
-	if wantClosed && closed1008.Load() != senders {
-		t.Errorf("%d of %d flooders closed 1008 delivery rate limit", closed1008.Load(), senders)
-	}
-	if p99 > time.Second {
-		t.Errorf("honest pair p99 %v under the flood; want at most 1s", p99)
+		t.Cleanup(func() { c.Close() })
 	}
 }
 
-// TestNonReaderShedInTinyFlood: a member that never reads, in a room
-// flooded with empty messages (2-byte frames) by a sender within every
-// limit, at the default flags, is closed 1008 as a slow consumer within a
-// bounded time. Its frames wait in its socket's send buffer, not in wsd's
-// queue, millions of them before the buffer is full; each is counted as a
-// queued frame costs, so it is shed once tens of thousands wait. Its
-// receive buffer is small, as a remote peer's closed window is (on
-// loopback the kernel would otherwise grow it by megabytes).
-func TestNonReaderShedInTinyFlood(t *testing.T) {
-	srv := testserver.Start(t, server.Config{})
-	addr := srv.Addr().String()
-	d := &net.Dialer{Timeout: wstest.DefaultTimeout, Control: func(_, _ string, rc syscall.RawConn) error {
-		return rc.Control(func(fd uintptr) { _ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 4096) })
-	}}
-	nonReader, _, err := wstest.TryDialWith(d, addr, "/?specialKey=nonreader&room=flood", nil)
-	if err != nil {
-		t.Fatal(err)
+// TestHandshakingSocketsGiveWay: sockets that connect and send nothing
+// cannot keep newcomers out. One address holds at most
+// MaxHandshakesPerIP (64 by default) of them, the rest get 429 at accept;
+// and at the connection cap (MaxConns + 64 sockets) the oldest handshaking
+// socket is dropped for each newcomer, so a client from another address
+// (127.0.0.2) still upgrades.
+func TestHandshakingSocketsGiveWay(t *testing.T) {
+	const idle = 150
+	for _, tc := range []struct {
+		name          string
+		perIP         int   // Config.MaxHandshakesPerIP
+		handshaking   int64 // idle sockets wsd holds once they are all in
+		wantEvictions bool
+	}{
+		{"per-address handshake cap (default)", 0, session.DefaultMaxHandshakesPerIP, false},
+		{"oldest dropped at the cap", -1, 20 + 64, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, addr, stats := start(t, session.Config{MaxConns: 20, MaxHandshakesPerIP: tc.perIP, HandshakeTimeout: time.Minute})
+			idleSockets(t, addr, net.IPv4(127, 0, 0, 1), idle)
+			wstest.Eventually(t, 5*time.Second, "idle sockets accepted", func() bool {
+				return stats.Accepted.Load() == idle && stats.Handshaking.Load() == tc.handshaking
+			})
+			d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: wstest.DefaultTimeout}
+			c, status, err := wstest.TryDialWith(d, addr, "/?specialKey=newcomer", nil)
+			if err != nil {
+				t.Fatalf("newcomer from 127.0.0.2 beside %d idle sockets from 127.0.0.1: %d %v", idle, status, err)
+			}
+			defer c.Conn.Close()
+			if err := c.WriteText("in"); err != nil {
+				t.Fatal(err)
+			}
+			expectText(t, c, "newcomer", "in")
+			evicted := stats.HandshakesEvicted.Load()
+			if (evicted > 0) != tc.wantEvictions {
+				t.Fatalf("%d handshaking sockets evicted", evicted)
+			}
+			t.Logf("%d idle sockets: %d held, %d evicted, newcomer upgraded", idle, tc.handshaking, evicted)
+		})
 	}
-	defer nonReader.Conn.Close()
-	sender := wstest.Dial(t, addr, "specialKey=sender&room=flood")
-	go func() { // its own echoes: read and dropped
-		for {
-			if _, err := sender.ReadFrame(30 * time.Second); err != nil {
-				return
+}
+
+// TestInboundBudgetShared: connections from 127.0.0.1 each hold most of a
+// 1 MiB message, enough to spend a 16 MiB inbound budget; an honest client
+// from 127.0.0.2 sending a whole 1 MB message (in 64 KiB writes, so wsd
+// buffers it) still gets it through. With the default share (25%) the
+// attackers' address is refused 1013 past 4 MiB; with no share, the budget
+// fills and the biggest holders are closed 1013 to make room.
+func TestInboundBudgetShared(t *testing.T) {
+	const budget = 16 << 20
+	for _, tc := range []struct {
+		name      string
+		share     float64 // Config.InboundSharePerIP
+		attackers int
+	}{
+		{"address share (default)", 0, 10},
+		{"biggest holders first", -1, 24},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, addr, stats := start(t, session.Config{InboundBudget: budget, InboundSharePerIP: tc.share})
+			partial := wstest.RawFrame(0x81, true, bytes.Repeat([]byte("a"), 1<<20))[:700<<10]
+			refused := make(chan int, tc.attackers)
+			for i := 0; i < tc.attackers; i++ {
+				c := wstest.Dial(t, addr, fmt.Sprintf("specialKey=holder%d&room=holders", i))
+				defer c.Conn.Close()
+				if err := c.WriteRaw(partial); err != nil {
+					t.Fatal(err)
+				}
+				go func() {
+					code, _ := waitClose(c, time.Minute)
+					refused <- code
+				}()
+				time.Sleep(5 * time.Millisecond) // one at a time: the budget fills in order
 			}
-		}
-	}()
-	const perSecond, bound = 9000, 30 * time.Second
-	batch := emptyMessages(perSecond / 100)
+			wstest.Eventually(t, 5*time.Second, "attackers' messages held", func() bool {
+				return stats.InboundHeld.Load() > budget/5
+			})
+			held, evictedBefore := stats.InboundHeld.Load(), stats.BudgetEvictions.Load()
+
+			d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: wstest.DefaultTimeout}
+			honest, status, err := wstest.TryDialWith(d, addr, "/?specialKey=honest", nil)
+			if err != nil {
+				t.Fatalf("honest dial: %d %v", status, err)
+			}
+			defer honest.Conn.Close()
+			msg := strings.Repeat("b", 1_000_000)
+			f := wstest.RawFrame(0x81, true, []byte(msg))
+			for i := 0; i < len(f); i += 64 << 10 {
+				if err := honest.WriteRaw(f[i:min(i+64<<10, len(f))]); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+			got, err := honest.ReadFrame(wstest.DefaultTimeout)
+			if err != nil || got.Op != ws.OpText || len(got.Payload) != len(msg) {
+				t.Fatalf("honest 1 MB message beside %d MiB held from one address: op %v, %d bytes (%.40q), %v",
+					held>>20, got.Op, len(got.Payload), got.Payload, err)
+			}
+			codes := map[int]int{}
+			for len(refused) > 0 {
+				codes[<-refused]++
+			}
+			if codes[1013] == 0 {
+				t.Fatalf("no attacker refused 1013: %v", codes)
+			}
+			t.Logf("%d attackers, %.1f MiB held before the honest message: %d closed 1013 (%d for the address share, %d to make room, %d of them for the honest message); honest 1 MB echoed",
+				tc.attackers, float64(held)/(1<<20), codes[1013], stats.ShareRefusals.Load(), stats.BudgetEvictions.Load(),
+				stats.BudgetEvictions.Load()-evictedBefore)
+		})
+	}
+}
+
+// readAllFor reads c until EOF, an error or d, and returns what came and
+// how the read ended.
+func readAllFor(c net.Conn, d time.Duration) ([]byte, time.Duration, error) {
 	start := time.Now()
-	hub := srv.Hub()
-	go func() {
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for range tick.C {
-			if time.Since(start) > bound || hub.Stats().SlowConsumers.Load() > 0 || sender.WriteRaw(batch) != nil {
-				return
-			}
+	c.SetReadDeadline(start.Add(d))
+	var got []byte
+	buf := make([]byte, 4096)
+	for {
+		n, err := c.Read(buf)
+		got = append(got, buf[:n]...)
+		if err != nil {
+			return got, time.Since(start), err
 		}
-	}()
-	wstest.Eventually(t, bound, "the non-reader closed as a slow consumer", func() bool {
-		return hub.Stats().SlowConsumers.Load() > 0
-	})
-	t.Logf("non-reader shed after %v, %d messages in", time.Since(start).Round(time.Millisecond), hub.Stats().MessagesIn.Load())
-	if hub.Stats().Broadcasts.Load() == 0 {
-		t.Fatal("nothing was sent")
+	}
+}
+
+// TestWSSEarlyInput: what the wss port does with input that is no TLS
+// handshake, before any handshake goroutine is spent on it. A first record
+// announcing 64 KiB (more than tlswire.MaxRecord) is refused at its 5-byte
+// header, not buffered up to -handshake-timeout; a plain ws:// upgrade
+// request is closed at once with no answer, counted as a failed TLS
+// handshake.
+func TestWSSEarlyInput(t *testing.T) {
+	w := startTLS(t, session.Config{HandshakeTimeout: 10 * time.Second})
+	for i, tc := range []struct {
+		name string
+		send []byte
+	}{
+		{"oversized first record", []byte{22, 3, 1, 0xff, 0xff}},
+		{"plain ws:// upgrade", []byte(wstest.UpgradeRequest(w.addr, "/?specialKey=plain"))},
+	} {
+		c, err := net.Dial("tcp", w.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Write(tc.send); err != nil {
+			t.Fatal(err)
+		}
+		got, took, err := readAllFor(c, 5*time.Second)
+		c.Close()
+		closed := errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
+		if !closed || took > time.Second || len(got) != 0 {
+			t.Fatalf("%s: %d bytes %q, %v after %v; want the connection closed at once, nothing written", tc.name, len(got), got, err, took)
+		}
+		wstest.Eventually(t, time.Second, "TLS handshake failure counted", func() bool {
+			return w.stats.TLSHandshakeFailures.Load() == uint64(i+1)
+		})
+		t.Logf("%s: closed (%v) after %v, nothing written", tc.name, err, took.Round(time.Millisecond))
 	}
 }

@@ -53,13 +53,7 @@ func testHub(t *testing.T, cfg Config) (*Hub, *poller.Reactor) {
 
 func waitIdle(t *testing.T, h *Hub) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !h.fanoutIdle() {
-		if time.Now().After(deadline) {
-			t.Fatal("fan-out did not finish")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	wstest.Eventually(t, 5*time.Second, "the fan-out to finish", h.fanoutIdle)
 }
 
 // A queue of gzip frames must not keep each broadcast's text frame alive:
@@ -157,18 +151,15 @@ func TestPendingPongFlushedFirst(t *testing.T) {
 	want := codec.AppendFrame(nil, codec.OpPong, []byte("last"))
 	var got []byte
 	buf := make([]byte, 64<<10)
-	deadline := time.Now().Add(5 * time.Second)
-	for !bytes.Contains(got, want) && time.Now().Before(deadline) {
-		n, _ := unix.Read(peer, buf)
-		if n > 0 {
+	wstest.Eventually(t, 5*time.Second, "the pong for the latest ping", func() bool {
+		for {
+			n, _ := unix.Read(peer, buf)
+			if n <= 0 {
+				return bytes.Contains(got, want)
+			}
 			got = append(got, buf[:n]...)
-		} else {
-			time.Sleep(time.Millisecond)
 		}
-	}
-	if !bytes.Contains(got, want) {
-		t.Fatal("the pong for the latest ping never arrived")
-	}
+	})
 	if bytes.Contains(got, codec.AppendFrame(nil, codec.OpPong, []byte("first"))) {
 		t.Fatal("a pong for a superseded ping was sent")
 	}
@@ -187,10 +178,7 @@ func TestOutboundBudgetShedsLargest(t *testing.T) {
 	}
 	h.Publish("", []byte("hi"))
 	waitIdle(t, h)
-	deadline := time.Now().Add(5 * time.Second)
-	for big.closeReq.Load() == nil && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	wstest.Eventually(t, 5*time.Second, "the largest consumer to be closed", func() bool { return big.closeReq.Load() != nil })
 	if got := big.closeReq.Load(); got != errOutboundBudget {
 		t.Fatalf("largest consumer closed with %v, want the outbound budget close", got)
 	}
@@ -242,10 +230,7 @@ func TestSpentOutboundBudgetPausesInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Notify(readyEvent)
-	deadline := time.Now().Add(5 * time.Second)
-	for h.stats.ReadPauses.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	wstest.Eventually(t, 5*time.Second, "a read pause", func() bool { return h.stats.ReadPauses.Load() != 0 })
 	if h.stats.ReadPauses.Load() != 1 || !c.paused.Load() {
 		t.Fatal("input not paused while the outbound budget is spent")
 	}
@@ -255,9 +240,7 @@ func TestSpentOutboundBudgetPausesInput(t *testing.T) {
 	}
 	h.out.add(-2 << 20)
 	h.resumeReaders()
-	for h.stats.MessagesIn.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	wstest.Eventually(t, 5*time.Second, "the paused message to be read", func() bool { return h.stats.MessagesIn.Load() != 0 })
 	if h.stats.MessagesIn.Load() != 1 || c.paused.Load() {
 		t.Fatal("the paused message was not read once the budget was back under")
 	}

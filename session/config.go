@@ -24,9 +24,13 @@ const (
 	DefaultInboundBudget  = 128 << 20 // partial input, all connections together
 	DefaultOutboundBudget = 256 << 20 // queued output, all connections together
 	DefaultMessageTimeout = 30e9      // nanoseconds: 30 s from a message's first byte to its last
-	DefaultMaxMsgRate     = 10000     // messages (and pings) per second per connection
+	DefaultMaxMsgRate     = 10000     // frames (a one-frame message is one) per second per connection
 	DefaultMaxByteRate    = 64 << 20  // payload bytes per second per connection, after gunzip
-	DefaultInflateRatio   = 100       // gzip messages may inflate to this many times their size
+	DefaultInflateRatio   = 100       // compressed messages may inflate to this many times their size
+
+	// Per-address limits.
+	DefaultMaxHandshakesPerIP = 64   // sockets one address may hold before they upgrade
+	DefaultInboundSharePerIP  = 0.25 // of InboundBudget one address's partial input may hold
 
 	// What a sender costs is its deliveries: one message to a room of N
 	// members is N (limits.go). 100,000 a second is a person sending ten
@@ -45,11 +49,18 @@ type Config struct {
 	PingInterval     time.Duration // ping connections quiet for this long
 	IdleTimeout      time.Duration // close connections quiet for this long (1001)
 	CloseTimeout     time.Duration
-	MaxMsgRate       float64 // messages and pings per second per connection; 0: DefaultMaxMsgRate, <0: unlimited
+	MaxMsgRate       float64 // frames per second per connection; 0: DefaultMaxMsgRate, <0: unlimited
 	MaxConnsPerIP    int     // sockets one source address may hold; 0: no cap
-	MsgBurst         int     // messages allowed at once above the rate; 0: DefaultMsgBurst
-	MaxByteRate      float64 // payload bytes (after gunzip) per second per connection; 0: DefaultMaxByteRate, <0: unlimited
-	InflateRatio     int     // a gzip message may inflate this many times (past 64 KiB); 0: DefaultInflateRatio
+	// MaxHandshakesPerIP caps the sockets one source address holds before
+	// their upgrade; 0: DefaultMaxHandshakesPerIP, <0: no cap.
+	MaxHandshakesPerIP int
+	// InboundSharePerIP is the fraction of InboundBudget one source
+	// address's partial messages and request heads may hold (at least two
+	// MaxMessage); 0: DefaultInboundSharePerIP, <0 or >=1: no cap.
+	InboundSharePerIP float64
+	MsgBurst          int     // messages allowed at once above the rate; 0: DefaultMsgBurst
+	MaxByteRate       float64 // payload bytes (after gunzip) per second per connection; 0: DefaultMaxByteRate, <0: unlimited
+	InflateRatio      int     // a compressed message may inflate this many times (past 64 KiB); 0: DefaultInflateRatio
 	// Deliveries (a message times the members it was queued for on this
 	// box) per second a connection's messages may cost; 0:
 	// DefaultMaxDeliveryRate, <0: unlimited. Over it: 1008.
@@ -133,6 +144,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.InboundBudget <= 0 {
 		c.InboundBudget = DefaultInboundBudget
+	}
+	if c.MaxHandshakesPerIP == 0 {
+		c.MaxHandshakesPerIP = DefaultMaxHandshakesPerIP
+	}
+	if c.InboundSharePerIP == 0 {
+		c.InboundSharePerIP = DefaultInboundSharePerIP
 	}
 	if c.OutboundBudget <= 0 {
 		c.OutboundBudget = DefaultOutboundBudget

@@ -39,7 +39,7 @@ type Conn struct {
 	room    string
 	gzip    bool
 	deflate codec.DeflateParams // permessage-deflate, if negotiated
-	ip      netip.Addr          // source address, kept only when a per-address limit is set (limits.go)
+	ip      netip.Addr          // source address, kept when a per-address limit is on
 	// The address's delivery rate entry, nil without that limit. Set at
 	// accept, cleared by finish.
 	addrRate *addrRate
@@ -64,13 +64,13 @@ type Conn struct {
 
 	// OnReady only.
 	stream     codec.Stream
-	hs         []byte    // request bytes while the head is incomplete
-	rate       rateState // messages and pings
-	byteRate   rateState // payload bytes after gunzip
-	deliveries rateState // deliveries its messages cost (limits.go)
-	inHeld     int64     // bytes charged to the inbound budget
-	peerClosed bool      // the peer's close frame arrived
-	broken     bool      // input can no longer be parsed; discard it
+	hs         []byte       // request bytes while the head is incomplete
+	rate       rateState    // frames: messages, continuations, pings, pongs
+	byteRate   rateState    // payload bytes after gunzip
+	deliveries rateState    // deliveries its messages cost (limits.go)
+	inHeld     atomic.Int64 // bytes charged to the inbound budget; written by OnReady, read by makeRoom
+	peerClosed bool         // the peer's close frame arrived
+	broken     bool         // input can no longer be parsed; discard it
 
 	// Write side.
 	wmu         sync.Mutex
@@ -176,15 +176,18 @@ func (c *Conn) input(p []byte) {
 			return
 		}
 		err := c.stream.Feed(p, c, int64(c.hub.cfg.MaxMessage))
+		if err == nil {
+			// Frames no message or control frame paid for yet: empty
+			// continuations, a fragmented message's middle.
+			err = c.chargeFrames(time.Now().UnixNano())
+		}
 		if err == nil && !c.chargeInput() {
 			c.hub.stats.BudgetRefusals.Add(1)
 			err = errInboundBudget
 		}
 		c.trackMessageStart()
 		if err != nil {
-			c.broken = true
-			c.stream.Release()
-			c.chargeInput()
+			c.dropInput()
 			var ce *codec.CloseError
 			if !errors.As(err, &ce) {
 				ce = errInternal
@@ -200,6 +203,14 @@ func (c *Conn) input(p []byte) {
 	}
 }
 
+// dropInput stops parsing c's input and returns what its partial message
+// held: everything the peer sends from now on is discarded.
+func (c *Conn) dropInput() {
+	c.broken = true
+	c.stream.Release()
+	c.chargeInput()
+}
+
 // OnMessage implements codec.Handler: a complete data message arrived.
 func (c *Conn) OnMessage(op codec.OpCode, payload []byte) error {
 	if c.state.Load() != stOpen || c.peerClosed || c.closeReq.Load() != nil {
@@ -207,15 +218,12 @@ func (c *Conn) OnMessage(op codec.OpCode, payload []byte) error {
 	}
 	h := c.hub
 	now := time.Now().UnixNano()
-	if !h.rate.allow(&c.rate, now, 1) {
-		return errRateLimited
+	if err := c.chargeFrames(now); err != nil {
+		return err
 	}
 	if op == codec.OpBinary {
-		// Seed clients with support_gzip send gzip'd text as binary. It
-		// may inflate to MaxMessage, but past a small floor only to
-		// InflateRatio times its size: a bomb is refused having cost
-		// about the limit, not what it would inflate to.
-		limit := min(h.cfg.MaxMessage, max(inflateFloor, h.cfg.InflateRatio*len(payload)))
+		// Seed clients with support_gzip send gzip'd text as binary.
+		limit := c.InflateLimit(len(payload))
 		buf := inflateBufs.Get().(*[]byte)
 		defer inflateBufs.Put(buf)
 		text, err := codec.Gunzip((*buf)[:0], payload, limit)
@@ -239,16 +247,42 @@ func (c *Conn) OnMessage(op codec.OpCode, payload []byte) error {
 	return h.broadcast(c, now, payload)
 }
 
+// chargeFrames charges the frames the stream has started since the last
+// charge to the connection's message rate, one unit each: a message in one
+// frame costs one unit as a ping or a pong does, and a message in k frames
+// costs k. Charged as each message or control frame completes (so one over
+// the rate is refused before it is broadcast or answered) and after each
+// Feed for the frames between, so a peer streaming empty continuations or
+// unsolicited pongs is closed 1008 like one flooding messages.
+func (c *Conn) chargeFrames(now int64) error {
+	if n := c.stream.TakeFrames(); n > 0 && !c.hub.rate.allow(&c.rate, now, n) {
+		return errRateLimited
+	}
+	return nil
+}
+
+// InflateLimit implements codec.InflateLimiter, for permessage-deflate
+// messages, and bounds gzip'd ones the same way: a compressed message of n
+// bytes may inflate to MaxMessage, but past a small floor only to
+// InflateRatio times its size, so a bomb is refused having cost about the
+// limit, not what it would inflate to.
+func (c *Conn) InflateLimit(n int) int {
+	cfg := &c.hub.cfg
+	return min(cfg.MaxMessage, max(inflateFloor, cfg.InflateRatio*n))
+}
+
 var inflateBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 // OnControl implements codec.Handler: a ping, pong or close frame arrived.
 func (c *Conn) OnControl(op codec.OpCode, payload []byte) error {
 	switch op {
-	case codec.OpPing:
-		if !c.hub.rate.allow(&c.rate, time.Now().UnixNano(), 1) {
-			return errRateLimited
+	case codec.OpPing, codec.OpPong:
+		if err := c.chargeFrames(time.Now().UnixNano()); err != nil {
+			return err
 		}
-		c.sendPong(payload)
+		if op == codec.OpPing {
+			c.sendPong(payload)
+		}
 	case codec.OpClose:
 		if c.peerClosed {
 			return nil
@@ -274,10 +308,11 @@ func (c *Conn) OnControl(op codec.OpCode, payload []byte) error {
 
 // requestClose starts a close with err's code: the close frame goes after
 // whatever is queued, nothing is queued after it, and OnReady takes the
-// connection out of the table. Safe from any goroutine; the first request wins.
-func (c *Conn) requestClose(err *codec.CloseError) {
+// connection out of the table. Safe from any goroutine; the first request
+// wins, and reports true.
+func (c *Conn) requestClose(err *codec.CloseError) bool {
 	if !c.closeReq.CompareAndSwap(nil, err) {
-		return
+		return false
 	}
 	c.wmu.Lock()
 	if !c.wclosed {
@@ -286,6 +321,7 @@ func (c *Conn) requestClose(err *codec.CloseError) {
 	}
 	c.wmu.Unlock()
 	c.Notify(readyEvent)
+	return true
 }
 
 // trackMessageStart notes when the peer started a message or frame it has
@@ -383,6 +419,9 @@ func (c *Conn) setState(to uint32) {
 	if from == stOpen {
 		h.table.remove(c)
 	}
+	if from == stHandshake {
+		h.leftHandshake(c)
+	}
 	switch {
 	case inLimbo(from) && !inLimbo(to):
 		h.table.limboOf(c).removeLimbo(c)
@@ -396,6 +435,9 @@ func (c *Conn) setState(to uint32) {
 		c.deadline.Store(time.Now().Add(h.cfg.CloseTimeout).UnixNano())
 	}
 	c.state.Store(to)
+	if to == stHandshake {
+		h.handshakes.push(c) // after the store: the queue drops what is not handshaking
+	}
 }
 
 // inLimbo reports whether a connection in state st has a deadline.
@@ -411,6 +453,11 @@ func (c *Conn) settle() {
 	if state == stOpen && c.closeReq.Load() != nil {
 		c.setState(stClosing)
 		state = stClosing
+	}
+	if c.closeReq.Load() == errInboundBudget && !c.broken {
+		// Closed to make room in the inbound budget (makeRoom): give the
+		// room back now, not when the close handshake ends.
+		c.dropInput()
 	}
 	if state != stClosing {
 		return
@@ -446,7 +493,7 @@ func (c *Conn) finish() {
 	c.hs = nil
 	c.chargeInput()
 	c.msgStart.Store(0)
-	h.releaseAddr(c)
+	h.releaseSocket(c)
 	h.live.Add(-1)
 	h.log.Debug("disconnected", "key", c.key)
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/wsd-chat/wsd/codec"
+	"github.com/wsd-chat/wsd/internal/wstest"
 )
 
 // TestDeflateVariant: a broadcast to text, gzip, deflate and small-window
@@ -75,13 +76,8 @@ func TestDeflateVariant(t *testing.T) {
 		t.Fatal("no bytes saved")
 	}
 	h.killAll()
-	deadline := time.Now().Add(5 * time.Second)
-	for h.stats.OutboundHeld.Load() != base {
-		if time.Now().After(deadline) {
-			t.Fatalf("outbound budget holds %d bytes after the members left, %d before", h.stats.OutboundHeld.Load(), base)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	wstest.Eventually(t, 5*time.Second, fmt.Sprintf("the outbound budget back to its %d bytes after the members left", base),
+		func() bool { return h.stats.OutboundHeld.Load() == base })
 }
 
 // BenchmarkBroadcastDeflate is BenchmarkBroadcast with a third of the

@@ -59,9 +59,14 @@ func (h *Hub) CloseGradually(ctx context.Context, spread time.Duration) int {
 	return done
 }
 
+// closeBatch closes conns with 1001 behind what their shards' fan-out
+// still holds for them: a broadcast accepted before the close reaches the
+// member before its 1001, however far that shard's fan-out lags behind
+// the others (a direct requestClose would queue the 1001 first and the
+// lagging broadcasts would be dropped behind it).
 func (h *Hub) closeBatch(conns []*Conn) {
 	for i, c := range conns {
-		c.requestClose(errShutdown)
+		h.closeAfterFanout(c, errShutdown)
 		conns[i] = nil
 	}
 }

@@ -20,13 +20,14 @@ type Hub struct {
 	table      *table
 	stats      Stats
 	log        *slog.Logger
-	rate       rateLimit // messages and pings
+	rate       rateLimit // frames: messages, continuations, pings, pongs
 	byteRate   rateLimit // payload bytes
 	deliveries rateLimit // deliveries a connection's messages cost (limits.go)
 	addrRates  *addrRates
 	in, out    budget
 	squeezeReq chan struct{}
-	perIP      *perIP
+	addrs      *addrTable     // per source address; nil when no limit is on (limits.go)
+	handshakes handshakeQueue // sockets in their handshake, oldest first (limits.go)
 	paused     pausedReaders
 	refusals   refusalLog // rate-limited refusal lines (refusal.go)
 	upgraders  sync.Pool
@@ -52,7 +53,7 @@ func NewHub(cfg Config, r *poller.Reactor) *Hub {
 		squeezeReq: make(chan struct{}, 1),
 		deliveries: newRateLimit(cfg.MaxDeliveryRate, deliveryBurst(cfg.MaxDeliveryRate)),
 		addrRates:  newAddrRates(cfg.MaxDeliveryRatePerIP),
-		perIP:      newPerIP(cfg.MaxConnsPerIP),
+		addrs:      newAddrTable(&cfg),
 		stop:       make(chan struct{}),
 		stopped:    make(chan struct{}),
 	}
@@ -87,16 +88,14 @@ func (h *Hub) TLSPool() *tlswire.Pool { return h.tlsPool }
 func (h *Hub) Live() int64 { return h.live.Load() }
 
 // Accept takes ownership of a freshly accepted, non-blocking socket. A
-// socket over MaxConnsPerIP, or past MaxConns by more than acceptSlack
-// sockets, is answered with 429 or 503 and closed at once.
+// socket over its address's limits, or past MaxConns by more than
+// acceptSlack sockets when none is handshaking (else the oldest
+// handshaking socket is dropped for it), is answered with 429 or 503 and
+// closed at once (limits.go).
 func (h *Hub) Accept(fd int) error {
 	h.stats.Accepted.Add(1)
-	if h.cfg.MaxConns > 0 && h.live.Load() >= int64(h.cfg.MaxConns+acceptSlack) {
-		h.refuseAtAccept(fd, errOverCapacity)
-		return nil
-	}
 	c := &Conn{hub: h, member: -1}
-	if err := h.bookAddr(c, fd); err != nil {
+	if err := h.admitSocket(fd, c); err != nil {
 		h.refuseAtAccept(fd, err)
 		return nil
 	}
@@ -112,7 +111,7 @@ func (h *Hub) Accept(fd int) error {
 	if err := h.reactor.Add(&c.Desc, fd, c); err != nil {
 		c.setState(stNew)
 		h.live.Add(-1)
-		h.releaseAddr(c)
+		h.releaseSocket(c)
 		return err
 	}
 	return nil

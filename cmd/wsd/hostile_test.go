@@ -33,7 +33,9 @@ import (
 // at GOGC=100, lets the heap reach twice what is live before collecting,
 // and memory it frees returns to the OS only as the scavenger gets to it),
 // plus rssSlack for the runtime, goroutine stacks, the pools and the
-// per-worker read and inflate buffers (session.Config.WorstCase).
+// per-worker read and inflate buffers (session.Config.WorstCase). The
+// process is wstest.StartPlainBinary's, never built with -race: the race
+// detector's shadow memory and slowdown would be measured instead of wsd.
 
 // honestP99 bounds the 99th percentile of an honest sender's echo
 // latency. The box is a loaded 2-core machine shared with the attack and
@@ -337,7 +339,8 @@ func TestHostilePartialMessages(t *testing.T) {
 		attackers = 64
 		fragment  = 256 << 10
 	)
-	p := wstest.StartBinary(t, "-inbound-budget", strconv.Itoa(inbound), "-message-timeout", "2s")
+	// Attackers and chatters all dial from 127.0.0.1: no share per address.
+	p := wstest.StartPlainBinary(t, "-inbound-budget", strconv.Itoa(inbound), "-message-timeout", "2s", "-inbound-share-per-ip", "0")
 	ch := startChat(t, p.Addr, "r1", 4, 2)
 	base := procRSS(t, p.Cmd.Process.Pid)
 	w := watchRSS(t, p)
@@ -395,7 +398,7 @@ func gzipOf(n int) []byte { return wstest.Gzip(strings.Repeat("a", n)) }
 // flags the same messages are refused by the inflation ratio (1009).
 func TestHostileGzipNeverReads(t *testing.T) {
 	t.Run("defaults", func(t *testing.T) {
-		p := wstest.StartBinary(t)
+		p := wstest.StartPlainBinary(t)
 		ch := startChat(t, p.Addr, "r2", 2, 2)
 		base := procRSS(t, p.Cmd.Process.Pid)
 		w := watchRSS(t, p)
@@ -418,7 +421,7 @@ func TestHostileGzipNeverReads(t *testing.T) {
 			maxQueue = 64 << 10
 			text     = 128 << 10
 		)
-		p := wstest.StartBinary(t, "-inflate-ratio", "5000", "-max-byte-rate", "0", "-max-msg-rate", "0",
+		p := wstest.StartPlainBinary(t, "-inflate-ratio", "5000", "-max-byte-rate", "0", "-max-msg-rate", "0",
 			"-max-queue", strconv.Itoa(maxQueue), "-outbound-budget", strconv.Itoa(outbound))
 		// gzip members: a plain one would get 128 KiB frames, twice -max-queue.
 		ch := startChat(t, p.Addr, "r2", 2, 2, true)
@@ -473,7 +476,7 @@ func TestHostileEmptyFlood(t *testing.T) {
 		maxFlood  = 400_000
 		floodStep = 1_000
 	)
-	p := wstest.StartBinary(t, "-max-msg-rate", "0", "-max-byte-rate", "0",
+	p := wstest.StartPlainBinary(t, "-max-msg-rate", "0", "-max-byte-rate", "0",
 		"-max-queue", strconv.Itoa(maxQueue), "-outbound-budget", strconv.Itoa(outbound))
 	ch := startChat(t, p.Addr, "r3", 2, 2)
 	var quiet []*wstest.Client
@@ -550,7 +553,7 @@ func TestHostileFloodFasterThanFanout(t *testing.T) {
 	)
 	// The delivery limit would close the flooder (44 members, 300,000
 	// messages): off, so that the budget is what stops it.
-	p := wstest.StartBinary(t, "-max-msg-rate", "0", "-max-delivery-rate", "0", "-outbound-budget", strconv.Itoa(outbound), "-shards", "64")
+	p := wstest.StartPlainBinary(t, "-max-msg-rate", "0", "-max-delivery-rate", "0", "-outbound-budget", strconv.Itoa(outbound), "-shards", "64")
 	ch := startChat(t, p.Addr, "r3b", 2, 2)
 	for i := range members {
 		dialAttacker(t, p.Addr, fmt.Sprintf("specialKey=member-%d&room=r3b", i))
@@ -613,7 +616,7 @@ func TestHostilePingFlood(t *testing.T) {
 	const attackers = 10
 	ping := wstest.RawFrame(0x89, true, nil)
 	t.Run("defaults", func(t *testing.T) {
-		p := wstest.StartBinary(t)
+		p := wstest.StartPlainBinary(t)
 		ch := startChat(t, p.Addr, "r4", 2, 2)
 		base := procRSS(t, p.Cmd.Process.Pid)
 		w := watchRSS(t, p)
@@ -636,7 +639,7 @@ func TestHostilePingFlood(t *testing.T) {
 		ch.finish(t)
 	})
 	t.Run("rate off", func(t *testing.T) {
-		p := wstest.StartBinary(t, "-max-msg-rate", "0")
+		p := wstest.StartPlainBinary(t, "-max-msg-rate", "0")
 		ch := startChat(t, p.Addr, "r4", 2, 2)
 		base := procRSS(t, p.Cmd.Process.Pid)
 		w := watchRSS(t, p)
@@ -675,7 +678,7 @@ func TestHostilePingFlood(t *testing.T) {
 // no member ever receives it: none is closed as a slow consumer.
 func TestHostileGzipBombs(t *testing.T) {
 	const bombers = 10
-	p := wstest.StartBinary(t)
+	p := wstest.StartPlainBinary(t)
 	ch := startChat(t, p.Addr, "r5", 20, 2)
 	base := procRSS(t, p.Cmd.Process.Pid)
 	w := watchRSS(t, p)
