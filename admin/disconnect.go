@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"unicode/utf8"
 
-	"github.com/wsd-chat/wsd/codec"
 	"github.com/wsd-chat/wsd/session"
 )
 
@@ -47,15 +46,5 @@ func (d *disconnecter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "reason must be at most 123 bytes of UTF-8")
 		return
 	}
-	var ce *codec.CloseError
-	if req.Code != 0 || req.Reason != "" {
-		ce = &codec.CloseError{Code: session.CloseDisconnected, Reason: session.ErrDisconnected.Reason}
-		if req.Code != 0 {
-			ce.Code = req.Code
-		}
-		if req.Reason != "" {
-			ce.Reason = req.Reason
-		}
-	}
-	writeJSON(w, http.StatusOK, DisconnectResponse{Disconnected: d.hub.Disconnect(req.Key, ce)})
+	writeJSON(w, http.StatusOK, DisconnectResponse{Disconnected: d.hub.Disconnect(req.Key, req.Code, req.Reason)})
 }

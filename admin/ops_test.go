@@ -1,7 +1,11 @@
 package admin_test
 
 import (
+	"bufio"
+	"io"
+	"log/slog"
 	"net"
+	"net/http"
 	"reflect"
 	"strings"
 	"testing"
@@ -63,42 +67,44 @@ func TestDisconnect(t *testing.T) {
 	}
 }
 
-func TestLimitListener(t *testing.T) {
+// TestIdleConnsNeverBlockAScrape fills the admin server's connection cap
+// with idle keep-alive connections: a new scrape must still be answered
+// at once, the longest-idle connection giving up its slot.
+func TestIdleConnsNeverBlockAScrape(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := admin.LimitListener(ln, 2)
-	defer l.Close()
-	accepted := make(chan net.Conn, 3)
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			accepted <- c
-		}
-	}()
-	for i := 0; i < 3; i++ {
+	srv := admin.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, "ok")
+	}), slog.New(slog.DiscardHandler))
+	go admin.Serve(srv, ln)
+	defer srv.Close()
+	for i := 0; i < admin.MaxConns; i++ {
 		c, err := net.Dial("tcp", ln.Addr().String())
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
+		// One request each, then the connection stays open, idle.
+		if _, err := io.WriteString(c, "GET /metrics HTTP/1.1\r\nHost: admin\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("keep-alive %d: %v", i, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
 	}
-	first := <-accepted
-	<-accepted
-	select {
-	case <-accepted:
-		t.Fatal("a third connection was accepted over the limit of 2")
-	case <-time.After(100 * time.Millisecond):
+	client := &http.Client{Timeout: time.Second}
+	start := time.Now()
+	resp, err := client.Get("http://" + ln.Addr().String() + "/metrics")
+	if err != nil {
+		t.Fatalf("GET /metrics with %d idle keep-alives open: %v after %v", admin.MaxConns, err, time.Since(start))
 	}
-	first.Close()
-	select {
-	case c := <-accepted:
-		c.Close()
-	case <-time.After(5 * time.Second):
-		t.Fatal("the waiting connection was not accepted after a slot freed")
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET /metrics: %s", resp.Status)
 	}
 }

@@ -45,11 +45,13 @@ const (
 	ClusterNotSent = "not_sent"
 )
 
-func clusterOutcome(sent bool) string {
-	if sent {
-		return ClusterSent
-	}
-	return ClusterNotSent
+// clusterField is PublishResponse.Cluster for each outcome: empty without
+// a bridge, so a single box answers as it always did.
+var clusterField = [...]string{
+	session.ClusterNone:   "",
+	session.ClusterLocal:  ClusterLocal,
+	session.ClusterSent:   ClusterSent,
+	session.ClusterFailed: ClusterNotSent,
 }
 
 func (p *publisher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -75,44 +77,15 @@ func (p *publisher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad room name")
 		return
 	}
-	if p.hub.Bridged() {
-		writeJSON(w, http.StatusOK, p.publishCluster(&req))
-		return
-	}
-	var n int
-	if req.Key != "" {
-		if p.hub.Send(req.Key, []byte(req.Text)) {
-			n = 1
-		}
-	} else if req.Room == AllRooms {
-		n = p.hub.Publish("", []byte(req.Text))
-		for _, r := range p.hub.Rooms() {
-			if r.Room != "" {
-				n += p.hub.Publish(r.Room, []byte(req.Text))
-			}
-		}
-	} else {
-		n = p.hub.Publish(req.Room, []byte(req.Text))
-	}
-	writeJSON(w, http.StatusOK, PublishResponse{Delivered: n})
-}
-
-// publishCluster is the publish of a box in a cluster: delivered here,
-// and sent on to the other boxes.
-func (p *publisher) publishCluster(req *PublishRequest) PublishResponse {
 	text := []byte(req.Text)
+	var d session.Delivery
 	switch {
 	case req.Key != "":
-		local, sent := p.hub.SendAnywhere(req.Key, text)
-		if local {
-			return PublishResponse{Delivered: 1, Cluster: ClusterLocal}
-		}
-		return PublishResponse{Cluster: clusterOutcome(sent)}
+		d = p.hub.SendTo(req.Key, text)
 	case req.Room == AllRooms:
-		n, sent := p.hub.PublishAll(text)
-		return PublishResponse{Delivered: n, Cluster: clusterOutcome(sent)}
+		d = p.hub.PublishAll(text)
 	default:
-		n, sent := p.hub.PublishCluster(req.Room, text)
-		return PublishResponse{Delivered: n, Cluster: clusterOutcome(sent)}
+		d = p.hub.Publish(req.Room, text)
 	}
+	writeJSON(w, http.StatusOK, PublishResponse{Delivered: d.Local, Cluster: clusterField[d.Cluster]})
 }

@@ -7,7 +7,7 @@ import (
 	"io"
 	"net/http"
 
-	"github.com/wsd-chat/wsd/codec"
+	"github.com/wsd-chat/wsd/auth"
 )
 
 // authorized reports whether r carries the bearer token in force (any
@@ -24,7 +24,7 @@ func authorized(w http.ResponseWriter, r *http.Request, token func() string) boo
 // bearerMatches compares in constant time so the token cannot be guessed
 // byte by byte from response times.
 func bearerMatches(header, token string) bool {
-	got := codec.BearerToken([]byte(header))
+	got := auth.BearerToken([]byte(header))
 	return got != nil && subtle.ConstantTimeCompare(got, []byte(token)) == 1
 }
 

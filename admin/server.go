@@ -1,11 +1,14 @@
 package admin
 
 import (
+	"container/list"
 	"log/slog"
 	"net"
 	"net/http"
 	"sync"
 	"time"
+
+	"golang.org/x/net/netutil"
 )
 
 // Limits of the admin HTTP server: it must keep answering /metrics and
@@ -14,17 +17,23 @@ const (
 	ReadHeaderTimeout = 5 * time.Second
 	ReadTimeout       = 30 * time.Second // a whole request, body included
 	WriteTimeout      = 90 * time.Second // room for /debug/pprof/profile?seconds=60
-	IdleTimeout       = 60 * time.Second
-	MaxHeaderBytes    = 16 << 10
+	// IdleTimeout is short: a keep-alive connection holds one of the
+	// MaxConns slots while it waits, and a scraper reconnects cheaply.
+	IdleTimeout    = 5 * time.Second
+	MaxHeaderBytes = 16 << 10
 	// MaxConns is how many admin connections are served at once; more
-	// wait in the listen backlog, holding no descriptor of wsd's.
+	// wait in the listen backlog, holding no descriptor of wsd's. At the
+	// cap, idle keep-alive connections are closed first (longest idle
+	// first), so that they never keep a scrape waiting.
 	MaxConns = 64
 )
 
 // NewServer returns the admin HTTP server for h: timeouts on every phase
-// of a request, a small header cap, and its errors (TLS handshakes, bad
-// requests, panics) logged through log instead of stderr.
+// of a request, a small header cap, idle connections shed at MaxConns,
+// and its errors (TLS handshakes, bad requests, panics) logged through
+// log instead of stderr. Run it with Serve.
 func NewServer(h http.Handler, log *slog.Logger) *http.Server {
+	idle := newIdleShedder(MaxConns)
 	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: ReadHeaderTimeout,
@@ -32,52 +41,60 @@ func NewServer(h http.Handler, log *slog.Logger) *http.Server {
 		WriteTimeout:      WriteTimeout,
 		IdleTimeout:       IdleTimeout,
 		MaxHeaderBytes:    MaxHeaderBytes,
+		ConnState:         idle.connState,
 		ErrorLog:          slog.NewLogLogger(log.With("component", "admin").Handler(), slog.LevelWarn),
 	}
 }
 
-// LimitListener returns a Listener that holds at most n accepted
-// connections open at once; Accept waits for a slot when they are all
-// taken (like golang.org/x/net/netutil.LimitListener).
-func LimitListener(l net.Listener, n int) net.Listener {
-	return &limitListener{Listener: l, sem: make(chan struct{}, n), done: make(chan struct{})}
+// Serve serves srv (from NewServer) on ln, holding at most MaxConns
+// connections open at once.
+func Serve(srv *http.Server, ln net.Listener) error {
+	return srv.Serve(netutil.LimitListener(ln, MaxConns))
 }
 
-type limitListener struct {
-	net.Listener
-	sem       chan struct{}
-	closeOnce sync.Once
-	done      chan struct{}
+// idleShedder follows the admin connections through http.Server's
+// ConnState. When as many are open as the listener's cap allows, the
+// next client waits in the backlog; so whenever the cap is reached with
+// connections sitting idle between requests, the longest-idle one is
+// closed and its slot goes to the waiting client.
+type idleShedder struct {
+	max  int
+	mu   sync.Mutex
+	open int
+	idle list.List // of net.Conn, longest idle at the front
+	at   map[net.Conn]*list.Element
 }
 
-func (l *limitListener) Accept() (net.Conn, error) {
-	select {
-	case l.sem <- struct{}{}:
-	case <-l.done:
-		return nil, net.ErrClosed
+func newIdleShedder(max int) *idleShedder {
+	return &idleShedder{max: max, at: make(map[net.Conn]*list.Element)}
+}
+
+func (s *idleShedder) connState(c net.Conn, st http.ConnState) {
+	var shed net.Conn
+	s.mu.Lock()
+	if e, ok := s.at[c]; ok {
+		s.idle.Remove(e)
+		delete(s.at, c)
 	}
-	c, err := l.Listener.Accept()
-	if err != nil {
-		<-l.sem
-		return nil, err
+	switch st {
+	case http.StateNew:
+		s.open++
+	case http.StateIdle:
+		s.at[c] = s.idle.PushBack(c)
+	case http.StateHijacked, http.StateClosed:
+		s.open--
 	}
-	return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
-}
-
-func (l *limitListener) Close() error {
-	err := l.Listener.Close()
-	l.closeOnce.Do(func() { close(l.done) })
-	return err
-}
-
-type limitConn struct {
-	net.Conn
-	once    sync.Once
-	release func()
-}
-
-func (c *limitConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(c.release)
-	return err
+	if s.open >= s.max && s.idle.Len() > 0 {
+		e := s.idle.Front()
+		shed = e.Value.(net.Conn)
+		s.idle.Remove(e)
+		delete(s.at, shed)
+	}
+	s.mu.Unlock()
+	if shed != nil {
+		// http.Server then reports StateClosed for it, which counts it
+		// out. A request arriving on it in between is lost like one on a
+		// connection the idle timeout closes; clients retry those.
+		shed.Close()
+	}
 }

@@ -3,6 +3,7 @@
 // the default: no TIME_WAIT piles up on the client's ports) or with a
 // close frame and FIN — as fast as they can. Figures: handshakes/s, handshake latency,
 // failures by kind and, with -server-pid, server CPU per 1,000 handshakes.
+
 package main
 
 import (

@@ -2,6 +2,7 @@
 // several loopback source addresses (so N can pass one address's ephemeral
 // port range), the gobwas/ws client handshake, and a small alloc-free frame
 // reader and writer with per-connection buffers that are reused.
+
 package main
 
 import (

@@ -4,6 +4,7 @@
 // keeps at most -inflight broadcasts (default 1) that have not yet reached
 // every connection, so the run measures the server's fan-out of one
 // broadcast rather than a queue the client built up.
+
 package main
 
 import (

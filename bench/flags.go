@@ -1,5 +1,6 @@
 // Settings shared by every scenario: flag parsing, defaults, and the
 // checks that keep load on loopback and bounded in connections and time.
+
 package main
 
 import (

@@ -4,6 +4,7 @@
 // -server-pid it reports the server's RSS before and after, and so its
 // memory per idle connection. The client keeps no goroutine and no read
 // buffer per idle connection while holding.
+
 package main
 
 import (
@@ -15,6 +16,8 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+
+	"github.com/wsd-chat/wsd/internal/rsswatch"
 )
 
 // keepalive is how often a long hold pings every connection, well inside
@@ -34,7 +37,7 @@ func runIdle(o *options) (*Result, error) {
 	var rssBefore, rssAfter int64
 	var rssErr error
 	if o.serverPID > 0 {
-		rssBefore, rssErr = readRSS(o.serverPID)
+		rssBefore, rssErr = rsswatch.Read(o.serverPID)
 	}
 	cliBefore := liveBytes()
 
@@ -57,7 +60,7 @@ func runIdle(o *options) (*Result, error) {
 		}
 	}
 	if o.serverPID > 0 && rssErr == nil {
-		rssAfter, rssErr = readRSS(o.serverPID)
+		rssAfter, rssErr = rsswatch.Read(o.serverPID)
 	}
 	cliAfter := liveBytes()
 	alive := sweep(o, conns, l, &checked)

@@ -1,20 +1,3 @@
-// Command bench is wsd's load client. Every scenario is bounded in
-// connections and time, ends by itself and talks to loopback only.
-//
-//	go run ./bench idle    -addr 127.0.0.1:8888 -n 15000 -hold 10s -server-pid PID
-//	go run ./bench fanout  -addr 127.0.0.1:8888 -n 5000 -gzip-frac 0.5 -m 50 -size 256
-//	go run ./bench storm   -addr 127.0.0.1:8888 -n 1000 -senders 10 -duration 10s -server-pid PID
-//	go run ./bench connect -addr 127.0.0.1:8888 -duration 10s
-//	go run ./bench hostile -addr 127.0.0.1:8888 -server-pid PID   # issue 10's attacks, one after the other
-//	go run ./bench compare [-quick] [-out FILE]   # wsd against the baseline, one table
-//	go run ./bench cluster -boxes 3 -n 3000       # 3 wsd boxes joined by NATS against one box
-//	go run ./bench cluster-scale -n 54000         # 54,000 connections over 3 boxes, one global broadcast
-//
-// The files split by concern: flags.go (settings), dialer.go (bounded
-// concurrent dialer, frames), payload.go (message format, checks, gunzip),
-// recv.go (receivers, latency), idle.go, fanout.go, storm.go, connect.go,
-// hostile.go (scenarios), report.go (table, JSON), progress.go, procstat.go
-// (/proc), metrics.go (wsd's /metrics), compare.go (wsd vs baseline).
 package main
 
 import (
@@ -121,7 +104,7 @@ func runScenario(name string, o *options) (*Result, error) {
 
 func usage() {
 	fmt.Fprintln(os.Stderr, `usage: bench idle|fanout|storm|connect|hostile [flags]   (bench SCENARIO -h for flags)
-       bench cluster [-boxes 3] [-carry-gzip both|true|false] [fanout flags]
+       bench cluster [-boxes 3] [fanout flags]
        bench cluster-scale [-n 54000] [-boxes 3]   # one global broadcast to N connections over K boxes
        bench compare [-quick] [-out FILE] [-only wsd,baseline] [-src ADDRS]`)
 }

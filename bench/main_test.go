@@ -4,6 +4,8 @@ import (
 	"io"
 	"os"
 	"testing"
+
+	"github.com/wsd-chat/wsd/internal/wstest"
 )
 
 var tempDir string
@@ -25,5 +27,6 @@ func TestMain(m *testing.M) {
 	flagOutput = io.Discard
 	code := m.Run()
 	os.RemoveAll(dir)
+	wstest.RemoveBinary()
 	os.Exit(code)
 }

@@ -1,6 +1,7 @@
 // wsd's /metrics (Prometheus text format): scraping, parsing, and the
 // server-side figures computed from two scrapes — gzip encodings per
 // broadcast and write syscalls per delivered frame.
+
 package main
 
 import (

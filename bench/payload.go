@@ -6,6 +6,7 @@
 // The send time is nanoseconds on the client's monotonic clock since the
 // scenario started; the padding depends on seq and position, so a
 // corrupted or truncated payload is caught.
+
 package main
 
 import (

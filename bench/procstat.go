@@ -1,10 +1,11 @@
-// Process figures from /proc: resident memory (VmRSS in
-// /proc/PID/status), CPU time (utime+stime in /proc/PID/stat, in clock
-// ticks of 1/100 s — USER_HZ is 100 on Linux/amd64), and open files.
+// Process figures from /proc: CPU time (utime+stime in /proc/PID/stat, in
+// clock ticks of 1/100 s — USER_HZ is 100 on Linux/amd64) and open files.
+// Resident memory comes from internal/rsswatch, which the hostile tests
+// of cmd/wsd share.
+
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -16,27 +17,6 @@ import (
 
 // userHZ is the unit of utime and stime in /proc/PID/stat.
 const userHZ = 100
-
-// parseRSS returns VmRSS in bytes from the text of /proc/PID/status.
-func parseRSS(status string) (int64, error) {
-	sc := bufio.NewScanner(strings.NewReader(status))
-	for sc.Scan() {
-		rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:")
-		if !ok {
-			continue
-		}
-		f := strings.Fields(rest)
-		if len(f) != 2 || f[1] != "kB" {
-			return 0, fmt.Errorf("VmRSS line %q", sc.Text())
-		}
-		kb, err := strconv.ParseInt(f[0], 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("VmRSS line %q: %v", sc.Text(), err)
-		}
-		return kb * 1024, nil
-	}
-	return 0, errors.New("no VmRSS line")
-}
 
 // parseCPU returns utime+stime in clock ticks from the text of
 // /proc/PID/stat. The command name (field 2) may hold spaces and
@@ -57,15 +37,6 @@ func parseCPU(stat string) (uint64, error) {
 		return 0, fmt.Errorf("stat: utime %q stime %q", f[11], f[12])
 	}
 	return u + s, nil
-}
-
-// readRSS is a process's resident memory in bytes.
-func readRSS(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	return parseRSS(string(b))
 }
 
 // readCPU is a process's user+system CPU time in seconds.

@@ -1,5 +1,6 @@
 // The progress line: about once a second on stderr, what a scenario has
 // done so far, so a long run shows it is alive and how it is going.
+
 package main
 
 import (

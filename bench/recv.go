@@ -2,6 +2,7 @@
 // frames, checks every payload (frame type matching the connection's gzip
 // setting, gunzip, content, per-sender order), counts deliveries and
 // records latency into sharded HDR histograms in small batches.
+
 package main
 
 import (

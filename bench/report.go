@@ -1,5 +1,6 @@
 // Results: an ordered list of named figures per scenario, printed as a
 // table and written as JSON; latency percentiles from an HDR histogram.
+
 package main
 
 import (

@@ -6,6 +6,7 @@
 // source addresses), then one POST /publish {"room":"*"} on box 0 must
 // reach every connection on every box. Reports how many got it, the
 // latency, and each box's RSS per connection.
+
 package main
 
 import (
@@ -27,6 +28,8 @@ import (
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/gobwas/ws"
+
+	"github.com/wsd-chat/wsd/internal/rsswatch"
 )
 
 const perClientProc = 18000
@@ -91,10 +94,10 @@ func runClusterScale(args []string) error {
 	}()
 	var addrs []string
 	for i := 0; i < *boxes; i++ {
-		p, err := startServer(target{name: fmt.Sprintf("box%d", i), bin: wsdBin, admin: true,
-			args: []string{"-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0", "-log-level", "info",
-				"-shutdown-timeout", "5s", "-nats-url", "nats://" + nats.addr, "-box-id", fmt.Sprintf("box%d", i),
-				"-idle-timeout", "10m", "-ping-interval", "5m"}}, startTimeout)
+		args := append([]string{"-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0", "-log-level", "info",
+			"-shutdown-timeout", "5s", "-nats-url", "nats://" + nats.addr, "-box-id", fmt.Sprintf("box%d", i),
+			"-idle-timeout", "10m", "-ping-interval", "5m"}, wsdLoadArgs...)
+		p, err := startServer(target{name: fmt.Sprintf("box%d", i), bin: wsdBin, admin: true, args: args}, startTimeout)
 		if err != nil {
 			return err
 		}
@@ -103,7 +106,7 @@ func runClusterScale(args []string) error {
 	}
 	rss0 := make([]int64, len(procs))
 	for i, p := range procs {
-		rss0[i], _ = readRSS(p.pid)
+		rss0[i], _ = rsswatch.Read(p.pid)
 	}
 
 	// Client processes, each dialing its share round-robin over the boxes.
@@ -153,7 +156,7 @@ func runClusterScale(args []string) error {
 	// Let the last joins' subscriptions settle, then read memory.
 	time.Sleep(2 * time.Second)
 	for i, p := range procs {
-		rss, _ := readRSS(p.pid)
+		rss, _ := rsswatch.Read(p.pid)
 		st, _ := scrape(p.admin)
 		conns := st["wsd_connections"]
 		r.add(fmt.Sprintf("box%d connections", i), "", "", conns)

@@ -4,6 +4,7 @@
 // server broadcasts to the sender too). Every connection checks every
 // delivery; the figures are deliveries/s, latency, missing/wrong and, with
 // -server-pid, the server's CPU seconds per million deliveries.
+
 package main
 
 import (

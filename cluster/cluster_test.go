@@ -1,15 +1,22 @@
 package cluster_test
 
 import (
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	natsserver "github.com/nats-io/nats-server/v2/server"
+
 	"github.com/wsd-chat/wsd/cluster"
+	"github.com/wsd-chat/wsd/codec"
+	"github.com/wsd-chat/wsd/internal/natstest"
 	"github.com/wsd-chat/wsd/internal/wstest"
+	"github.com/wsd-chat/wsd/session"
 )
 
 // A text sent on one box reaches every member of its room on every box,
@@ -114,10 +121,11 @@ func TestRoomsSpanBoxes(t *testing.T) {
 	}
 }
 
-// With CarryGzip the box a message starts on builds the one gzip frame of
-// the whole cluster, and the others pass it on.
-func TestCarryGzip(t *testing.T) {
-	_, boxes := startCluster(t, 3, func(c *cluster.Config, _ *serverConfig) { c.CarryGzip = true })
+// Only the text crosses: every box with gzip members builds the frame
+// once per broadcast, and a frame carried on the bus (as earlier boxes
+// sent, or forged to say something else) is never served.
+func TestGzipBuiltPerBox(t *testing.T) {
+	ns, boxes := startCluster(t, 3)
 	var cs []*wstest.Client
 	for i, b := range boxes {
 		cs = append(cs, wstest.Dial(t, b.addr(), fmt.Sprintf("specialKey=g%d&support_gzip=1", i)))
@@ -137,8 +145,24 @@ func TestCarryGzip(t *testing.T) {
 	for _, b := range boxes {
 		gz += b.hub().Stats().GzipEncodings.Load()
 	}
-	if gz != n {
-		t.Errorf("gzip encodings across the cluster: %d for %d broadcasts, want one each", gz, n)
+	if gz != 3*n {
+		t.Errorf("gzip encodings across the cluster: %d for %d broadcasts, want one per box each", gz, n)
+	}
+
+	// A carried frame whose gzip trailer matches the text but whose
+	// deflate stream says something else.
+	forged := codec.AppendGzipFrame(nil, []byte("forged!"))
+	body := forged[2:]
+	text := []byte("genuine")
+	binary.LittleEndian.PutUint32(body[len(body)-8:], crc32.ChecksumIEEE(text))
+	m := cluster.Message{Kind: cluster.KindRoom, BoxID: "old", Target: "", Text: text, Gzip: forged}
+	nc := rawNATS(t, ns.ClientURL())
+	if err := nc.Publish("wsd.room.=", m.Append(nil)); err != nil {
+		t.Fatal(err)
+	}
+	nc.Flush()
+	for i, c := range cs {
+		expectText(t, c, "genuine", i%2 == 0)
 	}
 }
 
@@ -152,30 +176,26 @@ func TestPublishAcrossBoxes(t *testing.T) {
 	syncAll(t, boxes)
 	hub := boxes[0].hub()
 
-	n, sent := hub.PublishCluster("r1", []byte("to r1"))
-	if n != 0 || !sent {
-		t.Fatalf("room publish: delivered %d here, sent %v", n, sent)
+	if d := hub.Publish("r1", []byte("to r1")); d != (session.Delivery{Local: 0, Cluster: session.ClusterSent}) {
+		t.Fatalf("room publish: %+v", d)
 	}
 	expectText(t, alice, "to r1", false)
 	expectText(t, r1, "to r1", true)
 
-	n, sent = hub.PublishAll([]byte("to all"))
-	if n != 1 || !sent {
-		t.Fatalf("publish to *: delivered %d here, sent %v", n, sent)
+	if d := hub.PublishAll([]byte("to all")); d != (session.Delivery{Local: 1, Cluster: session.ClusterSent}) {
+		t.Fatalf("publish to *: %+v", d)
 	}
 	for _, c := range []*wstest.Client{alice, g, r2} {
 		expectText(t, c, "to all", false)
 	}
 	expectText(t, r1, "to all", true)
 
-	local, sent := hub.SendAnywhere("alice", []byte("psst"))
-	if local || !sent {
-		t.Fatalf("key publish: local %v, sent %v", local, sent)
+	if d := hub.SendTo("alice", []byte("psst")); d != (session.Delivery{Local: 0, Cluster: session.ClusterSent}) {
+		t.Fatalf("key publish: %+v", d)
 	}
 	expectText(t, alice, "psst", false)
-	local, _ = hub.SendAnywhere("dave", []byte("here"))
-	if !local {
-		t.Fatal("dave is on this box")
+	if d := hub.SendTo("dave", []byte("here")); d != (session.Delivery{Local: 1, Cluster: session.ClusterLocal}) {
+		t.Fatalf("dave is on this box: %+v", d)
 	}
 	expectText(t, r2, "here", false)
 	for _, c := range []*wstest.Client{r1, g} {
@@ -189,13 +209,14 @@ func TestPublishAcrossBoxes(t *testing.T) {
 
 // A new connection with a key held on another box replaces it (4001).
 func TestKickAcrossBoxes(t *testing.T) {
-	_, boxes := startCluster(t, 3)
-	// Run box0's Lamport clock ahead, so that its connection's claim has a
+	// Box0's wall clock runs ahead, so that its connection's claim has a
 	// higher stamp than the newer one box2 makes: the newer connection
 	// must still win, through box0's hold and box2's second claim.
-	for i := 0; i < 5; i++ {
-		c := wstest.Dial(t, boxes[0].addr(), fmt.Sprintf("specialKey=x%d", i))
-		c.Close(1000)
+	ns := natstest.Start(t, nil)
+	boxes := []*box{startSkewed(t, ns.ClientURL(), "box0", 500*time.Millisecond),
+		startBox(t, ns.ClientURL(), "box1"), startBox(t, ns.ClientURL(), "box2")}
+	for _, b := range boxes {
+		wstest.Eventually(t, 5*time.Second, "bridge connected", b.br.Stats().Connected.Load)
 	}
 	old := wstest.Dial(t, boxes[0].addr(), "specialKey=k")
 	// The claim follows the 101 by a moment: wait until it has passed
@@ -341,7 +362,7 @@ func TestNATSRestart(t *testing.T) {
 	// New local connections and kicks keep working too.
 	c := wstest.Dial(t, boxes[1].addr(), "specialKey=late&room=r")
 
-	runNATS(t, natsPort)
+	natstest.Start(t, &natsserver.Options{Port: natsPort})
 	for _, b := range boxes {
 		wstest.Eventually(t, 10*time.Second, "bridge reconnected", b.br.Stats().Connected.Load)
 		if b.br.Stats().Reconnects.Load() < 1 {
@@ -375,8 +396,6 @@ func TestMalformedOnBus(t *testing.T) {
 		cluster.DropInvalid: {
 			good("\xff\xfe"),
 			(&cluster.Message{Kind: cluster.KindRoom, BoxID: "evil", Target: "bad room", Text: []byte("x")}).Append(nil),
-			(&cluster.Message{Kind: cluster.KindRoom, BoxID: "evil", Target: "lobby", Text: []byte("x"),
-				Gzip: []byte{0x82, 3, 1, 2, 3}}).Append(nil),
 			(&cluster.Message{Kind: cluster.KindRoom, BoxID: "evil", Target: "other", Text: []byte("x")}).Append(nil),
 		},
 	}
@@ -460,7 +479,7 @@ func TestChurnAndLeave(t *testing.T) {
 // NATS unreachable at start: the box serves local chat, then joins the
 // cluster when NATS appears.
 func TestNATSLateAtStart(t *testing.T) {
-	ns := runNATS(t, 0)
+	ns := natstest.Start(t, nil)
 	port := ns.Addr().(*netTCPAddr).Port
 	url := ns.ClientURL()
 	ns.Shutdown()
@@ -471,7 +490,7 @@ func TestNATSLateAtStart(t *testing.T) {
 	if b0.br.Stats().Connected.Load() {
 		t.Fatal("connected to nothing")
 	}
-	runNATS(t, port)
+	natstest.Start(t, &natsserver.Options{Port: port})
 	b1 := startBox(t, url, "late")
 	wstest.Eventually(t, 10*time.Second, "early box connected", b0.br.Stats().Connected.Load)
 	wstest.Eventually(t, 10*time.Second, "late box connected", b1.br.Stats().Connected.Load)

@@ -12,38 +12,12 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/wsd-chat/wsd/cluster"
+	"github.com/wsd-chat/wsd/internal/natstest"
 	"github.com/wsd-chat/wsd/internal/testserver"
 	"github.com/wsd-chat/wsd/internal/wstest"
 	"github.com/wsd-chat/wsd/server"
 	"github.com/wsd-chat/wsd/session"
 )
-
-// runNATS starts an embedded nats-server on loopback: on a free port when
-// port is 0 (-1 for nats-server), else on port (a restart).
-func runNATS(t testing.TB, port int) *natsserver.Server {
-	t.Helper()
-	return startNATS(t, &natsserver.Options{Port: port})
-}
-
-// startNATS starts an embedded nats-server with opts, on loopback, quiet,
-// on a free port unless opts.Port is set, and stops it when the test ends.
-func startNATS(t testing.TB, opts *natsserver.Options) *natsserver.Server {
-	t.Helper()
-	opts.Host, opts.NoLog, opts.NoSigs = "127.0.0.1", true, true
-	if opts.Port == 0 {
-		opts.Port = -1
-	}
-	ns, err := natsserver.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(ns.Shutdown)
-	return ns
-}
 
 // box is one wsd with its bridge.
 type box struct {
@@ -67,6 +41,18 @@ type boxOpt func(*cluster.Config, *server.Config)
 // startBox starts an in-process wsd bridged to the NATS at url.
 func startBox(t testing.TB, url, id string, opts ...boxOpt) *box {
 	t.Helper()
+	return startBoxWith(t, url, id, nil, opts...)
+}
+
+// startSkewed starts a box whose wall clock runs d ahead.
+func startSkewed(t testing.TB, url, id string, d time.Duration, opts ...boxOpt) *box {
+	t.Helper()
+	return startBoxWith(t, url, id, func(b *cluster.Bridge) { cluster.SkewClock(b, d) }, opts...)
+}
+
+// startBoxWith is startBox that calls before on the bridge before Start.
+func startBoxWith(t testing.TB, url, id string, before func(*cluster.Bridge), opts ...boxOpt) *box {
+	t.Helper()
 	ccfg := cluster.Config{URL: url, BoxID: id, ReconnectMin: 20 * time.Millisecond, ReconnectMax: 200 * time.Millisecond}
 	scfg := server.Config{Workers: 2}
 	for _, o := range opts {
@@ -77,6 +63,9 @@ func startBox(t testing.TB, url, id string, opts ...boxOpt) *box {
 		t.Fatal(err)
 	}
 	t.Cleanup(br.Close) // runs after the server's shutdown below
+	if before != nil {
+		before(br)
+	}
 	scfg.Session.Bridge = br
 	srv := testserver.Start(t, scfg)
 	if err := br.Start(srv.Hub()); err != nil {
@@ -88,7 +77,7 @@ func startBox(t testing.TB, url, id string, opts ...boxOpt) *box {
 // startCluster starts one NATS and n boxes.
 func startCluster(t testing.TB, n int, opts ...boxOpt) (*natsserver.Server, []*box) {
 	t.Helper()
-	ns := runNATS(t, 0)
+	ns := natstest.Start(t, nil)
 	boxes := make([]*box, n)
 	for i := range boxes {
 		boxes[i] = startBox(t, ns.ClientURL(), fmt.Sprintf("box%d", i), opts...)

@@ -6,7 +6,8 @@ import (
 	"unicode/utf8"
 )
 
-// Close status codes wsd sends (RFC 6455 section 7.4.1, plus wsd's 4001).
+// Close status codes of RFC 6455 section 7.4.1 that wsd sends. The codes of
+// wsd's own (4000-4999) are package session's.
 const (
 	CloseNormal          uint16 = 1000
 	CloseGoingAway       uint16 = 1001
@@ -18,9 +19,6 @@ const (
 	CloseTooBig          uint16 = 1009
 	CloseInternalError   uint16 = 1011
 	CloseTryAgainLater   uint16 = 1013
-	// CloseReplaced is sent to a connection displaced by a newer one with the
-	// same specialKey.
-	CloseReplaced uint16 = 4001
 )
 
 // CloseError is a protocol failure: the connection must be closed with Code.
@@ -31,8 +29,11 @@ type CloseError struct {
 
 func (e *CloseError) Error() string { return fmt.Sprintf("websocket close %d: %s", e.Code, e.Reason) }
 
-// The protocol failures Stream reports. They are shared values so the read
-// path never allocates an error.
+// The protocol failures Stream, ParseClose and Gunzip report: what RFC 6455
+// and RFC 7692, or the codec's own limits on what it parses, decide. They
+// are shared values so the read path never allocates an error. The closes
+// wsd decides by policy (limits, budgets, timeouts, shutdown) are package
+// session's.
 var (
 	ErrUnmasked        = &CloseError{CloseProtocolError, "client frame not masked"}
 	ErrReservedBits    = &CloseError{CloseProtocolError, "reserved bits set"}
@@ -48,27 +49,16 @@ var (
 	ErrMessageTooBig   = &CloseError{CloseTooBig, "message too big"}
 	ErrNotGzip         = &CloseError{CloseUnsupportedData, "binary message is not gzip"}
 	ErrInflatedTooBig  = &CloseError{CloseTooBig, "inflated message too big"}
-	ErrSlowConsumer    = &CloseError{ClosePolicyViolation, "slow consumer"}
-	ErrRateLimited     = &CloseError{ClosePolicyViolation, "message rate limit"}
-	ErrIdle            = &CloseError{CloseGoingAway, "idle timeout"}
-	ErrShutdown        = &CloseError{CloseGoingAway, "server shutting down"}
-	ErrReplaced        = &CloseError{CloseReplaced, "replaced"}
-	ErrInternal        = &CloseError{CloseInternalError, "internal error"}
 	// permessage-deflate (RFC 7692).
 	ErrCompressedFragment = &CloseError{CloseProtocolError, "RSV1 on a continuation or control frame"}
 	ErrBadDeflate         = &CloseError{CloseInvalidPayload, "invalid compressed data"}
 	ErrDeflateTooBig      = &CloseError{CloseTooBig, "inflated message too big"}
 )
 
-// Closes for the memory budgets: the server, not the peer's protocol, is
-// the reason, so a client may retry (1013) unless it was the abuser.
-var (
-	ErrInflateRatio    = &CloseError{CloseTooBig, "gzip message inflates past the allowed ratio"}
-	ErrInboundBudget   = &CloseError{CloseTryAgainLater, "server busy: inbound memory budget spent"}
-	ErrMessageTimeout  = &CloseError{ClosePolicyViolation, "message took too long to arrive"}
-	ErrOutboundBudget  = &CloseError{ClosePolicyViolation, "slow consumer: outbound memory budget spent"}
-	ErrByteRateLimited = &CloseError{ClosePolicyViolation, "byte rate limit"}
-)
+// ErrInflateRatio is the failure of a compressed message that inflates past
+// the bound its Handler sets (InflateLimiter): codec enforces the bound
+// while inflating, the session decides it (its -inflate-ratio).
+var ErrInflateRatio = &CloseError{CloseTooBig, "compressed message inflates past the allowed ratio"}
 
 // validCloseCode reports whether a peer may send code in a close frame
 // (RFC 6455 section 7.4). 1004-1006 and 1015 are reserved, 0-999 and

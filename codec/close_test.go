@@ -18,7 +18,7 @@ func TestValidCloseCode(t *testing.T) {
 	}
 	// The codes wsd itself sends must be ones a peer may send back.
 	for _, code := range []uint16{CloseNormal, CloseGoingAway, CloseProtocolError, CloseUnsupportedData, CloseInvalidPayload,
-		ClosePolicyViolation, CloseTooBig, CloseInternalError, CloseReplaced} {
+		ClosePolicyViolation, CloseTooBig, CloseInternalError, CloseTryAgainLater} {
 		if !validCloseCode(code) {
 			t.Errorf("wsd sends %d, which is not a valid close code", code)
 		}
@@ -66,9 +66,6 @@ func TestParseClose(t *testing.T) {
 }
 
 func TestCloseErrors(t *testing.T) {
-	if ErrReplaced.Code != 4001 || ErrReplaced.Reason != "replaced" {
-		t.Fatal("ErrReplaced must be 4001 replaced (the seed protocol's kick)")
-	}
 	for _, e := range []*CloseError{ErrUnmasked, ErrReservedBits, ErrReservedOpcode, ErrControlTooLong, ErrControlFragment,
 		ErrBadLength, ErrUnexpectedCont, ErrExpectedCont, ErrBadClosePayload, ErrBadCloseCode} {
 		if e.Code != CloseProtocolError {
@@ -76,12 +73,12 @@ func TestCloseErrors(t *testing.T) {
 		}
 	}
 	for e, code := range map[*CloseError]uint16{ErrInvalidUTF8: 1007, ErrMessageTooBig: 1009, ErrInflatedTooBig: 1009,
-		ErrNotGzip: 1003, ErrSlowConsumer: 1008, ErrRateLimited: 1008, ErrIdle: 1001, ErrShutdown: 1001, ErrInternal: 1011} {
+		ErrNotGzip: 1003, ErrCompressedFragment: 1002, ErrBadDeflate: 1007, ErrDeflateTooBig: 1009} {
 		if e.Code != code {
 			t.Errorf("%v: code %d, want %d", e, e.Code, code)
 		}
 	}
-	if got := ErrSlowConsumer.Error(); got != "websocket close 1008: slow consumer" {
+	if got := ErrInvalidUTF8.Error(); got != "websocket close 1007: invalid UTF-8" {
 		t.Fatalf("Error() = %q", got)
 	}
 }

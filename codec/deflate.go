@@ -20,9 +20,9 @@ import (
 // inflated to, if it keeps its context) and returned at once: an idle
 // connection holds at most that dictionary, never an inflater.
 
-// DeflateLevel is the level messages are compressed at; chat messages are
+// deflateLevel is the level messages are compressed at; chat messages are
 // short and a broadcast is compressed on the fan-out path.
-const DeflateLevel = flate.BestSpeed
+const deflateLevel = flate.BestSpeed
 
 // DeflateMinSize is the smallest text wsd compresses. Below it a deflate
 // peer gets the plain text frame (RSV1 clear): level 1 stores chat text
@@ -39,17 +39,17 @@ type deflater struct {
 
 var deflaters = sync.Pool{New: func() any {
 	d := &deflater{}
-	d.w, _ = flate.NewWriter(&d.out, DeflateLevel)
+	d.w, _ = flate.NewWriter(&d.out, deflateLevel)
 	return d
 }}
 
 // syncTail ends a sync flush; permessage-deflate leaves it off the wire.
 var syncTail = [4]byte{0x00, 0x00, 0xff, 0xff}
 
-// AppendDeflate appends to dst the permessage-deflate payload of text: its
+// appendDeflate appends to dst the permessage-deflate payload of text: its
 // DEFLATE from an empty window, sync-flushed, without the final
 // 0x00 0x00 0xff 0xff.
-func AppendDeflate(dst, text []byte) []byte {
+func appendDeflate(dst, text []byte) []byte {
 	d := deflaters.Get().(*deflater)
 	d.out.b = dst
 	d.w.Reset(&d.out)
@@ -73,7 +73,7 @@ func AppendDeflateFrame(dst, text []byte) (frame []byte, compressed bool) {
 	// Compress behind room for the largest header, then slide the payload
 	// down once the header size is known.
 	dst = append(dst, make([]byte, maxServerHeader)...)
-	dst = AppendDeflate(dst, text)
+	dst = appendDeflate(dst, text)
 	n := len(dst) - start - maxServerHeader
 	if n >= len(text) {
 		return AppendFrame(dst[:start], OpText, text), false
@@ -149,9 +149,12 @@ var inflaters = sync.Pool{New: func() any {
 // ErrDeflateTooBig as soon as the output would pass limit bytes, so a
 // decompression bomb costs about limit bytes of memory, not the bomb.
 //
-// An empty payload is an empty message. Data after a final (BFINAL) block
-// is ignored, as RFC 7692 7.2.3.5 lets senders end messages with one.
-func Inflate(dst, payload, dict []byte, limit int) ([]byte, error) {
+// An empty payload is an empty message. A message may end with a final
+// (BFINAL) block, as RFC 7692 7.2.3.5 lets senders do, followed by
+// nothing or by the one 0x00 octet of that section's example (with the
+// appended 0x00 0x00 0xff 0xff, an empty stored block); any other bytes
+// after it are no part of the message and fail with ErrBadDeflate.
+func inflate(dst, payload, dict []byte, limit int) ([]byte, error) {
 	if len(payload) == 0 {
 		return dst, nil
 	}
@@ -162,20 +165,27 @@ func Inflate(dst, payload, dict []byte, limit int) ([]byte, error) {
 	}()
 	f.src = tailReader{p: payload, tail: inflateTail}
 	_ = f.r.(stdflate.Resetter).Reset(&f.src, dict)
-	return readCapped(dst, f.r, limit, ErrDeflateTooBig, ErrBadDeflate)
+	out, err := readCapped(dst, f.r, limit, ErrDeflateTooBig, ErrBadDeflate)
+	// The inflater ended at a final block; it reads no further than the
+	// byte holding that block's last bit, so what it left of the payload
+	// (the tail not reached yet) followed the final block.
+	if rest := f.src.p; err == nil && f.src.tail != nil && !(len(rest) == 0 || len(rest) == 1 && rest[0] == 0) {
+		return dst, ErrBadDeflate
+	}
+	return out, err
 }
 
-// Window keeps the last bytes of a client's inflated messages: the
+// dictWindow keeps the last bytes of a client's inflated messages: the
 // dictionary its next compressed message may refer back into when it takes
 // over its context. The zero value is empty and one pointer in size (every
 // connection's Stream has one, most never use it); the buffer is allocated
 // at the first Push and is 2^bits bytes at most.
-type Window struct {
+type dictWindow struct {
 	p *[]byte
 }
 
 // Bytes returns the dictionary, nil while empty.
-func (w *Window) Bytes() []byte {
+func (w *dictWindow) Bytes() []byte {
 	if w.p == nil {
 		return nil
 	}
@@ -183,7 +193,7 @@ func (w *Window) Bytes() []byte {
 }
 
 // Push appends p, keeping only the last 1<<bits bytes.
-func (w *Window) Push(p []byte, bits uint8) {
+func (w *dictWindow) Push(p []byte, bits uint8) {
 	if w.p == nil {
 		w.p = new([]byte)
 	}
@@ -218,4 +228,4 @@ func grow(b []byte, need, size int) []byte {
 }
 
 // Reset forgets the dictionary and its buffer.
-func (w *Window) Reset() { w.p = nil }
+func (w *dictWindow) Reset() { w.p = nil }

@@ -78,7 +78,7 @@ func TestAppendDeflateFrame(t *testing.T) {
 				if !bytes.Equal(payload, tc.text) {
 					t.Fatal("uncompressed payload differs")
 				}
-				if len(tc.text) >= DeflateMinSize && len(AppendDeflate(nil, tc.text)) < len(tc.text) {
+				if len(tc.text) >= DeflateMinSize && len(appendDeflate(nil, tc.text)) < len(tc.text) {
 					t.Fatalf("%d bytes that compress were sent plain", len(tc.text))
 				}
 				return
@@ -90,7 +90,7 @@ func TestAppendDeflateFrame(t *testing.T) {
 			if err != nil || !bytes.Equal(got, tc.text) {
 				t.Fatalf("standard library inflates it to %d bytes, %v", len(got), err)
 			}
-			if got, err := Inflate(nil, payload, nil, len(tc.text)); err != nil || !bytes.Equal(got, tc.text) {
+			if got, err := inflate(nil, payload, nil, len(tc.text)); err != nil || !bytes.Equal(got, tc.text) {
 				t.Fatalf("Inflate: %d bytes, %v", len(got), err)
 			}
 		})
@@ -103,7 +103,7 @@ func TestAppendDeflateFrame(t *testing.T) {
 func TestAppendDeflateWindow(t *testing.T) {
 	for _, bits := range []uint8{8, 9, 10, 12} {
 		text := chatJSON(1 << bits)
-		payload := AppendDeflate(nil, text)
+		payload := appendDeflate(nil, text)
 		// An inflater that has only 2^bits bytes of history is the
 		// standard library's with its window... which is always 32 KiB;
 		// instead check the distance bound directly by inflating with
@@ -118,13 +118,13 @@ func TestAppendDeflateWindow(t *testing.T) {
 
 func TestInflate(t *testing.T) {
 	for _, tc := range deflateTexts {
-		for _, payload := range [][]byte{stdDeflate(tc.text), AppendDeflate(nil, tc.text)} {
-			got, err := Inflate([]byte("dst"), payload, nil, len(tc.text))
+		for _, payload := range [][]byte{stdDeflate(tc.text), appendDeflate(nil, tc.text)} {
+			got, err := inflate([]byte("dst"), payload, nil, len(tc.text))
 			if err != nil || string(got[:3]) != "dst" || !bytes.Equal(got[3:], tc.text) {
 				t.Fatalf("%s: %d bytes, %v", tc.name, len(got), err)
 			}
 			if len(tc.text) > 0 {
-				if _, err := Inflate(nil, payload, nil, len(tc.text)-1); err != ErrDeflateTooBig {
+				if _, err := inflate(nil, payload, nil, len(tc.text)-1); err != ErrDeflateTooBig {
 					t.Fatalf("%s: one byte over the limit: %v", tc.name, err)
 				}
 			}
@@ -136,24 +136,40 @@ func TestInflate(t *testing.T) {
 	w, _ := stdflate.NewWriter(&b, 9)
 	w.Write([]byte("final block"))
 	w.Close()
-	if got, err := Inflate(nil, b.Bytes(), nil, 100); err != nil || string(got) != "final block" {
+	if got, err := inflate(nil, b.Bytes(), nil, 100); err != nil || string(got) != "final block" {
 		t.Fatalf("BFINAL: %q %v", got, err)
+	}
+	// RFC 7692 7.2.3.5's example: "Hello" in a final block, then one 0x00.
+	if got, err := inflate(nil, []byte{0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00}, nil, 5); err != nil || string(got) != "Hello" {
+		t.Fatalf("RFC BFINAL example: %q %v", got, err)
+	}
+	// Anything else after the final block is not part of the message.
+	for name, rest := range map[string][]byte{
+		"junk":          []byte("junk"),
+		"one 0x01":      {0x01},
+		"two zeros":     {0x00, 0x00},
+		"another block": stdDeflate([]byte("more")),
+	} {
+		p := append(append([]byte(nil), b.Bytes()...), rest...)
+		if got, err := inflate([]byte("x"), p, nil, 100); err != ErrBadDeflate || string(got) != "x" {
+			t.Errorf("BFINAL then %s: %q %v, want ErrBadDeflate", name, got, err)
+		}
 	}
 	for name, p := range map[string][]byte{
 		"empty payload":               nil,
 		"empty message (RFC 7.2.3.6)": {0x00},
 		"empty message, stdlib":       stdDeflate(nil),
 	} {
-		if got, err := Inflate([]byte{}, p, nil, 0); err != nil || len(got) != 0 {
+		if got, err := inflate([]byte{}, p, nil, 0); err != nil || len(got) != 0 {
 			t.Fatalf("%s: %q %v", name, got, err)
 		}
 	}
 	// RFC 7692 7.2.3.1's "Hello" and 7.2.3.2's, sharing the window.
 	hello := []byte{0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00}
-	if got, err := Inflate(nil, hello, nil, 5); err != nil || string(got) != "Hello" {
+	if got, err := inflate(nil, hello, nil, 5); err != nil || string(got) != "Hello" {
 		t.Fatalf("RFC example: %q %v", got, err)
 	}
-	if got, err := Inflate(nil, []byte{0xf2, 0x00, 0x11, 0x00, 0x00}, []byte("Hello"), 5); err != nil || string(got) != "Hello" {
+	if got, err := inflate(nil, []byte{0xf2, 0x00, 0x11, 0x00, 0x00}, []byte("Hello"), 5); err != nil || string(got) != "Hello" {
 		t.Fatalf("RFC example with context takeover: %q %v", got, err)
 	}
 	for name, p := range map[string][]byte{
@@ -162,7 +178,7 @@ func TestInflate(t *testing.T) {
 		"truncated dynamic block": stdDeflate(chatJSON(1000))[:20],
 		"reference before start":  {0xf2, 0x00, 0x11, 0x00, 0x00},
 	} {
-		if got, err := Inflate([]byte("x"), p, nil, 1<<20); err != ErrBadDeflate || string(got) != "x" {
+		if got, err := inflate([]byte("x"), p, nil, 1<<20); err != ErrBadDeflate || string(got) != "x" {
 			t.Errorf("%s: %q %v, want ErrBadDeflate", name, got, err)
 		}
 	}
@@ -185,9 +201,9 @@ func deflateBomb() []byte {
 // TestInflateBomb: 100 MiB of zeros stops at the limit, having allocated
 // about the limit.
 func TestInflateBomb(t *testing.T) {
-	Inflate(nil, stdDeflate([]byte("warm the pool")), nil, 1<<20)
+	inflate(nil, stdDeflate([]byte("warm the pool")), nil, 1<<20)
 	checkBomb(t, deflateBomb(), func(dst, src []byte, limit int) ([]byte, error) {
-		return Inflate(dst, src, nil, limit)
+		return inflate(dst, src, nil, limit)
 	}, ErrDeflateTooBig)
 }
 
@@ -219,14 +235,14 @@ func checkBomb(t *testing.T, bomb []byte, inflate func(dst, src []byte, limit in
 }
 
 // TestInflateContextTakeover: a client that keeps its compressor across
-// messages, inflated with only a Window between messages, for the full
+// messages, inflated with only a dictWindow between messages, for the full
 // window and for reduced ones.
 func TestInflateContextTakeover(t *testing.T) {
 	msgs := [][]byte{[]byte("Hello"), []byte("Hello"), chatJSON(300), chatJSON(300), []byte("x"), nil, chatJSON(5000), chatJSON(200),
 		[]byte("你好, κόσμε"), []byte("你好, κόσμε"), randomBytes(3000, 7), chatJSON(100)}
 	for _, bits := range []uint8{9, 10, 12, 15} {
 		t.Run(fmt.Sprint(bits), func(t *testing.T) {
-			var win Window
+			var win dictWindow
 			var history []byte
 			var full *stdflate.Writer
 			var b bytes.Buffer
@@ -248,7 +264,7 @@ func TestInflateContextTakeover(t *testing.T) {
 					w.Flush()
 				}
 				payload := b.Bytes()[:b.Len()-4]
-				got, err := Inflate(nil, payload, win.Bytes(), 1<<20)
+				got, err := inflate(nil, payload, win.Bytes(), 1<<20)
 				if err != nil || !bytes.Equal(got, m) {
 					t.Fatalf("message %d: %d bytes, %v", i, len(got), err)
 				}
@@ -270,9 +286,9 @@ func TestInflateContextTakeover(t *testing.T) {
 	w, _ := stdflate.NewWriterDict(&b, 9, old)
 	w.Write(old[:600])
 	w.Flush()
-	var win Window
+	var win dictWindow
 	win.Push(old, 9)
-	if _, err := Inflate(nil, b.Bytes()[:b.Len()-4], win.Bytes(), 1<<20); err != ErrBadDeflate {
+	if _, err := inflate(nil, b.Bytes()[:b.Len()-4], win.Bytes(), 1<<20); err != ErrBadDeflate {
 		t.Fatalf("reference beyond the window: %v", err)
 	}
 }
@@ -292,7 +308,7 @@ func TestDeflateAllocs(t *testing.T) {
 		z := stdDeflate(msg)
 		if a := testing.AllocsPerRun(200, func() {
 			var err error
-			if buf, err = Inflate(buf[:0], z, nil, 1<<20); err != nil {
+			if buf, err = inflate(buf[:0], z, nil, 1<<20); err != nil {
 				t.Fatal(err)
 			}
 		}); a != 0 {
@@ -340,14 +356,14 @@ func BenchmarkDeflateSizes(b *testing.B) {
 				}
 				total := 0
 				for _, t := range texts {
-					total += len(AppendDeflate(nil, t))
+					total += len(appendDeflate(nil, t))
 				}
 				buf := make([]byte, 0, 2*n+64)
 				b.ReportAllocs()
 				b.SetBytes(int64(n))
 				i := 0
 				for b.Loop() {
-					buf = AppendDeflate(buf[:0], texts[i%len(texts)])
+					buf = appendDeflate(buf[:0], texts[i%len(texts)])
 					i++
 				}
 				avg := float64(total) / float64(len(texts))
@@ -386,7 +402,7 @@ func BenchmarkInflate(b *testing.B) {
 				b.SetBytes(int64(n))
 				for b.Loop() {
 					var err error
-					if buf, err = Inflate(buf[:0], z, d, 1<<20); err != nil {
+					if buf, err = inflate(buf[:0], z, d, 1<<20); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -401,7 +417,7 @@ func FuzzInflate(f *testing.F) {
 	for _, tc := range deflateTexts {
 		if len(tc.text) < 2000 {
 			f.Add(stdDeflate(tc.text), uint16(len(tc.text)), false)
-			f.Add(AppendDeflate(nil, tc.text), uint16(len(tc.text)/2), true)
+			f.Add(appendDeflate(nil, tc.text), uint16(len(tc.text)/2), true)
 		}
 	}
 	f.Add([]byte{0xf2, 0x00, 0x11, 0x00, 0x00}, uint16(10), true)
@@ -411,7 +427,7 @@ func FuzzInflate(f *testing.F) {
 		if withDict {
 			dict = []byte("Hello, a dictionary")
 		}
-		out, err := Inflate([]byte("dst"), in, dict, int(limit))
+		out, err := inflate([]byte("dst"), in, dict, int(limit))
 		if !bytes.HasPrefix(out, []byte("dst")) {
 			t.Fatal("dst clobbered")
 		}
@@ -467,10 +483,10 @@ func TestInflateNoStaleState(t *testing.T) {
 			continue
 		}
 		for range 5 {
-			if _, err := Inflate(nil, stdDeflate(tc.text), nil, 1<<20); err != nil {
+			if _, err := inflate(nil, stdDeflate(tc.text), nil, 1<<20); err != nil {
 				t.Fatal(err)
 			}
-			if out, err := Inflate(nil, bad, nil, 63); err != ErrBadDeflate {
+			if out, err := inflate(nil, bad, nil, 63); err != ErrBadDeflate {
 				t.Fatalf("after %s: %d bytes, %v; want ErrBadDeflate", tc.name, len(out), err)
 			}
 		}

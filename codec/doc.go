@@ -22,8 +22,7 @@
 //     broadcast (session calls it once per broadcast); Gunzip inflates a client's
 //     gzip'd message under a cap so a zip bomb is a 1009, not an OOM.
 //   - Reject makes a handshake refusal (an HTTP status and a reason), so
-//     the packages that refuse handshakes never see gobwas/ws; BearerToken
-//     is the one parse of an Authorization: Bearer header.
+//     the packages that refuse handshakes never see gobwas/ws.
 //   - permessage-deflate (RFC 7692): NegotiateDeflate answers the client's
 //     offers (the Upgrader does it when its Deflate is on), Stream inflates
 //     messages with RSV1 under the same cap, and AppendDeflateFrame builds a

@@ -13,7 +13,25 @@ import (
 // deflate peer. On the client side wsd either tells the client not to keep
 // its context (client_no_context_takeover: nothing to hold between
 // messages) or lets it keep a window of at most 2^ClientWindowBits bytes,
-// which the connection then holds as a plain dictionary (see Inflate).
+// which the connection then holds as a plain dictionary (see inflate).
+//
+// gobwas/ws's own negotiation (wsflate.Extension) is not used because it
+// answers every accepted offer with the one fixed set of Parameters it was
+// given, and declines what wsd accepts:
+//   - it declines an offer whose client_max_window_bits is absent or below
+//     the configured one, where wsd answers min(ClientWindowBits, the
+//     offer), or client_no_context_takeover to a client that offered no
+//     client_max_window_bits;
+//   - it declines an offer whose server_max_window_bits is above the
+//     configured one (any, if none is), where wsd accepts every value: it
+//     compresses from an empty window, and a message longer than the
+//     window goes out uncompressed;
+//   - a malformed offer (a repeated parameter, a bad window size) is an
+//     error that fails the whole upgrade, where wsd declines that offer
+//     and tries the next;
+//   - it keeps the first accepted offer in its own state across calls,
+//     where wsd negotiates again over every Sec-WebSocket-Extensions line
+//     seen so far (they form one list).
 
 // DeflateConfig is what a server is willing to negotiate.
 type DeflateConfig struct {

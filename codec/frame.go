@@ -41,8 +41,8 @@ func (op OpCode) String() string {
 }
 
 const (
-	// MaxHeaderSize is the largest frame header: 2 bytes, 8 of extended length, 4 of mask.
-	MaxHeaderSize = 14
+	// maxHeaderSize is the largest frame header: 2 bytes, 8 of extended length, 4 of mask.
+	maxHeaderSize = 14
 	// MaxControlPayload is the largest payload a control frame may carry (RFC 6455 5.5).
 	MaxControlPayload = 125
 	// maxServerHeader is the largest header of an unmasked (server) frame.
@@ -154,28 +154,4 @@ func parseHeader(p []byte) (h Header, size int) {
 		size += 4
 	}
 	return h, size
-}
-
-// unmask XORs p with mask, starting at offset pos of the mask cycle, and
-// returns the new cycle offset.
-func unmask(p []byte, mask [4]byte, pos int) int {
-	if len(p) == 0 {
-		return pos
-	}
-	// Rotate the key so that the word loop starts at cycle offset 0.
-	var key [4]byte
-	for i := range key {
-		key[i] = mask[(pos+i)&3]
-	}
-	k := binary.LittleEndian.Uint32(key[:])
-	k64 := uint64(k) | uint64(k)<<32
-	i := 0
-	for ; i+8 <= len(p); i += 8 {
-		v := binary.LittleEndian.Uint64(p[i:])
-		binary.LittleEndian.PutUint64(p[i:], v^k64)
-	}
-	for ; i < len(p); i++ {
-		p[i] ^= key[i&3]
-	}
-	return (pos + len(p)) & 3
 }

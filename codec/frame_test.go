@@ -136,26 +136,6 @@ func TestAppendClose(t *testing.T) {
 	}
 }
 
-func TestUnmaskAnyOffset(t *testing.T) {
-	mask := [4]byte{1, 2, 3, 4}
-	plain := []byte("the quick brown fox jumps over the lazy dog")
-	masked := make([]byte, len(plain))
-	for i := range plain {
-		masked[i] = plain[i] ^ mask[i%4]
-	}
-	for cut := 0; cut <= len(masked); cut++ {
-		for cut2 := cut; cut2 <= len(masked); cut2++ {
-			p := append([]byte(nil), masked...)
-			pos := unmask(p[:cut], mask, 0)
-			pos = unmask(p[cut:cut2], mask, pos)
-			unmask(p[cut2:], mask, pos)
-			if !bytes.Equal(p, plain) {
-				t.Fatalf("cuts %d, %d: %q", cut, cut2, p)
-			}
-		}
-	}
-}
-
 func TestOpCode(t *testing.T) {
 	for op, want := range map[OpCode]string{OpContinuation: "continuation", OpText: "text", OpBinary: "binary",
 		OpClose: "close", OpPing: "ping", OpPong: "pong", 3: "reserved(0x3)", 0xB: "reserved(0xb)"} {

@@ -11,9 +11,9 @@ import (
 // binary frame, not permessage-deflate: every gzip-capable peer receives the
 // very same bytes, so a broadcast is compressed exactly once.
 
-// GzipLevel is the level broadcasts are compressed at. Chat payloads are
+// gzipLevel is the level broadcasts are compressed at. Chat payloads are
 // small; above level 5 the ratio gains a few percent for several times the CPU.
-const GzipLevel = gzip.BestSpeed
+const gzipLevel = gzip.BestSpeed
 
 type gzipFramer struct {
 	w   *gzip.Writer
@@ -22,7 +22,7 @@ type gzipFramer struct {
 
 var gzipFramers = sync.Pool{New: func() any {
 	f := &gzipFramer{}
-	f.w, _ = gzip.NewWriterLevel(&f.out, GzipLevel)
+	f.w, _ = gzip.NewWriterLevel(&f.out, gzipLevel)
 	return f
 }}
 

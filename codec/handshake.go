@@ -11,8 +11,8 @@ import (
 
 // Handshake limits.
 const (
-	// MaxKeyLen caps specialKey: it indexes the session table and shows in logs.
-	MaxKeyLen = 256
+	// maxKeyLen caps specialKey: it indexes the session table and shows in logs.
+	maxKeyLen = 256
 	// MaxRoomLen caps a room name.
 	MaxRoomLen = 64
 )
@@ -39,7 +39,7 @@ type Request struct {
 	Key           []byte // specialKey, unescaped
 	Gzip          bool   // support_gzip=1
 	Room          []byte // room, unescaped; nil for the global room (room absent or empty)
-	Token         []byte // token query parameter, else the Authorization: Bearer token; nil if neither
+	Token         []byte // token query parameter, nil if none (auth falls back to the Authorization header)
 	Origin        []byte // Origin header, if any
 	Authorization []byte // raw Authorization header, if any
 	Protocol      string // subprotocol selected from Sec-WebSocket-Protocol, "" if none
@@ -57,10 +57,6 @@ var (
 	ErrBadQuery     = Reject(http.StatusBadRequest, "malformed query string")
 	ErrBadRoom      = Reject(http.StatusBadRequest, "bad room name: 1-64 of A-Z a-z 0-9 _ - . :")
 	ErrHeadTooLarge = Reject(http.StatusRequestHeaderFieldsTooLarge, "request head too large")
-	ErrOverCapacity = Reject(http.StatusServiceUnavailable, "server at connection limit")
-	// ErrDraining is a 503 of its own so a client (and a log) can tell a
-	// server going away from one that is merely full.
-	ErrDraining = Reject(http.StatusServiceUnavailable, "server shutting down")
 	// A header that names one thing may appear once: with two, the Origin
 	// policy, a proxy and wsd could each read a different one (RFC 9110
 	// section 5.3; RFC 6455 section 4.2.1 asks for one of each).
@@ -74,7 +70,7 @@ var (
 // one per worker or take them from a pool.
 type Upgrader struct {
 	// Admit is asked once the path is known to be right; a non-nil error
-	// (such as ErrOverCapacity) rejects the upgrade with its status, or
+	// (a Reject refusal such as a 503 at capacity) rejects the upgrade with its status, or
 	// with 503 if it was not made by Reject.
 	Admit func() error
 	// Protocols are the subprotocols wsd speaks; the first of the client's
@@ -213,7 +209,7 @@ func (u *Upgrader) onRequest(uri []byte) error {
 	switch {
 	case len(u.req.Key) == 0:
 		return ErrMissingKey
-	case len(u.req.Key) > MaxKeyLen:
+	case len(u.req.Key) > maxKeyLen:
 		return ErrKeyTooLong
 	case u.req.Room != nil && !ValidRoom(u.req.Room):
 		return ErrBadRoom
@@ -341,25 +337,8 @@ func (u *Upgrader) onHeader(key, value []byte) error {
 	case bytes.EqualFold(key, []byte("Authorization")):
 		u.auth = append(u.auth[:0], value...)
 		u.req.Authorization = u.auth
-		// A token query parameter (seen first, on the request line) wins
-		// over a bearer token.
-		if u.req.Token == nil {
-			u.req.Token = BearerToken(u.auth)
-		}
 	}
 	return nil
-}
-
-// BearerToken returns the token of an "Authorization: Bearer <token>"
-// header value (the scheme in any case, spaces around the token trimmed),
-// or nil if there is none. It is the one parse of that header in wsd: the
-// upgrade, auth and the admin API all accept exactly the same values.
-func BearerToken(h []byte) []byte {
-	const prefix = "bearer "
-	if len(h) <= len(prefix) || !bytes.EqualFold(h[:len(prefix)], []byte(prefix)) {
-		return nil
-	}
-	return nonEmpty(bytes.TrimSpace(h[len(prefix):]))
 }
 
 // onExtensions sees each Sec-WebSocket-Extensions line. The lines form one

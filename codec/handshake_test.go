@@ -29,6 +29,9 @@ func acceptFor(key string) string {
 
 var errPlain = errors.New("not today")
 
+// errFull is a refusal like session's at capacity: Admit's errors keep their status.
+var errFull = Reject(http.StatusServiceUnavailable, "server at connection limit")
+
 // upgradeCases are shared by the tests, the benchmarks and the fuzz corpus.
 var upgradeCases = []struct {
 	name   string
@@ -50,9 +53,9 @@ var upgradeCases = []struct {
 			Origin: []byte("https://chat.example.com"), Authorization: []byte("Bearer xyz")}},
 	{name: "utf8 key", req: request("/?specialKey=%E4%BD%A0%e5%a5%bd"), status: 101, want: &Request{Key: []byte("你好")}},
 	{name: "bearer token", req: request("/?specialKey=k", "authorization: bearer  abc.def\r\n"), status: 101,
-		want: &Request{Key: []byte("k"), Token: []byte("abc.def"), Authorization: []byte("bearer  abc.def")}},
+		want: &Request{Key: []byte("k"), Authorization: []byte("bearer  abc.def")}},
 	{name: "bearer token after a tab", req: request("/?specialKey=k", "Authorization: Bearer \tt\r\n"), status: 101,
-		want: &Request{Key: []byte("k"), Token: []byte("t"), Authorization: []byte("Bearer \tt")}},
+		want: &Request{Key: []byte("k"), Authorization: []byte("Bearer \tt")}},
 	{name: "empty bearer", req: request("/?specialKey=k", "Authorization: Bearer \r\n"), status: 101,
 		want: &Request{Key: []byte("k"), Authorization: []byte("Bearer")}},
 	{name: "basic auth is no token", req: request("/?specialKey=k", "Authorization: Basic YTpi\r\n"), status: 101,
@@ -63,10 +66,10 @@ var upgradeCases = []struct {
 		want: &Request{Key: []byte("k"), Room: []byte("aZ09_-.:")}},
 	{name: "room at max", req: request("/?specialKey=k&room=" + strings.Repeat("r", MaxRoomLen)), status: 101,
 		want: &Request{Key: []byte("k"), Room: []byte(strings.Repeat("r", MaxRoomLen))}},
-	{name: "key at max", req: request("/?specialKey=" + strings.Repeat("k", MaxKeyLen)), status: 101,
-		want: &Request{Key: []byte(strings.Repeat("k", MaxKeyLen))}},
-	{name: "escaped key at max", req: request("/?specialKey=" + strings.Repeat("%41", MaxKeyLen)), status: 101,
-		want: &Request{Key: []byte(strings.Repeat("A", MaxKeyLen))}},
+	{name: "key at max", req: request("/?specialKey=" + strings.Repeat("k", maxKeyLen)), status: 101,
+		want: &Request{Key: []byte(strings.Repeat("k", maxKeyLen))}},
+	{name: "escaped key at max", req: request("/?specialKey=" + strings.Repeat("%41", maxKeyLen)), status: 101,
+		want: &Request{Key: []byte(strings.Repeat("A", maxKeyLen))}},
 	{name: "support_gzip other than 1", req: request("/?specialKey=k&support_gzip=true"), status: 101, want: &Request{Key: []byte("k")}},
 	{name: "first key wins, unknown parameters ignored", req: request("/?specialKey=a&x=1&&=&y&specialKey=b"), status: 101,
 		want: &Request{Key: []byte("a")}},
@@ -83,8 +86,8 @@ var upgradeCases = []struct {
 	{name: "key without =", req: request("/?specialKey"), status: 400},
 	{name: "no query", req: request("/"), status: 400},
 	{name: "empty query", req: request("/?"), status: 400},
-	{name: "key too long", req: request("/?specialKey=" + strings.Repeat("k", MaxKeyLen+1)), status: 400},
-	{name: "escaped key too long", req: request("/?specialKey=" + strings.Repeat("%41", MaxKeyLen+1)), status: 400},
+	{name: "key too long", req: request("/?specialKey=" + strings.Repeat("k", maxKeyLen+1)), status: 400},
+	{name: "escaped key too long", req: request("/?specialKey=" + strings.Repeat("%41", maxKeyLen+1)), status: 400},
 	{name: "bad escape", req: request("/?specialKey=%zz"), status: 400},
 	{name: "half bad escape", req: request("/?specialKey=%4g"), status: 400},
 	{name: "truncated escape", req: request("/?specialKey=ab%4"), status: 400},
@@ -128,18 +131,18 @@ var upgradeCases = []struct {
 	{name: "duplicate ws key, spaced name, bare LF", req: request("/?specialKey=a", "\tSec-WebSocket-Key : "+goodKey+"\n"), status: 400, err: ErrDupWSKey},
 	{name: "duplicate ws key, second one short", req: request("/?specialKey=a", "Sec-WebSocket-Key: c2hvcnQ=\r\n"), status: 400, err: ws.ErrHandshakeBadSecKey},
 	{name: "duplicate ws key on a refused path", req: request("/x?specialKey=a", "Sec-WebSocket-Key: "+goodKey+"\r\n"), status: 404},
-	{name: "duplicate host before capacity", req: request("/?specialKey=a", "Host: h\r\n"), admit: ErrOverCapacity, status: 503},
+	{name: "duplicate host before capacity", req: request("/?specialKey=a", "Host: h\r\n"), admit: errFull, status: 503},
 	{name: "duplicate ws key after a protocol line", req: request("/?specialKey=a", "Sec-WebSocket-Protocol: chat\r\n", "Sec-WebSocket-Key: "+goodKey+"\r\n"), status: 400, err: ErrDupWSKey},
 	{name: "repeated upgrade, connection and version lines, one ws key", req: request("/?specialKey=a", "Upgrade: websocket\r\n", "Connection: upgrade\r\n",
 		"Sec-WebSocket-Version: 13\r\n", "Sec-WebSocket-Protocol: chat\r\n"), status: 101, want: &Request{Key: []byte("a")}},
 	{name: "key-like names are other headers", req: request("/?specialKey=a", "Sec-WebSocket-Key2: x\r\n", "X-Sec-WebSocket-Key: x\r\n", "Hosts: h\r\n", "X-Origin: o\r\n", "Origin-X: o\r\n"),
 		status: 101, want: &Request{Key: []byte("a")}},
-	{name: "over capacity", req: request("/?specialKey=a"), admit: ErrOverCapacity, status: 503},
+	{name: "over capacity", req: request("/?specialKey=a"), admit: errFull, status: 503},
 	{name: "admit plain error", req: request("/?specialKey=a"), admit: errPlain, status: 503},
 	{name: "admit 429", req: request("/?specialKey=a"), status: 429,
 		admit: ws.RejectConnectionError(ws.RejectionStatus(http.StatusTooManyRequests), ws.RejectionReason("slow down"))},
-	{name: "over capacity, bad key", req: request("/?specialKey="), admit: ErrOverCapacity, status: 503},
-	{name: "wrong path before capacity", req: request("/x?specialKey=a"), admit: ErrOverCapacity, status: 404},
+	{name: "over capacity, bad key", req: request("/?specialKey="), admit: errFull, status: 503},
+	{name: "wrong path before capacity", req: request("/x?specialKey=a"), admit: errFull, status: 404},
 }
 
 // parseResponse reads the status and headers from the response bytes.
@@ -271,34 +274,11 @@ func TestUpgradeHeadUntouched(t *testing.T) {
 func TestStatusOf(t *testing.T) {
 	for err, want := range map[error]int{
 		ErrNotFound: 404, ErrMissingKey: 400, ErrKeyTooLong: 400, ErrBadQuery: 400, ErrBadRoom: 400, ErrHeadTooLarge: 431,
-		ErrOverCapacity: 503, ErrDraining: 503, Reject(429, "slow down"): 429, ws.ErrHandshakeBadMethod: 405, ws.ErrHandshakeBadProtocol: 505, ws.ErrHandshakeUpgradeRequired: 426,
+		errFull: 503, Reject(429, "slow down"): 429, ws.ErrHandshakeBadMethod: 405, ws.ErrHandshakeBadProtocol: 505, ws.ErrHandshakeUpgradeRequired: 426,
 		ws.ErrHandshakeBadSecKey: 400, errPlain: 400, ws.RejectConnectionError(): 400,
 	} {
 		if got := StatusOf(err); got != want {
 			t.Errorf("StatusOf(%v) = %d, want %d", err, got, want)
-		}
-	}
-}
-
-// TestBearerToken: the one parse of Authorization: Bearer, which the
-// upgrade, auth and the admin API share.
-func TestBearerToken(t *testing.T) {
-	for _, tc := range []struct{ header, want string }{
-		{"Bearer abc", "abc"},
-		{"bearer abc", "abc"},
-		{"BEARER abc", "abc"},
-		{"Bearer  abc ", "abc"},
-		{"Bearer a b", "a b"},
-		{"Bearer ", ""},
-		{"Bearer", ""},
-		{"Bearer    ", ""},
-		{"Basic YWxpY2U6cHc=", ""},
-		{"Bearerabc", ""},
-		{"", ""},
-	} {
-		got := BearerToken([]byte(tc.header))
-		if string(got) != tc.want || (got == nil) != (tc.want == "") {
-			t.Errorf("BearerToken(%q) = %q, want %q", tc.header, got, tc.want)
 		}
 	}
 }
@@ -347,7 +327,7 @@ func TestHandshakeEnd(t *testing.T) {
 }
 
 func TestAppendRejection(t *testing.T) {
-	for err, status := range map[error]int{ErrHeadTooLarge: 431, ErrOverCapacity: 503, ErrDraining: 503, errPlain: 400} {
+	for err, status := range map[error]int{ErrHeadTooLarge: 431, errFull: 503, errPlain: 400} {
 		resp := AppendRejection([]byte("x"), err)[1:]
 		r := parseResponse(t, resp)
 		if r.StatusCode != status || !r.Close {
@@ -476,7 +456,7 @@ func FuzzUpgrade(f *testing.F) {
 		if r.StatusCode != 101 {
 			t.Fatalf("accepted with %d", r.StatusCode)
 		}
-		if len(req.Key) == 0 || len(req.Key) > MaxKeyLen || req.Room != nil && !ValidRoom(req.Room) {
+		if len(req.Key) == 0 || len(req.Key) > maxKeyLen || req.Room != nil && !ValidRoom(req.Room) {
 			t.Fatalf("accepted request %+v", req)
 		}
 		// The accept key answers the request's Sec-WebSocket-Key.

@@ -6,7 +6,7 @@ import (
 )
 
 // readCapped appends to dst what r yields up to io.EOF, the inflate loop of
-// Gunzip and Inflate. It fails with tooBig as soon as the output would pass
+// Gunzip and inflate. It fails with tooBig as soon as the output would pass
 // limit bytes (a negative limit is 0) and with bad for any other error
 // from r; on failure it returns dst as it was. It never asks r for more
 // than one byte past the limit, so the buffer stops growing on a

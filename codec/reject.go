@@ -23,10 +23,10 @@ func StatusOf(err error) int {
 	return http.StatusBadRequest
 }
 
-// AppendHTTPError appends a complete HTTP/1.1 error response with a
+// appendHTTPError appends a complete HTTP/1.1 error response with a
 // one-line plain-text reason, for refusals made outside the upgrader (a
 // request head over the size cap, a failed authorization).
-func AppendHTTPError(dst []byte, status int, reason string) []byte {
+func appendHTTPError(dst []byte, status int, reason string) []byte {
 	dst = append(dst, "HTTP/1.1 "...)
 	dst = strconv.AppendInt(dst, int64(status), 10)
 	dst = append(dst, ' ')
@@ -41,9 +41,5 @@ func AppendHTTPError(dst []byte, status int, reason string) []byte {
 // AppendRejection appends the response for a handshake error: its status
 // (see StatusOf) and its text as the reason.
 func AppendRejection(dst []byte, err error) []byte {
-	return AppendHTTPError(dst, StatusOf(err), err.Error())
+	return appendHTTPError(dst, StatusOf(err), err.Error())
 }
-
-// ErrBusy refuses a handshake whose request head would take more memory
-// than the inbound budget has left.
-var ErrBusy = Reject(http.StatusServiceUnavailable, "server busy: try again later")

@@ -1,6 +1,10 @@
 package codec
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/gobwas/ws"
+)
 
 // Handler receives what a Stream decodes. The payload slices are only valid
 // until the method returns: they point into the caller's read buffer or a
@@ -14,11 +18,20 @@ type Handler interface {
 	OnControl(op OpCode, payload []byte) error
 }
 
+// InflateLimiter may be implemented by a Handler to bound how far a
+// permessage-deflate message may inflate by its compressed size (a ratio
+// rule), below Feed's max: InflateLimit returns the most bytes the
+// compressed payload of n bytes may inflate to. Past a limit below max the
+// message fails with ErrInflateRatio; past max, with ErrDeflateTooBig.
+type InflateLimiter interface {
+	InflateLimit(n int) int
+}
+
 // Stream decodes client frames incrementally and assembles messages. The
 // zero value is ready to use. A Stream is not safe for concurrent use; wsd
 // guarantees one reader per connection at a time.
 type Stream struct {
-	hdr  [MaxHeaderSize]byte // a header that arrived in pieces
+	hdr  [maxHeaderSize]byte // a header that arrived in pieces
 	nhdr uint8
 
 	inFrame   bool
@@ -28,15 +41,16 @@ type Stream struct {
 	msgOp     OpCode // opcode of the current message (text or binary)
 	maskPos   uint8
 	mask      [4]byte
-	left      int64 // payload bytes of the current frame not yet seen
-	msgLen    int64 // payload bytes of the current message so far
+	frames    uint32 // frame headers parsed since TakeFrames (fits the padding: no growth)
+	left      int64  // payload bytes of the current frame not yet seen
+	msgLen    int64  // payload bytes of the current message so far
 	utf8      utf8Validator
 
 	// permessage-deflate, once negotiated (SetDeflate).
 	deflate    bool
 	compressed bool  // the current message has RSV1 set
 	ctxBits    uint8 // the client's window if it takes over its context, else 0
-	window     Window
+	window     dictWindow
 
 	msg *[]byte // pooled; set only while a message spans frames or reads
 	ctl *[]byte // pooled; set only while a control frame spans reads
@@ -98,7 +112,8 @@ func (s *Stream) Feed(p []byte, h Handler, max int64) error {
 		}
 		chunk := p[:n]
 		p = p[n:]
-		s.maskPos = uint8(unmask(chunk, s.mask, int(s.maskPos)))
+		ws.Cipher(chunk, s.mask, int(s.maskPos))
+		s.maskPos = uint8((int(s.maskPos) + len(chunk)) & 3)
 		s.left -= n
 		if err := s.payload(chunk, h, max); err != nil {
 			return err
@@ -109,6 +124,7 @@ func (s *Stream) Feed(p []byte, h Handler, max int64) error {
 
 // begin validates a new frame header against RFC 6455 and the message state.
 func (s *Stream) begin(h *Header, max int64) error {
+	s.frames++
 	switch {
 	case h.Rsv != 0 && (!s.deflate || h.Rsv != 4):
 		// RSV1 (4 here) is permessage-deflate's; RSV2 and RSV3 are nobody's.
@@ -232,10 +248,19 @@ func (s *Stream) inflate(p []byte, h Handler, max int64) error {
 	if max <= 0 || int64(limit) != max {
 		limit = int(^uint(0) >> 1)
 	}
+	ratio := false
+	if l, ok := h.(InflateLimiter); ok {
+		if n := l.InflateLimit(len(p)); n < limit {
+			limit, ratio = n, true
+		}
+	}
 	buf := getBuf(&msgPool)
 	defer putBuf(&msgPool, buf)
-	out, err := Inflate((*buf)[:0], p, s.window.Bytes(), limit)
+	out, err := inflate((*buf)[:0], p, s.window.Bytes(), limit)
 	*buf = out[:0]
+	if err == ErrDeflateTooBig && ratio {
+		err = ErrInflateRatio
+	}
 	if err != nil {
 		return err
 	}
@@ -251,12 +276,23 @@ func (s *Stream) inflate(p []byte, h Handler, max int64) error {
 	return h.OnMessage(s.msgOp, out)
 }
 
-// Window reports how many bytes of dictionary the stream holds for a
-// client that takes over its compression context (at most 2^bits).
-func (s *Stream) Window() int { return len(s.window.Bytes()) }
+// TakeFrames returns how many frames (data, continuation, control, empty
+// or not) the stream has started since the last call, and counts from zero
+// again. Every frame costs a parse and a handler call whatever its
+// payload, so this is what a per-connection rate over the peer's work
+// counts; the Handler may call it from within Feed.
+func (s *Stream) TakeFrames() int {
+	n := s.frames
+	s.frames = 0
+	return int(n)
+}
 
-// Buffered reports how many bytes the stream holds between Feed calls.
-func (s *Stream) Buffered() int {
+// dictLen reports how many bytes of dictionary the stream holds for a
+// client that takes over its compression context (at most 2^bits).
+func (s *Stream) dictLen() int { return len(s.window.Bytes()) }
+
+// buffered reports how many bytes the stream holds between Feed calls.
+func (s *Stream) buffered() int {
 	n := int(s.nhdr)
 	if s.msg != nil {
 		n += len(*s.msg)

@@ -266,11 +266,11 @@ func feedDeflate(input []byte, cuts []int, max int64, p DeflateParams) feedResul
 	prev := 0
 	for _, cut := range append(cuts, len(input)) {
 		if err := s.Feed(input[prev:cut:cut], h, max); err != nil {
-			return feedResult{h.events, err, cut - 1, s.Buffered()}
+			return feedResult{h.events, err, cut - 1, s.buffered()}
 		}
 		prev = cut
 	}
-	return feedResult{h.events, nil, -1, s.Buffered()}
+	return feedResult{h.events, nil, -1, s.buffered()}
 }
 
 func bytewise(n int) []int {
@@ -368,8 +368,8 @@ func TestStreamTooBigNotBuffered(t *testing.T) {
 		if err := s.Feed(hdr, &collector{}, 1<<20); err != ErrMessageTooBig {
 			t.Fatalf("% x: err %v, want ErrMessageTooBig", hdr, err)
 		}
-		if s.Buffered() != 0 {
-			t.Fatalf("Buffered() = %d after refusing the header", s.Buffered())
+		if s.buffered() != 0 {
+			t.Fatalf("Buffered() = %d after refusing the header", s.buffered())
 		}
 	}
 	// A continuation that would pass the cap: only the earlier fragment is held.
@@ -379,15 +379,15 @@ func TestStreamTooBigNotBuffered(t *testing.T) {
 	if err := s.Feed(clientFrame(binary_, make([]byte, 1000)), h, 1500); err != nil {
 		t.Fatal(err)
 	}
-	if s.Buffered() != 1000 {
-		t.Fatalf("Buffered() = %d, want 1000", s.Buffered())
+	if s.buffered() != 1000 {
+		t.Fatalf("Buffered() = %d, want 1000", s.buffered())
 	}
 	hdr := clientFrame(finCont, make([]byte, 501))[:8]
 	if err := s.Feed(hdr, h, 1500); err != ErrMessageTooBig {
 		t.Fatalf("err %v, want ErrMessageTooBig", err)
 	}
-	if s.Buffered() != 1000 {
-		t.Fatalf("Buffered() = %d after refusing the continuation, want 1000", s.Buffered())
+	if s.buffered() != 1000 {
+		t.Fatalf("Buffered() = %d after refusing the continuation, want 1000", s.buffered())
 	}
 }
 
@@ -404,28 +404,28 @@ func TestStreamUnlimited(t *testing.T) {
 func TestStreamBufferedAndRelease(t *testing.T) {
 	var s Stream
 	h := &collector{}
-	if s.Buffered() != 0 {
+	if s.buffered() != 0 {
 		t.Fatal("zero Stream buffers something")
 	}
 	if err := s.Feed(clientFrame(text, []byte("partial")), h, 1<<20); err != nil {
 		t.Fatal(err)
 	}
-	if s.Buffered() != len("partial") {
-		t.Fatalf("Buffered() = %d, want %d", s.Buffered(), len("partial"))
+	if s.buffered() != len("partial") {
+		t.Fatalf("Buffered() = %d, want %d", s.buffered(), len("partial"))
 	}
 	// A header cut short is held too.
 	if err := s.Feed(clientFrame(ping, []byte("ping!"))[:3], h, 1<<20); err != nil {
 		t.Fatal(err)
 	}
-	if s.Buffered() != len("partial")+3 {
-		t.Fatalf("Buffered() = %d with 3 header bytes pending", s.Buffered())
+	if s.buffered() != len("partial")+3 {
+		t.Fatalf("Buffered() = %d with 3 header bytes pending", s.buffered())
 	}
 	// And a control frame cut short, separately from the message.
 	if err := s.Feed(clientFrame(ping, []byte("ping!"))[3:8], h, 1<<20); err != nil {
 		t.Fatal(err)
 	}
-	if s.Buffered() != len("partial")+2 {
-		t.Fatalf("Buffered() = %d with 2 ping bytes pending", s.Buffered())
+	if s.buffered() != len("partial")+2 {
+		t.Fatalf("Buffered() = %d with 2 ping bytes pending", s.buffered())
 	}
 	if err := s.Feed(clientFrame(ping, []byte("ping!"))[8:], h, 1<<20); err != nil {
 		t.Fatal(err)
@@ -433,8 +433,8 @@ func TestStreamBufferedAndRelease(t *testing.T) {
 	if err := s.Feed(clientFrame(finCont, []byte("!")), h, 1<<20); err != nil {
 		t.Fatal(err)
 	}
-	if s.Buffered() != 0 || s.msg != nil || s.ctl != nil {
-		t.Fatalf("Buffered() = %d after the message completed", s.Buffered())
+	if s.buffered() != 0 || s.msg != nil || s.ctl != nil {
+		t.Fatalf("Buffered() = %d after the message completed", s.buffered())
 	}
 	if want := []event{{OpPing, "ping!"}, {OpText, "partial!"}}; !sameEvents(h.events, want) {
 		t.Fatalf("events %q, want %v", h.events, want)
@@ -454,7 +454,7 @@ func TestStreamBufferedAndRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Release()
-	if s.msg != nil || s.ctl != nil || s.Buffered() != 0 {
+	if s.msg != nil || s.ctl != nil || s.buffered() != 0 {
 		t.Fatal("Release kept buffers")
 	}
 	s.Release() // idempotent
@@ -693,4 +693,38 @@ func FuzzStream(f *testing.F) {
 			t.Fatalf("whole: %v %v; byte by byte: %v %v", whole.err, whole.events, bw.err, bw.events)
 		}
 	})
+}
+
+// TestStreamTakeFrames: every frame started counts once, whatever its kind
+// or size and however the input is cut, and taking the count resets it.
+func TestStreamTakeFrames(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		input []byte
+		want  int
+	}{
+		{"one-frame message", clientFrame(finText, []byte("hi")), 1},
+		{"empty message", clientFrame(finText, nil), 1},
+		{"fragmented message", cat(clientFrame(text, []byte("a")), clientFrame(cont, nil), clientFrame(cont, nil), clientFrame(finCont, []byte("b"))), 4},
+		{"empty pongs", cat(clientFrame(pong, nil), clientFrame(pong, nil), clientFrame(pong, nil)), 3},
+		{"ping inside a message", cat(clientFrame(text, []byte("a")), clientFrame(ping, nil), clientFrame(finCont, nil)), 3},
+		{"header cut short", clientFrame(finText, []byte("hi"))[:3], 0},
+	} {
+		for _, step := range []int{1, 3, len(tc.input)} {
+			var s Stream
+			got := 0
+			for i := 0; i < len(tc.input); i += step {
+				if err := s.Feed(tc.input[i:min(i+step, len(tc.input))], discard{}, 1<<20); err != nil {
+					t.Fatalf("%s: %v", tc.name, err)
+				}
+				got += s.TakeFrames()
+			}
+			if got != tc.want {
+				t.Errorf("%s in %d-byte reads: %d frames, want %d", tc.name, step, got, tc.want)
+			}
+			if n := s.TakeFrames(); n != 0 {
+				t.Errorf("%s: %d frames after taking them all", tc.name, n)
+			}
+		}
+	}
 }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/wsd-chat/wsd/internal/wstest"
 )
 
 // recorder counts how often it runs and checks it never runs concurrently.
@@ -53,13 +55,7 @@ func socketpair(t *testing.T) (int, int) {
 
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	wstest.Eventually(t, 5*time.Second, what, cond)
 }
 
 func TestAddReportsReadiness(t *testing.T) {

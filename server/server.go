@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/wsd-chat/wsd/cluster"
 	"github.com/wsd-chat/wsd/poller"
 	"github.com/wsd-chat/wsd/session"
 )
@@ -24,7 +25,9 @@ const (
 	fdReserve = 192
 )
 
-// Config configures a Server.
+// Config configures a wsd process (App). Its zero value is a plain
+// ws:// server on DefaultAddr with no page, no admin server and no
+// cluster, as the in-process tests want it.
 type Config struct {
 	Addr    string
 	Backlog int
@@ -32,9 +35,29 @@ type Config struct {
 	Workers int // worker goroutines
 	Session session.Config
 	Logger  *slog.Logger
+
+	// TLSCert and TLSKey name the PEM files of the certificate served on
+	// wss:// (it replaces Session.TLS); empty: Session.TLS as given.
+	TLSCert, TLSKey string
+	// Demo serves the chat page (package web) on a plain GET /. PageJWT
+	// reports whether the page must ask for a JWT, the handshake rule in
+	// force, which may change while serving; nil: never.
+	Demo    bool
+	PageJWT func() bool
+	Admin   AdminConfig
+	// Cluster, if set, joins other boxes through NATS (package cluster);
+	// its Logger defaults to Logger.
+	Cluster *cluster.Config
+	// RaiseFileLimit lifts the soft RLIMIT_NOFILE to the hard limit at
+	// Start, before the connection cap is derived from it.
+	RaiseFileLimit bool
+	// Announce are attributes the "listening" log line adds, for the
+	// settings the caller alone knows (its config file, its auth rules).
+	Announce []any
 }
 
-// Server is a running wsd.
+// Server is the client-facing part of an App: the listening socket, the
+// reactor (package poller) and the session Hub.
 type Server struct {
 	cfg      Config
 	log      *slog.Logger
@@ -46,8 +69,8 @@ type Server struct {
 	unready  atomic.Bool // set by SetUnready (drain.go)
 }
 
-// Start opens the listener and starts serving.
-func Start(cfg Config) (*Server, error) {
+// withDefaults fills in Config's zero values.
+func withDefaults(cfg Config) Config {
 	if cfg.Addr == "" {
 		cfg.Addr = DefaultAddr
 	}
@@ -60,7 +83,13 @@ func Start(cfg Config) (*Server, error) {
 	if cfg.Session.Logger == nil {
 		cfg.Session.Logger = cfg.Logger
 	}
+	return cfg
+}
+
+// start opens the listener and starts serving cfg (with its defaults).
+func start(cfg Config) (*Server, error) {
 	if cfg.Session.MaxConns == 0 {
+		// After RaiseFileLimit, which App.Start may call.
 		cfg.Session.MaxConns = autoMaxConns()
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger}

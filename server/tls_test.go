@@ -214,9 +214,11 @@ func TestTLSPartialRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(300 * time.Millisecond)
-	if n := runtime.NumGoroutine(); n > before {
-		t.Errorf("goroutines %d → %d while a record is half-sent", before, n)
-	}
+	// The slack is in time, not in count: a goroutine of the test's or the
+	// runtime's that is still finishing may be counted for a moment, but a
+	// goroutine held for the half record would stay.
+	wstest.Eventually(t, 2*time.Second, fmt.Sprintf("the goroutine count back to %d while a record is half-sent", before),
+		func() bool { return runtime.NumGoroutine() <= before })
 	if r := w.srv.Hub().TLSPool().Running(); r != 0 {
 		t.Errorf("%d handshake goroutines running", r)
 	}

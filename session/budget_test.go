@@ -53,13 +53,7 @@ func testHub(t *testing.T, cfg Config) (*Hub, *poller.Reactor) {
 
 func waitIdle(t *testing.T, h *Hub) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !h.fanoutIdle() {
-		if time.Now().After(deadline) {
-			t.Fatal("fan-out did not finish")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	wstest.Eventually(t, 5*time.Second, "the fan-out to finish", h.fanoutIdle)
 }
 
 // A queue of gzip frames must not keep each broadcast's text frame alive:
@@ -71,7 +65,7 @@ func TestQueuedGzipDoesNotPinText(t *testing.T) {
 	const n, size = 40, 256 << 10
 	text := bytes.Repeat([]byte("a"), size)
 	for range n {
-		h.broadcast("", text)
+		h.Publish("", text)
 	}
 	waitIdle(t, h)
 	held, queued := h.stats.OutboundHeld.Load(), c.queued.Load()
@@ -100,7 +94,7 @@ func TestTrimKeepsQueuedVariants(t *testing.T) {
 		for i := range payload {
 			payload[i] = 'a' + byte(rnd.IntN(26)) // compresses little: both variants queue
 		}
-		h.broadcast("", payload)
+		h.Publish("", payload)
 	}
 	waitIdle(t, h)
 	txt.wmu.Lock()
@@ -120,7 +114,7 @@ func TestOnePendingPong(t *testing.T) {
 	h, r := testHub(t, Config{MaxQueue: 64 << 20, MaxMsgRate: -1})
 	c, _ := stalledMember(t, h, r, "pinger", false)
 	for range 200 {
-		h.broadcast("", bytes.Repeat([]byte("x"), 4096))
+		h.Publish("", bytes.Repeat([]byte("x"), 4096))
 	}
 	waitIdle(t, h)
 	c.wmu.Lock()
@@ -149,7 +143,7 @@ func TestPendingPongFlushedFirst(t *testing.T) {
 	h, r := testHub(t, Config{MaxQueue: 64 << 20, MaxMsgRate: -1})
 	c, peer := stalledMember(t, h, r, "pinger", false)
 	for range 50 {
-		h.broadcast("", bytes.Repeat([]byte("y"), 4096))
+		h.Publish("", bytes.Repeat([]byte("y"), 4096))
 	}
 	waitIdle(t, h)
 	_ = c.OnControl(codec.OpPing, []byte("first"))
@@ -157,18 +151,15 @@ func TestPendingPongFlushedFirst(t *testing.T) {
 	want := codec.AppendFrame(nil, codec.OpPong, []byte("last"))
 	var got []byte
 	buf := make([]byte, 64<<10)
-	deadline := time.Now().Add(5 * time.Second)
-	for !bytes.Contains(got, want) && time.Now().Before(deadline) {
-		n, _ := unix.Read(peer, buf)
-		if n > 0 {
+	wstest.Eventually(t, 5*time.Second, "the pong for the latest ping", func() bool {
+		for {
+			n, _ := unix.Read(peer, buf)
+			if n <= 0 {
+				return bytes.Contains(got, want)
+			}
 			got = append(got, buf[:n]...)
-		} else {
-			time.Sleep(time.Millisecond)
 		}
-	}
-	if !bytes.Contains(got, want) {
-		t.Fatal("the pong for the latest ping never arrived")
-	}
+	})
 	if bytes.Contains(got, codec.AppendFrame(nil, codec.OpPong, []byte("first"))) {
 		t.Fatal("a pong for a superseded ping was sent")
 	}
@@ -183,15 +174,12 @@ func TestOutboundBudgetShedsLargest(t *testing.T) {
 	h.table.join(big, nil)
 	small, _ := stalledMember(t, h, r, "small", false)
 	for range 30 {
-		h.broadcast("large", bytes.Repeat([]byte("z"), 256<<10))
+		h.Publish("large", bytes.Repeat([]byte("z"), 256<<10))
 	}
-	h.broadcast("", []byte("hi"))
+	h.Publish("", []byte("hi"))
 	waitIdle(t, h)
-	deadline := time.Now().Add(5 * time.Second)
-	for big.closeReq.Load() == nil && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if got := big.closeReq.Load(); got != codec.ErrOutboundBudget {
+	wstest.Eventually(t, 5*time.Second, "the largest consumer to be closed", func() bool { return big.closeReq.Load() != nil })
+	if got := big.closeReq.Load(); got != errOutboundBudget {
 		t.Fatalf("largest consumer closed with %v, want the outbound budget close", got)
 	}
 	if small.closeReq.Load() != nil {
@@ -209,14 +197,14 @@ func TestOutboundBudgetReturnsToZero(t *testing.T) {
 	gz, gzPeer := stalledMember(t, h, r, "gz", true)
 	payload := bytes.Repeat([]byte("pooled "), 1000)
 	for range 50 {
-		h.broadcast("", payload) // builds text and gzip frames
+		h.Publish("", payload) // builds text and gzip frames
 	}
 	waitIdle(t, h)
 	h.table.remove(gz)
 	unix.Close(gzPeer)
 	txt, _ := stalledMember(t, h, r, "txt", false)
 	for range 50 {
-		h.broadcast("", payload) // reuses pooled messages: text only
+		h.Publish("", payload) // reuses pooled messages: text only
 	}
 	waitIdle(t, h)
 	h.table.remove(txt)
@@ -242,10 +230,7 @@ func TestSpentOutboundBudgetPausesInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Notify(readyEvent)
-	deadline := time.Now().Add(5 * time.Second)
-	for h.stats.ReadPauses.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	wstest.Eventually(t, 5*time.Second, "a read pause", func() bool { return h.stats.ReadPauses.Load() != 0 })
 	if h.stats.ReadPauses.Load() != 1 || !c.paused.Load() {
 		t.Fatal("input not paused while the outbound budget is spent")
 	}
@@ -255,9 +240,7 @@ func TestSpentOutboundBudgetPausesInput(t *testing.T) {
 	}
 	h.out.add(-2 << 20)
 	h.resumeReaders()
-	for h.stats.MessagesIn.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	wstest.Eventually(t, 5*time.Second, "the paused message to be read", func() bool { return h.stats.MessagesIn.Load() != 0 })
 	if h.stats.MessagesIn.Load() != 1 || c.paused.Load() {
 		t.Fatal("the paused message was not read once the budget was back under")
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/wsd-chat/wsd/codec"
+	"github.com/wsd-chat/wsd/internal/wstest"
 )
 
 // TestDeflateVariant: a broadcast to text, gzip, deflate and small-window
@@ -37,7 +38,7 @@ func TestDeflateVariant(t *testing.T) {
 			p = append(p, words[rnd.IntN(len(words))]...)
 			p = append(p, ' ')
 		}
-		h.broadcast("", p[:n])
+		h.Publish("", p[:n])
 	}
 	waitIdle(t, h)
 	if enc, want := h.stats.DeflateEncodings.Load(), uint64(4); enc != want {
@@ -75,13 +76,8 @@ func TestDeflateVariant(t *testing.T) {
 		t.Fatal("no bytes saved")
 	}
 	h.killAll()
-	deadline := time.Now().Add(5 * time.Second)
-	for h.stats.OutboundHeld.Load() != base {
-		if time.Now().After(deadline) {
-			t.Fatalf("outbound budget holds %d bytes after the members left, %d before", h.stats.OutboundHeld.Load(), base)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	wstest.Eventually(t, 5*time.Second, fmt.Sprintf("the outbound budget back to its %d bytes after the members left", base),
+		func() bool { return h.stats.OutboundHeld.Load() == base })
 }
 
 // BenchmarkBroadcastDeflate is BenchmarkBroadcast with a third of the
@@ -104,12 +100,12 @@ func BenchmarkBroadcastDeflate(b *testing.B) {
 			for i := range payload {
 				payload[i] = 'a' + byte(i%26)
 			}
-			h.broadcast("", payload)
+			h.Publish("", payload)
 			waitFanout(h)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
-				h.broadcast("", payload)
+				h.Publish("", payload)
 				waitFanout(h)
 			}
 			if enc, bc := h.stats.DeflateEncodings.Load(), h.stats.Broadcasts.Load(); enc != bc {

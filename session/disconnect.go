@@ -2,24 +2,26 @@ package session
 
 import "github.com/wsd-chat/wsd/codec"
 
-// CloseDisconnected is the close code of a connection a backend logged out
-// (Hub.Disconnect, the admin POST /disconnect).
-const CloseDisconnected uint16 = 4002
-
-// ErrDisconnected closes a connection on a backend's request.
-var ErrDisconnected = &codec.CloseError{Code: CloseDisconnected, Reason: "disconnected by the server"}
-
-// Disconnect closes the connection holding key with err (ErrDisconnected
-// if nil), after the broadcasts already accepted for it: a backend that
-// publishes "you are logged out" and then disconnects gets them in that
-// order. It reports whether key was connected.
-func (h *Hub) Disconnect(key string, err *codec.CloseError) bool {
-	if err == nil {
-		err = ErrDisconnected
-	}
+// Disconnect closes the connection holding key with code and reason, after
+// the broadcasts already accepted for it: a backend that publishes "you
+// are logged out" and then disconnects gets them in that order. A zero
+// code is closeDisconnected (4002), an empty reason "disconnected by the
+// server"; the caller keeps code within 4000-4999 and reason within 123
+// bytes of UTF-8. It reports whether key was connected.
+func (h *Hub) Disconnect(key string, code uint16, reason string) bool {
 	c := h.table.lookup(key)
 	if c == nil {
 		return false
+	}
+	err := errDisconnected
+	if code != 0 || reason != "" {
+		err = &codec.CloseError{Code: code, Reason: reason}
+		if code == 0 {
+			err.Code = errDisconnected.Code
+		}
+		if reason == "" {
+			err.Reason = errDisconnected.Reason
+		}
 	}
 	h.log.Info("disconnecting", "key", key, "code", err.Code)
 	h.closeAfterFanout(c, err)

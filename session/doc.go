@@ -13,7 +13,10 @@
 // Writes never block. What a socket does not take stays in that Conn's
 // bounded queue, flushed on EPOLLOUT; a peer whose queue passes MaxQueue is
 // a slow consumer and is closed with 1008, so a stalled reader never delays
-// anyone else.
+// anyone else (the frames its socket holds count as queued, write.go).
+// What a sender costs is its deliveries (limits.go), and a shard's fan-out
+// yields its worker after a quantum and holds the senders that fill its
+// backlog (fanout.go), so one flooded room cannot starve the others.
 //
 // Only a Conn's own OnReady (run by the reactor, never concurrently with
 // itself) reads its socket, changes its lifecycle state or closes its fd.
@@ -25,4 +28,17 @@
 // Lock order: shard.mu before Conn.wmu; nothing is locked while taking
 // shard.mu. Methods whose names end in Locked need Conn.wmu held; no
 // other method may be called with it held unless its comment says so.
+//
+// Files by job: config.go (Config and every default), close.go (every
+// close and refusal wsd decides, one table), deliver.go (the one delivery
+// path), handshake.go, conn.go, write.go, fanout.go, table.go, sweep.go,
+// budget.go, drain.go (lame-duck and Shutdown), bridge.go (the cluster's
+// hooks).
+//
+// The tests here cover the parts with no sockets (the table, budgets, rate
+// limits, the close table). The behaviour suite, real clients against a
+// running Hub over TCP and TLS, lives in package server's tests
+// (server/*_test.go: protocol, limits, slow consumers, stalls, idle,
+// shutdown, deflate, hostile peers, churn, soak); the cluster's in
+// cluster/, and the built binary's in cmd/wsd.
 package session

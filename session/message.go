@@ -38,7 +38,6 @@ type message struct {
 	// earlier one is not charged, so it must not be refunded either).
 	textHeld, gzHeld, dfHeld int64
 	body                     []byte // the payload inside text, kept to build gz and df lazily
-	room                     string
 	hub                      *Hub
 	at                       time.Time // when the broadcast was accepted, if Config.OnFanout is set
 }
@@ -56,12 +55,11 @@ var messages = sync.Pool{New: func() any { return new(message) }}
 // maxPooledFrame bounds the buffers a pooled message keeps.
 const maxPooledFrame = 64 << 10
 
-// newMessage returns a broadcast of payload to room, with one reference
+// newMessage returns a broadcast of payload (to any number of rooms or one key), with one reference
 // and one builder hold owned by the caller (see doneBuilding).
-func (h *Hub) newMessage(room string, payload []byte) *message {
+func (h *Hub) newMessage(payload []byte) *message {
 	m := messages.Get().(*message)
 	m.hub = h
-	m.room = room
 	m.text = codec.AppendFrame(m.text[:0], codec.OpText, payload)
 	m.body = m.text[len(m.text)-len(payload):]
 	m.refs.Store(1)
@@ -215,7 +213,6 @@ func (m *message) release() {
 	m.text, m.gz, m.df, m.body = m.text[:0], m.gz[:0], m.df[:0], nil
 	m.gzOnce, m.dfOnce, m.dfUse = sync.Once{}, sync.Once{}, false
 	m.textHeld, m.gzHeld, m.dfHeld = 0, 0, 0
-	m.room = ""
 	m.at = time.Time{}
 	m.hub = nil
 	m.mu.Unlock()

@@ -50,3 +50,33 @@ func TestByteRateLimit(t *testing.T) {
 		t.Fatal("two seconds later the bucket has refilled")
 	}
 }
+
+// TestSetRateLimitZero: a reload means what Config means: 0 is the
+// default rate, a negative rate unlimited.
+func TestSetRateLimitZero(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		rate      float64
+		burst     int
+		wantBurst int // messages allowed at one instant; -1: unlimited
+	}{
+		{"zero is the default", 0, 0, DefaultMsgBurst},
+		{"negative is unlimited", -1, 0, -1},
+		{"explicit", 5, 3, 3},
+	} {
+		h := &Hub{rate: newRateLimit(1, 1)}
+		h.SetRateLimit(tc.rate, tc.burst)
+		var s rateState
+		n := 0
+		for n < 2*DefaultMsgBurst && h.rate.allow(&s, int64(time.Hour), 1) {
+			n++
+		}
+		if tc.wantBurst < 0 {
+			if n != 2*DefaultMsgBurst {
+				t.Errorf("%s: refused after %d messages, want unlimited", tc.name, n)
+			}
+		} else if n != tc.wantBurst {
+			t.Errorf("%s: %d messages allowed at once, want %d", tc.name, n, tc.wantBurst)
+		}
+	}
+}

@@ -16,6 +16,10 @@ import (
 // refusalLogEvery is the least time between two lines of one reason.
 const refusalLogEvery = time.Second
 
+// refusalNow is the refusal log's clock; tests replace it to step time
+// instead of sleeping through refusalLogEvery.
+var refusalNow = time.Now
+
 // maxRefusalReasons bounds the reasons tracked; the rest share one entry.
 const maxRefusalReasons = 64
 
@@ -32,7 +36,7 @@ type refusalCount struct {
 // refused logs a refused handshake on c (rate-limited per reason) with its
 // HTTP status, reason, remote address and Origin header.
 func (h *Hub) refused(c *Conn, status int, reason string, origin []byte) {
-	now := time.Now()
+	now := refusalNow()
 	l := &h.refusals
 	l.mu.Lock()
 	if l.reasons == nil {

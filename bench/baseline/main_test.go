@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"testing"
@@ -32,15 +33,11 @@ func start(t *testing.T) string {
 // client's Dial can return first.
 func waitClients(t *testing.T, n int) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+	wstest.Eventually(t, 5*time.Second, fmt.Sprintf("the hub to hold %d clients", n), func() bool {
 		testHub.mu.Lock()
-		got := len(testHub.clients)
-		testHub.mu.Unlock()
-		if got == n {
-			return
-		}
-	}
-	t.Fatalf("the hub never held %d clients", n)
+		defer testHub.mu.Unlock()
+		return len(testHub.clients) == n
+	})
 }
 
 // waitJoined waits until the hub holds every conn in all, then sends one

@@ -55,7 +55,7 @@ func findChromium() (string, error) {
 }
 
 // The browser is started once per test process, on first use, and
-// shared: each test opens its own tabs. TestMain stops it.
+// shared: each test opens its own tabs. TestMain (main_test.go) stops it.
 var (
 	browserOnce   sync.Once
 	browserCtx    context.Context
@@ -63,12 +63,6 @@ var (
 	browserSkip   string
 	browserBanner string
 )
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	browserStop()
-	os.Exit(code)
-}
 
 // startBrowser returns the shared headless Chromium, or skips the test
 // saying why there is none.

@@ -3,9 +3,9 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +17,7 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"github.com/wsd-chat/wsd/internal/rsswatch"
 	"github.com/wsd-chat/wsd/internal/wstest"
 )
 
@@ -32,7 +33,9 @@ import (
 // at GOGC=100, lets the heap reach twice what is live before collecting,
 // and memory it frees returns to the OS only as the scavenger gets to it),
 // plus rssSlack for the runtime, goroutine stacks, the pools and the
-// per-worker read and inflate buffers (session.Config.WorstCase).
+// per-worker read and inflate buffers (session.Config.WorstCase). The
+// process is wstest.StartPlainBinary's, never built with -race: the race
+// detector's shadow memory and slowdown would be measured instead of wsd.
 
 // honestP99 bounds the 99th percentile of an honest sender's echo
 // latency. The box is a loaded 2-core machine shared with the attack and
@@ -46,74 +49,25 @@ const rssSlack = 24 << 20
 // procRSS is a process's VmRSS in bytes.
 func procRSS(t testing.TB, pid int) int64 {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	rss, err := rsswatch.Read(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(rest)
-			kb, err := strconv.ParseInt(f[0], 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return kb << 10
-		}
-	}
-	t.Fatal("no VmRSS")
-	return 0
+	return rss
 }
 
-// rssWatch samples a process's VmRSS every 10 ms and keeps the peak.
-type rssWatch struct {
-	peak     atomic.Int64
-	stop     chan struct{}
-	done     chan struct{}
-	stopOnce sync.Once
-}
-
-func watchRSS(t *testing.T, p *wstest.Process) *rssWatch {
-	w := &rssWatch{stop: make(chan struct{}), done: make(chan struct{})}
-	pid := p.Cmd.Process.Pid
-	w.peak.Store(procRSS(t, pid))
-	go func() {
-		defer close(w.done)
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-w.stop:
-				return
-			case <-tick.C:
-			}
-			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-			if err != nil {
-				return
-			}
-			for _, line := range strings.Split(string(b), "\n") {
-				if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-					if kb, err := strconv.ParseInt(strings.Fields(rest)[0], 10, 64); err == nil && kb<<10 > w.peak.Load() {
-						w.peak.Store(kb << 10)
-					}
-				}
-			}
-		}
-	}()
+// watchRSS samples p's VmRSS every 10 ms and keeps the peak until Peak
+// (or the test's end).
+func watchRSS(t *testing.T, p *wstest.Process) *rsswatch.Watch {
+	w := rsswatch.Start(p.Cmd.Process.Pid, 10*time.Millisecond, 0, nil)
 	t.Cleanup(func() { w.Peak() })
 	return w
-}
-
-// Peak stops the watch and returns the largest RSS seen.
-func (w *rssWatch) Peak() int64 {
-	w.stopOnce.Do(func() { close(w.stop) })
-	<-w.done
-	return w.peak.Load()
 }
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
 // checkRSS fails the test if the peak passed base + allowance.
-func checkRSS(t *testing.T, w *rssWatch, base, allowance int64) {
+func checkRSS(t *testing.T, w *rsswatch.Watch, base, allowance int64) {
 	t.Helper()
 	peak := w.Peak()
 	bound := base + allowance
@@ -385,7 +339,8 @@ func TestHostilePartialMessages(t *testing.T) {
 		attackers = 64
 		fragment  = 256 << 10
 	)
-	p := wstest.StartBinary(t, "-inbound-budget", strconv.Itoa(inbound), "-message-timeout", "2s")
+	// Attackers and chatters all dial from 127.0.0.1: no share per address.
+	p := wstest.StartPlainBinary(t, "-inbound-budget", strconv.Itoa(inbound), "-message-timeout", "2s", "-inbound-share-per-ip", "0")
 	ch := startChat(t, p.Addr, "r1", 4, 2)
 	base := procRSS(t, p.Cmd.Process.Pid)
 	w := watchRSS(t, p)
@@ -443,7 +398,7 @@ func gzipOf(n int) []byte { return wstest.Gzip(strings.Repeat("a", n)) }
 // flags the same messages are refused by the inflation ratio (1009).
 func TestHostileGzipNeverReads(t *testing.T) {
 	t.Run("defaults", func(t *testing.T) {
-		p := wstest.StartBinary(t)
+		p := wstest.StartPlainBinary(t)
 		ch := startChat(t, p.Addr, "r2", 2, 2)
 		base := procRSS(t, p.Cmd.Process.Pid)
 		w := watchRSS(t, p)
@@ -466,7 +421,7 @@ func TestHostileGzipNeverReads(t *testing.T) {
 			maxQueue = 64 << 10
 			text     = 128 << 10
 		)
-		p := wstest.StartBinary(t, "-inflate-ratio", "5000", "-max-byte-rate", "0", "-max-msg-rate", "0",
+		p := wstest.StartPlainBinary(t, "-inflate-ratio", "5000", "-max-byte-rate", "0", "-max-msg-rate", "0",
 			"-max-queue", strconv.Itoa(maxQueue), "-outbound-budget", strconv.Itoa(outbound))
 		// gzip members: a plain one would get 128 KiB frames, twice -max-queue.
 		ch := startChat(t, p.Addr, "r2", 2, 2, true)
@@ -521,7 +476,7 @@ func TestHostileEmptyFlood(t *testing.T) {
 		maxFlood  = 400_000
 		floodStep = 1_000
 	)
-	p := wstest.StartBinary(t, "-max-msg-rate", "0", "-max-byte-rate", "0",
+	p := wstest.StartPlainBinary(t, "-max-msg-rate", "0", "-max-byte-rate", "0",
 		"-max-queue", strconv.Itoa(maxQueue), "-outbound-budget", strconv.Itoa(outbound))
 	ch := startChat(t, p.Addr, "r3", 2, 2)
 	var quiet []*wstest.Client
@@ -587,20 +542,27 @@ func TestHostileEmptyFlood(t *testing.T) {
 	ch.finish(t)
 }
 
-// Without pacing, a flooder faster than the fan-out fills the outbound
-// budget with broadcasts waiting for it, and is refused with 1013 (server
-// busy) rather than queued without bound.
+// Without pacing, a flooder faster than the fan-out is held to the
+// fan-out's pace — by its shards' backlog (session's fanout.go) or by the
+// outbound budget, whichever fills first — rather than queued without
+// bound.
 func TestHostileFloodFasterThanFanout(t *testing.T) {
 	const (
 		outbound = 16 << 20
 		members  = 40
 	)
-	p := wstest.StartBinary(t, "-max-msg-rate", "0", "-outbound-budget", strconv.Itoa(outbound), "-shards", "64")
+	// The delivery limit would close the flooder (44 members, 300,000
+	// messages): off, so that the budget is what stops it.
+	p := wstest.StartPlainBinary(t, "-max-msg-rate", "0", "-max-delivery-rate", "0", "-outbound-budget", strconv.Itoa(outbound), "-shards", "64")
 	ch := startChat(t, p.Addr, "r3b", 2, 2)
 	for i := range members {
 		dialAttacker(t, p.Addr, fmt.Sprintf("specialKey=member-%d&room=r3b", i))
 	}
 	flooder := dialAttacker(t, p.Addr, "specialKey=flooder&room=r3b")
+	// It reads its echoes: a flooder that does not is a slow consumer of
+	// its own flood, shed once tens of thousands of them wait in its
+	// socket (session's write.go), before the flood is in.
+	go io.Copy(io.Discard, flooder.Conn)
 	base := procRSS(t, p.Cmd.Process.Pid)
 	w := watchRSS(t, p)
 	batch := bytes.Repeat(wstest.RawFrame(0x81, true, nil), 10_000)
@@ -615,10 +577,11 @@ func TestHostileFloodFasterThanFanout(t *testing.T) {
 		return wstest.Scrape(t, p.AdminAddr).Get("wsd_received_messages_total") >= float64(sent)
 	})
 	m := wstest.Scrape(t, p.AdminAddr)
-	t.Logf("flooder wrote %d empty messages, %v accepted; input paused %v times; %v slow consumers closed",
-		sent, m.Get("wsd_received_messages_total"), m.Get("wsd_budget_read_pauses_total"), m.Get("wsd_slow_consumer_closes_total"))
-	if m.Get("wsd_budget_read_pauses_total") < 1 {
-		t.Error("the outbound budget never paused anyone's input")
+	t.Logf("flooder wrote %d empty messages, %v accepted; input paused %v times, held %v times; %v slow consumers closed",
+		sent, m.Get("wsd_received_messages_total"), m.Get("wsd_budget_read_pauses_total"), m.Get("wsd_fanout_holds_total"),
+		m.Get("wsd_slow_consumer_closes_total"))
+	if m.Get("wsd_budget_read_pauses_total")+m.Get("wsd_fanout_holds_total") < 1 {
+		t.Error("neither the outbound budget nor a fan-out backlog ever held anyone's input")
 	}
 	// Reading stops once the budget is spent, but what one read brought in
 	// is still fanned out (one broadcast becomes one queued item per
@@ -653,7 +616,7 @@ func TestHostilePingFlood(t *testing.T) {
 	const attackers = 10
 	ping := wstest.RawFrame(0x89, true, nil)
 	t.Run("defaults", func(t *testing.T) {
-		p := wstest.StartBinary(t)
+		p := wstest.StartPlainBinary(t)
 		ch := startChat(t, p.Addr, "r4", 2, 2)
 		base := procRSS(t, p.Cmd.Process.Pid)
 		w := watchRSS(t, p)
@@ -676,7 +639,7 @@ func TestHostilePingFlood(t *testing.T) {
 		ch.finish(t)
 	})
 	t.Run("rate off", func(t *testing.T) {
-		p := wstest.StartBinary(t, "-max-msg-rate", "0")
+		p := wstest.StartPlainBinary(t, "-max-msg-rate", "0")
 		ch := startChat(t, p.Addr, "r4", 2, 2)
 		base := procRSS(t, p.Cmd.Process.Pid)
 		w := watchRSS(t, p)
@@ -715,7 +678,7 @@ func TestHostilePingFlood(t *testing.T) {
 // no member ever receives it: none is closed as a slow consumer.
 func TestHostileGzipBombs(t *testing.T) {
 	const bombers = 10
-	p := wstest.StartBinary(t)
+	p := wstest.StartPlainBinary(t)
 	ch := startChat(t, p.Addr, "r5", 20, 2)
 	base := procRSS(t, p.Cmd.Process.Pid)
 	w := watchRSS(t, p)

@@ -1,6 +1,8 @@
-// Command wsd is a WebSocket chat server built to hold very many
-// connections on one box: an epoll reactor, zero-copy upgrades, a worker
-// pool and a sharded session table, one gzip encoding per broadcast.
+// Command wsd runs the wsd WebSocket chat server. It owns the operator's
+// side only: flags, WSD_* variables and the config file become one
+// server.Config (config.go checks them, reload.go says what SIGHUP may
+// change), the log output, and the signals. Package server builds and
+// runs the process itself.
 //
 //	wsd                              # ws://127.0.0.1:8888/?specialKey=K&support_gzip=1
 //	wsd -addr :8888 -workers 4       # all interfaces, four workers
@@ -21,34 +23,17 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
-	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/wsd-chat/wsd/admin"
 	"github.com/wsd-chat/wsd/internal/certfile"
 	"github.com/wsd-chat/wsd/internal/version"
 	"github.com/wsd-chat/wsd/server"
-	"github.com/wsd-chat/wsd/web"
 )
 
-// pageURL is where a browser finds the chat page: the listener's address,
-// or loopback when it listens on every interface.
-func pageURL(demo bool, addr netip.AddrPort) string {
-	if !demo {
-		return "off"
-	}
-	if addr.Addr().IsUnspecified() {
-		// 0.0.0.0, or [::] (dual-stack): loopback reaches it either way.
-		addr = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), addr.Port())
-	}
-	return "http://" + addr.String() + "/"
-}
 func main() {
 	os.Exit(run(os.Args[1:], os.Stderr))
 }
@@ -74,9 +59,7 @@ func run(args []string, stderr io.Writer) int {
 		return 0
 	}
 	if err != nil {
-		for _, line := range strings.Split(err.Error(), "\n") {
-			fmt.Fprintln(stderr, "wsd:", line)
-		}
+		printError(stderr, err)
 		if checkMode(args) {
 			return 1
 		}
@@ -87,18 +70,8 @@ func run(args []string, stderr io.Writer) int {
 		return 0
 	}
 	if o.check {
-		// What start would open and find wrong, checked here too, so that
-		// a unit's ExecStartPre=wsd -t catches it; nothing is kept open.
-		if err := checkResources(o); err != nil {
-			for _, line := range strings.Split(err.Error(), "\n") {
-				fmt.Fprintln(stderr, "wsd:", line)
-			}
-			return 1
-		}
-		fmt.Fprintf(stderr, "wsd: configuration ok (%s)\n", cmp.Or(o.configFile, "no config file"))
-		return 0
+		return checkConfig(o, stderr)
 	}
-
 	log, level, logOut, err := newLogger(o, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "wsd:", err)
@@ -107,144 +80,172 @@ func run(args []string, stderr io.Writer) int {
 	defer logOut.Close()
 	// Signals are taken from here on, before anything is announced: a
 	// SIGHUP sent as soon as the listening line appears must reload, not
-	// kill (its default action). They wait in sig until the loop below.
+	// kill (its default action). They wait in sig until serve reads them.
 	sig := make(chan os.Signal, 8)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
 	defer signal.Stop(sig)
-	if n, err := server.RaiseFileLimit(); err != nil {
-		log.Warn("cannot raise the open file limit", "err", err)
-	} else {
-		log.Debug("open file limit", "nofile", n)
-	}
-	authz, err := newAuthorizer(o)
+	st, err := newState(o, args, stderr, log, level)
 	if err != nil {
 		fmt.Fprintln(stderr, "wsd:", err)
 		return 2
 	}
-	if len(o.secret) > 0 && len(o.secret) < 32 {
-		log.Warn("the JWT secret is shorter than 32 bytes; use a long random secret")
-	}
-	var cert *certfile.Certificate
-	if o.tlsCert != "" {
-		if cert, err = certfile.Load(o.tlsCert, o.tlsKey); err != nil {
-			fmt.Fprintln(stderr, "wsd: -tls-cert/-tls-key:", err)
-			return 2
-		}
-		o.server.Session.TLS = certfile.ServerConfig(cert)
-		logCertificate(log, "tls certificate", cert)
-	}
-	st := &state{args: args, stderr: stderr, log: log, level: level, auth: newAuthSwitch(authz), cert: cert}
-	st.cur.Store(o)
-	o.server.Session.Authorize = st.auth.Authorize
-	o.server.Session.Subprotocols = splitList(o.subprotocols)
-	fanout := admin.NewFanoutHistogram()
-	o.server.Session.OnFanout = admin.FanoutObserver(fanout)
-	if o.demo {
-		// Both variants are built once; each request gets the one that
-		// matches the JWT rule in force, which a reload may change.
-		plain, withToken := web.New(web.Options{}), web.New(web.Options{JWT: true})
-		o.server.Session.Page = func(head []byte) []byte {
-			if st.auth.cur.Load().Algorithm() != "" {
-				return withToken.Respond(head)
-			}
-			return plain.Respond(head)
-		}
-	}
-	o.server.Logger = log
-	bridge, err := newBridge(o, log) // cluster.go
+	app, err := build(st, o)
 	if err != nil {
-		fmt.Fprintln(stderr, "wsd:", err)
+		printError(stderr, err)
 		return 2
 	}
-	if bridge != nil {
-		o.server.Session.Bridge = bridge
-	}
-	srv, err := server.Start(sessionLimits(o.server))
-	if err != nil {
+	if err := app.Start(); err != nil {
 		log.Error("cannot start", "err", err)
 		return 1
 	}
-	if bridge != nil {
-		if err := bridge.Start(srv.Hub()); err != nil {
-			log.Error("cannot start the cluster bridge", "err", err)
-			srv.Shutdown(context.Background())
-			return 1
-		}
-		clusterStarted(log, bridge, o)
+	st.hub, st.bridge = app.Server().Hub(), app.Bridge()
+	if b := st.bridge; b != nil {
+		clusterStarted(log, b, o)
 	}
-	st.hub = srv.Hub()
-	cfg := srv.Hub().Config()
-	v := version.Get()
-	log.Info("listening", "addr", srv.Addr().String(), "page", pageURL(o.demo, srv.Addr()), "version", v.Version, "revision", v.Revision,
-		"workers", srv.Workers(), "pollers", max(o.server.Pollers, 1), "shards", cfg.Shards,
-		"max_conns", cfg.MaxConns, "max_message", cfg.MaxMessage, "max_queue", cfg.MaxQueue,
-		"handshake_timeout", cfg.HandshakeTimeout, "ping_interval", cfg.PingInterval,
-		"idle_timeout", cfg.IdleTimeout, "close_timeout", cfg.CloseTimeout,
-		"max_msg_rate", cfg.MaxMsgRate, "msg_burst", cfg.MsgBurst,
-		"tls", cert != nil, "jwt", cmp.Or(authz.Algorithm(), "off"), "allowed_origins", cmp.Or(o.allowedOrigins, "any"),
-		"subprotocols", cmp.Or(o.subprotocols, "none"), "config", cmp.Or(o.configFile, "none"))
-	mem := cfg.WorstCase(srv.Workers())
-	log.Info("memory bound", "worst_case_mib", mem.Total>>20, "idle_conns_mib", mem.Idle>>20,
-		"inbound_budget_mib", mem.Inbound>>20, "outbound_budget_mib", mem.Outbound>>20,
-		"max_byte_rate", cfg.MaxByteRate, "inflate_ratio", cfg.InflateRatio, "message_timeout", cfg.MessageTimeout)
-	if cfg.MaxQueue < cfg.MaxMessage {
-		log.Warn("-max-queue is smaller than -max-message: a receiver whose socket does not take a largest message at once is closed as a slow consumer",
-			"max_queue", cfg.MaxQueue, "max_message", cfg.MaxMessage)
-	}
-
-	var adminSrv *http.Server
-	if o.adminAddr != "" {
-		ln, err := net.Listen("tcp", o.adminAddr)
-		if err != nil {
-			log.Error("cannot start admin listener", "err", err)
-			srv.Shutdown(context.Background())
-			return 1
-		}
-		adminSrv = admin.NewServer(admin.NewHandler(srv, admin.Options{
-			TokenFunc:    func() string { return st.cur.Load().token },
-			Fanout:       fanout,
-			AuthFailures: st.auth.Failures,
-			Cluster:      bridge,
-		}), log)
-		if o.token == "" {
-			log.Warn("no admin token: anyone who reaches the admin address may publish, disconnect and profile",
-				"listener", ln.Addr().String())
-		}
-		log.Info("admin listening", "admin_addr", ln.Addr().String())
-		go func() {
-			if err := adminSrv.Serve(admin.LimitListener(ln, admin.MaxConns)); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("admin listener failed", "err", err)
-			}
-		}()
-	}
-
-	var s os.Signal
-	for s == nil {
-		switch got := <-sig; got {
-		case syscall.SIGHUP:
-			if err := st.reload(); err != nil {
-				log.Error("reload refused; old values kept", "err", strings.ReplaceAll(err.Error(), "\n", "; "))
-			}
-		case syscall.SIGUSR1:
-			reopenLog(st, logOut)
-		default:
-			s = got
-		}
-	}
-	err = drain(st, srv, logOut, s, sig)
-	if bridge != nil {
-		bridge.Close() // after the drain: its last messages still cross
-	}
-	if adminSrv != nil {
-		actx, acancel := context.WithTimeout(context.Background(), time.Second)
-		_ = adminSrv.Shutdown(actx)
-		acancel()
-	}
+	err = drain(st, app, logOut, serve(st, logOut, sig), sig)
+	app.Close()
 	if err != nil {
 		log.Warn("drain timed out; remaining sockets dropped", "err", err)
 	}
 	log.Info("stopped")
 	return 0
+}
+
+// newState is the running configuration o, before anything is built.
+func newState(o *options, args []string, stderr io.Writer, log *slog.Logger, level *slog.LevelVar) (*state, error) {
+	authz, err := newAuthorizer(o)
+	if err != nil {
+		return nil, err
+	}
+	st := &state{args: args, stderr: stderr, log: log, level: level, auth: newAuthSwitch(authz)}
+	st.cur.Store(o)
+	return st, nil
+}
+
+// serverConfig turns the options into the assembler's configuration; the
+// handshake rule, the page's JWT prompt and the admin token are read
+// through st, so that a reload changes them.
+func serverConfig(st *state, o *options) (server.Config, error) {
+	cc, err := clusterConfig(o) // cluster.go
+	if err != nil {
+		return server.Config{}, err
+	}
+	cfg := sessionLimits(o.server)
+	cfg.Logger = st.log
+	cfg.Session.Authorize = st.auth.Authorize
+	cfg.Session.Subprotocols = splitList(o.subprotocols)
+	cfg.TLSCert, cfg.TLSKey = o.tlsCert, o.tlsKey
+	cfg.Demo = o.demo
+	cfg.PageJWT = func() bool { return st.auth.cur.Load().Algorithm() != "" }
+	cfg.Admin = server.AdminConfig{
+		Addr:         o.adminAddr,
+		Token:        func() string { return st.cur.Load().token },
+		AuthFailures: st.auth.Failures,
+	}
+	cfg.Cluster = cc
+	cfg.RaiseFileLimit = true
+	cfg.Announce = []any{"jwt", cmp.Or(st.auth.cur.Load().Algorithm(), "off"),
+		"allowed_origins", cmp.Or(o.allowedOrigins, "any"), "config", cmp.Or(o.configFile, "none")}
+	return cfg, nil
+}
+
+// build builds the process o describes (server.New), binding nothing.
+func build(st *state, o *options) (*server.App, error) {
+	cfg, err := serverConfig(st, o)
+	if err != nil {
+		return nil, err
+	}
+	if len(o.secret) > 0 && len(o.secret) < 32 {
+		st.log.Warn("the JWT secret is shorter than 32 bytes; use a long random secret")
+	}
+	app, err := server.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if st.cert = app.Certificate(); st.cert != nil {
+		logCertificate(st.log, "tls certificate", st.cert)
+	}
+	return app, nil
+}
+
+// checkConfig is -t: what start would build and find wrong is checked
+// by the same builders, so that a unit's ExecStartPre=wsd -t catches it;
+// nothing is bound, connected or kept open.
+func checkConfig(o *options, stderr io.Writer) int {
+	st, err := newState(o, nil, io.Discard, slog.New(slog.DiscardHandler), new(slog.LevelVar))
+	errs := []error{err, checkClusterURLs(o)}
+	if err == nil {
+		app, err := build(st, o)
+		if app != nil {
+			app.Close()
+		}
+		errs = append(errs, err)
+	}
+	if out, err := openLogOutput(o.logFile, io.Discard); err != nil {
+		errs = append(errs, err)
+	} else {
+		out.Close()
+	}
+	if err := errors.Join(errs...); err != nil {
+		printError(stderr, err)
+		return 1
+	}
+	fmt.Fprintf(stderr, "wsd: configuration ok (%s)\n", cmp.Or(o.configFile, "no config file"))
+	return 0
+}
+
+// buildParts names the flags behind each part server.New reports; ""
+// leaves the part's own words, which already name them.
+var buildParts = map[string]string{
+	server.PartTLS:     "-tls-cert/-tls-key",
+	server.PartCluster: "",
+}
+
+// printError writes err one "wsd:" line per error, a build error under
+// the flags that configure its part.
+func printError(stderr io.Writer, err error) {
+	var lines []string
+	var walk func(error)
+	walk = func(err error) {
+		var be *server.BuildError
+		switch j, ok := err.(interface{ Unwrap() []error }); {
+		case ok:
+			for _, e := range j.Unwrap() {
+				walk(e)
+			}
+		case errors.As(err, &be):
+			prefix := buildParts[be.Part]
+			if prefix != "" {
+				prefix += ": "
+			}
+			lines = append(lines, prefix+be.Err.Error())
+		default:
+			lines = append(lines, err.Error())
+		}
+	}
+	walk(err)
+	for _, l := range lines {
+		for _, line := range strings.Split(l, "\n") {
+			fmt.Fprintln(stderr, "wsd:", line)
+		}
+	}
+}
+
+// serve handles SIGHUP (reload) and SIGUSR1 (reopen the log) until a
+// signal asks to stop, and returns it.
+func serve(st *state, logOut *logOutput, sig chan os.Signal) os.Signal {
+	for {
+		switch got := <-sig; got {
+		case syscall.SIGHUP:
+			if err := st.reload(); err != nil {
+				st.log.Error("reload refused; old values kept", "err", strings.ReplaceAll(err.Error(), "\n", "; "))
+			}
+		case syscall.SIGUSR1:
+			reopenLog(st, logOut)
+		default:
+			return got
+		}
+	}
 }
 
 func reopenLog(st *state, out *logOutput) {
@@ -257,14 +258,10 @@ func reopenLog(st *state, out *logOutput) {
 	}
 }
 
-// drain takes the server down the way a load balancer can follow:
-// /readyz answers 503 at once; after -drain-delay the listener closes and
-// connections get 1001 in batches spread over -lame-duck-duration; then
-// they have -shutdown-timeout to answer before the rest are dropped. A
-// second SIGINT or SIGTERM skips the waiting.
-func drain(st *state, srv *server.Server, logOut *logOutput, s os.Signal, sig chan os.Signal) error {
+// drain takes the process down (server.App.Drain) with the drain
+// settings in force. A second SIGINT or SIGTERM skips the waiting.
+func drain(st *state, app *server.App, logOut *logOutput, s os.Signal, sig chan os.Signal) error {
 	o := st.cur.Load()
-	srv.SetUnready()
 	st.log.Info("draining", "signal", s.String(), "drain_delay", o.drainDelay,
 		"lame_duck_duration", o.lameDuck, "shutdown_timeout", o.shutdownTimeout)
 	hurry, cancel := context.WithCancel(context.Background())
@@ -283,32 +280,7 @@ func drain(st *state, srv *server.Server, logOut *logOutput, s os.Signal, sig ch
 		}
 	}()
 	defer signal.Stop(sig)
-	if o.drainDelay > 0 {
-		t := time.NewTimer(o.drainDelay)
-		select {
-		case <-t.C:
-		case <-hurry.Done():
-			t.Stop()
-		}
-	}
-	srv.StopAccepting()
-	st.log.Info("closing connections", "connections", srv.Hub().Stats().Open.Load(), "spread", o.lameDuck)
-	srv.Hub().CloseGradually(hurry, o.lameDuck)
-	ctx, cancelT := context.WithTimeout(hurry, o.shutdownTimeout) // a second signal cuts this wait too
-	defer cancelT()
-	return srv.Shutdown(ctx)
-}
-
-// sessionLimits maps the command line's "0 means no limit" for the rate
-// flags to the session package's negative values (its zero means default).
-func sessionLimits(c server.Config) server.Config {
-	if c.Session.MaxMsgRate == 0 {
-		c.Session.MaxMsgRate = -1
-	}
-	if c.Session.MaxByteRate == 0 {
-		c.Session.MaxByteRate = -1
-	}
-	return c
+	return app.Drain(hurry, server.DrainConfig{Delay: o.drainDelay, Spread: o.lameDuck, Timeout: o.shutdownTimeout})
 }
 
 // logCertificate logs the certificate in use.
@@ -328,29 +300,4 @@ func reloadTLS(cert *certfile.Certificate, log *slog.Logger) error {
 	}
 	logCertificate(log, "tls certificate reloaded", cert)
 	return nil
-}
-
-// checkResources does for -t what start would do with the files and
-// settings the flag checks cannot judge alone: load the TLS pair, build
-// the cluster configuration, open the log file for appending. It connects
-// to nothing and leaves nothing open.
-func checkResources(o *options) error {
-	var errs []error
-	if o.tlsCert != "" {
-		if _, err := certfile.Load(o.tlsCert, o.tlsKey); err != nil {
-			errs = append(errs, fmt.Errorf("-tls-cert/-tls-key: %w", err))
-		}
-	}
-	if err := checkCluster(o); err != nil {
-		errs = append(errs, err)
-	}
-	if o.logFile != "" {
-		f, err := os.OpenFile(o.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("-log-file: %w", err))
-		} else {
-			f.Close()
-		}
-	}
-	return errors.Join(errs...)
 }

@@ -14,35 +14,78 @@ import (
 	"time"
 )
 
+// A build of cmd/wsd, made once per test process on first use.
+type build struct {
+	once sync.Once
+	dir  string
+	path string
+	err  error
+}
+
 var (
-	buildOnce sync.Once
-	buildPath string
-	buildErr  error
+	buildMatching build // -race when the test binary is
+	buildPlain    build // never -race
 )
 
 // BuildBinary builds cmd/wsd once per test process and returns its path.
+// A race-enabled test binary gets a race-enabled wsd, so the processes the
+// tests start are checked as strictly as the tests themselves. The binary
+// lives in a temporary directory that RemoveBinary deletes.
 func BuildBinary(t testing.TB) string {
 	t.Helper()
-	buildOnce.Do(func() {
+	return buildMatching.get(t, raceEnabled)
+}
+
+// BuildPlainBinary is BuildBinary without -race, for tests that measure
+// the process — its RSS, its latency — which the race detector inflates
+// several times over. Without -race it is BuildBinary's binary.
+func BuildPlainBinary(t testing.TB) string {
+	t.Helper()
+	if !raceEnabled {
+		return BuildBinary(t)
+	}
+	return buildPlain.get(t, false)
+}
+
+func (b *build) get(t testing.TB, race bool) string {
+	t.Helper()
+	b.once.Do(func() {
 		dir, err := os.MkdirTemp("", "wsd-bin-")
 		if err != nil {
-			buildErr = err
+			b.err = err
 			return
 		}
-		buildPath = filepath.Join(dir, "wsd")
+		b.dir = dir
+		b.path = filepath.Join(dir, "wsd")
 		_, file, _, _ := runtime.Caller(0)
 		root := filepath.Join(filepath.Dir(file), "..", "..")
-		cmd := exec.Command("go", "build", "-o", buildPath, "./cmd/wsd")
+		args := []string{"build", "-o", b.path}
+		if race {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, "./cmd/wsd")...)
 		cmd.Dir = root
 		out, err := cmd.CombinedOutput()
 		if err != nil {
-			buildErr = &buildError{err: err, out: string(out)}
+			b.err = &buildError{err: err, out: string(out)}
 		}
 	})
-	if buildErr != nil {
-		t.Fatalf("build wsd: %v", buildErr)
+	if b.err != nil {
+		t.Fatalf("build wsd: %v", b.err)
 	}
-	return buildPath
+	return b.path
+}
+
+// RemoveBinary deletes what BuildBinary and BuildPlainBinary built, if
+// anything. The binaries are shared by every test of the process, so no
+// single test can clean them up: a package whose tests use them calls
+// RemoveBinary from TestMain after m.Run.
+func RemoveBinary() {
+	for _, b := range []*build{&buildMatching, &buildPlain} {
+		if b.dir != "" {
+			os.RemoveAll(b.dir)
+		}
+	}
 }
 
 type buildError struct {
@@ -82,10 +125,21 @@ func StartBinaryUnder(t testing.TB, wrapper []string, args ...string) *Process {
 	return StartBinaryWith(t, wrapper, nil, args...)
 }
 
+// StartPlainBinary is StartBinary with BuildPlainBinary's binary: for
+// tests that measure the process.
+func StartPlainBinary(t testing.TB, args ...string) *Process {
+	t.Helper()
+	return startBinary(t, BuildPlainBinary(t), nil, nil, args...)
+}
+
 // StartBinaryWith starts the binary under wrapper (if any) with env added.
 func StartBinaryWith(t testing.TB, wrapper, env []string, args ...string) *Process {
 	t.Helper()
-	bin := BuildBinary(t)
+	return startBinary(t, BuildBinary(t), wrapper, env, args...)
+}
+
+func startBinary(t testing.TB, bin string, wrapper, env []string, args ...string) *Process {
+	t.Helper()
 	joined := " " + strings.Join(args, " ")
 	if !strings.Contains(joined, " -addr") {
 		args = append(args, "-addr", "127.0.0.1:0")

@@ -1,0 +1,430 @@
+package chat
+
+import (
+	"crypto/rand"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+)
+
+// Entry is one retained message: its stamp's seq and ts and its encoded
+// message envelope. Frame belongs to the store and is valid only during the
+// call that hands it out; copy what must outlive it.
+type Entry struct {
+	Seq   uint64
+	TS    int64
+	Frame []byte
+}
+
+// Info describes a room's log.
+type Info struct {
+	Room  string
+	Seq   uint64 // the latest seq; 0 before the first message
+	Epoch string
+	First uint64 // the oldest retained seq; Seq+1 when nothing is retained
+	Len   int    // retained messages
+	Bytes int64  // bytes of their envelopes
+}
+
+// Sink receives each message a Store appends, while the room's log is
+// still locked, so a room's messages reach it in seq order. frame is the
+// encoded envelope, valid only during the call: Publish copies it into
+// whatever it queues (the session builds its WebSocket frame from it) and
+// must not block or call back into the store.
+type Sink interface {
+	Publish(room string, s Stamp, frame []byte)
+}
+
+// Reader is a joining member. Attach gets the room's position first, then
+// Replay each message to catch up on, in seq order, all with the room's
+// log locked, so no Append to the room is stamped until the last Replay
+// has returned. Attach is where the member answers joined and is registered
+// to receive live messages; it is called whether or not anything can be
+// replayed. Neither may block or call back into the store.
+type Reader interface {
+	Attach(info Info)
+	Replay(e Entry)
+}
+
+// The reasons Since cannot recover; each comes with Attach called and
+// nothing replayed (a replay is exact or does not happen).
+// ErrAhead means the client claims messages the room never had (a client
+// bug or another box's count): wsd answers it like the others, joined with
+// recovered:false and the room's real position.
+var (
+	ErrEpoch  = errors.New("chat: the room's history is of another epoch")
+	ErrTooOld = errors.New("chat: the messages after since are no longer retained")
+	ErrAhead  = errors.New("chat: since is ahead of the room")
+)
+
+// Store is a room's order and history: what a v1 server needs from it,
+// so the in-memory Ring and a durable store are interchangeable.
+type Store interface {
+	// Append stamps m with its room's next seq, the epoch and the time,
+	// keeps its envelope and hands it to sink (which may be nil) before
+	// any later Append to the room is stamped. m.Stamp is ignored.
+	Append(m Message, sink Sink) (Stamp, error)
+	// Since attaches r, then replays to it the messages after seq of
+	// epoch; when they are not all retained (or epoch is not the room's)
+	// it replays nothing and returns ErrEpoch, ErrTooOld or ErrAhead. The
+	// Info is what r.Attach got.
+	Since(room string, seq uint64, epoch string, r Reader) (Info, error)
+	// Last attaches r, then replays the room's last k retained messages.
+	Last(room string, k int, r Reader) (Info, error)
+	// Info describes a room that has a log.
+	Info(room string) (Info, bool)
+}
+
+// Defaults of RingConfig.
+const (
+	DefaultMaxMessages = 100
+	DefaultMaxAge      = 5 * time.Minute
+	DefaultMaxBytes    = 256 << 10
+	DefaultMetaTTL     = time.Hour
+	// EpochLen is the length of an epoch the ring makes.
+	EpochLen = 8
+)
+
+// RingConfig bounds a Ring. Zero fields take the defaults.
+type RingConfig struct {
+	MaxMessages int           // retained per room
+	MaxAge      time.Duration // a message older than this is dropped
+	MaxBytes    int           // envelope bytes retained per room
+	// MaxTotalBytes, if set, bounds what the whole ring holds: an Append
+	// that takes it over drops the oldest messages of its own room until it
+	// is under again (or the room keeps none), so busy rooms pay for their
+	// own growth and the total stays within one message of the bound.
+	MaxTotalBytes int64
+	// MetaTTL is how long a room with nothing retained keeps its seq and
+	// epoch, so a client quiet for a while still learns it missed nothing.
+	MetaTTL time.Duration
+	// Charge, if set, is called with each change of the bytes the ring
+	// holds (envelope buffers, slots and room headers), under a room's lock:
+	// it must be quick and must not call back (an atomic add to a budget).
+	Charge func(delta int64)
+	// Now is the clock (time.Now if nil); NewEpoch makes epochs
+	// (NewEpoch if nil). Tests inject both.
+	Now      func() time.Time
+	NewEpoch func() string
+}
+
+// Ring is the in-memory Store: per room, a ring of the last messages
+// bounded by count, bytes and age. It is safe for concurrent use; each
+// room has its own lock, taken by Append, Since, Last and Info.
+type Ring struct {
+	cfg   RingConfig
+	mu    sync.RWMutex
+	rooms map[string]*roomLog
+	bytes atomic.Int64
+}
+
+type roomLog struct {
+	mu      sync.Mutex
+	name    string
+	epoch   string
+	top     uint64
+	slots   []slot // circular; grows to MaxMessages
+	head, n int
+	bytes   int64 // len of the retained envelopes
+	used    int64 // ms of the last Append, Since or Last
+	dead    bool  // swept: look the room up again
+}
+
+type slot struct {
+	seq   uint64
+	ts    int64
+	frame []byte // kept when evicted by count, for the next message in this slot
+}
+
+var (
+	slotSize    = int64(unsafe.Sizeof(slot{}))
+	roomLogSize = int64(unsafe.Sizeof(roomLog{})) + 64 // + its map entry
+)
+
+// NewRing returns an empty ring.
+func NewRing(cfg RingConfig) *Ring {
+	if cfg.MaxMessages <= 0 {
+		cfg.MaxMessages = DefaultMaxMessages
+	}
+	if cfg.MaxAge <= 0 {
+		cfg.MaxAge = DefaultMaxAge
+	}
+	if cfg.MaxBytes <= 0 {
+		cfg.MaxBytes = DefaultMaxBytes
+	}
+	if cfg.MetaTTL <= 0 {
+		cfg.MetaTTL = DefaultMetaTTL
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.NewEpoch == nil {
+		cfg.NewEpoch = NewEpoch
+	}
+	return &Ring{cfg: cfg, rooms: make(map[string]*roomLog)}
+}
+
+const epochAlphabet = "abcdefghijklmnopqrstuvwxyz234567"
+
+// NewEpoch returns EpochLen random characters of [a-z2-7] from
+// crypto/rand (32^8 ≈ 1.1e12 values), enough that a room's history lost
+// and restarted is never mistaken for the old one.
+func NewEpoch() string {
+	var b [EpochLen]byte
+	rand.Read(b[:]) // never fails (crypto/rand since Go 1.24)
+	for i := range b {
+		b[i] = epochAlphabet[b[i]&31]
+	}
+	return string(b[:])
+}
+
+// Bytes is what the ring holds now, as charged.
+func (r *Ring) Bytes() int64 { return r.bytes.Load() }
+
+// Infos appends the Info of every room with a log to dst, in no order
+// (for the admin API's room list).
+func (r *Ring) Infos(dst []Info) []Info {
+	r.mu.RLock()
+	logs := make([]*roomLog, 0, len(r.rooms))
+	for _, l := range r.rooms {
+		logs = append(logs, l)
+	}
+	r.mu.RUnlock()
+	now := r.cfg.Now().UnixMilli()
+	for _, l := range logs {
+		l.mu.Lock()
+		if !l.dead {
+			r.expire(l, now)
+			dst = append(dst, l.info())
+		}
+		l.mu.Unlock()
+	}
+	return dst
+}
+
+// Rooms is the number of rooms with a log.
+func (r *Ring) Rooms() int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.rooms)
+}
+
+func (r *Ring) charge(d int64) {
+	if d == 0 {
+		return
+	}
+	r.bytes.Add(d)
+	if r.cfg.Charge != nil {
+		r.cfg.Charge(d)
+	}
+}
+
+// lock returns room's log locked, creating it (with a new epoch) if create.
+func (r *Ring) lock(room string, create bool) *roomLog {
+	for {
+		r.mu.RLock()
+		l := r.rooms[room]
+		r.mu.RUnlock()
+		if l == nil {
+			if !create {
+				return nil
+			}
+			r.mu.Lock()
+			if l = r.rooms[room]; l == nil {
+				l = &roomLog{name: room, epoch: r.cfg.NewEpoch()}
+				r.rooms[room] = l
+				r.charge(roomLogSize + int64(len(room)))
+			}
+			r.mu.Unlock()
+		}
+		l.mu.Lock()
+		if !l.dead {
+			return l
+		}
+		l.mu.Unlock()
+	}
+}
+
+// expire drops messages older than MaxAge, and their buffers: a room that
+// ages out is quiet, so it keeps nothing for a next message.
+func (r *Ring) expire(l *roomLog, now int64) {
+	limit := now - r.cfg.MaxAge.Milliseconds()
+	for l.n > 0 && l.slots[l.head].ts <= limit {
+		r.pop(l, true)
+	}
+}
+
+func (r *Ring) pop(l *roomLog, release bool) {
+	s := &l.slots[l.head]
+	l.bytes -= int64(len(s.frame))
+	if release {
+		r.charge(-int64(cap(s.frame)))
+		s.frame = nil
+	}
+	l.head = (l.head + 1) % len(l.slots)
+	l.n--
+}
+
+// Append implements Store. It does not allocate once the room's ring is
+// full of envelopes at least as large as the next one.
+func (r *Ring) Append(m Message, sink Sink) (Stamp, error) {
+	l := r.lock(m.Room, true)
+	defer l.mu.Unlock()
+	now := r.cfg.Now().UnixMilli()
+	l.used = now
+	r.expire(l, now)
+	l.top++
+	m.Stamp = Stamp{Seq: l.top, Epoch: l.epoch, TS: now}
+	if l.n == len(l.slots) {
+		if len(l.slots) < r.cfg.MaxMessages {
+			r.grow(l)
+		} else {
+			r.pop(l, false) // its buffer takes the new message
+		}
+	}
+	s := &l.slots[(l.head+l.n)%len(l.slots)]
+	held := cap(s.frame)
+	s.frame = AppendMessage(s.frame[:0], &m)
+	s.seq, s.ts = m.Seq, now
+	r.charge(int64(cap(s.frame) - held))
+	l.n++
+	l.bytes += int64(len(s.frame))
+	if sink != nil {
+		sink.Publish(m.Room, m.Stamp, s.frame)
+	}
+	for l.n > 0 && l.bytes > int64(r.cfg.MaxBytes) {
+		r.pop(l, true)
+	}
+	for l.n > 0 && r.cfg.MaxTotalBytes > 0 && r.bytes.Load() > r.cfg.MaxTotalBytes {
+		r.pop(l, true)
+	}
+	return m.Stamp, nil
+}
+
+func (r *Ring) grow(l *roomLog) {
+	size := 2 * len(l.slots)
+	if size < 8 {
+		size = 8
+	}
+	if size > r.cfg.MaxMessages {
+		size = r.cfg.MaxMessages
+	}
+	slots := make([]slot, size)
+	for i := 0; i < l.n; i++ {
+		slots[i] = l.slots[(l.head+i)%len(l.slots)]
+	}
+	r.charge(int64(size-len(l.slots)) * slotSize)
+	l.slots, l.head = slots, 0
+}
+
+func (l *roomLog) info() Info {
+	return Info{Room: l.name, Seq: l.top, Epoch: l.epoch, First: l.top - uint64(l.n) + 1, Len: l.n, Bytes: l.bytes}
+}
+
+func (l *roomLog) replay(rd Reader, from int) {
+	for i := from; i < l.n; i++ {
+		s := &l.slots[(l.head+i)%len(l.slots)]
+		rd.Replay(Entry{Seq: s.seq, TS: s.ts, Frame: s.frame})
+	}
+}
+
+// Since implements Store. A room without a log gets one (a new epoch, seq
+// 0): the client learns the position it will count from.
+func (r *Ring) Since(room string, seq uint64, epoch string, rd Reader) (Info, error) {
+	l := r.lock(room, true)
+	defer l.mu.Unlock()
+	now := r.cfg.Now().UnixMilli()
+	l.used = now
+	r.expire(l, now)
+	info := l.info()
+	rd.Attach(info)
+	if !Recoverable(info, seq, epoch) {
+		switch {
+		case epoch != l.epoch:
+			return info, ErrEpoch
+		case seq > l.top:
+			return info, ErrAhead
+		}
+		return info, ErrTooOld
+	}
+	l.replay(rd, int(seq+1-info.First))
+	return info, nil
+}
+
+// Last implements Store; k below 0 counts as 0.
+func (r *Ring) Last(room string, k int, rd Reader) (Info, error) {
+	l := r.lock(room, true)
+	defer l.mu.Unlock()
+	now := r.cfg.Now().UnixMilli()
+	l.used = now
+	r.expire(l, now)
+	info := l.info()
+	rd.Attach(info)
+	l.replay(rd, l.n-max(0, min(k, l.n)))
+	return info, nil
+}
+
+// Info implements Store.
+func (r *Ring) Info(room string) (Info, bool) {
+	l := r.lock(room, false)
+	if l == nil {
+		return Info{}, false
+	}
+	defer l.mu.Unlock()
+	r.expire(l, r.cfg.Now().UnixMilli())
+	return l.info(), true
+}
+
+// Sweep drops aged messages in every room and forgets the rooms that have
+// retained nothing and been unused for MetaTTL (their next message starts
+// a new epoch), except those inUse reports (a room with live members keeps
+// its epoch, so they never see it change under them); inUse may be nil.
+// Run it periodically; it locks each room in turn and calls inUse with
+// that room locked.
+func (r *Ring) Sweep(inUse func(room string) bool) {
+	now := r.cfg.Now().UnixMilli()
+	idle := func(l *roomLog) bool {
+		return l.n == 0 && now-l.used >= r.cfg.MetaTTL.Milliseconds() && (inUse == nil || !inUse(l.name))
+	}
+	// Expire room by room without the map lock, so Appends to other rooms
+	// go on; only forgetting a room takes it (and rechecks).
+	r.mu.RLock()
+	logs := make([]*roomLog, 0, len(r.rooms))
+	for _, l := range r.rooms {
+		logs = append(logs, l)
+	}
+	r.mu.RUnlock()
+	var forget []*roomLog
+	for _, l := range logs {
+		l.mu.Lock()
+		r.expire(l, now)
+		if !l.dead && idle(l) {
+			forget = append(forget, l)
+		}
+		l.mu.Unlock()
+	}
+	for _, l := range forget {
+		r.mu.Lock()
+		l.mu.Lock()
+		if !l.dead && idle(l) {
+			l.dead = true
+			delete(r.rooms, l.name)
+			held := roomLogSize + int64(len(l.name)) + int64(len(l.slots))*slotSize
+			for i := range l.slots {
+				held += int64(cap(l.slots[i].frame))
+			}
+			r.charge(-held)
+		}
+		l.mu.Unlock()
+		r.mu.Unlock()
+	}
+}
+
+// Recoverable reports whether a Since(since, epoch) given info replays
+// (true) or refuses: the test Since applies, for an Attach that must
+// write its joined frame before the replay.
+func Recoverable(info Info, since uint64, epoch string) bool {
+	return epoch == info.Epoch && since <= info.Seq && since+1 >= info.First
+}

@@ -1,0 +1,254 @@
+package chat
+
+import (
+	"slices"
+	"sync"
+	"time"
+)
+
+// Defaults of PresenceConfig.
+const (
+	DefaultPresenceInterval = time.Second
+	DefaultPresenceGrace    = 5 * time.Second
+	DefaultPresenceListMax  = 100
+)
+
+// PresenceConfig tunes a Presence.
+type PresenceConfig struct {
+	// Interval is the least time between two presence events of a room.
+	Interval time.Duration
+	// Grace is how long a key that left stays counted; rejoining within
+	// it emits nothing. A negative Grace means none (0 takes the default).
+	Grace time.Duration
+	// ListMax: a room with more members than this gets counts only, and
+	// a members answer lists at most this many keys.
+	ListMax int
+	Now     func() time.Time
+}
+
+// PresenceEvent is one coalesced presence change of a room: its count
+// and, when Lists, the keys that joined and left since the room's last
+// event (sorted). Its slices belong to the Presence and are valid only
+// during the emit call that hands it out.
+type PresenceEvent struct {
+	Room   string
+	Count  int
+	Lists  bool
+	Joined []string
+	Left   []string
+}
+
+// Presence is the member set of every room, keyed by connection key (in
+// wsd one key is one connection: a second one replaces the first), with
+// O(1) counts, and the coalescer that turns joins and leaves into at most
+// one PresenceEvent per room per Interval. It is safe for concurrent use.
+//
+// Memory: a room costs its member map and the keys changed since its last
+// event; each Leave holds one pending entry for the grace, so a flapping
+// key costs (its join/leave rate × Grace) entries, bounded by the
+// session's command rate limit.
+//
+// A replace (close 4001) must not look like a leave and a join: the
+// session does not call Leave for the rooms the replacing connection also
+// holds, and even when it does, a Join of the same key within the grace
+// cancels the Leave, so nothing is emitted.
+type Presence struct {
+	mu      sync.Mutex
+	cfg     PresenceConfig
+	rooms   map[string]*presenceRoom
+	dirty   []*presenceRoom // rooms with changes not yet emitted
+	leaving []pendingLeave  // in deadline order: Grace is one for all
+	joined  []string        // scratch for events
+	left    []string
+}
+
+type presenceRoom struct {
+	name     string
+	members  map[string]int64 // key → the deadline of its pending leave, 0 when present
+	joined   map[string]struct{}
+	left     map[string]struct{}
+	lastEmit int64 // ms; 0 never
+	isDirty  bool
+	count    int // the count last emitted
+}
+
+type pendingLeave struct {
+	room     *presenceRoom
+	key      string
+	deadline int64
+}
+
+// NewPresence returns an empty Presence.
+func NewPresence(cfg PresenceConfig) *Presence {
+	if cfg.Interval <= 0 {
+		cfg.Interval = DefaultPresenceInterval
+	}
+	if cfg.Grace == 0 {
+		cfg.Grace = DefaultPresenceGrace
+	}
+	if cfg.ListMax <= 0 {
+		cfg.ListMax = DefaultPresenceListMax
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Presence{cfg: cfg, rooms: make(map[string]*presenceRoom)}
+}
+
+func (p *Presence) markDirty(r *presenceRoom) {
+	if !r.isDirty {
+		r.isDirty = true
+		p.dirty = append(p.dirty, r)
+	}
+}
+
+// Join makes key a member of room and returns the room's count. A key
+// already counted (present, or leaving within the grace) stays as it is:
+// its pending leave is cancelled.
+func (p *Presence) Join(room, key string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r := p.rooms[room]
+	if r == nil {
+		r = &presenceRoom{name: room, members: make(map[string]int64), joined: make(map[string]struct{}), left: make(map[string]struct{})}
+		p.rooms[room] = r
+	}
+	if _, ok := r.members[key]; ok {
+		r.members[key] = 0
+		return len(r.members)
+	}
+	r.members[key] = 0
+	if _, ok := r.left[key]; ok {
+		delete(r.left, key) // left and came back before anyone was told
+	} else {
+		r.joined[key] = struct{}{}
+	}
+	p.markDirty(r)
+	return len(r.members)
+}
+
+// Leave ends key's membership of room after the grace (at once without
+// one); until then key is still counted and listed.
+func (p *Presence) Leave(room, key string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r := p.rooms[room]
+	if r == nil {
+		return
+	}
+	if d, ok := r.members[key]; !ok || d != 0 {
+		return
+	}
+	if p.cfg.Grace < 0 {
+		p.remove(r, key)
+		return
+	}
+	d := p.cfg.Now().Add(p.cfg.Grace).UnixMilli()
+	r.members[key] = d
+	p.leaving = append(p.leaving, pendingLeave{room: r, key: key, deadline: d})
+}
+
+func (p *Presence) remove(r *presenceRoom, key string) {
+	delete(r.members, key)
+	if _, ok := r.joined[key]; ok {
+		delete(r.joined, key) // joined and left before anyone was told
+	} else {
+		r.left[key] = struct{}{}
+	}
+	p.markDirty(r)
+}
+
+// Count is room's member count (keys in their grace included).
+func (p *Presence) Count(room string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if r := p.rooms[room]; r != nil {
+		return len(r.members)
+	}
+	return 0
+}
+
+// Members appends up to ListMax of room's keys to dst, sorted, and
+// returns it with the room's count; fewer keys than count means the list
+// was truncated.
+func (p *Presence) Members(room string, dst []string) ([]string, int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r := p.rooms[room]
+	if r == nil {
+		return dst, 0
+	}
+	n := len(dst)
+	for k := range r.members {
+		if len(dst)-n == p.cfg.ListMax {
+			break
+		}
+		dst = append(dst, k)
+	}
+	slices.Sort(dst[n:])
+	return dst, len(r.members)
+}
+
+// Flush ends the leaves whose grace is over and calls emit for every room
+// with changes whose last event is at least Interval old: at most one
+// event per room per Interval, however many joins and leaves came in. Call
+// it from a ticker several times per Interval (say every Interval/4): a
+// room not due yet waits for a later Flush. emit runs with the Presence
+// locked and must not call back into it; the session encodes the event
+// once (AppendPresence) and broadcasts it to the room.
+func (p *Presence) Flush(emit func(*PresenceEvent)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.cfg.Now().UnixMilli()
+	done := 0
+	for _, l := range p.leaving {
+		if l.deadline > now {
+			break
+		}
+		done++
+		if d, ok := l.room.members[l.key]; ok && d == l.deadline {
+			p.remove(l.room, l.key)
+		}
+	}
+	p.leaving = append(p.leaving[:0], p.leaving[done:]...)
+
+	interval := p.cfg.Interval.Milliseconds()
+	keep := p.dirty[:0]
+	for _, r := range p.dirty {
+		if r.lastEmit != 0 && now-r.lastEmit < interval {
+			keep = append(keep, r)
+			continue
+		}
+		r.isDirty = false
+		count := len(r.members)
+		// Lists only while they are short: a storm gets counts.
+		lists := count <= p.cfg.ListMax && len(r.joined) <= p.cfg.ListMax && len(r.left) <= p.cfg.ListMax
+		ev := PresenceEvent{Room: r.name, Count: count, Lists: lists}
+		changed := len(r.joined) > 0 || len(r.left) > 0
+		if ev.Lists && changed {
+			ev.Joined = sortedKeys(p.joined[:0], r.joined)
+			ev.Left = sortedKeys(p.left[:0], r.left)
+			p.joined, p.left = ev.Joined, ev.Left
+		}
+		clear(r.joined)
+		clear(r.left)
+		if (ev.Lists && changed) || count != r.count {
+			r.count = count
+			r.lastEmit = now
+			emit(&ev)
+		}
+		if count == 0 && !r.isDirty {
+			delete(p.rooms, r.name)
+		}
+	}
+	clear(p.dirty[len(keep):])
+	p.dirty = keep
+}
+
+func sortedKeys(dst []string, set map[string]struct{}) []string {
+	for k := range set {
+		dst = append(dst, k)
+	}
+	slices.Sort(dst)
+	return dst
+}
