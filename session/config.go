@@ -30,11 +30,12 @@ const (
 	DefaultInflateRatio   = 100       // gzip messages may inflate to this many times their size
 
 	// Chat protocol v1 (v1.go).
-	DefaultMaxRoomsPerConn = 100             // rooms one v1 connection may be in
-	DefaultHistorySize     = 100             // messages retained per room
-	DefaultHistoryTTL      = 5 * time.Minute // a retained message is dropped after this
-	DefaultHistoryBytes    = 256 << 10       // envelope bytes retained per room
-	DefaultMembersListMax  = 100             // keys a members answer lists at most
+	DefaultMaxRoomsPerConn = 100                 // rooms one v1 connection may be in
+	DefaultHistorySize     = 100                 // messages retained per room
+	DefaultHistoryTTL      = 5 * time.Minute     // a retained message is dropped after this
+	DefaultHistoryBytes    = 256 << 10           // envelope bytes retained per room
+	DefaultMembersListMax  = 100                 // keys a members answer lists at most
+	DefaultDedupWindow     = chat.MinDedupWindow // also the shortest allowed
 )
 
 // Config tunes a Hub. Zero values take the defaults above.
@@ -180,8 +181,8 @@ func (c *Config) setV1Defaults() {
 	if c.HistoryBytes <= 0 {
 		c.HistoryBytes = DefaultHistoryBytes
 	}
-	if c.DedupWindow < chat.MinDedupWindow {
-		c.DedupWindow = chat.MinDedupWindow
+	if c.DedupWindow < DefaultDedupWindow {
+		c.DedupWindow = DefaultDedupWindow
 	}
 	if c.MembersListMax <= 0 {
 		c.MembersListMax = DefaultMembersListMax
