@@ -57,6 +57,11 @@ type Request struct {
 	Epoch      []byte // nil unless HasSince
 	HasHistory bool
 	History    int
+
+	// Rooms is not read from the request: an Authorize hook sets it to the
+	// rooms the connection's credentials allow (a JWT rooms claim), which
+	// limits the rooms a v1 connection may join later. nil: any room.
+	Rooms []string
 }
 
 // V1Protocol is the subprotocol a chat protocol v1 client offers.

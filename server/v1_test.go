@@ -10,6 +10,7 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"github.com/wsd-chat/wsd/codec"
 	"github.com/wsd-chat/wsd/internal/wstest"
 	"github.com/wsd-chat/wsd/session"
 )
@@ -390,4 +391,27 @@ func TestV1Replace(t *testing.T) {
 	}
 	b := v1Dial(t, addr, "specialKey=b&room=extra")
 	b.expect("joined", "count", 1) // a's old subscription left with it
+}
+
+// The rooms the credentials allow (auth sets codec.Request.Rooms from a
+// JWT rooms claim) bound the later joins too: another room is error 110.
+func TestV1ForbiddenRoom(t *testing.T) {
+	_, addr, _ := start(t, session.Config{Authorize: func(req *codec.Request) error {
+		if string(req.Key) == "limited" {
+			req.Rooms = []string{"lobby", "ops"}
+		}
+		return nil
+	}})
+	a := v1Dial(t, addr, "specialKey=limited&room=lobby")
+	a.expect("joined")
+	a.write(`{"type":"join","room":"ops"}`)
+	a.expect("joined", "room", "ops")
+	a.write(`{"type":"join","room":"secret","id":"s"}`)
+	a.expect("error", "code", 110, "id", "s")
+	a.write(`{"type":"members","room":"secret"}`)
+	a.expect("error", "code", 112) // the refused join left nothing behind
+	b := v1Dial(t, addr, "specialKey=free&room=lobby")
+	b.expect("joined")
+	b.write(`{"type":"join","room":"secret"}`)
+	b.expect("joined", "room", "secret")
 }

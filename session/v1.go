@@ -48,6 +48,10 @@ type v1Conn struct {
 	c    *Conn
 	subs []*sub // under the key's shard mu; the first room first
 
+	// The rooms the credentials allow (a JWT rooms claim), if limited.
+	rooms        []string
+	roomsLimited bool
+
 	// The position the query asked for in the first room.
 	hasSince, hasHistory bool
 	since                uint64
@@ -77,7 +81,8 @@ type pendingJoin struct {
 
 // newV1Conn returns the v1 state for a request that opted in.
 func newV1Conn(c *Conn, req *codec.Request) *v1Conn {
-	v := &v1Conn{c: c, hasSince: req.HasSince, since: req.Since, hasHistory: req.HasHistory, history: req.History}
+	v := &v1Conn{c: c, hasSince: req.HasSince, since: req.Since, hasHistory: req.HasHistory, history: req.History,
+		rooms: req.Rooms, roomsLimited: req.Rooms != nil}
 	if req.HasSince {
 		v.epoch = string(req.Epoch)
 	}
@@ -418,6 +423,20 @@ func (t *table) joinV1(c *Conn, welcome *ownFrame, after uint64, joined func()) 
 
 // The commands.
 
+// allows reports whether the connection's credentials let it join room:
+// the rules of auth.Claims.AllowsRoom ("*" is every room).
+func (v *v1Conn) allows(room []byte) bool {
+	if !v.roomsLimited {
+		return true
+	}
+	for _, r := range v.rooms {
+		if r == "*" || r == string(room) {
+			return true
+		}
+	}
+	return false
+}
+
 // command handles one v1 frame's text: parse, do, answer.
 func (c *Conn) command(payload []byte) error {
 	h, v := c.hub, c.v1
@@ -433,6 +452,10 @@ func (c *Conn) command(payload []byte) error {
 	case chat.TypeJoin:
 		if !chat.ValidRoom(cmd.Room) {
 			c.sendError(cmd.ID, chat.CodeBadRoom, "bad room name")
+			return nil
+		}
+		if !v.allows(cmd.Room) {
+			c.sendError(cmd.ID, chat.CodeForbidden, refusedReason(chat.CodeForbidden))
 			return nil
 		}
 		room, ok := c.roomOf(cmd.Room)
