@@ -39,6 +39,7 @@ type Hub struct {
 	br         bridgeState   // cluster: bridge.go
 	ring       *chat.Ring    // every room's order and history (v1.go)
 	dedup      *chat.Dedup   // v1 sends' ids (v1.go)
+	presence   *chat.Presence
 }
 
 // NewHub returns a Hub that runs its connections on r.
@@ -66,6 +67,7 @@ func NewHub(cfg Config, r *poller.Reactor) *Hub {
 	h.ring = chat.NewRing(chat.RingConfig{MaxMessages: cfg.HistorySize, MaxAge: cfg.HistoryTTL,
 		MaxBytes: cfg.HistoryBytes, MaxTotalBytes: cfg.HistoryTotalBytes, Charge: charge})
 	h.dedup = chat.NewDedup(chat.DedupConfig{Window: cfg.DedupWindow, Charge: charge})
+	h.presence = chat.NewPresence(chat.PresenceConfig{Interval: cfg.PresenceInterval, Grace: cfg.PresenceGrace, ListMax: cfg.PresenceListMax})
 	protocols := append(append([]string(nil), cfg.Subprotocols...), codec.V1Protocol)
 	h.upgraders.New = func() any {
 		u := codec.NewUpgrader()
@@ -75,7 +77,8 @@ func NewHub(cfg Config, r *poller.Reactor) *Hub {
 		return u
 	}
 	go h.sweep()
-	go h.sweepHistory() // v1.go
+	go h.sweepHistory()  // v1.go
+	go h.sweepPresence() // v1.go
 	return h
 }
 

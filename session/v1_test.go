@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/wsd-chat/wsd/chat"
 	"github.com/wsd-chat/wsd/codec"
 )
 
@@ -35,9 +36,10 @@ func (t *table) insertV1(c *Conn) {
 }
 
 // The cost of one more room for a v1 connection, in rooms that exist
-// already: the sub, its slot in the room's list and in the connection's.
+// already: the sub, its slot in the room's list and in the connection's,
+// and the key's entry in the room's presence.
 func TestSubscriptionBytes(t *testing.T) {
-	h := &Hub{}
+	h := &Hub{presence: chat.NewPresence(chat.PresenceConfig{})}
 	h.table = newTable(h, DefaultShards)
 	const conns, extra = 2000, 10
 	cs := make([]*Conn, conns)
@@ -63,10 +65,22 @@ func TestSubscriptionBytes(t *testing.T) {
 	runtime.GC()
 	runtime.ReadMemStats(&after)
 	per := float64(after.HeapAlloc-before.HeapAlloc) / (conns * extra)
-	t.Logf("%.0f bytes per extra subscription (%d connections in %d more rooms each)", per, conns, extra)
+	t.Logf("%.0f bytes per extra subscription in the table (%d connections in %d more rooms each)", per, conns, extra)
 	if per > 128 {
 		t.Fatalf("%.0f bytes per extra subscription, want at most 128", per)
 	}
+	// The key's presence entry comes on top; logged, for the figures.
+	before = after
+	for _, c := range cs {
+		for _, r := range rooms {
+			h.presence.Join(r, c.key)
+		}
+	}
+	h.presence.Flush(func(*chat.PresenceEvent) {})
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	t.Logf("%.0f bytes more per subscription in presence (member entry, and the joined set's table kept after a flush)",
+		float64(after.HeapAlloc-before.HeapAlloc)/(conns*extra))
 	runtime.KeepAlive(cs)
 }
 
