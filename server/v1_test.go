@@ -151,6 +151,11 @@ func TestV1JoinedFirst(t *testing.T) {
 	defer c.Conn.Close()
 	b := &v1Client{t: t, name: "b", c: c}
 	b.expect("joined", "room", "", "count", 1)
+	// "" names the global room in commands too.
+	b.write(`{"type":"send","room":"","text":"to everyone here"}`)
+	if _, msg := b.ackAndEcho(); msg["room"] != "" || msg["seq"] != 1.0 {
+		t.Fatalf("global room echo %v", msg)
+	}
 }
 
 func TestV1SharesRoomsWithSeed(t *testing.T) {

@@ -76,6 +76,7 @@ type Config struct {
 	// outbound budget, so history can never starve the queues.
 	HistoryTotalBytes int64
 	DedupWindow       time.Duration // how long a send's id is remembered; at least chat.MinDedupWindow
+	DedupMax          int           // ids remembered at most, all connections together (oldest evicted first); 0: chat.DefaultDedupMax
 	// Presence: at most one presence frame per room per PresenceInterval,
 	// with the joined/left lists only while the room and the lists have
 	// at most PresenceListMax keys (also what a members answer lists); a

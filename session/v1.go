@@ -95,9 +95,16 @@ func newV1Conn(c *Conn, req *codec.Request) *v1Conn {
 // Publish implements chat.Sink: the Ring stamped the message as env; the
 // envelope frame is built and the message queued for the room's members,
 // all before the room's next message is stamped.
+//
+// With no v1 member on the box the envelope frame is not built: a box of
+// seed clients pays only the history. A sub is added only under its room's
+// log lock (Attach), so a member that joins after this check gets a seq
+// past this message's and never asks for its envelope.
 func (m *message) Publish(room string, s chat.Stamp, env []byte) {
 	m.seq = s.Seq
-	m.setEnv(env)
+	if m.hub.v1Subs.Load() > 0 {
+		m.setEnv(env)
+	}
 	m.local = m.hub.fanOut(room, m)
 }
 
@@ -201,8 +208,8 @@ func (f *fanout) deliverSubs(r *room, msgs []*message) (frames uint64) {
 		c := sb.c
 		items := f.items[:0]
 		for _, m := range msgs {
-			if m.seq <= sb.after {
-				continue // replayed at the join, or stamped before it
+			if m.seq <= sb.after || m.env == nil {
+				continue // replayed at the join, or stamped before it (see Publish)
 			}
 			v := m.variantFor(c)
 			items = append(items, outItem{b: m.frame(v), msg: m, v: uint8(v)})
@@ -224,6 +231,7 @@ func (s *shard) addSub(c *Conn, name string, after uint64) {
 		s.rooms[name] = r
 		s.hub.roomOpened(name) // cluster: bridge.go
 	}
+	s.hub.v1Subs.Add(1)
 	sb := &sub{c: c, room: name, idx: int32(len(r.subs)), after: after}
 	r.subs = append(r.subs, sb)
 	c.v1.subs = append(c.v1.subs, sb)
@@ -233,6 +241,7 @@ func (s *shard) addSub(c *Conn, name string, after uint64) {
 func (s *shard) removeSub(c *Conn, i int) {
 	v := c.v1
 	sb := v.subs[i]
+	s.hub.v1Subs.Add(-1)
 	r := s.rooms[sb.room]
 	last := len(r.subs) - 1
 	moved := r.subs[last]
@@ -455,10 +464,6 @@ func (c *Conn) command(payload []byte) error {
 	case chat.TypeSend:
 		c.send1(cmd)
 	case chat.TypeJoin:
-		if !chat.ValidRoom(cmd.Room) {
-			c.sendError(cmd.ID, chat.CodeBadRoom, "bad room name")
-			return nil
-		}
 		if !v.allows(cmd.Room) {
 			c.sendError(cmd.ID, chat.CodeForbidden, refusedReason(chat.CodeForbidden))
 			return nil

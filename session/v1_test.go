@@ -225,3 +225,34 @@ func devNull(b testing.TB) int {
 }
 
 func closeFd(fd int) { unix.Close(fd) }
+
+// A flood of new send ids is bounded by DedupMax, oldest evicted first,
+// and charged to the outbound budget; the newest ids still deduplicate.
+func TestDedupFloodBounded(t *testing.T) {
+	h, r := testHub(t, Config{DedupMax: 50, MaxQueue: 64 << 20})
+	c, _ := stalledMember(t, h, r, "flooder", false)
+	h.table.remove(c)
+	c.v1 = &v1Conn{c: c}
+	h.table.insertV1(c)
+	for i := range 500 {
+		if err := c.command([]byte(fmt.Sprintf(`{"type":"send","room":"","id":"id-%d","text":"x"}`, i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := h.dedup.Len(); n != 50 {
+		t.Fatalf("%d ids remembered, want the bound 50", n)
+	}
+	if h.dedup.Bytes() <= 0 || h.dedup.Bytes() > 50*256 {
+		t.Fatalf("dedup holds %d bytes for 50 ids", h.dedup.Bytes())
+	}
+	if _, ok := h.dedup.Check(c.key, []byte("id-499")); !ok {
+		t.Fatal("the newest id is forgotten")
+	}
+	if _, ok := h.dedup.Check(c.key, []byte("id-0")); ok {
+		t.Fatal("the oldest id survived a flood past the bound")
+	}
+	waitIdle(t, h)
+	if got := h.stats.Broadcasts.Load(); got != 500 {
+		t.Fatalf("%d broadcasts for 500 distinct ids", got)
+	}
+}
