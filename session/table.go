@@ -29,7 +29,7 @@ type shard struct {
 
 type room struct {
 	members []*Conn
-	subs    []*sub // v1 connections in the room (v1.go)
+	subs    []subEntry // v1 connections in the room (v1.go)
 }
 
 func newTable(h *Hub, n int) *table {

@@ -34,19 +34,24 @@ import (
 // Lock order: a Ring room's lock, then shard.mu, then Conn.wmu. The Hub
 // never calls the Ring with a shard lock held.
 
-// sub is one room a v1 connection is in; it lives in the room's subs list
-// of the connection's key's shard, under that shard's mu.
-type sub struct {
+// A v1 connection's room is two small values, both under the key's shard
+// mu: a subEntry in the room's subs list (what the fan-out walks, in one
+// contiguous array as the seed members are) and a sub in the connection's
+// list, which finds the entry again.
+type subEntry struct {
 	c     *Conn
-	room  string
-	idx   int32  // index in the room's subs
 	after uint64 // live messages with seq <= after are not delivered
+}
+
+type sub struct {
+	room string
+	idx  int32 // index of the entry in the room's subs
 }
 
 // v1Conn is what a v1 connection holds beyond a seed one.
 type v1Conn struct {
 	c    *Conn
-	subs []*sub   // under the key's shard mu; the first room first
+	subs []sub    // under the key's shard mu; the first room first
 	gone []string // rooms removeSubs took it out of, for presence (roomsLeft)
 
 	// The rooms the credentials allow (a JWT rooms claim), if limited.
@@ -204,11 +209,12 @@ func (h *Hub) stamp(room string, m *message, key string, id []byte) chat.Stamp {
 
 // deliverSubs is deliverRoom for the room's v1 members; s.mu is held.
 func (f *fanout) deliverSubs(r *room, msgs []*message) (frames uint64) {
-	for _, sb := range r.subs {
-		c := sb.c
+	for i := range r.subs {
+		e := &r.subs[i]
+		c := e.c
 		items := f.items[:0]
 		for _, m := range msgs {
-			if m.seq <= sb.after || m.env == nil {
+			if m.seq <= e.after || m.env == nil {
 				continue // replayed at the join, or stamped before it (see Publish)
 			}
 			v := m.variantFor(c)
@@ -232,9 +238,8 @@ func (s *shard) addSub(c *Conn, name string, after uint64) {
 		s.hub.roomOpened(name) // cluster: bridge.go
 	}
 	s.hub.v1Subs.Add(1)
-	sb := &sub{c: c, room: name, idx: int32(len(r.subs)), after: after}
-	r.subs = append(r.subs, sb)
-	c.v1.subs = append(c.v1.subs, sb)
+	c.v1.subs = append(c.v1.subs, sub{room: name, idx: int32(len(r.subs))})
+	r.subs = append(r.subs, subEntry{c: c, after: after})
 }
 
 // removeSub takes c's i-th room away; s.mu is held.
@@ -243,18 +248,28 @@ func (s *shard) removeSub(c *Conn, i int) {
 	sb := v.subs[i]
 	s.hub.v1Subs.Add(-1)
 	r := s.rooms[sb.room]
-	last := len(r.subs) - 1
-	moved := r.subs[last]
-	r.subs[sb.idx] = moved
-	moved.idx = sb.idx
-	r.subs[last] = nil
+	last := int32(len(r.subs) - 1)
+	if sb.idx != last {
+		// The last entry takes the hole; its connection (of this shard
+		// too) learns where it went.
+		moved := r.subs[last]
+		r.subs[sb.idx] = moved
+		ms := moved.c.v1.subs
+		for j := range ms {
+			if ms[j].room == sb.room {
+				ms[j].idx = sb.idx
+				break
+			}
+		}
+	}
+	r.subs[last] = subEntry{}
 	r.subs = r.subs[:last]
 	if last == 0 && len(r.members) == 0 {
 		delete(s.rooms, sb.room)
 		s.hub.roomClosed(sb.room) // cluster: bridge.go
 	}
 	copy(v.subs[i:], v.subs[i+1:])
-	v.subs[len(v.subs)-1] = nil
+	v.subs[len(v.subs)-1] = sub{}
 	v.subs = v.subs[:len(v.subs)-1]
 }
 
@@ -398,7 +413,7 @@ func (v *v1Conn) Attach(info chat.Info) {
 	case !c.inTable:
 		j.refused = chat.CodeUnavailable
 	case i >= 0:
-		v.subs[i].after = info.Seq // a resync: replay from the new position
+		s.rooms[j.room].subs[v.subs[i].idx].after = info.Seq // a resync: replay from the new position
 		j.attached = true
 		joined(count)
 	default:
@@ -637,9 +652,9 @@ func (h *Hub) publishPresence(room string, env []byte) {
 	for _, s := range h.table.shards {
 		s.mu.RLock()
 		if r := s.rooms[room]; r != nil {
-			for _, sb := range r.subs {
-				v := m.envVariantFor(sb.c)
-				if sb.c.deliver([]outItem{{b: m.envFrame(v), msg: m, v: uint8(v)}}) {
+			for _, e := range r.subs {
+				v := m.envVariantFor(e.c)
+				if e.c.deliver([]outItem{{b: m.envFrame(v), msg: m, v: uint8(v)}}) {
 					frames++
 				}
 			}

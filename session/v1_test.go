@@ -96,7 +96,7 @@ func TestSubSkipsReplayed(t *testing.T) {
 	h.broadcast(c.room, []byte("one")) // seq 1
 	waitIdle(t, h)
 	s.mu.Lock()
-	c.v1.subs[0].after = 2 // as if a join had replayed through seq 2
+	s.rooms[c.room].subs[c.v1.subs[0].idx].after = 2 // as if a join had replayed through seq 2
 	s.mu.Unlock()
 	h.broadcast(c.room, []byte("two"))   // seq 2: skipped
 	h.broadcast(c.room, []byte("three")) // seq 3: delivered
@@ -254,5 +254,64 @@ func TestDedupFloodBounded(t *testing.T) {
 	waitIdle(t, h)
 	if got := h.stats.Broadcasts.Load(); got != 500 {
 		t.Fatalf("%d broadcasts for 500 distinct ids", got)
+	}
+}
+
+// Subscriptions come and go in any order: every room's entries and every
+// connection's list keep pointing at each other.
+func TestSubsStayConsistent(t *testing.T) {
+	h := &Hub{}
+	h.table = newTable(h, 4)
+	var cs []*Conn
+	for i := range 40 {
+		c := &Conn{hub: h, member: -1, key: fmt.Sprintf("k%d", i), room: "first"}
+		h.table.insertV1(c)
+		cs = append(cs, c)
+	}
+	rooms := []string{"a", "b", "c"}
+	check := func(step int) {
+		t.Helper()
+		for _, s := range h.table.shards {
+			for name, r := range s.rooms {
+				for i, e := range r.subs {
+					j := e.c.v1.subIndex([]byte(name))
+					if j < 0 || e.c.v1.subs[j].idx != int32(i) {
+						t.Fatalf("step %d: room %s entry %d (%s) not found back", step, name, i, e.c.key)
+					}
+				}
+			}
+		}
+		for _, c := range cs {
+			s := h.table.shardOf(c.key)
+			for _, sb := range c.v1.subs {
+				if r := s.rooms[sb.room]; r == nil || r.subs[sb.idx].c != c {
+					t.Fatalf("step %d: %s's sub of %s points elsewhere", step, c.key, sb.room)
+				}
+			}
+		}
+	}
+	for step := range 400 {
+		c := cs[(step*7)%len(cs)]
+		s := h.table.shardOf(c.key)
+		s.mu.Lock()
+		room := rooms[step%len(rooms)]
+		if i := c.v1.subIndex([]byte(room)); i >= 0 {
+			s.removeSub(c, i)
+		} else {
+			s.addSub(c, room, 0)
+		}
+		s.mu.Unlock()
+		check(step)
+	}
+	for _, c := range cs {
+		h.table.remove(c)
+	}
+	if n := h.v1Subs.Load(); n != 0 {
+		t.Fatalf("%d subscriptions counted after everyone left", n)
+	}
+	for _, s := range h.table.shards {
+		if len(s.rooms) != 0 {
+			t.Fatalf("rooms left behind: %v", s.rooms)
+		}
 	}
 }
