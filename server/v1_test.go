@@ -399,9 +399,12 @@ func TestV1CommandFlood(t *testing.T) {
 	a := v1Dial(t, addr, "specialKey=a&room=r")
 	a.expect("joined")
 	for i := range 200 {
-		if i%2 == 0 {
+		switch i % 3 {
+		case 0:
 			a.c.WriteText(`{"type":"join","room":"x"}`)
-		} else {
+		case 1:
+			a.c.WriteText(`{"type":"members","room":"x"}`)
+		default:
 			a.c.WriteText(`{"type":"leave","room":"x"}`)
 		}
 	}
