@@ -522,3 +522,29 @@ func TestV1Presence(t *testing.T) {
 	}
 	quiet(t, seed, "seed") // a seed member sees none of it
 }
+
+// A replay longer than one batch arrives whole and in order, then live.
+func TestV1LongReplay(t *testing.T) {
+	_, addr, _ := start(t, session.Config{HistorySize: 1000})
+	s := v1Dial(t, addr, "specialKey=s&room=r")
+	epoch := s.expect("joined")["epoch"].(string)
+	const n = 600
+	for i := 1; i <= n; i++ {
+		s.write(fmt.Sprintf(`{"type":"send","room":"r","text":"%d"}`, i))
+	}
+	for range 2 * n { // its acks and echoes
+		s.next()
+	}
+	for i, query := range []string{"since=0&epoch=" + epoch, "history=" + fmt.Sprint(n)} {
+		top := n + i // the first round's live message is seq 601
+		j := v1Dial(t, addr, "specialKey=j&room=r&"+query)
+		j.expect("joined", "seq", top)
+		for want := top - n + 1; want <= top; want++ {
+			j.expect("message", "seq", want)
+		}
+		s.write(`{"type":"send","room":"r","text":"live"}`)
+		j.expect("message", "text", "live")
+		s.ackAndEcho()
+		j.c.Close(1000)
+	}
+}

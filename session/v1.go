@@ -67,8 +67,9 @@ type v1Conn struct {
 	// OnReady only: the command being handled and the join in progress
 	// (v1Conn is the Ring's Reader for it, so a join allocates no closure).
 	cmd      chat.Command
-	buf      []byte   // envelope scratch
-	keys     []string // members scratch
+	buf      []byte    // envelope scratch
+	keys     []string  // members scratch
+	batch    []outItem // replayed frames not yet handed over
 	join     pendingJoin
 	welcome  *ownFrame // the 101, for the first join
 	replaced *Conn     // what the first join displaced
@@ -80,10 +81,17 @@ type pendingJoin struct {
 	hasSince  bool
 	since     uint64
 	epoch     string
+	history   int  // without since: the last history messages
 	attached  bool // Attach registered the sub: replay what follows
 	refused   chat.Code
 	recovered bool
+	expect    int // messages the Ring will replay (known at Attach)
+	replayed  int
 }
+
+// maxReplayBatch bounds the replayed frames handed to the connection at
+// once (one writev takes 64 anyway).
+const maxReplayBatch = 256
 
 // newV1Conn returns the v1 state for a request that opted in.
 func newV1Conn(c *Conn, req *codec.Request) *v1Conn {
@@ -359,10 +367,16 @@ func (c *Conn) joinFirst(welcome *ownFrame) *Conn {
 // join displaced.
 func (c *Conn) runJoin(history int) (old *Conn) {
 	v, h := c.v1, c.hub
+	v.join.history = history
 	if v.join.hasSince {
 		h.ring.Since(v.join.room, v.join.since, v.join.epoch, v)
 	} else {
 		h.ring.Last(v.join.room, history, v)
+	}
+	if len(v.batch) > 0 {
+		// Not reached: Attach counts what the Ring replays. Should the
+		// count be off, the frames still go out rather than leak.
+		c.flushReplay()
 	}
 	old, v.replaced = v.replaced, nil
 	if v.join.refused != 0 {
@@ -378,6 +392,12 @@ func (c *Conn) runJoin(history int) (old *Conn) {
 func (v *v1Conn) Attach(info chat.Info) {
 	c, j, h := v.c, &v.join, v.c.hub
 	j.recovered = j.hasSince && chat.Recoverable(info, j.since, j.epoch)
+	switch {
+	case j.recovered:
+		j.expect = int(info.Seq - j.since)
+	case !j.hasSince:
+		j.expect = min(max(j.history, 0), info.Len)
+	}
 	t := h.table
 	// joined is queued under the shard lock that registers the sub, so
 	// nothing for the room (or, first, for the key) can come before it.
@@ -429,10 +449,29 @@ func (v *v1Conn) Attach(info chat.Info) {
 
 // Replay implements chat.Reader: a missed message, in seq order, queued
 // right behind joined.
+//
+// The frames are handed over in batches, the last one when the count
+// Attach expects is reached, still under the room's log lock: one write
+// per batch, not per message, and all of them queued before the room's
+// next message can be.
 func (v *v1Conn) Replay(e chat.Entry) {
-	if v.join.attached {
-		v.c.sendEnvelope(e.Frame)
+	if !v.join.attached {
+		return
 	}
+	f := v.c.envelopeFrame(e.Frame)
+	v.batch = append(v.batch, outItem{b: f.b, own: f})
+	v.join.replayed++
+	if len(v.batch) == maxReplayBatch || v.join.replayed == v.join.expect {
+		v.c.flushReplay()
+	}
+}
+
+// flushReplay hands the batched replay frames to the connection.
+func (c *Conn) flushReplay() {
+	v := c.v1
+	c.deliver(v.batch)
+	clear(v.batch)
+	v.batch = v.batch[:0]
 }
 
 // joinV1 is table.join for a v1 connection: c enters the table under its
@@ -578,14 +617,18 @@ func (c *Conn) sendError(id []byte, code chat.Code, reason string) {
 // sendEnvelope queues env (copied) for c alone: a text frame, or for a
 // gzip client the gzip'd binary frame. A deflate client gets it
 // uncompressed (a frame without RSV1 is valid on a deflate connection).
-func (c *Conn) sendEnvelope(env []byte) {
+func (c *Conn) sendEnvelope(env []byte) { c.send(c.envelopeFrame(env)) }
+
+// envelopeFrame builds env's frame for c (see sendEnvelope) in a pooled
+// own frame.
+func (c *Conn) envelopeFrame(env []byte) *ownFrame {
 	f := ownFrames.Get().(*ownFrame)
 	if c.gzip {
 		f.b = codec.AppendGzipFrame(f.b[:0], env)
 	} else {
 		f.b = codec.AppendFrame(f.b[:0], codec.OpText, env)
 	}
-	c.send(f)
+	return f
 }
 
 // historySweepEvery is how often the Ring forgets rooms that have retained
