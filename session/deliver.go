@@ -161,7 +161,9 @@ func (h *Hub) deliverFrom(t target, text, gz []byte, from origin, key string, id
 	var d Delivery
 	switch t.kind {
 	case toRoom:
-		m.by = t.by // a sender whose message finds a shard's backlog full is held (fanOut)
+		// A sender whose message finds a shard's backlog full is held
+		// (fanOut); m names it only while it is queued.
+		m.by = t.by
 		st := h.stamp(t.name, m, key, id) // queues m (message.Publish)
 		m.by = nil
 		d.Local, d.Seq, d.Epoch, d.TS = m.local, st.Seq, st.Epoch, st.TS
