@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/wsd-chat/wsd/chat"
 	"github.com/wsd-chat/wsd/codec"
 )
 
@@ -37,6 +38,16 @@ const (
 	// messages a second into a room of 10,000; a burst of one second's
 	// worth on top, and any one message passes however large its room.
 	DefaultMaxDeliveryRate = 100000 // deliveries per second per sending connection
+
+	// Chat protocol v1 (v1.go).
+	DefaultMaxRoomsPerConn  = 100                          // rooms one v1 connection may be in
+	DefaultHistorySize      = 100                          // messages retained per room
+	DefaultHistoryTTL       = 5 * time.Minute              // a retained message is dropped after this
+	DefaultHistoryBytes     = 256 << 10                    // envelope bytes retained per room
+	DefaultPresenceListMax  = chat.DefaultPresenceListMax  // members above which presence carries counts only
+	DefaultPresenceInterval = chat.DefaultPresenceInterval // least time between a room's presence frames
+	DefaultPresenceGrace    = chat.DefaultPresenceGrace    // a key back within it causes no leave/join
+	DefaultDedupWindow      = chat.MinDedupWindow          // also the shortest allowed
 )
 
 // Config tunes a Hub. Zero values take the defaults above.
@@ -74,8 +85,30 @@ type Config struct {
 	OutboundBudget int64         // broadcasts, queued frames, all connections
 	MessageTimeout time.Duration // first to last byte of one message
 
-	// Subprotocols are selected from a client's Sec-WebSocket-Protocol offer.
+	// Subprotocols are selected from a client's Sec-WebSocket-Protocol
+	// offer; codec.V1Protocol is always offered after them.
 	Subprotocols []string
+
+	// Chat protocol v1 (v1.go); 0 takes the defaults. The history bounds
+	// are per room, and what it holds is charged to the outbound budget.
+	MaxRoomsPerConn int           // rooms one v1 connection may be in, its first included
+	HistorySize     int           // messages retained per room; also the largest history a join may ask for
+	HistoryTTL      time.Duration // age past which a retained message is dropped
+	HistoryBytes    int           // envelope bytes retained per room
+	// HistoryTotalBytes bounds the history of all rooms together (a room
+	// that takes it over sheds its own oldest); 0: a quarter of the
+	// outbound budget, so history can never starve the queues.
+	HistoryTotalBytes int64
+	DedupWindow       time.Duration // how long a send's id is remembered; at least chat.MinDedupWindow
+	DedupMax          int           // ids remembered at most, all connections together (oldest evicted first); 0: chat.DefaultDedupMax
+	// Presence: at most one presence frame per room per PresenceInterval,
+	// with the joined/left lists only while the room and the lists have
+	// at most PresenceListMax keys (also what a members answer lists); a
+	// key back within PresenceGrace shows neither leave nor join (< 0: no
+	// grace).
+	PresenceInterval time.Duration
+	PresenceGrace    time.Duration
+	PresenceListMax  int
 	// Deflate is the permessage-deflate (RFC 7692) wsd negotiates; the zero
 	// value negotiates none.
 	Deflate codec.DeflateConfig
@@ -157,6 +190,7 @@ func (c *Config) setDefaults() {
 	if c.MessageTimeout <= 0 {
 		c.MessageTimeout = DefaultMessageTimeout
 	}
+	c.setV1Defaults()
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -171,5 +205,35 @@ func (c *Config) setRateDefaults() {
 	}
 	if c.MaxMsgRate == 0 {
 		c.MaxMsgRate = DefaultMaxMsgRate
+	}
+}
+
+func (c *Config) setV1Defaults() {
+	if c.MaxRoomsPerConn <= 0 {
+		c.MaxRoomsPerConn = DefaultMaxRoomsPerConn
+	}
+	if c.HistorySize <= 0 {
+		c.HistorySize = DefaultHistorySize
+	}
+	if c.HistoryTTL <= 0 {
+		c.HistoryTTL = DefaultHistoryTTL
+	}
+	if c.HistoryTotalBytes <= 0 {
+		c.HistoryTotalBytes = c.OutboundBudget / 4
+	}
+	if c.HistoryBytes <= 0 {
+		c.HistoryBytes = DefaultHistoryBytes
+	}
+	if c.DedupWindow < DefaultDedupWindow {
+		c.DedupWindow = DefaultDedupWindow
+	}
+	if c.PresenceListMax <= 0 {
+		c.PresenceListMax = DefaultPresenceListMax
+	}
+	if c.PresenceInterval <= 0 {
+		c.PresenceInterval = DefaultPresenceInterval
+	}
+	if c.PresenceGrace == 0 {
+		c.PresenceGrace = DefaultPresenceGrace
 	}
 }

@@ -40,6 +40,7 @@ type Conn struct {
 	gzip    bool
 	deflate codec.DeflateParams // permessage-deflate, if negotiated
 	ip      netip.Addr          // source address, kept when a per-address limit is on
+	v1      *v1Conn             // chat protocol v1 (v1.go); nil for a seed connection
 	// The address's delivery rate entry, nil without that limit. Set at
 	// accept, cleared by finish.
 	addrRate *addrRate
@@ -221,6 +222,9 @@ func (c *Conn) OnMessage(op codec.OpCode, payload []byte) error {
 	if err := c.chargeFrames(now); err != nil {
 		return err
 	}
+	if op == codec.OpBinary && c.v1 != nil && !c.gzip {
+		return codec.ErrNotGzip // a v1 client without support_gzip sends text
+	}
 	if op == codec.OpBinary {
 		// Seed clients with support_gzip send gzip'd text as binary.
 		limit := c.InflateLimit(len(payload))
@@ -242,9 +246,13 @@ func (c *Conn) OnMessage(op codec.OpCode, payload []byte) error {
 	if !h.byteRate.allow(&c.byteRate, now, len(payload)) {
 		return errByteRateLimited
 	}
+	if c.v1 != nil {
+		return c.command(payload) // v1.go
+	}
 	h.stats.MessagesIn.Add(1)
 	h.stats.BytesIn.Add(uint64(len(payload)))
-	return h.broadcast(c, now, payload)
+	_, err := h.broadcast(c, now, c.room, payload, nil)
+	return err
 }
 
 // chargeFrames charges the frames the stream has started since the last
@@ -416,8 +424,8 @@ func (c *Conn) setState(to uint32) {
 			h.stats.DeflateConns.Add(-1)
 		}
 	}
-	if from == stOpen {
-		h.table.remove(c)
+	if from == stOpen && h.table.remove(c) {
+		h.roomsLeft(c, "") // v1.go
 	}
 	if from == stHandshake {
 		h.leftHandshake(c)

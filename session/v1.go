@@ -1,0 +1,784 @@
+package session
+
+import (
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/wsd-chat/wsd/chat"
+	"github.com/wsd-chat/wsd/codec"
+)
+
+// Chat protocol v1 (docs/protocol.md) on a connection: the opt-in
+// connection's rooms, its commands, and the envelope side of a room
+// message. Package chat holds the protocol's core; this file connects it
+// to the table and the fan-out.
+//
+// Every room message, whoever sends it, is stamped by the Hub's Ring
+// (seq, epoch, ts) and its envelope kept as history. The Ring hands the
+// envelope to the message (message.Publish) with the room's log locked,
+// and Publish queues the message on the shards' outboxes before the lock
+// is released: every shard sees a room's messages in seq order. Seed
+// members get the message's seed variants, byte for byte what they always
+// got; v1 members get the envelope's, built once per broadcast.
+//
+// A v1 connection is in the table by its key like a seed one, but its
+// rooms are subscriptions (sub) in each room's subs list rather than
+// entries in members, so the seed fan-out loop is unchanged and a v1
+// connection may be in many rooms. A sub remembers after, the last seq
+// its join replayed: a message stamped before the join but fanned out
+// after it (it was in an outbox already) is skipped, so the seam between
+// replay and live traffic has no duplicate; and no message stamped after
+// the join can miss the sub, which closes the gap.
+//
+// Lock order: a Ring room's lock, then shard.mu, then Conn.wmu. The Hub
+// never calls the Ring with a shard lock held.
+
+// A v1 connection's room is two small values, both under the key's shard
+// mu: a subEntry in the room's subs list (what the fan-out walks, in one
+// contiguous array as the seed members are) and a sub in the connection's
+// list, which finds the entry again.
+type subEntry struct {
+	c     *Conn
+	after uint64 // live messages with seq <= after are not delivered
+}
+
+type sub struct {
+	room string
+	idx  int32 // index of the entry in the room's subs
+}
+
+// v1Conn is what a v1 connection holds beyond a seed one.
+type v1Conn struct {
+	c    *Conn
+	subs []sub    // under the key's shard mu; the first room first
+	gone []string // rooms removeSubs took it out of, for presence (roomsLeft)
+
+	// The rooms the credentials allow (a JWT rooms claim), if limited.
+	rooms        []string
+	roomsLimited bool
+
+	// The position the query asked for in the first room.
+	hasSince, hasHistory bool
+	since                uint64
+	epoch                string
+	history              int
+
+	// OnReady only: the command being handled and the join in progress
+	// (v1Conn is the Ring's Reader for it, so a join allocates no closure).
+	cmd      chat.Command
+	buf      []byte    // envelope scratch
+	keys     []string  // members scratch
+	batch    []outItem // replayed frames not yet handed over
+	join     pendingJoin
+	welcome  *ownFrame // the 101, for the first join
+	replaced *Conn     // what the first join displaced
+}
+
+type pendingJoin struct {
+	room      string
+	id        []byte
+	hasSince  bool
+	since     uint64
+	epoch     string
+	history   int  // without since: the last history messages
+	attached  bool // Attach registered the sub: replay what follows
+	refused   chat.Code
+	recovered bool
+	expect    int // messages the Ring will replay (known at Attach)
+	replayed  int
+}
+
+// maxReplayBatch bounds the replayed frames handed to the connection at
+// once (one writev takes 64 anyway).
+const maxReplayBatch = 256
+
+// newV1Conn returns the v1 state for a request that opted in.
+func newV1Conn(c *Conn, req *codec.Request) *v1Conn {
+	v := &v1Conn{c: c, hasSince: req.HasSince, since: req.Since, hasHistory: req.HasHistory, history: req.History,
+		rooms: req.Rooms, roomsLimited: req.Rooms != nil}
+	if req.HasSince {
+		v.epoch = string(req.Epoch)
+	}
+	return v
+}
+
+// The message's envelope variants.
+
+// Publish implements chat.Sink: the Ring stamped the message as env; the
+// envelope frame is built and the message queued for the room's members,
+// all before the room's next message is stamped.
+//
+// With no v1 member on the box the envelope frame is not built: a box of
+// seed clients pays only the history. A sub is added only under its room's
+// log lock (Attach), so a member that joins after this check gets a seq
+// past this message's and never asks for its envelope.
+func (m *message) Publish(room string, s chat.Stamp, env []byte) {
+	m.seq = s.Seq
+	if m.hub.v1Subs.Load() > 0 {
+		m.setEnv(env)
+	}
+	m.local = m.hub.fanOut(room, m, m.by)
+}
+
+// setEnv builds the envelope's text frame from env (copied). Only the
+// creator may call it, before the message is shared.
+func (m *message) setEnv(env []byte) {
+	m.env = codec.AppendFrame(m.env[:0], codec.OpText, env)
+	m.envBody = m.env[len(m.env)-len(env):]
+	m.recharge(&m.envHeld, m.env)
+}
+
+// envVariantFor is variantFor for a v1 member.
+func (m *message) envVariantFor(c *Conn) int {
+	switch {
+	case c.gzip:
+		return varEnvGzip
+	case c.deflate.Enabled && c.deflate.ServerFits(len(m.envBody)) && m.envDeflated():
+		return varEnvDeflate
+	}
+	return varEnv
+}
+
+func (m *message) envDeflated() bool {
+	m.envDfOnce.Do(func() {
+		if len(m.envBody) < codec.DeflateMinSize {
+			return
+		}
+		m.envDf, m.envDfUse = codec.AppendDeflateFrame(m.envDf[:0], m.envBody)
+		m.hub.stats.DeflateEncodings.Add(1)
+		m.recharge(&m.envDfHeld, m.envDf)
+	})
+	return m.envDfUse
+}
+
+func (m *message) envFrame(v int) []byte {
+	switch v {
+	case varEnv:
+		return m.env
+	case varEnvDeflate:
+		m.envDeflated()
+		return m.envDf
+	}
+	m.envGzOnce.Do(func() {
+		m.envGz = codec.AppendGzipFrame(m.envGz[:0], m.envBody)
+		m.hub.stats.GzipEncodings.Add(1)
+		m.recharge(&m.envGzHeld, m.envGz)
+	})
+	return m.envGz
+}
+
+// trimEnv is trim for the envelope variants; m.mu is held.
+func (m *message) trimEnv() {
+	if m.envHeld != 0 && m.queued[varEnv].Load() == 0 {
+		m.hub.out.add(-m.envHeld)
+		m.env, m.envBody, m.envHeld = nil, nil, 0
+	}
+	if m.envGzHeld != 0 && m.queued[varEnvGzip].Load() == 0 {
+		m.hub.out.add(-m.envGzHeld)
+		m.envGz, m.envGzHeld = nil, 0
+	}
+	if m.envDfHeld != 0 && m.queued[varEnvDeflate].Load() == 0 {
+		m.hub.out.add(-m.envDfHeld)
+		m.envDf, m.envDfHeld = nil, 0
+	}
+}
+
+// releaseEnv is release for the envelope variants (their charge is
+// refunded by release); m.mu is held.
+func (m *message) releaseEnv() {
+	if cap(m.env) > maxPooledFrame {
+		m.env = nil
+	}
+	if cap(m.envGz) > maxPooledFrame {
+		m.envGz = nil
+	}
+	if cap(m.envDf) > maxPooledFrame {
+		m.envDf = nil
+	}
+	m.env, m.envGz, m.envDf, m.envBody = m.env[:0], m.envGz[:0], m.envDf[:0], nil
+	m.envGzOnce, m.envDfOnce, m.envDfUse = sync.Once{}, sync.Once{}, false
+	m.envHeld, m.envGzHeld, m.envDfHeld = 0, 0, 0
+	m.seq, m.local = 0, 0
+}
+
+// historyHeld is what the rooms' history and the dedup table hold of the
+// outbound budget.
+func (h *Hub) historyHeld() int64 { return h.ring.Bytes() + h.dedup.Bytes() }
+
+// stamp has the Ring stamp m, a message to room from key (id its client
+// id), which queues it for the room's members (Publish).
+func (h *Hub) stamp(room string, m *message, key string, id []byte) chat.Stamp {
+	st, _ := h.ring.Append(chat.Message{Room: room, From: key, ID: id, Text: m.body}, m)
+	return st
+}
+
+// The table side.
+
+// deliverSubs is deliverRoom for the room's v1 members; s.mu is held.
+func (f *fanout) deliverSubs(r *room, msgs []*message) (frames uint64) {
+	for i := range r.subs {
+		e := &r.subs[i]
+		c := e.c
+		items := f.items[:0]
+		for _, m := range msgs {
+			if m.seq <= e.after || m.env == nil {
+				continue // replayed at the join, or stamped before it (see Publish)
+			}
+			v := m.variantFor(c)
+			items = append(items, outItem{b: m.frame(v), msg: m, v: uint8(v)})
+		}
+		if len(items) > 0 && c.deliver(items) {
+			frames += uint64(len(items))
+		}
+		clear(items)
+		f.items = items[:0]
+	}
+	return frames
+}
+
+// addSub puts c in room with after; s.mu is held.
+func (s *shard) addSub(c *Conn, name string, after uint64) {
+	r := s.rooms[name]
+	if r == nil {
+		r = &room{}
+		s.rooms[name] = r
+		s.hub.roomOpened(name) // cluster: bridge.go
+	}
+	s.hub.v1Subs.Add(1)
+	c.v1.subs = append(c.v1.subs, sub{room: name, idx: int32(len(r.subs))})
+	r.subs = append(r.subs, subEntry{c: c, after: after})
+}
+
+// removeSub takes c's i-th room away; s.mu is held.
+func (s *shard) removeSub(c *Conn, i int) {
+	v := c.v1
+	sb := v.subs[i]
+	s.hub.v1Subs.Add(-1)
+	r := s.rooms[sb.room]
+	last := int32(len(r.subs) - 1)
+	if sb.idx != last {
+		// The last entry takes the hole; its connection (of this shard
+		// too) learns where it went.
+		moved := r.subs[last]
+		r.subs[sb.idx] = moved
+		ms := moved.c.v1.subs
+		for j := range ms {
+			if ms[j].room == sb.room {
+				ms[j].idx = sb.idx
+				break
+			}
+		}
+	}
+	r.subs[last] = subEntry{}
+	r.subs = r.subs[:last]
+	if last == 0 && len(r.members) == 0 {
+		delete(s.rooms, sb.room)
+		s.hub.roomClosed(sb.room) // cluster: bridge.go
+	}
+	copy(v.subs[i:], v.subs[i+1:])
+	v.subs[len(v.subs)-1] = sub{}
+	v.subs = v.subs[:len(v.subs)-1]
+}
+
+// removeSubs takes c out of all its rooms; s.mu is held.
+func (s *shard) removeSubs(c *Conn) {
+	for len(c.v1.subs) > 0 {
+		c.v1.gone = append(c.v1.gone, c.v1.subs[len(c.v1.subs)-1].room)
+		s.removeSub(c, len(c.v1.subs)-1)
+	}
+}
+
+// roomsLeft tells presence that c, out of the table now, left its rooms;
+// except is the first room of the connection that replaced it (which
+// holds the key there still). Exactly one caller does it for each c: c's
+// own close if it was still in the table, else the connection that
+// replaced it.
+func (h *Hub) roomsLeft(c *Conn, except string) {
+	if c.v1 == nil {
+		if c.room != except {
+			h.presence.Leave(c.room, c.key)
+		}
+		return
+	}
+	s := h.table.shardOf(c.key)
+	s.mu.Lock()
+	gone := c.v1.gone
+	c.v1.gone = nil
+	s.mu.Unlock()
+	for _, r := range gone {
+		if r != except {
+			h.presence.Leave(r, c.key)
+		}
+	}
+}
+
+// subIndex returns the index of c's sub of room, -1 if none; s.mu is held.
+func (v *v1Conn) subIndex(room []byte) int {
+	for i, sb := range v.subs {
+		if sb.room == string(room) {
+			return i
+		}
+	}
+	return -1
+}
+
+// roomOf returns c's room name matching room (the sub's string, so no
+// allocation) and whether c is in it.
+func (c *Conn) roomOf(room []byte) (string, bool) {
+	s := c.hub.table.shardOf(c.key)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if i := c.v1.subIndex(room); i >= 0 {
+		return c.v1.subs[i].room, true
+	}
+	return "", false
+}
+
+// roomCount is how many connections are in room, across shards.
+func (t *table) roomCount(name string) int {
+	n := 0
+	for _, s := range t.shards {
+		n += s.roomSize(name)
+	}
+	return n
+}
+
+// Joins. The first room's join runs right after the upgrade and puts the
+// connection in the table (table.join), its 101 first and joined second;
+// later ones come from join commands.
+
+// joinFirst is Conn.join for a v1 connection: the first room's join, with
+// the query's position.
+func (c *Conn) joinFirst(welcome *ownFrame) *Conn {
+	v := c.v1
+	v.welcome = welcome
+	v.join = pendingJoin{room: c.room, hasSince: v.hasSince, since: v.since, epoch: v.epoch}
+	k := 0
+	if v.hasHistory {
+		k = v.history
+	}
+	old := c.runJoin(k)
+	v.welcome = nil
+	return old
+}
+
+// runJoin runs v.join through the Ring and reports the connection a first
+// join displaced.
+func (c *Conn) runJoin(history int) (old *Conn) {
+	v, h := c.v1, c.hub
+	v.join.history = history
+	if v.join.hasSince {
+		h.ring.Since(v.join.room, v.join.since, v.join.epoch, v)
+	} else {
+		h.ring.Last(v.join.room, history, v)
+	}
+	if len(v.batch) > 0 {
+		// Not reached: Attach counts what the Ring replays. Should the
+		// count be off, the frames still go out rather than leak.
+		c.flushReplay()
+	}
+	old, v.replaced = v.replaced, nil
+	if v.join.refused != 0 {
+		c.sendError(v.join.id, v.join.refused, refusedReason(v.join.refused))
+	}
+	v.join = pendingJoin{}
+	return old
+}
+
+// Attach implements chat.Reader: under the room's log lock, register the
+// sub with the room's position, count the key in the room's presence and
+// queue joined.
+func (v *v1Conn) Attach(info chat.Info) {
+	c, j, h := v.c, &v.join, v.c.hub
+	j.recovered = j.hasSince && chat.Recoverable(info, j.since, j.epoch)
+	switch {
+	case j.recovered:
+		j.expect = int(info.Seq - j.since)
+	case !j.hasSince:
+		j.expect = min(max(j.history, 0), info.Len)
+	}
+	t := h.table
+	// joined is queued under the shard lock that registers the sub, so
+	// nothing for the room (or, first, for the key) can come before it.
+	joined := func(count int) {
+		v.buf = chat.AppendJoined(v.buf[:0], &chat.Joined{ID: j.id, Room: j.room, Seq: info.Seq,
+			Epoch: info.Epoch, Recovered: j.recovered, Count: count})
+		c.sendEnvelope(v.buf)
+	}
+	if v.welcome != nil {
+		count := h.presence.Join(j.room, c.key) // a key replacing itself is counted once
+		v.replaced = t.joinV1(c, v.welcome, info.Seq, func() { joined(count) })
+		j.attached = true
+		return
+	}
+	// Refusals first, so a refused join is never counted. Only this
+	// connection's OnReady changes its rooms; a replace can still take it
+	// out of the table meanwhile, which is checked again below.
+	s := t.shardOf(c.key)
+	s.mu.RLock()
+	i, in, n := v.subIndex([]byte(j.room)), c.inTable, len(v.subs)
+	s.mu.RUnlock()
+	switch {
+	case !in:
+		j.refused = chat.CodeUnavailable
+		return
+	case i < 0 && n >= h.cfg.MaxRoomsPerConn:
+		j.refused = chat.CodeTooManyRooms
+		return
+	}
+	count := h.presence.Join(j.room, c.key) // Presence before the shard lock (doc.go)
+	s.mu.Lock()
+	switch i := v.subIndex([]byte(j.room)); {
+	case !c.inTable:
+		j.refused = chat.CodeUnavailable
+	case i >= 0:
+		s.rooms[j.room].subs[v.subs[i].idx].after = info.Seq // a resync: replay from the new position
+		j.attached = true
+		joined(count)
+	default:
+		s.addSub(c, j.room, info.Seq)
+		j.attached = true
+		joined(count)
+	}
+	s.mu.Unlock()
+	if !j.attached {
+		h.presence.Leave(j.room, c.key) // replaced meanwhile: the count is undone
+	}
+}
+
+// Replay implements chat.Reader: a missed message, in seq order, queued
+// right behind joined.
+//
+// The frames are handed over in batches, the last one when the count
+// Attach expects is reached, still under the room's log lock: one write
+// per batch, not per message, and all of them queued before the room's
+// next message can be.
+func (v *v1Conn) Replay(e chat.Entry) {
+	if !v.join.attached {
+		return
+	}
+	f := v.c.envelopeFrame(e.Frame)
+	v.batch = append(v.batch, outItem{b: f.b, own: f})
+	v.join.replayed++
+	if len(v.batch) == maxReplayBatch || v.join.replayed == v.join.expect {
+		v.c.flushReplay()
+	}
+}
+
+// flushReplay hands the batched replay frames to the connection.
+func (c *Conn) flushReplay() {
+	v := c.v1
+	c.deliver(v.batch)
+	clear(v.batch)
+	v.batch = v.batch[:0]
+}
+
+// joinV1 is table.join for a v1 connection: c enters the table under its
+// key in its first room, with after as that sub's position, and the 101
+// goes out first.
+func (t *table) joinV1(c *Conn, welcome *ownFrame, after uint64, joined func()) (old *Conn) {
+	s := t.shardOf(c.key)
+	s.mu.Lock()
+	c.send(welcome)
+	joined()
+	old = s.replaceLocked(c)
+	s.addSub(c, c.room, after)
+	s.hub.keyJoined(c) // cluster: bridge.go
+	s.mu.Unlock()
+	return old
+}
+
+// The commands.
+
+// allows reports whether the connection's credentials let it join room:
+// the rules of auth.Claims.AllowsRoom ("*" is every room).
+func (v *v1Conn) allows(room []byte) bool {
+	if !v.roomsLimited {
+		return true
+	}
+	for _, r := range v.rooms {
+		if r == "*" || r == string(room) {
+			return true
+		}
+	}
+	return false
+}
+
+// command handles one v1 frame's text: parse, do, answer.
+func (c *Conn) command(payload []byte) error {
+	h, v := c.hub, c.v1
+	cmd := &v.cmd
+	if err := chat.ParseCommand(cmd, payload, chat.Limits{MaxText: h.cfg.MaxMessage, MaxHistory: h.cfg.HistorySize}); err != nil {
+		e := err.(*chat.Error)
+		c.sendError(cmd.ID, e.Code, e.Reason)
+		return nil
+	}
+	switch cmd.Type {
+	case chat.TypeSend:
+		return c.send1(cmd)
+	case chat.TypeJoin:
+		if !v.allows(cmd.Room) {
+			c.sendError(cmd.ID, chat.CodeForbidden, refusedReason(chat.CodeForbidden))
+			return nil
+		}
+		room, ok := c.roomOf(cmd.Room)
+		if !ok {
+			room = string(cmd.Room)
+		}
+		v.join = pendingJoin{room: room, id: cmd.ID, hasSince: cmd.HasSince, since: cmd.Since, epoch: string(cmd.Epoch)}
+		k := 0
+		if cmd.HasHistory {
+			k = cmd.History
+		}
+		c.runJoin(k)
+	case chat.TypeLeave:
+		s := h.table.shardOf(c.key)
+		s.mu.Lock()
+		i := v.subIndex(cmd.Room)
+		var room string
+		if i >= 0 {
+			room = v.subs[i].room
+			s.removeSub(c, i)
+		}
+		s.mu.Unlock()
+		if i < 0 {
+			c.sendError(cmd.ID, chat.CodeNotMember, refusedReason(chat.CodeNotMember))
+			return nil
+		}
+		h.presence.Leave(room, c.key)
+		v.buf = chat.AppendLeft(v.buf[:0], cmd.ID, room)
+		c.sendEnvelope(v.buf)
+	case chat.TypeMembers:
+		room, ok := c.roomOf(cmd.Room)
+		if !ok {
+			c.sendError(cmd.ID, chat.CodeNotMember, refusedReason(chat.CodeNotMember))
+			return nil
+		}
+		var n int
+		v.keys, n = h.presence.Members(room, v.keys[:0])
+		v.buf = chat.AppendMembers(v.buf[:0], cmd.ID, room, n, v.keys)
+		clear(v.keys)
+		c.sendEnvelope(v.buf)
+	}
+	return nil
+}
+
+// send1 is the send command: deduplicated by id, stamped, broadcast, acked.
+//
+// Past the sender's delivery limit (limits.go) it returns the close, as a
+// seed message would.
+func (c *Conn) send1(cmd *chat.Command) error {
+	h, v := c.hub, c.v1
+	room, ok := c.roomOf(cmd.Room)
+	if !ok {
+		c.sendError(cmd.ID, chat.CodeNotMember, refusedReason(chat.CodeNotMember))
+		return nil
+	}
+	if cmd.ID != nil {
+		if a, dup := h.dedup.Check(c.key, cmd.ID); dup {
+			v.buf = chat.AppendAck(v.buf[:0], cmd.ID, &a, true)
+			c.sendEnvelope(v.buf)
+			return nil
+		}
+	}
+	h.stats.MessagesIn.Add(1)
+	h.stats.BytesIn.Add(uint64(len(cmd.Text)))
+	d, err := h.broadcast(c, time.Now().UnixNano(), room, cmd.Text, cmd.ID)
+	if err != nil {
+		return err
+	}
+	if d.Seq == 0 {
+		c.sendError(cmd.ID, chat.CodeUnavailable, refusedReason(chat.CodeUnavailable))
+		return nil
+	}
+	a := chat.Ack{Room: room, Stamp: chat.Stamp{Seq: d.Seq, Epoch: d.Epoch, TS: d.TS}}
+	if cmd.ID != nil {
+		h.dedup.Put(c.key, cmd.ID, a)
+	}
+	v.buf = chat.AppendAck(v.buf[:0], cmd.ID, &a, false)
+	c.sendEnvelope(v.buf)
+	return nil
+}
+
+// refusedReason is the error frame's reason for a refusal of the server's.
+func refusedReason(code chat.Code) string {
+	switch code {
+	case chat.CodeTooManyRooms:
+		return "too many rooms for one connection (-max-rooms-per-conn)"
+	case chat.CodeNotMember:
+		return "not a member of this room: join it first"
+	case chat.CodeForbidden:
+		return "this connection may not join this room"
+	case chat.CodeUnavailable:
+		return "not available now: the server is shutting down"
+	}
+	return code.String()
+}
+
+func (c *Conn) sendError(id []byte, code chat.Code, reason string) {
+	c.v1.buf = chat.AppendError(c.v1.buf[:0], id, code, reason)
+	c.sendEnvelope(c.v1.buf)
+}
+
+// sendEnvelope queues env (copied) for c alone: a text frame, or for a
+// gzip client the gzip'd binary frame. A deflate client gets it
+// uncompressed (a frame without RSV1 is valid on a deflate connection).
+func (c *Conn) sendEnvelope(env []byte) { c.send(c.envelopeFrame(env)) }
+
+// envelopeFrame builds env's frame for c (see sendEnvelope) in a pooled
+// own frame.
+func (c *Conn) envelopeFrame(env []byte) *ownFrame {
+	f := ownFrames.Get().(*ownFrame)
+	if c.gzip {
+		f.b = codec.AppendGzipFrame(f.b[:0], env)
+	} else {
+		f.b = codec.AppendFrame(f.b[:0], codec.OpText, env)
+	}
+	return f
+}
+
+// historySweepEvery is how often the Ring forgets rooms that have retained
+// nothing and have no members (after chat.RingConfig.MetaTTL).
+const historySweepEvery = 10 * time.Second
+
+// sweepHistory runs until the Hub stops: the Ring's Sweep, keeping the
+// epoch of every room with members here.
+func (h *Hub) sweepHistory() {
+	t := time.NewTicker(historySweepEvery)
+	defer t.Stop()
+	inUse := func(room string) bool { return h.table.roomCount(room) > 0 }
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-t.C:
+			h.ring.Sweep(inUse)
+		}
+	}
+}
+
+// Presence frames. The ticker flushes the coalescer a few times per
+// interval; each room's event is encoded once and delivered to the room's
+// v1 members (seed members never see one), like a direct message: not
+// through the outboxes, since it has no seq to keep in order.
+
+func (h *Hub) sweepPresence() {
+	t := time.NewTicker(max(h.cfg.PresenceInterval/4, 10*time.Millisecond))
+	defer t.Stop()
+	var buf []byte
+	var events []presenceOut
+	emit := func(e *chat.PresenceEvent) {
+		start := len(buf)
+		buf = chat.AppendPresence(buf, e)
+		events = append(events, presenceOut{room: e.Room, start: start, end: len(buf)})
+	}
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-t.C:
+			h.presence.Flush(emit) // encodes under the Presence lock, delivers after it
+			for i, e := range events {
+				h.publishPresence(e.room, buf[e.start:e.end])
+				events[i] = presenceOut{}
+			}
+			buf, events = buf[:0], events[:0]
+		}
+	}
+}
+
+type presenceOut struct {
+	room       string
+	start, end int
+}
+
+// publishPresence delivers env, a presence envelope, to room's v1 members
+// here: one message, its variants built once.
+func (h *Hub) publishPresence(room string, env []byte) {
+	m := h.newMessage(nil)
+	m.setEnv(env)
+	var frames uint64
+	for _, s := range h.table.shards {
+		s.mu.RLock()
+		if r := s.rooms[room]; r != nil {
+			for _, e := range r.subs {
+				v := m.envVariantFor(e.c)
+				if e.c.deliver([]outItem{{b: m.envFrame(v), msg: m, v: uint8(v)}}) {
+					frames++
+				}
+			}
+		}
+		s.mu.RUnlock()
+	}
+	h.stats.FramesOut.Add(frames)
+	h.stats.PresenceFrames.Add(1)
+	m.doneBuilding()
+}
+
+// The rooms' order and history, for the admin API.
+
+// RoomState is one room as GET /rooms shows it: its members here and its
+// log's position on this box.
+type RoomState struct {
+	Room     string `json:"room"`
+	Members  int    `json:"count"` // keys in the room (in their presence grace included)
+	Seq      uint64 `json:"seq"`   // the latest seq; 0 before the first message
+	Epoch    string `json:"epoch,omitempty"`
+	Retained int    `json:"retained"` // messages kept in its history
+	Bytes    int64  `json:"history_bytes"`
+}
+
+// RoomStates returns every room with members or a log here, by name.
+func (h *Hub) RoomStates() []RoomState {
+	counts := h.table.roomCounts()
+	infos := h.ring.Infos(nil)
+	out := make([]RoomState, 0, len(infos)+len(counts))
+	seen := make(map[string]bool, len(infos))
+	for _, i := range infos {
+		seen[i.Room] = true
+		out = append(out, RoomState{Room: i.Room, Members: h.presence.Count(i.Room), Seq: i.Seq, Epoch: i.Epoch, Retained: i.Len, Bytes: i.Bytes})
+	}
+	for room := range counts {
+		if !seen[room] {
+			out = append(out, RoomState{Room: room, Members: h.presence.Count(room)})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Room < out[j].Room })
+	return out
+}
+
+// RoomState returns one room's state and up to -presence-list-max of its
+// keys, sorted; ok is false for a room with neither members nor a log.
+func (h *Hub) RoomState(room string) (st RoomState, members []string, ok bool) {
+	st.Room = room
+	members, st.Members = h.presence.Members(room, nil)
+	if i, has := h.ring.Info(room); has {
+		st.Seq, st.Epoch, st.Retained, st.Bytes = i.Seq, i.Epoch, i.Len, i.Bytes
+		ok = true
+	}
+	if members == nil {
+		members = []string{}
+	}
+	return st, members, ok || st.Members > 0
+}
+
+// RoomHistory returns room's retained message envelopes (JSON objects,
+// oldest first) and its state; ok is false for a room without a log.
+func (h *Hub) RoomHistory(room string) (st RoomState, envelopes [][]byte, ok bool) {
+	if _, has := h.ring.Info(room); !has {
+		return RoomState{Room: room}, nil, false
+	}
+	hc := &historyCopy{}
+	info, _ := h.ring.Last(room, h.cfg.HistorySize, hc)
+	st = RoomState{Room: room, Members: h.presence.Count(room), Seq: info.Seq, Epoch: info.Epoch, Retained: info.Len, Bytes: info.Bytes}
+	return st, hc.envs, true
+}
+
+// historyCopy is a chat.Reader that copies what it is replayed.
+type historyCopy struct{ envs [][]byte }
+
+func (hc *historyCopy) Attach(chat.Info) {}
+func (hc *historyCopy) Replay(e chat.Entry) {
+	hc.envs = append(hc.envs, append([]byte(nil), e.Frame...))
+}
