@@ -86,6 +86,7 @@ func compareOptions(quick bool, src []string) map[string]*options {
 		h := &hostile.hostile
 		hostile.duration = time.Second
 		h.partialConns, h.inflateMsgs, h.floodMsgs, h.pings, h.bombs = h.partialConns/div, h.inflateMsgs/div, h.floodMsgs/div, h.pings/div, h.bombs/div
+		h.contFrames, h.pongs, h.deflateMsgs, h.presocks = h.contFrames/div, h.pongs/div, h.deflateMsgs/div, h.presocks/div
 	}
 	return map[string]*options{"idle": idle, "fanout": fanout, "fanout-text": text, "fanout-deflate": &deflate,
 		"storm": storm, "connect": connect, "hostile": hostile}
@@ -682,6 +683,13 @@ func hostileCells(r *Result, atk string) []string {
 		}
 		if n, _ := get("honest missing"); n > 0 {
 			why = append(why, fmt.Sprintf("%.0f missing", n))
+		}
+		for _, f := range r.Figures {
+			if c, ok := strings.CutPrefix(f.Name, atk+": honest "); ok && f.Value == 0 {
+				if c, ok = strings.CutSuffix(c, " passed"); ok {
+					why = append(why, c+" failed")
+				}
+			}
 		}
 		harmed = "YES"
 		if len(why) > 0 {

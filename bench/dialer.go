@@ -77,9 +77,7 @@ func newDialer(o *options, prefix string) *dialer {
 		d.hsZ = d.hs
 		d.hsZ.Extensions = []httphead.Option{browserOffer}
 	}
-	for _, s := range o.src {
-		d.src = append(d.src, &net.TCPAddr{IP: net.ParseIP(s)})
-	}
+	d.src = tcpAddrs(o.src)
 	if o.tls {
 		// Loopback benchmarks against a throwaway self-signed certificate.
 		// Session resumption stays off: every dial pays a full handshake.
@@ -168,6 +166,15 @@ func (d *dialer) dial(i int, gz bool) (*wsConn, error) {
 		z = z || string(e.Name) == "permessage-deflate"
 	}
 	return &wsConn{Conn: conn, br: br, gzip: gz, deflate: z, rsz: d.readBuf}, nil
+}
+
+// tcpAddrs are the source addresses src, any port.
+func tcpAddrs(src []string) []*net.TCPAddr {
+	var out []*net.TCPAddr
+	for _, s := range src {
+		out = append(out, &net.TCPAddr{IP: net.ParseIP(s)})
+	}
+	return out
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }

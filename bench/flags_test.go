@@ -84,7 +84,7 @@ func TestScenarioFlags(t *testing.T) {
 		{"fanout", "n timeout deflate size read-buf memo-gzip m inflight"},
 		{"storm", "n timeout deflate size read-buf memo-gzip senders inflight duration"},
 		{"connect", "duration rst"},
-		{"hostile", "duration timeout attacks partial-conns partial-size inflate-msgs inflate-size flood-members flood-msgs pingers pings bomb-members bombs honest-p99 max-rss"},
+		{"hostile", "duration timeout attacks partial-conns partial-size inflate-msgs inflate-size flood-members flood-msgs pingers pings bomb-members bombs cont-attackers cont-frames pongers pongs fanflood-senders fanflood-rate fanflood-members deflate-msgs presocks partialip-conns honest-p99 max-rss"},
 	} {
 		src := ""
 		fs, err := defaultOptions().flagSet(tc.name, &src)
@@ -123,6 +123,13 @@ func TestParseHostile(t *testing.T) {
 		{name: "partial small enough", args: []string{"-partial-conns", "2000", "-partial-size", "65536"},
 			check: func(o *options) bool { return o.hostile.partialConns == 2000 }},
 		{name: "bombs too big for the box", args: []string{"-bombs", "5000"}, wantErr: "-bombs × -inflate-size"},
+		{name: "deflate bombs too big for the box", args: []string{"-deflate-msgs", "5000"}, wantErr: "-deflate-msgs × -inflate-size"},
+		{name: "partialip too big for the box", args: []string{"-partialip-conns", "2000"}, wantErr: "-partialip-conns × -partial-size"},
+		{name: "fanflood rate unbounded", args: []string{"-fanflood-rate", "1000000"}, wantErr: "-fanflood-rate"},
+		{name: "fairness attacks", args: []string{"-attacks", "cont,pong,fanflood,deflate,presock,partialip", "-presocks", "500", "-fanflood-rate", "100"},
+			check: func(o *options) bool {
+				return len(o.hostile.attacks) == 6 && o.hostile.presocks == 500 && o.hostile.fanRate == 100
+			}},
 		{name: "message over 1 MiB", args: []string{"-inflate-size", "2000000"}, wantErr: "-inflate-size"},
 		{name: "no pingers", args: []string{"-pingers", "0"}, wantErr: "-pingers 0"},
 		{name: "too many members", args: []string{"-flood-members", "6000"}, wantErr: "-flood-members"},

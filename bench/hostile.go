@@ -1,7 +1,9 @@
-// Scenario hostile: the attacks of issue 10's table, one after the other,
-// each for -duration, against any server (wsd or the baseline), while two
-// honest clients (one plain, one gzip) chat in the attacked room: each
-// sends a short message every 20 ms and reads everything.
+// Scenario hostile: attacks on memory, CPU and shared budgets, one after
+// the other, each for -duration, against any server (wsd or the
+// baseline), while two honest clients (one plain, one gzip) chat — in the
+// attacked room, or in a room of their own for the attacks on what every
+// room shares (cont, pong, fanflood, presock, partialip): each sends a
+// short message every 20 ms and reads everything.
 //
 //	partial  -partial-conns connections each send the first fragment
 //	         (-partial-size bytes) of a message and never finish it
@@ -13,6 +15,26 @@
 //	bomb     one gzip client sends -bombs gzip bombs (inflating to
 //	         -inflate-size) into a room of -bomb-members plain members
 //	         that read everything
+//	cont     -cont-attackers clients each send the first, non-final
+//	         fragment of a message, then -cont-frames empty continuations
+//	pong     -pongers clients each send -pongs unsolicited empty pongs
+//	fanflood -fanflood-senders clients each send -fanflood-rate empty
+//	         messages a second into a room of -fanflood-members members
+//	         that never read
+//	deflate  one permessage-deflate client sends -deflate-msgs messages of
+//	         about 1 KB that inflate to -inflate-size bytes of text
+//	presock  -presocks TCP sockets from the first -src address that never
+//	         send a request head; then a newcomer from another address
+//	         must upgrade and get its message back
+//	partialip -partialip-conns connections from the first -src address
+//	         each send the first fragment (-partial-size bytes) of a
+//	         message; then a client from another address sends a 1 MB
+//	         message that must come back whole
+//
+// In presock and partialip the honest clients dial from the -src
+// addresses after the first (127.0.0.2 when there is only one), the
+// attackers from the first alone. A newcomer or a 1 MB message that does
+// not pass harms the honest clients as a closed one does.
 //
 // For each attack it reports the server's RSS before and its peak (sampled
 // every 10 ms from /proc/PID/status with -server-pid), whether the honest
@@ -42,8 +64,9 @@ import (
 	"github.com/wsd-chat/wsd/internal/rsswatch"
 )
 
-// attackNames are the attacks in the order they run: issue 10's table.
-var attackNames = []string{"partial", "inflate", "flood", "ping", "bomb"}
+// attackNames are the attacks in the order they run.
+var attackNames = []string{"partial", "inflate", "flood", "ping", "bomb",
+	"cont", "pong", "fanflood", "deflate", "presock", "partialip"}
 
 const (
 	honestSize   = 64                    // bytes of an honest message
@@ -59,6 +82,8 @@ const (
 	maxBombBytes = int64(4) << 30        // -bombs × -inflate-size (what bombs inflate to), at most
 	maxAttackers = 5000                  // connections of one attack, at most
 	maxFrames    = 100_000_000           // frames one attack sends, at most
+	maxFanRate   = 100_000               // -fanflood-rate, at most
+	bigHonest    = 1_000_000             // bytes of partialip's honest message
 	maxInflate   = 1 << 20               // -inflate-size: both servers' largest message
 	maxRSSLimit  = int64(8) << 30        // -max-rss, at most
 	p99Default   = time.Second           // -honest-p99
@@ -85,6 +110,16 @@ type hostileOptions struct {
 	pings        int
 	bombMembers  int
 	bombs        int
+	contConns    int
+	contFrames   int
+	pongers      int
+	pongs        int
+	fanSenders   int
+	fanRate      int // messages per second per sender
+	fanMembers   int
+	deflateMsgs  int
+	presocks     int
+	partialIP    int
 	honestP99    time.Duration
 	maxRSS       int64 // bytes
 }
@@ -102,6 +137,16 @@ func defaultHostile() hostileOptions {
 		pings:        200_000,
 		bombMembers:  20,
 		bombs:        100,
+		contConns:    4,
+		contFrames:   5_000_000,
+		pongers:      4,
+		pongs:        5_000_000,
+		fanSenders:   10,
+		fanRate:      9000, // under both servers' 10,000 messages/s
+		fanMembers:   20,
+		deflateMsgs:  400,
+		presocks:     4000,
+		partialIP:    150, // 150 MiB: past the 128 MiB inbound budget
 		honestP99:    p99Default,
 		maxRSS:       rssDefault,
 	}
@@ -128,6 +173,11 @@ func (h *hostileOptions) check() error {
 		{"-pingers", h.pingers, maxAttackers}, {"-bomb-members", h.bombMembers, maxAttackers},
 		{"-inflate-msgs", h.inflateMsgs, maxFrames}, {"-flood-msgs", h.floodMsgs, maxFrames},
 		{"-pings", h.pings, maxFrames}, {"-bombs", h.bombs, maxFrames},
+		{"-cont-attackers", h.contConns, maxAttackers}, {"-cont-frames", h.contFrames, maxFrames},
+		{"-pongers", h.pongers, maxAttackers}, {"-pongs", h.pongs, maxFrames},
+		{"-fanflood-senders", h.fanSenders, maxAttackers}, {"-fanflood-members", h.fanMembers, maxAttackers},
+		{"-fanflood-rate", h.fanRate, maxFanRate}, {"-deflate-msgs", h.deflateMsgs, maxFrames},
+		{"-presocks", h.presocks, maxAttackers}, {"-partialip-conns", h.partialIP, maxAttackers},
 		{"-partial-size", h.partialSize, maxInflate}, {"-inflate-size", h.inflateSize, maxInflate},
 	}
 	for _, c := range counts {
@@ -139,9 +189,15 @@ func (h *hostileOptions) check() error {
 	case int64(h.partialConns)*int64(h.partialSize) > maxPartial:
 		return fmt.Errorf("-partial-conns × -partial-size = %d MiB: at most %d MiB (the box is shared)",
 			int64(h.partialConns)*int64(h.partialSize)>>20, maxPartial>>20)
+	case int64(h.partialIP)*int64(h.partialSize) > maxPartial:
+		return fmt.Errorf("-partialip-conns × -partial-size = %d MiB: at most %d MiB (the box is shared)",
+			int64(h.partialIP)*int64(h.partialSize)>>20, maxPartial>>20)
 	case int64(h.bombs)*int64(h.inflateSize) > maxBombBytes:
 		return fmt.Errorf("-bombs × -inflate-size = %d MiB: at most %d MiB (the box is shared)",
 			int64(h.bombs)*int64(h.inflateSize)>>20, maxBombBytes>>20)
+	case int64(h.deflateMsgs)*int64(h.inflateSize) > maxBombBytes:
+		return fmt.Errorf("-deflate-msgs × -inflate-size = %d MiB: at most %d MiB (the box is shared)",
+			int64(h.deflateMsgs)*int64(h.inflateSize)>>20, maxBombBytes>>20)
 	case h.honestP99 <= 0 || h.honestP99 > time.Minute:
 		return fmt.Errorf("-honest-p99 %v: up to 1m", h.honestP99)
 	case h.maxRSS < 64<<20 || h.maxRSS > maxRSSLimit:
@@ -169,6 +225,9 @@ func runHostile(o *options) (*Result, error) {
 		"partial-conns": h.partialConns, "partial-size": h.partialSize, "inflate-msgs": h.inflateMsgs,
 		"inflate-size": h.inflateSize, "flood-members": h.floodMembers, "flood-msgs": h.floodMsgs,
 		"pingers": h.pingers, "pings": h.pings, "bomb-members": h.bombMembers, "bombs": h.bombs,
+		"cont-attackers": h.contConns, "cont-frames": h.contFrames, "pongers": h.pongers, "pongs": h.pongs,
+		"fanflood-senders": h.fanSenders, "fanflood-rate": h.fanRate, "fanflood-members": h.fanMembers,
+		"deflate-msgs": h.deflateMsgs, "presocks": h.presocks, "partialip-conns": h.partialIP,
 		"honest-p99": h.honestP99, "max-rss-mib": h.maxRSS >> 20})
 	hr := &hostileRun{o: o, h: h, run: newRunID(), epoch: time.Now()}
 	none := "-"
@@ -244,14 +303,23 @@ func (hr *hostileRun) serverUp() bool {
 	return true
 }
 
-// attack runs one attack: the honest chat in a room of its own, the
-// attack for -duration (or until the RSS passes -max-rss), then the
+// attack runs one attack: the honest chat (in the attacked room or beside
+// it, see attackPlaces), the attack for -duration (or until the RSS passes -max-rss), then the
 // attackers' outcomes, the honest figures and the RSS peak.
 func (hr *hostileRun) attack(name string) *attackOutcome {
 	o := hr.o
 	a := &attackOutcome{name: name, got: map[string]int{}, rssBefore: -1, rssPeak: -1}
 	room := fmt.Sprintf("hostile-%08x-%s", hr.run, name)
-	ch, err := hr.startChat(room)
+	place := attackPlaces[name]
+	chatRoom := room
+	if place.elsewhere {
+		chatRoom += "-calm"
+	}
+	attackSrc, honestSrc := o.src, o.src
+	if place.apart {
+		attackSrc, honestSrc = splitSources(o.src)
+	}
+	ch, err := hr.startChat(chatRoom, honestSrc)
 	if err != nil {
 		a.skipped = err.Error()
 		a.died = !hr.serverUp()
@@ -263,7 +331,7 @@ func (hr *hostileRun) attack(name string) *attackOutcome {
 			a.rssBefore = rss
 		}
 	}
-	ac := &attackCtx{hr: hr, name: name, room: room, stop: make(chan struct{})}
+	ac := &attackCtx{hr: hr, name: name, room: room, stop: make(chan struct{}), attackSrc: attackSrc, honestSrc: honestSrc}
 	var once sync.Once
 	ac.end = func() { once.Do(func() { close(ac.stop) }) }
 	watch := rsswatch.Start(o.serverPID, rssEvery, hr.h.maxRSS, ac.end)
@@ -274,24 +342,25 @@ func (hr *hostileRun) attack(name string) *attackOutcome {
 	defer ac.timer.Stop()
 	<-ac.stop // every attack runs its full -duration
 	a.capped = watch.Over()
-	a.attackers = len(ac.conns)
+	a.attackers = len(ac.conns) + len(ac.raw)
 	a.frames = hr.frames.Load() - framesBefore
+	a.checks = ac.checks
 
 	if a.capped || watch.Gone() {
 		// Free the server at once: no waiting for close frames.
-		for range ac.conns {
-			a.got["closed by bench"]++
-		}
+		a.got["closed by bench"] += a.attackers
 		closeAll(ac.conns)
+		closeRaw(ac.raw)
 	} else {
 		until := time.Now().Add(collectFor)
 		var mu sync.Mutex
-		forEach(ac.conns, len(ac.conns), func(c *wsConn) {
-			k := outcomeOf(c, until)
+		count := func(k string) {
 			mu.Lock()
 			a.got[k]++
 			mu.Unlock()
-		})
+		}
+		forEach(ac.conns, len(ac.conns), func(c *wsConn) { count(outcomeOf(c, until)) })
+		forEach(ac.raw, min(len(ac.raw), 256), func(c net.Conn) { count(rawOutcome(c, until)) })
 	}
 	a.members = len(ac.members)
 	for _, m := range ac.members {
@@ -302,6 +371,7 @@ func (hr *hostileRun) attack(name string) *attackOutcome {
 	ch.finish(a)
 	a.rssPeak = watch.Peak()
 	closeAll(ac.conns)
+	closeRaw(ac.raw)
 	for _, m := range ac.members {
 		m.quit.Store(true)
 		m.c.Close()

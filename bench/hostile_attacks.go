@@ -8,6 +8,7 @@ import (
 	"compress/gzip"
 	"encoding/binary"
 	"fmt"
+	"net"
 	"slices"
 	"strconv"
 	"sync"
@@ -29,8 +30,45 @@ type attackCtx struct {
 	began    sync.Once
 	timer    *time.Timer
 	mu       sync.Mutex
-	conns    []*wsConn // attackers
-	members  []*member // bystanders that read everything
+	conns    []*wsConn  // attackers
+	raw      []net.Conn // attackers that never upgraded (presock)
+	members  []*member  // bystanders that read everything
+	checks   []honestCheck
+	// attackSrc and honestSrc are the source addresses of the attackers
+	// and of the honest clients (the same but in presock and partialip).
+	attackSrc, honestSrc []string
+}
+
+// attackPlace says where an attack's honest clients chat and dial from.
+type attackPlace struct {
+	elsewhere bool // in a room of their own: the attack is on what all rooms share
+	apart     bool // attackers from the first -src address, honest clients from the others
+}
+
+var attackPlaces = map[string]attackPlace{
+	"cont": {elsewhere: true}, "pong": {elsewhere: true}, "fanflood": {elsewhere: true},
+	"presock": {elsewhere: true, apart: true}, "partialip": {elsewhere: true, apart: true},
+}
+
+// splitSources gives the attackers the first address of src and the
+// honest clients the others (with one address, the next one up: 127.0.0.1
+// → 127.0.0.2).
+func splitSources(src []string) (attack, honest []string) {
+	if len(src) > 1 {
+		return src[:1], src[1:]
+	}
+	ip := net.ParseIP(src[0]).To4()
+	next := net.IPv4(ip[0], ip[1], ip[2], ip[3]+1)
+	if ip[3] == 254 {
+		next = net.IPv4(ip[0], ip[1], ip[2], 1)
+	}
+	return src, []string{next.String()}
+}
+
+// honestCheck is something an honest client must get through during an
+// attack (a newcomer's upgrade, a large message); failure "" is passed.
+type honestCheck struct {
+	name, failure string
 }
 
 // dial opens n attackers (gzip-capable when gz(i)); neverRead shrinks
@@ -38,7 +76,7 @@ type attackCtx struct {
 func (ac *attackCtx) dial(role string, n int, gz func(int) bool, neverRead bool) []*wsConn {
 	o := ac.hr.o
 	d := newDialer(o, fmt.Sprintf("%s%08x-%s-%s", attackPrefix, ac.hr.run, ac.name, role))
-	d.room, d.readBuf = ac.room, 16<<10
+	d.room, d.readBuf, d.src = ac.room, 16<<10, tcpAddrs(ac.attackSrc)
 	if neverRead {
 		d.rcvBuf = neverReadBuf
 	}
@@ -60,6 +98,9 @@ func (ac *attackCtx) begin() {
 		ac.timer = time.AfterFunc(d, ac.end)
 		ac.mu.Lock()
 		for _, c := range ac.conns {
+			c.SetDeadline(ac.deadline.Add(collectFor + time.Second))
+		}
+		for _, c := range ac.raw {
 			c.SetDeadline(ac.deadline.Add(collectFor + time.Second))
 		}
 		ac.mu.Unlock()
@@ -188,6 +229,57 @@ var attacks = map[string]func(ac *attackCtx){
 		ac.begin()
 		ac.repeat(conns[0], bomb, 10, h.bombs)
 	},
+	"cont": func(ac *attackCtx) {
+		h := ac.hr.h
+		conns := ac.dial("c", h.contConns, noGzip, true)
+		first := clientFrame(ws.OpText, false, []byte("a"))
+		cont := clientFrame(ws.OpContinuation, false, nil)
+		ac.begin()
+		forEach(conns, len(conns), func(c *wsConn) {
+			if ac.write(c, first, 1) {
+				ac.repeat(c, cont, attackBatch, h.contFrames)
+			}
+		})
+	},
+	"pong": func(ac *attackCtx) {
+		h := ac.hr.h
+		conns := ac.dial("o", h.pongers, noGzip, true)
+		pong := clientFrame(ws.OpPong, true, nil)
+		ac.begin()
+		forEach(conns, len(conns), func(c *wsConn) { ac.repeat(c, pong, attackBatch, h.pongs) })
+	},
+	"fanflood": func(ac *attackCtx) {
+		h := ac.hr.h
+		ac.dial("m", h.fanMembers, noGzip, true)
+		conns := ac.dial("f", h.fanSenders, noGzip, true)
+		ac.begin()
+		forEach(conns, len(conns), func(c *wsConn) { ac.paced(c, clientFrame(ws.OpText, true, nil), h.fanRate) })
+	},
+	"deflate": func(ac *attackCtx) {
+		h := ac.hr.h
+		conns := ac.dialDeflate("d")
+		if len(conns) == 0 {
+			return
+		}
+		// Sent whether or not the server took the extension: a server
+		// that did not must refuse RSV1.
+		msg := appendMasked(nil, 0x80|0x40|byte(ws.OpText), deflateText(h.inflateSize), [4]byte{0x5a, 0x17, 0xc3, 0x9e})
+		ac.begin()
+		ac.repeat(conns[0], msg, 10, h.deflateMsgs)
+	},
+	"presock": func(ac *attackCtx) {
+		ac.rawSockets(ac.hr.h.presocks)
+		ac.begin()
+		ac.check("newcomer", ac.newcomer)
+	},
+	"partialip": func(ac *attackCtx) {
+		h := ac.hr.h
+		conns := ac.dial("p", h.partialIP, noGzip, true)
+		frame := clientFrame(ws.OpText, false, bytes.Repeat([]byte("a"), h.partialSize)) // FIN clear
+		ac.begin()
+		forEach(conns, ac.hr.o.dialers, func(c *wsConn) { ac.write(c, frame, 1) })
+		ac.check("1 MB message", ac.bigMessage)
+	},
 }
 
 // dialMembers opens n plain members of the attacked room that read
@@ -220,7 +312,7 @@ func (hr *hostileRun) dialMembers(ac *attackCtx, n int) []*member {
 }
 
 // forEach runs fn on every connection, with at most workers at once.
-func forEach(conns []*wsConn, workers int, fn func(*wsConn)) {
+func forEach[C any](conns []C, workers int, fn func(C)) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range min(max(workers, 1), len(conns)) {

@@ -1,5 +1,6 @@
 // The hostile scenario's honest clients: two peers (one plain, one gzip)
-// chatting in the attacked room, every message checked and timed.
+// chatting in the attacked room or beside it, every message checked and
+// timed.
 
 package main
 
@@ -41,10 +42,11 @@ type chatRoom struct {
 }
 
 // startChat dials the two honest clients into room (the second one with
-// gzip) and waits until each has the other's first message.
-func (hr *hostileRun) startChat(room string) (*chatRoom, error) {
+// gzip) from the src addresses and waits until each has the other's first
+// message.
+func (hr *hostileRun) startChat(room string, src []string) (*chatRoom, error) {
 	d := newDialer(hr.o, fmt.Sprintf("%s%08x-%s", honestPrefix, hr.run, room))
-	d.room, d.readBuf = room, 64<<10
+	d.room, d.readBuf, d.src = room, 64<<10, tcpAddrs(src)
 	ch := &chatRoom{hr: hr, stop: make(chan struct{})}
 	for i := range ch.peers {
 		c, err := d.dial(i, i == 1)

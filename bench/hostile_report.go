@@ -29,6 +29,7 @@ type attackOutcome struct {
 	lat                *hdrhistogram.Histogram
 	members            int // bystanders (bomb)
 	membersClosed      int
+	checks             []honestCheck // what honest clients had to get through (presock, partialip)
 }
 
 // harm lists what the attack did to the honest clients; empty: nothing.
@@ -36,6 +37,11 @@ func (a *attackOutcome) harm(p99Bound time.Duration) []string {
 	var h []string
 	if len(a.honestClosed) > 0 {
 		h = append(h, "closed "+strings.Join(a.honestClosed, ","))
+	}
+	for _, c := range a.checks {
+		if c.failure != "" {
+			h = append(h, c.name+": "+c.failure)
+		}
 	}
 	if miss := a.honestWant - a.honestGot; miss > 0 {
 		h = append(h, fmt.Sprintf("%d of %d missing", miss, a.honestWant))
@@ -78,6 +84,9 @@ func (a *attackOutcome) figures(r *Result, p99Bound time.Duration) {
 	if a.members > 0 {
 		f("members", "", "", float64(a.members))
 		f("members closed", "", "lower", float64(a.membersClosed))
+	}
+	for _, c := range a.checks {
+		f("honest "+c.name+" passed", "", "higher", b2f(c.failure == ""))
 	}
 	f("honest sent", "", "", float64(a.honestSent))
 	f("honest received", "", "higher", float64(a.honestGot))

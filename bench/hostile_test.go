@@ -30,6 +30,10 @@ func TestAttackHarm(t *testing.T) {
 		{"missing", attackOutcome{honestSent: 10, honestWant: 20, honestGot: 17, lat: latencies(1)}, []string{"3 of 20 missing"}},
 		{"slow", attackOutcome{honestSent: 10, honestWant: 20, honestGot: 20, lat: latencies(5, 1500, 1500)}, []string{"p99 1.5s"}},
 		{"nothing", attackOutcome{honestSent: 10, honestWant: 20, lat: latencies()}, []string{"20 of 20 missing", "nothing received"}},
+		{"check passed", attackOutcome{honestSent: 10, honestWant: 20, honestGot: 20, lat: latencies(1),
+			checks: []honestCheck{{name: "newcomer"}}}, nil},
+		{"check failed", attackOutcome{honestSent: 10, honestWant: 20, honestGot: 20, lat: latencies(1),
+			checks: []honestCheck{{name: "newcomer", failure: "http-503"}}}, []string{"newcomer: http-503"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := tc.a.harm(time.Second); !slices.Equal(got, tc.want) {
@@ -97,6 +101,12 @@ func TestHostileTable(t *testing.T) {
 	if c := hostileCells(wsd, "partial"); !slices.Equal(c, []string{"140", "2", "no", "1013×128 open×128"}) {
 		t.Errorf("wsd partial cells %q", c)
 	}
+	(&attackOutcome{name: "presock", rssBefore: 1 << 20, rssPeak: 20 << 20, got: map[string]int{"open": 100},
+		checks:     []honestCheck{{name: "newcomer", failure: "http-503"}},
+		honestSent: 10, honestWant: 20, honestGot: 20, lat: latencies(1, 2)}).figures(base, time.Second)
+	if c := hostileCells(base, "presock"); !slices.Equal(c, []string{"20", "2", "YES (newcomer failed)", "open×100"}) {
+		t.Errorf("baseline presock cells %q", c)
+	}
 	if c := hostileCells(base, "inflate"); c[0] != "died before" {
 		t.Errorf("baseline inflate cells %q", c)
 	}
@@ -131,5 +141,20 @@ func TestHostileTable(t *testing.T) {
 	printCompare(&b, []*Result{wsd}, []*Result{base})
 	if strings.Contains(b.String(), "hostile") {
 		t.Errorf("generic table shows hostile:\n%s", b.String())
+	}
+}
+
+func TestSplitSources(t *testing.T) {
+	for _, tc := range []struct {
+		src, attack, honest []string
+	}{
+		{[]string{"127.0.0.1", "127.0.0.2", "127.0.0.3"}, []string{"127.0.0.1"}, []string{"127.0.0.2", "127.0.0.3"}},
+		{[]string{"127.0.0.1"}, []string{"127.0.0.1"}, []string{"127.0.0.2"}},
+		{[]string{"127.0.0.254"}, []string{"127.0.0.254"}, []string{"127.0.0.1"}},
+	} {
+		a, h := splitSources(tc.src)
+		if !slices.Equal(a, tc.attack) || !slices.Equal(h, tc.honest) {
+			t.Errorf("splitSources(%q) = %q, %q; want %q, %q", tc.src, a, h, tc.attack, tc.honest)
+		}
 	}
 }

@@ -75,6 +75,9 @@ func tinyHostile(o *options) {
 	h.inflateMsgs, h.floodMembers, h.floodMsgs = 20, 5, 5000
 	h.pingers, h.pings = 2, 30000 // past the default burst of 10,000
 	h.bombMembers, h.bombs = 5, 5
+	h.contConns, h.contFrames, h.pongers, h.pongs = 2, 30000, 2, 30000 // past the default burst
+	h.fanSenders, h.fanRate, h.fanMembers = 3, 2000, 5
+	h.deflateMsgs, h.presocks, h.partialIP = 5, 100, 8
 	h.honestP99 = 5 * time.Second // -race on a shared box
 }
 
@@ -87,6 +90,7 @@ func TestHostileAgainstWSDInProcess(t *testing.T) {
 	srv := testserver.Start(t, server.Config{})
 	o := tinyOptions(t, &serverProc{addr: srv.Addr().String()})
 	tinyHostile(o)
+	o.hostile.attacks = []string{"partial", "inflate", "flood", "ping", "bomb"}
 	r, err := runHostile(o)
 	if err != nil {
 		t.Fatal(err)
@@ -94,7 +98,7 @@ func TestHostileAgainstWSDInProcess(t *testing.T) {
 	var b strings.Builder
 	r.print(&b)
 	t.Log(b.String())
-	for _, a := range attackNames {
+	for _, a := range o.hostile.attacks {
 		must(t, r, a+": server died", 0)
 		must(t, r, a+": honest harmed", 0)
 		must(t, r, a+": honest closed", 0)
@@ -106,6 +110,50 @@ func TestHostileAgainstWSDInProcess(t *testing.T) {
 	must(t, r, "bomb: members closed", 0)
 	must(t, r, "bomb: attack frames sent", 5)
 	must(t, r, "ping: attackers got 1008", 2)
+	noErrors(t, r)
+}
+
+// TestHostileFairnessAgainstWSDInProcess runs the attacks on what
+// connections share, tiny, against wsd in this process with its default
+// limits (permessage-deflate on, as cmd/wsd has it; a 16 MiB inbound
+// budget so that ten 1 MiB fragments pass one address's 25% share): the
+// honest clients are not harmed, the newcomer beside the idle sockets
+// upgrades, the 1 MB message beside the held fragments passes, and the
+// attackers get what the limits promise (every frame charged: 1008; the
+// deflate bomb: 1009; the address past its share: 1013; idle sockets past
+// the per-address handshake cap: 429).
+func TestHostileFairnessAgainstWSDInProcess(t *testing.T) {
+	srv := testserver.Start(t, server.Config{Session: session.Config{Deflate: codec.DeflateConfig{Enabled: true},
+		InboundBudget: 16 << 20}})
+	o := tinyOptions(t, &serverProc{addr: srv.Addr().String()})
+	tinyHostile(o)
+	h := &o.hostile
+	h.attacks = []string{"cont", "pong", "fanflood", "deflate", "presock", "partialip"}
+	h.partialSize, h.partialIP = 1<<20-1, 10
+	r, err := runHostile(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	r.print(&b)
+	t.Log(b.String())
+	for _, a := range h.attacks {
+		must(t, r, a+": server died", 0)
+		must(t, r, a+": honest harmed", 0)
+		must(t, r, a+": honest closed", 0)
+		positive(t, r, a+": honest received")
+	}
+	positive(t, r, "cont: attack frames sent", "pong: attack frames sent", "fanflood: attack frames sent",
+		"deflate: attack frames sent", "partialip: attack frames sent")
+	must(t, r, "cont: attackers got 1008", 2)
+	must(t, r, "pong: attackers got 1008", 2)
+	must(t, r, "fanflood: attackers", 8)
+	must(t, r, "deflate: attackers got 1009", 1)
+	must(t, r, "presock: attackers", 100)
+	positive(t, r, "presock: attackers got http-429")
+	must(t, r, "presock: honest newcomer passed", 1)
+	positive(t, r, "partialip: attackers got 1013")
+	must(t, r, "partialip: honest 1 MB message passed", 1)
 	noErrors(t, r)
 }
 
