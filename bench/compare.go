@@ -100,6 +100,7 @@ func runCompare(args []string) error {
 	only := fs.String("only", "wsd,baseline", "servers to measure")
 	useTLS := fs.Bool("tls", false, "every scenario over wss://: both servers get a fresh self-signed certificate")
 	which := fs.String("scenarios", strings.Join(scenarios, ","), "scenarios to run")
+	attacksList := fs.String("attacks", strings.Join(attackNames, ","), "hostile: attacks to run, in this order")
 	boxes := fs.Int("cluster-boxes", 3, "also run the fanout load on this many wsd boxes joined by NATS, against one box (0: skip)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -108,6 +109,7 @@ func runCompare(args []string) error {
 		return fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
 	sets := compareOptions(*quick, splitList(*src))
+	sets["hostile"].hostile.attacks = splitList(*attacksList)
 	run := splitList(*which)
 	for _, name := range run {
 		if sets[name] == nil {
