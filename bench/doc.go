@@ -5,7 +5,7 @@
 //	go run ./bench fanout  -addr 127.0.0.1:8888 -n 5000 -gzip-frac 0.5 -m 50 -size 256
 //	go run ./bench storm   -addr 127.0.0.1:8888 -n 1000 -senders 10 -duration 10s -server-pid PID
 //	go run ./bench connect -addr 127.0.0.1:8888 -duration 10s
-//	go run ./bench hostile -addr 127.0.0.1:8888 -server-pid PID   # issue 10's attacks, one after the other
+//	go run ./bench hostile -addr 127.0.0.1:8888 -server-pid PID   # attacks on memory, CPU and shared budgets, one after the other
 //	go run ./bench compare [-quick] [-out FILE]   # wsd against the baseline, one table
 //	go run ./bench cluster -boxes 3 -n 3000       # 3 wsd boxes joined by NATS against one box
 //	go run ./bench cluster-scale -n 54000         # 54,000 connections over 3 boxes, one global broadcast
@@ -14,6 +14,7 @@
 // concurrent dialer, frames), payload.go (message format, checks, gunzip),
 // recv.go (receivers, latency), idle.go, fanout.go, storm.go, connect.go,
 // hostile.go (scenarios; the hostile scenario also in hostile_attacks.go,
+// hostile_fair.go,
 // hostile_chat.go, hostile_report.go), report.go (table, JSON),
 // progress.go, procstat.go (/proc; RSS from internal/rsswatch),
 // metrics.go (wsd's /metrics), compare.go (wsd vs baseline).
