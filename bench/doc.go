@@ -14,8 +14,8 @@
 // concurrent dialer, frames), payload.go (message format, checks, gunzip),
 // recv.go (receivers, latency), idle.go, fanout.go, storm.go, connect.go,
 // hostile.go (scenarios; the hostile scenario also in hostile_attacks.go,
-// hostile_fair.go,
-// hostile_chat.go, hostile_report.go), report.go (table, JSON),
+// hostile_fair.go, hostile_chat.go, hostile_report.go), report.go (table,
+// JSON),
 // progress.go, procstat.go (/proc; RSS from internal/rsswatch),
 // metrics.go (wsd's /metrics), compare.go (wsd vs baseline).
 package main
