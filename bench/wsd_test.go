@@ -130,6 +130,7 @@ func TestHostileFairnessAgainstWSDInProcess(t *testing.T) {
 	h := &o.hostile
 	h.attacks = []string{"cont", "pong", "fanflood", "deflate", "presock", "partialip"}
 	h.partialSize, h.partialIP = 1<<20-1, 10
+	o.duration = time.Second // time for 10 MiB of fragments to be written on a loaded box
 	r, err := runHostile(o)
 	if err != nil {
 		t.Fatal(err)
