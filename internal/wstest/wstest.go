@@ -31,7 +31,10 @@ type Client struct {
 	Conn net.Conn
 	// Extensions is the 101's Sec-WebSocket-Extensions (lines joined by ", ").
 	Extensions string
-	r          *bufio.Reader
+	// Protocol is the 101's Sec-WebSocket-Protocol: the subprotocol the
+	// server chose, "" when it chose none.
+	Protocol string
+	r        *bufio.Reader
 }
 
 // DefaultTimeout bounds every read a test does.
@@ -95,7 +98,7 @@ func TryDialWith(d *net.Dialer, addr, target string, header http.Header) (*Clien
 		return nil, resp.StatusCode, fmt.Errorf("bad Sec-WebSocket-Accept %q", got)
 	}
 	conn.SetDeadline(time.Time{})
-	return &Client{Conn: conn, r: r, Extensions: extensions(resp)}, resp.StatusCode, nil
+	return &Client{Conn: conn, r: r, Extensions: extensions(resp), Protocol: resp.Header.Get("Sec-WebSocket-Protocol")}, resp.StatusCode, nil
 }
 
 // WriteFrame writes one masked frame.
