@@ -66,10 +66,12 @@ type dialer struct {
 	room    string // room= of every connection ("" for the default room)
 	rcvBuf  int    // SO_RCVBUF before connecting (0: the kernel's): a client that never reads
 	v1      bool   // offer the wsd.v1 subprotocol and refuse a server that does not choose it
-	query   string // more of the query (since=…&epoch=…), appended as it is
-	hs      ws.Dialer
-	hsZ     ws.Dialer   // offering permessage-deflate
-	tls     *tls.Config // nil: ws://
+	// queryFor, when set, gives connection i more of its query
+	// (since=…&epoch=…), appended as it is.
+	queryFor func(i int) string
+	hs       ws.Dialer
+	hsZ      ws.Dialer   // offering permessage-deflate
+	tls      *tls.Config // nil: ws://
 }
 
 // browserOffer is what Chromium and Firefox offer.
@@ -164,8 +166,10 @@ func (d *dialer) dial(i int, gz bool) (*wsConn, error) {
 	if d.room != "" {
 		q += "&room=" + url.QueryEscape(d.room)
 	}
-	if d.query != "" {
-		q += "&" + d.query
+	if d.queryFor != nil {
+		if extra := d.queryFor(i); extra != "" {
+			q += "&" + extra
+		}
 	}
 	hs := d.hs
 	if !gz && d.hsZ.Extensions != nil {
