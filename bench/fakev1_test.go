@@ -130,7 +130,7 @@ func (f *fakeChat) serve(c net.Conn) {
 	var room, epoch string
 	var since uint64
 	u := ws.Upgrader{
-		Protocol: func(p []byte) bool { fc.v1 = string(p) == "wsd.v1"; return fc.v1 },
+		Protocol:  func(p []byte) bool { fc.v1 = string(p) == "wsd.v1"; return fc.v1 },
 		Negotiate: func(httphead.Option) (httphead.Option, error) { return httphead.Option{}, nil },
 		OnRequest: func(uri []byte) error {
 			q := string(uri)
@@ -200,7 +200,7 @@ func (f *fakeChat) serve(c net.Conn) {
 		}
 		var cmd struct {
 			Type, Room, ID, Text, Epoch string
-			Since                      uint64
+			Since                       uint64
 		}
 		if err := json.Unmarshal(p, &cmd); err != nil {
 			fc.write(`{"type":"error","code":100,"reason":"malformed"}`)
