@@ -1,10 +1,10 @@
 // Package wstest holds what wsd's tests share: a raw WebSocket client that
 // can send anything (malformed frames included) and read frames one at a
 // time, a seed client (gorilla/websocket, as the original deployment's
-// clients), a chat protocol v1 client on the raw one (V1: commands as JSON,
-// server frames decoded into Envelopes), frame and gzip helpers, a /metrics scraper, Eventually for
-// polling, and the real binary (race-enabled when the tests are) started on
-// a free loopback port.
+// clients), a chat protocol v1 client on the raw one (V1: commands as
+// JSON, server frames decoded into Envelopes), frame and gzip helpers, a
+// /metrics scraper, Eventually for polling, and the real binary
+// (race-enabled when the tests are) started on a free loopback port.
 //
 // It imports nothing of wsd, so any package's tests may use it, codec's and
 // session's included; starting wsd in-process is internal/testserver's job.
