@@ -4,7 +4,19 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wsd-chat/wsd/chat"
+	"github.com/wsd-chat/wsd/internal/testserver"
+	"github.com/wsd-chat/wsd/server"
 )
+
+// TestChatScenariosAgainstWSDInProcess runs the chat scenarios small
+// against wsd started in this process, with its default presence interval.
+func TestChatScenariosAgainstWSDInProcess(t *testing.T) {
+	t.Skip("needs v1 server")
+	srv := testserver.Start(t, server.Config{})
+	chatScenarios(t, &serverProc{addr: srv.Addr().String()}, chat.DefaultPresenceInterval)
+}
 
 // TestChatScenariosAgainstFake runs tiny chat protocol v1 scenarios against
 // fakeChat: the scenarios' own counting (missing, duplicated, gaps, frames
