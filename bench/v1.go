@@ -209,7 +209,7 @@ func (s *swarm) v1Decode(c *wsConn, op ws.OpCode, p []byte) decoded {
 	return decoded{}
 }
 
-// v1Frame is one command, built by appending (the payloads the scenarios
+// appendSend and appendJoin append one command (the payloads the scenarios
 // send are printable ASCII without quotes or backslashes, so they need no
 // escaping; rooms and epochs follow the room rule).
 func appendSend(b []byte, room string, text []byte) []byte {
@@ -232,12 +232,6 @@ func appendJoin(b []byte, room string, since uint64, epoch string) []byte {
 		b = append(b, '"')
 	}
 	return append(b, '}')
-}
-
-func appendLeave(b []byte, room string) []byte {
-	b = append(b, `{"type":"leave","room":"`...)
-	b = append(b, room...)
-	return append(b, `"}`...)
 }
 
 // sendText sends one chat message: the bare text on a seed connection, a
