@@ -271,6 +271,9 @@ func (a *Authorizer) Authorize(req *codec.Request) error {
 	if !claims.AllowsRoom(req.Room) {
 		return a.refuse(RoomNotAllowed)
 	}
+	// The claim goes on with the request: a v1 connection's later joins
+	// are checked against it too (session reads it).
+	req.Rooms = claims.Rooms
 	return nil
 }
 

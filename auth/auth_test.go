@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net/http"
 	"strings"
@@ -208,7 +209,12 @@ func TestRoomsClaim(t *testing.T) {
 		{"empty list, room", []string{}, "lobby", RoomNotAllowed},
 		{"null claim", json.RawMessage("null"), "lobby", ok},
 	} {
-		check(t, a, tc.name, req("k", tc.room, tok(tc.rooms)), tc.want)
+		r := req("k", tc.room, tok(tc.rooms))
+		check(t, a, tc.name, r, tc.want)
+		// An admitted request carries the claim on, for the v1 joins after it.
+		if list, isList := tc.rooms.([]string); tc.want == ok && (isList != (r.Rooms != nil) || isList && fmt.Sprint(list) != fmt.Sprint(r.Rooms)) {
+			t.Errorf("%s: request's Rooms %q, want the claim's %v", tc.name, r.Rooms, tc.rooms)
+		}
 	}
 }
 

@@ -46,7 +46,35 @@ type Request struct {
 	// Deflate is the accepted permessage-deflate offer; zero if none was
 	// (or the Upgrader's Deflate is off).
 	Deflate DeflateParams
+
+	// Chat protocol v1 (docs/protocol.md): V1 is set when the client
+	// selected the V1Protocol subprotocol or sent proto=v1. The position
+	// parameters are read only then (a seed client's query means what it
+	// always did): since and epoch together, or history, for the first room.
+	V1         bool
+	HasSince   bool
+	Since      uint64
+	Epoch      []byte // nil unless HasSince
+	HasHistory bool
+	History    int
+
+	// Rooms is not read from the request: an Authorize hook sets it to the
+	// rooms the connection's credentials allow (a JWT rooms claim), which
+	// limits the rooms a v1 connection may join later. nil: any room.
+	Rooms []string
 }
+
+// V1Protocol is the subprotocol a chat protocol v1 client offers.
+const V1Protocol = "wsd.v1"
+
+// Bounds of the v1 query parameters; the Hub applies its own, tighter,
+// history limit after the upgrade.
+const (
+	// MaxEpochLen is the longest epoch a query may carry (chat.MaxEpochLen).
+	MaxEpochLen = 32
+	// MaxHistory is the largest history a query may ask for.
+	MaxHistory = 1 << 20
+)
 
 // Handshake rejections wsd adds to gobwas/ws's own. They are values so a
 // rejected handshake allocates nothing.
@@ -63,6 +91,12 @@ var (
 	ErrDupOrigin = Reject(http.StatusBadRequest, "duplicate Origin header")
 	ErrDupHost   = Reject(http.StatusBadRequest, "duplicate Host header")
 	ErrDupWSKey  = Reject(http.StatusBadRequest, "duplicate Sec-WebSocket-Key header")
+
+	// The chat protocol v1 parameters, checked only for a v1 request.
+	ErrBadProto   = Reject(http.StatusBadRequest, "bad proto: the one protocol is v1")
+	ErrBadSince   = Reject(http.StatusBadRequest, "bad since: a non-negative integer below 2^64, with epoch")
+	ErrBadEpoch   = Reject(http.StatusBadRequest, "bad epoch: 1-32 bytes, with since")
+	ErrBadHistory = Reject(http.StatusBadRequest, "bad history: a non-negative integer, without since")
 )
 
 // Upgrader runs the zero-copy WebSocket upgrade on a complete request head
@@ -85,6 +119,10 @@ type Upgrader struct {
 	rw  headRW
 	// scratch space the Request slices point into
 	key, room, token, origin, auth []byte
+	// the v1 parameters' raw values (pointing into the head), checked once
+	// the request is known to be v1
+	proto, since, epoch, history []byte
+	ep                           []byte // the unescaped epoch
 	// seen records which query parameters were taken: the first of a
 	// duplicated parameter wins, as with net/http's FormValue.
 	seen uint8
@@ -131,11 +169,19 @@ func (u *Upgrader) Upgrade(head, out []byte) (req *Request, resp []byte, err err
 	if len(u.Protocols) > 0 && u.up.Protocol == nil {
 		u.up.Protocol = u.knowsProtocol
 	}
+	u.proto, u.since, u.epoch, u.history = nil, nil, nil, nil
 	hs, err := u.up.Upgrade(&u.rw)
 	u.req.Protocol = hs.Protocol
 	resp = u.rw.out
 	u.rw = headRW{}
 	u.head = nil
+	if err == nil {
+		if err = u.v1Params(); err != nil {
+			// The 101 is written already: answer the refusal instead.
+			resp = AppendRejection(resp[:len(out)], err)
+		}
+	}
+	u.proto, u.since, u.epoch, u.history = nil, nil, nil, nil
 	if err != nil {
 		if len(resp) == len(out) {
 			// gobwas/ws answers nothing when the request line itself does
@@ -204,6 +250,14 @@ func (u *Upgrader) onRequest(uri []byte) error {
 				return err
 			}
 			u.req.Token = nonEmpty(u.token)
+		case "proto":
+			u.proto = value
+		case "since":
+			u.since = value
+		case "epoch":
+			u.epoch = value
+		case "history":
+			u.history = value
 		}
 	}
 	switch {
@@ -228,8 +282,77 @@ func paramBit(name []byte) uint8 {
 		return 4
 	case "token":
 		return 8
+	case "proto":
+		return 16
+	case "since":
+		return 32
+	case "epoch":
+		return 64
+	case "history":
+		return 128
 	}
 	return 0
+}
+
+// v1Params decides whether the request is v1 and, if so, reads its
+// position parameters strictly: since and history plain digits (no sign,
+// no escape), since and epoch together, history alone; the epoch 1-32
+// bytes once unescaped, as a join command's.
+func (u *Upgrader) v1Params() error {
+	switch {
+	case u.proto != nil && string(u.proto) != "v1":
+		return ErrBadProto
+	case u.proto == nil && u.req.Protocol != V1Protocol:
+		return nil
+	}
+	u.req.V1 = true
+	if (u.since != nil) != (u.epoch != nil) {
+		if u.since == nil {
+			return ErrBadEpoch
+		}
+		return ErrBadSince
+	}
+	if u.since != nil {
+		if u.history != nil {
+			return ErrBadHistory
+		}
+		n, ok := parseUint(u.since, ^uint64(0))
+		if !ok {
+			return ErrBadSince
+		}
+		var err error
+		if u.ep, err = unescape(u.ep[:0], u.epoch); err != nil || len(u.ep) == 0 || len(u.ep) > MaxEpochLen {
+			return ErrBadEpoch
+		}
+		u.req.HasSince, u.req.Since, u.req.Epoch = true, n, u.ep
+	}
+	if u.history != nil {
+		n, ok := parseUint(u.history, MaxHistory)
+		if !ok {
+			return ErrBadHistory
+		}
+		u.req.HasHistory, u.req.History = true, int(n)
+	}
+	return nil
+}
+
+// parseUint reads 1-20 decimal digits with a value at most limit.
+func parseUint(p []byte, limit uint64) (uint64, bool) {
+	if len(p) == 0 || len(p) > 20 {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range p {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		d := uint64(c - '0')
+		if n > (limit-d)/10 {
+			return 0, false
+		}
+		n = n*10 + d
+	}
+	return n, true
 }
 
 func (u *Upgrader) knowsProtocol(p []byte) bool {

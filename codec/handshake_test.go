@@ -81,6 +81,33 @@ var upgradeCases = []struct {
 		want: &Request{Key: []byte("k"), Origin: []byte("o")}},
 	{name: "HTTP/1.2", req: strings.Replace(request("/?specialKey=k"), "HTTP/1.1", "HTTP/1.2", 1), status: 101, want: &Request{Key: []byte("k")}},
 
+	{name: "v1 by query", req: request("/?specialKey=k&proto=v1"), status: 101, want: &Request{Key: []byte("k"), V1: true}},
+	{name: "v1 with since and epoch", req: request("/?specialKey=k&room=r&proto=v1&since=41&epoch=k3q7zt2a"), status: 101,
+		want: &Request{Key: []byte("k"), Room: []byte("r"), V1: true, HasSince: true, Since: 41, Epoch: []byte("k3q7zt2a")}},
+	{name: "v1 since before proto, epoch escaped", req: request("/?since=18446744073709551615&epoch=a%2Fb&specialKey=k&proto=v1"), status: 101,
+		want: &Request{Key: []byte("k"), V1: true, HasSince: true, Since: 1<<64 - 1, Epoch: []byte("a/b")}},
+	{name: "v1 since 0", req: request("/?specialKey=k&proto=v1&since=0&epoch=e"), status: 101,
+		want: &Request{Key: []byte("k"), V1: true, HasSince: true, Epoch: []byte("e")}},
+	{name: "v1 history", req: request("/?specialKey=k&proto=v1&history=20"), status: 101,
+		want: &Request{Key: []byte("k"), V1: true, HasHistory: true, History: 20}},
+	{name: "v1 history 0", req: request("/?specialKey=k&proto=v1&history=0"), status: 101,
+		want: &Request{Key: []byte("k"), V1: true, HasHistory: true}},
+	{name: "seed ignores v1 parameters", req: request("/?specialKey=k&since=-1&epoch=&history=x"), status: 101, want: &Request{Key: []byte("k")}},
+	{name: "v1 first proto wins", req: request("/?specialKey=k&proto=v1&proto=v2"), status: 101, want: &Request{Key: []byte("k"), V1: true}},
+	{name: "unknown proto", req: request("/?specialKey=k&proto=v2"), status: 400, err: ErrBadProto},
+	{name: "empty proto", req: request("/?specialKey=k&proto="), status: 400, err: ErrBadProto},
+	{name: "v1 negative since", req: request("/?specialKey=k&proto=v1&since=-1&epoch=e"), status: 400, err: ErrBadSince},
+	{name: "v1 since over 2^64", req: request("/?specialKey=k&proto=v1&since=18446744073709551616&epoch=e"), status: 400, err: ErrBadSince},
+	{name: "v1 since with a sign", req: request("/?specialKey=k&proto=v1&since=%2B1&epoch=e"), status: 400, err: ErrBadSince},
+	{name: "v1 empty since", req: request("/?specialKey=k&proto=v1&since=&epoch=e"), status: 400, err: ErrBadSince},
+	{name: "v1 since without epoch", req: request("/?specialKey=k&proto=v1&since=3"), status: 400, err: ErrBadSince},
+	{name: "v1 epoch without since", req: request("/?specialKey=k&proto=v1&epoch=e"), status: 400, err: ErrBadEpoch},
+	{name: "v1 empty epoch", req: request("/?specialKey=k&proto=v1&since=1&epoch="), status: 400, err: ErrBadEpoch},
+	{name: "v1 epoch too long", req: request("/?specialKey=k&proto=v1&since=1&epoch=" + strings.Repeat("e", MaxEpochLen+1)), status: 400, err: ErrBadEpoch},
+	{name: "v1 bad epoch escape", req: request("/?specialKey=k&proto=v1&since=1&epoch=%zz"), status: 400, err: ErrBadEpoch},
+	{name: "v1 negative history", req: request("/?specialKey=k&proto=v1&history=-1"), status: 400, err: ErrBadHistory},
+	{name: "v1 huge history", req: request("/?specialKey=k&proto=v1&history=99999999999999999999"), status: 400, err: ErrBadHistory},
+	{name: "v1 history with since", req: request("/?specialKey=k&proto=v1&history=1&since=1&epoch=e"), status: 400, err: ErrBadHistory},
 	{name: "missing key", req: request("/?support_gzip=1"), status: 400},
 	{name: "empty key", req: request("/?specialKey="), status: 400},
 	{name: "key without =", req: request("/?specialKey"), status: 400},
@@ -158,7 +185,9 @@ func parseResponse(t testing.TB, resp []byte) *http.Response {
 func sameRequest(a, b *Request) bool {
 	return bytes.Equal(a.Key, b.Key) && a.Gzip == b.Gzip && bytes.Equal(a.Room, b.Room) && (a.Room == nil) == (b.Room == nil) &&
 		bytes.Equal(a.Token, b.Token) && (a.Token == nil) == (b.Token == nil) &&
-		bytes.Equal(a.Origin, b.Origin) && bytes.Equal(a.Authorization, b.Authorization)
+		bytes.Equal(a.Origin, b.Origin) && bytes.Equal(a.Authorization, b.Authorization) &&
+		a.V1 == b.V1 && a.HasSince == b.HasSince && a.Since == b.Since && bytes.Equal(a.Epoch, b.Epoch) &&
+		a.HasHistory == b.HasHistory && a.History == b.History
 }
 
 // runUpgradeCase runs one case on u and checks everything about the answer.
@@ -495,8 +524,19 @@ func TestUpgradeSubprotocols(t *testing.T) {
 			t.Errorf("%q: response %q", tc.headers, resp)
 		}
 	}
+	// The v1 subprotocol, when listed, makes the request v1 and is echoed;
+	// its position parameters are read as with proto=v1.
+	u.Protocols = []string{"chat.v1", V1Protocol}
+	req, resp, err := u.Upgrade([]byte(request("/?specialKey=k&history=5", "Sec-WebSocket-Protocol: "+V1Protocol+"\r\n")), nil)
+	if err != nil || !req.V1 || !req.HasHistory || req.History != 5 || !bytes.Contains(resp, []byte("Sec-WebSocket-Protocol: wsd.v1\r\n")) {
+		t.Errorf("wsd.v1: %v %+v %q", err, req, resp)
+	}
+	_, resp, err = u.Upgrade([]byte(request("/?specialKey=k&history=x", "Sec-WebSocket-Protocol: "+V1Protocol+"\r\n")), nil)
+	if err != ErrBadHistory || !bytes.HasPrefix(resp, []byte("HTTP/1.1 400")) {
+		t.Errorf("wsd.v1 with a bad history: %v %q", err, resp)
+	}
 	// Without Protocols nothing is selected and the header is ignored.
-	req, resp, err := NewUpgrader().Upgrade([]byte(request("/?specialKey=k", "Sec-WebSocket-Protocol: chat.v1\r\n")), nil)
+	req, resp, err = NewUpgrader().Upgrade([]byte(request("/?specialKey=k", "Sec-WebSocket-Protocol: chat.v1\r\n")), nil)
 	if err != nil || req.Protocol != "" || bytes.Contains(resp, []byte("Sec-WebSocket-Protocol")) {
 		t.Errorf("no protocols: %v %q %q", err, req.Protocol, resp)
 	}

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/wsd-chat/wsd/chat"
 	"github.com/wsd-chat/wsd/codec"
 )
 
@@ -27,6 +28,14 @@ const (
 	DefaultMaxMsgRate     = 10000     // messages (and pings) per second per connection
 	DefaultMaxByteRate    = 64 << 20  // payload bytes per second per connection, after gunzip
 	DefaultInflateRatio   = 100       // gzip messages may inflate to this many times their size
+
+	// Chat protocol v1 (v1.go).
+	DefaultMaxRoomsPerConn = 100                 // rooms one v1 connection may be in
+	DefaultHistorySize     = 100                 // messages retained per room
+	DefaultHistoryTTL      = 5 * time.Minute     // a retained message is dropped after this
+	DefaultHistoryBytes    = 256 << 10           // envelope bytes retained per room
+	DefaultMembersListMax  = 100                 // keys a members answer lists at most
+	DefaultDedupWindow     = chat.MinDedupWindow // also the shortest allowed
 )
 
 // Config tunes a Hub. Zero values take the defaults above.
@@ -50,8 +59,22 @@ type Config struct {
 	OutboundBudget int64         // broadcasts, queued frames, all connections
 	MessageTimeout time.Duration // first to last byte of one message
 
-	// Subprotocols are selected from a client's Sec-WebSocket-Protocol offer.
+	// Subprotocols are selected from a client's Sec-WebSocket-Protocol
+	// offer; codec.V1Protocol is always offered after them.
 	Subprotocols []string
+
+	// Chat protocol v1 (v1.go); 0 takes the defaults. The history bounds
+	// are per room, and what it holds is charged to the outbound budget.
+	MaxRoomsPerConn int           // rooms one v1 connection may be in, its first included
+	HistorySize     int           // messages retained per room; also the largest history a join may ask for
+	HistoryTTL      time.Duration // age past which a retained message is dropped
+	HistoryBytes    int           // envelope bytes retained per room
+	// HistoryTotalBytes bounds the history of all rooms together (a room
+	// that takes it over sheds its own oldest); 0: a quarter of the
+	// outbound budget, so history can never starve the queues.
+	HistoryTotalBytes int64
+	DedupWindow       time.Duration // how long a send's id is remembered; at least chat.MinDedupWindow
+	MembersListMax    int           // keys a members answer lists; more: truncated
 	// Deflate is the permessage-deflate (RFC 7692) wsd negotiates; the zero
 	// value negotiates none.
 	Deflate codec.DeflateConfig
@@ -124,6 +147,7 @@ func (c *Config) setDefaults() {
 	if c.MessageTimeout <= 0 {
 		c.MessageTimeout = DefaultMessageTimeout
 	}
+	c.setV1Defaults()
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -138,5 +162,29 @@ func (c *Config) setRateDefaults() {
 	}
 	if c.MaxMsgRate == 0 {
 		c.MaxMsgRate = DefaultMaxMsgRate
+	}
+}
+
+func (c *Config) setV1Defaults() {
+	if c.MaxRoomsPerConn <= 0 {
+		c.MaxRoomsPerConn = DefaultMaxRoomsPerConn
+	}
+	if c.HistorySize <= 0 {
+		c.HistorySize = DefaultHistorySize
+	}
+	if c.HistoryTTL <= 0 {
+		c.HistoryTTL = DefaultHistoryTTL
+	}
+	if c.HistoryTotalBytes <= 0 {
+		c.HistoryTotalBytes = c.OutboundBudget / 4
+	}
+	if c.HistoryBytes <= 0 {
+		c.HistoryBytes = DefaultHistoryBytes
+	}
+	if c.DedupWindow < DefaultDedupWindow {
+		c.DedupWindow = DefaultDedupWindow
+	}
+	if c.MembersListMax <= 0 {
+		c.MembersListMax = DefaultMembersListMax
 	}
 }

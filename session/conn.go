@@ -40,6 +40,7 @@ type Conn struct {
 	gzip    bool
 	deflate codec.DeflateParams // permessage-deflate, if negotiated
 	ip      netip.Addr          // source address, kept only when MaxConnsPerIP is set
+	v1      *v1Conn             // chat protocol v1 (v1.go); nil for a seed connection
 
 	// Guarded by the key's shard mu.
 	inTable bool
@@ -199,6 +200,9 @@ func (c *Conn) OnMessage(op codec.OpCode, payload []byte) error {
 	if !h.rate.allow(&c.rate, now, 1) {
 		return errRateLimited
 	}
+	if op == codec.OpBinary && c.v1 != nil && !c.gzip {
+		return codec.ErrNotGzip // a v1 client without support_gzip sends text
+	}
 	if op == codec.OpBinary {
 		// Seed clients with support_gzip send gzip'd text as binary. It
 		// may inflate to MaxMessage, but past a small floor only to
@@ -223,9 +227,12 @@ func (c *Conn) OnMessage(op codec.OpCode, payload []byte) error {
 	if !h.byteRate.allow(&c.byteRate, now, len(payload)) {
 		return errByteRateLimited
 	}
+	if c.v1 != nil {
+		return c.command(payload) // v1.go
+	}
 	h.stats.MessagesIn.Add(1)
 	h.stats.BytesIn.Add(uint64(len(payload)))
-	h.broadcast(c.room, payload)
+	h.broadcastFrom(c.key, c.room, payload)
 	return nil
 }
 

@@ -17,6 +17,11 @@ type Delivery struct {
 	Local int
 	// Cluster is what the Bridge did with it.
 	Cluster ClusterOutcome
+	// Seq, Epoch and TS are the stamp this box's Ring gave a room message
+	// (v1.go); zero for a direct message, PublishAll and a refused one.
+	Seq   uint64
+	Epoch string
+	TS    int64 // Unix milliseconds
 }
 
 // ClusterOutcome is what the Bridge did with a message that started on
@@ -106,15 +111,26 @@ func (h *Hub) DeliverRemoteKey(key string, text []byte) bool {
 	return h.deliver(target{kind: toKey, name: key}, text, nil, fromRemote).Local > 0
 }
 
-// broadcast is a client's message to its room.
+// broadcast is a message to room with no sender.
 func (h *Hub) broadcast(room string, text []byte) {
 	h.deliver(target{kind: toRoom, name: room}, text, nil, fromHere)
 }
 
-// deliver builds text's message once, queues it for t's members on this
-// box and, if it started here, hands it to the Bridge. gz is as in
-// DeliverRemote.
+// broadcastFrom is a seed client's message to its room, from its key.
+func (h *Hub) broadcastFrom(key, room string, text []byte) {
+	h.deliverFrom(target{kind: toRoom, name: room}, text, nil, fromHere, key, nil)
+}
+
+// deliver is deliverFrom with no sender (the admin API, another box).
 func (h *Hub) deliver(t target, text, gz []byte, from origin) Delivery {
+	return h.deliverFrom(t, text, gz, from, "", nil)
+}
+
+// deliverFrom builds text's message once, queues it for t's members on this
+// box and, if it started here, hands it to the Bridge. gz is as in
+// DeliverRemote. A room message is stamped by the Ring first (v1.go), key
+// and id naming its sender in the envelope v1 members get.
+func (h *Hub) deliverFrom(t target, text, gz []byte, from origin, key string, id []byte) Delivery {
 	// Once draining, no broadcast is accepted: Shutdown waits for the ones
 	// already accepted to be fanned out, which a steady stream of new ones
 	// would otherwise put off until its deadline. Both sides are
@@ -141,13 +157,22 @@ func (h *Hub) deliver(t target, text, gz []byte, from origin) Delivery {
 	var d Delivery
 	switch t.kind {
 	case toRoom:
-		d.Local = h.fanOut(t.name, m)
+		st := h.stamp(t.name, m, key, id) // queues m (message.Publish)
+		d.Local, d.Seq, d.Epoch, d.TS = m.local, st.Seq, st.Epoch, st.TS
 		if from == fromHere {
 			h.stats.Broadcasts.Add(1)
 		}
 	case toAll:
 		for room := range h.table.roomCounts() {
-			d.Local += h.fanOut(room, m)
+			// Each room stamps its own copy: the envelope names the room.
+			rm := h.newMessage(text)
+			if gz != nil {
+				rm.useGzip(gz)
+			}
+			rm.at = m.at
+			h.stamp(room, rm, key, id)
+			d.Local += rm.local
+			rm.doneBuilding()
 			if from == fromHere {
 				h.stats.Broadcasts.Add(1) // one per room, as the room's own broadcast would
 			}

@@ -195,6 +195,7 @@ func (f *fanout) deliverRoom(name string, msgs []*message) {
 		clear(items)
 		f.items = items[:0]
 	}
+	frames += f.deliverSubs(r, msgs) // v1.go
 	s.hub.stats.FramesOut.Add(frames)
 	if saved != 0 {
 		s.hub.stats.DeflateBytesSaved.Add(saved)

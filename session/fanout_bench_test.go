@@ -13,7 +13,7 @@ import (
 
 // benchHub returns a Hub with n open members writing to /dev/null, half of
 // them gzip-capable: the fan-out machinery without the kernel's TCP cost.
-func benchHub(b *testing.B, n int) *Hub {
+func benchHub(b testing.TB, n int) *Hub {
 	b.Helper()
 	r, err := poller.New(poller.Config{})
 	if err != nil {
@@ -48,7 +48,7 @@ func benchHub(b *testing.B, n int) *Hub {
 // so an unarmed timerfd (never ready, so it raises no event) is registered
 // in its place, taken off epoll again, and then replaced by a duplicate of
 // sink under the same number. It returns that number, for the cleanup.
-func addSink(b *testing.B, r *poller.Reactor, c *Conn, sink int) int {
+func addSink(b testing.TB, r *poller.Reactor, c *Conn, sink int) int {
 	b.Helper()
 	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
 	if err != nil {
@@ -82,8 +82,10 @@ func BenchmarkBroadcast(b *testing.B) {
 			for i := range payload {
 				payload[i] = 'a' + byte(i%26)
 			}
-			h.broadcast("", payload) // warm pools
-			waitFanout(h)
+			for range DefaultHistorySize + 1 { // warm pools, fill the room's history ring
+				h.broadcast("", payload)
+				waitFanout(h)
+			}
 			b.ReportAllocs()
 			b.ResetTimer()
 			start := time.Now()

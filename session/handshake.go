@@ -64,7 +64,10 @@ func (c *Conn) upgrade(head []byte) (*ownFrame, bool) {
 	req, out, err := up.Upgrade(head, resp.b[:0])
 	resp.b = out
 	if err == nil {
-		if err = h.authorize(req); err != nil {
+		if err = h.authorize(req); err == nil && req.V1 && req.HasHistory && req.History > h.cfg.HistorySize {
+			err = codec.ErrBadHistory // more than a room keeps: refused, not clamped
+		}
+		if err != nil {
 			// The 101 was not written yet: answer with the refusal instead.
 			resp.b = codec.AppendRejection(resp.b[:0], err)
 		}
@@ -75,6 +78,9 @@ func (c *Conn) upgrade(head []byte) (*ownFrame, bool) {
 		}
 		c.refuse(err, resp, up.Origin())
 		return nil, false
+	}
+	if req.V1 {
+		c.v1 = newV1Conn(c, req)
 	}
 	c.key = string(req.Key)
 	c.room = string(req.Room)
@@ -94,7 +100,12 @@ func (c *Conn) join(welcome *ownFrame) {
 	h := c.hub
 	c.setState(stOpen)
 	h.stats.HandshakesOK.Add(1)
-	old := h.table.join(c, welcome)
+	var old *Conn
+	if c.v1 != nil {
+		old = c.joinFirst(welcome) // v1.go
+	} else {
+		old = h.table.join(c, welcome)
+	}
 	if old != nil {
 		h.stats.Kicks.Add(1)
 		h.log.Info("connection replaced", "key", c.key)

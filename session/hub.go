@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/wsd-chat/wsd/chat"
 	"github.com/wsd-chat/wsd/codec"
 	"github.com/wsd-chat/wsd/poller"
 	"github.com/wsd-chat/wsd/tlswire"
@@ -36,6 +37,8 @@ type Hub struct {
 	stopOnce   sync.Once
 	tlsPool    *tlswire.Pool // nil without TLS
 	br         bridgeState   // cluster: bridge.go
+	ring       *chat.Ring    // every room's order and history (v1.go)
+	dedup      *chat.Dedup   // v1 sends' ids (v1.go)
 }
 
 // NewHub returns a Hub that runs its connections on r.
@@ -59,14 +62,20 @@ func NewHub(cfg Config, r *poller.Reactor) *Hub {
 	if cfg.TLS != nil {
 		h.tlsPool = tlswire.NewPool(0, cfg.TLSHandshakes)
 	}
+	charge := func(d int64) { h.out.add(d) }
+	h.ring = chat.NewRing(chat.RingConfig{MaxMessages: cfg.HistorySize, MaxAge: cfg.HistoryTTL,
+		MaxBytes: cfg.HistoryBytes, MaxTotalBytes: cfg.HistoryTotalBytes, Charge: charge})
+	h.dedup = chat.NewDedup(chat.DedupConfig{Window: cfg.DedupWindow, Charge: charge})
+	protocols := append(append([]string(nil), cfg.Subprotocols...), codec.V1Protocol)
 	h.upgraders.New = func() any {
 		u := codec.NewUpgrader()
 		u.Admit = h.admit
-		u.Protocols = h.cfg.Subprotocols
+		u.Protocols = protocols
 		u.Deflate = cfg.Deflate
 		return u
 	}
 	go h.sweep()
+	go h.sweepHistory() // v1.go
 	return h
 }
 

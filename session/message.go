@@ -40,6 +40,17 @@ type message struct {
 	body                     []byte // the payload inside text, kept to build gz and df lazily
 	hub                      *Hub
 	at                       time.Time // when the broadcast was accepted, if Config.OnFanout is set
+
+	// A room message's v1 side (v1.go): its stamp and the envelope's
+	// variants, for v1 members, each built once like the seed ones. env is
+	// built when the Ring stamps the message; envGz and envDf lazily.
+	seq                           uint64
+	env, envBody                  []byte
+	envGz, envDf                  []byte
+	envGzOnce, envDfOnce          sync.Once
+	envDfUse                      bool
+	envHeld, envGzHeld, envDfHeld int64
+	local                         int // members queued for, set by Publish
 }
 
 // Frame variants of a message.
@@ -47,6 +58,9 @@ const (
 	varText = iota
 	varGzip
 	varDeflate
+	varEnv        // the v1 envelope's text frame
+	varEnvGzip    // its gzip'd binary frame
+	varEnvDeflate // its permessage-deflate frame
 	nVariants
 )
 
@@ -67,7 +81,8 @@ func (h *Hub) newMessage(payload []byte) *message {
 	// A pooled message brings the buffers of an earlier broadcast: their
 	// capacity is held from now on, built into or not, and charged so.
 	m.textHeld, m.gzHeld, m.dfHeld = int64(cap(m.text)), int64(cap(m.gz)), int64(cap(m.df))
-	h.out.add(messageCost + m.textHeld + m.gzHeld + m.dfHeld)
+	m.envHeld, m.envGzHeld, m.envDfHeld = int64(cap(m.env)), int64(cap(m.envGz)), int64(cap(m.envDf))
+	h.out.add(messageCost + m.textHeld + m.gzHeld + m.dfHeld + m.envHeld + m.envGzHeld + m.envDfHeld)
 	return m
 }
 
@@ -86,6 +101,9 @@ func (m *message) recharge(held *int64, buf []byte) {
 // Deciding may compress the message (once). Only holders of a builder
 // hold may call it.
 func (m *message) variantFor(c *Conn) int {
+	if c.v1 != nil && m.env != nil {
+		return m.envVariantFor(c)
+	}
 	switch {
 	case c.gzip:
 		return varGzip
@@ -116,6 +134,8 @@ func (m *message) deflated() bool {
 // of a builder hold may call it.
 func (m *message) frame(v int) []byte {
 	switch v {
+	case varEnv, varEnvGzip, varEnvDeflate:
+		return m.envFrame(v)
 	case varText:
 		return m.text
 	case varDeflate:
@@ -190,6 +210,7 @@ func (m *message) trim() {
 		m.hub.out.add(-m.dfHeld)
 		m.df, m.dfHeld = nil, 0
 	}
+	m.trimEnv()
 }
 
 func (m *message) release() {
@@ -200,7 +221,7 @@ func (m *message) release() {
 		panic("session: message released too often")
 	}
 	m.mu.Lock()
-	m.hub.out.add(-messageCost - m.textHeld - m.gzHeld - m.dfHeld)
+	m.hub.out.add(-messageCost - m.textHeld - m.gzHeld - m.dfHeld - m.envHeld - m.envGzHeld - m.envDfHeld)
 	if cap(m.text) > maxPooledFrame {
 		m.text = nil
 	}
@@ -213,6 +234,7 @@ func (m *message) release() {
 	m.text, m.gz, m.df, m.body = m.text[:0], m.gz[:0], m.df[:0], nil
 	m.gzOnce, m.dfOnce, m.dfUse = sync.Once{}, sync.Once{}, false
 	m.textHeld, m.gzHeld, m.dfHeld = 0, 0, 0
+	m.releaseEnv()
 	m.at = time.Time{}
 	m.hub = nil
 	m.mu.Unlock()

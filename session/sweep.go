@@ -37,8 +37,8 @@ func (h *Hub) sweepOnce(now int64, scratch []*Conn) []*Conn {
 	var slow []*Conn
 	for _, s := range h.table.shards {
 		s.mu.RLock()
-		for _, r := range s.rooms {
-			for _, c := range r.members {
+		for _, c := range s.byKey {
+			{
 				quiet := now - c.lastSeen.Load()
 				started := c.msgStart.Load()
 				switch {

@@ -29,6 +29,7 @@ type shard struct {
 
 type room struct {
 	members []*Conn
+	subs    []*sub // v1 connections in the room (v1.go)
 }
 
 func newTable(h *Hub, n int) *table {
@@ -73,16 +74,33 @@ func (t *table) join(c *Conn, welcome *ownFrame) (old *Conn) {
 	if welcome != nil {
 		c.send(welcome)
 	}
-	if old = s.byKey[c.key]; old != nil {
-		s.removeMember(old)
-		old.inTable = false
-	}
-	s.byKey[c.key] = c
-	c.inTable = true
+	old = s.replaceLocked(c)
 	s.addMember(c)
 	s.hub.keyJoined(c) // cluster: bridge.go
 	s.mu.Unlock()
 	return old
+}
+
+// replaceLocked makes c the holder of its key and returns the connection
+// it displaced, taken out of its rooms; s.mu is held. The caller puts c in
+// its room.
+func (s *shard) replaceLocked(c *Conn) (old *Conn) {
+	if old = s.byKey[c.key]; old != nil {
+		s.leaveRooms(old)
+		old.inTable = false
+	}
+	s.byKey[c.key] = c
+	c.inTable = true
+	return old
+}
+
+// leaveRooms takes c out of every room it is in; s.mu is held.
+func (s *shard) leaveRooms(c *Conn) {
+	if c.v1 != nil {
+		s.removeSubs(c)
+		return
+	}
+	s.removeMember(c)
 }
 
 // remove takes c out of the table unless a newer connection replaced it.
@@ -90,7 +108,7 @@ func (t *table) remove(c *Conn) {
 	s := t.shardOf(c.key)
 	s.mu.Lock()
 	if c.inTable {
-		s.removeMember(c)
+		s.leaveRooms(c)
 		if s.byKey[c.key] == c {
 			delete(s.byKey, c.key)
 			s.hub.keyLeft(c) // cluster: bridge.go
@@ -114,10 +132,8 @@ func (t *table) lookup(key string) *Conn {
 func (t *table) eachMember(f func(*Conn)) {
 	for _, s := range t.shards {
 		s.mu.RLock()
-		for _, r := range s.rooms {
-			for _, c := range r.members {
-				f(c)
-			}
+		for _, c := range s.byKey {
+			f(c)
 		}
 		s.mu.RUnlock()
 	}
@@ -151,7 +167,7 @@ func (s *shard) removeMember(c *Conn) {
 	r.members[last] = nil
 	r.members = r.members[:last]
 	c.member = -1
-	if last == 0 {
+	if last == 0 && len(r.subs) == 0 {
 		delete(s.rooms, c.room)
 		s.hub.roomClosed(c.room) // cluster: bridge.go
 	}
@@ -162,7 +178,7 @@ func (s *shard) roomSize(name string) int {
 	s.mu.RLock()
 	n := 0
 	if r := s.rooms[name]; r != nil {
-		n = len(r.members)
+		n = len(r.members) + len(r.subs)
 	}
 	s.mu.RUnlock()
 	return n
@@ -192,7 +208,7 @@ func (t *table) roomCounts() map[string]int {
 	for _, s := range t.shards {
 		s.mu.RLock()
 		for name, r := range s.rooms {
-			counts[name] += len(r.members)
+			counts[name] += len(r.members) + len(r.subs)
 		}
 		s.mu.RUnlock()
 	}

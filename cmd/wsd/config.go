@@ -108,6 +108,12 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	// 0: unlimited, translated by sessionLimits (see -max-byte-rate).
 	fs.Float64Var(&sc.MaxMsgRate, "max-msg-rate", session.DefaultMaxMsgRate, "messages and pings per second per connection (0: unlimited; over it: close 1008); reloadable")
 	fs.IntVar(&sc.MsgBurst, "msg-burst", session.DefaultMsgBurst, "messages a connection may send at once above -max-msg-rate; reloadable")
+	fs.IntVar(&sc.MaxRoomsPerConn, "max-rooms-per-conn", session.DefaultMaxRoomsPerConn, "rooms one chat protocol v1 connection may be in, its first included (more: error 111)")
+	fs.IntVar(&sc.HistorySize, "history-size", session.DefaultHistorySize, "messages each room keeps for v1 recovery and history; also the largest history a join may ask for")
+	fs.DurationVar(&sc.HistoryTTL, "history-ttl", session.DefaultHistoryTTL, "age past which a room's kept message is dropped")
+	fs.IntVar(&sc.HistoryBytes, "history-bytes", session.DefaultHistoryBytes, "envelope bytes each room keeps at most")
+	fs.Int64Var(&sc.HistoryTotalBytes, "history-total-bytes", 0, "envelope bytes all rooms keep together, within -outbound-budget (0: a quarter of it)")
+	fs.DurationVar(&sc.DedupWindow, "dedup-window", session.DefaultDedupWindow, "how long a v1 send's id is remembered, so a retry is not broadcast twice (at least 2m)")
 	fs.IntVar(&o.server.Backlog, "backlog", server.DefaultBacklog, "listen backlog (capped by net.core.somaxconn)")
 	fs.StringVar(&o.subprotocols, "subprotocols", "", "comma-separated WebSocket subprotocols wsd speaks; the first a client offers is selected")
 	fs.StringVar(&o.adminAddr, "admin-addr", DefaultAdminAddr, "admin listener for /metrics, /healthz, /readyz, /stats, /publish, /disconnect, /debug/pprof (empty or off: none)")
@@ -296,6 +302,18 @@ var checks = []check{
 	{"ping-interval", "must be more than 0", func(o *options) bool { return o.server.Session.PingInterval <= 0 }},
 	{"idle-timeout", "must be longer than -ping-interval (a quiet client is pinged before it is dropped)", func(o *options) bool {
 		return o.server.Session.IdleTimeout <= o.server.Session.PingInterval
+	}},
+	{"max-rooms-per-conn", "must be at least 1", func(o *options) bool { return o.server.Session.MaxRoomsPerConn < 1 }},
+	{"history-size", "must be between 1 and 100000", func(o *options) bool {
+		return o.server.Session.HistorySize < 1 || o.server.Session.HistorySize > 100000
+	}},
+	{"history-ttl", "must be more than 0", func(o *options) bool { return o.server.Session.HistoryTTL <= 0 }},
+	{"history-bytes", "must be at least 1", func(o *options) bool { return o.server.Session.HistoryBytes < 1 }},
+	{"history-total-bytes", "must be 0 (a quarter of -outbound-budget) up to -outbound-budget", func(o *options) bool {
+		return o.server.Session.HistoryTotalBytes < 0 || o.server.Session.HistoryTotalBytes > o.server.Session.OutboundBudget
+	}},
+	{"dedup-window", "must be at least 2m (a client retrying after a reconnect counts on it)", func(o *options) bool {
+		return o.server.Session.DedupWindow < session.DefaultDedupWindow
 	}},
 	{"close-timeout", "must be more than 0", func(o *options) bool { return o.server.Session.CloseTimeout <= 0 }},
 	{"max-msg-rate", "must be 0 (unlimited) or a positive number", func(o *options) bool {

@@ -1,0 +1,213 @@
+package session
+
+import (
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/wsd-chat/wsd/codec"
+)
+
+// The size of a seed connection is a headline figure (bytes per idle
+// connection): v1 adds one pointer to it and nothing else.
+func TestConnSize(t *testing.T) {
+	const want = 432 // 424 before chat protocol v1, + the v1 pointer
+	if got := unsafe.Sizeof(Conn{}); got != want {
+		t.Fatalf("Conn is %d bytes, want %d: a change in per-connection memory must be deliberate", got, want)
+	}
+}
+
+// insertV1 puts c in the table as a v1 connection in its first room, as
+// the first join does without the Ring and the frames.
+func (t *table) insertV1(c *Conn) {
+	if c.v1 == nil {
+		c.v1 = &v1Conn{c: c}
+	}
+	s := t.shardOf(c.key)
+	s.mu.Lock()
+	s.replaceLocked(c)
+	s.addSub(c, c.room, 0)
+	s.mu.Unlock()
+}
+
+// The cost of one more room for a v1 connection, in rooms that exist
+// already: the sub, its slot in the room's list and in the connection's.
+func TestSubscriptionBytes(t *testing.T) {
+	h := &Hub{}
+	h.table = newTable(h, DefaultShards)
+	const conns, extra = 2000, 10
+	cs := make([]*Conn, conns)
+	for i := range cs {
+		cs[i] = &Conn{hub: h, member: -1, key: fmt.Sprintf("k%d", i), room: "base"}
+		h.table.insertV1(cs[i])
+	}
+	rooms := make([]string, extra)
+	for i := range rooms {
+		rooms[i] = fmt.Sprintf("room-%d", i)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for _, c := range cs {
+		s := h.table.shardOf(c.key)
+		s.mu.Lock()
+		for _, r := range rooms {
+			s.addSub(c, r, 0)
+		}
+		s.mu.Unlock()
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	per := float64(after.HeapAlloc-before.HeapAlloc) / (conns * extra)
+	t.Logf("%.0f bytes per extra subscription (%d connections in %d more rooms each)", per, conns, extra)
+	if per > 128 {
+		t.Fatalf("%.0f bytes per extra subscription, want at most 128", per)
+	}
+	runtime.KeepAlive(cs)
+}
+
+// A message fanned out to a sub whose join covered its seq is skipped:
+// the seam between replay and live has no duplicate.
+func TestSubSkipsReplayed(t *testing.T) {
+	h, r := testHub(t, Config{})
+	c, _ := stalledMember(t, h, r, "v", false)
+	h.table.remove(c)
+	c.v1 = &v1Conn{c: c}
+	h.table.insertV1(c)
+	s := h.table.shardOf(c.key)
+	h.broadcast(c.room, []byte("one")) // seq 1
+	waitIdle(t, h)
+	s.mu.Lock()
+	c.v1.subs[0].after = 2 // as if a join had replayed through seq 2
+	s.mu.Unlock()
+	h.broadcast(c.room, []byte("two"))   // seq 2: skipped
+	h.broadcast(c.room, []byte("three")) // seq 3: delivered
+	waitIdle(t, h)
+	c.wmu.Lock()
+	var seqs []string
+	for _, it := range c.outq {
+		if it.msg != nil {
+			seqs = append(seqs, fmt.Sprint(it.msg.seq))
+		}
+	}
+	c.wmu.Unlock()
+	// The queue may have written some frames already; what it holds of the
+	// room must not include seq 2.
+	for _, q := range seqs {
+		if q == "2" {
+			t.Fatalf("seq 2 queued for a member whose join covered it: %v", seqs)
+		}
+	}
+	if got := h.stats.FramesOut.Load(); got != 2 {
+		t.Fatalf("%d frames out, want 2 (seq 1 and 3)", got)
+	}
+}
+
+// benchHubV1 is benchHub with every member on v1 (half gzip, as there),
+// and with deflate on every third member when deflate is set.
+func benchHubV1(b testing.TB, n int, deflate bool) *Hub {
+	h := benchHub(b, 0)
+	p, _ := codec.NegotiateDeflate([]byte("permessage-deflate"), codec.DeflateConfig{Enabled: true})
+	sink := devNull(b)
+	for i := 0; i < n; i++ {
+		c := &Conn{hub: h, member: -1, key: fmt.Sprintf("v1-%d", i), gzip: i%2 == 0}
+		if deflate && i%3 == 0 {
+			c.gzip, c.deflate = false, p
+		}
+		fd := addSink(b, h.reactor, c, sink)
+		b.Cleanup(func() { closeFd(fd) })
+		c.lastSeen.Store(time.Now().Add(time.Hour).UnixNano())
+		c.state.Store(stOpen)
+		h.table.insertV1(c)
+	}
+	return h
+}
+
+// BenchmarkBroadcastV1 is BenchmarkBroadcast to v1 members: each
+// broadcast is stamped by the Ring, its envelope built once, gzip'd once
+// and (with deflate members) compressed once, then one write per member.
+func BenchmarkBroadcastV1(b *testing.B) {
+	for _, deflate := range []bool{false, true} {
+		for _, size := range []int{128, 1024} {
+			b.Run(fmt.Sprintf("peers=10000/size=%d/deflate=%v", size, deflate), func(b *testing.B) {
+				h := benchHubV1(b, 10000, deflate)
+				payload := make([]byte, size)
+				for i := range payload {
+					payload[i] = 'a' + byte(i%26)
+				}
+				for range DefaultHistorySize + 1 { // the room's ring full, pools warm
+					h.broadcast("", payload)
+					waitFanout(h)
+				}
+				b.ReportAllocs()
+				b.ResetTimer()
+				start := time.Now()
+				for i := 0; i < b.N; i++ {
+					h.broadcast("", payload)
+					waitFanout(h)
+				}
+				el := time.Since(start)
+				b.ReportMetric(float64(b.N*10000)/el.Seconds(), "deliveries/s")
+				if enc, bc := h.stats.GzipEncodings.Load(), h.stats.Broadcasts.Load(); enc != bc {
+					b.Fatalf("%d gzip encodings for %d broadcasts", enc, bc)
+				}
+			})
+		}
+	}
+}
+
+// TestBroadcastV1Allocs: a broadcast to seed and v1 members (text, gzip
+// and deflate, of the text and of the envelope) allocates nothing once the
+// room's history ring is full.
+func TestBroadcastV1Allocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are not meaningful under -race")
+	}
+	h := benchHubV1(t, 100, true)
+	p, _ := codec.NegotiateDeflate([]byte("permessage-deflate"), codec.DeflateConfig{Enabled: true})
+	sink := devNull(t)
+	for i := 0; i < 100; i++ { // seed members beside them
+		c := &Conn{hub: h, member: -1, key: fmt.Sprintf("seed-%d", i), gzip: i%2 == 0}
+		if i%3 == 0 {
+			c.gzip, c.deflate = false, p
+		}
+		fd := addSink(t, h.reactor, c, sink)
+		t.Cleanup(func() { closeFd(fd) })
+		c.lastSeen.Store(time.Now().Add(time.Hour).UnixNano())
+		c.state.Store(stOpen)
+		h.table.insert(c)
+	}
+	payload := make([]byte, 512)
+	for i := range payload {
+		payload[i] = 'a' + byte(i%7)
+	}
+	broadcast := func() {
+		h.broadcast("", payload)
+		waitFanout(h)
+	}
+	for range DefaultHistorySize + 1 {
+		broadcast()
+	}
+	if a := testing.AllocsPerRun(200, broadcast); a != 0 {
+		t.Fatalf("%.2f allocations per broadcast to seed and v1 members, want 0", a)
+	}
+	if h.stats.DeflateEncodings.Load() == 0 || h.stats.GzipEncodings.Load() == 0 {
+		t.Fatal("the deflate and gzip variants were not built")
+	}
+}
+
+// devNull opens /dev/null for a bench's sinks, closed when b ends.
+func devNull(b testing.TB) int {
+	fd, err := unix.Open("/dev/null", unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { unix.Close(fd) })
+	return fd
+}
+
+func closeFd(fd int) { unix.Close(fd) }
