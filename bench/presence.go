@@ -182,11 +182,12 @@ func runPresence(o *options) (*Result, error) {
 		}
 		due := int(now.Sub(start).Seconds() * float64(o.joins))
 		for ; next < due; next++ {
-			select {
-			case sem <- struct{}{}:
-			default:
-				l.errs.add("join-behind") // the dialers cannot keep the rate
-				continue
+			// Past -dialers dials in flight, wait: the joins fall behind
+			// the rate, which joins+leaves/s then shows.
+			sem <- struct{}{}
+			if time.Since(start) >= o.duration {
+				<-sem
+				break
 			}
 			churn.Add(1)
 			go func(i int) {
