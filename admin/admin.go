@@ -75,6 +75,9 @@ func FanoutObserver(h prometheus.Histogram) func(time.Duration) {
 //	GET  /stats          JSON snapshot: connections, rooms by size
 //	POST /publish        push a message to a room, a key or everyone
 //	POST /disconnect     close one key's connection (4002)
+//	GET  /rooms          every room's count, seq and epoch (chat protocol v1)
+//	GET  /rooms/{room}   one room, with its member keys
+//	GET  /rooms/{room}/history  its retained message envelopes
 //	     /debug/pprof/   Go profiling (token required when one is set)
 //	GET  /               this list
 func NewHandler(src Source, opts Options) http.Handler {
@@ -118,6 +121,10 @@ func NewHandler(src Source, opts Options) http.Handler {
 	})
 	mux.Handle("POST /publish", &publisher{hub: src.Hub(), token: token})
 	mux.Handle("POST /disconnect", &disconnecter{hub: src.Hub(), token: token})
+	rs := &rooms{hub: src.Hub(), token: token}
+	mux.HandleFunc("GET /rooms", rs.list)
+	mux.HandleFunc("GET /rooms/{room}", rs.room)
+	mux.HandleFunc("GET /rooms/{room}/history", rs.history)
 	guard := func(h http.HandlerFunc) http.Handler { return requireToken(token, h) }
 	mux.Handle("/debug/pprof/", guard(pprof.Index))
 	mux.Handle("/debug/pprof/cmdline", guard(func(w http.ResponseWriter, _ *http.Request) {
@@ -188,6 +195,9 @@ GET  /readyz            200 while ready, 503 while draining
 GET  /stats             JSON snapshot: connections, rooms, version
 POST /publish           {"room"|"key", "text"}: push a message (bearer token when set)
 POST /disconnect        {"key"}: close that connection with 4002 (bearer token when set)
+GET  /rooms             rooms: count, seq, epoch, history held (bearer token when set)
+GET  /rooms/{room}      one room and its member keys (bearer token when set)
+GET  /rooms/{room}/history  the room's retained messages, oldest first (bearer token when set)
 GET  /debug/pprof/      Go profiling (bearer token when set)
 `
 

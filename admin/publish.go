@@ -36,6 +36,12 @@ type PublishResponse struct {
 	// "not_sent" (NATS unreachable, too slow or the message over its
 	// max_payload; counted in wsd_cluster_dropped_total).
 	Cluster string `json:"cluster,omitempty"`
+	// Seq, Epoch and TS are the stamp a room publish got on this box (chat
+	// protocol v1: its place in the room's order); absent for a key or
+	// every room ("*").
+	Seq   uint64 `json:"seq,omitempty"`
+	Epoch string `json:"epoch,omitempty"`
+	TS    int64  `json:"ts,omitempty"`
 }
 
 // Cluster outcomes of a publish.
@@ -87,5 +93,5 @@ func (p *publisher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		d = p.hub.Publish(req.Room, text)
 	}
-	writeJSON(w, http.StatusOK, PublishResponse{Delivered: d.Local, Cluster: clusterField[d.Cluster]})
+	writeJSON(w, http.StatusOK, PublishResponse{Delivered: d.Local, Cluster: clusterField[d.Cluster], Seq: d.Seq, Epoch: d.Epoch, TS: d.TS})
 }

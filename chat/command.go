@@ -586,8 +586,9 @@ func (cmd *Command) check(seen int, lim Limits) error {
 	if seen&fRoom == 0 {
 		return &Error{Code: CodeMissingField, Reason: "room is missing"}
 	}
-	if !ValidRoom(cmd.Room) {
-		return &Error{Code: CodeBadRoom, Reason: "room must be 1-64 bytes of A-Z a-z 0-9 _ - . :"}
+	// "" is the global room, as an absent or empty room= in the handshake.
+	if len(cmd.Room) > 0 && !ValidRoom(cmd.Room) {
+		return &Error{Code: CodeBadRoom, Reason: "room must be empty (the global room) or 1-64 bytes of A-Z a-z 0-9 _ - . :"}
 	}
 	if seen&fID != 0 {
 		if len(cmd.ID) == 0 {

@@ -21,7 +21,7 @@ func ExampleParseCommand() {
 	fmt.Printf("%s\n", chat.AppendError(nil, cmd.ID, e.Code, e.Reason))
 	// Output:
 	// send lobby c-17 café
-	// {"type":"error","id":"c-18","code":104,"reason":"room must be 1-64 bytes of A-Z a-z 0-9 _ - . :"}
+	// {"type":"error","id":"c-18","code":104,"reason":"room must be empty (the global room) or 1-64 bytes of A-Z a-z 0-9 _ - . :"}
 }
 
 type printer struct{}

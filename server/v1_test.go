@@ -39,10 +39,21 @@ func (v *v1Client) write(cmd string) {
 	}
 }
 
-// next reads the next envelope.
+// next reads the next envelope, skipping presence frames (they come on
+// the presence ticker's time; nextPresence reads them).
 func (v *v1Client) next() map[string]any {
 	v.t.Helper()
-	s, _, err := v.c.ReadMessage(wstest.DefaultTimeout)
+	for {
+		m := v.read(wstest.DefaultTimeout)
+		if m["type"] != "presence" {
+			return m
+		}
+	}
+}
+
+func (v *v1Client) read(timeout time.Duration) map[string]any {
+	v.t.Helper()
+	s, _, err := v.c.ReadMessage(timeout)
 	if err != nil {
 		v.t.Fatalf("%s: reading an envelope: %v", v.name, err)
 	}
@@ -51,6 +62,16 @@ func (v *v1Client) next() map[string]any {
 		v.t.Fatalf("%s: not JSON: %q: %v", v.name, s, err)
 	}
 	return m
+}
+
+// nextPresence reads up to the next presence frame.
+func (v *v1Client) nextPresence() map[string]any {
+	v.t.Helper()
+	for {
+		if m := v.read(wstest.DefaultTimeout); m["type"] == "presence" {
+			return m
+		}
+	}
 }
 
 // expect reads the next envelope, checks its type and the given fields
@@ -94,6 +115,21 @@ func (v *v1Client) ackAndEcho() (ack, msg map[string]any) {
 	return ack, msg
 }
 
+// quiet checks no envelope but presence arrives for a moment.
+func (v *v1Client) quiet() {
+	v.t.Helper()
+	deadline := time.Now().Add(150 * time.Millisecond)
+	for {
+		s, _, err := v.c.ReadMessage(time.Until(deadline))
+		if err != nil {
+			return
+		}
+		if !strings.HasPrefix(s, `{"type":"presence"`) {
+			v.t.Fatalf("%s: unexpected %s", v.name, s)
+		}
+	}
+}
+
 // quiet checks nothing arrives for a moment.
 func quiet(t *testing.T, c *wstest.Client, who string) {
 	t.Helper()
@@ -115,10 +151,17 @@ func TestV1JoinedFirst(t *testing.T) {
 	defer c.Conn.Close()
 	b := &v1Client{t: t, name: "b", c: c}
 	b.expect("joined", "room", "", "count", 1)
+	// "" names the global room in commands too.
+	b.write(`{"type":"send","room":"","text":"to everyone here"}`)
+	if _, msg := b.ackAndEcho(); msg["room"] != "" || msg["seq"] != 1.0 {
+		t.Fatalf("global room echo %v", msg)
+	}
 }
 
 func TestV1SharesRoomsWithSeed(t *testing.T) {
-	_, addr, stats := start(t, session.Config{})
+	// No presence frames (the ticker never runs), so the gzip count below
+	// is the broadcasts' alone.
+	_, addr, stats := start(t, session.Config{PresenceInterval: time.Hour})
 	seed := wstest.Dial(t, addr, "specialKey=seed&room=lobby")
 	seedGz := wstest.Dial(t, addr, "specialKey=seedgz&room=lobby&support_gzip=1")
 	a := v1Dial(t, addr, "specialKey=alice&room=lobby")
@@ -161,7 +204,7 @@ func TestV1SharesRoomsWithSeed(t *testing.T) {
 	a.write(`{"type":"send","room":"lobby","id":"c-1","text":"hi again"}`)
 	a.expect("ack", "seq", 2, "duplicate", true, "id", "c-1")
 	quiet(t, seed, "seed")
-	quiet(t, b.c, "bob")
+	b.quiet()
 	// Each broadcast gzip'd its text once and its envelope once.
 	if n := stats.GzipEncodings.Load(); n != 4 {
 		t.Fatalf("%d gzip encodings for 2 broadcasts to a gzip seed member and a gzip v1 member, want 4", n)
@@ -356,9 +399,12 @@ func TestV1CommandFlood(t *testing.T) {
 	a := v1Dial(t, addr, "specialKey=a&room=r")
 	a.expect("joined")
 	for i := range 200 {
-		if i%2 == 0 {
+		switch i % 3 {
+		case 0:
 			a.c.WriteText(`{"type":"join","room":"x"}`)
-		} else {
+		case 1:
+			a.c.WriteText(`{"type":"members","room":"x"}`)
+		default:
 			a.c.WriteText(`{"type":"leave","room":"x"}`)
 		}
 	}
@@ -379,7 +425,7 @@ func TestV1CommandFlood(t *testing.T) {
 // A replace (4001) of a v1 connection hands its key over; the new one gets
 // its own joined, the old one's rooms are gone with it.
 func TestV1Replace(t *testing.T) {
-	_, addr, _ := start(t, session.Config{})
+	_, addr, _ := start(t, session.Config{PresenceGrace: -1}) // a leave counts at once
 	a1 := v1Dial(t, addr, "specialKey=a&room=r")
 	a1.expect("joined")
 	a1.write(`{"type":"join","room":"extra"}`)
@@ -414,4 +460,91 @@ func TestV1ForbiddenRoom(t *testing.T) {
 	b.expect("joined")
 	b.write(`{"type":"join","room":"secret"}`)
 	b.expect("joined", "room", "secret")
+}
+
+// Presence: coalesced per room per interval, only to v1 members, no
+// leave/join for a key back within the grace, lists below the threshold
+// and counts above it.
+func TestV1Presence(t *testing.T) {
+	const interval, grace = 200 * time.Millisecond, 600 * time.Millisecond
+	_, addr, stats := start(t, session.Config{PresenceInterval: interval, PresenceGrace: grace, PresenceListMax: 5})
+	a := v1Dial(t, addr, "specialKey=a&room=lobby")
+	a.expect("joined")
+	seed := wstest.Dial(t, addr, "specialKey=s&room=lobby")
+	// a's first presence names who arrived so far.
+	for {
+		p := a.nextPresence()
+		if p["count"] == 2.0 {
+			break
+		}
+	}
+	b := v1Dial(t, addr, "specialKey=b&room=lobby")
+	b.expect("joined", "count", 3)
+	p := a.nextPresence()
+	if p["count"] != 3.0 || fmt.Sprint(p["joined"]) != "[b]" || fmt.Sprint(p["left"]) != "[]" {
+		t.Fatalf("presence after b joined: %v", p)
+	}
+	// b reconnects within the grace: nothing to tell.
+	b.c.Close(1000)
+	b = v1Dial(t, addr, "specialKey=b&room=lobby")
+	b.expect("joined", "count", 3)
+	before := stats.PresenceFrames.Load()
+	time.Sleep(grace + 2*interval)
+	if n := stats.PresenceFrames.Load(); n != before {
+		t.Fatalf("%d presence frames for a reconnect within the grace", n-before)
+	}
+	// b leaves for good: one frame after the grace.
+	b.c.Close(1000)
+	p = a.nextPresence()
+	if p["count"] != 2.0 || fmt.Sprint(p["left"]) != "[b]" {
+		t.Fatalf("presence after b left: %v", p)
+	}
+	// A storm of joins: at most one frame per interval, counts only past
+	// the list threshold.
+	start := time.Now()
+	for i := range 20 {
+		c := v1Dial(t, addr, fmt.Sprintf("specialKey=storm%d&room=lobby", i))
+		defer c.c.Close(1000)
+	}
+	frames := 0
+	for {
+		p := a.nextPresence()
+		frames++
+		if _, lists := p["joined"]; lists {
+			t.Fatalf("lists for a room over the threshold: %v", p)
+		}
+		if p["count"] == 22.0 {
+			break
+		}
+	}
+	if limit := int(time.Since(start)/interval) + 2; frames > limit {
+		t.Fatalf("%d presence frames in %v, want at most one per %v", frames, time.Since(start), interval)
+	}
+	quiet(t, seed, "seed") // a seed member sees none of it
+}
+
+// A replay longer than one batch arrives whole and in order, then live.
+func TestV1LongReplay(t *testing.T) {
+	_, addr, _ := start(t, session.Config{HistorySize: 1000})
+	s := v1Dial(t, addr, "specialKey=s&room=r")
+	epoch := s.expect("joined")["epoch"].(string)
+	const n = 600
+	for i := 1; i <= n; i++ {
+		s.write(fmt.Sprintf(`{"type":"send","room":"r","text":"%d"}`, i))
+	}
+	for range 2 * n { // its acks and echoes
+		s.next()
+	}
+	for i, query := range []string{"since=0&epoch=" + epoch, "history=" + fmt.Sprint(n)} {
+		top := n + i // the first round's live message is seq 601
+		j := v1Dial(t, addr, "specialKey=j&room=r&"+query)
+		j.expect("joined", "seq", top)
+		for want := top - n + 1; want <= top; want++ {
+			j.expect("message", "seq", want)
+		}
+		s.write(`{"type":"send","room":"r","text":"live"}`)
+		j.expect("message", "text", "live")
+		s.ackAndEcho()
+		j.c.Close(1000)
+	}
 }

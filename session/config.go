@@ -30,12 +30,14 @@ const (
 	DefaultInflateRatio   = 100       // gzip messages may inflate to this many times their size
 
 	// Chat protocol v1 (v1.go).
-	DefaultMaxRoomsPerConn = 100                 // rooms one v1 connection may be in
-	DefaultHistorySize     = 100                 // messages retained per room
-	DefaultHistoryTTL      = 5 * time.Minute     // a retained message is dropped after this
-	DefaultHistoryBytes    = 256 << 10           // envelope bytes retained per room
-	DefaultMembersListMax  = 100                 // keys a members answer lists at most
-	DefaultDedupWindow     = chat.MinDedupWindow // also the shortest allowed
+	DefaultMaxRoomsPerConn  = 100                          // rooms one v1 connection may be in
+	DefaultHistorySize      = 100                          // messages retained per room
+	DefaultHistoryTTL       = 5 * time.Minute              // a retained message is dropped after this
+	DefaultHistoryBytes     = 256 << 10                    // envelope bytes retained per room
+	DefaultPresenceListMax  = chat.DefaultPresenceListMax  // members above which presence carries counts only
+	DefaultPresenceInterval = chat.DefaultPresenceInterval // least time between a room's presence frames
+	DefaultPresenceGrace    = chat.DefaultPresenceGrace    // a key back within it causes no leave/join
+	DefaultDedupWindow      = chat.MinDedupWindow          // also the shortest allowed
 )
 
 // Config tunes a Hub. Zero values take the defaults above.
@@ -74,7 +76,15 @@ type Config struct {
 	// outbound budget, so history can never starve the queues.
 	HistoryTotalBytes int64
 	DedupWindow       time.Duration // how long a send's id is remembered; at least chat.MinDedupWindow
-	MembersListMax    int           // keys a members answer lists; more: truncated
+	DedupMax          int           // ids remembered at most, all connections together (oldest evicted first); 0: chat.DefaultDedupMax
+	// Presence: at most one presence frame per room per PresenceInterval,
+	// with the joined/left lists only while the room and the lists have
+	// at most PresenceListMax keys (also what a members answer lists); a
+	// key back within PresenceGrace shows neither leave nor join (< 0: no
+	// grace).
+	PresenceInterval time.Duration
+	PresenceGrace    time.Duration
+	PresenceListMax  int
 	// Deflate is the permessage-deflate (RFC 7692) wsd negotiates; the zero
 	// value negotiates none.
 	Deflate codec.DeflateConfig
@@ -184,7 +194,13 @@ func (c *Config) setV1Defaults() {
 	if c.DedupWindow < DefaultDedupWindow {
 		c.DedupWindow = DefaultDedupWindow
 	}
-	if c.MembersListMax <= 0 {
-		c.MembersListMax = DefaultMembersListMax
+	if c.PresenceListMax <= 0 {
+		c.PresenceListMax = DefaultPresenceListMax
+	}
+	if c.PresenceInterval <= 0 {
+		c.PresenceInterval = DefaultPresenceInterval
+	}
+	if c.PresenceGrace == 0 {
+		c.PresenceGrace = DefaultPresenceGrace
 	}
 }

@@ -377,8 +377,8 @@ func (c *Conn) setState(to uint32) {
 			h.stats.DeflateConns.Add(-1)
 		}
 	}
-	if from == stOpen {
-		h.table.remove(c)
+	if from == stOpen && h.table.remove(c) {
+		h.roomsLeft(c, "") // v1.go
 	}
 	switch {
 	case inLimbo(from) && !inLimbo(to):

@@ -22,15 +22,19 @@
 // closed under a concurrent write, and a recycled fd number is never read
 // by a stale Conn.
 //
-// Lock order: shard.mu before Conn.wmu; nothing is locked while taking
-// shard.mu. Methods whose names end in Locked need Conn.wmu held; no
+// Lock order: a chat.Ring room's lock, then the chat.Presence lock, then
+// shard.mu, then Conn.wmu; nothing is locked while taking a Ring room's
+// lock, and only those before it while taking the others (v1.go: a room
+// message is queued on the outboxes with its room's log locked, so every
+// shard sees a room's messages in seq order). Methods whose names end in Locked need Conn.wmu held; no
 // other method may be called with it held unless its comment says so.
 //
 // Files by job: config.go (Config and every default), close.go (every
 // close and refusal wsd decides, one table), deliver.go (the one delivery
 // path), handshake.go, conn.go, write.go, fanout.go, table.go, sweep.go,
 // budget.go, drain.go (lame-duck and Shutdown), bridge.go (the cluster's
-// hooks).
+// hooks), v1.go (chat protocol v1: rooms as subscriptions, commands,
+// envelope variants, presence frames).
 //
 // The tests here cover the parts with no sockets (the table, budgets, rate
 // limits, the close table). The behaviour suite, real clients against a

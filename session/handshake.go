@@ -105,6 +105,10 @@ func (c *Conn) join(welcome *ownFrame) {
 		old = c.joinFirst(welcome) // v1.go
 	} else {
 		old = h.table.join(c, welcome)
+		h.presence.Join(c.room, c.key)
+	}
+	if old != nil {
+		h.roomsLeft(old, c.room) // the key stays in the room c holds
 	}
 	if old != nil {
 		h.stats.Kicks.Add(1)

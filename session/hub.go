@@ -39,6 +39,8 @@ type Hub struct {
 	br         bridgeState   // cluster: bridge.go
 	ring       *chat.Ring    // every room's order and history (v1.go)
 	dedup      *chat.Dedup   // v1 sends' ids (v1.go)
+	presence   *chat.Presence
+	v1Subs     atomic.Int64 // v1 subscriptions on this box (v1.go)
 }
 
 // NewHub returns a Hub that runs its connections on r.
@@ -65,7 +67,8 @@ func NewHub(cfg Config, r *poller.Reactor) *Hub {
 	charge := func(d int64) { h.out.add(d) }
 	h.ring = chat.NewRing(chat.RingConfig{MaxMessages: cfg.HistorySize, MaxAge: cfg.HistoryTTL,
 		MaxBytes: cfg.HistoryBytes, MaxTotalBytes: cfg.HistoryTotalBytes, Charge: charge})
-	h.dedup = chat.NewDedup(chat.DedupConfig{Window: cfg.DedupWindow, Charge: charge})
+	h.dedup = chat.NewDedup(chat.DedupConfig{Window: cfg.DedupWindow, MaxEntries: cfg.DedupMax, Charge: charge})
+	h.presence = chat.NewPresence(chat.PresenceConfig{Interval: cfg.PresenceInterval, Grace: cfg.PresenceGrace, ListMax: cfg.PresenceListMax})
 	protocols := append(append([]string(nil), cfg.Subprotocols...), codec.V1Protocol)
 	h.upgraders.New = func() any {
 		u := codec.NewUpgrader()
@@ -75,7 +78,8 @@ func NewHub(cfg Config, r *poller.Reactor) *Hub {
 		return u
 	}
 	go h.sweep()
-	go h.sweepHistory() // v1.go
+	go h.sweepHistory()  // v1.go
+	go h.sweepPresence() // v1.go
 	return h
 }
 

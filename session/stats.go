@@ -28,6 +28,8 @@ type Stats struct {
 	Broadcasts    atomic.Uint64 // messages fanned out to a room
 	Direct        atomic.Uint64 // messages sent to one key
 	GzipEncodings atomic.Uint64 // gzip'd frames built (at most one per message)
+	// Chat protocol v1.
+	PresenceFrames atomic.Uint64 // presence frames built, one per room per event, shared by its v1 members
 	// permessage-deflate (RFC 7692).
 	DeflateConns      atomic.Int64  // open connections that negotiated it
 	DeflateEncodings  atomic.Uint64 // compressed frames built (at most one per message)

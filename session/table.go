@@ -29,7 +29,7 @@ type shard struct {
 
 type room struct {
 	members []*Conn
-	subs    []*sub // v1 connections in the room (v1.go)
+	subs    []subEntry // v1 connections in the room (v1.go)
 }
 
 func newTable(h *Hub, n int) *table {
@@ -103,11 +103,14 @@ func (s *shard) leaveRooms(c *Conn) {
 	s.removeMember(c)
 }
 
-// remove takes c out of the table unless a newer connection replaced it.
-func (t *table) remove(c *Conn) {
+// remove takes c out of the table unless a newer connection replaced it,
+// and reports whether it did.
+func (t *table) remove(c *Conn) (removed bool) {
 	s := t.shardOf(c.key)
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if c.inTable {
+		removed = true
 		s.leaveRooms(c)
 		if s.byKey[c.key] == c {
 			delete(s.byKey, c.key)
@@ -115,7 +118,7 @@ func (t *table) remove(c *Conn) {
 		}
 		c.inTable = false
 	}
-	s.mu.Unlock()
+	return removed
 }
 
 // lookup returns the connection holding key, if any.

@@ -34,19 +34,25 @@ import (
 // Lock order: a Ring room's lock, then shard.mu, then Conn.wmu. The Hub
 // never calls the Ring with a shard lock held.
 
-// sub is one room a v1 connection is in; it lives in the room's subs list
-// of the connection's key's shard, under that shard's mu.
-type sub struct {
+// A v1 connection's room is two small values, both under the key's shard
+// mu: a subEntry in the room's subs list (what the fan-out walks, in one
+// contiguous array as the seed members are) and a sub in the connection's
+// list, which finds the entry again.
+type subEntry struct {
 	c     *Conn
-	room  string
-	idx   int32  // index in the room's subs
 	after uint64 // live messages with seq <= after are not delivered
+}
+
+type sub struct {
+	room string
+	idx  int32 // index of the entry in the room's subs
 }
 
 // v1Conn is what a v1 connection holds beyond a seed one.
 type v1Conn struct {
 	c    *Conn
-	subs []*sub // under the key's shard mu; the first room first
+	subs []sub    // under the key's shard mu; the first room first
+	gone []string // rooms removeSubs took it out of, for presence (roomsLeft)
 
 	// The rooms the credentials allow (a JWT rooms claim), if limited.
 	rooms        []string
@@ -61,7 +67,9 @@ type v1Conn struct {
 	// OnReady only: the command being handled and the join in progress
 	// (v1Conn is the Ring's Reader for it, so a join allocates no closure).
 	cmd      chat.Command
-	buf      []byte // envelope scratch
+	buf      []byte    // envelope scratch
+	keys     []string  // members scratch
+	batch    []outItem // replayed frames not yet handed over
 	join     pendingJoin
 	welcome  *ownFrame // the 101, for the first join
 	replaced *Conn     // what the first join displaced
@@ -73,11 +81,17 @@ type pendingJoin struct {
 	hasSince  bool
 	since     uint64
 	epoch     string
-	count     int  // members before this join
+	history   int  // without since: the last history messages
 	attached  bool // Attach registered the sub: replay what follows
 	refused   chat.Code
 	recovered bool
+	expect    int // messages the Ring will replay (known at Attach)
+	replayed  int
 }
+
+// maxReplayBatch bounds the replayed frames handed to the connection at
+// once (one writev takes 64 anyway).
+const maxReplayBatch = 256
 
 // newV1Conn returns the v1 state for a request that opted in.
 func newV1Conn(c *Conn, req *codec.Request) *v1Conn {
@@ -94,12 +108,25 @@ func newV1Conn(c *Conn, req *codec.Request) *v1Conn {
 // Publish implements chat.Sink: the Ring stamped the message as env; the
 // envelope frame is built and the message queued for the room's members,
 // all before the room's next message is stamped.
+//
+// With no v1 member on the box the envelope frame is not built: a box of
+// seed clients pays only the history. A sub is added only under its room's
+// log lock (Attach), so a member that joins after this check gets a seq
+// past this message's and never asks for its envelope.
 func (m *message) Publish(room string, s chat.Stamp, env []byte) {
 	m.seq = s.Seq
+	if m.hub.v1Subs.Load() > 0 {
+		m.setEnv(env)
+	}
+	m.local = m.hub.fanOut(room, m)
+}
+
+// setEnv builds the envelope's text frame from env (copied). Only the
+// creator may call it, before the message is shared.
+func (m *message) setEnv(env []byte) {
 	m.env = codec.AppendFrame(m.env[:0], codec.OpText, env)
 	m.envBody = m.env[len(m.env)-len(env):]
 	m.recharge(&m.envHeld, m.env)
-	m.local = m.hub.fanOut(room, m)
 }
 
 // envVariantFor is variantFor for a v1 member.
@@ -190,12 +217,13 @@ func (h *Hub) stamp(room string, m *message, key string, id []byte) chat.Stamp {
 
 // deliverSubs is deliverRoom for the room's v1 members; s.mu is held.
 func (f *fanout) deliverSubs(r *room, msgs []*message) (frames uint64) {
-	for _, sb := range r.subs {
-		c := sb.c
+	for i := range r.subs {
+		e := &r.subs[i]
+		c := e.c
 		items := f.items[:0]
 		for _, m := range msgs {
-			if m.seq <= sb.after {
-				continue // replayed at the join, or stamped before it
+			if m.seq <= e.after || m.env == nil {
+				continue // replayed at the join, or stamped before it (see Publish)
 			}
 			v := m.variantFor(c)
 			items = append(items, outItem{b: m.frame(v), msg: m, v: uint8(v)})
@@ -217,35 +245,71 @@ func (s *shard) addSub(c *Conn, name string, after uint64) {
 		s.rooms[name] = r
 		s.hub.roomOpened(name) // cluster: bridge.go
 	}
-	sb := &sub{c: c, room: name, idx: int32(len(r.subs)), after: after}
-	r.subs = append(r.subs, sb)
-	c.v1.subs = append(c.v1.subs, sb)
+	s.hub.v1Subs.Add(1)
+	c.v1.subs = append(c.v1.subs, sub{room: name, idx: int32(len(r.subs))})
+	r.subs = append(r.subs, subEntry{c: c, after: after})
 }
 
 // removeSub takes c's i-th room away; s.mu is held.
 func (s *shard) removeSub(c *Conn, i int) {
 	v := c.v1
 	sb := v.subs[i]
+	s.hub.v1Subs.Add(-1)
 	r := s.rooms[sb.room]
-	last := len(r.subs) - 1
-	moved := r.subs[last]
-	r.subs[sb.idx] = moved
-	moved.idx = sb.idx
-	r.subs[last] = nil
+	last := int32(len(r.subs) - 1)
+	if sb.idx != last {
+		// The last entry takes the hole; its connection (of this shard
+		// too) learns where it went.
+		moved := r.subs[last]
+		r.subs[sb.idx] = moved
+		ms := moved.c.v1.subs
+		for j := range ms {
+			if ms[j].room == sb.room {
+				ms[j].idx = sb.idx
+				break
+			}
+		}
+	}
+	r.subs[last] = subEntry{}
 	r.subs = r.subs[:last]
 	if last == 0 && len(r.members) == 0 {
 		delete(s.rooms, sb.room)
 		s.hub.roomClosed(sb.room) // cluster: bridge.go
 	}
 	copy(v.subs[i:], v.subs[i+1:])
-	v.subs[len(v.subs)-1] = nil
+	v.subs[len(v.subs)-1] = sub{}
 	v.subs = v.subs[:len(v.subs)-1]
 }
 
 // removeSubs takes c out of all its rooms; s.mu is held.
 func (s *shard) removeSubs(c *Conn) {
 	for len(c.v1.subs) > 0 {
+		c.v1.gone = append(c.v1.gone, c.v1.subs[len(c.v1.subs)-1].room)
 		s.removeSub(c, len(c.v1.subs)-1)
+	}
+}
+
+// roomsLeft tells presence that c, out of the table now, left its rooms;
+// except is the first room of the connection that replaced it (which
+// holds the key there still). Exactly one caller does it for each c: c's
+// own close if it was still in the table, else the connection that
+// replaced it.
+func (h *Hub) roomsLeft(c *Conn, except string) {
+	if c.v1 == nil {
+		if c.room != except {
+			h.presence.Leave(c.room, c.key)
+		}
+		return
+	}
+	s := h.table.shardOf(c.key)
+	s.mu.Lock()
+	gone := c.v1.gone
+	c.v1.gone = nil
+	s.mu.Unlock()
+	for _, r := range gone {
+		if r != except {
+			h.presence.Leave(r, c.key)
+		}
 	}
 }
 
@@ -269,47 +333,6 @@ func (c *Conn) roomOf(room []byte) (string, bool) {
 		return c.v1.subs[i].room, true
 	}
 	return "", false
-}
-
-// roomKeys returns the keys in room across shards (at most max of them,
-// sorted) and how many there are. It takes each shard's read lock in turn.
-func (t *table) roomKeys(name string, max int) ([]string, int) {
-	var keys []string
-	n := 0
-	for _, s := range t.shards {
-		s.mu.RLock()
-		if r := s.rooms[name]; r != nil {
-			n += len(r.members) + len(r.subs)
-			for _, c := range r.members {
-				if len(keys) < max {
-					keys = append(keys, c.key)
-				}
-			}
-			for _, sb := range r.subs {
-				if len(keys) < max {
-					keys = append(keys, sb.c.key)
-				}
-			}
-		}
-		s.mu.RUnlock()
-	}
-	sort.Strings(keys)
-	return keys, n
-}
-
-// keyInRoom reports whether the connection holding key is in room.
-func (t *table) keyInRoom(key, name string) bool {
-	s := t.shardOf(key)
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	c := s.byKey[key]
-	switch {
-	case c == nil:
-		return false
-	case c.v1 != nil:
-		return c.v1.subIndex([]byte(name)) >= 0
-	}
-	return c.room == name
 }
 
 // roomCount is how many connections are in room, across shards.
@@ -344,14 +367,16 @@ func (c *Conn) joinFirst(welcome *ownFrame) *Conn {
 // join displaced.
 func (c *Conn) runJoin(history int) (old *Conn) {
 	v, h := c.v1, c.hub
-	v.join.count = h.table.roomCount(v.join.room)
-	if v.welcome != nil && h.table.keyInRoom(c.key, v.join.room) {
-		v.join.count-- // the connection this one replaces: one key, counted once
-	}
+	v.join.history = history
 	if v.join.hasSince {
 		h.ring.Since(v.join.room, v.join.since, v.join.epoch, v)
 	} else {
 		h.ring.Last(v.join.room, history, v)
+	}
+	if len(v.batch) > 0 {
+		// Not reached: Attach counts what the Ring replays. Should the
+		// count be off, the frames still go out rather than leak.
+		c.flushReplay()
 	}
 	old, v.replaced = v.replaced, nil
 	if v.join.refused != 0 {
@@ -362,11 +387,18 @@ func (c *Conn) runJoin(history int) (old *Conn) {
 }
 
 // Attach implements chat.Reader: under the room's log lock, register the
-// sub with the room's position and queue joined.
+// sub with the room's position, count the key in the room's presence and
+// queue joined.
 func (v *v1Conn) Attach(info chat.Info) {
-	c, j := v.c, &v.join
+	c, j, h := v.c, &v.join, v.c.hub
 	j.recovered = j.hasSince && chat.Recoverable(info, j.since, j.epoch)
-	t := c.hub.table
+	switch {
+	case j.recovered:
+		j.expect = int(info.Seq - j.since)
+	case !j.hasSince:
+		j.expect = min(max(j.history, 0), info.Len)
+	}
+	t := h.table
 	// joined is queued under the shard lock that registers the sub, so
 	// nothing for the room (or, first, for the key) can come before it.
 	joined := func(count int) {
@@ -375,35 +407,71 @@ func (v *v1Conn) Attach(info chat.Info) {
 		c.sendEnvelope(v.buf)
 	}
 	if v.welcome != nil {
-		v.replaced = t.joinV1(c, v.welcome, info.Seq, func() { joined(j.count + 1) })
+		count := h.presence.Join(j.room, c.key) // a key replacing itself is counted once
+		v.replaced = t.joinV1(c, v.welcome, info.Seq, func() { joined(count) })
 		j.attached = true
 		return
 	}
+	// Refusals first, so a refused join is never counted. Only this
+	// connection's OnReady changes its rooms; a replace can still take it
+	// out of the table meanwhile, which is checked again below.
 	s := t.shardOf(c.key)
+	s.mu.RLock()
+	i, in, n := v.subIndex([]byte(j.room)), c.inTable, len(v.subs)
+	s.mu.RUnlock()
+	switch {
+	case !in:
+		j.refused = chat.CodeUnavailable
+		return
+	case i < 0 && n >= h.cfg.MaxRoomsPerConn:
+		j.refused = chat.CodeTooManyRooms
+		return
+	}
+	count := h.presence.Join(j.room, c.key) // Presence before the shard lock (doc.go)
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	switch i := v.subIndex([]byte(j.room)); {
 	case !c.inTable:
 		j.refused = chat.CodeUnavailable
 	case i >= 0:
-		v.subs[i].after = info.Seq // a resync: replay from the new position
+		s.rooms[j.room].subs[v.subs[i].idx].after = info.Seq // a resync: replay from the new position
 		j.attached = true
-		joined(j.count) // counted already
-	case len(v.subs) >= c.hub.cfg.MaxRoomsPerConn:
-		j.refused = chat.CodeTooManyRooms
+		joined(count)
 	default:
 		s.addSub(c, j.room, info.Seq)
 		j.attached = true
-		joined(j.count + 1)
+		joined(count)
+	}
+	s.mu.Unlock()
+	if !j.attached {
+		h.presence.Leave(j.room, c.key) // replaced meanwhile: the count is undone
 	}
 }
 
 // Replay implements chat.Reader: a missed message, in seq order, queued
 // right behind joined.
+//
+// The frames are handed over in batches, the last one when the count
+// Attach expects is reached, still under the room's log lock: one write
+// per batch, not per message, and all of them queued before the room's
+// next message can be.
 func (v *v1Conn) Replay(e chat.Entry) {
-	if v.join.attached {
-		v.c.sendEnvelope(e.Frame)
+	if !v.join.attached {
+		return
 	}
+	f := v.c.envelopeFrame(e.Frame)
+	v.batch = append(v.batch, outItem{b: f.b, own: f})
+	v.join.replayed++
+	if len(v.batch) == maxReplayBatch || v.join.replayed == v.join.expect {
+		v.c.flushReplay()
+	}
+}
+
+// flushReplay hands the batched replay frames to the connection.
+func (c *Conn) flushReplay() {
+	v := c.v1
+	c.deliver(v.batch)
+	clear(v.batch)
+	v.batch = v.batch[:0]
 }
 
 // joinV1 is table.join for a v1 connection: c enters the table under its
@@ -450,10 +518,6 @@ func (c *Conn) command(payload []byte) error {
 	case chat.TypeSend:
 		c.send1(cmd)
 	case chat.TypeJoin:
-		if !chat.ValidRoom(cmd.Room) {
-			c.sendError(cmd.ID, chat.CodeBadRoom, "bad room name")
-			return nil
-		}
 		if !v.allows(cmd.Room) {
 			c.sendError(cmd.ID, chat.CodeForbidden, refusedReason(chat.CodeForbidden))
 			return nil
@@ -482,6 +546,7 @@ func (c *Conn) command(payload []byte) error {
 			c.sendError(cmd.ID, chat.CodeNotMember, refusedReason(chat.CodeNotMember))
 			return nil
 		}
+		h.presence.Leave(room, c.key)
 		v.buf = chat.AppendLeft(v.buf[:0], cmd.ID, room)
 		c.sendEnvelope(v.buf)
 	case chat.TypeMembers:
@@ -490,8 +555,10 @@ func (c *Conn) command(payload []byte) error {
 			c.sendError(cmd.ID, chat.CodeNotMember, refusedReason(chat.CodeNotMember))
 			return nil
 		}
-		keys, n := h.table.roomKeys(room, h.cfg.MembersListMax)
-		v.buf = chat.AppendMembers(v.buf[:0], cmd.ID, room, n, keys)
+		var n int
+		v.keys, n = h.presence.Members(room, v.keys[:0])
+		v.buf = chat.AppendMembers(v.buf[:0], cmd.ID, room, n, v.keys)
+		clear(v.keys)
 		c.sendEnvelope(v.buf)
 	}
 	return nil
@@ -550,14 +617,18 @@ func (c *Conn) sendError(id []byte, code chat.Code, reason string) {
 // sendEnvelope queues env (copied) for c alone: a text frame, or for a
 // gzip client the gzip'd binary frame. A deflate client gets it
 // uncompressed (a frame without RSV1 is valid on a deflate connection).
-func (c *Conn) sendEnvelope(env []byte) {
+func (c *Conn) sendEnvelope(env []byte) { c.send(c.envelopeFrame(env)) }
+
+// envelopeFrame builds env's frame for c (see sendEnvelope) in a pooled
+// own frame.
+func (c *Conn) envelopeFrame(env []byte) *ownFrame {
 	f := ownFrames.Get().(*ownFrame)
 	if c.gzip {
 		f.b = codec.AppendGzipFrame(f.b[:0], env)
 	} else {
 		f.b = codec.AppendFrame(f.b[:0], codec.OpText, env)
 	}
-	c.send(f)
+	return f
 }
 
 // historySweepEvery is how often the Ring forgets rooms that have retained
@@ -578,4 +649,129 @@ func (h *Hub) sweepHistory() {
 			h.ring.Sweep(inUse)
 		}
 	}
+}
+
+// Presence frames. The ticker flushes the coalescer a few times per
+// interval; each room's event is encoded once and delivered to the room's
+// v1 members (seed members never see one), like a direct message: not
+// through the outboxes, since it has no seq to keep in order.
+
+func (h *Hub) sweepPresence() {
+	t := time.NewTicker(max(h.cfg.PresenceInterval/4, 10*time.Millisecond))
+	defer t.Stop()
+	var buf []byte
+	var events []presenceOut
+	emit := func(e *chat.PresenceEvent) {
+		start := len(buf)
+		buf = chat.AppendPresence(buf, e)
+		events = append(events, presenceOut{room: e.Room, start: start, end: len(buf)})
+	}
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-t.C:
+			h.presence.Flush(emit) // encodes under the Presence lock, delivers after it
+			for i, e := range events {
+				h.publishPresence(e.room, buf[e.start:e.end])
+				events[i] = presenceOut{}
+			}
+			buf, events = buf[:0], events[:0]
+		}
+	}
+}
+
+type presenceOut struct {
+	room       string
+	start, end int
+}
+
+// publishPresence delivers env, a presence envelope, to room's v1 members
+// here: one message, its variants built once.
+func (h *Hub) publishPresence(room string, env []byte) {
+	m := h.newMessage(nil)
+	m.setEnv(env)
+	var frames uint64
+	for _, s := range h.table.shards {
+		s.mu.RLock()
+		if r := s.rooms[room]; r != nil {
+			for _, e := range r.subs {
+				v := m.envVariantFor(e.c)
+				if e.c.deliver([]outItem{{b: m.envFrame(v), msg: m, v: uint8(v)}}) {
+					frames++
+				}
+			}
+		}
+		s.mu.RUnlock()
+	}
+	h.stats.FramesOut.Add(frames)
+	h.stats.PresenceFrames.Add(1)
+	m.doneBuilding()
+}
+
+// The rooms' order and history, for the admin API.
+
+// RoomState is one room as GET /rooms shows it: its members here and its
+// log's position on this box.
+type RoomState struct {
+	Room     string `json:"room"`
+	Members  int    `json:"count"` // keys in the room (in their presence grace included)
+	Seq      uint64 `json:"seq"`   // the latest seq; 0 before the first message
+	Epoch    string `json:"epoch,omitempty"`
+	Retained int    `json:"retained"` // messages kept in its history
+	Bytes    int64  `json:"history_bytes"`
+}
+
+// RoomStates returns every room with members or a log here, by name.
+func (h *Hub) RoomStates() []RoomState {
+	counts := h.table.roomCounts()
+	infos := h.ring.Infos(nil)
+	out := make([]RoomState, 0, len(infos)+len(counts))
+	seen := make(map[string]bool, len(infos))
+	for _, i := range infos {
+		seen[i.Room] = true
+		out = append(out, RoomState{Room: i.Room, Members: h.presence.Count(i.Room), Seq: i.Seq, Epoch: i.Epoch, Retained: i.Len, Bytes: i.Bytes})
+	}
+	for room := range counts {
+		if !seen[room] {
+			out = append(out, RoomState{Room: room, Members: h.presence.Count(room)})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Room < out[j].Room })
+	return out
+}
+
+// RoomState returns one room's state and up to -presence-list-max of its
+// keys, sorted; ok is false for a room with neither members nor a log.
+func (h *Hub) RoomState(room string) (st RoomState, members []string, ok bool) {
+	st.Room = room
+	members, st.Members = h.presence.Members(room, nil)
+	if i, has := h.ring.Info(room); has {
+		st.Seq, st.Epoch, st.Retained, st.Bytes = i.Seq, i.Epoch, i.Len, i.Bytes
+		ok = true
+	}
+	if members == nil {
+		members = []string{}
+	}
+	return st, members, ok || st.Members > 0
+}
+
+// RoomHistory returns room's retained message envelopes (JSON objects,
+// oldest first) and its state; ok is false for a room without a log.
+func (h *Hub) RoomHistory(room string) (st RoomState, envelopes [][]byte, ok bool) {
+	if _, has := h.ring.Info(room); !has {
+		return RoomState{Room: room}, nil, false
+	}
+	hc := &historyCopy{}
+	info, _ := h.ring.Last(room, h.cfg.HistorySize, hc)
+	st = RoomState{Room: room, Members: h.presence.Count(room), Seq: info.Seq, Epoch: info.Epoch, Retained: info.Len, Bytes: info.Bytes}
+	return st, hc.envs, true
+}
+
+// historyCopy is a chat.Reader that copies what it is replayed.
+type historyCopy struct{ envs [][]byte }
+
+func (hc *historyCopy) Attach(chat.Info) {}
+func (hc *historyCopy) Replay(e chat.Entry) {
+	hc.envs = append(hc.envs, append([]byte(nil), e.Frame...))
 }

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/wsd-chat/wsd/chat"
 	"github.com/wsd-chat/wsd/codec"
 )
 
@@ -35,9 +36,10 @@ func (t *table) insertV1(c *Conn) {
 }
 
 // The cost of one more room for a v1 connection, in rooms that exist
-// already: the sub, its slot in the room's list and in the connection's.
+// already: the sub, its slot in the room's list and in the connection's,
+// and the key's entry in the room's presence.
 func TestSubscriptionBytes(t *testing.T) {
-	h := &Hub{}
+	h := &Hub{presence: chat.NewPresence(chat.PresenceConfig{})}
 	h.table = newTable(h, DefaultShards)
 	const conns, extra = 2000, 10
 	cs := make([]*Conn, conns)
@@ -63,10 +65,22 @@ func TestSubscriptionBytes(t *testing.T) {
 	runtime.GC()
 	runtime.ReadMemStats(&after)
 	per := float64(after.HeapAlloc-before.HeapAlloc) / (conns * extra)
-	t.Logf("%.0f bytes per extra subscription (%d connections in %d more rooms each)", per, conns, extra)
+	t.Logf("%.0f bytes per extra subscription in the table (%d connections in %d more rooms each)", per, conns, extra)
 	if per > 128 {
 		t.Fatalf("%.0f bytes per extra subscription, want at most 128", per)
 	}
+	// The key's presence entry comes on top; logged, for the figures.
+	before = after
+	for _, c := range cs {
+		for _, r := range rooms {
+			h.presence.Join(r, c.key)
+		}
+	}
+	h.presence.Flush(func(*chat.PresenceEvent) {})
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	t.Logf("%.0f bytes more per subscription in presence (member entry, and the joined set's table kept after a flush)",
+		float64(after.HeapAlloc-before.HeapAlloc)/(conns*extra))
 	runtime.KeepAlive(cs)
 }
 
@@ -82,7 +96,7 @@ func TestSubSkipsReplayed(t *testing.T) {
 	h.broadcast(c.room, []byte("one")) // seq 1
 	waitIdle(t, h)
 	s.mu.Lock()
-	c.v1.subs[0].after = 2 // as if a join had replayed through seq 2
+	s.rooms[c.room].subs[c.v1.subs[0].idx].after = 2 // as if a join had replayed through seq 2
 	s.mu.Unlock()
 	h.broadcast(c.room, []byte("two"))   // seq 2: skipped
 	h.broadcast(c.room, []byte("three")) // seq 3: delivered
@@ -211,3 +225,93 @@ func devNull(b testing.TB) int {
 }
 
 func closeFd(fd int) { unix.Close(fd) }
+
+// A flood of new send ids is bounded by DedupMax, oldest evicted first,
+// and charged to the outbound budget; the newest ids still deduplicate.
+func TestDedupFloodBounded(t *testing.T) {
+	h, r := testHub(t, Config{DedupMax: 50, MaxQueue: 64 << 20})
+	c, _ := stalledMember(t, h, r, "flooder", false)
+	h.table.remove(c)
+	c.v1 = &v1Conn{c: c}
+	h.table.insertV1(c)
+	for i := range 500 {
+		if err := c.command([]byte(fmt.Sprintf(`{"type":"send","room":"","id":"id-%d","text":"x"}`, i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := h.dedup.Len(); n != 50 {
+		t.Fatalf("%d ids remembered, want the bound 50", n)
+	}
+	if h.dedup.Bytes() <= 0 || h.dedup.Bytes() > 50*256 {
+		t.Fatalf("dedup holds %d bytes for 50 ids", h.dedup.Bytes())
+	}
+	if _, ok := h.dedup.Check(c.key, []byte("id-499")); !ok {
+		t.Fatal("the newest id is forgotten")
+	}
+	if _, ok := h.dedup.Check(c.key, []byte("id-0")); ok {
+		t.Fatal("the oldest id survived a flood past the bound")
+	}
+	waitIdle(t, h)
+	if got := h.stats.Broadcasts.Load(); got != 500 {
+		t.Fatalf("%d broadcasts for 500 distinct ids", got)
+	}
+}
+
+// Subscriptions come and go in any order: every room's entries and every
+// connection's list keep pointing at each other.
+func TestSubsStayConsistent(t *testing.T) {
+	h := &Hub{}
+	h.table = newTable(h, 4)
+	var cs []*Conn
+	for i := range 40 {
+		c := &Conn{hub: h, member: -1, key: fmt.Sprintf("k%d", i), room: "first"}
+		h.table.insertV1(c)
+		cs = append(cs, c)
+	}
+	rooms := []string{"a", "b", "c"}
+	check := func(step int) {
+		t.Helper()
+		for _, s := range h.table.shards {
+			for name, r := range s.rooms {
+				for i, e := range r.subs {
+					j := e.c.v1.subIndex([]byte(name))
+					if j < 0 || e.c.v1.subs[j].idx != int32(i) {
+						t.Fatalf("step %d: room %s entry %d (%s) not found back", step, name, i, e.c.key)
+					}
+				}
+			}
+		}
+		for _, c := range cs {
+			s := h.table.shardOf(c.key)
+			for _, sb := range c.v1.subs {
+				if r := s.rooms[sb.room]; r == nil || r.subs[sb.idx].c != c {
+					t.Fatalf("step %d: %s's sub of %s points elsewhere", step, c.key, sb.room)
+				}
+			}
+		}
+	}
+	for step := range 400 {
+		c := cs[(step*7)%len(cs)]
+		s := h.table.shardOf(c.key)
+		s.mu.Lock()
+		room := rooms[step%len(rooms)]
+		if i := c.v1.subIndex([]byte(room)); i >= 0 {
+			s.removeSub(c, i)
+		} else {
+			s.addSub(c, room, 0)
+		}
+		s.mu.Unlock()
+		check(step)
+	}
+	for _, c := range cs {
+		h.table.remove(c)
+	}
+	if n := h.v1Subs.Load(); n != 0 {
+		t.Fatalf("%d subscriptions counted after everyone left", n)
+	}
+	for _, s := range h.table.shards {
+		if len(s.rooms) != 0 {
+			t.Fatalf("rooms left behind: %v", s.rooms)
+		}
+	}
+}

@@ -114,6 +114,9 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&sc.HistoryBytes, "history-bytes", session.DefaultHistoryBytes, "envelope bytes each room keeps at most")
 	fs.Int64Var(&sc.HistoryTotalBytes, "history-total-bytes", 0, "envelope bytes all rooms keep together, within -outbound-budget (0: a quarter of it)")
 	fs.DurationVar(&sc.DedupWindow, "dedup-window", session.DefaultDedupWindow, "how long a v1 send's id is remembered, so a retry is not broadcast twice (at least 2m)")
+	fs.DurationVar(&sc.PresenceInterval, "presence-interval", session.DefaultPresenceInterval, "least time between two presence frames of a room (v1)")
+	fs.DurationVar(&sc.PresenceGrace, "presence-grace", session.DefaultPresenceGrace, "a key that leaves and comes back within this shows neither (v1 presence; negative: no grace)")
+	fs.IntVar(&sc.PresenceListMax, "presence-list-max", session.DefaultPresenceListMax, "rooms and changes above this many keys get counts only in presence; also the most keys a members answer lists")
 	fs.IntVar(&o.server.Backlog, "backlog", server.DefaultBacklog, "listen backlog (capped by net.core.somaxconn)")
 	fs.StringVar(&o.subprotocols, "subprotocols", "", "comma-separated WebSocket subprotocols wsd speaks; the first a client offers is selected")
 	fs.StringVar(&o.adminAddr, "admin-addr", DefaultAdminAddr, "admin listener for /metrics, /healthz, /readyz, /stats, /publish, /disconnect, /debug/pprof (empty or off: none)")
@@ -315,6 +318,9 @@ var checks = []check{
 	{"dedup-window", "must be at least 2m (a client retrying after a reconnect counts on it)", func(o *options) bool {
 		return o.server.Session.DedupWindow < session.DefaultDedupWindow
 	}},
+	{"presence-interval", "must be more than 0", func(o *options) bool { return o.server.Session.PresenceInterval <= 0 }},
+	{"presence-grace", "must not be 0 (negative: no grace)", func(o *options) bool { return o.server.Session.PresenceGrace == 0 }},
+	{"presence-list-max", "must be at least 1", func(o *options) bool { return o.server.Session.PresenceListMax < 1 }},
 	{"close-timeout", "must be more than 0", func(o *options) bool { return o.server.Session.CloseTimeout <= 0 }},
 	{"max-msg-rate", "must be 0 (unlimited) or a positive number", func(o *options) bool {
 		r := o.server.Session.MaxMsgRate
