@@ -14,8 +14,7 @@ import (
 // against wsd started in this process, with its default presence interval.
 func TestChatScenariosAgainstWSDInProcess(t *testing.T) {
 	srv := testserver.Start(t, server.Config{})
-	chatScenarios(t, &serverProc{addr: srv.Addr().String()}, chat.DefaultPresenceInterval,
-		map[string]string{"presence": "needs v1 server: wsd sends no presence frame yet"})
+	chatScenarios(t, &serverProc{addr: srv.Addr().String()}, chat.DefaultPresenceInterval)
 }
 
 // TestChatScenariosAgainstFake runs tiny chat protocol v1 scenarios against
@@ -23,13 +22,12 @@ func TestChatScenariosAgainstWSDInProcess(t *testing.T) {
 // per member) is right apart from wsd.
 func TestChatScenariosAgainstFake(t *testing.T) {
 	f := startFakeChat(t)
-	chatScenarios(t, &serverProc{addr: f.addr()}, f.interval, nil)
+	chatScenarios(t, &serverProc{addr: f.addr()}, f.interval)
 }
 
 // chatScenarios runs every chat scenario small against p, whose presence
-// interval is interval, and checks what each of them measures holds. skip
-// names the scenarios p cannot serve yet, with why.
-func chatScenarios(t *testing.T, p *serverProc, interval time.Duration, skip map[string]string) {
+// interval is interval, and checks what each of them measures holds.
+func chatScenarios(t *testing.T, p *serverProc, interval time.Duration) {
 	logResult := func(t *testing.T, r *Result) {
 		if testing.Verbose() {
 			var b strings.Builder
@@ -72,9 +70,6 @@ func chatScenarios(t *testing.T, p *serverProc, interval time.Duration, skip map
 		noErrors(t, r)
 	})
 	t.Run("presence", func(t *testing.T) {
-		if why, ok := skip["presence"]; ok {
-			t.Skip(why)
-		}
 		o := tinyOptions(t, p)
 		// Three intervals at least, so that the window's edges (a frame
 		// just inside each end) weigh little.

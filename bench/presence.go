@@ -24,7 +24,6 @@ import (
 // pmember counts what one member received.
 type pmember struct {
 	c          *wsConn
-	presence   atomic.Int64
 	messages   atomic.Int64
 	minCount   atomic.Int64 // the smallest count a presence frame gave (-1: none)
 	wrong      atomic.Int64
@@ -45,14 +44,10 @@ func runPresence(o *options) (*Result, error) {
 	var joins, leaves atomic.Int64
 	var counting atomic.Bool
 	members := make([]*pmember, 0, o.n)
-	var framesNow func() int64
+	var frames atomic.Int64 // presence frames counted, all members
 	stop := startProgress(o.progress, "presence", func() string {
-		f := int64(0)
-		if framesNow != nil {
-			f = framesNow()
-		}
 		return fmt.Sprintf("members %d/%d joins %d leaves %d presence frames %d errors %d",
-			l.conns.Load(), o.n, joins.Load(), leaves.Load(), f, l.errs.total())
+			l.conns.Load(), o.n, joins.Load(), leaves.Load(), frames.Load(), l.errs.total())
 	})
 	defer stop()
 
@@ -90,7 +85,7 @@ func runPresence(o *options) (*Result, error) {
 					if !counting.Load() {
 						continue
 					}
-					m.presence.Add(1)
+					frames.Add(1)
 					if n, ok := jsonUint(env, "count"); ok {
 						if cur := m.minCount.Load(); cur < 0 || int64(n) < cur {
 							m.minCount.Store(int64(n))
@@ -107,13 +102,6 @@ func runPresence(o *options) (*Result, error) {
 				}
 			}
 		}()
-	}
-	framesNow = func() int64 {
-		var n int64
-		for _, m := range members {
-			n += m.presence.Load()
-		}
-		return n
 	}
 	defer func() {
 		stopping.Store(true)
@@ -212,7 +200,6 @@ func runPresence(o *options) (*Result, error) {
 	use := cpu.stop()
 	churn.Wait()
 
-	frames := framesNow()
 	var minCount int64 = -1
 	var wrong int64
 	for _, m := range members {
@@ -222,11 +209,11 @@ func runPresence(o *options) (*Result, error) {
 		wrong += m.wrong.Load()
 	}
 	events := float64(joins.Load() + leaves.Load())
-	perMember := ratio(float64(frames), float64(len(members))*secs)
+	perMember := ratio(float64(frames.Load()), float64(len(members))*secs)
 	r.add("joins", "", "", float64(joins.Load()))
 	r.add("leaves", "", "", float64(leaves.Load()))
 	r.add("joins+leaves/s", "/s", "", ratio(events, secs))
-	r.add("presence frames", "", "", float64(frames))
+	r.add("presence frames", "", "", float64(frames.Load()))
 	r.add("presence frames per member per second", "/s", "lower", perMember)
 	r.add("presence frames per member per interval", "", "lower", perMember*o.interval.Seconds())
 	r.add("frames a frame per join or leave would send", "", "", events*float64(len(members)))
