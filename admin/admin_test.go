@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/wsd-chat/wsd/admin"
 	"github.com/wsd-chat/wsd/auth"
 	"github.com/wsd-chat/wsd/internal/testserver"
@@ -191,7 +193,13 @@ func TestEndpoints(t *testing.T) {
 	if len(reasons) != len(auth.Reasons()) || reasons["origin_not_allowed"] != 1 || reasons["missing_token"] != 0 {
 		t.Errorf("wsd_auth_failures_total %v", reasons)
 	}
-	if h := fams["wsd_fanout_seconds"].GetMetric()[0].GetHistogram(); h.GetSampleCount() < 1 || h.GetSampleSum() <= 0 {
+	// The fan-out is observed when its writes finish, on a worker, after
+	// the publish has returned.
+	fanout := func() *dto.Histogram {
+		return wstest.Scrape(t, strings.TrimPrefix(f.http.URL, "http://"))["wsd_fanout_seconds"].GetMetric()[0].GetHistogram()
+	}
+	wstest.Eventually(t, 5*time.Second, "the broadcast's fan-out observed", func() bool { return fanout().GetSampleCount() >= 1 })
+	if h := fanout(); h.GetSampleSum() <= 0 {
 		t.Errorf("wsd_fanout_seconds count %d sum %v after a broadcast", h.GetSampleCount(), h.GetSampleSum())
 	}
 }

@@ -43,6 +43,7 @@ var (
 	descHandshakesOK     = desc("handshakes_total", "Successful WebSocket upgrades.")
 	descHandshakesFailed = desc("handshake_failures_total", "Refused upgrades, by HTTP status.", "status")
 	descHandshakeTimeout = desc("handshake_timeouts_total", "Connections closed for not finishing the upgrade in time.")
+	descHandshakeEvicted = desc("handshake_evictions_total", "Sockets still in their handshake dropped to admit a newcomer at -max-conns.")
 	descMessagesIn       = desc("received_messages_total", "Data messages received from clients.")
 	descBytesIn          = desc("received_message_bytes_total", "Payload bytes of data messages received.")
 	descPageRequests     = desc("page_requests_total", "Plain GET / (or HEAD) requests answered with the chat page.")
@@ -68,17 +69,19 @@ var (
 	descBudgetHeld       = desc("budget_held_bytes", "Bytes charged to a memory budget (inbound: partial messages and request heads; outbound: broadcasts and queues).", "budget")
 	descBudgetLimit      = desc("budget_limit_bytes", "The memory budgets' limits.", "budget")
 	descReadPauses       = desc("budget_read_pauses_total", "Times a connection's input was paused because the outbound budget was spent (resumed once it is back under).")
+	descFanoutHolds      = desc("fanout_holds_total", "Times a connection's input was held because a shard's fan-out backlog was full (resumed once it is down to half).")
 	descBudgetCloses     = desc("budget_closes_total", "Connections closed to keep memory within its budget, by reason.", "reason")
+	descShareRefusals    = desc("inbound_share_refusals_total", "Of the inbound_budget closes: the connection's address held its -inbound-share-per-ip.")
 	descBuildInfo        = desc("build_info", "Always 1; the labels say which build runs.", "version", "revision", "goversion")
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConnections, descHandshaking, descClosing, descAccepted,
-		descAcceptErrors, descHandshakesOK, descHandshakesFailed, descHandshakeTimeout, descPageRequests, descMessagesIn,
+		descAcceptErrors, descHandshakesOK, descHandshakesFailed, descHandshakeTimeout, descHandshakeEvicted, descPageRequests, descMessagesIn,
 		descBytesIn, descBroadcasts, descDirect, descGzip, descDeflateConns, descDeflate, descDeflateSaved,
 		descInflateErrors, descFramesOut, descBytesOut, descWrites,
 		descQueued, descSlow, descKicks, descPings, descIdle, descCloseCodes, descAuthFailures,
-		descBudgetHeld, descBudgetLimit, descBudgetCloses, descReadPauses, descBuildInfo,
+		descBudgetHeld, descBudgetLimit, descBudgetCloses, descShareRefusals, descReadPauses, descFanoutHolds, descBuildInfo,
 		descTLSHandshakes, descTLSFailures} {
 		ch <- d
 	}
@@ -98,8 +101,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descBudgetLimit, s.InboundBudget, "inbound")
 	gauge(descBudgetLimit, s.OutboundBudget, "outbound")
 	counter(descBudgetCloses, s.BudgetRefusals.Load(), "inbound_budget")
+	counter(descBudgetCloses, s.BudgetEvictions.Load(), "inbound_biggest")
+	counter(descShareRefusals, s.ShareRefusals.Load())
 	counter(descBudgetCloses, s.BudgetSheds.Load(), "outbound_budget")
 	counter(descReadPauses, s.ReadPauses.Load())
+	counter(descFanoutHolds, s.FanoutHolds.Load())
 	counter(descBudgetCloses, s.MessageTimeouts.Load(), "message_timeout")
 	counter(descAccepted, s.Accepted.Load())
 	if c.acceptErrors != nil {
@@ -114,6 +120,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descHandshakesFailed, n, label)
 	})
 	counter(descHandshakeTimeout, s.HandshakeTimeouts.Load())
+	counter(descHandshakeEvicted, s.HandshakesEvicted.Load())
 	counter(descPageRequests, s.PageRequests.Load())
 	counter(descTLSHandshakes, s.TLSHandshakes.Load())
 	counter(descTLSFailures, s.TLSHandshakeFailures.Load())

@@ -14,10 +14,13 @@ import (
 	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -38,6 +41,10 @@ type Config struct {
 	// AllowedOrigins lists the browser origins that may connect; see
 	// OriginPolicy.
 	AllowedOrigins []string
+	// Audience, when set, must be one of the token's aud values.
+	Audience string
+	// Issuer, when set, must be the token's iss.
+	Issuer string
 	// Leeway tolerates clock skew on exp and nbf.
 	Leeway time.Duration
 	// Now replaces time.Now in tests.
@@ -163,6 +170,12 @@ func New(cfg Config) (*Authorizer, error) {
 		if cfg.Now != nil {
 			opts = append(opts, jwt.WithTimeFunc(cfg.Now))
 		}
+		if cfg.Audience != "" {
+			opts = append(opts, jwt.WithAudience(cfg.Audience))
+		}
+		if cfg.Issuer != "" {
+			opts = append(opts, jwt.WithIssuer(cfg.Issuer))
+		}
 		a.parser = jwt.NewParser(opts...)
 		key := a.key
 		a.keyFunc = func(t *jwt.Token) (any, error) {
@@ -171,13 +184,53 @@ func New(cfg Config) (*Authorizer, error) {
 			if t.Method == nil || t.Method.Alg() != a.alg {
 				return nil, errWrongAlg
 			}
+			// RFC 7515 4.1.11: a token naming extensions in crit that
+			// the recipient does not implement (wsd implements none)
+			// must be refused.
+			if _, ok := t.Header["crit"]; ok {
+				return nil, errCrit
+			}
+			if !numericDates(t.Raw) {
+				return nil, errDate
+			}
 			return key, nil
 		}
 	}
 	return a, nil
 }
 
-var errWrongAlg = errors.New("unexpected signing algorithm")
+var (
+	errWrongAlg = errors.New("unexpected signing algorithm")
+	errCrit     = errors.New("crit header: no extension is understood")
+	errDate     = errors.New("exp, nbf or iat is not a JSON number")
+)
+
+// numericDates reports whether the exp, nbf and iat claims of a compact
+// token, where present, are JSON numbers (RFC 7519 2: NumericDate). The
+// JWT library also reads quoted numbers ("exp":"9999999999"), which other
+// verifiers refuse; a token is read one way everywhere or not at all.
+func numericDates(raw string) bool {
+	parts := strings.SplitN(raw, ".", 3)
+	if len(parts) != 3 {
+		return false
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return false
+	}
+	var dates struct {
+		Exp, Nbf, Iat json.RawMessage
+	}
+	if err := json.Unmarshal(payload, &dates); err != nil {
+		return false
+	}
+	for _, d := range []json.RawMessage{dates.Exp, dates.Nbf, dates.Iat} {
+		if d != nil && (len(d) == 0 || d[0] != '-' && (d[0] < '0' || d[0] > '9')) {
+			return false
+		}
+	}
+	return true
+}
 
 // ParsePublicKey reads an RSA or ECDSA P-256 public key from PEM and
 // returns it with the one algorithm wsd accepts for it.

@@ -68,6 +68,18 @@ func sign(t testing.TB, m jwt.SigningMethod, key any, c jwt.Claims) string {
 	return s
 }
 
+// signHeader signs an HS256 token with one more header field.
+func signHeader(t testing.TB, key []byte, c jwt.Claims, name string, value any) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, c)
+	tok.Header[name] = value
+	s, err := tok.SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // unsigned builds a token with any header, claims and signature.
 func unsigned(header, claims any, sig string) string {
 	h, _ := json.Marshal(header)
@@ -167,6 +179,14 @@ func TestHS256(t *testing.T) {
 		{"expired", req("alice", "", hs(with(good, "exp", now.Add(-time.Second).Unix()))), ExpiredToken},
 		{"no exp", req("alice", "", hs(with(good, "exp", nil))), InvalidToken},
 		{"exp not a number", req("alice", "", hs(with(good, "exp", "tomorrow"))), InvalidToken},
+		{"exp a quoted number", req("alice", "", hs(with(good, "exp", fmt.Sprint(now.Add(time.Hour).Unix())))), InvalidToken},
+		{"exp null", req("alice", "", hs(jwt.MapClaims{"sub": "alice", "exp": json.RawMessage("null")})), InvalidToken},
+		{"exp a float", req("alice", "", hs(with(good, "exp", float64(now.Add(time.Hour).Unix())+0.5))), ok},
+		{"nbf a quoted number", req("alice", "", hs(with(good, "nbf", fmt.Sprint(now.Unix())))), InvalidToken},
+		{"iat a quoted number", req("alice", "", hs(with(good, "iat", fmt.Sprint(now.Unix())))), InvalidToken},
+		{"crit header", req("alice", "", signHeader(t, secret, good, "crit", []string{"exp"})), InvalidToken},
+		{"empty crit header", req("alice", "", signHeader(t, secret, good, "crit", []string{})), InvalidToken},
+		{"other header", req("alice", "", signHeader(t, secret, good, "kid", "k1")), ok},
 		{"not yet valid", req("alice", "", hs(with(good, "nbf", now.Add(time.Hour).Unix()))), InvalidToken},
 		{"wrong sub", req("bob", "", tok), WrongSubject},
 		{"no sub", req("alice", "", hs(with(good, "sub", nil))), WrongSubject},
@@ -419,4 +439,33 @@ func FuzzAuthorizeToken(f *testing.F) {
 			t.Fatalf("admitted token %q for key %q room %q: %v", tok, key, room, perr)
 		}
 	})
+}
+
+// -jwt-audience and -jwt-issuer: when set, aud must contain the audience
+// and iss must be the issuer; when not, neither is looked at.
+func TestAudienceAndIssuer(t *testing.T) {
+	hs := func(c jwt.MapClaims) string { return sign(t, jwt.SigningMethodHS256, secret, c) }
+	good := with(with(claims("alice"), "aud", []string{"chat", "other"}), "iss", "https://id.example")
+	for _, tc := range []struct {
+		name     string
+		aud, iss string
+		claims   jwt.MapClaims
+		want     Reason
+	}{
+		{"neither asked", "", "", good, ok},
+		{"neither asked, none given", "", "", claims("alice"), ok},
+		{"audience in the list", "chat", "", good, ok},
+		{"audience as a string", "chat", "", with(good, "aud", "chat"), ok},
+		{"audience not in the list", "admin", "", good, InvalidToken},
+		{"no aud", "chat", "", with(good, "aud", nil), InvalidToken},
+		{"issuer", "", "https://id.example", good, ok},
+		{"other issuer", "", "https://id.example", with(good, "iss", "https://evil.example"), InvalidToken},
+		{"issuer differs in case", "", "https://id.example", with(good, "iss", "https://ID.example"), InvalidToken},
+		{"no iss", "", "https://id.example", with(good, "iss", nil), InvalidToken},
+		{"both", "chat", "https://id.example", good, ok},
+		{"both, wrong issuer", "chat", "https://other.example", good, InvalidToken},
+	} {
+		a := newAuth(t, Config{HMACSecret: secret, Audience: tc.aud, Issuer: tc.iss})
+		check(t, a, tc.name, req("alice", "", hs(tc.claims)), tc.want)
+	}
 }

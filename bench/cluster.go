@@ -5,9 +5,8 @@
 // processes, and spreads the connections over the boxes round-robin (the
 // sender on box 0). Figures: deliveries/s, latency, missing, gzip
 // encodings per broadcast summed over the boxes, CPU of the boxes and of
-// NATS, and the cluster's counters. With -carry-gzip both, the cluster runs
-// twice: the gzip frame travelling with the message, and built per box.
-
+// NATS, and the cluster's counters. Only the text crosses NATS, so each box
+// with gzip members builds the gzip frame once per broadcast.
 package main
 
 import (
@@ -28,10 +27,9 @@ import (
 
 // clusterOptions are the cluster scenario's own settings.
 type clusterOptions struct {
-	boxes     int
-	carryGzip string // true, false or both
-	bin       string // a built wsd; empty: build ./cmd/wsd
-	single    bool   // also run the one-box reference
+	boxes  int
+	bin    string // a built wsd; empty: build ./cmd/wsd
+	single bool   // also run the one-box reference
 }
 
 func parseCluster(args []string) (*options, *clusterOptions, error) {
@@ -41,7 +39,6 @@ func parseCluster(args []string) (*options, *clusterOptions, error) {
 	fs := flag.NewFlagSet("cluster", flag.ContinueOnError)
 	fs.SetOutput(flagOutput)
 	fs.IntVar(&co.boxes, "boxes", 3, "wsd boxes joined by NATS")
-	fs.StringVar(&co.carryGzip, "carry-gzip", "both", "true: the sending box's gzip frame travels with the message; false: each box gzips; both")
 	fs.StringVar(&co.bin, "wsd", "", "wsd binary to run (default: build ./cmd/wsd)")
 	fs.BoolVar(&co.single, "single", true, "also run the same load on one box, for the side-by-side figures")
 	for i := 0; i < len(args); i++ {
@@ -66,11 +63,6 @@ func parseCluster(args []string) (*options, *clusterOptions, error) {
 	}
 	if co.boxes < 1 || co.boxes > 8 {
 		return nil, nil, fmt.Errorf("-boxes %d: 1 to 8", co.boxes)
-	}
-	switch co.carryGzip {
-	case "true", "false", "both":
-	default:
-		return nil, nil, fmt.Errorf("-carry-gzip %q: true, false or both", co.carryGzip)
 	}
 	return o, co, nil
 }
@@ -131,34 +123,25 @@ func runClusterScenario(o *options, co *clusterOptions, log io.Writer) ([]cluste
 	var runs []clusterRun
 	if co.single {
 		fmt.Fprintf(log, "== cluster: one box\n")
-		r, err := measureBoxes(o, bin, 1, "", log)
+		r, err := measureBoxes(o, bin, 1, false, log)
 		if err != nil {
 			return nil, fmt.Errorf("one box: %w", err)
 		}
 		runs = append(runs, clusterRun{"one box", 1, r})
 	}
-	modes := []string{co.carryGzip}
-	if co.carryGzip == "both" {
-		modes = []string{"true", "false"}
+	label := fmt.Sprintf("%d boxes", co.boxes)
+	fmt.Fprintf(log, "== cluster: %s\n", label)
+	r, err := measureBoxes(o, bin, co.boxes, true, log)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", label, err)
 	}
-	for _, carry := range modes {
-		label := fmt.Sprintf("%d boxes, gzip carried", co.boxes)
-		if carry == "false" {
-			label = fmt.Sprintf("%d boxes, gzip per box", co.boxes)
-		}
-		fmt.Fprintf(log, "== cluster: %s\n", label)
-		r, err := measureBoxes(o, bin, co.boxes, carry, log)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", label, err)
-		}
-		runs = append(runs, clusterRun{label, co.boxes, r})
-	}
+	runs = append(runs, clusterRun{label, co.boxes, r})
 	return runs, nil
 }
 
-// measureBoxes starts NATS (when k > 1 or carry is set) and k boxes, runs
-// the fanout load spread over them, and stops everything.
-func measureBoxes(o *options, bin string, k int, carry string, log io.Writer) (*Result, error) {
+// measureBoxes starts k boxes (joined by a NATS it starts if clustered),
+// runs the fanout load spread over them, and stops everything.
+func measureBoxes(o *options, bin string, k int, clustered bool, log io.Writer) (*Result, error) {
 	var nats *serverProc
 	var procs []*serverProc
 	defer func() {
@@ -170,7 +153,7 @@ func measureBoxes(o *options, bin string, k int, carry string, log io.Writer) (*
 		}
 	}()
 	var natsURL string
-	if carry != "" {
+	if clustered {
 		self, err := os.Executable()
 		if err != nil {
 			return nil, err
@@ -185,8 +168,9 @@ func measureBoxes(o *options, bin string, k int, carry string, log io.Writer) (*
 	for i := 0; i < k; i++ {
 		t := target{name: fmt.Sprintf("box%d", i), bin: bin, admin: true,
 			args: []string{"-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0", "-log-level", "info", "-shutdown-timeout", "5s"}}
+		t.args = append(t.args, wsdLoadArgs...)
 		if natsURL != "" {
-			t.args = append(t.args, "-nats-url", natsURL, "-box-id", t.name, "-nats-carry-gzip="+carry)
+			t.args = append(t.args, "-nats-url", natsURL, "-box-id", t.name)
 		}
 		p, err := startServer(t, startTimeout)
 		if err != nil {
@@ -220,9 +204,6 @@ func measureBoxes(o *options, bin string, k int, carry string, log io.Writer) (*
 	}
 	r.Scenario = "cluster"
 	r.Settings["boxes"] = fmt.Sprint(k)
-	if carry != "" {
-		r.Settings["carry-gzip"] = fmt.Sprint(carry)
-	}
 	if k > 1 {
 		// Sums over the boxes; runScenario read none of them.
 		sum := map[string]float64{}

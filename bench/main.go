@@ -111,7 +111,7 @@ func runScenario(name string, o *options) (*Result, error) {
 func usage() {
 	fmt.Fprintln(os.Stderr, `usage: bench idle|fanout|storm|connect|hostile [flags]   (bench SCENARIO -h for flags)
        bench fanout -proto v1 | recover | presence | rooms [flags]   # chat protocol v1
-       bench cluster [-boxes 3] [-carry-gzip both|true|false] [fanout flags]
+       bench cluster [-boxes 3] [fanout flags]
        bench cluster-scale [-n 54000] [-boxes 3]   # one global broadcast to N connections over K boxes
        bench compare [-quick] [-out FILE] [-only wsd,baseline] [-src ADDRS]`)
 }

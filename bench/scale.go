@@ -94,10 +94,10 @@ func runClusterScale(args []string) error {
 	}()
 	var addrs []string
 	for i := 0; i < *boxes; i++ {
-		p, err := startServer(target{name: fmt.Sprintf("box%d", i), bin: wsdBin, admin: true,
-			args: []string{"-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0", "-log-level", "info",
-				"-shutdown-timeout", "5s", "-nats-url", "nats://" + nats.addr, "-box-id", fmt.Sprintf("box%d", i),
-				"-idle-timeout", "10m", "-ping-interval", "5m"}}, startTimeout)
+		args := append([]string{"-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0", "-log-level", "info",
+			"-shutdown-timeout", "5s", "-nats-url", "nats://" + nats.addr, "-box-id", fmt.Sprintf("box%d", i),
+			"-idle-timeout", "10m", "-ping-interval", "5m"}, wsdLoadArgs...)
+		p, err := startServer(target{name: fmt.Sprintf("box%d", i), bin: wsdBin, admin: true, args: args}, startTimeout)
 		if err != nil {
 			return err
 		}

@@ -23,15 +23,29 @@
 // hash; the full key travels in the message and a box acts only on keys it
 // holds, so two keys sharing a hash cost one extra message, nothing more.
 //
-// Everything the bridge does to NATS happens on one goroutine, fed by a
+// Everything the bridge does to NATS happens on one goroutine (but the
+// ping that confirms a batch of publishes), fed by a
 // queue the hooks append to: a hook never blocks on the network, so NATS
 // being slow or gone never stalls a worker. While NATS is unreachable
 // publishes are dropped and counted (the connection's reconnect buffer is
-// off: a message is either handed to a connected server or counted as
-// lost), subscriptions are kept and re-sent by the client on reconnect, and
+// off), and a publish counts as published only once the server has
+// answered a ping sent after it on the same connection; what a breaking
+// connection took with it is counted as dropped (loop.go: batch).
+// Subscriptions are kept and re-sent by the client on reconnect, and
 // claims for every held key are announced again once it is back.
 //
 // Which of two connections with one key survives (see claim.go) is decided
-// by Lamport stamps carried in claim messages on the key's subject, never
-// by wall clocks.
+// by stamps carried in claim messages on the key's subject: hybrid logical
+// clocks, which wall time keeps near each other but does not order.
+//
+// With bus keys (Config.BusKeys, -nats-bus-key-file) every message carries
+// an HMAC over its subject and bytes, and a box drops what does not verify
+// (buskey.go); docs/cluster-security.md shows the NATS permissions that
+// keep other NATS users off wsd's subjects.
+//
+// Files: config.go (Config and its defaults), conn.go (the NATS
+// connection and its handlers), hooks.go (the session.Bridge hooks and the
+// queue they feed), loop.go (the bridge goroutine: publishing and
+// receiving), claim.go (key claims), buskey.go (MACs), wire.go (the message format),
+// subject.go, stats.go.
 package cluster

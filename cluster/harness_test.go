@@ -41,6 +41,18 @@ type boxOpt func(*cluster.Config, *server.Config)
 // startBox starts an in-process wsd bridged to the NATS at url.
 func startBox(t testing.TB, url, id string, opts ...boxOpt) *box {
 	t.Helper()
+	return startBoxWith(t, url, id, nil, opts...)
+}
+
+// startSkewed starts a box whose wall clock runs d ahead.
+func startSkewed(t testing.TB, url, id string, d time.Duration, opts ...boxOpt) *box {
+	t.Helper()
+	return startBoxWith(t, url, id, func(b *cluster.Bridge) { cluster.SkewClock(b, d) }, opts...)
+}
+
+// startBoxWith is startBox that calls before on the bridge before Start.
+func startBoxWith(t testing.TB, url, id string, before func(*cluster.Bridge), opts ...boxOpt) *box {
+	t.Helper()
 	ccfg := cluster.Config{URL: url, BoxID: id, ReconnectMin: 20 * time.Millisecond, ReconnectMax: 200 * time.Millisecond}
 	scfg := server.Config{Workers: 2}
 	for _, o := range opts {
@@ -51,6 +63,9 @@ func startBox(t testing.TB, url, id string, opts ...boxOpt) *box {
 		t.Fatal(err)
 	}
 	t.Cleanup(br.Close) // runs after the server's shutdown below
+	if before != nil {
+		before(br)
+	}
 	scfg.Session.Bridge = br
 	srv := testserver.Start(t, scfg)
 	if err := br.Start(srv.Hub()); err != nil {

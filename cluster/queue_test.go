@@ -13,8 +13,8 @@ func TestPublishQueueBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.stats.Connected.Store(true) // as if connected; nothing drains the queue
-	m := func() *Message {
-		return &Message{Kind: KindRoom, BoxID: "a", Target: "r", Text: bytes.Repeat([]byte("x"), 900)}
+	m := func() *message {
+		return &message{Kind: kindRoom, BoxID: "a", Target: "r", Text: bytes.Repeat([]byte("x"), 900)}
 	}
 	if !b.publish("wsd.room.r", m()) || !b.publish("wsd.room.r", m()) {
 		t.Fatal("two messages under the byte bound were refused")

@@ -10,23 +10,25 @@ const (
 	DropPublishError        // the client refused the publish
 	DropMalformed           // undecodable bus message
 	DropVersion             // unknown wire version
-	DropInvalid             // decodable but wrong: bad room, bad UTF-8, gzip frame not matching the text
+	DropInvalid             // decodable but wrong: bad room, bad UTF-8, stamp out of range
 	DropOwn                 // our own box id came back
 	DropSlowConsumer        // dropped by the NATS client: wsd's inbox was full
 	DropDraining            // arrived while the box shuts down
+	DropUnsigned            // no MAC, on a box with bus keys
+	DropBadMAC              // a MAC valid under none of the box's bus keys
 	numDrops
 )
 
 // DropReasons names the drop reasons, indexed as above.
 var DropReasons = [numDrops]string{"disconnected", "queue_full", "too_large", "publish_error",
-	"malformed", "version", "invalid", "own", "slow_consumer", "draining"}
+	"malformed", "version", "invalid", "own", "slow_consumer", "draining", "unsigned", "bad_mac"}
 
 // Stats are the bridge's counters; all cumulative except the gauges.
 type Stats struct {
 	Connected         atomic.Bool   // gauge: connected to a NATS server now
 	Reconnects        atomic.Uint64 // connections re-established after a loss
 	Disconnects       atomic.Uint64 // connections lost
-	Published         atomic.Uint64 // messages handed to NATS
+	Published         atomic.Uint64 // messages the NATS server confirmed receiving (loop.go: confirm)
 	PublishedBytes    atomic.Uint64
 	Received          atomic.Uint64 // messages taken from NATS (before checks)
 	ReceivedBytes     atomic.Uint64

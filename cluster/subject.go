@@ -11,9 +11,9 @@ const DefaultPrefix = "wsd"
 // subjects builds the subjects under one prefix.
 type subjects struct{ prefix string }
 
-// RoomToken maps a room name to its subject token: "." (which splits NATS
+// roomToken maps a room name to its subject token: "." (which splits NATS
 // tokens) becomes "~" and the global room "" becomes "=".
-func RoomToken(room string) string {
+func roomToken(room string) string {
 	if room == "" {
 		return "="
 	}
@@ -23,9 +23,9 @@ func RoomToken(room string) string {
 	return strings.ReplaceAll(room, ".", "~")
 }
 
-// KeyToken maps a key to its subject token: the 16 hex digits of its
+// keyToken maps a key to its subject token: the 16 hex digits of its
 // 64-bit FNV-1a hash (keys are free text, subjects are not).
-func KeyToken(key string) string {
+func keyToken(key string) string {
 	h := uint64(14695981039346656037)
 	for i := 0; i < len(key); i++ {
 		h ^= uint64(key[i])
@@ -36,13 +36,13 @@ func KeyToken(key string) string {
 	return strings.Repeat("0", 16-len(s)) + string(s)
 }
 
-func (s subjects) room(room string) string { return s.prefix + ".room." + RoomToken(room) }
-func (s subjects) key(key string) string   { return s.prefix + ".key." + KeyToken(key) }
+func (s subjects) room(room string) string { return s.prefix + ".room." + roomToken(room) }
+func (s subjects) key(key string) string   { return s.prefix + ".key." + keyToken(key) }
 func (s subjects) all() string             { return s.prefix + ".all" }
 
-// ValidPrefix reports whether p can lead subjects: one or more tokens of
+// validPrefix reports whether p can lead subjects: one or more tokens of
 // printable ASCII without wildcards or spaces.
-func ValidPrefix(p string) bool {
+func validPrefix(p string) bool {
 	if p == "" || len(p) > 128 {
 		return false
 	}

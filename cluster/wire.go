@@ -3,87 +3,93 @@ package cluster
 import (
 	"encoding/binary"
 	"errors"
-	"hash/crc32"
 	"unicode/utf8"
 
 	"github.com/wsd-chat/wsd/codec"
 )
 
-// Version is the wire format version this box writes and accepts.
-const Version = 1
+// wireVersion is the wire format version this box writes and accepts.
+const wireVersion = 1
 
-// Kind says what a message is.
-type Kind byte
+// msgKind says what a message is.
+type msgKind byte
 
 // Message kinds.
 const (
-	KindRoom     Kind = 1 // broadcast to Target, a room
-	KindAll      Kind = 2 // broadcast to every room
-	KindDirect   Kind = 3 // text for the connection holding key Target
-	KindClaim    Kind = 4 // a new connection holds key Target with Stamp
-	KindHold     Kind = 5 // answer to a lower claim: an older holder with Stamp
-	KindAnnounce Kind = 6 // after a reconnect: still holding key Target with Stamp
+	kindRoom     msgKind = 1 // broadcast to Target, a room
+	kindAll      msgKind = 2 // broadcast to every room
+	kindDirect   msgKind = 3 // text for the connection holding key Target
+	kindClaim    msgKind = 4 // a new connection holds key Target with Stamp
+	kindHold     msgKind = 5 // answer to a lower claim: an older holder with Stamp
+	kindAnnounce msgKind = 6 // after a reconnect: still holding key Target with Stamp
 )
 
-func (k Kind) String() string {
+func (k msgKind) String() string {
 	switch k {
-	case KindRoom:
+	case kindRoom:
 		return "room"
-	case KindAll:
+	case kindAll:
 		return "all"
-	case KindDirect:
+	case kindDirect:
 		return "direct"
-	case KindClaim:
+	case kindClaim:
 		return "claim"
-	case KindHold:
+	case kindHold:
 		return "hold"
-	case KindAnnounce:
+	case kindAnnounce:
 		return "announce"
 	}
 	return "unknown"
 }
 
-func (k Kind) isKey() bool { return k >= KindClaim && k <= KindAnnounce }
+func (k msgKind) isKey() bool { return k >= kindClaim && k <= kindAnnounce }
 
-// flagGzip marks a message that carries the gzip'd binary frame of its text.
+// flagGzip marks a message that carries the gzip'd binary frame of its
+// text. Earlier boxes sent one; a box now never does, and skips one it
+// receives: the frame could say something else than the text.
 const flagGzip = 1
+
+// flagMAC marks a signed message: its last macSize bytes are its MAC
+// (buskey.go).
+const flagMAC = 2
 
 // Limits of the header fields.
 const (
-	MaxBoxID  = 64
-	MaxTarget = 4096 // a key or a room name
+	maxBoxID  = 64
+	maxTarget = 4096 // a key or a room name
 )
 
-// Message is one decoded bus message.
+// message is one decoded bus message.
 //
 // Layout (integers big-endian):
 //
-//	version   1 byte  (Version)
+//	version   1 byte  (wireVersion)
 //	kind      1 byte
-//	flags     1 byte  (bit 0: a gzip frame follows the target)
+//	flags     1 byte  (bit 0: a gzip frame follows the target; bit 1: signed)
 //	box id    1 byte length + bytes (1..64)
 //	seq       8 bytes: the sender box's message counter
-//	stamp     8 bytes: Lamport counter, key kinds only
+//	stamp     8 bytes: hybrid logical clock (claim.go), key kinds only
 //	target    2 bytes length + bytes: room or key
 //	gzip      4 bytes length + the complete binary WebSocket frame, if flagged
 //	text      the rest: UTF-8 payload (room, all, direct)
-type Message struct {
-	Kind   Kind
+//	mac       16 bytes, if signed: see buskey.go
+type message struct {
+	Kind   msgKind
 	BoxID  string
 	Seq    uint64
 	Stamp  uint64
 	Target string
-	Gzip   []byte // the gzip'd binary frame, aliases the input
+	Gzip   []byte // a carried gzip frame (skipped, see flagGzip), aliases the input
 	Text   []byte // aliases the input
 }
 
 // Append encodes m after dst.
-func (m *Message) Append(dst []byte) []byte {
+func (m *message) Append(dst []byte) []byte {
 	flags := byte(0)
 	if m.Gzip != nil {
 		flags |= flagGzip
 	}
-	dst = append(dst, Version, byte(m.Kind), flags, byte(len(m.BoxID)))
+	dst = append(dst, wireVersion, byte(m.Kind), flags, byte(len(m.BoxID)))
 	dst = append(dst, m.BoxID...)
 	dst = binary.BigEndian.AppendUint64(dst, m.Seq)
 	if m.Kind.isKey() {
@@ -99,7 +105,7 @@ func (m *Message) Append(dst []byte) []byte {
 }
 
 // Size is the encoded length of m.
-func (m *Message) Size() int {
+func (m *message) Size() int {
 	n := 4 + len(m.BoxID) + 8 + 2 + len(m.Target) + len(m.Text)
 	if m.Kind.isKey() {
 		n += 8
@@ -112,128 +118,97 @@ func (m *Message) Size() int {
 
 // Decoding errors, each a drop reason in the metrics.
 var (
-	ErrVersion   = errors.New("unknown wire version")
-	ErrMalformed = errors.New("malformed message")
-	ErrTooLarge  = errors.New("text over -max-message")
-	ErrInvalid   = errors.New("invalid field")
+	errVersion   = errors.New("unknown wire version")
+	errMalformed = errors.New("malformed message")
+	errTooLarge  = errors.New("text over -max-message")
+	errInvalid   = errors.New("invalid field")
 )
 
-// Decode parses p into m; m's slices alias p. maxText bounds the text.
-func Decode(p []byte, maxText int, m *Message) error {
+// decode parses p into m; m's slices alias p. maxText bounds the text.
+func decode(p []byte, maxText int, m *message) error {
 	if len(p) < 1 {
-		return ErrMalformed
+		return errMalformed
 	}
-	if p[0] != Version {
-		return ErrVersion
+	if p[0] != wireVersion {
+		return errVersion
 	}
 	if len(p) < 4 {
-		return ErrMalformed
+		return errMalformed
 	}
-	*m = Message{Kind: Kind(p[1])}
+	*m = message{Kind: msgKind(p[1])}
 	flags := p[2]
-	if m.Kind < KindRoom || m.Kind > KindAnnounce || flags&^flagGzip != 0 {
-		return ErrMalformed
+	if m.Kind < kindRoom || m.Kind > kindAnnounce || flags&^(flagGzip|flagMAC) != 0 {
+		return errMalformed
+	}
+	if flags&flagMAC != 0 {
+		if len(p) < 4+macSize {
+			return errMalformed
+		}
+		p = p[:len(p)-macSize] // checked, if this box has keys, before decode
 	}
 	n := int(p[3])
 	p = p[4:]
-	if n == 0 || n > MaxBoxID || len(p) < n+8 {
-		return ErrMalformed
+	if n == 0 || n > maxBoxID || len(p) < n+8 {
+		return errMalformed
 	}
 	m.BoxID = string(p[:n])
 	m.Seq = binary.BigEndian.Uint64(p[n:])
 	p = p[n+8:]
 	if m.Kind.isKey() {
 		if len(p) < 8 {
-			return ErrMalformed
+			return errMalformed
 		}
 		m.Stamp = binary.BigEndian.Uint64(p)
 		p = p[8:]
 	}
 	if len(p) < 2 {
-		return ErrMalformed
+		return errMalformed
 	}
 	n = int(binary.BigEndian.Uint16(p))
 	p = p[2:]
-	if n > MaxTarget || len(p) < n {
-		return ErrMalformed
+	if n > maxTarget || len(p) < n {
+		return errMalformed
 	}
 	m.Target = string(p[:n])
 	p = p[n:]
 	if flags&flagGzip != 0 {
 		if len(p) < 4 {
-			return ErrMalformed
+			return errMalformed
 		}
 		g := binary.BigEndian.Uint32(p)
 		p = p[4:]
 		if uint64(g) > uint64(len(p)) {
-			return ErrMalformed
+			return errMalformed
 		}
 		m.Gzip = p[:g]
 		p = p[g:]
 	}
 	m.Text = p
 	switch m.Kind {
-	case KindRoom:
+	case kindRoom:
 		if m.Target != "" && !codec.ValidRoom([]byte(m.Target)) {
-			return ErrInvalid
+			return errInvalid
 		}
-	case KindAll:
+	case kindAll:
 		if m.Target != "" {
-			return ErrInvalid
+			return errInvalid
 		}
 	default:
 		if m.Target == "" {
-			return ErrInvalid
+			return errInvalid
 		}
 	}
 	if m.Kind.isKey() {
 		if len(m.Text) != 0 || m.Gzip != nil || m.Stamp == 0 {
-			return ErrInvalid
+			return errInvalid
 		}
 		return nil
 	}
 	if len(m.Text) > maxText {
-		return ErrTooLarge
+		return errTooLarge
 	}
 	if !utf8.Valid(m.Text) {
-		return ErrInvalid
-	}
-	if m.Gzip != nil && !gzipFrameMatches(m.Gzip, m.Text) {
-		return ErrInvalid
+		return errInvalid
 	}
 	return nil
-}
-
-// gzipFrameMatches checks a carried gzip frame without inflating it: one
-// final binary frame, unmasked, exactly as long as its header says, holding
-// a gzip member whose trailer (CRC-32 and length of the original) is the
-// text's. A frame that passes is the gzip of this text unless someone
-// forged a deflate stream on purpose.
-func gzipFrameMatches(frame, text []byte) bool {
-	if len(frame) < 2 || frame[0] != 0x80|byte(codec.OpBinary) || frame[1]&0x80 != 0 {
-		return false // not one final, unmasked, uncompressed binary frame
-	}
-	size, n := 2, uint64(frame[1]&0x7f)
-	switch n {
-	case 126:
-		if len(frame) < 4 {
-			return false
-		}
-		size, n = 4, uint64(binary.BigEndian.Uint16(frame[2:]))
-	case 127:
-		if len(frame) < 10 {
-			return false
-		}
-		size, n = 10, binary.BigEndian.Uint64(frame[2:])
-	}
-	if n != uint64(len(frame)-size) {
-		return false
-	}
-	body := frame[size:]
-	if len(body) < 18 || body[0] != 0x1f || body[1] != 0x8b || body[2] != 8 {
-		return false
-	}
-	t := body[len(body)-8:]
-	return binary.LittleEndian.Uint32(t) == crc32.ChecksumIEEE(text) &&
-		binary.LittleEndian.Uint32(t[4:]) == uint32(len(text))
 }

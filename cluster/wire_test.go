@@ -9,21 +9,21 @@ import (
 
 func TestWireRoundTrip(t *testing.T) {
 	gz := codec.AppendGzipFrame(nil, []byte("héllo"))
-	for _, m := range []Message{
-		{Kind: KindRoom, BoxID: "b", Seq: 7, Target: "lobby", Text: []byte("héllo"), Gzip: gz},
-		{Kind: KindRoom, BoxID: "box-1", Seq: 1<<63 + 5, Target: "", Text: []byte("")},
-		{Kind: KindAll, BoxID: "b", Seq: 1, Text: []byte("x")},
-		{Kind: KindDirect, BoxID: "b", Seq: 2, Target: "some key/with spaces", Text: []byte("x")},
-		{Kind: KindClaim, BoxID: "b", Seq: 3, Stamp: 42, Target: "k"},
-		{Kind: KindHold, BoxID: "b", Seq: 4, Stamp: 1, Target: "k"},
-		{Kind: KindAnnounce, BoxID: "b", Seq: 5, Stamp: 9, Target: "k"},
+	for _, m := range []message{
+		{Kind: kindRoom, BoxID: "b", Seq: 7, Target: "lobby", Text: []byte("héllo"), Gzip: gz},
+		{Kind: kindRoom, BoxID: "box-1", Seq: 1<<63 + 5, Target: "", Text: []byte("")},
+		{Kind: kindAll, BoxID: "b", Seq: 1, Text: []byte("x")},
+		{Kind: kindDirect, BoxID: "b", Seq: 2, Target: "some key/with spaces", Text: []byte("x")},
+		{Kind: kindClaim, BoxID: "b", Seq: 3, Stamp: 42, Target: "k"},
+		{Kind: kindHold, BoxID: "b", Seq: 4, Stamp: 1, Target: "k"},
+		{Kind: kindAnnounce, BoxID: "b", Seq: 5, Stamp: 9, Target: "k"},
 	} {
 		p := m.Append(nil)
 		if len(p) != m.Size() {
 			t.Fatalf("%v: size %d, encoded %d", m.Kind, m.Size(), len(p))
 		}
-		var got Message
-		if err := Decode(p, 1<<20, &got); err != nil {
+		var got message
+		if err := decode(p, 1<<20, &got); err != nil {
 			t.Fatalf("%v: %v", m.Kind, err)
 		}
 		if got.Kind != m.Kind || got.BoxID != m.BoxID || got.Seq != m.Seq || got.Stamp != m.Stamp ||
@@ -34,24 +34,22 @@ func TestWireRoundTrip(t *testing.T) {
 }
 
 func TestWireRejects(t *testing.T) {
-	gz := codec.AppendGzipFrame(nil, []byte("abc"))
 	cases := map[string]struct {
-		m    Message
+		m    message
 		want error
 	}{
-		"gzip of other text": {Message{Kind: KindRoom, BoxID: "b", Target: "r", Text: []byte("abd"), Gzip: gz}, ErrInvalid},
-		"bad room":           {Message{Kind: KindRoom, BoxID: "b", Target: "a b", Text: []byte("x")}, ErrInvalid},
-		"all with target":    {Message{Kind: KindAll, BoxID: "b", Target: "r", Text: []byte("x")}, ErrInvalid},
-		"direct without key": {Message{Kind: KindDirect, BoxID: "b", Text: []byte("x")}, ErrInvalid},
-		"claim with text":    {Message{Kind: KindClaim, BoxID: "b", Stamp: 1, Target: "k", Text: []byte("x")}, ErrInvalid},
-		"claim stamp 0":      {Message{Kind: KindClaim, BoxID: "b", Target: "k"}, ErrInvalid},
-		"bad utf-8":          {Message{Kind: KindRoom, BoxID: "b", Target: "r", Text: []byte{0xff}}, ErrInvalid},
-		"too large":          {Message{Kind: KindRoom, BoxID: "b", Target: "r", Text: make([]byte, 11)}, ErrTooLarge},
-		"no box id":          {Message{Kind: KindRoom, Target: "r", Text: []byte("x")}, ErrMalformed},
+		"bad room":           {message{Kind: kindRoom, BoxID: "b", Target: "a b", Text: []byte("x")}, errInvalid},
+		"all with target":    {message{Kind: kindAll, BoxID: "b", Target: "r", Text: []byte("x")}, errInvalid},
+		"direct without key": {message{Kind: kindDirect, BoxID: "b", Text: []byte("x")}, errInvalid},
+		"claim with text":    {message{Kind: kindClaim, BoxID: "b", Stamp: 1, Target: "k", Text: []byte("x")}, errInvalid},
+		"claim stamp 0":      {message{Kind: kindClaim, BoxID: "b", Target: "k"}, errInvalid},
+		"bad utf-8":          {message{Kind: kindRoom, BoxID: "b", Target: "r", Text: []byte{0xff}}, errInvalid},
+		"too large":          {message{Kind: kindRoom, BoxID: "b", Target: "r", Text: make([]byte, 11)}, errTooLarge},
+		"no box id":          {message{Kind: kindRoom, Target: "r", Text: []byte("x")}, errMalformed},
 	}
 	for name, c := range cases {
-		var got Message
-		if err := Decode(c.m.Append(nil), 10, &got); err != c.want {
+		var got message
+		if err := decode(c.m.Append(nil), 10, &got); err != c.want {
 			t.Errorf("%s: %v, want %v", name, err, c.want)
 		}
 	}
@@ -68,22 +66,22 @@ func TestSubjects(t *testing.T) {
 		t.Errorf("key subjects %q %q", a, b)
 	}
 	for p, ok := range map[string]bool{"wsd": true, "prod.chat": true, "": false, "a..b": false, "a.*": false, "a b": false, "x.>": false} {
-		if ValidPrefix(p) != ok {
+		if validPrefix(p) != ok {
 			t.Errorf("ValidPrefix(%q) = %v", p, !ok)
 		}
 	}
 }
 
 func FuzzDecode(f *testing.F) {
-	f.Add((&Message{Kind: KindRoom, BoxID: "b", Target: "r", Text: []byte("x"), Gzip: codec.AppendGzipFrame(nil, []byte("x"))}).Append(nil))
-	f.Add((&Message{Kind: KindClaim, BoxID: "b", Stamp: 3, Target: "k"}).Append(nil))
+	f.Add((&message{Kind: kindRoom, BoxID: "b", Target: "r", Text: []byte("x"), Gzip: codec.AppendGzipFrame(nil, []byte("x"))}).Append(nil))
+	f.Add((&message{Kind: kindClaim, BoxID: "b", Stamp: 3, Target: "k"}).Append(nil))
 	f.Fuzz(func(t *testing.T, p []byte) {
-		var m Message
-		if Decode(p, 1<<16, &m) != nil {
+		var m message
+		if decode(p, 1<<16, &m) != nil {
 			return
 		}
-		var again Message
-		if err := Decode(m.Append(nil), 1<<16, &again); err != nil {
+		var again message
+		if err := decode(m.Append(nil), 1<<16, &again); err != nil {
 			t.Fatalf("re-encoding a valid message fails: %v", err)
 		}
 	})

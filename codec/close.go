@@ -55,6 +55,11 @@ var (
 	ErrDeflateTooBig      = &CloseError{CloseTooBig, "inflated message too big"}
 )
 
+// ErrInflateRatio is the failure of a compressed message that inflates past
+// the bound its Handler sets (InflateLimiter): codec enforces the bound
+// while inflating, the session decides it (its -inflate-ratio).
+var ErrInflateRatio = &CloseError{CloseTooBig, "compressed message inflates past the allowed ratio"}
+
 // validCloseCode reports whether a peer may send code in a close frame
 // (RFC 6455 section 7.4). 1004-1006 and 1015 are reserved, 0-999 and
 // 1016-2999 are not assigned and must not be sent.

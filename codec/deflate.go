@@ -149,8 +149,11 @@ var inflaters = sync.Pool{New: func() any {
 // ErrDeflateTooBig as soon as the output would pass limit bytes, so a
 // decompression bomb costs about limit bytes of memory, not the bomb.
 //
-// An empty payload is an empty message. Data after a final (BFINAL) block
-// is ignored, as RFC 7692 7.2.3.5 lets senders end messages with one.
+// An empty payload is an empty message. A message may end with a final
+// (BFINAL) block, as RFC 7692 7.2.3.5 lets senders do, followed by
+// nothing or by the one 0x00 octet of that section's example (with the
+// appended 0x00 0x00 0xff 0xff, an empty stored block); any other bytes
+// after it are no part of the message and fail with ErrBadDeflate.
 func inflate(dst, payload, dict []byte, limit int) ([]byte, error) {
 	if len(payload) == 0 {
 		return dst, nil
@@ -162,7 +165,14 @@ func inflate(dst, payload, dict []byte, limit int) ([]byte, error) {
 	}()
 	f.src = tailReader{p: payload, tail: inflateTail}
 	_ = f.r.(stdflate.Resetter).Reset(&f.src, dict)
-	return readCapped(dst, f.r, limit, ErrDeflateTooBig, ErrBadDeflate)
+	out, err := readCapped(dst, f.r, limit, ErrDeflateTooBig, ErrBadDeflate)
+	// The inflater ended at a final block; it reads no further than the
+	// byte holding that block's last bit, so what it left of the payload
+	// (the tail not reached yet) followed the final block.
+	if rest := f.src.p; err == nil && f.src.tail != nil && !(len(rest) == 0 || len(rest) == 1 && rest[0] == 0) {
+		return dst, ErrBadDeflate
+	}
+	return out, err
 }
 
 // dictWindow keeps the last bytes of a client's inflated messages: the

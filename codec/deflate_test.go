@@ -139,6 +139,22 @@ func TestInflate(t *testing.T) {
 	if got, err := inflate(nil, b.Bytes(), nil, 100); err != nil || string(got) != "final block" {
 		t.Fatalf("BFINAL: %q %v", got, err)
 	}
+	// RFC 7692 7.2.3.5's example: "Hello" in a final block, then one 0x00.
+	if got, err := inflate(nil, []byte{0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00}, nil, 5); err != nil || string(got) != "Hello" {
+		t.Fatalf("RFC BFINAL example: %q %v", got, err)
+	}
+	// Anything else after the final block is not part of the message.
+	for name, rest := range map[string][]byte{
+		"junk":          []byte("junk"),
+		"one 0x01":      {0x01},
+		"two zeros":     {0x00, 0x00},
+		"another block": stdDeflate([]byte("more")),
+	} {
+		p := append(append([]byte(nil), b.Bytes()...), rest...)
+		if got, err := inflate([]byte("x"), p, nil, 100); err != ErrBadDeflate || string(got) != "x" {
+			t.Errorf("BFINAL then %s: %q %v, want ErrBadDeflate", name, got, err)
+		}
+	}
 	for name, p := range map[string][]byte{
 		"empty payload":               nil,
 		"empty message (RFC 7.2.3.6)": {0x00},

@@ -18,6 +18,15 @@ type Handler interface {
 	OnControl(op OpCode, payload []byte) error
 }
 
+// InflateLimiter may be implemented by a Handler to bound how far a
+// permessage-deflate message may inflate by its compressed size (a ratio
+// rule), below Feed's max: InflateLimit returns the most bytes the
+// compressed payload of n bytes may inflate to. Past a limit below max the
+// message fails with ErrInflateRatio; past max, with ErrDeflateTooBig.
+type InflateLimiter interface {
+	InflateLimit(n int) int
+}
+
 // Stream decodes client frames incrementally and assembles messages. The
 // zero value is ready to use. A Stream is not safe for concurrent use; wsd
 // guarantees one reader per connection at a time.
@@ -32,8 +41,9 @@ type Stream struct {
 	msgOp     OpCode // opcode of the current message (text or binary)
 	maskPos   uint8
 	mask      [4]byte
-	left      int64 // payload bytes of the current frame not yet seen
-	msgLen    int64 // payload bytes of the current message so far
+	frames    uint32 // frame headers parsed since TakeFrames (fits the padding: no growth)
+	left      int64  // payload bytes of the current frame not yet seen
+	msgLen    int64  // payload bytes of the current message so far
 	utf8      utf8Validator
 
 	// permessage-deflate, once negotiated (SetDeflate).
@@ -114,6 +124,7 @@ func (s *Stream) Feed(p []byte, h Handler, max int64) error {
 
 // begin validates a new frame header against RFC 6455 and the message state.
 func (s *Stream) begin(h *Header, max int64) error {
+	s.frames++
 	switch {
 	case h.Rsv != 0 && (!s.deflate || h.Rsv != 4):
 		// RSV1 (4 here) is permessage-deflate's; RSV2 and RSV3 are nobody's.
@@ -237,10 +248,19 @@ func (s *Stream) inflate(p []byte, h Handler, max int64) error {
 	if max <= 0 || int64(limit) != max {
 		limit = int(^uint(0) >> 1)
 	}
+	ratio := false
+	if l, ok := h.(InflateLimiter); ok {
+		if n := l.InflateLimit(len(p)); n < limit {
+			limit, ratio = n, true
+		}
+	}
 	buf := getBuf(&msgPool)
 	defer putBuf(&msgPool, buf)
 	out, err := inflate((*buf)[:0], p, s.window.Bytes(), limit)
 	*buf = out[:0]
+	if err == ErrDeflateTooBig && ratio {
+		err = ErrInflateRatio
+	}
 	if err != nil {
 		return err
 	}
@@ -254,6 +274,17 @@ func (s *Stream) inflate(p []byte, h Handler, max int64) error {
 		s.window.Push(out, s.ctxBits)
 	}
 	return h.OnMessage(s.msgOp, out)
+}
+
+// TakeFrames returns how many frames (data, continuation, control, empty
+// or not) the stream has started since the last call, and counts from zero
+// again. Every frame costs a parse and a handler call whatever its
+// payload, so this is what a per-connection rate over the peer's work
+// counts; the Handler may call it from within Feed.
+func (s *Stream) TakeFrames() int {
+	n := s.frames
+	s.frames = 0
+	return int(n)
 }
 
 // dictLen reports how many bytes of dictionary the stream holds for a

@@ -192,3 +192,41 @@ func FuzzStreamDeflate(f *testing.F) {
 		}
 	})
 }
+
+// ratioHandler is a Handler that is also an InflateLimiter: a compressed
+// payload of n bytes may inflate to ratio*n.
+type ratioHandler struct {
+	collector
+	ratio int
+}
+
+func (h *ratioHandler) InflateLimit(n int) int { return h.ratio * n }
+
+// TestStreamInflateLimiter: a Handler's InflateLimit bounds a compressed
+// message below max and its failure is ErrInflateRatio; past max it is
+// still ErrDeflateTooBig; a limit above max changes nothing.
+func TestStreamInflateLimiter(t *testing.T) {
+	bomb := stdDeflate(rep("a", 10000)) // a few dozen bytes
+	for _, tc := range []struct {
+		name  string
+		ratio int
+		max   int64
+		err   error
+	}{
+		{"within the ratio", 1000, 1 << 20, nil},
+		{"past the ratio", 10, 1 << 20, ErrInflateRatio},
+		{"past max, ratio higher", 1000, 5000, ErrDeflateTooBig},
+	} {
+		var s Stream
+		s.SetDeflate(noContext)
+		h := &ratioHandler{ratio: tc.ratio}
+		err := s.Feed(clientFrame(zFinText, bomb), h, tc.max)
+		if err != tc.err {
+			t.Errorf("%s (%d bytes compressed): %v, want %v", tc.name, len(bomb), err, tc.err)
+		}
+		if tc.err == nil && (len(h.events) != 1 || len(h.events[0].payload) != 10000) {
+			t.Errorf("%s: events %v", tc.name, h.events)
+		}
+		s.Release()
+	}
+}

@@ -694,3 +694,37 @@ func FuzzStream(f *testing.F) {
 		}
 	})
 }
+
+// TestStreamTakeFrames: every frame started counts once, whatever its kind
+// or size and however the input is cut, and taking the count resets it.
+func TestStreamTakeFrames(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		input []byte
+		want  int
+	}{
+		{"one-frame message", clientFrame(finText, []byte("hi")), 1},
+		{"empty message", clientFrame(finText, nil), 1},
+		{"fragmented message", cat(clientFrame(text, []byte("a")), clientFrame(cont, nil), clientFrame(cont, nil), clientFrame(finCont, []byte("b"))), 4},
+		{"empty pongs", cat(clientFrame(pong, nil), clientFrame(pong, nil), clientFrame(pong, nil)), 3},
+		{"ping inside a message", cat(clientFrame(text, []byte("a")), clientFrame(ping, nil), clientFrame(finCont, nil)), 3},
+		{"header cut short", clientFrame(finText, []byte("hi"))[:3], 0},
+	} {
+		for _, step := range []int{1, 3, len(tc.input)} {
+			var s Stream
+			got := 0
+			for i := 0; i < len(tc.input); i += step {
+				if err := s.Feed(tc.input[i:min(i+step, len(tc.input))], discard{}, 1<<20); err != nil {
+					t.Fatalf("%s: %v", tc.name, err)
+				}
+				got += s.TakeFrames()
+			}
+			if got != tc.want {
+				t.Errorf("%s in %d-byte reads: %d frames, want %d", tc.name, step, got, tc.want)
+			}
+			if n := s.TakeFrames(); n != 0 {
+				t.Errorf("%s: %d frames after taking them all", tc.name, n)
+			}
+		}
+	}
+}

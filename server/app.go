@@ -180,6 +180,7 @@ func (a *App) announce() {
 		"handshake_timeout", sc.HandshakeTimeout, "ping_interval", sc.PingInterval,
 		"idle_timeout", sc.IdleTimeout, "close_timeout", sc.CloseTimeout,
 		"max_msg_rate", sc.MaxMsgRate, "msg_burst", sc.MsgBurst,
+		"max_delivery_rate", sc.MaxDeliveryRate, "max_delivery_rate_per_ip", sc.MaxDeliveryRatePerIP,
 		"tls", a.cert != nil, "subprotocols", strings.Join(sc.Subprotocols, ",")}
 	if len(sc.Subprotocols) == 0 {
 		attrs[len(attrs)-1] = "none"

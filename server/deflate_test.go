@@ -40,6 +40,16 @@ func zDeflate(s string) []byte {
 	return b.Bytes()[:b.Len()-4]
 }
 
+// finalBlock is s compressed as one stream ended by a final (BFINAL)
+// block, as RFC 7692 7.2.3.5 lets a sender without sync flush end a message.
+func finalBlock(s string) []byte {
+	var b bytes.Buffer
+	w, _ := stdflate.NewWriter(&b, 5)
+	w.Write([]byte(s))
+	w.Close()
+	return b.Bytes()
+}
+
 // zInflate is what a deflate client does with a frame whose RSV1 is set.
 func zInflate(p []byte) (string, error) {
 	r := stdflate.NewReader(io.MultiReader(bytes.NewReader(p), bytes.NewReader([]byte{0, 0, 0xff, 0xff, 1, 0, 0, 0xff, 0xff})))
@@ -215,6 +225,7 @@ func TestDeflateFailures(t *testing.T) {
 		{"invalid utf8 inside", true, frame(0xC1, string(zDeflate("bad \xff utf8"))), 1007},
 		{"zip bomb", true, wstest.RawFrame(0xC2, true, bomb.Bytes()[:bomb.Len()-4]), 1009},
 		{"just over max", true, frame(0xC1, string(zDeflate(strings.Repeat("a", 64<<10+1)))), 1009},
+		{"bytes after the final block", true, frame(0xC1, string(finalBlock("hello"))+"junk"), 1007},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var offers []string
@@ -231,8 +242,8 @@ func TestDeflateFailures(t *testing.T) {
 		})
 	}
 	// Not inflating, or inflating too far; bad UTF-8 after a good inflate is not one.
-	if n := stats.InflateErrors.Load(); n != 3 {
-		t.Fatalf("inflate errors %d, want 3", n)
+	if n := stats.InflateErrors.Load(); n != 4 {
+		t.Fatalf("inflate errors %d, want 4", n)
 	}
 }
 

@@ -33,6 +33,9 @@ func TestHostileClientsDoNotHurtOthers(t *testing.T) {
 		HandshakeTimeout: time.Second,
 		MaxMessage:       64 << 10,
 		CloseTimeout:     time.Second,
+		// Every attacker dials from 127.0.0.1, more than 64 of them at
+		// once in their handshake.
+		MaxHandshakesPerIP: -1,
 	}})
 	addr := srv.Addr().String()
 	stats := srv.Hub().Stats()

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"cmp"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -135,15 +136,87 @@ func (b *budget) over() bool        { return b.held.Load() > b.limit }
 // chargeInput brings c's inbound charge to what it now holds (its stream
 // and its request head) and reports whether the budget allows that growth.
 // Called on the worker running c's OnReady.
+//
+// Two rules share the budget out. No source address may hold more than
+// InboundSharePerIP of it (its connections are refused past that, 1013),
+// so one address's slow messages cannot spend it all. And when it is spent,
+// the biggest holders go first: a connection that needs more closes, with
+// 1013, connections of addresses holding more than its own does until the
+// excess is covered (makeRoom), and is refused itself only when nobody
+// holds more.
 func (c *Conn) chargeInput() bool {
 	held := int64(c.stream.Held() + cap(c.hs))
-	delta := held - c.inHeld
+	delta := held - c.inHeld.Load()
 	if delta == 0 {
 		return true
 	}
-	c.inHeld = held
-	total := c.hub.in.add(delta)
-	return delta < 0 || total <= c.hub.in.limit
+	c.inHeld.Store(held)
+	h := c.hub
+	total := h.in.add(delta)
+	if a := h.addrs; a != nil {
+		if mine := a.addHeld(c.ip, delta); delta > 0 && a.maxHeld > 0 && mine > a.maxHeld {
+			h.stats.ShareRefusals.Add(1)
+			return false
+		}
+	}
+	return delta < 0 || total <= h.in.limit || h.makeRoom(c, total-h.in.limit)
+}
+
+// makeRoom closes (1013) connections of the holders bigger than c,
+// biggest first, until what they hold covers need, and reports whether
+// that made room for c. A holder is a source address when per-address
+// limits are on (its connections together: one address's many partial
+// messages weigh as one), else a connection. The close releases what a
+// victim holds on its next OnReady (settle), so the budget runs over by at
+// most that much meanwhile.
+func (h *Hub) makeRoom(c *Conn, need int64) bool {
+	type holder struct {
+		c          *Conn
+		held, size int64 // the connection's, and its holder's
+	}
+	size := func(o *Conn, held int64) int64 {
+		if h.addrs != nil {
+			return h.addrs.heldBy(o.ip)
+		}
+		return held
+	}
+	mine := size(c, c.inHeld.Load())
+	var bigger []holder
+	h.table.eachMember(func(o *Conn) {
+		n := o.inHeld.Load()
+		if n == 0 || o == c {
+			return
+		}
+		switch req := o.closeReq.Load(); {
+		case req == errInboundBudget:
+			// Closed by an earlier call and about to give its share
+			// back: that room is coming already.
+			need -= n
+		case req == nil:
+			if sz := size(o, n); sz > mine {
+				bigger = append(bigger, holder{o, n, sz})
+			}
+		}
+	})
+	if need <= 0 {
+		return true
+	}
+	slices.SortFunc(bigger, func(a, b holder) int {
+		return cmp.Or(cmp.Compare(b.size, a.size), cmp.Compare(b.held, a.held))
+	})
+	// A tenth more than the excess, so that the next read's growth does
+	// not find the budget spent again at once.
+	need += h.in.limit / 10
+	for _, x := range bigger {
+		if need <= 0 {
+			break
+		}
+		if x.c.requestClose(errInboundBudget) {
+			h.stats.BudgetEvictions.Add(1)
+			need -= x.held
+		}
+	}
+	return need <= h.in.limit/10
 }
 
 // squeeze asks the sweeper to shed consumers: the outbound budget is spent.
@@ -267,6 +340,15 @@ func (h *Hub) resumeReaders() {
 	p.conns = nil
 	p.n.Store(0)
 	p.mu.Unlock()
+	for _, c := range conns {
+		c.paused.Store(false)
+	}
+	resume(conns)
+}
+
+// resume reads conns again, paused for the outbound budget or held by a
+// shard's backlog (fanout.go), once their flag is cleared.
+func resume(conns []*Conn) {
 	now := time.Now().UnixNano()
 	for _, c := range conns {
 		// The time wsd did not read does not count against the
@@ -274,7 +356,6 @@ func (h *Hub) resumeReaders() {
 		if started := c.msgStart.Load(); started != 0 {
 			c.msgStart.CompareAndSwap(started, now) // unless the message just ended
 		}
-		c.paused.Store(false)
 		c.Notify(readyEvent)
 	}
 }

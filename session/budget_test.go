@@ -65,7 +65,7 @@ func TestQueuedGzipDoesNotPinText(t *testing.T) {
 	const n, size = 40, 256 << 10
 	text := bytes.Repeat([]byte("a"), size)
 	for range n {
-		h.broadcast("", text)
+		h.Publish("", text)
 	}
 	waitIdle(t, h)
 	held, queued := h.stats.OutboundHeld.Load(), c.queued.Load()
@@ -94,7 +94,7 @@ func TestTrimKeepsQueuedVariants(t *testing.T) {
 		for i := range payload {
 			payload[i] = 'a' + byte(rnd.IntN(26)) // compresses little: both variants queue
 		}
-		h.broadcast("", payload)
+		h.Publish("", payload)
 	}
 	waitIdle(t, h)
 	txt.wmu.Lock()
@@ -114,7 +114,7 @@ func TestOnePendingPong(t *testing.T) {
 	h, r := testHub(t, Config{MaxQueue: 64 << 20, MaxMsgRate: -1})
 	c, _ := stalledMember(t, h, r, "pinger", false)
 	for range 200 {
-		h.broadcast("", bytes.Repeat([]byte("x"), 4096))
+		h.Publish("", bytes.Repeat([]byte("x"), 4096))
 	}
 	waitIdle(t, h)
 	c.wmu.Lock()
@@ -143,7 +143,7 @@ func TestPendingPongFlushedFirst(t *testing.T) {
 	h, r := testHub(t, Config{MaxQueue: 64 << 20, MaxMsgRate: -1})
 	c, peer := stalledMember(t, h, r, "pinger", false)
 	for range 50 {
-		h.broadcast("", bytes.Repeat([]byte("y"), 4096))
+		h.Publish("", bytes.Repeat([]byte("y"), 4096))
 	}
 	waitIdle(t, h)
 	_ = c.OnControl(codec.OpPing, []byte("first"))
@@ -174,9 +174,9 @@ func TestOutboundBudgetShedsLargest(t *testing.T) {
 	h.table.join(big, nil)
 	small, _ := stalledMember(t, h, r, "small", false)
 	for range 30 {
-		h.broadcast("large", bytes.Repeat([]byte("z"), 256<<10))
+		h.Publish("large", bytes.Repeat([]byte("z"), 256<<10))
 	}
-	h.broadcast("", []byte("hi"))
+	h.Publish("", []byte("hi"))
 	waitIdle(t, h)
 	wstest.Eventually(t, 5*time.Second, "the largest consumer to be closed", func() bool { return big.closeReq.Load() != nil })
 	if got := big.closeReq.Load(); got != errOutboundBudget {
@@ -197,14 +197,14 @@ func TestOutboundBudgetReturnsToZero(t *testing.T) {
 	gz, gzPeer := stalledMember(t, h, r, "gz", true)
 	payload := bytes.Repeat([]byte("pooled "), 1000)
 	for range 50 {
-		h.broadcast("", payload) // builds text and gzip frames
+		h.Publish("", payload) // builds text and gzip frames
 	}
 	waitIdle(t, h)
 	h.table.remove(gz)
 	unix.Close(gzPeer)
 	txt, _ := stalledMember(t, h, r, "txt", false)
 	for range 50 {
-		h.broadcast("", payload) // reuses pooled messages: text only
+		h.Publish("", payload) // reuses pooled messages: text only
 	}
 	waitIdle(t, h)
 	h.table.remove(txt)

@@ -37,10 +37,14 @@ var (
 		"messages and pings arrive faster than -max-msg-rate (after a burst of -msg-burst)")
 	errByteRateLimited = closing("byte_rate_limited", codec.ClosePolicyViolation, "byte rate limit",
 		"message payload bytes (after gunzip) arrive faster than -max-byte-rate")
+	errDeliveryRateLimited = closing("delivery_rate_limited", codec.ClosePolicyViolation, "delivery rate limit",
+		"the connection's messages cost more deliveries (each message times the members it reaches) per second than -max-delivery-rate")
+	errDeliveryRateLimitedIP = closing("delivery_rate_limited_ip", codec.ClosePolicyViolation, "delivery rate limit of this address",
+		"the messages of all the connections from the source address cost more deliveries per second than -max-delivery-rate-per-ip")
 	errMessageTimeout = closing("message_timeout", codec.ClosePolicyViolation, "message took too long to arrive",
 		"a message's first to last byte took longer than -message-timeout")
-	errInflateRatio = closing("inflate_ratio", codec.CloseTooBig, "gzip message inflates past the allowed ratio",
-		"a gzip'd binary message inflates past 64 KiB and more than -inflate-ratio times its size")
+	errInflateRatio = adopting("inflate_ratio", codec.ErrInflateRatio,
+		"a gzip'd binary or permessage-deflate message inflates past 64 KiB and more than -inflate-ratio times its size")
 	errInboundBudget = closing("inbound_budget", codec.CloseTryAgainLater, "server busy: inbound memory budget spent",
 		"a partial message would take more than the inbound budget has left")
 	errIdle = closing("idle", codec.CloseGoingAway, "idle timeout",
@@ -63,6 +67,8 @@ var (
 		"the request head would take more than the inbound budget has left")
 	errPerIP = refusing("per_ip", http.StatusTooManyRequests, "too many connections from this address",
 		"the source address holds -max-conns-per-ip sockets already")
+	errHandshakePerIP = refusing("handshake_per_ip", http.StatusTooManyRequests, "too many handshakes from this address",
+		"the source address holds -max-handshakes-per-ip sockets that have not upgraded yet")
 )
 
 // Policy is one close or refusal wsd decides.
@@ -86,6 +92,14 @@ func Policies() []Policy { return append([]Policy(nil), policies...) }
 func closing(name string, code uint16, reason, when string) *codec.CloseError {
 	policies = append(policies, Policy{Name: name, Code: int(code), Reason: reason, When: when})
 	return &codec.CloseError{Code: code, Reason: reason}
+}
+
+// adopting adds to the table a close that codec enforces on the session's
+// behalf (a bound the session sets through a codec interface), keeping
+// codec's value so both compare equal.
+func adopting(name string, e *codec.CloseError, when string) *codec.CloseError {
+	policies = append(policies, Policy{Name: name, Code: int(e.Code), Reason: e.Reason, When: when})
+	return e
 }
 
 // refusing adds a refused upgrade to the table.

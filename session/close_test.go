@@ -52,6 +52,7 @@ func TestPolicies(t *testing.T) {
 		{"byte_rate_limited", errByteRateLimited}, {"message_timeout", errMessageTimeout}, {"inflate_ratio", errInflateRatio},
 		{"inbound_budget", errInboundBudget}, {"idle", errIdle}, {"shutdown", errShutdown}, {"replaced", errReplaced},
 		{"disconnected", errDisconnected}, {"internal", errInternal},
+		{"delivery_rate_limited", errDeliveryRateLimited}, {"delivery_rate_limited_ip", errDeliveryRateLimitedIP},
 	} {
 		p := policy(t, ps, tc.name)
 		if p.Code != int(tc.err.Code) || p.Reason != tc.err.Reason || p.Upgrade {

@@ -25,9 +25,19 @@ const (
 	DefaultInboundBudget  = 128 << 20 // partial input, all connections together
 	DefaultOutboundBudget = 256 << 20 // queued output, all connections together
 	DefaultMessageTimeout = 30e9      // nanoseconds: 30 s from a message's first byte to its last
-	DefaultMaxMsgRate     = 10000     // messages (and pings) per second per connection
+	DefaultMaxMsgRate     = 10000     // frames (a one-frame message is one) per second per connection
 	DefaultMaxByteRate    = 64 << 20  // payload bytes per second per connection, after gunzip
-	DefaultInflateRatio   = 100       // gzip messages may inflate to this many times their size
+	DefaultInflateRatio   = 100       // compressed messages may inflate to this many times their size
+
+	// Per-address limits.
+	DefaultMaxHandshakesPerIP = 64   // sockets one address may hold before they upgrade
+	DefaultInboundSharePerIP  = 0.25 // of InboundBudget one address's partial input may hold
+
+	// What a sender costs is its deliveries: one message to a room of N
+	// members is N (limits.go). 100,000 a second is a person sending ten
+	// messages a second into a room of 10,000; a burst of one second's
+	// worth on top, and any one message passes however large its room.
+	DefaultMaxDeliveryRate = 100000 // deliveries per second per sending connection
 
 	// Chat protocol v1 (v1.go).
 	DefaultMaxRoomsPerConn  = 100                          // rooms one v1 connection may be in
@@ -50,11 +60,25 @@ type Config struct {
 	PingInterval     time.Duration // ping connections quiet for this long
 	IdleTimeout      time.Duration // close connections quiet for this long (1001)
 	CloseTimeout     time.Duration
-	MaxMsgRate       float64 // messages and pings per second per connection; 0: DefaultMaxMsgRate, <0: unlimited
+	MaxMsgRate       float64 // frames per second per connection; 0: DefaultMaxMsgRate, <0: unlimited
 	MaxConnsPerIP    int     // sockets one source address may hold; 0: no cap
-	MsgBurst         int     // messages allowed at once above the rate; 0: DefaultMsgBurst
-	MaxByteRate      float64 // payload bytes (after gunzip) per second per connection; 0: DefaultMaxByteRate, <0: unlimited
-	InflateRatio     int     // a gzip message may inflate this many times (past 64 KiB); 0: DefaultInflateRatio
+	// MaxHandshakesPerIP caps the sockets one source address holds before
+	// their upgrade; 0: DefaultMaxHandshakesPerIP, <0: no cap.
+	MaxHandshakesPerIP int
+	// InboundSharePerIP is the fraction of InboundBudget one source
+	// address's partial messages and request heads may hold (at least two
+	// MaxMessage); 0: DefaultInboundSharePerIP, <0 or >=1: no cap.
+	InboundSharePerIP float64
+	MsgBurst          int     // messages allowed at once above the rate; 0: DefaultMsgBurst
+	MaxByteRate       float64 // payload bytes (after gunzip) per second per connection; 0: DefaultMaxByteRate, <0: unlimited
+	InflateRatio      int     // a compressed message may inflate this many times (past 64 KiB); 0: DefaultInflateRatio
+	// Deliveries (a message times the members it was queued for on this
+	// box) per second a connection's messages may cost; 0:
+	// DefaultMaxDeliveryRate, <0: unlimited. Over it: 1008.
+	MaxDeliveryRate float64
+	// The same for all the connections of one source address together;
+	// 0: no cap (behind a proxy every client shares one address).
+	MaxDeliveryRatePerIP float64
 
 	// The memory budgets (see budget.go); 0 takes the defaults.
 	InboundBudget  int64         // partial messages and request heads, all connections
@@ -145,11 +169,20 @@ func (c *Config) setDefaults() {
 	if c.MaxByteRate == 0 {
 		c.MaxByteRate = DefaultMaxByteRate
 	}
+	if c.MaxDeliveryRate == 0 {
+		c.MaxDeliveryRate = DefaultMaxDeliveryRate
+	}
 	if c.InflateRatio <= 0 {
 		c.InflateRatio = DefaultInflateRatio
 	}
 	if c.InboundBudget <= 0 {
 		c.InboundBudget = DefaultInboundBudget
+	}
+	if c.MaxHandshakesPerIP == 0 {
+		c.MaxHandshakesPerIP = DefaultMaxHandshakesPerIP
+	}
+	if c.InboundSharePerIP == 0 {
+		c.InboundSharePerIP = DefaultInboundSharePerIP
 	}
 	if c.OutboundBudget <= 0 {
 		c.OutboundBudget = DefaultOutboundBudget

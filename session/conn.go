@@ -39,8 +39,11 @@ type Conn struct {
 	room    string
 	gzip    bool
 	deflate codec.DeflateParams // permessage-deflate, if negotiated
-	ip      netip.Addr          // source address, kept only when MaxConnsPerIP is set
+	ip      netip.Addr          // source address, kept when a per-address limit is on
 	v1      *v1Conn             // chat protocol v1 (v1.go); nil for a seed connection
+	// The address's delivery rate entry, nil without that limit. Set at
+	// accept, cleared by finish.
+	addrRate *addrRate
 
 	// Guarded by the key's shard mu.
 	inTable bool
@@ -52,20 +55,23 @@ type Conn struct {
 	deadline atomic.Int64 // unix nanos; handshake or close deadline, 0 if none
 	msgStart atomic.Int64 // unix nanos when the message arriving now began, 0 if none
 	closeReq atomic.Pointer[codec.CloseError]
-	kill     atomic.Bool // close the fd now (deadline passed, write failed)
-	paused   atomic.Bool // input waits for the outbound budget (see pauseReader)
+	kill     atomic.Bool  // close the fd now (deadline passed, write failed)
+	paused   atomic.Bool  // input waits for the outbound budget (see pauseReader)
+	held     atomic.Bool  // input waits for a shard's fan-out backlog (see fanout.hold)
+	heldAt   atomic.Int64 // unix nanos when it last did
 
 	tls        *tlswire.Conn // wss only (see tls.go); set at accept
 	tlsPending int           // ciphertext fed since plaintext last came out (OnReady only)
 
 	// OnReady only.
 	stream     codec.Stream
-	hs         []byte    // request bytes while the head is incomplete
-	rate       rateState // messages and pings
-	byteRate   rateState // payload bytes after gunzip
-	inHeld     int64     // bytes charged to the inbound budget
-	peerClosed bool      // the peer's close frame arrived
-	broken     bool      // input can no longer be parsed; discard it
+	hs         []byte       // request bytes while the head is incomplete
+	rate       rateState    // frames: messages, continuations, pings, pongs
+	byteRate   rateState    // payload bytes after gunzip
+	deliveries rateState    // deliveries its messages cost (limits.go)
+	inHeld     atomic.Int64 // bytes charged to the inbound budget; written by OnReady, read by makeRoom
+	peerClosed bool         // the peer's close frame arrived
+	broken     bool         // input can no longer be parsed; discard it
 
 	// Write side.
 	wmu         sync.Mutex
@@ -76,7 +82,9 @@ type Conn struct {
 	pendHeld    int64
 	progressAt  atomic.Int64 // unix nanos when the queue last drained some or became non-empty
 	headStarted bool         // outq[0] is committed to the wire and must go out whole and first (write.go)
-	wclosed     bool         // a close frame or error response is queued: nothing more
+	winFrames   int64        // frames and their bytes handed over since the sweeper last looked (kernelBacklogLocked)
+	winBytes    int64
+	wclosed     bool // a close frame or error response is queued: nothing more
 	shutWR      bool
 	werr        bool
 	fdClosed    bool
@@ -123,6 +131,9 @@ func (c *Conn) readAll() {
 			c.Notify(poller.Readable)
 			return
 		}
+		if c.held.Load() {
+			return // a shard's backlog is full: its release reads on
+		}
 		if c.state.Load() == stOpen && c.hub.out.over() {
 			// Every message read now would add to a spent outbound
 			// budget: leave the bytes in the kernel (TCP back-pressure)
@@ -131,7 +142,7 @@ func (c *Conn) readAll() {
 			c.hub.pauseReader(c)
 			return
 		}
-		n, err := unix.Read(c.fd(), *buf)
+		n, err := unix.Read(c.fd(), (*buf)[:c.readSize()])
 		if n > 0 {
 			c.lastSeen.Store(time.Now().UnixNano())
 			if c.tls != nil {
@@ -166,15 +177,18 @@ func (c *Conn) input(p []byte) {
 			return
 		}
 		err := c.stream.Feed(p, c, int64(c.hub.cfg.MaxMessage))
+		if err == nil {
+			// Frames no message or control frame paid for yet: empty
+			// continuations, a fragmented message's middle.
+			err = c.chargeFrames(time.Now().UnixNano())
+		}
 		if err == nil && !c.chargeInput() {
 			c.hub.stats.BudgetRefusals.Add(1)
 			err = errInboundBudget
 		}
 		c.trackMessageStart()
 		if err != nil {
-			c.broken = true
-			c.stream.Release()
-			c.chargeInput()
+			c.dropInput()
 			var ce *codec.CloseError
 			if !errors.As(err, &ce) {
 				ce = errInternal
@@ -190,6 +204,14 @@ func (c *Conn) input(p []byte) {
 	}
 }
 
+// dropInput stops parsing c's input and returns what its partial message
+// held: everything the peer sends from now on is discarded.
+func (c *Conn) dropInput() {
+	c.broken = true
+	c.stream.Release()
+	c.chargeInput()
+}
+
 // OnMessage implements codec.Handler: a complete data message arrived.
 func (c *Conn) OnMessage(op codec.OpCode, payload []byte) error {
 	if c.state.Load() != stOpen || c.peerClosed || c.closeReq.Load() != nil {
@@ -197,18 +219,15 @@ func (c *Conn) OnMessage(op codec.OpCode, payload []byte) error {
 	}
 	h := c.hub
 	now := time.Now().UnixNano()
-	if !h.rate.allow(&c.rate, now, 1) {
-		return errRateLimited
+	if err := c.chargeFrames(now); err != nil {
+		return err
 	}
 	if op == codec.OpBinary && c.v1 != nil && !c.gzip {
 		return codec.ErrNotGzip // a v1 client without support_gzip sends text
 	}
 	if op == codec.OpBinary {
-		// Seed clients with support_gzip send gzip'd text as binary. It
-		// may inflate to MaxMessage, but past a small floor only to
-		// InflateRatio times its size: a bomb is refused having cost
-		// about the limit, not what it would inflate to.
-		limit := min(h.cfg.MaxMessage, max(inflateFloor, h.cfg.InflateRatio*len(payload)))
+		// Seed clients with support_gzip send gzip'd text as binary.
+		limit := c.InflateLimit(len(payload))
 		buf := inflateBufs.Get().(*[]byte)
 		defer inflateBufs.Put(buf)
 		text, err := codec.Gunzip((*buf)[:0], payload, limit)
@@ -232,8 +251,32 @@ func (c *Conn) OnMessage(op codec.OpCode, payload []byte) error {
 	}
 	h.stats.MessagesIn.Add(1)
 	h.stats.BytesIn.Add(uint64(len(payload)))
-	h.broadcastFrom(c.key, c.room, payload)
+	_, err := h.broadcast(c, now, c.room, payload, nil)
+	return err
+}
+
+// chargeFrames charges the frames the stream has started since the last
+// charge to the connection's message rate, one unit each: a message in one
+// frame costs one unit as a ping or a pong does, and a message in k frames
+// costs k. Charged as each message or control frame completes (so one over
+// the rate is refused before it is broadcast or answered) and after each
+// Feed for the frames between, so a peer streaming empty continuations or
+// unsolicited pongs is closed 1008 like one flooding messages.
+func (c *Conn) chargeFrames(now int64) error {
+	if n := c.stream.TakeFrames(); n > 0 && !c.hub.rate.allow(&c.rate, now, n) {
+		return errRateLimited
+	}
 	return nil
+}
+
+// InflateLimit implements codec.InflateLimiter, for permessage-deflate
+// messages, and bounds gzip'd ones the same way: a compressed message of n
+// bytes may inflate to MaxMessage, but past a small floor only to
+// InflateRatio times its size, so a bomb is refused having cost about the
+// limit, not what it would inflate to.
+func (c *Conn) InflateLimit(n int) int {
+	cfg := &c.hub.cfg
+	return min(cfg.MaxMessage, max(inflateFloor, cfg.InflateRatio*n))
 }
 
 var inflateBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
@@ -241,11 +284,13 @@ var inflateBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return
 // OnControl implements codec.Handler: a ping, pong or close frame arrived.
 func (c *Conn) OnControl(op codec.OpCode, payload []byte) error {
 	switch op {
-	case codec.OpPing:
-		if !c.hub.rate.allow(&c.rate, time.Now().UnixNano(), 1) {
-			return errRateLimited
+	case codec.OpPing, codec.OpPong:
+		if err := c.chargeFrames(time.Now().UnixNano()); err != nil {
+			return err
 		}
-		c.sendPong(payload)
+		if op == codec.OpPing {
+			c.sendPong(payload)
+		}
 	case codec.OpClose:
 		if c.peerClosed {
 			return nil
@@ -271,10 +316,11 @@ func (c *Conn) OnControl(op codec.OpCode, payload []byte) error {
 
 // requestClose starts a close with err's code: the close frame goes after
 // whatever is queued, nothing is queued after it, and OnReady takes the
-// connection out of the table. Safe from any goroutine; the first request wins.
-func (c *Conn) requestClose(err *codec.CloseError) {
+// connection out of the table. Safe from any goroutine; the first request
+// wins, and reports true.
+func (c *Conn) requestClose(err *codec.CloseError) bool {
 	if !c.closeReq.CompareAndSwap(nil, err) {
-		return
+		return false
 	}
 	c.wmu.Lock()
 	if !c.wclosed {
@@ -283,6 +329,7 @@ func (c *Conn) requestClose(err *codec.CloseError) {
 	}
 	c.wmu.Unlock()
 	c.Notify(readyEvent)
+	return true
 }
 
 // trackMessageStart notes when the peer started a message or frame it has
@@ -380,6 +427,9 @@ func (c *Conn) setState(to uint32) {
 	if from == stOpen && h.table.remove(c) {
 		h.roomsLeft(c, "") // v1.go
 	}
+	if from == stHandshake {
+		h.leftHandshake(c)
+	}
 	switch {
 	case inLimbo(from) && !inLimbo(to):
 		h.table.limboOf(c).removeLimbo(c)
@@ -393,6 +443,9 @@ func (c *Conn) setState(to uint32) {
 		c.deadline.Store(time.Now().Add(h.cfg.CloseTimeout).UnixNano())
 	}
 	c.state.Store(to)
+	if to == stHandshake {
+		h.handshakes.push(c) // after the store: the queue drops what is not handshaking
+	}
 }
 
 // inLimbo reports whether a connection in state st has a deadline.
@@ -408,6 +461,11 @@ func (c *Conn) settle() {
 	if state == stOpen && c.closeReq.Load() != nil {
 		c.setState(stClosing)
 		state = stClosing
+	}
+	if c.closeReq.Load() == errInboundBudget && !c.broken {
+		// Closed to make room in the inbound budget (makeRoom): give the
+		// room back now, not when the close handshake ends.
+		c.dropInput()
 	}
 	if state != stClosing {
 		return
@@ -443,9 +501,7 @@ func (c *Conn) finish() {
 	c.hs = nil
 	c.chargeInput()
 	c.msgStart.Store(0)
-	if h.perIP != nil {
-		h.perIP.done(c.ip)
-	}
+	h.releaseSocket(c)
 	h.live.Add(-1)
 	h.log.Debug("disconnected", "key", c.key)
 }

@@ -38,7 +38,7 @@ func TestDeflateVariant(t *testing.T) {
 			p = append(p, words[rnd.IntN(len(words))]...)
 			p = append(p, ' ')
 		}
-		h.broadcast("", p[:n])
+		h.Publish("", p[:n])
 	}
 	waitIdle(t, h)
 	if enc, want := h.stats.DeflateEncodings.Load(), uint64(4); enc != want {
@@ -100,12 +100,12 @@ func BenchmarkBroadcastDeflate(b *testing.B) {
 			for i := range payload {
 				payload[i] = 'a' + byte(i%26)
 			}
-			h.broadcast("", payload)
+			h.Publish("", payload)
 			waitFanout(h)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
-				h.broadcast("", payload)
+				h.Publish("", payload)
 				waitFanout(h)
 			}
 			if enc, bc := h.stats.DeflateEncodings.Load(), h.stats.Broadcasts.Load(); enc != bc {

@@ -53,6 +53,7 @@ func (o ClusterOutcome) String() string {
 type target struct {
 	kind targetKind
 	name string // the room or the key; "" for toAll
+	by   *Conn  // the client that sent it; nil for the admin API and the Bridge
 }
 
 type targetKind uint8
@@ -111,14 +112,17 @@ func (h *Hub) DeliverRemoteKey(key string, text []byte) bool {
 	return h.deliver(target{kind: toKey, name: key}, text, nil, fromRemote).Local > 0
 }
 
-// broadcast is a message to room with no sender.
-func (h *Hub) broadcast(room string, text []byte) {
-	h.deliver(target{kind: toRoom, name: room}, text, nil, fromHere)
-}
-
-// broadcastFrom is a seed client's message to its room, from its key.
-func (h *Hub) broadcastFrom(key, room string, text []byte) {
-	h.deliverFrom(target{kind: toRoom, name: room}, text, nil, fromHere, key, nil)
+// broadcast is c's message to room (its seed room, or a v1 send's, with
+// the client's id), arrived at now. It costs c the deliveries it makes
+// here (limits.go): past c's delivery limit, or its address's, the message
+// is refused and the close to send returned.
+func (h *Hub) broadcast(c *Conn, now int64, room string, text, id []byte) (Delivery, error) {
+	if err := h.deliveryAllowed(c, now); err != nil {
+		return Delivery{}, err
+	}
+	d := h.deliverFrom(target{kind: toRoom, name: room, by: c}, text, nil, fromHere, c.key, id)
+	h.chargeDeliveries(c, now, d.Local)
+	return d, nil
 }
 
 // deliver is deliverFrom with no sender (the admin API, another box).
@@ -157,7 +161,11 @@ func (h *Hub) deliverFrom(t target, text, gz []byte, from origin, key string, id
 	var d Delivery
 	switch t.kind {
 	case toRoom:
+		// A sender whose message finds a shard's backlog full is held
+		// (fanOut); m names it only while it is queued.
+		m.by = t.by
 		st := h.stamp(t.name, m, key, id) // queues m (message.Publish)
+		m.by = nil
 		d.Local, d.Seq, d.Epoch, d.TS = m.local, st.Seq, st.Epoch, st.TS
 		if from == fromHere {
 			h.stats.Broadcasts.Add(1)
@@ -192,14 +200,18 @@ func (h *Hub) deliverFrom(t target, text, gz []byte, from origin, key string, id
 // fanOut queues m on every shard with members in room and returns how
 // many members that is. The outbox entries are charged to the outbound
 // budget together: one add to the shared counter per room, not one per
-// shard.
-func (h *Hub) fanOut(room string, m *message) int {
+// shard. A client whose message finds a shard's backlog full (by) reads
+// nothing more until it has drained (fanout.go).
+func (h *Hub) fanOut(room string, m *message, by *Conn) int {
 	n, entries := 0, int64(0)
 	for _, s := range h.table.shards {
 		if k := s.roomSize(room); k > 0 {
 			n += k
 			entries++
 			s.fan.add(outboxEntry{msg: m, room: room})
+			if by != nil && s.fan.full() {
+				s.fan.hold(by)
+			}
 		}
 	}
 	if entries > 0 {

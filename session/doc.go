@@ -13,7 +13,10 @@
 // Writes never block. What a socket does not take stays in that Conn's
 // bounded queue, flushed on EPOLLOUT; a peer whose queue passes MaxQueue is
 // a slow consumer and is closed with 1008, so a stalled reader never delays
-// anyone else.
+// anyone else (the frames its socket holds count as queued, write.go).
+// What a sender costs is its deliveries (limits.go), and a shard's fan-out
+// yields its worker after a quantum and holds the senders that fill its
+// backlog (fanout.go), so one flooded room cannot starve the others.
 //
 // Only a Conn's own OnReady (run by the reactor, never concurrently with
 // itself) reads its socket, changes its lifecycle state or closes its fd.

@@ -83,14 +83,14 @@ func BenchmarkBroadcast(b *testing.B) {
 				payload[i] = 'a' + byte(i%26)
 			}
 			for range DefaultHistorySize + 1 { // warm pools, fill the room's history ring
-				h.broadcast("", payload)
+				h.Publish("", payload)
 				waitFanout(h)
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
 			start := time.Now()
 			for i := 0; i < b.N; i++ {
-				h.broadcast("", payload)
+				h.Publish("", payload)
 				waitFanout(h)
 			}
 			el := time.Since(start)

@@ -9,7 +9,7 @@ import "github.com/wsd-chat/wsd/codec"
 // upgrades and joins the table; bytes after the head are frames.
 func (c *Conn) handshake(p []byte) {
 	head, rest, ok := c.readHead(p)
-	if !ok {
+	if !ok || c.kill.Load() { // (dropped for a newcomer at the cap: no upgrade)
 		return
 	}
 	welcome, ok := c.upgrade(head)

@@ -21,11 +21,14 @@ type Hub struct {
 	table      *table
 	stats      Stats
 	log        *slog.Logger
-	rate       rateLimit // messages and pings
+	rate       rateLimit // frames: messages, continuations, pings, pongs
 	byteRate   rateLimit // payload bytes
+	deliveries rateLimit // deliveries a connection's messages cost (limits.go)
+	addrRates  *addrRates
 	in, out    budget
 	squeezeReq chan struct{}
-	perIP      *perIP
+	addrs      *addrTable     // per source address; nil when no limit is on (limits.go)
+	handshakes handshakeQueue // sockets in their handshake, oldest first (limits.go)
 	paused     pausedReaders
 	refusals   refusalLog // rate-limited refusal lines (refusal.go)
 	upgraders  sync.Pool
@@ -53,7 +56,9 @@ func NewHub(cfg Config, r *poller.Reactor) *Hub {
 		rate:       newRateLimit(cfg.MaxMsgRate, float64(cfg.MsgBurst)),
 		byteRate:   newRateLimit(cfg.MaxByteRate, max(cfg.MaxByteRate, 2*float64(cfg.MaxMessage))),
 		squeezeReq: make(chan struct{}, 1),
-		perIP:      newPerIP(cfg.MaxConnsPerIP),
+		deliveries: newRateLimit(cfg.MaxDeliveryRate, deliveryBurst(cfg.MaxDeliveryRate)),
+		addrRates:  newAddrRates(cfg.MaxDeliveryRatePerIP),
+		addrs:      newAddrTable(&cfg),
 		stop:       make(chan struct{}),
 		stopped:    make(chan struct{}),
 	}
@@ -96,22 +101,16 @@ func (h *Hub) TLSPool() *tlswire.Pool { return h.tlsPool }
 func (h *Hub) Live() int64 { return h.live.Load() }
 
 // Accept takes ownership of a freshly accepted, non-blocking socket. A
-// socket over MaxConnsPerIP, or past MaxConns by more than acceptSlack
-// sockets, is answered with 429 or 503 and closed at once.
+// socket over its address's limits, or past MaxConns by more than
+// acceptSlack sockets when none is handshaking (else the oldest
+// handshaking socket is dropped for it), is answered with 429 or 503 and
+// closed at once (limits.go).
 func (h *Hub) Accept(fd int) error {
 	h.stats.Accepted.Add(1)
-	if h.cfg.MaxConns > 0 && h.live.Load() >= int64(h.cfg.MaxConns+acceptSlack) {
-		h.refuseAtAccept(fd, errOverCapacity)
-		return nil
-	}
 	c := &Conn{hub: h, member: -1}
-	if h.perIP != nil {
-		addr, ok := h.perIP.take(fd)
-		if !ok {
-			h.refuseAtAccept(fd, errPerIP)
-			return nil
-		}
-		c.ip = addr
+	if err := h.admitSocket(fd, c); err != nil {
+		h.refuseAtAccept(fd, err)
+		return nil
 	}
 	if h.tlsPool != nil {
 		c.tls = tlswire.NewConn(h.cfg.TLS, h.tlsPool, (*tlsOwner)(c))
@@ -125,9 +124,7 @@ func (h *Hub) Accept(fd int) error {
 	if err := h.reactor.Add(&c.Desc, fd, c); err != nil {
 		c.setState(stNew)
 		h.live.Add(-1)
-		if h.perIP != nil {
-			h.perIP.done(c.ip)
-		}
+		h.releaseSocket(c)
 		return err
 	}
 	return nil

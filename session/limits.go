@@ -1,8 +1,10 @@
 package session
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -13,9 +15,18 @@ import (
 // file descriptor. Upgrades past MaxConns are refused with 503 once the
 // request has been read, which a client sees cleanly; but every socket
 // wsd holds (handshaking, open or closing) is an fd, so past MaxConns +
-// acceptSlack sockets are answered and closed at accept, and the fds
-// reserved beyond MaxConns stay free for the admin endpoint and logs.
-// MaxConnsPerIP, when set, caps what one source address may hold.
+// acceptSlack sockets the oldest socket still in its handshake is dropped
+// to make room for the newcomer, and only when none is handshaking is the
+// newcomer answered 503 and closed at accept; the fds reserved beyond
+// MaxConns stay free for the admin endpoint and logs. So sockets that
+// connect and send nothing cannot keep newcomers out: each newcomer costs
+// the oldest of them its place.
+//
+// Per source address (addrTable): MaxHandshakesPerIP caps the sockets one
+// address holds before their upgrade (on by default, high enough for an
+// office behind one NAT), MaxConnsPerIP, when set, caps all of them, and
+// InboundSharePerIP caps what an address's partial messages and request
+// heads hold of the inbound budget (budget.go).
 
 // acceptSlack is how many sockets past MaxConns may wait for their 503.
 const acceptSlack = 64
@@ -33,51 +44,332 @@ func (h *Hub) refuseAtAccept(fd int, err error) {
 	_ = unix.Close(fd)
 }
 
-// perIP counts sockets by source address. It exists only when
-// MaxConnsPerIP is set: behind a proxy every client shares one address.
-type perIP struct {
-	limit int
-	mu    sync.Mutex
-	n     map[netip.Addr]int
-}
-
-func newPerIP(limit int) *perIP {
-	if limit <= 0 {
-		return nil
+// admitSocket books a new socket c on fd, or returns the refusal to answer
+// it with: over its address's limits, or at the connection cap with no
+// handshaking socket to drop instead.
+func (h *Hub) admitSocket(fd int, c *Conn) error {
+	if h.addrs != nil || h.addrRates != nil {
+		// A peer with no IP address (a Unix socket handed to Accept) is
+		// booked under the zero Addr: all such peers share one bucket.
+		c.ip, _ = peerIP(fd)
 	}
-	return &perIP{limit: limit, n: make(map[netip.Addr]int)}
+	if h.addrs != nil {
+		if err := h.addrs.take(c.ip); err != nil {
+			return err
+		}
+	}
+	if h.cfg.MaxConns > 0 && h.live.Load() >= int64(h.cfg.MaxConns+acceptSlack) && !h.evictHandshake() {
+		if h.addrs != nil {
+			h.addrs.untake(c.ip)
+		}
+		return errOverCapacity
+	}
+	if h.addrRates != nil {
+		c.addrRate = h.addrRates.join(c.ip)
+	}
+	return nil
 }
 
-// take books one socket from fd's peer address, or reports false if the
-// address is at its limit (or cannot be read).
-func (p *perIP) take(fd int) (netip.Addr, bool) {
+// leftHandshake books c's leaving the handshake state (upgraded, refused
+// or closed); setState calls it.
+func (h *Hub) leftHandshake(c *Conn) {
+	h.handshakes.leave()
+	if h.addrs != nil {
+		h.addrs.handshakeDone(c.ip)
+	}
+}
+
+// releaseSocket returns a closed socket's per-address bookings.
+func (h *Hub) releaseSocket(c *Conn) {
+	if h.addrs != nil {
+		h.addrs.done(c.ip)
+	}
+	if c.addrRate != nil {
+		h.addrRates.leave(c.ip, c.addrRate)
+		c.addrRate = nil
+	}
+}
+
+// evictHandshake drops the oldest socket still in its handshake, if any.
+func (h *Hub) evictHandshake() bool {
+	c := h.handshakes.oldest()
+	if c == nil {
+		return false
+	}
+	h.stats.HandshakesEvicted.Add(1)
+	c.abort()
+	return true
+}
+
+func peerIP(fd int) (netip.Addr, bool) {
 	sa, err := unix.Getpeername(fd)
 	if err != nil {
 		return netip.Addr{}, false
 	}
-	var addr netip.Addr
 	switch a := sa.(type) {
 	case *unix.SockaddrInet4:
-		addr = netip.AddrFrom4(a.Addr)
+		return netip.AddrFrom4(a.Addr), true
 	case *unix.SockaddrInet6:
-		addr = netip.AddrFrom16(a.Addr).Unmap()
-	default:
-		return netip.Addr{}, false
+		return netip.AddrFrom16(a.Addr).Unmap(), true
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.n[addr] >= p.limit {
-		return addr, false
-	}
-	p.n[addr]++
-	return addr, true
+	return netip.Addr{}, false
 }
 
-// done returns a socket's booking.
-func (p *perIP) done(addr netip.Addr) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.n[addr]--; p.n[addr] <= 0 {
-		delete(p.n, addr)
+// handshakeQueue holds the sockets in their handshake in accept order, so
+// the oldest can be dropped at the connection cap. Sockets that leave the
+// handshake stay queued until they reach the front or the queue is
+// compacted (when it is more than twice what is handshaking): no field in
+// Conn, and pushing costs an append.
+type handshakeQueue struct {
+	mu   sync.Mutex
+	q    []*Conn
+	head int
+	n    int // sockets in stHandshake
+}
+
+// push queues c, which is entering its handshake; setState calls it.
+func (q *handshakeQueue) push(c *Conn) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.n++
+	if len(q.q) >= 2*q.n+1024 {
+		// Keep only what is still handshaking: at least half goes, so
+		// compaction costs O(1) a push.
+		live := q.q[:0]
+		for _, x := range q.q[q.head:] {
+			if x.state.Load() == stHandshake {
+				live = append(live, x)
+			}
+		}
+		clear(q.q[len(live):])
+		q.q, q.head = live, 0
+	}
+	q.q = append(q.q, c)
+}
+
+func (q *handshakeQueue) leave() {
+	q.mu.Lock()
+	q.n--
+	q.mu.Unlock()
+}
+
+// oldest takes the oldest socket still handshaking off the queue, nil if
+// there is none.
+func (q *handshakeQueue) oldest() *Conn {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for q.head < len(q.q) {
+		c := q.q[q.head]
+		q.q[q.head] = nil
+		q.head++
+		if c.state.Load() == stHandshake && !c.kill.Load() {
+			return c
+		}
+	}
+	q.q, q.head = q.q[:0], 0
+	return nil
+}
+
+// addrTable counts, per source address, the sockets held, those still in
+// their handshake and the inbound bytes they hold. Sharded by address so
+// that charging input rarely waits for another worker.
+type addrTable struct {
+	maxConns      int32 // 0: no cap
+	maxHandshakes int32 // 0: no cap
+	maxHeld       int64 // 0: no cap
+	shards        [addrShards]addrShard
+}
+
+const addrShards = 32
+
+type addrShard struct {
+	mu sync.Mutex
+	m  map[netip.Addr]addrCount
+}
+
+type addrCount struct {
+	conns, handshakes int32
+	held              int64
+}
+
+// newAddrTable returns the table for cfg (after defaults), nil when no
+// per-address limit is on.
+func newAddrTable(cfg *Config) *addrTable {
+	t := &addrTable{}
+	if cfg.MaxConnsPerIP > 0 {
+		t.maxConns = int32(min(cfg.MaxConnsPerIP, 1<<30))
+	}
+	if cfg.MaxHandshakesPerIP > 0 {
+		t.maxHandshakes = int32(min(cfg.MaxHandshakesPerIP, 1<<30))
+	}
+	if s := cfg.InboundSharePerIP; s > 0 && s < 1 {
+		// At least what one whole message may hold (a buffer grown by
+		// append to MaxMessage), or an address could send none.
+		t.maxHeld = max(int64(s*float64(cfg.InboundBudget)), 2*int64(cfg.MaxMessage))
+	}
+	if t.maxConns == 0 && t.maxHandshakes == 0 && t.maxHeld == 0 {
+		return nil
+	}
+	for i := range t.shards {
+		t.shards[i].m = make(map[netip.Addr]addrCount)
+	}
+	return t
+}
+
+func (t *addrTable) shard(a netip.Addr) *addrShard {
+	b := a.As16()
+	x := binary.LittleEndian.Uint64(b[:8]) ^ binary.LittleEndian.Uint64(b[8:])
+	return &t.shards[(x*0x9E3779B97F4A7C15)>>59]
+}
+
+// update applies f to a's counts; an address with nothing left is forgotten.
+func (t *addrTable) update(a netip.Addr, f func(*addrCount) error) (addrCount, error) {
+	s := t.shard(a)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.m[a]
+	if err := f(&n); err != nil {
+		return n, err
+	}
+	if n == (addrCount{}) {
+		delete(s.m, a)
+	} else {
+		s.m[a] = n
+	}
+	return n, nil
+}
+
+// take books a new socket, in its handshake, from a.
+func (t *addrTable) take(a netip.Addr) error {
+	_, err := t.update(a, func(n *addrCount) error {
+		switch {
+		case t.maxConns > 0 && n.conns >= t.maxConns:
+			return errPerIP
+		case t.maxHandshakes > 0 && n.handshakes >= t.maxHandshakes:
+			return errHandshakePerIP
+		}
+		n.conns++
+		n.handshakes++
+		return nil
+	})
+	return err
+}
+
+// untake undoes take for a socket refused after all.
+func (t *addrTable) untake(a netip.Addr) {
+	t.update(a, func(n *addrCount) error { n.conns--; n.handshakes--; return nil })
+}
+
+func (t *addrTable) handshakeDone(a netip.Addr) {
+	t.update(a, func(n *addrCount) error { n.handshakes--; return nil })
+}
+
+func (t *addrTable) done(a netip.Addr) {
+	t.update(a, func(n *addrCount) error { n.conns--; return nil })
+}
+
+// addHeld adds delta to the inbound bytes a holds and returns the sum.
+func (t *addrTable) addHeld(a netip.Addr, delta int64) int64 {
+	n, _ := t.update(a, func(n *addrCount) error { n.held += delta; return nil })
+	return n.held
+}
+
+// heldBy returns the inbound bytes a holds.
+func (t *addrTable) heldBy(a netip.Addr) int64 {
+	s := t.shard(a)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m[a].held
+}
+
+// Delivery limits. What a message costs wsd is its deliveries: a message
+// to a room of N members is queued N times and written N times, so the
+// rate limits on messages and bytes alone let a sender within them make
+// the fan-out do 10,000 times its rate into a big room. A connection's
+// messages are charged the members each was queued for on this box
+// (Delivery.Local), against MaxDeliveryRate per connection and, when set,
+// MaxDeliveryRatePerIP for all the connections of its source address. The
+// cost is known only once the message is queued, so the limit is checked
+// before a message and booked after it: the message that crosses it goes
+// out, the next one closes its sender with 1008. A burst of one second's
+// worth is allowed on top of the rate; one message to a room larger than
+// that passes too and is owed, so a connection in a huge room may send
+// as fast as the room's size allows, not faster.
+
+// deliveryBurst is the burst of a delivery limit of perSecond: one second.
+func deliveryBurst(perSecond float64) float64 { return perSecond }
+
+// addrRates is the delivery rate state of each source address with a
+// socket open, and only those: an entry is made by the first socket from
+// an address and dropped with its last, so the table is bounded by the
+// connections, not by the addresses ever seen.
+type addrRates struct {
+	limit rateLimit
+	mu    sync.Mutex
+	m     map[netip.Addr]*addrRate
+}
+
+// addrRate is one address's entry.
+type addrRate struct {
+	conns int          // its sockets; guarded by addrRates.mu
+	tat   atomic.Int64 // the GCRA state its connections share (ratelimit.go)
+}
+
+// newAddrRates returns the table for a per-address delivery limit of
+// perSecond, nil when there is none.
+func newAddrRates(perSecond float64) *addrRates {
+	if perSecond <= 0 {
+		return nil
+	}
+	return &addrRates{
+		limit: newRateLimit(perSecond, deliveryBurst(perSecond)),
+		m:     make(map[netip.Addr]*addrRate),
+	}
+}
+
+func (a *addrRates) join(addr netip.Addr) *addrRate {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	e := a.m[addr]
+	if e == nil {
+		e = &addrRate{}
+		a.m[addr] = e
+	}
+	e.conns++
+	return e
+}
+
+func (a *addrRates) leave(addr netip.Addr, e *addrRate) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if e.conns--; e.conns <= 0 && a.m[addr] == e {
+		delete(a.m, addr)
+	}
+}
+
+// len reports how many addresses the table holds.
+func (a *addrRates) len() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.m)
+}
+
+// deliveryAllowed reports, before c's next message, whether c and its
+// address are within their delivery limits, and the close if not.
+func (h *Hub) deliveryAllowed(c *Conn, now int64) *codec.CloseError {
+	if h.deliveries.ahead(int64(c.deliveries), now) {
+		return errDeliveryRateLimited
+	}
+	if e := c.addrRate; e != nil && h.addrRates.limit.ahead(e.tat.Load(), now) {
+		return errDeliveryRateLimitedIP
+	}
+	return nil
+}
+
+// chargeDeliveries books n deliveries of c's message to c and its address.
+func (h *Hub) chargeDeliveries(c *Conn, now int64, n int) {
+	h.deliveries.charge(&c.deliveries, now, n)
+	if e := c.addrRate; e != nil {
+		h.addrRates.limit.chargeShared(&e.tat, now, n)
 	}
 }

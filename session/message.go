@@ -50,7 +50,8 @@ type message struct {
 	envGzOnce, envDfOnce          sync.Once
 	envDfUse                      bool
 	envHeld, envGzHeld, envDfHeld int64
-	local                         int // members queued for, set by Publish
+	local                         int   // members queued for, set by Publish
+	by                            *Conn // the sending connection, for fanOut's hold; nil if none
 }
 
 // Frame variants of a message.
@@ -236,6 +237,7 @@ func (m *message) release() {
 	m.textHeld, m.gzHeld, m.dfHeld = 0, 0, 0
 	m.releaseEnv()
 	m.at = time.Time{}
+	m.by = nil
 	m.hub = nil
 	m.mu.Unlock()
 	messages.Put(m)

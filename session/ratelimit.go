@@ -52,3 +52,37 @@ func (l rateLimit) allow(s *rateState, now int64, n int) bool {
 	*s = rateState(tat + int64(float64(n)*p.perUnit))
 	return true
 }
+
+// The delivery limits (limits.go) cannot know a message's cost before it
+// is queued, so they check and book in two steps: ahead before the
+// message, charge after it with what it cost.
+
+// ahead reports whether a state at tat has used up the burst at now: the
+// next unit would be refused.
+func (l rateLimit) ahead(tat, now int64) bool {
+	p := l.p.Load()
+	return p.perUnit != 0 && tat-now > p.tol
+}
+
+// charge books n units at now, within the limit or not.
+func (l rateLimit) charge(s *rateState, now int64, n int) {
+	if p := l.p.Load(); p.perUnit != 0 && n > 0 {
+		*s = rateState(max(int64(*s), now) + int64(float64(n)*p.perUnit))
+	}
+}
+
+// chargeShared is charge for a state several connections book at once
+// (one source address's): a compare-and-swap loop instead of a lock.
+func (l rateLimit) chargeShared(s *atomic.Int64, now int64, n int) {
+	p := l.p.Load()
+	if p.perUnit == 0 || n <= 0 {
+		return
+	}
+	d := int64(float64(n) * p.perUnit)
+	for {
+		old := s.Load()
+		if s.CompareAndSwap(old, max(old, now)+d) {
+			return
+		}
+	}
+}

@@ -17,6 +17,7 @@ type Stats struct {
 	HandshakesOK      atomic.Uint64
 	HandshakesFailed  atomic.Uint64
 	HandshakeTimeouts atomic.Uint64
+	HandshakesEvicted atomic.Uint64              // sockets dropped in their handshake to admit a newcomer at MaxConns
 	PageRequests      atomic.Uint64              // plain GET / (or HEAD) answered with Config.Page
 	handshakeStatus   [statusSlots]atomic.Uint64 // failures by HTTP status
 
@@ -53,8 +54,11 @@ type Stats struct {
 
 	MessageTimeouts atomic.Uint64             // connections closed for a message arriving too slowly
 	BudgetRefusals  atomic.Uint64             // connections closed because the inbound budget was spent
+	BudgetEvictions atomic.Uint64             // bigger holders closed to make room in the inbound budget
+	ShareRefusals   atomic.Uint64             // of BudgetRefusals: the address held its share (InboundSharePerIP)
 	BudgetSheds     atomic.Uint64             // consumers closed because the outbound budget was spent
 	ReadPauses      atomic.Uint64             // inputs paused because the outbound budget was spent
+	FanoutHolds     atomic.Uint64             // inputs held because a shard's fan-out backlog was full (fanout.go)
 	closeSent       [closeSlots]atomic.Uint64 // close frames sent, by code
 }
 

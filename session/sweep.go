@@ -52,6 +52,8 @@ func (h *Hub) sweepOnce(now int64, scratch []*Conn) []*Conn {
 					if c.deliver([]outItem{{b: pingFrame}}) {
 						h.stats.PingsSent.Add(1)
 					}
+				default:
+					c.shedIfKernelBacklog() // write.go
 				}
 			}
 		}

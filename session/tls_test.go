@@ -153,7 +153,7 @@ func TestWSSStalledBacklogStaysShared(t *testing.T) {
 	c, _, _ := wssMember(t, h, "stalled", 4096)
 	const n, size = 400, 1 << 10
 	for i := range n {
-		h.broadcast("", []byte(numberedText(i, size)))
+		h.Publish("", []byte(numberedText(i, size)))
 	}
 	waitIdle(t, h)
 	c.wmu.Lock()

@@ -118,7 +118,7 @@ func (m *message) Publish(room string, s chat.Stamp, env []byte) {
 	if m.hub.v1Subs.Load() > 0 {
 		m.setEnv(env)
 	}
-	m.local = m.hub.fanOut(room, m)
+	m.local = m.hub.fanOut(room, m, m.by)
 }
 
 // setEnv builds the envelope's text frame from env (copied). Only the
@@ -516,7 +516,7 @@ func (c *Conn) command(payload []byte) error {
 	}
 	switch cmd.Type {
 	case chat.TypeSend:
-		c.send1(cmd)
+		return c.send1(cmd)
 	case chat.TypeJoin:
 		if !v.allows(cmd.Room) {
 			c.sendError(cmd.ID, chat.CodeForbidden, refusedReason(chat.CodeForbidden))
@@ -565,26 +565,32 @@ func (c *Conn) command(payload []byte) error {
 }
 
 // send1 is the send command: deduplicated by id, stamped, broadcast, acked.
-func (c *Conn) send1(cmd *chat.Command) {
+//
+// Past the sender's delivery limit (limits.go) it returns the close, as a
+// seed message would.
+func (c *Conn) send1(cmd *chat.Command) error {
 	h, v := c.hub, c.v1
 	room, ok := c.roomOf(cmd.Room)
 	if !ok {
 		c.sendError(cmd.ID, chat.CodeNotMember, refusedReason(chat.CodeNotMember))
-		return
+		return nil
 	}
 	if cmd.ID != nil {
 		if a, dup := h.dedup.Check(c.key, cmd.ID); dup {
 			v.buf = chat.AppendAck(v.buf[:0], cmd.ID, &a, true)
 			c.sendEnvelope(v.buf)
-			return
+			return nil
 		}
 	}
 	h.stats.MessagesIn.Add(1)
 	h.stats.BytesIn.Add(uint64(len(cmd.Text)))
-	d := h.deliverFrom(target{kind: toRoom, name: room}, cmd.Text, nil, fromHere, c.key, cmd.ID)
+	d, err := h.broadcast(c, time.Now().UnixNano(), room, cmd.Text, cmd.ID)
+	if err != nil {
+		return err
+	}
 	if d.Seq == 0 {
 		c.sendError(cmd.ID, chat.CodeUnavailable, refusedReason(chat.CodeUnavailable))
-		return
+		return nil
 	}
 	a := chat.Ack{Room: room, Stamp: chat.Stamp{Seq: d.Seq, Epoch: d.Epoch, TS: d.TS}}
 	if cmd.ID != nil {
@@ -592,6 +598,7 @@ func (c *Conn) send1(cmd *chat.Command) {
 	}
 	v.buf = chat.AppendAck(v.buf[:0], cmd.ID, &a, false)
 	c.sendEnvelope(v.buf)
+	return nil
 }
 
 // refusedReason is the error frame's reason for a refusal of the server's.

@@ -122,6 +122,10 @@ func (c *Conn) deliver(items []outItem) bool {
 		discardOwn(items)
 		return false
 	}
+	c.winFrames += int64(len(items))
+	for _, it := range items {
+		c.winBytes += int64(len(it.b))
+	}
 	full := len(c.outq) > 0
 	if !full {
 		var sealed [1]outItem
@@ -227,6 +231,51 @@ func (c *Conn) queueLimitsLocked() bool {
 	if c.hub.out.over() {
 		c.hub.squeeze()
 	}
+	return true
+}
+
+// Frames in the kernel. What a socket's send buffer holds is not in outq
+// and costs wsd nothing, but it is backlog all the same: a send buffer of
+// 4 MiB (the kernel's usual ceiling) holds two million empty-message
+// frames, minutes of a flood, before outq grows at all. So the sweeper
+// counts the frames a busy connection's socket holds unsent or
+// unacknowledged (SIOCOUTQ's bytes over the connection's recent frame
+// size) as queued, each at itemCost, what it would cost in outq: many tiny
+// frames reach MaxQueue as a few large ones do, and a member that reads
+// nothing of a flood of tiny messages is shed by its real backlog. A
+// backlog of large frames in the kernel adds little (4 MiB of 1 KiB
+// frames is 4,096 × itemCost, under 256 KiB).
+
+// kernelCheckFrames is what a connection must have been handed since the
+// sweeper's last look for its socket to be asked: one syscall per busy
+// connection per sweep, none for the rest.
+const kernelCheckFrames = 1024
+
+// kernelBacklogLocked reports whether c's queue and the frames its socket
+// holds together pass MaxQueue, and starts the next window of counts.
+func (c *Conn) kernelBacklogLocked() bool {
+	frames, bytes := c.winFrames, c.winBytes
+	c.winFrames, c.winBytes = 0, 0
+	if frames < kernelCheckFrames || c.wclosed {
+		return false
+	}
+	held, err := unix.IoctlGetInt(c.fd(), unix.SIOCOUTQ)
+	if err != nil || held <= 0 {
+		return false
+	}
+	inKernel := int64(held) / max(bytes/frames, 1)
+	return c.queued.Load()+inKernel*itemCost > int64(c.hub.cfg.MaxQueue)
+}
+
+// shedIfKernelBacklog closes c as a slow consumer if kernelBacklogLocked
+// says so. The sweeper calls it with c's shard locked.
+func (c *Conn) shedIfKernelBacklog() bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if !c.kernelBacklogLocked() {
+		return false
+	}
+	c.overflowLocked(errSlowConsumer)
 	return true
 }
 

@@ -3,6 +3,7 @@ package tlswire
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -39,6 +40,17 @@ const MaxHandshakeInput = 80 << 10
 // ErrHandshakeInput is returned by Feed when a client sends more than
 // MaxHandshakeInput before the handshake completes.
 var ErrHandshakeInput = errors.New("tlswire: too much input before the handshake completed")
+
+// MaxRecord is the longest record a client may announce before the
+// handshake starts: 2^14 bytes of payload plus the 2 KiB of expansion TLS
+// 1.2 allows (crypto/tls's own bound). A ClientHello is a plaintext record,
+// which may not even pass 2^14.
+const MaxRecord = 16<<10 + 2048
+
+// ErrRecordTooLarge is returned by Feed for a record header before the
+// handshake that announces more than MaxRecord bytes: refused at its
+// header, before its body is buffered. It is an ErrHandshakeInput.
+var ErrRecordTooLarge = fmt.Errorf("%w: a record longer than %d bytes", ErrHandshakeInput, MaxRecord)
 
 // Conn is one TLS server connection over a memory transport. Feed and
 // Decrypt belong to the owner's reader (one at a time); Seal and
@@ -83,6 +95,10 @@ func (c *Conn) Feed(p []byte) error {
 		return ErrHandshakeInput
 	}
 	c.in = append(c.in, p...)
+	if c.phase.Load() == phaseHello && oversizedRecord(c.in) {
+		c.mu.Unlock()
+		return ErrRecordTooLarge
+	}
 	start := c.phase.Load() == phaseHello && helloComplete(c.in)
 	if start {
 		c.phase.Store(phaseHandshake)
@@ -283,6 +299,22 @@ type addr struct{}
 
 func (addr) Network() string { return "tcp" }
 func (addr) String() string  { return "reactor" }
+
+// oversizedRecord reports whether a record header in b announces more
+// than MaxRecord bytes.
+func oversizedRecord(b []byte) bool {
+	for len(b) >= 5 {
+		n := int(b[3])<<8 | int(b[4])
+		if n > MaxRecord {
+			return true
+		}
+		if len(b) < 5+n {
+			return false
+		}
+		b = b[5+n:]
+	}
+	return false
+}
 
 // helloComplete reports whether b holds a whole ClientHello handshake
 // message (possibly spread over several records), or something that is

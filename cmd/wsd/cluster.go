@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"strings"
 
 	"github.com/wsd-chat/wsd/cluster"
@@ -22,6 +23,9 @@ type clusterOptions struct {
 	prefix    string
 	boxID     string
 	carryGzip bool
+	keyFile   string // -nats-bus-key-file
+
+	busKeys [][]byte // loaded by loadBusKeys from keyFile
 }
 
 func addClusterFlags(fs *flag.FlagSet, c *clusterOptions) {
@@ -33,7 +37,8 @@ func addClusterFlags(fs *flag.FlagSet, c *clusterOptions) {
 	fs.StringVar(&c.ca, "nats-ca", "", "PEM `file` of the CAs that sign the NATS server's TLS certificate (tls:// URLs)")
 	fs.StringVar(&c.prefix, "nats-subject-prefix", cluster.DefaultPrefix, "first token(s) of every subject wsd uses, so several products can share one NATS")
 	fs.StringVar(&c.boxID, "box-id", "", "this box's name on the bus, unique per process (default host-pid-random)")
-	fs.BoolVar(&c.carryGzip, "nats-carry-gzip", true, "the box a broadcast starts on gzips it once and sends the frame along, so other boxes gzip nothing")
+	fs.StringVar(&c.keyFile, "nats-bus-key-file", "", "sign and verify every bus message with the key in this `file` (one line of 32 bytes or more; two lines during a rotation: the first signs, both verify); reloadable")
+	fs.BoolVar(&c.carryGzip, "nats-carry-gzip", false, "ignored, kept so configurations that set it still parse: only the text crosses the bus and each box gzips it for its own members")
 }
 
 // clusterConfig returns the NATS bridge's configuration the flags ask
@@ -42,7 +47,8 @@ func clusterConfig(o *options) (*cluster.Config, error) {
 	c := &o.cluster
 	if c.url == "" {
 		for name, v := range map[string]string{"-nats-creds": c.creds, "-nats-token": c.token,
-			"-nats-user": c.user, "-nats-password": c.password, "-nats-ca": c.ca, "-box-id": c.boxID} {
+			"-nats-user": c.user, "-nats-password": c.password, "-nats-ca": c.ca, "-box-id": c.boxID,
+			"-nats-bus-key-file": c.keyFile} {
 			if v != "" {
 				return nil, fmt.Errorf("%s needs -nats-url", name)
 			}
@@ -59,7 +65,7 @@ func clusterConfig(o *options) (*cluster.Config, error) {
 		Prefix:     c.prefix,
 		BoxID:      c.boxID,
 		MaxMessage: o.server.Session.MaxMessage,
-		CarryGzip:  c.carryGzip,
+		BusKeys:    c.busKeys,
 	}, nil
 }
 
@@ -84,10 +90,47 @@ func redactURLs(list string) string {
 	return strings.Join(parts, ",")
 }
 
-// clusterStarted logs the bridge's settings, never its credentials.
+// loadBusKeys reads -nats-bus-key-file into o.cluster.busKeys.
+func loadBusKeys(o *options) error {
+	if o.cluster.keyFile == "" {
+		o.cluster.busKeys = nil
+		return nil
+	}
+	b, err := os.ReadFile(o.cluster.keyFile)
+	if err != nil {
+		return fmt.Errorf("-nats-bus-key-file: %w", err)
+	}
+	keys, err := cluster.ParseBusKeys(b)
+	if err != nil {
+		return fmt.Errorf("-nats-bus-key-file %s: %w", o.cluster.keyFile, err)
+	}
+	o.cluster.busKeys = keys
+	return nil
+}
+
+// reloadBusKeys is the reload of -nats-bus-key-file (reload.go).
+func reloadBusKeys(st *state, o *options) (func(), error) {
+	if st.bridge == nil {
+		return func() {}, nil
+	}
+	keys := o.cluster.busKeys
+	return func() {
+		_ = st.bridge.SetBusKeys(keys) // checked by ParseBusKeys
+		if keys == nil {
+			st.log.Warn("bus keys removed: bus messages are no longer signed nor checked")
+		}
+	}, nil
+}
+
+// clusterStarted logs the bridge's settings, never its credentials, and
+// warns when the bus is not authenticated.
 func clusterStarted(log *slog.Logger, b *cluster.Bridge, o *options) {
 	log.Info("cluster", "box_id", b.BoxID(), "nats", redactURLs(o.cluster.url),
-		"subject_prefix", b.Prefix(), "nats_state", b.State(), "carry_gzip", o.cluster.carryGzip)
+		"subject_prefix", b.Prefix(), "nats_state", b.State(), "bus_keys", len(o.cluster.busKeys))
+	if !b.Authenticated() {
+		log.Warn("no -nats-bus-key-file: any NATS client that may publish under the subject prefix can kick keys, pose as a box and broadcast (docs/cluster-security.md)",
+			"subject_prefix", b.Prefix())
+	}
 }
 
 // checkClusterURLs parses each NATS URL the way nats.go will, without

@@ -56,6 +56,8 @@ type options struct {
 	jwtSecret       string
 	jwtSecretFile   string
 	jwtPublicKey    string
+	jwtAudience     string
+	jwtIssuer       string
 	allowedOrigins  string
 	demo            bool // serve the chat page (web) on a plain GET /
 	tlsCert         string
@@ -88,11 +90,16 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&sc.Shards, "shards", session.DefaultShards, "session table shards")
 	fs.IntVar(&sc.MaxConns, "max-conns", 0, "sockets (handshaking, open or closing) before new ones get 503 (0: file limit less 192)")
 	fs.IntVar(&sc.MaxConnsPerIP, "max-conns-per-ip", 0, "sockets one source address may hold before new ones get 429 (0: no cap; leave off behind a proxy)")
-	// -max-byte-rate and -max-msg-rate: 0 on the command line (and in a
+	fs.IntVar(&sc.MaxHandshakesPerIP, "max-handshakes-per-ip", session.DefaultMaxHandshakesPerIP, "sockets one source address may hold before their upgrade; more get 429 (0: no cap). At -max-conns the oldest handshaking socket is dropped for a newcomer")
+	sc.InboundSharePerIP = session.DefaultInboundSharePerIP
+	fs.Var((*fraction)(&sc.InboundSharePerIP), "inbound-share-per-ip", "share of -inbound-budget one source address's partial messages may hold, as 25% or 0.25 (at least two -max-message; more: close 1013; 0: no cap)")
+	// -max-byte-rate, -max-msg-rate and -max-delivery-rate: 0 on the command line (and in a
 	// reload) is unlimited, as it always was; session.Config's 0 is its
 	// default and < 0 unlimited. sessionLimits translates, the one place.
 	fs.Float64Var(&sc.MaxByteRate, "max-byte-rate", session.DefaultMaxByteRate, "message bytes (after gunzip) per second per connection (0: unlimited; over it: close 1008)")
-	fs.IntVar(&sc.InflateRatio, "inflate-ratio", session.DefaultInflateRatio, "largest inflated/compressed size ratio of a gzip message past 64 KiB (more: close 1009)")
+	fs.Float64Var(&sc.MaxDeliveryRate, "max-delivery-rate", session.DefaultMaxDeliveryRate, "deliveries (each message times the members it reaches) per second a connection's messages may cost, with a burst of one second's worth (0: unlimited; over it: close 1008)")
+	fs.Float64Var(&sc.MaxDeliveryRatePerIP, "max-delivery-rate-per-ip", 0, "deliveries per second the messages of all the connections of one source address may cost (0: no cap; leave off behind a proxy; over it: close 1008)")
+	fs.IntVar(&sc.InflateRatio, "inflate-ratio", session.DefaultInflateRatio, "largest inflated/compressed size ratio of a gzip or permessage-deflate message past 64 KiB (more: close 1009)")
 	fs.Int64Var(&sc.InboundBudget, "inbound-budget", session.DefaultInboundBudget, "bytes all partly received messages and request heads may hold together (more: close 1013)")
 	fs.Int64Var(&sc.OutboundBudget, "outbound-budget", session.DefaultOutboundBudget, "bytes all broadcasts and send queues may hold together (more: largest queues closed, 1008)")
 	fs.BoolVar(&sc.Deflate.Enabled, "deflate", true, "negotiate permessage-deflate (RFC 7692): one compression per broadcast, shared by every deflate peer")
@@ -106,7 +113,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&sc.PingInterval, "ping-interval", session.DefaultPingInterval, "ping connections silent for this long")
 	fs.DurationVar(&sc.CloseTimeout, "close-timeout", session.DefaultCloseTimeout, "wait for the peer's close frame before dropping the socket")
 	// 0: unlimited, translated by sessionLimits (see -max-byte-rate).
-	fs.Float64Var(&sc.MaxMsgRate, "max-msg-rate", session.DefaultMaxMsgRate, "messages and pings per second per connection (0: unlimited; over it: close 1008); reloadable")
+	fs.Float64Var(&sc.MaxMsgRate, "max-msg-rate", session.DefaultMaxMsgRate, "frames (one-frame messages, continuations, pings, pongs) per second per connection (0: unlimited; over it: close 1008); reloadable")
 	fs.IntVar(&sc.MsgBurst, "msg-burst", session.DefaultMsgBurst, "messages a connection may send at once above -max-msg-rate; reloadable")
 	fs.IntVar(&sc.MaxRoomsPerConn, "max-rooms-per-conn", session.DefaultMaxRoomsPerConn, "rooms one chat protocol v1 connection may be in, its first included (more: error 111)")
 	fs.IntVar(&sc.HistorySize, "history-size", session.DefaultHistorySize, "messages each room keeps for v1 recovery and history; also the largest history a join may ask for")
@@ -126,6 +133,8 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.jwtSecret, "jwt-secret", "", "require an HS256 JWT signed with this secret at the handshake (prefer -jwt-secret-file or WSD_JWT_SECRET); reloadable")
 	fs.StringVar(&o.jwtSecretFile, "jwt-secret-file", "", "read the HS256 JWT secret from this `file`; reloadable")
 	fs.StringVar(&o.jwtPublicKey, "jwt-public-key", "", "require an RS256 or ES256 JWT verified with the public key in this PEM `file`; reloadable")
+	fs.StringVar(&o.jwtAudience, "jwt-audience", "", "when set, a JWT's aud must contain this value; reloadable")
+	fs.StringVar(&o.jwtIssuer, "jwt-issuer", "", "when set, a JWT's iss must be this value; reloadable")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "serve wss:// with the certificate (chain) in this PEM `file`; re-read with -tls-key on SIGHUP")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "private key for -tls-cert, a PEM `file`")
 	fs.IntVar(&sc.TLSHandshakes, "tls-handshakes", tlswire.DefaultMaxHandshakes, "TLS handshakes in progress at once, one short-lived goroutine each; more wait in a queue without one")
@@ -216,6 +225,9 @@ func loadSecrets(o *options) error {
 	if errs != nil {
 		return errors.Join(errs...)
 	}
+	if err := loadBusKeys(o); err != nil { // cluster.go
+		return err
+	}
 	o.token, o.secret = o.adminToken, []byte(o.jwtSecret)
 	if o.adminTokenFile != "" {
 		b, err := readSecret("admin-token-file", o.adminTokenFile)
@@ -282,8 +294,21 @@ var checks = []check{
 	}},
 	{"max-conns", "must be 0 (the file limit less 192) or more", func(o *options) bool { return o.server.Session.MaxConns < 0 }},
 	{"max-conns-per-ip", "must be 0 (no cap) or more", func(o *options) bool { return o.server.Session.MaxConnsPerIP < 0 }},
+	{"max-handshakes-per-ip", "must be 0 (no cap) or more", func(o *options) bool { return o.server.Session.MaxHandshakesPerIP < 0 }},
+	{"inbound-share-per-ip", "must be between 0% (no cap) and 100%", func(o *options) bool {
+		f := o.server.Session.InboundSharePerIP
+		return !(f >= 0 && f <= 1)
+	}},
 	{"max-byte-rate", "must be 0 (unlimited) or a positive number", func(o *options) bool {
 		r := o.server.Session.MaxByteRate
+		return r < 0 || math.IsNaN(r) || math.IsInf(r, 0)
+	}},
+	{"max-delivery-rate", "must be 0 (unlimited) or a positive number", func(o *options) bool {
+		r := o.server.Session.MaxDeliveryRate
+		return r < 0 || math.IsNaN(r) || math.IsInf(r, 0)
+	}},
+	{"max-delivery-rate-per-ip", "must be 0 (no cap) or a positive number", func(o *options) bool {
+		r := o.server.Session.MaxDeliveryRatePerIP
 		return r < 0 || math.IsNaN(r) || math.IsInf(r, 0)
 	}},
 	{"inflate-ratio", "must be at least 1", func(o *options) bool { return o.server.Session.InflateRatio < 1 }},
@@ -294,6 +319,12 @@ var checks = []check{
 		return o.server.Session.OutboundBudget < int64(o.server.Session.MaxQueue)
 	}},
 	{"deflate-client-window-bits", "must be 0 (client_no_context_takeover) or 9 to 15", func(o *options) bool { return !o.server.Session.Deflate.Valid() }},
+	{"jwt-audience", "needs -jwt-secret, -jwt-secret-file or -jwt-public-key", func(o *options) bool {
+		return o.jwtAudience != "" && len(o.secret) == 0 && len(o.publicKeyPEM) == 0
+	}},
+	{"jwt-issuer", "needs -jwt-secret, -jwt-secret-file or -jwt-public-key", func(o *options) bool {
+		return o.jwtIssuer != "" && len(o.secret) == 0 && len(o.publicKeyPEM) == 0
+	}},
 	{"tls-cert", "and -tls-key must be given together", func(o *options) bool { return (o.tlsCert == "") != (o.tlsKey == "") }},
 	{"tls-handshakes", "must be at least 1", func(o *options) bool { return o.server.Session.TLSHandshakes < 1 }},
 	{"message-timeout", "must be more than 0", func(o *options) bool { return o.server.Session.MessageTimeout <= 0 }},
@@ -446,6 +477,8 @@ func newAuthorizer(o *options) (*auth.Authorizer, error) {
 	return auth.New(auth.Config{
 		HMACSecret:     o.secret,
 		PublicKeyPEM:   o.publicKeyPEM,
+		Audience:       o.jwtAudience,
+		Issuer:         o.jwtIssuer,
 		AllowedOrigins: auth.ParseOriginList(o.allowedOrigins),
 	})
 }
@@ -457,8 +490,28 @@ func printUsage(w io.Writer) {
 	fs.PrintDefaults()
 }
 
+// fraction is a flag holding a share: "25%" or "0.25".
+type fraction float64
+
+func (f *fraction) String() string {
+	return strconv.FormatFloat(float64(*f)*100, 'g', -1, 64) + "%"
+}
+
+func (f *fraction) Set(s string) error {
+	t, pct := strings.CutSuffix(strings.TrimSpace(s), "%")
+	v, err := strconv.ParseFloat(t, 64)
+	if err != nil {
+		return errors.New("want a fraction such as 0.25 or a percentage such as 25%")
+	}
+	if pct {
+		v /= 100
+	}
+	*f = fraction(v)
+	return nil
+}
+
 // sessionLimits maps the command line's "0 means no limit" for the rate
-// flags to the session package's negative values (its zero means default):
+// and per-address flags to the session package's negative values (its zero means default):
 // at start and at every reload.
 func sessionLimits(c server.Config) server.Config {
 	if c.Session.MaxMsgRate == 0 {
@@ -466,6 +519,15 @@ func sessionLimits(c server.Config) server.Config {
 	}
 	if c.Session.MaxByteRate == 0 {
 		c.Session.MaxByteRate = -1
+	}
+	if c.Session.MaxDeliveryRate == 0 {
+		c.Session.MaxDeliveryRate = -1
+	}
+	if c.Session.MaxHandshakesPerIP == 0 {
+		c.Session.MaxHandshakesPerIP = -1
+	}
+	if c.Session.InboundSharePerIP == 0 {
+		c.Session.InboundSharePerIP = -1
 	}
 	return c
 }

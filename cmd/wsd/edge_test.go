@@ -289,6 +289,11 @@ func TestBadAuthFlags(t *testing.T) {
 		{"-jwt-public-key", "edge_test.go"},
 		{"-allowed-origins", "example.com"},
 		{"-allowed-origins", "https://a.*.example.com"},
+		{"-jwt-audience", "chat"},
+		{"-jwt-issuer", "https://id.example"},
+		{"-nats-bus-key-file", "edge_test.go"},
+		{"-nats-url", "nats://127.0.0.1:4222", "-nats-bus-key-file", "edge_test.go"},
+		{"-nats-url", "nats://127.0.0.1:4222", "-nats-bus-key-file", filepath.Join(t.TempDir(), "missing.key")},
 	} {
 		o, err := parseFlags(args, io.Discard)
 		if err == nil {

@@ -20,8 +20,10 @@ import (
 // hundred sockets that connect and never send a request. wsd's automatic
 // -max-conns is the limit less server.fdReserve (192); upgrades past it
 // get 503 once the request is read, and sockets past it plus
-// session.acceptSlack (64) are answered 503 and closed at accept, so the
-// descriptors reserved beyond them stay free for the admin listener.
+// session.acceptSlack (64) take the place of the oldest socket still in
+// its handshake, or are answered 503 and closed at accept when none is, so
+// the descriptors reserved beyond them stay free for the admin listener.
+// One address holds at most -max-handshakes-per-ip (64) handshaking sockets.
 const (
 	pressureNofile   = 400
 	pressureMaxConns = pressureNofile - 192 // server.fdReserve
@@ -51,8 +53,9 @@ func TestFilePressureAdminAnswers(t *testing.T) {
 		t.Fatalf("upgrade past -max-conns: status %d, %v; want 503 server at connection limit", st, err)
 	}
 
-	// Sockets that never send a request: acceptSlack of them wait for
-	// theirs (until -handshake-timeout), the others are answered 503 and
+	// Sockets that never send a request, all from 127.0.0.1:
+	// -max-handshakes-per-ip (64, as many as the slack) of them wait for
+	// theirs (until -handshake-timeout), the others are answered 429 and
 	// closed at once.
 	idle := openIdle(t, p.Addr, pressureIdle)
 	wstest.Eventually(t, 5*time.Second, "the idle sockets held", func() bool {
@@ -60,20 +63,21 @@ func TestFilePressureAdminAnswers(t *testing.T) {
 	})
 	held, answered := classifyIdle(t, idle, time.Second)
 	if held != pressureSlack || answered != pressureIdle-pressureSlack {
-		t.Errorf("idle sockets: %d held, %d answered 503 at accept; want %d and %d", held, answered, pressureSlack, pressureIdle-pressureSlack)
+		t.Errorf("idle sockets: %d held, %d answered 429 at accept; want %d and %d", held, answered, pressureSlack, pressureIdle-pressureSlack)
 	}
 
 	// (a) The admin endpoints answer at once, each request on a new
 	// connection (a new descriptor in wsd), again and again.
 	checkAdmin(t, p, 5)
-	// (b) A new client is refused promptly, never left hanging.
+	// (b) A new client (from 127.0.0.2: it takes an idle socket's place
+	// at the cap) is refused promptly, never left hanging.
 	for i := 0; i < 5; i++ {
 		refusedPromptly(t, p.Addr, fmt.Sprintf("late%d", i))
 	}
 
-	// Handshaking sockets count toward the cap: with upgraded clients
-	// below -max-conns, idle sockets filling the slack still keep a new
-	// client out.
+	// Idle sockets do not keep new clients out: with upgraded clients
+	// below -max-conns, more idle sockets from the same address are
+	// refused at accept, and a client from another address upgrades.
 	const freed = 8
 	for _, c := range clients[:freed] {
 		c.Close(1000)
@@ -82,11 +86,19 @@ func TestFilePressureAdminAnswers(t *testing.T) {
 	wstest.Eventually(t, 5*time.Second, "freed slots", func() bool {
 		return gauge("wsd_connections") == pressureMaxConns-freed && gauge("wsd_closing_connections") == 0
 	})
-	idle = append(idle, openIdle(t, p.Addr, freed+20)...)
-	wstest.Eventually(t, 5*time.Second, "the slack full again", func() bool {
-		return gauge("wsd_handshaking_connections") == pressureSlack+freed
-	})
-	refusedPromptly(t, p.Addr, "blocked-by-idle")
+	more := openIdle(t, p.Addr, freed+20)
+	idle = append(idle, more...)
+	// (The late clients took a few idle sockets' places: that many more
+	// are held again, up to the address's cap.)
+	classifyIdle(t, more, time.Second)
+	if n := gauge("wsd_handshaking_connections"); n != pressureSlack {
+		t.Errorf("%v sockets handshaking from one address, want its cap %d", n, pressureSlack)
+	}
+	beside, st, err := wstest.TryDialWith(otherAddr(), p.Addr, "/?specialKey=beside-idle", nil)
+	if err != nil {
+		t.Fatalf("client from 127.0.0.2 beside the idle sockets: status %d, %v", st, err)
+	}
+	clients = append(clients, beside)
 	checkAdmin(t, p, 2)
 
 	// (d) Once the idle sockets go away, new clients get the free slots;
@@ -97,7 +109,7 @@ func TestFilePressureAdminAnswers(t *testing.T) {
 	wstest.Eventually(t, 5*time.Second, "idle sockets gone", func() bool {
 		return gauge("wsd_handshaking_connections") == 0 && gauge("wsd_closing_connections") == 0
 	})
-	for i := 0; i < freed; i++ {
+	for i := 0; i < freed-1; i++ {
 		clients = append(clients, wstest.Dial(t, p.Addr, fmt.Sprintf("specialKey=back%d", i)))
 	}
 	if _, st, _ := wstest.TryDial(p.Addr, "specialKey=over-again"); st != http.StatusServiceUnavailable {
@@ -144,7 +156,7 @@ func openIdle(t *testing.T, addr string, n int) []net.Conn {
 }
 
 // classifyIdle reads each idle socket for up to wait: a socket wsd refused
-// at accept holds its 503 (then EOF); one it holds has nothing to read.
+// at accept holds its 429 (then EOF); one it holds has nothing to read.
 func classifyIdle(t *testing.T, conns []net.Conn, wait time.Duration) (held, answered int) {
 	t.Helper()
 	var (
@@ -165,7 +177,7 @@ func classifyIdle(t *testing.T, conns []net.Conn, wait time.Duration) (held, ans
 			switch {
 			case len(b) == 0 && errors.As(err, &ne) && ne.Timeout():
 				held++
-			case strings.HasPrefix(string(b), "HTTP/1.1 503 ") && strings.Contains(string(b), "server at connection limit"):
+			case strings.HasPrefix(string(b), "HTTP/1.1 429 ") && strings.Contains(string(b), "too many handshakes from this address"):
 				answered++
 			default:
 				odd = append(odd, fmt.Sprintf("%q, %v", b, err))
@@ -205,7 +217,7 @@ func checkAdmin(t *testing.T, p *wstest.Process, rounds int) {
 func refusedPromptly(t *testing.T, addr, key string) {
 	t.Helper()
 	start := time.Now()
-	c, st, err := wstest.TryDialWith(&net.Dialer{Timeout: 2 * time.Second}, addr, "/?specialKey="+key, nil)
+	c, st, err := wstest.TryDialWith(otherAddr(), addr, "/?specialKey="+key, nil)
 	took := time.Since(start)
 	if err == nil {
 		c.Conn.Close()
@@ -215,4 +227,9 @@ func refusedPromptly(t *testing.T, addr, key string) {
 	if st != http.StatusServiceUnavailable && !closed || took > 2*time.Second {
 		t.Fatalf("%s: status %d, %v after %v; want 503 or a closed connection within 2s", key, st, err, took)
 	}
+}
+
+// otherAddr dials from 127.0.0.2, an address apart from the idle sockets'.
+func otherAddr() *net.Dialer {
+	return &net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
 }

@@ -98,8 +98,8 @@ func run(args []string, stderr io.Writer) int {
 		log.Error("cannot start", "err", err)
 		return 1
 	}
-	st.hub = app.Server().Hub()
-	if b := app.Bridge(); b != nil {
+	st.hub, st.bridge = app.Server().Hub(), app.Bridge()
+	if b := st.bridge; b != nil {
 		clusterStarted(log, b, o)
 	}
 	err = drain(st, app, logOut, serve(st, logOut, sig), sig)

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 
 	"github.com/wsd-chat/wsd/auth"
+	"github.com/wsd-chat/wsd/cluster"
 	"github.com/wsd-chat/wsd/codec"
 	"github.com/wsd-chat/wsd/internal/certfile"
 	"github.com/wsd-chat/wsd/session"
@@ -29,6 +30,7 @@ type state struct {
 	auth   *authSwitch
 	hub    *session.Hub
 	cert   *certfile.Certificate // nil without -tls-cert
+	bridge *cluster.Bridge       // nil without -nats-url
 	mu     sync.Mutex            // one reload at a time
 }
 
@@ -44,13 +46,14 @@ type reloadable struct {
 // restart. The TLS certificate files are re-read on every reload (see
 // reload); their names need a restart.
 var reloadables = []reloadable{
-	{[]string{"allowed-origins", "jwt-secret", "jwt-secret-file", "jwt-public-key"}, func(st *state, o *options) (func(), error) {
+	{[]string{"allowed-origins", "jwt-secret", "jwt-secret-file", "jwt-public-key", "jwt-audience", "jwt-issuer"}, func(st *state, o *options) (func(), error) {
 		a, err := newAuthorizer(o)
 		if err != nil {
 			return nil, err
 		}
 		return func() { st.auth.swap(a) }, nil
 	}},
+	{[]string{"nats-bus-key-file"}, reloadBusKeys},
 	{[]string{"max-msg-rate", "msg-burst"}, func(st *state, o *options) (func(), error) {
 		sc := sessionLimits(o.server).Session
 		return func() { st.hub.SetRateLimit(sc.MaxMsgRate, sc.MsgBurst) }, nil
@@ -86,6 +89,9 @@ func changed(a, b *options) []string {
 	}
 	if a.jwtPublicKey != "" && !bytes.Equal(a.publicKeyPEM, b.publicKeyPEM) && !slices.Contains(out, "jwt-public-key") {
 		out = append(out, "jwt-public-key")
+	}
+	if a.cluster.keyFile != "" && !slices.EqualFunc(a.cluster.busKeys, b.cluster.busKeys, bytes.Equal) && !slices.Contains(out, "nats-bus-key-file") {
+		out = append(out, "nats-bus-key-file")
 	}
 	sort.Strings(out)
 	return out

@@ -1,0 +1,32 @@
+package cluster
+
+import "time"
+
+// The wire format, for the tests in cluster_test that put forged and
+// malformed messages on the bus.
+type Message = message
+
+const (
+	KindRoom  = kindRoom
+	KindClaim = kindClaim
+	KindHold  = kindHold
+)
+
+var KeyToken = keyToken
+
+// SkewClock runs b's wall clock d ahead (a box whose clock is off), from
+// before Start.
+func SkewClock(b *Bridge, d time.Duration) {
+	b.wall = func() uint64 { return wallClock() + uint64(d) }
+}
+
+const KindAll = kindAll
+
+// Sign signs data for subject with key, as a box holding it does.
+func Sign(key []byte, subject string, data []byte) []byte {
+	k, err := newBusKeys([][]byte{key})
+	if err != nil {
+		panic(err)
+	}
+	return k.sign(subject, data)
+}
