@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -584,3 +586,170 @@ func TestTLSChurnLeavesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Stalled handshakes, far more than the pool's goroutines, from one
+// address, each reconnecting as soon as it is dropped: honest wss://
+// clients from another address still connect at once (the handshake
+// parked longest gives way to a queued one), and the stalled clients that
+// gave way are not dropped before the handshake timeout (dropped at once,
+// they would come back at once for another handshake's worth of CPU).
+// (The slowest honest connect is bounded at 2 s only so that a loaded
+// machine does not fail it; measured figures are TestTLSStallAtDefaults'.)
+func TestTLSStalledHandshakesGiveWay(t *testing.T) {
+	const slots, timeout = 16, 2 * time.Second
+	// Every stalled client dials from one address: no per-address cap, so
+	// the pool is what the test measures.
+	w := startTLS(t, session.Config{TLSHandshakes: slots, HandshakeTimeout: timeout, MaxHandshakesPerIP: -1})
+	took, lived := stallAttack(t, w, 6*slots, 30, 2*timeout, false)
+	if took[len(took)-1] > 2*time.Second {
+		t.Errorf("slowest honest connect %v", took[len(took)-1])
+	}
+	if w.srv.Hub().TLSPool().Stalled.Load() == 0 {
+		t.Error("no stalled handshake gave way")
+	}
+	for _, l := range lived {
+		if l < timeout-200*time.Millisecond {
+			t.Errorf("a stalled client was dropped after %v, before the handshake timeout %v", l, timeout)
+		}
+	}
+	if len(lived) == 0 {
+		t.Error("no stalled client was dropped at the handshake timeout")
+	}
+}
+
+// TestTLSStallAtDefaults is opt-in, the same attack at default flags:
+// WSD_TLS_STALL=4000 go test ./server -run TestTLSStallAtDefaults -v
+// runs 4,000 stalled clients (reconnecting when dropped) from four
+// loopback addresses for 20 s while honest clients connect from the same
+// four, one every 50 ms, and logs their connect p50/p99/max.
+func TestTLSStallAtDefaults(t *testing.T) {
+	n, err := strconv.Atoi(os.Getenv("WSD_TLS_STALL"))
+	if err != nil || n <= 0 {
+		t.Skip("set WSD_TLS_STALL to a number of stalled clients to run it")
+	}
+	w := startTLS(t, session.Config{})
+	took, _ := stallAttack(t, w, n, 400, 20*time.Second, true)
+	if p99 := took[len(took)*99/100]; p99 > 500*time.Millisecond {
+		t.Errorf("honest connect p99 %v, want ≤ 500ms", p99)
+	}
+}
+
+// stallAttack runs stallers clients that send a ClientHello and nothing
+// more, reconnecting when dropped, and meanwhile connects honest wss://
+// clients one after another over span. Attackers come from 127.0.0.1 and
+// honest clients from 127.0.0.2 unless shared, then both from four
+// loopback addresses. Every honest client must connect; it returns their
+// connect times, sorted, and how long each attacker's socket lived.
+func stallAttack(t *testing.T, w *wssServer, stallers, honest int, span time.Duration, shared bool) (took, lived []time.Duration) {
+	t.Helper()
+	hello := clientHello(t)
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	defer func() { stop.Store(true); wg.Wait() }()
+	src := func(i int, honest bool) *net.Dialer {
+		ip := net.IPv4(127, 0, 0, 1)
+		switch {
+		case shared:
+			ip = net.IPv4(127, 0, 0, byte(1+i%4))
+		case honest:
+			ip = net.IPv4(127, 0, 0, 2)
+		}
+		return &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}}
+	}
+	cfg := w.srv.Hub().Config()
+	for i := 0; i < stallers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d := src(i, false)
+			for !stop.Load() {
+				c, err := d.Dial("tcp", w.addr)
+				if err != nil {
+					time.Sleep(10 * time.Millisecond)
+					continue
+				}
+				began := time.Now()
+				c.Write(hello)
+				c.SetReadDeadline(time.Now().Add(4 * cfg.HandshakeTimeout))
+				io.Copy(io.Discard, c)
+				c.Close()
+				if !stop.Load() {
+					mu.Lock()
+					lived = append(lived, time.Since(began))
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	pool := w.srv.Hub().TLSPool()
+	wstest.Eventually(t, 30*time.Second, "the pool full and handshakes queued", func() bool {
+		return pool.Running() == pool.Max() && pool.Waiting() > 0
+	})
+	for i := 0; i < honest; i++ {
+		nd := src(i, true)
+		d := websocket.Dialer{TLSClientConfig: wstest.InsecureTLS(), HandshakeTimeout: 3 * cfg.HandshakeTimeout, NetDialContext: nd.DialContext}
+		t0 := time.Now()
+		c, _, err := d.Dial(fmt.Sprintf("wss://%s/?specialKey=honest%d", w.addr, i), nil)
+		if err != nil {
+			t.Fatalf("honest client %d after %v: %v", i, time.Since(t0), err)
+		}
+		took = append(took, time.Since(t0))
+		c.Close()
+		time.Sleep(span / time.Duration(honest))
+	}
+	stop.Store(true)
+	slices.Sort(took)
+	t.Logf("%d honest wss connects among %d stalled handshakes on %d goroutines: p50 %v, p99 %v, max %v; %d gave way",
+		honest, stallers, pool.Max(), took[len(took)/2], took[len(took)*99/100], took[len(took)-1], pool.Stalled.Load())
+	mu.Lock()
+	defer mu.Unlock()
+	return took, slices.Clone(lived)
+}
+
+// Record headers before the ClientHello is complete are checked as they
+// arrive: a client that is not speaking TLS, or announces a record longer
+// than TLS allows, is closed at once, not at the handshake timeout.
+func TestTLSBadFirstRecordRefusedAtOnce(t *testing.T) {
+	w := startTLS(t, session.Config{HandshakeTimeout: 5 * time.Second})
+	tests := []struct {
+		name string
+		send []byte
+		want []byte // what the server writes before closing
+	}{
+		{"oversized record header", []byte{22, 3, 1, 0xff, 0xff}, []byte{21, 3, 1, 0, 2, 2, 22}}, // record_overflow
+		{"record of 16 KiB + 257", []byte{22, 3, 1, 0x41, 0x01, 1, 0, 0x40}, []byte{21, 3, 1, 0, 2, 2, 22}},
+		{"plain HTTP", []byte("GET / HTTP/1.1\r\nHost: wsd\r\n\r\n"), nil},
+		{"application data", []byte{23, 3, 3, 0, 5}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", w.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			t0 := time.Now()
+			c.Write(tt.send)
+			c.SetReadDeadline(time.Now().Add(4 * time.Second))
+			got, err := io.ReadAll(c)
+			if err != nil && !isReset(err) {
+				t.Fatalf("read: %v (after %v)", err, time.Since(t0))
+			}
+			if d := time.Since(t0); d > time.Second {
+				t.Errorf("closed after %v, want at once", d)
+			}
+			if string(got) != string(tt.want) {
+				t.Errorf("server wrote %x, want %x", got, tt.want)
+			}
+		})
+	}
+	if n := w.stats.HandshakeTimeouts.Load(); n != 0 {
+		t.Errorf("%d handshake timeouts, want 0", n)
+	}
+	if n := w.stats.TLSHandshakeFailures.Load(); n != uint64(len(tests)) {
+		t.Errorf("%d TLS handshake failures, want %d", n, len(tests))
+	}
+}
+
+func isReset(err error) bool { return strings.Contains(err.Error(), "connection reset") }

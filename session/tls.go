@@ -3,7 +3,10 @@ package session
 import (
 	"errors"
 	"io"
+	"math/rand/v2"
+	"net"
 	"sync"
+	"time"
 
 	"github.com/wsd-chat/wsd/poller"
 	"github.com/wsd-chat/wsd/tlswire"
@@ -49,6 +52,19 @@ func (o *tlsOwner) FlushTLS() {
 func (o *tlsOwner) TLSHandshakeDone(err error) {
 	c := (*Conn)(o)
 	h := c.hub
+	if errors.Is(err, tlswire.ErrStalled) {
+		// The client stalled while others waited for a handshake
+		// goroutine, and gave its own up. Its socket stays, costing no
+		// goroutine, for a handshake timeout from now plus up to one more
+		// at random: a client that stalls on purpose and reconnects when
+		// dropped would, dropped now, come back at once for another
+		// handshake's worth of CPU, and stalled clients that connected
+		// together, dropped together, would come back as one burst.
+		h.stats.TLSHandshakeFailures.Add(1)
+		ht := int64(h.cfg.HandshakeTimeout)
+		c.deadline.Store(time.Now().UnixNano() + ht + rand.Int64N(ht))
+		return
+	}
 	if err != nil {
 		h.stats.TLSHandshakeFailures.Add(1)
 		h.log.Debug("tls handshake failed", "err", err.Error())
@@ -68,10 +84,18 @@ func (c *Conn) tlsInput(p []byte) {
 			return
 		}
 		if err := t.Feed(p); err != nil {
-			if errors.Is(err, tlswire.ErrHandshakeInput) {
+			// Too much input, or a record no ClientHello starts with:
+			// refused now rather than at the handshake timeout.
+			if !errors.Is(err, net.ErrClosed) && !errors.Is(err, tlswire.ErrStalled) {
 				c.hub.stats.TLSHandshakeFailures.Add(1)
+				c.hub.log.Debug("tls handshake refused", "err", err.Error())
 			}
 			c.kill.Store(true)
+			if t.HasOutput() { // the alert, if there is one
+				c.wmu.Lock()
+				c.flushLocked()
+				c.wmu.Unlock()
+			}
 		}
 		return
 	}

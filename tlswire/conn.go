@@ -3,7 +3,6 @@ package tlswire
 import (
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -20,7 +19,9 @@ type Owner interface {
 	// FlushTLS. On success the owner resumes reading from its reactor:
 	// ciphertext fed during the handshake may already hold application
 	// data, so Decrypt(nil, ...) must run even if the socket has nothing
-	// new. On error the owner closes the connection.
+	// new. On error the owner closes the connection, except that after
+	// ErrStalled it may keep it until its own timeout: the Conn holds no
+	// goroutine or buffer then, and Feed refuses more input.
 	TLSHandshakeDone(err error)
 }
 
@@ -29,6 +30,7 @@ const (
 	phaseHello     uint32 = iota // buffering the ClientHello in the reactor
 	phaseHandshake               // handshake queued or running on a goroutine
 	phaseOpen                    // established; the transport never blocks
+	phaseStalled                 // gave its goroutine away (ErrStalled); the owner's timeout ends it
 	phaseClosed
 )
 
@@ -40,17 +42,6 @@ const MaxHandshakeInput = 80 << 10
 // ErrHandshakeInput is returned by Feed when a client sends more than
 // MaxHandshakeInput before the handshake completes.
 var ErrHandshakeInput = errors.New("tlswire: too much input before the handshake completed")
-
-// MaxRecord is the longest record a client may announce before the
-// handshake starts: 2^14 bytes of payload plus the 2 KiB of expansion TLS
-// 1.2 allows (crypto/tls's own bound). A ClientHello is a plaintext record,
-// which may not even pass 2^14.
-const MaxRecord = 16<<10 + 2048
-
-// ErrRecordTooLarge is returned by Feed for a record header before the
-// handshake that announces more than MaxRecord bytes: refused at its
-// header, before its body is buffered. It is an ErrHandshakeInput.
-var ErrRecordTooLarge = fmt.Errorf("%w: a record longer than %d bytes", ErrHandshakeInput, MaxRecord)
 
 // Conn is one TLS server connection over a memory transport. Feed and
 // Decrypt belong to the owner's reader (one at a time); Seal and
@@ -66,11 +57,24 @@ type Conn struct {
 	in   []byte        // ciphertext not yet taken by crypto/tls
 	out  []byte        // records crypto/tls wrote, not yet taken by the owner
 	wake chan struct{} // signals the handshake goroutine; nil after the handshake
+	sig  chan struct{} // the same channel, kept for the pool's evictions
+
+	// Handshake goroutine only.
+	onCPU   bool          // holds one of the pool's CPU slots
+	cpuWait chan struct{} // where a CPU slot is handed over (pool.go)
+	gaveWay bool          // evicted by the pool (ErrStalled)
+
+	// Under pool.mu: the pool's list of parked handshakes (pool.go).
+	prev, next      *Conn
+	parkedAt        time.Duration
+	queuedAt        time.Duration
+	parked, evicted bool
 }
 
 // NewConn returns a server Conn using cfg, whose handshake will run on pool.
 func NewConn(cfg *tls.Config, pool *Pool, owner Owner) *Conn {
-	c := &Conn{owner: owner, pool: pool, wake: make(chan struct{}, 1)}
+	wake := make(chan struct{}, 1)
+	c := &Conn{owner: owner, pool: pool, wake: wake, sig: wake}
 	c.tc = tls.Server((*transport)(c), cfg)
 	return c
 }
@@ -83,23 +87,38 @@ func (c *Conn) ConnectionState() tls.ConnectionState { return c.tc.ConnectionSta
 
 // Feed hands the handshake ciphertext read from the socket (copied). The
 // handshake starts on the pool once a complete ClientHello is buffered.
-// After the handshake, use Decrypt.
+// Before that, a record that cannot be part of a ClientHello is refused
+// at once: ErrNotTLS or ErrRecordOverflow (whose alert waits in the
+// output). After the handshake, use Decrypt.
 func (c *Conn) Feed(p []byte) error {
 	c.mu.Lock()
-	if c.phase.Load() == phaseClosed {
+	switch c.phase.Load() {
+	case phaseClosed:
 		c.mu.Unlock()
 		return net.ErrClosed
+	case phaseStalled:
+		// Too late for the handshake it gave up: closing now lets a
+		// client that was only slow retry at once.
+		c.mu.Unlock()
+		return ErrStalled
 	}
 	if len(c.in)+len(p) > MaxHandshakeInput {
 		c.mu.Unlock()
 		return ErrHandshakeInput
 	}
 	c.in = append(c.in, p...)
-	if c.phase.Load() == phaseHello && oversizedRecord(c.in) {
-		c.mu.Unlock()
-		return ErrRecordTooLarge
+	start := false
+	if c.phase.Load() == phaseHello {
+		var err error
+		if start, err = helloComplete(c.in); err != nil {
+			c.in = nil
+			if err == ErrRecordOverflow {
+				c.out = append(c.out, alertRecordOverflow...)
+			}
+			c.mu.Unlock()
+			return err
+		}
 	}
-	start := c.phase.Load() == phaseHello && helloComplete(c.in)
 	if start {
 		c.phase.Store(phaseHandshake)
 	}
@@ -205,18 +224,25 @@ func (c *Conn) Close() {
 
 // handshake runs on a pool goroutine.
 func (c *Conn) handshake() {
-	defer c.pool.finish()
+	defer c.pool.finish(c)
 	c.pool.Handshakes.Add(1)
-	c.pool.busy()
+	c.pool.busy(c, false)
+	c.onCPU = true
 	err := c.tc.Handshake()
-	c.pool.idle()
+	if c.onCPU {
+		c.pool.idle()
+		c.onCPU = false
+	}
 	c.mu.Lock()
-	if err == nil {
-		if c.phase.Load() == phaseHandshake {
-			c.phase.Store(phaseOpen)
-		} else {
-			err = net.ErrClosed
-		}
+	switch {
+	case c.phase.Load() != phaseHandshake:
+		err = net.ErrClosed
+	case c.gaveWay:
+		err = ErrStalled
+		c.phase.Store(phaseStalled)
+		c.in, c.out = nil, nil
+	case err == nil:
+		c.phase.Store(phaseOpen)
 	}
 	c.wake = nil
 	c.mu.Unlock()
@@ -264,8 +290,15 @@ func (t *transport) Read(p []byte) (int, error) {
 		wake := c.wake
 		c.mu.Unlock()
 		c.pool.idle()
+		c.onCPU = false
+		c.pool.park(c)
 		<-wake
-		c.pool.busy()
+		if c.pool.unpark(c) {
+			c.gaveWay = true
+			return 0, ErrStalled
+		}
+		c.pool.busy(c, true)
+		c.onCPU = true
 		c.mu.Lock()
 	}
 	n := copy(p, c.in)
@@ -300,39 +333,51 @@ type addr struct{}
 func (addr) Network() string { return "tcp" }
 func (addr) String() string  { return "reactor" }
 
-// oversizedRecord reports whether a record header in b announces more
-// than MaxRecord bytes.
-func oversizedRecord(b []byte) bool {
-	for len(b) >= 5 {
-		n := int(b[3])<<8 | int(b[4])
-		if n > MaxRecord {
-			return true
-		}
-		if len(b) < 5+n {
-			return false
-		}
-		b = b[5+n:]
-	}
-	return false
-}
+// Limits on what a client may send before its ClientHello is complete.
+// Every record up to then is a plaintext handshake record (RFC 8446 5.1:
+// at most 2^14 bytes; crypto/tls allows its TLS 1.3 ciphertext overhead of
+// 256 on top, and so does wsd). Checking each record header as it arrives
+// refuses a client that is not speaking TLS, or that announces a record it
+// will never finish, at once instead of at the handshake timeout.
+const (
+	recordHandshake = 22
+	maxHelloRecord  = 16<<10 + 256
+)
+
+// ErrNotTLS is returned by Feed when a record before the ClientHello is
+// complete is not a TLS handshake record (a plain HTTP request, say).
+var ErrNotTLS = errors.New("tlswire: first bytes are not a TLS handshake record")
+
+// ErrRecordOverflow is returned by Feed when a record before the
+// ClientHello is complete claims more than a TLS record may hold; the
+// record_overflow alert crypto/tls would send is left in the output.
+var ErrRecordOverflow = errors.New("tlswire: record before the ClientHello is too long")
+
+// alertRecordOverflow is a plaintext fatal record_overflow alert, with
+// the record version crypto/tls uses before a version is agreed.
+var alertRecordOverflow = []byte{21, 3, 1, 0, 2, 2, 22}
 
 // helloComplete reports whether b holds a whole ClientHello handshake
-// message (possibly spread over several records), or something that is
-// not one — then crypto/tls may as well answer at once.
-func helloComplete(b []byte) bool {
-	const (
-		recordHandshake = 22
-		msgClientHello  = 1
-	)
+// message (possibly spread over several records), or a whole handshake
+// message that is not one (crypto/tls may as well answer at once). A
+// record header that cannot start a TLS handshake is an error.
+func helloComplete(b []byte) (bool, error) {
+	const msgClientHello = 1
 	var hdr [4]byte // the handshake message header: type, 24-bit length
 	have, got := 0, 0
-	for len(b) >= 5 {
-		if b[0] != recordHandshake {
-			return true
+	for len(b) > 0 {
+		if b[0] != recordHandshake || len(b) > 1 && b[1] != 3 {
+			return false, ErrNotTLS // (every TLS version is 3.x on the wire)
+		}
+		if len(b) < 5 {
+			return false, nil
 		}
 		n := int(b[3])<<8 | int(b[4])
+		if n > maxHelloRecord {
+			return false, ErrRecordOverflow
+		}
 		if len(b) < 5+n {
-			return false
+			return false, nil
 		}
 		body := b[5 : 5+n]
 		b = b[5+n:]
@@ -344,12 +389,12 @@ func helloComplete(b []byte) bool {
 		got += len(body)
 		if have == 4 {
 			if hdr[0] != msgClientHello {
-				return true
+				return true, nil
 			}
 			if got >= int(hdr[1])<<16|int(hdr[2])<<8|int(hdr[3]) {
-				return true
+				return true, nil
 			}
 		}
 	}
-	return false
+	return false, nil
 }

@@ -15,7 +15,14 @@
 // reactor signals; before blocking, the goroutine hands the records it
 // wrote to the owner (Owner.FlushTLS) and gives back its CPU slot, so a
 // client that stalls mid-handshake costs one parked goroutine until the
-// owner's handshake timeout closes the Conn, never a slot others need.
+// owner's handshake timeout closes the Conn, never a CPU slot others need.
+// The goroutines are bounded; when they are all taken and a handshake
+// has to queue, the one parked longest gives way to it (pool.go), so
+// stalled clients cannot keep honest ones waiting behind them, and CPU
+// slots go to handshakes whose client answered before fresh ones. Record
+// headers before the ClientHello is complete are checked as they arrive:
+// one that is not a handshake record, or claims more than a record may
+// hold, is refused at once (ErrNotTLS, ErrRecordOverflow).
 //
 // After the handshake the transport does not block. crypto/tls treats a
 // net.Error whose Temporary() is true as retryable (readRecordOrCCS keeps
