@@ -39,13 +39,23 @@ func (rs *rooms) list(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"rooms": rs.hub.RoomStates()})
 }
 
-func (rs *rooms) room(w http.ResponseWriter, r *http.Request) {
+// roomOf authorizes r and returns the room its path names, or answers
+// the refusal itself and reports false.
+func (rs *rooms) roomOf(w http.ResponseWriter, r *http.Request) (string, bool) {
 	if !authorized(w, r, rs.token) {
-		return
+		return "", false
 	}
 	name := r.PathValue("room")
 	if !session.ValidRoom(name) {
 		writeError(w, http.StatusBadRequest, "bad room name")
+		return "", false
+	}
+	return name, true
+}
+
+func (rs *rooms) room(w http.ResponseWriter, r *http.Request) {
+	name, ok := rs.roomOf(w, r)
+	if !ok {
 		return
 	}
 	st, members, ok := rs.hub.RoomState(name)
@@ -57,12 +67,8 @@ func (rs *rooms) room(w http.ResponseWriter, r *http.Request) {
 }
 
 func (rs *rooms) history(w http.ResponseWriter, r *http.Request) {
-	if !authorized(w, r, rs.token) {
-		return
-	}
-	name := r.PathValue("room")
-	if !session.ValidRoom(name) {
-		writeError(w, http.StatusBadRequest, "bad room name")
+	name, ok := rs.roomOf(w, r)
+	if !ok {
 		return
 	}
 	st, envs, ok := rs.hub.RoomHistory(name)

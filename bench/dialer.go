@@ -46,6 +46,12 @@ type wsConn struct {
 	wmu                 sync.Mutex
 	wbuf                []byte
 	zbuf                []byte // a compressed message being sent
+	// v1: the connection speaks chat protocol v1; room is its first room
+	// (sendText's target), cmd a command being built, ebuf an envelope
+	// read from a compressed frame.
+	v1        bool
+	room      string
+	cmd, ebuf []byte
 }
 
 // dialer opens connections to one server from a rotating set of source
@@ -59,9 +65,13 @@ type dialer struct {
 	prefix  string // specialKey prefix, unique per run
 	room    string // room= of every connection ("" for the default room)
 	rcvBuf  int    // SO_RCVBUF before connecting (0: the kernel's): a client that never reads
-	hs      ws.Dialer
-	hsZ     ws.Dialer   // offering permessage-deflate
-	tls     *tls.Config // nil: ws://
+	v1      bool   // offer the wsd.v1 subprotocol and refuse a server that does not choose it
+	// queryFor, when set, gives connection i more of its query
+	// (since=…&epoch=…), appended as it is.
+	queryFor func(i int) string
+	hs       ws.Dialer
+	hsZ      ws.Dialer   // offering permessage-deflate
+	tls      *tls.Config // nil: ws://
 }
 
 // browserOffer is what Chromium and Firefox offer.
@@ -72,7 +82,10 @@ var browserOffer = httphead.Option{Name: []byte("permessage-deflate"), Parameter
 
 func newDialer(o *options, prefix string) *dialer {
 	d := &dialer{readBuf: o.readBuf, addr: o.addr, addrs: o.addrs, timeout: o.dialTimeout, prefix: prefix,
-		hs: ws.Dialer{ReadBufferSize: 1024, WriteBufferSize: 512}}
+		hs: ws.Dialer{ReadBufferSize: 1024, WriteBufferSize: 512}, v1: o.v1, room: o.room}
+	if d.v1 {
+		d.hs.Protocols = []string{v1Subprotocol}
+	}
 	if o.deflate {
 		d.hsZ = d.hs
 		d.hsZ.Extensions = []httphead.Option{browserOffer}
@@ -151,6 +164,11 @@ func (d *dialer) dial(i int, gz bool) (*wsConn, error) {
 	if d.room != "" {
 		q += "&room=" + url.QueryEscape(d.room)
 	}
+	if d.queryFor != nil {
+		if extra := d.queryFor(i); extra != "" {
+			q += "&" + extra
+		}
+	}
 	hs := d.hs
 	if !gz && d.hsZ.Extensions != nil {
 		hs = d.hsZ
@@ -160,12 +178,16 @@ func (d *dialer) dial(i int, gz bool) (*wsConn, error) {
 		conn.Close()
 		return nil, err
 	}
+	if d.v1 && got.Protocol != v1Subprotocol {
+		conn.Close()
+		return nil, errNotV1
+	}
 	conn.SetDeadline(time.Time{})
 	z := false
 	for _, e := range got.Extensions {
 		z = z || string(e.Name) == "permessage-deflate"
 	}
-	return &wsConn{Conn: conn, br: br, gzip: gz, deflate: z, rsz: d.readBuf}, nil
+	return &wsConn{Conn: conn, br: br, gzip: gz, deflate: z, rsz: d.readBuf, v1: d.v1, room: d.room}, nil
 }
 
 // tcpAddrs are the source addresses src, any port.
@@ -445,6 +467,10 @@ func errKind(err error) string {
 		return "protocol"
 	case errors.Is(err, net.ErrClosed):
 		return "closed"
+	case errors.Is(err, errNotV1):
+		return "not-v1"
+	case errors.Is(err, errV1Refused):
+		return "v1-error"
 	case errors.Is(err, ws.ErrHandshakeBadProtocol), errors.Is(err, ws.ErrHandshakeBadUpgrade),
 		errors.Is(err, ws.ErrHandshakeBadConnection), errors.Is(err, ws.ErrHandshakeBadSecAccept),
 		errors.Is(err, ws.ErrMalformedResponse):

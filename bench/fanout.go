@@ -4,6 +4,12 @@
 // keeps at most -inflight broadcasts (default 1) that have not yet reached
 // every connection, so the run measures the server's fan-out of one
 // broadcast rather than a queue the client built up.
+//
+// With -proto v1 it runs twice in one process against the same server: a
+// pass with seed members, then one with as many chat protocol v1 members
+// (the sender a v1 client too, each receiver checking the envelope's seq
+// as well as the text), both in one room of the run. Each pass's figures
+// carry its name, and "v1/seed server cpu per delivery" compares them.
 
 package main
 
@@ -11,11 +17,41 @@ import (
 	"fmt"
 	"sync/atomic"
 	"time"
-
-	"github.com/gobwas/ws"
 )
 
 func runFanout(o *options) (*Result, error) {
+	if o.proto != "v1" {
+		return fanoutPass(o)
+	}
+	room := fmt.Sprintf("fanout-%08x", newRunID())
+	r := newResult("fanout", o, map[string]any{"n": o.n, "gzip-frac": o.gzipFrac, "m": o.messages, "size": o.size,
+		"inflight": o.inflightOr(1), "proto": "seed then v1", "room": room})
+	errs := &errCount{}
+	var perDelivery [2]float64
+	for i, proto := range []string{"seed", "v1"} {
+		po := *o
+		po.v1, po.room = proto == "v1", room
+		pr, err := fanoutPass(&po)
+		if err != nil {
+			return nil, fmt.Errorf("%s pass: %w", proto, err)
+		}
+		for _, f := range pr.Figures {
+			r.add(proto+" "+f.Name, f.Unit, f.Better, f.Value)
+		}
+		for k, v := range pr.Errors {
+			errs.addN(proto+" "+k, v)
+		}
+		perDelivery[i], _ = pr.get("server cpu per 1M deliveries")
+	}
+	if o.serverPID > 0 {
+		r.add("v1/seed server cpu per delivery", "×", "lower", ratio(perDelivery[1], perDelivery[0]))
+	}
+	r.finish(errs)
+	return r, nil
+}
+
+// fanoutPass is one fanout run, with the members o describes.
+func fanoutPass(o *options) (*Result, error) {
 	window := o.inflightOr(1)
 	r := newResult("fanout", o, map[string]any{"n": o.n, "gzip-frac": o.gzipFrac, "m": o.messages, "size": o.size, "inflight": window})
 
@@ -80,7 +116,7 @@ func runFanout(o *options) (*Result, error) {
 			}
 		}
 		fillPayload(buf, s.run, 0, uint32(seq), s.now())
-		if err := sender.writeFrame(ws.OpText, buf); err != nil {
+		if err := sender.sendText(buf); err != nil {
 			l.errs.add("send-" + errKind(err))
 			break
 		}

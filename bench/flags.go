@@ -46,6 +46,15 @@ type options struct {
 	tls         bool      // dial wss:// (any certificate accepted: loopback only)
 	progress    io.Writer // nil: no progress lines
 	hostile     hostileOptions
+	// chat protocol v1
+	proto     string        // fanout: "seed", or "v1" (a seed pass then a v1 pass, side by side)
+	v1        bool          // the connections speak v1 (set by the scenarios, not a flag)
+	room      string        // the connections' first room ("" for the default room; not a flag)
+	joins     int           // presence: joins per second (and as many leaves)
+	churnHold time.Duration // presence: how long each joining connection stays
+	interval  time.Duration // presence: the server's -presence-interval, for the verdict
+	levels    []int         // rooms: rooms per connection, one measured step each
+	roomPool  int           // rooms: distinct rooms the connections' subscriptions spread over
 }
 
 // defaultOptions are the flag defaults; compare starts from them too.
@@ -68,6 +77,11 @@ func defaultOptions() *options {
 		rst:         true,
 		progress:    os.Stderr,
 		hostile:     defaultHostile(),
+		proto:       "seed",
+		churnHold:   time.Second,
+		interval:    time.Second,
+		levels:      []int{1, 10, 100},
+		roomPool:    1000,
 	}
 }
 
@@ -158,6 +172,36 @@ func (o *options) flagSet(name string, src *string) (*flag.FlagSet, error) {
 		swarm()
 		fs.IntVar(&o.messages, "m", o.messages, "messages to broadcast")
 		fs.IntVar(&o.inflight, "inflight", 0, "broadcasts not yet delivered to every connection (default 1)")
+		fs.StringVar(&o.proto, "proto", o.proto, "seed, or v1: a pass with seed members, then one with as many v1 members, both reported")
+	case "recover":
+		o.n, o.messages = 2000, 100
+		held()
+		fs.IntVar(&o.messages, "m", o.messages, "messages sent while the clients are away (within the server's -history-size)")
+		fs.IntVar(&o.size, "size", o.size, "message size in bytes")
+	case "presence":
+		o.n, o.duration, o.joins = 10000, 10*time.Second, 1000
+		held()
+		fs.IntVar(&o.joins, "joins", o.joins, "joins per second into the room, each by a new connection (and as many leaves)")
+		fs.DurationVar(&o.churnHold, "churn-hold", o.churnHold, "how long each joining connection stays before it leaves")
+		fs.DurationVar(&o.duration, "duration", o.duration, "how long the joins and leaves go on")
+		fs.DurationVar(&o.interval, "interval", o.interval, "the server's -presence-interval: the verdict is at most one presence frame per member per interval")
+		fs.IntVar(&o.messages, "m", 20, "broadcasts to the room to measure the cost of one delivery, for the frame-per-join comparison")
+	case "rooms":
+		held()
+		fs.Func("rooms", "rooms per connection, one measured step each, increasing (default 1,10,100)", func(v string) error {
+			o.levels = nil
+			for _, f := range splitList(v) {
+				k, err := strconv.Atoi(f)
+				if err != nil {
+					return err
+				}
+				o.levels = append(o.levels, k)
+			}
+			return nil
+		})
+		fs.IntVar(&o.roomPool, "room-pool", o.roomPool, "distinct rooms the subscriptions spread over")
+		fs.IntVar(&o.messages, "m", 20, "broadcasts per step, spread over the rooms, to measure the fan-out cost")
+		fs.IntVar(&o.size, "size", o.size, "message size in bytes")
 	case "storm":
 		swarm()
 		fs.IntVar(&o.senders, "senders", o.senders, "connections that send")
@@ -242,8 +286,35 @@ func (o *options) check() error {
 		return fmt.Errorf("-read-buf %d: 256 to 1 MiB", o.readBuf)
 	case len(o.src) == 0:
 		return errors.New("-src: at least one source address")
+	case o.proto != "seed" && o.proto != "v1":
+		return fmt.Errorf("-proto %q: seed or v1", o.proto)
+	case o.joins < 0 || o.joins > 10000:
+		return fmt.Errorf("-joins %d: 1 to 10,000 per second", o.joins)
+	case o.churnHold <= 0 || o.churnHold > time.Minute:
+		return fmt.Errorf("-churn-hold %v: up to 1m", o.churnHold)
+	case o.n+churners(o) > maxConns:
+		return fmt.Errorf("-n %d plus %d joining connections at a time: over %d sockets", o.n, churners(o), maxConns)
+	case o.interval <= 0 || o.interval > time.Minute:
+		return fmt.Errorf("-interval %v: up to 1m", o.interval)
+	case o.roomPool < 1 || o.roomPool > 100000:
+		return fmt.Errorf("-room-pool %d: 1 to 100,000", o.roomPool)
+	}
+	for i, k := range o.levels {
+		if k < 1 || k > 1000 || (i > 0 && k <= o.levels[i-1]) {
+			return fmt.Errorf("-rooms %v: increasing, 1 to 1,000", o.levels)
+		}
 	}
 	return o.hostile.check()
+}
+
+// churners is how many joining connections presence holds at a time at
+// most: a second's worth beyond -joins × -churn-hold, for the slack of
+// dialing; 0 for the other scenarios (joins 0), which hold none.
+func churners(o *options) int {
+	if o.joins == 0 {
+		return 0
+	}
+	return int(float64(o.joins)*o.churnHold.Seconds()) + o.joins
 }
 
 // loopbackOnly refuses a server or source address outside 127.0.0.0/8.

@@ -81,7 +81,10 @@ func TestScenarioFlags(t *testing.T) {
 	common := "addr src dialers dial-timeout gzip-frac server-pid metrics json cpuprofile tls"
 	for _, tc := range []struct{ name, own string }{
 		{"idle", "n timeout deflate hold"},
-		{"fanout", "n timeout deflate size read-buf memo-gzip m inflight"},
+		{"fanout", "n timeout deflate size read-buf memo-gzip m inflight proto"},
+		{"recover", "n timeout deflate m size"},
+		{"presence", "n timeout deflate joins churn-hold duration interval m"},
+		{"rooms", "n timeout deflate rooms room-pool m size"},
 		{"storm", "n timeout deflate size read-buf memo-gzip senders inflight duration"},
 		{"connect", "duration rst"},
 		{"hostile", "duration timeout attacks partial-conns partial-size inflate-msgs inflate-size flood-members flood-msgs pingers pings bomb-members bombs cont-attackers cont-frames pongers pongs fanflood-senders fanflood-rate fanflood-members deflate-msgs presocks partialip-conns honest-p99 max-rss"},
@@ -103,6 +106,30 @@ func TestScenarioFlags(t *testing.T) {
 	if _, err := defaultOptions().flagSet("nope", new(string)); err == nil {
 		t.Error("unknown scenario accepted")
 	}
+}
+
+func TestParseChat(t *testing.T) {
+	runParseCases(t, "fanout", []parseCase{
+		{name: "proto v1", args: []string{"-proto", "v1"}, check: func(o *options) bool { return o.proto == "v1" }},
+		{name: "proto other", args: []string{"-proto", "v2"}, wantErr: "-proto"},
+	})
+	runParseCases(t, "recover", []parseCase{
+		{name: "defaults", check: func(o *options) bool { return o.n == 2000 && o.messages == 100 }},
+	})
+	runParseCases(t, "presence", []parseCase{
+		{name: "defaults", check: func(o *options) bool {
+			return o.n == 10000 && o.joins == 1000 && o.churnHold == time.Second && o.duration == 10*time.Second
+		}},
+		// 10,000 members and 1,000 joins/s held 9 s (and a second of slack): 20,000 sockets.
+		{name: "over the fd limit", args: []string{"-churn-hold", "9s"}, wantErr: "sockets"},
+		{name: "negative joins", args: []string{"-joins", "-1"}, wantErr: "-joins"},
+	})
+	runParseCases(t, "rooms", []parseCase{
+		{name: "defaults", check: func(o *options) bool { return slices.Equal(o.levels, []int{1, 10, 100}) && o.roomPool == 1000 }},
+		{name: "levels", args: []string{"-rooms", "2,5"}, check: func(o *options) bool { return slices.Equal(o.levels, []int{2, 5}) }},
+		{name: "decreasing", args: []string{"-rooms", "10,1"}, wantErr: "-rooms"},
+		{name: "not a number", args: []string{"-rooms", "x"}, wantErr: "-rooms"},
+	})
 }
 
 func TestParseHostile(t *testing.T) {

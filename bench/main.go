@@ -34,7 +34,7 @@ func run(name string, args []string) error {
 		return runClusterScale(args)
 	case "scale-recv":
 		return runScaleRecv(args)
-	case "idle", "fanout", "storm", "connect", "hostile":
+	case "idle", "fanout", "storm", "connect", "hostile", "recover", "presence", "rooms":
 	case "-h", "-help", "--help", "help":
 		usage()
 		return nil
@@ -88,6 +88,12 @@ func runScenario(name string, o *options) (*Result, error) {
 		r, err = runConnect(o)
 	case "hostile":
 		r, err = runHostile(o)
+	case "recover":
+		r, err = runRecover(o)
+	case "presence":
+		r, err = runPresence(o)
+	case "rooms":
+		r, err = runRooms(o)
 	default:
 		return nil, fmt.Errorf("unknown scenario %q", name)
 	}
@@ -104,6 +110,7 @@ func runScenario(name string, o *options) (*Result, error) {
 
 func usage() {
 	fmt.Fprintln(os.Stderr, `usage: bench idle|fanout|storm|connect|hostile [flags]   (bench SCENARIO -h for flags)
+       bench fanout -proto v1 | recover | presence | rooms [flags]   # chat protocol v1
        bench cluster [-boxes 3] [fanout flags]
        bench cluster-scale [-n 54000] [-boxes 3]   # one global broadcast to N connections over K boxes
        bench compare [-quick] [-out FILE] [-only wsd,baseline] [-src ADDRS]`)

@@ -34,6 +34,9 @@ type decoded struct {
 	seq    uint32
 	sender uint16
 	ok     bool
+	// v1 only: the envelope's kind and seq (the room's, not the payload's).
+	kind   byte
+	envSeq uint64
 }
 
 const hexDigits = "0123456789abcdef"
@@ -197,8 +200,13 @@ func (g *gzipMemo) check(p []byte, run uint32, size int) decoded {
 		return gunzipCheck(p, run, size)
 	}
 	// The gzip trailer's CRC-32 is a ready-made hash.
-	return g.lookup(p, binary.LittleEndian.Uint32(p[len(p)-8:]), run, size, gunzipCheck)
+	return g.lookup(p, crcOf(p), run, size, gunzipCheck)
 }
+
+// crcOf is a gzip member's trailer CRC-32 (len(p) ≥ 18).
+func crcOf(p []byte) uint32 { return binary.LittleEndian.Uint32(p[len(p)-8:]) }
+
+func hashOf(p []byte) uint32 { return uint32(maphash.Bytes(memoSeed, p)) }
 
 // checkDeflate decodes one permessage-deflate payload, through the memo
 // when there is one (wsd sends every deflate peer the same bytes).
@@ -206,7 +214,7 @@ func (g *gzipMemo) checkDeflate(p []byte, run uint32, size int) decoded {
 	if g == nil {
 		return inflateCheck(p, run, size)
 	}
-	return g.lookup(p, uint32(maphash.Bytes(memoSeed, p)), run, size, inflateCheck)
+	return g.lookup(p, hashOf(p), run, size, inflateCheck)
 }
 
 var memoSeed = maphash.MakeSeed()
@@ -293,22 +301,28 @@ var inflaters = sync.Pool{New: func() any {
 
 // inflateCheck inflates a permessage-deflate payload and parses the result.
 func inflateCheck(p []byte, run uint32, size int) decoded {
+	return inflateWith(p, run, size, size, parsePayload)
+}
+
+// inflateWith inflates p into at most limit bytes and hands them to parse
+// (valid only during the call).
+func inflateWith(p []byte, run uint32, size, limit int, parse func([]byte, uint32, int) decoded) decoded {
 	f := inflaters.Get().(*inflater)
 	defer inflaters.Put(f)
 	f.src.Reset(p)
 	f.tail.Reset(deflateTail)
 	f.r.(flate.Resetter).Reset(&f.mr, nil)
-	if cap(f.out) < size+1 {
-		f.out = make([]byte, size+1)
+	if cap(f.out) < limit+1 {
+		f.out = make([]byte, limit+1)
 	}
-	out := f.out[:size+1]
+	out := f.out[:limit+1]
 	n := 0
 	for {
 		m, err := f.r.Read(out[n:])
 		n += m
 		switch {
 		case err == io.EOF:
-			return parsePayload(out[:n], run, size)
+			return parse(out[:n], run, size)
 		case err != nil, n == len(out):
 			return decoded{}
 		}

@@ -100,6 +100,10 @@ type receiver struct {
 	dead   atomic.Bool // its connection failed before the scenario ended
 	lat    [latBatch]int64
 	nlat   int
+	// v1: the room's seq last seen (from joined or a message), once known;
+	// every message must be the next.
+	roomSeq  uint64
+	seqKnown bool
 }
 
 // swarm is the client side of fanout and storm.
@@ -177,6 +181,22 @@ func (s *swarm) receive(r *receiver) {
 		}
 		var d decoded
 		switch {
+		case r.c.v1:
+			d = s.v1Decode(r.c, op, p)
+			if !d.ok {
+				break
+			}
+			switch d.kind {
+			case kindJoined:
+				r.roomSeq, r.seqKnown = d.envSeq, true
+				continue
+			case kindOther:
+				continue
+			}
+			if r.seqKnown && d.envSeq != r.roomSeq+1 {
+				s.wrong(r, "v1-seq-gap")
+			}
+			r.roomSeq, r.seqKnown = d.envSeq, true
 		case r.c.gzip && op == ws.OpBinary:
 			d = s.memo.check(p, s.run, size)
 		case r.c.compressed && op == ws.OpText:
@@ -243,7 +263,7 @@ func (s *swarm) warmUp(c *wsConn) error {
 	want := int64(len(s.recv))
 	for seq := uint32(0); time.Now().Before(deadline); seq++ {
 		fillPayload(buf, s.run, warmSender, seq, s.now())
-		if err := c.writeFrame(ws.OpText, buf); err != nil {
+		if err := c.sendText(buf); err != nil {
 			return fmt.Errorf("warm-up: %v", err)
 		}
 		for t := time.Now().Add(time.Second); time.Now().Before(t); time.Sleep(5 * time.Millisecond) {

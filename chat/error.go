@@ -3,8 +3,8 @@ package chat
 import "strconv"
 
 // Code is the number an error frame carries: what kind of refusal it is.
-// Codes are part of the wire contract (docs/protocol-v1.md); a client
-// branches on the code, never on the reason text.
+// Codes are part of the wire contract (docs/protocol.md, "Chat protocol
+// v1"); a client branches on the code, never on the reason text.
 type Code uint16
 
 // Codes of refused commands. 100-109 are found by ParseCommand; the others

@@ -119,10 +119,14 @@ type Upgrader struct {
 	rw  headRW
 	// scratch space the Request slices point into
 	key, room, token, origin, auth []byte
-	// the v1 parameters' raw values (pointing into the head), checked once
-	// the request is known to be v1
-	proto, since, epoch, history []byte
-	ep                           []byte // the unescaped epoch
+	// the v1 parameters' raw values, checked once the request is known to
+	// be v1 (after gobwas/ws returns); nil when absent. They are copies
+	// (into the *Buf scratch): the URI they come from is in gobwas/ws's
+	// pooled read buffer, which another connection's handshake reuses as
+	// soon as Upgrade returns.
+	proto, since, epoch, history             []byte
+	protoBuf, sinceBuf, epochBuf, historyBuf []byte
+	ep                                       []byte // the unescaped epoch
 	// seen records which query parameters were taken: the first of a
 	// duplicated parameter wins, as with net/http's FormValue.
 	seen uint8
@@ -251,13 +255,13 @@ func (u *Upgrader) onRequest(uri []byte) error {
 			}
 			u.req.Token = nonEmpty(u.token)
 		case "proto":
-			u.proto = value
+			u.proto = keep(&u.protoBuf, value)
 		case "since":
-			u.since = value
+			u.since = keep(&u.sinceBuf, value)
 		case "epoch":
-			u.epoch = value
+			u.epoch = keep(&u.epochBuf, value)
 		case "history":
-			u.history = value
+			u.history = keep(&u.historyBuf, value)
 		}
 	}
 	switch {
@@ -334,6 +338,17 @@ func (u *Upgrader) v1Params() error {
 		u.req.HasHistory, u.req.History = true, int(n)
 	}
 	return nil
+}
+
+// keep copies value into *buf, reusing it, and returns the copy: never nil,
+// so that a present but empty parameter stays present.
+func keep(buf *[]byte, value []byte) []byte {
+	b := append((*buf)[:0], value...)
+	if b == nil {
+		b = []byte{}
+	}
+	*buf = b
+	return b
 }
 
 // parseUint reads 1-20 decimal digits with a value at most limit.

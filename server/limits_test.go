@@ -138,7 +138,9 @@ func TestManySlowPeersBoundedMemory(t *testing.T) {
 		messages = 400
 		window   = 4 // the sender keeps at most this many messages ahead of the reader
 	)
-	srv := testserver.Start(t, server.Config{Session: session.Config{MaxQueue: maxQueue}})
+	// 400 messages into a room of 1,002 cost the sender 400,000 deliveries,
+	// past -max-delivery-rate's burst: off, so that queues are what is tested.
+	srv := testserver.Start(t, server.Config{Session: session.Config{MaxQueue: maxQueue, MaxDeliveryRate: -1}})
 	addr := srv.Addr().String()
 	stats := srv.Hub().Stats()
 

@@ -73,7 +73,7 @@ func RawHandshakeParts(addr string, parts ...[]byte) (c *Client, status int, bod
 		return nil, resp.StatusCode, string(b), nil
 	}
 	conn.SetDeadline(time.Time{})
-	return &Client{Conn: conn, r: r, Extensions: extensions(resp)}, resp.StatusCode, "", nil
+	return &Client{Conn: conn, r: r, Extensions: extensions(resp), Protocol: resp.Header.Get("Sec-WebSocket-Protocol")}, resp.StatusCode, "", nil
 }
 
 func extensions(resp *http.Response) string {

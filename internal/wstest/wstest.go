@@ -1,9 +1,10 @@
 // Package wstest holds what wsd's tests share: a raw WebSocket client that
 // can send anything (malformed frames included) and read frames one at a
 // time, a seed client (gorilla/websocket, as the original deployment's
-// clients), frame and gzip helpers, a /metrics scraper, Eventually for
-// polling, and the real binary (race-enabled when the tests are) started on
-// a free loopback port.
+// clients), a chat protocol v1 client on the raw one (V1: commands as
+// JSON, server frames decoded into Envelopes), frame and gzip helpers, a
+// /metrics scraper, Eventually for polling, and the real binary
+// (race-enabled when the tests are) started on a free loopback port.
 //
 // It imports nothing of wsd, so any package's tests may use it, codec's and
 // session's included; starting wsd in-process is internal/testserver's job.
@@ -31,7 +32,10 @@ type Client struct {
 	Conn net.Conn
 	// Extensions is the 101's Sec-WebSocket-Extensions (lines joined by ", ").
 	Extensions string
-	r          *bufio.Reader
+	// Protocol is the 101's Sec-WebSocket-Protocol: the subprotocol the
+	// server chose, "" when it chose none.
+	Protocol string
+	r        *bufio.Reader
 }
 
 // DefaultTimeout bounds every read a test does.
@@ -95,7 +99,7 @@ func TryDialWith(d *net.Dialer, addr, target string, header http.Header) (*Clien
 		return nil, resp.StatusCode, fmt.Errorf("bad Sec-WebSocket-Accept %q", got)
 	}
 	conn.SetDeadline(time.Time{})
-	return &Client{Conn: conn, r: r, Extensions: extensions(resp)}, resp.StatusCode, nil
+	return &Client{Conn: conn, r: r, Extensions: extensions(resp), Protocol: resp.Header.Get("Sec-WebSocket-Protocol")}, resp.StatusCode, nil
 }
 
 // WriteFrame writes one masked frame.
