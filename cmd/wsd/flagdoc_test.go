@@ -171,3 +171,40 @@ func TestDocLinks(t *testing.T) {
 		}
 	}
 }
+
+// TestPackageMap: the README's package map names every package of the
+// module (a directory holding non-test Go files), so a new package is
+// placed on the map when it lands.
+func TestPackageMap(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(docRoot, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[string]bool{}
+	for _, m := range regexp.MustCompile("(?m)^\\| \\[([a-z0-9/]+)\\]\\(").FindAllStringSubmatch(string(b), -1) {
+		listed[m[1]] = true
+	}
+	err = filepath.WalkDir(docRoot, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if name := d.Name(); path != docRoot && (strings.HasPrefix(name, ".") || name == "testdata") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		pkg, _ := filepath.Rel(docRoot, filepath.Dir(path))
+		if !listed[filepath.ToSlash(pkg)] {
+			t.Errorf("package %s is not in the README's package map", pkg)
+			listed[filepath.ToSlash(pkg)] = true // once
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
