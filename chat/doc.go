@@ -105,6 +105,12 @@ The replayed frames are in the member's queue before any later message is
 stamped, so the client reads joined, the missed messages in order, then
 live. Last works the same way for history:K. A replay is never partial.
 
+A Ring with RingConfig.Encode keeps a second encoding of each message (wsd:
+its gzip'd frame) for readers that want it: Entry.Encoded builds it on the
+first replay that asks and hands the same bytes to every later one, so N
+gzip members recovering a message cost one gzip, not N. It is charged with
+the message's bytes and dropped with it.
+
 # Dedup
 
 A send with an id is looked up before it is appended, and its ack stored
@@ -142,7 +148,8 @@ Ring, Dedup and Presence are safe for concurrent use. Every callback
 (Sink.Publish, Reader.Replay/Attach, the Charge hooks, Flush's emit) runs
 with a lock of the callee held: it must be quick, must not block, and must
 not call back into the same value. Byte slices handed to a callback are
-valid only during the call. Command slices alias the parsed frame.
+valid only during the call, except Entry.Encoded's, which are never
+written again. Command slices alias the parsed frame.
 
 Lock order: a Ring room's lock, then whatever its Sink and Reader take
 (the session's shard locks), never the reverse: the session must not call

@@ -16,6 +16,22 @@ type Entry struct {
 	Seq   uint64
 	TS    int64
 	Frame []byte
+
+	r *Ring // for Encoded; nil from a Store without RingConfig.Encode
+	s *slot
+}
+
+// Encoded returns the message's RingConfig.Encode of Frame, built on the
+// first call for this message and kept with it until the message is
+// dropped, so every reader asking for it shares one encoding. Unlike Frame
+// the bytes are never written again: a caller may keep (queue) them past
+// the call, read-only. Only a Reader's Replay may call it (the room's log
+// is locked then); it returns nil if the ring has no Encode.
+func (e Entry) Encoded() []byte {
+	if e.r == nil || e.s == nil {
+		return nil
+	}
+	return e.r.encoded(e.s)
 }
 
 // Info describes a room's log.
@@ -104,6 +120,15 @@ type RingConfig struct {
 	// holds (envelope buffers, slots and room headers), under a room's lock:
 	// it must be quick and must not call back (an atomic add to a budget).
 	Charge func(delta int64)
+	// Encode, if set, is a second encoding of a message's envelope (the
+	// session's gzip'd frame), appended to dst. Entry.Encoded builds it
+	// for a retained message on a replay's first asking, under the room's
+	// lock, at most once per message, and the ring keeps it with the
+	// message: its bytes are charged (Ring.Bytes, Charge) and released
+	// when the message is dropped. They are not Info.Bytes nor counted
+	// against MaxBytes (what a room retains does not depend on who
+	// replayed it); MaxTotalBytes sees them from the room's next Append.
+	Encode func(dst, env []byte) []byte
 	// Now is the clock (time.Now if nil); NewEpoch makes epochs
 	// (NewEpoch if nil). Tests inject both.
 	Now      func() time.Time
@@ -136,6 +161,10 @@ type slot struct {
 	seq   uint64
 	ts    int64
 	frame []byte // kept when evicted by count, for the next message in this slot
+	// enc is the message's Encode, nil until Entry.Encoded. Readers may
+	// hold it past the lock, so it is never reused: dropped (and its
+	// charge refunded) whenever the message is.
+	enc []byte
 }
 
 var (
@@ -259,6 +288,10 @@ func (r *Ring) expire(l *roomLog, now int64) {
 func (r *Ring) pop(l *roomLog, release bool) {
 	s := &l.slots[l.head]
 	l.bytes -= int64(len(s.frame))
+	if s.enc != nil {
+		r.charge(-int64(cap(s.enc)))
+		s.enc = nil
+	}
 	if release {
 		r.charge(-int64(cap(s.frame)))
 		s.frame = nil
@@ -323,10 +356,10 @@ func (l *roomLog) info() Info {
 	return Info{Room: l.name, Seq: l.top, Epoch: l.epoch, First: l.top - uint64(l.n) + 1, Len: l.n, Bytes: l.bytes}
 }
 
-func (l *roomLog) replay(rd Reader, from int) {
+func (r *Ring) replay(l *roomLog, rd Reader, from int) {
 	for i := from; i < l.n; i++ {
 		s := &l.slots[(l.head+i)%len(l.slots)]
-		rd.Replay(Entry{Seq: s.seq, TS: s.ts, Frame: s.frame})
+		rd.Replay(Entry{Seq: s.seq, TS: s.ts, Frame: s.frame, r: r, s: s})
 	}
 }
 
@@ -349,7 +382,7 @@ func (r *Ring) Since(room string, seq uint64, epoch string, rd Reader) (Info, er
 		}
 		return info, ErrTooOld
 	}
-	l.replay(rd, int(seq+1-info.First))
+	r.replay(l, rd, int(seq+1-info.First))
 	return info, nil
 }
 
@@ -362,8 +395,23 @@ func (r *Ring) Last(room string, k int, rd Reader) (Info, error) {
 	r.expire(l, now)
 	info := l.info()
 	rd.Attach(info)
-	l.replay(rd, l.n-max(0, min(k, l.n)))
+	r.replay(l, rd, l.n-max(0, min(k, l.n)))
 	return info, nil
+}
+
+// encoded is Entry.Encoded; s's room is locked. Building under the lock
+// is bounded: one Encode per retained message for the message's whole
+// life, whatever the number of replays, and an Append to the room waits
+// for the replay anyway (the replay and the append may not interleave).
+func (r *Ring) encoded(s *slot) []byte {
+	if r.cfg.Encode == nil {
+		return nil
+	}
+	if s.enc == nil {
+		s.enc = r.cfg.Encode(nil, s.frame)
+		r.charge(int64(cap(s.enc)))
+	}
+	return s.enc
 }
 
 // Info implements Store.
@@ -413,7 +461,7 @@ func (r *Ring) Sweep(inUse func(room string) bool) {
 			delete(r.rooms, l.name)
 			held := roomLogSize + int64(len(l.name)) + int64(len(l.slots))*slotSize
 			for i := range l.slots {
-				held += int64(cap(l.slots[i].frame))
+				held += int64(cap(l.slots[i].frame)) + int64(cap(l.slots[i].enc))
 			}
 			r.charge(-held)
 		}

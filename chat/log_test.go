@@ -426,3 +426,176 @@ func TestRingSweepRacesAppend(t *testing.T) {
 	close(stop)
 	wg.Wait()
 }
+
+// encReader asks every replayed entry for its encoding, as a gzip member
+// does, and keeps what it got.
+type encReader struct{ encs [][]byte }
+
+func (r *encReader) Attach(Info) {}
+func (r *encReader) Replay(e Entry) {
+	r.encs = append(r.encs, e.Encoded())
+}
+
+func TestRingEncodedSharedOncePerMessage(t *testing.T) {
+	var encodes int
+	enc := func(dst, env []byte) []byte {
+		encodes++
+		return append(append(dst, "enc:"...), env...)
+	}
+	r := NewRing(RingConfig{NewEpoch: epochs("ep"), Encode: enc})
+	appendN(t, r, "a", 3)
+	if encodes != 0 {
+		t.Fatalf("%d encodings at append, want none before a replay asks", encodes)
+	}
+	var plain reader
+	r.Since("a", 0, "ep", &plain)
+	if encodes != 0 {
+		t.Fatalf("a reader that never asks made %d encodings", encodes)
+	}
+	var first, second encReader
+	r.Since("a", 0, "ep", &first)
+	r.Last("a", 2, &second)
+	if encodes != 3 {
+		t.Fatalf("%d encodings for two replays of 3 messages, want 3 (one each)", encodes)
+	}
+	for i, b := range second.encs {
+		a := first.encs[i+1]
+		if &a[0] != &b[0] {
+			t.Fatalf("message %d: the second replay got its own encoding, not the shared one", i+2)
+		}
+		if want := "enc:" + plain.frames[i+1]; string(b) != want {
+			t.Fatalf("message %d encoded %q, want %q", i+2, b, want)
+		}
+	}
+	// A ring without Encode has nothing to give.
+	r2 := NewRing(RingConfig{NewEpoch: epochs("ep")})
+	appendN(t, r2, "a", 1)
+	var none encReader
+	r2.Last("a", 1, &none)
+	if none.encs[0] != nil {
+		t.Fatalf("Encoded without RingConfig.Encode = %q, want nil", none.encs[0])
+	}
+}
+
+// TestRingEncodedCharge: an encoding is charged when built and refunded
+// when its message goes, however it goes; the room's own bytes (Info.Bytes,
+// MaxBytes) never count it.
+func TestRingEncodedCharge(t *testing.T) {
+	const pad = 100 // each encoding is 100 bytes beyond its envelope
+	enc := func(dst, env []byte) []byte {
+		b := make([]byte, len(env)+pad)
+		copy(b, env)
+		return b
+	}
+	for _, tc := range []struct {
+		name string
+		cfg  RingConfig
+		// drop makes the ring drop what it retains of room "a".
+		drop func(r *Ring, c *clock)
+		left int // messages of "a" encoded after drop
+	}{
+		{"evicted by count", RingConfig{MaxMessages: 3}, func(r *Ring, _ *clock) { appendN(t, r, "a", 2) }, 1},
+		{"evicted by room bytes", RingConfig{MaxBytes: 200}, func(r *Ring, _ *clock) {
+			r.Append(Message{Room: "a", From: "k", Text: []byte(strings.Repeat("x", 150))}, nil)
+		}, 0},
+		{"evicted by total bytes", RingConfig{MaxTotalBytes: 1 << 20}, func(r *Ring, _ *clock) {
+			r.cfg.MaxTotalBytes = 1 // every Append now drops all but nothing
+			appendN(t, r, "a", 1)
+		}, 0},
+		{"aged out", RingConfig{MaxAge: time.Minute}, func(r *Ring, c *clock) {
+			c.add(2 * time.Minute)
+			r.Info("a")
+		}, 0},
+		{"room swept", RingConfig{MaxAge: time.Minute, MetaTTL: time.Minute}, func(r *Ring, c *clock) {
+			c.add(2 * time.Minute)
+			r.Sweep(nil)
+			if r.Rooms() != 0 {
+				t.Fatal("room not swept")
+			}
+		}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newClock()
+			var charged atomic.Int64
+			cfg := tc.cfg
+			cfg.Now, cfg.NewEpoch, cfg.Encode = c.now, epochs("ep"), enc
+			cfg.Charge = func(d int64) { charged.Add(d) }
+			r := NewRing(cfg)
+			appendN(t, r, "a", 3)
+			before, info := r.Bytes(), r.mustInfo(t, "a")
+			if r.audit() != before {
+				t.Fatalf("charged %d, holds %d", before, r.audit())
+			}
+			var er encReader
+			r.Last("a", 3, &er)
+			var encBytes int64
+			for _, b := range er.encs {
+				encBytes += int64(cap(b))
+			}
+			if got := r.Bytes() - before; got != encBytes || encBytes < 3*pad {
+				t.Fatalf("replay charged %d, want the %d bytes of its 3 encodings", got, encBytes)
+			}
+			if after := r.mustInfo(t, "a"); after.Bytes != info.Bytes {
+				t.Fatalf("Info.Bytes %d after encoding, want %d (envelopes only)", after.Bytes, info.Bytes)
+			}
+			// The same replay again charges nothing more.
+			held := r.Bytes()
+			r.Last("a", 3, &encReader{})
+			if r.Bytes() != held {
+				t.Fatalf("a second replay charged %d more", r.Bytes()-held)
+			}
+			tc.drop(r, c)
+			if got := r.audit(); r.Bytes() != got {
+				t.Fatalf("after the drop the ring is charged %d, holds %d: dropped encodings not refunded", r.Bytes(), got)
+			}
+			if got := r.encodedLeft("a"); got != tc.left {
+				t.Fatalf("%d encodings retained, want %d", got, tc.left)
+			}
+			if charged.Load() != r.Bytes() {
+				t.Fatalf("Charge saw %d, Bytes is %d", charged.Load(), r.Bytes())
+			}
+		})
+	}
+}
+
+// audit recomputes what the ring holds from its rooms, for a test to
+// compare with what it charged.
+func (r *Ring) audit() int64 {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var n int64
+	for name, l := range r.rooms {
+		l.mu.Lock()
+		n += roomLogSize + int64(len(name)) + int64(len(l.slots))*slotSize
+		for _, s := range l.slots {
+			n += int64(cap(s.frame)) + int64(cap(s.enc))
+		}
+		l.mu.Unlock()
+	}
+	return n
+}
+
+// encodedLeft is how many of room's slots hold an encoding.
+func (r *Ring) encodedLeft(room string) int {
+	l := r.lock(room, false)
+	if l == nil {
+		return 0
+	}
+	defer l.mu.Unlock()
+	n := 0
+	for _, s := range l.slots {
+		if s.enc != nil {
+			n++
+		}
+	}
+	return n
+}
+
+func (r *Ring) mustInfo(t *testing.T, room string) Info {
+	t.Helper()
+	i, ok := r.Info(room)
+	if !ok {
+		t.Fatalf("room %q has no log", room)
+	}
+	return i
+}

@@ -450,6 +450,12 @@ func (v *v1Conn) Attach(info chat.Info) {
 // Replay implements chat.Reader: a missed message, in seq order, queued
 // right behind joined.
 //
+// A gzip member gets the message's gzip'd frame that the Ring keeps with
+// it (gzipReplayFrame, built by the first gzip replay of the message and
+// shared by all the later ones, as a live broadcast shares its frame):
+// queued by reference, its bytes charged to the outbound budget as
+// history. Any other member gets its own copy of the text frame.
+//
 // The frames are handed over in batches, the last one when the count
 // Attach expects is reached, still under the room's log lock: one write
 // per batch, not per message, and all of them queued before the room's
@@ -458,8 +464,16 @@ func (v *v1Conn) Replay(e chat.Entry) {
 	if !v.join.attached {
 		return
 	}
-	f := v.c.envelopeFrame(e.Frame)
-	v.batch = append(v.batch, outItem{b: f.b, own: f})
+	var b []byte
+	if v.c.gzip {
+		b = e.Encoded()
+	}
+	if b != nil {
+		v.batch = append(v.batch, outItem{b: b})
+	} else {
+		f := v.c.envelopeFrame(e.Frame)
+		v.batch = append(v.batch, outItem{b: f.b, own: f})
+	}
 	v.join.replayed++
 	if len(v.batch) == maxReplayBatch || v.join.replayed == v.join.expect {
 		v.c.flushReplay()
@@ -636,6 +650,17 @@ func (c *Conn) envelopeFrame(env []byte) *ownFrame {
 		f.b = codec.AppendFrame(f.b[:0], codec.OpText, env)
 	}
 	return f
+}
+
+// gzipReplayFrame is the Ring's Encode: the gzip'd binary frame of a
+// retained envelope, byte for byte what envelopeFrame gives a gzip member.
+// The Ring builds it at most once per message, on its first gzip replay
+// rather than when the message is appended: most messages are never
+// replayed, and one more gzip per broadcast would cost about what the
+// whole live delivery does.
+func (h *Hub) gzipReplayFrame(dst, env []byte) []byte {
+	h.stats.GzipEncodings.Add(1)
+	return codec.AppendGzipFrame(dst, env)
 }
 
 // historySweepEvery is how often the Ring forgets rooms that have retained

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bytes"
 	"fmt"
 	"runtime"
 	"testing"
@@ -319,5 +320,67 @@ func TestSubsStayConsistent(t *testing.T) {
 		if len(s.rooms) != 0 {
 			t.Fatalf("rooms left behind: %v", s.rooms)
 		}
+	}
+}
+
+// heldReplay is a chat.Reader that has v replay without handing the frames
+// over (expect is never reached), so a test can look at v.batch.
+type heldReplay struct{ v *v1Conn }
+
+func (r heldReplay) Attach(chat.Info)    { r.v.join = pendingJoin{attached: true, expect: -1} }
+func (r heldReplay) Replay(e chat.Entry) { r.v.Replay(e) }
+
+// Two gzip replays of the same retained messages share one gzip'd frame
+// per message, byte for byte the frame envelopeFrame builds; a text
+// member's replay builds none.
+func TestReplayGzipFrameShared(t *testing.T) {
+	h, r := testHub(t, Config{})
+	const room = "r"
+	for _, text := range []string{"one", "two", "three"} {
+		h.Publish(room, []byte(text))
+	}
+	waitIdle(t, h)
+	_, envs, ok := h.RoomHistory(room)
+	if !ok || len(envs) != 3 {
+		t.Fatalf("history %q, want 3 envelopes", envs)
+	}
+	replay := func(key string, gzip bool) [][]byte {
+		c, _ := stalledMember(t, h, r, key, gzip)
+		c.v1 = &v1Conn{c: c}
+		h.ring.Last(room, 3, heldReplay{c.v1})
+		var frames [][]byte
+		for _, it := range c.v1.batch {
+			frames = append(frames, it.b)
+		}
+		t.Cleanup(func() { discardOwn(c.v1.batch) })
+		return frames
+	}
+	enc0, held0 := h.stats.GzipEncodings.Load(), h.ring.Bytes()
+	text := replay("text", false)
+	if n := h.stats.GzipEncodings.Load() - enc0; n != 0 {
+		t.Fatalf("a text member's replay made %d gzip encodings", n)
+	}
+	a, b := replay("gz-a", true), replay("gz-b", true)
+	if n := h.stats.GzipEncodings.Load() - enc0; n != 3 {
+		t.Fatalf("two gzip replays of 3 messages made %d gzip encodings, want 3", n)
+	}
+	var encBytes int64
+	for i, env := range envs {
+		if want := codec.AppendGzipFrame(nil, env); !bytes.Equal(a[i], want) {
+			t.Fatalf("message %d: replayed gzip frame % x, want codec.AppendGzipFrame's % x", i+1, a[i], want)
+		}
+		if own := (&Conn{gzip: true}).envelopeFrame(env); !bytes.Equal(a[i], own.b) {
+			t.Fatalf("message %d: shared replay frame differs from envelopeFrame's", i+1)
+		}
+		if &a[i][0] != &b[i][0] {
+			t.Fatalf("message %d: the second gzip replay got its own frame", i+1)
+		}
+		if want := codec.AppendFrame(nil, codec.OpText, env); !bytes.Equal(text[i], want) {
+			t.Fatalf("message %d: text replay % x, want % x", i+1, text[i], want)
+		}
+		encBytes += int64(cap(a[i]))
+	}
+	if got := h.ring.Bytes() - held0; got != encBytes {
+		t.Fatalf("history charged %d more, want the %d bytes of the shared gzip frames", got, encBytes)
 	}
 }
