@@ -94,7 +94,7 @@ func (h *Hub) keyLeft(c *Conn) {
 type Broadcast struct{ m *message }
 
 // Text returns the broadcast's payload.
-func (b Broadcast) Text() []byte { return b.m.body }
+func (b Broadcast) Text() []byte { return b.m.seed.body }
 
 // GzipFrame returns the broadcast's gzip'd binary frame, building it if no
 // member needed it yet (once per broadcast, counted as a gzip encoding).

@@ -99,7 +99,7 @@ func TestTrimKeepsQueuedVariants(t *testing.T) {
 	waitIdle(t, h)
 	txt.wmu.Lock()
 	for i, it := range txt.outq {
-		if it.msg != nil && !bytes.Equal(it.b, it.msg.text[len(it.msg.text)-len(it.b):]) {
+		if it.msg != nil && !bytes.Equal(it.b, it.msg.seed.text[len(it.msg.seed.text)-len(it.b):]) {
 			t.Errorf("text item %d no longer matches its message's text frame", i)
 		}
 	}

@@ -257,9 +257,9 @@ func (h *Hub) forward(t target, m *message, local int) ClusterOutcome {
 	case toRoom:
 		ok = b.Forward(t.name, Broadcast{m})
 	case toAll:
-		ok = b.ForwardAll(m.body)
+		ok = b.ForwardAll(m.seed.body)
 	case toKey:
-		ok = b.ForwardKey(t.name, m.body)
+		ok = b.ForwardKey(t.name, m.seed.body)
 	}
 	if ok {
 		return ClusterSent

@@ -306,7 +306,7 @@ func (f *fanout) deliverRoom(name string, msgs []*message) int {
 			b := m.frame(v)
 			items = append(items, outItem{b: b, msg: m, v: uint8(v)})
 			if v == varDeflate {
-				saved += uint64(len(m.text) - len(b))
+				saved += uint64(len(m.seed.text) - len(b))
 			}
 		}
 		if c.deliver(items) {

@@ -26,32 +26,69 @@ type message struct {
 	builders atomic.Int32 // the creator and each outbox entry not yet fanned out
 	queued   [nVariants]atomic.Int32
 
-	mu     sync.Mutex // orders dropping a variant against the final release
-	text   []byte     // the text frame
-	gz     []byte     // the gzip'd binary frame, once built
+	mu   sync.Mutex // orders dropping a variant against the final release
+	seed encoding   // the payload as seed members get it
+	hub  *Hub
+	at   time.Time // when the broadcast was accepted, if Config.OnFanout is set
+
+	// A room message's v1 side (v1.go): its stamp and the envelope, for v1
+	// members, built when the Ring stamps the message (its text frame;
+	// gzip and deflate lazily, like the seed ones).
+	seq   uint64
+	env   encoding
+	local int   // members queued for, set by Publish
+	by    *Conn // the sending connection, for fanOut's hold; nil if none
+}
+
+// encoding is one payload's frames: its text frame (built with it, since
+// it is where the payload lives), the gzip'd binary frame and the
+// permessage-deflate frame, each built at most once and only when some
+// member wants it. A message has two: the seed payload and, for v1
+// members, its envelope.
+type encoding struct {
+	text   []byte // the text frame
+	body   []byte // the payload inside text, kept to build gz and df lazily
+	gz     []byte // the gzip'd binary frame, once built
 	gzOnce sync.Once
 	df     []byte // the permessage-deflate frame, once built
 	dfOnce sync.Once
 	dfUse  bool // df is a compressed frame worth sending; else deflate peers get text
-	// What each variant is charged to the outbound budget: exactly what was
+	// What each frame is charged to the outbound budget: exactly what was
 	// built for this message (a pooled buffer's spare capacity from an
 	// earlier one is not charged, so it must not be refunded either).
 	textHeld, gzHeld, dfHeld int64
-	body                     []byte // the payload inside text, kept to build gz and df lazily
-	hub                      *Hub
-	at                       time.Time // when the broadcast was accepted, if Config.OnFanout is set
+}
 
-	// A room message's v1 side (v1.go): its stamp and the envelope's
-	// variants, for v1 members, each built once like the seed ones. env is
-	// built when the Ring stamps the message; envGz and envDf lazily.
-	seq                           uint64
-	env, envBody                  []byte
-	envGz, envDf                  []byte
-	envGzOnce, envDfOnce          sync.Once
-	envDfUse                      bool
-	envHeld, envGzHeld, envDfHeld int64
-	local                         int   // members queued for, set by Publish
-	by                            *Conn // the sending connection, for fanOut's hold; nil if none
+// setText builds e's text frame of payload (copied).
+func (e *encoding) setText(payload []byte) {
+	e.text = codec.AppendFrame(e.text[:0], codec.OpText, payload)
+	e.body = e.text[len(e.text)-len(payload):]
+}
+
+// holdBuffers charges, from now on, the capacity of the buffers a pooled
+// message brought, built into or not, and returns it.
+func (e *encoding) holdBuffers() int64 {
+	e.textHeld, e.gzHeld, e.dfHeld = int64(cap(e.text)), int64(cap(e.gz)), int64(cap(e.df))
+	return e.held()
+}
+
+func (e *encoding) held() int64 { return e.textHeld + e.gzHeld + e.dfHeld }
+
+// pooled is b emptied for reuse, or nil if it is over maxPooledFrame.
+func pooled(b []byte) []byte {
+	if cap(b) > maxPooledFrame {
+		return nil
+	}
+	return b[:0]
+}
+
+// reset empties e for the pool, keeping buffers up to maxPooledFrame; its
+// charge is refunded by the caller.
+func (e *encoding) reset() {
+	e.text, e.gz, e.df = pooled(e.text), pooled(e.gz), pooled(e.df)
+	e.body = nil
+	e.gzOnce, e.dfOnce, e.dfUse = sync.Once{}, sync.Once{}, false
+	e.textHeld, e.gzHeld, e.dfHeld = 0, 0, 0
 }
 
 // Frame variants of a message.
@@ -65,6 +102,15 @@ const (
 	nVariants
 )
 
+// encodingOf returns the encoding variant v is a frame of, and v's kind
+// within it (varText, varGzip or varDeflate).
+func (m *message) encodingOf(v int) (*encoding, int) {
+	if v >= varEnv {
+		return &m.env, v - varEnv
+	}
+	return &m.seed, v
+}
+
 var messages = sync.Pool{New: func() any { return new(message) }}
 
 // maxPooledFrame bounds the buffers a pooled message keeps.
@@ -75,19 +121,16 @@ const maxPooledFrame = 64 << 10
 func (h *Hub) newMessage(payload []byte) *message {
 	m := messages.Get().(*message)
 	m.hub = h
-	m.text = codec.AppendFrame(m.text[:0], codec.OpText, payload)
-	m.body = m.text[len(m.text)-len(payload):]
+	m.seed.setText(payload)
 	m.refs.Store(1)
 	m.builders.Store(1)
 	// A pooled message brings the buffers of an earlier broadcast: their
 	// capacity is held from now on, built into or not, and charged so.
-	m.textHeld, m.gzHeld, m.dfHeld = int64(cap(m.text)), int64(cap(m.gz)), int64(cap(m.df))
-	m.envHeld, m.envGzHeld, m.envDfHeld = int64(cap(m.env)), int64(cap(m.envGz)), int64(cap(m.envDf))
-	h.out.add(messageCost + m.textHeld + m.gzHeld + m.dfHeld + m.envHeld + m.envGzHeld + m.envDfHeld)
+	h.out.add(messageCost + m.seed.holdBuffers() + m.env.holdBuffers())
 	return m
 }
 
-// recharge brings a variant's charge to its buffer's capacity after a
+// recharge brings a frame's charge to its buffer's capacity after a
 // build that may have grown it.
 func (m *message) recharge(held *int64, buf []byte) {
 	if d := int64(cap(buf)) - *held; d != 0 {
@@ -96,68 +139,70 @@ func (m *message) recharge(held *int64, buf []byte) {
 	}
 }
 
-// variantFor returns the variant member c receives: gzip for gzip-capable
-// members, the compressed frame for deflate members when compression pays
-// and the message fits their server_max_window_bits, text otherwise.
-// Deciding may compress the message (once). Only holders of a builder
-// hold may call it.
+// variantFor returns the variant member c receives: of the envelope for a
+// v1 member (when the message has one), else of the seed payload; gzip for
+// gzip-capable members, the compressed frame for deflate members when
+// compression pays and the message fits their server_max_window_bits,
+// text otherwise. Deciding may compress the message (once). Only holders
+// of a builder hold may call it.
 func (m *message) variantFor(c *Conn) int {
-	if c.v1 != nil && m.env != nil {
-		return m.envVariantFor(c)
+	e, base := &m.seed, varText
+	if c.v1 != nil && m.env.text != nil {
+		e, base = &m.env, varEnv
 	}
 	switch {
 	case c.gzip:
-		return varGzip
-	case c.deflate.Enabled && c.deflate.ServerFits(len(m.body)) && m.deflated():
-		return varDeflate
+		return base + varGzip
+	case c.deflate.Enabled && c.deflate.ServerFits(len(e.body)) && m.deflated(e):
+		return base + varDeflate
 	}
-	return varText
+	return base + varText
 }
 
-// deflated compresses the payload on first use and reports whether the
+// deflated compresses e's payload on first use and reports whether the
 // deflate frame is worth sending: the payload is at least
 // codec.DeflateMinSize bytes and compression shrank it.
-func (m *message) deflated() bool {
-	m.dfOnce.Do(func() {
-		if len(m.body) < codec.DeflateMinSize {
+func (m *message) deflated(e *encoding) bool {
+	e.dfOnce.Do(func() {
+		if len(e.body) < codec.DeflateMinSize {
 			return
 		}
-		m.df, m.dfUse = codec.AppendDeflateFrame(m.df[:0], m.body)
+		e.df, e.dfUse = codec.AppendDeflateFrame(e.df[:0], e.body)
 		m.hub.stats.DeflateEncodings.Add(1)
 		// Charged whether or not compression paid: the buffer is held
 		// either way (trim drops it once no queue can want it).
-		m.recharge(&m.dfHeld, m.df)
+		m.recharge(&e.dfHeld, e.df)
 	})
-	return m.dfUse
+	return e.dfUse
 }
 
 // frame returns variant v's bytes, building it on first use. Only holders
 // of a builder hold may call it.
 func (m *message) frame(v int) []byte {
-	switch v {
-	case varEnv, varEnvGzip, varEnvDeflate:
-		return m.envFrame(v)
+	e, kind := m.encodingOf(v)
+	switch kind {
 	case varText:
-		return m.text
+		return e.text
 	case varDeflate:
-		m.deflated()
-		return m.df
+		m.deflated(e)
+		return e.df
 	}
-	m.gzOnce.Do(func() {
-		m.gz = codec.AppendGzipFrame(m.gz[:0], m.body)
+	e.gzOnce.Do(func() {
+		e.gz = codec.AppendGzipFrame(e.gz[:0], e.body)
 		m.hub.stats.GzipEncodings.Add(1)
-		m.recharge(&m.gzHeld, m.gz)
+		m.recharge(&e.gzHeld, e.gz)
 	})
-	return m.gz
+	return e.gz
 }
 
 // useGzip makes a copy of gz, a gzip'd binary frame of the text built
 // elsewhere (another box), the message's gzip variant. Only the creator may
 // call it, before the message is shared.
 func (m *message) useGzip(gz []byte) {
-	m.gzOnce.Do(func() {
-		m.gz = append(m.gz[:0], gz...)
-		m.recharge(&m.gzHeld, m.gz)
+	e := &m.seed
+	e.gzOnce.Do(func() {
+		e.gz = append(e.gz[:0], gz...)
+		m.recharge(&e.gzHeld, e.gz)
 	})
 }
 
@@ -199,19 +244,25 @@ func (m *message) trim() {
 	if m.builders.Load() != 0 {
 		return
 	}
-	if m.textHeld != 0 && m.queued[varText].Load() == 0 {
-		m.hub.out.add(-m.textHeld)
-		m.text, m.body, m.textHeld = nil, nil, 0
+	m.trimEncoding(&m.seed, varText)
+	m.trimEncoding(&m.env, varEnv)
+}
+
+// trimEncoding drops e's frames no queue holds; base is e's first
+// variant. m.mu is held.
+func (m *message) trimEncoding(e *encoding, base int) {
+	if e.textHeld != 0 && m.queued[base+varText].Load() == 0 {
+		m.hub.out.add(-e.textHeld)
+		e.text, e.body, e.textHeld = nil, nil, 0
 	}
-	if m.gzHeld != 0 && m.queued[varGzip].Load() == 0 {
-		m.hub.out.add(-m.gzHeld)
-		m.gz, m.gzHeld = nil, 0
+	if e.gzHeld != 0 && m.queued[base+varGzip].Load() == 0 {
+		m.hub.out.add(-e.gzHeld)
+		e.gz, e.gzHeld = nil, 0
 	}
-	if m.dfHeld != 0 && m.queued[varDeflate].Load() == 0 {
-		m.hub.out.add(-m.dfHeld)
-		m.df, m.dfHeld = nil, 0
+	if e.dfHeld != 0 && m.queued[base+varDeflate].Load() == 0 {
+		m.hub.out.add(-e.dfHeld)
+		e.df, e.dfHeld = nil, 0
 	}
-	m.trimEnv()
 }
 
 func (m *message) release() {
@@ -222,20 +273,10 @@ func (m *message) release() {
 		panic("session: message released too often")
 	}
 	m.mu.Lock()
-	m.hub.out.add(-messageCost - m.textHeld - m.gzHeld - m.dfHeld - m.envHeld - m.envGzHeld - m.envDfHeld)
-	if cap(m.text) > maxPooledFrame {
-		m.text = nil
-	}
-	if cap(m.gz) > maxPooledFrame {
-		m.gz = nil
-	}
-	if cap(m.df) > maxPooledFrame {
-		m.df = nil
-	}
-	m.text, m.gz, m.df, m.body = m.text[:0], m.gz[:0], m.df[:0], nil
-	m.gzOnce, m.dfOnce, m.dfUse = sync.Once{}, sync.Once{}, false
-	m.textHeld, m.gzHeld, m.dfHeld = 0, 0, 0
-	m.releaseEnv()
+	m.hub.out.add(-messageCost - m.seed.held() - m.env.held())
+	m.seed.reset()
+	m.env.reset()
+	m.seq, m.local = 0, 0
 	m.at = time.Time{}
 	m.by = nil
 	m.hub = nil

@@ -2,7 +2,6 @@ package session
 
 import (
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/wsd-chat/wsd/chat"
@@ -124,82 +123,8 @@ func (m *message) Publish(room string, s chat.Stamp, env []byte) {
 // setEnv builds the envelope's text frame from env (copied). Only the
 // creator may call it, before the message is shared.
 func (m *message) setEnv(env []byte) {
-	m.env = codec.AppendFrame(m.env[:0], codec.OpText, env)
-	m.envBody = m.env[len(m.env)-len(env):]
-	m.recharge(&m.envHeld, m.env)
-}
-
-// envVariantFor is variantFor for a v1 member.
-func (m *message) envVariantFor(c *Conn) int {
-	switch {
-	case c.gzip:
-		return varEnvGzip
-	case c.deflate.Enabled && c.deflate.ServerFits(len(m.envBody)) && m.envDeflated():
-		return varEnvDeflate
-	}
-	return varEnv
-}
-
-func (m *message) envDeflated() bool {
-	m.envDfOnce.Do(func() {
-		if len(m.envBody) < codec.DeflateMinSize {
-			return
-		}
-		m.envDf, m.envDfUse = codec.AppendDeflateFrame(m.envDf[:0], m.envBody)
-		m.hub.stats.DeflateEncodings.Add(1)
-		m.recharge(&m.envDfHeld, m.envDf)
-	})
-	return m.envDfUse
-}
-
-func (m *message) envFrame(v int) []byte {
-	switch v {
-	case varEnv:
-		return m.env
-	case varEnvDeflate:
-		m.envDeflated()
-		return m.envDf
-	}
-	m.envGzOnce.Do(func() {
-		m.envGz = codec.AppendGzipFrame(m.envGz[:0], m.envBody)
-		m.hub.stats.GzipEncodings.Add(1)
-		m.recharge(&m.envGzHeld, m.envGz)
-	})
-	return m.envGz
-}
-
-// trimEnv is trim for the envelope variants; m.mu is held.
-func (m *message) trimEnv() {
-	if m.envHeld != 0 && m.queued[varEnv].Load() == 0 {
-		m.hub.out.add(-m.envHeld)
-		m.env, m.envBody, m.envHeld = nil, nil, 0
-	}
-	if m.envGzHeld != 0 && m.queued[varEnvGzip].Load() == 0 {
-		m.hub.out.add(-m.envGzHeld)
-		m.envGz, m.envGzHeld = nil, 0
-	}
-	if m.envDfHeld != 0 && m.queued[varEnvDeflate].Load() == 0 {
-		m.hub.out.add(-m.envDfHeld)
-		m.envDf, m.envDfHeld = nil, 0
-	}
-}
-
-// releaseEnv is release for the envelope variants (their charge is
-// refunded by release); m.mu is held.
-func (m *message) releaseEnv() {
-	if cap(m.env) > maxPooledFrame {
-		m.env = nil
-	}
-	if cap(m.envGz) > maxPooledFrame {
-		m.envGz = nil
-	}
-	if cap(m.envDf) > maxPooledFrame {
-		m.envDf = nil
-	}
-	m.env, m.envGz, m.envDf, m.envBody = m.env[:0], m.envGz[:0], m.envDf[:0], nil
-	m.envGzOnce, m.envDfOnce, m.envDfUse = sync.Once{}, sync.Once{}, false
-	m.envHeld, m.envGzHeld, m.envDfHeld = 0, 0, 0
-	m.seq, m.local = 0, 0
+	m.env.setText(env)
+	m.recharge(&m.env.textHeld, m.env.text)
 }
 
 // historyHeld is what the rooms' history and the dedup table hold of the
@@ -209,7 +134,7 @@ func (h *Hub) historyHeld() int64 { return h.ring.Bytes() + h.dedup.Bytes() }
 // stamp has the Ring stamp m, a message to room from key (id its client
 // id), which queues it for the room's members (Publish).
 func (h *Hub) stamp(room string, m *message, key string, id []byte) chat.Stamp {
-	st, _ := h.ring.Append(chat.Message{Room: room, From: key, ID: id, Text: m.body}, m)
+	st, _ := h.ring.Append(chat.Message{Room: room, From: key, ID: id, Text: m.seed.body}, m)
 	return st
 }
 
@@ -222,7 +147,7 @@ func (f *fanout) deliverSubs(r *room, msgs []*message) (frames uint64) {
 		c := e.c
 		items := f.items[:0]
 		for _, m := range msgs {
-			if m.seq <= e.after || m.env == nil {
+			if m.seq <= e.after || m.env.text == nil {
 				continue // replayed at the join, or stamped before it (see Publish)
 			}
 			v := m.variantFor(c)
@@ -728,8 +653,8 @@ func (h *Hub) publishPresence(room string, env []byte) {
 		s.mu.RLock()
 		if r := s.rooms[room]; r != nil {
 			for _, e := range r.subs {
-				v := m.envVariantFor(e.c)
-				if e.c.deliver([]outItem{{b: m.envFrame(v), msg: m, v: uint8(v)}}) {
+				v := m.variantFor(e.c) // a sub is a v1 member: an envelope variant
+				if e.c.deliver([]outItem{{b: m.frame(v), msg: m, v: uint8(v)}}) {
 					frames++
 				}
 			}
