@@ -548,3 +548,24 @@ func TestV1LongReplay(t *testing.T) {
 		j.c.Close(1000)
 	}
 }
+
+// A direct message (SendTo, the admin API's key publish) reaches a v1
+// connection as its bare text, also when the message comes from the pool
+// with the buffers of an earlier room message's envelope.
+func TestV1DirectMessage(t *testing.T) {
+	srv, addr, _ := start(t, session.Config{})
+	a := v1Dial(t, addr, "specialKey=a&room=lobby")
+	a.expect("joined", "room", "lobby")
+	for i := range 20 {
+		a.write(fmt.Sprintf(`{"type":"send","room":"lobby","text":"room %d"}`, i))
+		a.ackAndEcho()
+		want := fmt.Sprintf("direct %d", i)
+		if d := srv.Hub().SendTo("a", []byte(want)); d.Local != 1 {
+			t.Fatalf("SendTo: %+v", d)
+		}
+		got, op, err := a.c.ReadMessage(wstest.DefaultTimeout)
+		if err != nil || got != want || op != ws.OpText {
+			t.Fatalf("direct message %d: %q (opcode %v), %v; want the text frame %q", i, got, op, err, want)
+		}
+	}
+}

@@ -147,7 +147,9 @@ func (m *message) recharge(held *int64, buf []byte) {
 // of a builder hold may call it.
 func (m *message) variantFor(c *Conn) int {
 	e, base := &m.seed, varText
-	if c.v1 != nil && m.env.text != nil {
+	// A pooled message keeps an earlier envelope's (emptied) buffer: the
+	// envelope exists when its frame has bytes, never by a non-nil slice.
+	if c.v1 != nil && len(m.env.text) > 0 {
 		e, base = &m.env, varEnv
 	}
 	switch {

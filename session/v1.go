@@ -147,7 +147,7 @@ func (f *fanout) deliverSubs(r *room, msgs []*message) (frames uint64) {
 		c := e.c
 		items := f.items[:0]
 		for _, m := range msgs {
-			if m.seq <= e.after || m.env.text == nil {
+			if m.seq <= e.after || len(m.env.text) == 0 {
 				continue // replayed at the join, or stamped before it (see Publish)
 			}
 			v := m.variantFor(c)
