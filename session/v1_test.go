@@ -155,27 +155,7 @@ func BenchmarkBroadcastV1(b *testing.B) {
 	for _, deflate := range []bool{false, true} {
 		for _, size := range []int{128, 1024} {
 			b.Run(fmt.Sprintf("peers=10000/size=%d/deflate=%v", size, deflate), func(b *testing.B) {
-				h := benchHubV1(b, 10000, deflate)
-				payload := make([]byte, size)
-				for i := range payload {
-					payload[i] = 'a' + byte(i%26)
-				}
-				for range DefaultHistorySize + 1 { // the room's ring full, pools warm
-					h.Publish("", payload)
-					waitFanout(h)
-				}
-				b.ReportAllocs()
-				b.ResetTimer()
-				start := time.Now()
-				for i := 0; i < b.N; i++ {
-					h.Publish("", payload)
-					waitFanout(h)
-				}
-				el := time.Since(start)
-				b.ReportMetric(float64(b.N*10000)/el.Seconds(), "deliveries/s")
-				if enc, bc := h.stats.GzipEncodings.Load(), h.stats.Broadcasts.Load(); enc != bc {
-					b.Fatalf("%d gzip encodings for %d broadcasts", enc, bc)
-				}
+				runBroadcasts(b, benchHubV1(b, 10000, deflate), 10000, size)
 			})
 		}
 	}
