@@ -96,18 +96,7 @@ func BenchmarkBroadcastDeflate(b *testing.B) {
 					i++
 				}
 			}
-			payload := make([]byte, size)
-			for i := range payload {
-				payload[i] = 'a' + byte(i%26)
-			}
-			h.Publish("", payload)
-			waitFanout(h)
-			b.ReportAllocs()
-			b.ResetTimer()
-			for b.Loop() {
-				h.Publish("", payload)
-				waitFanout(h)
-			}
+			runBroadcasts(b, h, 10000, size)
 			if enc, bc := h.stats.DeflateEncodings.Load(), h.stats.Broadcasts.Load(); enc != bc {
 				b.Fatalf("%d compressions for %d broadcasts", enc, bc)
 			}
