@@ -53,7 +53,7 @@ func TestGetServesThePage(t *testing.T) {
 	if r.ContentLength != int64(len(body)) || !bytes.Equal(body, p.HTML()) {
 		t.Errorf("Content-Length %d, body %d bytes, page %d bytes", r.ContentLength, len(body), len(p.HTML()))
 	}
-	for _, s := range []string{"<!doctype html>", `id="log"`, `data-jwt="0"`, "DecompressionStream", "location.protocol"} {
+	for _, s := range []string{"<!doctype html>", `id="logs"`, `id="tabs"`, `data-jwt="0"`, `<script type="module">`, `import { WsdClient } from "/wsd.js";`, "location.protocol"} {
 		if !bytes.Contains(body, []byte(s)) {
 			t.Errorf("page lacks %q", s)
 		}
@@ -84,15 +84,16 @@ func TestCSP(t *testing.T) {
 	}
 	html := string(p.HTML())
 	inline := func(tag string) string {
-		m := regexp.MustCompile(`(?s)<`+tag+`>(.*?)</`+tag+`>`).FindAllStringSubmatch(html, -1)
-		if len(m) != 1 {
+		name, _, _ := strings.Cut(tag, " ")
+		m := regexp.MustCompile(`(?s)<`+tag+`>(.*?)</`+name+`>`).FindAllStringSubmatch(html, -1)
+		if len(m) != 1 || strings.Count(html, "<"+name) != 1 {
 			t.Fatalf("%d <%s> elements, want 1", len(m), tag)
 		}
 		return m[0][1]
 	}
 	for name, want := range map[string]string{
 		"default-src":     "'none'",
-		"script-src":      hash(inline("script")),
+		"script-src":      "'self' " + hash(inline(`script type="module"`)),
 		"style-src":       hash(inline("style")),
 		"connect-src":     "'self'",
 		"img-src":         "data:",
@@ -109,6 +110,116 @@ func TestCSP(t *testing.T) {
 	}
 	if regexp.MustCompile(`(?i)\son[a-z]+\s*=`).MatchString(html) || strings.Contains(html, "style=") {
 		t.Error("inline event handler or style attribute: the CSP blocks it")
+	}
+}
+
+// TestClientModule: /wsd.js and /wsd.d.ts are served with their types,
+// nosniff, no-cache and an ETag; a GET naming the ETag gets a 304 without
+// a body; with ClientOnly the page is gone and the module stays.
+func TestClientModule(t *testing.T) {
+	for _, o := range []Options{{}, {ClientOnly: true}} {
+		p := New(o)
+		for _, c := range []struct {
+			path, ctype string
+			body        string
+		}{
+			{"/wsd.js", "text/javascript; charset=utf-8", clientJS},
+			{"/wsd.d.ts?v=1", "text/plain; charset=utf-8", clientDTS},
+		} {
+			resp := p.Respond([]byte("GET " + c.path + " HTTP/1.1\r\nHost: x\r\nOrigin: https://app.example\r\n\r\n"))
+			if resp == nil {
+				t.Fatalf("%+v: GET %s got nothing", o, c.path)
+			}
+			r, body := parse(t, resp, "GET")
+			if r.StatusCode != 200 || string(body) != c.body || r.ContentLength != int64(len(c.body)) {
+				t.Fatalf("GET %s: status %d, %d bytes (Content-Length %d), want %d", c.path, r.StatusCode, len(body), r.ContentLength, len(c.body))
+			}
+			for k, v := range map[string]string{
+				"Content-Type":                c.ctype,
+				"X-Content-Type-Options":      "nosniff",
+				"Cache-Control":               "no-cache",
+				"Access-Control-Allow-Origin": "*",
+			} {
+				if got := r.Header.Get(k); got != v {
+					t.Errorf("%s %s: %q, want %q", c.path, k, got, v)
+				}
+			}
+			if r.Header.Get("Content-Security-Policy") != "" || !r.Close {
+				t.Errorf("%s: CSP %q, close %v", c.path, r.Header.Get("Content-Security-Policy"), r.Close)
+			}
+			etag := r.Header.Get("ETag")
+			if len(etag) < 10 || etag[0] != '"' {
+				t.Fatalf("%s: ETag %q", c.path, etag)
+			}
+			for inm, want := range map[string]int{
+				etag:                     304,
+				"W/" + etag:              304,
+				`"other", ` + etag:       304,
+				"*":                      304,
+				`"other"`:                200,
+				etag[:len(etag)-2] + `"`: 200,
+			} {
+				resp := p.Respond([]byte("GET " + c.path + " HTTP/1.1\r\nIf-None-Match: " + inm + "\r\n\r\n"))
+				r, body := parse(t, resp, "GET")
+				if r.StatusCode != want || (want == 304 && (len(body) != 0 || r.Header.Get("ETag") != etag)) {
+					t.Errorf("%s If-None-Match %s: %d (%d bytes), want %d", c.path, inm, r.StatusCode, len(body), want)
+				}
+			}
+			r, body = parse(t, p.Respond([]byte("HEAD "+c.path+" HTTP/1.1\r\n\r\n")), "HEAD")
+			if r.StatusCode != 200 || len(body) != 0 || r.ContentLength != int64(len(c.body)) {
+				t.Errorf("HEAD %s: %d, %d bytes, length %d", c.path, r.StatusCode, len(body), r.ContentLength)
+			}
+		}
+		if got := p.Respond([]byte("GET / HTTP/1.1\r\n\r\n")); (got == nil) != o.ClientOnly {
+			t.Errorf("%+v: GET / answered: %v", o, got != nil)
+		}
+		for _, head := range []string{
+			"GET /wsd.jsx HTTP/1.1\r\n\r\n",
+			"GET /web/wsd.js HTTP/1.1\r\n\r\n",
+			"POST /wsd.js HTTP/1.1\r\n\r\n",
+			"GET /wsd.js HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
+		} {
+			if p.Respond([]byte(head)) != nil {
+				t.Errorf("%q answered", head)
+			}
+		}
+	}
+}
+
+// TestModuleIsPlain: the module has no dependency (no import), builds no
+// HTML and evaluates no code, so it runs under the page's CSP as shipped.
+func TestModuleIsPlain(t *testing.T) {
+	if regexp.MustCompile(`(?m)^\s*import\b|\bimport\(`).MatchString(clientJS) {
+		t.Error("wsd.js imports something")
+	}
+	for _, bad := range []string{"require(", "eval(", "new Function", "innerHTML", "outerHTML", "insertAdjacentHTML", "document.write"} {
+		if strings.Contains(clientJS, bad) {
+			t.Errorf("wsd.js contains %q", bad)
+		}
+	}
+	for _, bad := range []string{"innerHTML", "outerHTML", "insertAdjacentHTML", "eval(", "new Function"} {
+		if strings.Contains(pageJS, bad) {
+			t.Errorf("page.js contains %q", bad)
+		}
+	}
+	// Every export of the module is declared in its types.
+	for _, m := range regexp.MustCompile(`(?m)^export (?:class|function|const) (\w+)`).FindAllStringSubmatch(clientJS, -1) {
+		if !regexp.MustCompile(`export declare (?:class|function|const) ` + m[1] + `\b`).MatchString(clientDTS) {
+			t.Errorf("wsd.d.ts does not declare %s", m[1])
+		}
+	}
+	// And every public method of WsdClient.
+	methods := regexp.MustCompile(`(?m)^  (?:get )?([a-z]\w*)\(`).FindAllStringSubmatch(clientJS, -1)
+	if len(methods) < 8 {
+		t.Fatalf("found %d methods of WsdClient: the pattern no longer fits wsd.js", len(methods))
+	}
+	for _, m := range methods {
+		if m[1] == "constructor" || m[1] == "if" || m[1] == "for" {
+			continue
+		}
+		if !regexp.MustCompile(`(?m)^  (?:readonly )?` + m[1] + `[(:<]`).MatchString(clientDTS) {
+			t.Errorf("wsd.d.ts does not declare WsdClient.%s", m[1])
+		}
 	}
 }
 
@@ -180,6 +291,17 @@ func FuzzRespond(f *testing.F) {
 			t.Fatalf("page for %q", head)
 		}
 	})
+}
+
+func BenchmarkRespondModule(b *testing.B) {
+	p := New(Options{})
+	head := []byte("GET /wsd.js HTTP/1.1\r\nHost: 127.0.0.1:8888\r\nUser-Agent: Mozilla/5.0\r\nAccept: */*\r\nIf-None-Match: \"x\"\r\n\r\n")
+	b.ReportAllocs()
+	for b.Loop() {
+		if p.Respond(head) == nil {
+			b.Fatal("no module")
+		}
+	}
 }
 
 func BenchmarkRespond(b *testing.B) {
