@@ -111,6 +111,9 @@ func New(cfg Config) (*App, error) {
 	}
 	if cfg.Demo {
 		cfg.Session.Page = demoPage(cfg.PageJWT)
+	} else if cfg.Session.Page == nil {
+		// Without the page, web applications still get the client module.
+		cfg.Session.Page = web.New(web.Options{ClientOnly: true}).Respond
 	}
 	if cfg.Admin.Addr != "" && cfg.Session.OnFanout == nil {
 		a.fanout = admin.NewFanoutHistogram()
@@ -120,7 +123,7 @@ func New(cfg Config) (*App, error) {
 	return a, nil
 }
 
-// demoPage serves the chat page (package web). Both variants are built
+// demoPage serves the chat page and wsd.js (package web). Both variants are built
 // once; each request gets the one that matches jwt, the rule in force,
 // which a reload may change.
 func demoPage(jwt func() bool) func(head []byte) []byte {

@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wsd-chat/wsd/internal/testserver"
 	"github.com/wsd-chat/wsd/internal/wstest"
+	"github.com/wsd-chat/wsd/server"
 	"github.com/wsd-chat/wsd/session"
 	"github.com/wsd-chat/wsd/web"
 )
@@ -134,6 +136,31 @@ func TestPageOff(t *testing.T) {
 	}
 	if stats.PageRequests.Load() != 0 {
 		t.Error("page counted without a page")
+	}
+}
+
+// TestClientModuleServed: /wsd.js is served with the page (Demo) and
+// without it; GET / is the page only with Demo.
+func TestClientModuleServed(t *testing.T) {
+	for _, demo := range []bool{true, false} {
+		srv := testserver.Start(t, server.Config{Demo: demo})
+		addr := srv.Addr().String()
+		resp, body := httpGet(t, addr, "GET", pageRequest("GET", "/wsd.js"))
+		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/javascript; charset=utf-8" ||
+			resp.Header.Get("X-Content-Type-Options") != "nosniff" || !strings.Contains(body, "export class WsdClient") {
+			t.Errorf("demo %v: GET /wsd.js: %d %q, %d bytes", demo, resp.StatusCode, resp.Header.Get("Content-Type"), len(body))
+		}
+		etag := resp.Header.Get("ETag")
+		if resp, body := httpGet(t, addr, "GET", "GET /wsd.js HTTP/1.1\r\nHost: x\r\nIf-None-Match: "+etag+"\r\n\r\n"); resp.StatusCode != 304 || body != "" {
+			t.Errorf("demo %v: revalidating /wsd.js: %d, %d bytes", demo, resp.StatusCode, len(body))
+		}
+		if resp, body := httpGet(t, addr, "GET", pageRequest("GET", "/wsd.d.ts")); resp.StatusCode != 200 || !strings.Contains(body, "declare class WsdClient") {
+			t.Errorf("demo %v: GET /wsd.d.ts: %d", demo, resp.StatusCode)
+		}
+		resp, _ = httpGet(t, addr, "GET", pageRequest("GET", "/"))
+		if want := map[bool]int{true: 200, false: 400}[demo]; resp.StatusCode != want {
+			t.Errorf("demo %v: GET /: %d, want %d", demo, resp.StatusCode, want)
+		}
 	}
 }
 
