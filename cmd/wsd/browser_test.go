@@ -428,7 +428,7 @@ func TestBrowserChat(t *testing.T) {
 	say("carol", nil, "", "hello from a Go client of the original protocol: the page shows my key as the sender")
 	// Long enough to compress: alice's page gets it as a permessage-deflate
 	// frame (RSV1) and Chromium inflates it.
-	say("carol", nil, "", strings.Repeat("all work and no play makes jack a dull boy; ", 10))
+	say("carol", nil, "", strings.Repeat("all work and no play makes jack a dull boy; ", 3))
 	say("alice", alice, "side", "in the side room only: carol is not here")
 	say("bob", bob, "side", "bob's page gets every envelope gzip'd; wsd.js inflates it with DecompressionStream")
 	say("alice", alice, "", "and wsd.js reconnects by itself, rejoining every room with since")
@@ -448,6 +448,11 @@ func TestBrowserChat(t *testing.T) {
 		})
 	}
 	bob.selectRoom("")
+	say("alice", alice, "side", "bob's side tab counts this one as unread")
+	if n := eval[string](bob, `document.querySelector('.tab[data-room="side"] .pick').dataset.unread`); n != "1" {
+		t.Errorf("bob's side tab shows %q unread, want 1", n)
+	}
+	alice.selectRoom("")
 
 	png := screenshot(t, bob)
 	path := filepath.Join(t.TempDir(), "chat.png")
