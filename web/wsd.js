@@ -254,7 +254,8 @@ export class WsdClient extends EventTarget {
   }
 
   _sendJoin(r) {
-    const cmd = { type: "join", room: r.room };
+    r.joinId = this._id("j");
+    const cmd = { type: "join", room: r.room, id: r.joinId };
     if (r.epoch) {
       cmd.since = r.seq;
       cmd.epoch = r.epoch;
@@ -512,6 +513,23 @@ export class WsdClient extends EventTarget {
         this._requests.delete(m.id);
         q.reject(err);
         return;
+      }
+      for (const r of this._rooms.values()) {
+        if (r.joinId === m.id) {
+          // A refused join (forbidden, too many rooms): the room is not
+          // joined, now or on a later connection.
+          this._rooms.delete(r.room);
+          err.room = r.room;
+          this._fail(err, r.waiters.splice(0));
+          for (const [id, s] of this._sends) {
+            if (s.room === r.room) {
+              this._sends.delete(id);
+              s.reject(err);
+            }
+          }
+          this._emit("error", { code: m.code, reason: m.reason || "", room: r.room });
+          return;
+        }
       }
     }
     this._emit("error", { code: m.code, reason: m.reason || "", room: m.room });

@@ -85,6 +85,7 @@ async function harness(opts = {}) {
 }
 
 const E1 = "aaaaaaaa", E2 = "bbbbbbbb";
+const noID = (cmds) => cmds.map(({ id, ...rest }) => rest);
 const msg = (room, seq, text, extra = {}) => ({ type: "message", room, seq, epoch: E1, ts: 1000 + seq, from: "bob", text, ...extra });
 const joined = (room, seq, recovered = false, epoch = E1) => ({ type: "joined", room, seq, epoch, recovered, count: 2 });
 
@@ -100,7 +101,7 @@ test("connects with the first room in the query and joins the others on open", a
   assert.equal(q.get("since"), null);
   assert.equal(q.get("support_gzip"), null);
   s.open();
-  assert.deepEqual(s.take(), [
+  assert.deepEqual(noID(s.take()), [
     { type: "join", room: "side", history: 5 },
     { type: "join", room: "", history: 5 },
   ]);
@@ -127,7 +128,7 @@ test("a gap while connected is filled by a rejoin with since, in order, once", a
   s.recv(msg("lobby", 2, "b"));
   s.recv(msg("lobby", 4, "d")); // 3 is missing
   s.recv(msg("lobby", 5, "e")); // held while resyncing
-  assert.deepEqual(s.take(), [{ type: "join", room: "lobby", since: 2, epoch: E1 }]);
+  assert.deepEqual(noID(s.take()), [{ type: "join", room: "lobby", since: 2, epoch: E1 }]);
   assert.deepEqual(h.msgs().map((m) => m.seq), [1, 2]);
   s.recv(joined("lobby", 5, true));
   for (const q of [3, 4, 5]) s.recv(msg("lobby", q, "x"));
@@ -162,7 +163,7 @@ test("a message of another epoch makes the client rejoin", async () => {
   s.open();
   s.recv(joined("lobby", 7));
   s.recv({ ...msg("lobby", 1, "new"), epoch: E2 });
-  assert.deepEqual(s.take(), [{ type: "join", room: "lobby", since: 7, epoch: E1 }]);
+  assert.deepEqual(noID(s.take()), [{ type: "join", room: "lobby", since: 7, epoch: E1 }]);
   s.recv(joined("lobby", 1, false, E2));
   s.recv({ ...msg("lobby", 2, "next"), epoch: E2 });
   assert.deepEqual(h.msgs().map((m) => [m.seq, m.epoch]), [[2, E2]]);
@@ -235,7 +236,7 @@ test("after a drop: back-off, rejoin every room with since+epoch, resend unacked
   const q = s.url.searchParams;
   assert.deepEqual([q.get("room"), q.get("since"), q.get("epoch"), q.get("history")], ["lobby", "5", E1, null]);
   s.open();
-  assert.deepEqual(s.take(), [{ type: "join", room: "side", since: 9, epoch: E1 }]);
+  assert.deepEqual(noID(s.take()), [{ type: "join", room: "side", since: 9, epoch: E1 }]);
   s.recv(joined("lobby", 6, true));
   const resent = s.take();
   assert.deepEqual(resent.map((x) => [x.id, x.text]), [[c1.id, "one"], [resent[1].id, "three"]]);
@@ -334,7 +335,7 @@ test("join, leave and members are answered; a left room's messages are ignored",
   s.open();
   s.recv(joined("lobby", 0));
   const j = h.c.join("side", { history: 2 });
-  assert.deepEqual(s.take(), [{ type: "join", room: "side", history: 2 }]);
+  assert.deepEqual(noID(s.take()), [{ type: "join", room: "side", history: 2 }]);
   s.recv(joined("side", 1));
   assert.equal((await j).room, "side");
   const m = h.c.members("side");
@@ -394,4 +395,25 @@ test("text is handed over as it came, never as markup", async () => {
   s.recv(msg("", 1, '<img src=x onerror="alert(1)">', { from: "carol" }));
   assert.equal(h.msgs()[0].text, '<img src=x onerror="alert(1)">');
   assert.equal(h.msgs()[0].from, "carol");
+});
+
+test("a refused join drops the room: its waiters and sends fail, a reconnect does not ask again", async () => {
+  const h = await harness({ rooms: ["lobby"] });
+  let s = h.sock();
+  s.open();
+  s.recv(joined("lobby", 0));
+  const j = h.c.join("secret");
+  const p = h.c.send("secret", "x");
+  const [jc] = s.take();
+  assert.equal(jc.type, "join");
+  s.recv({ type: "error", id: jc.id, code: 110, reason: "forbidden" });
+  await assert.rejects(j, (e) => e.code === 110 && e.room === "secret");
+  await assert.rejects(p, (e) => e.code === 110);
+  assert.deepEqual(h.c.rooms, ["lobby"]);
+  assert.deepEqual(h.of("error").map((e) => [e.code, e.room]), [[110, "secret"]]);
+  s.drop(1006);
+  h.fire();
+  s = h.sock();
+  s.open();
+  assert.deepEqual(s.take(), []);
 });
