@@ -39,7 +39,8 @@ type Config struct {
 	// TLSCert and TLSKey name the PEM files of the certificate served on
 	// wss:// (it replaces Session.TLS); empty: Session.TLS as given.
 	TLSCert, TLSKey string
-	// Demo serves the chat page (package web) on a plain GET /. PageJWT
+	// Demo serves the chat page (package web) on a plain GET /; /wsd.js
+	// and /wsd.d.ts, the v1 client, are served either way. PageJWT
 	// reports whether the page must ask for a JWT, the handshake rule in
 	// force, which may change while serving; nil: never.
 	Demo    bool

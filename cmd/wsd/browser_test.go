@@ -763,6 +763,12 @@ func TestBrowserRestart(t *testing.T) {
 	if !slices.ContainsFunc(run.recoveryNotices, func(s string) bool { return strings.Contains(s, "not possible") && strings.Contains(s, "new epoch") }) {
 		t.Errorf("the page did not say recovery was impossible: %q", run.page.room("lobby").Sys)
 	}
+	if !slices.ContainsFunc(run.page.room("lobby").Sys, func(s string) bool { return strings.HasPrefix(s, "closed 1001") }) {
+		t.Errorf("the page did not show the drain's 1001: %q", run.page.room("lobby").Sys)
+	}
+	if run.page.State != "open" {
+		t.Errorf("the page is %q after the restart: %s", run.page.State, run.page.Status)
+	}
 	if len(run.before) == 0 || len(run.after) == 0 {
 		t.Errorf("the restart was not in the middle: %d messages before, %d after", len(run.before), len(run.after))
 	}
