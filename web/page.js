@@ -81,7 +81,7 @@ function addLine(r, li, ts, from, text, mark) {
   r.log.append(li);
   while (r.log.childElementCount > maxLines) r.log.firstElementChild.remove();
   if (stick) r.log.scrollTop = r.log.scrollHeight;
-  if (r.room !== active && li.classList.contains("msg")) {
+  if (r.room !== active && li.classList.contains("msg") && !li.classList.contains("history")) {
     r.unread++;
     r.pick.dataset.unread = String(r.unread);
   }

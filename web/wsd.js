@@ -62,7 +62,8 @@ const closeStops = (code) => code >= 4000 && code <= 4999; // replaced, or a bac
 let idPrefix = null;
 function newPrefix() {
   const b = new Uint8Array(6);
-  globalThis.crypto.getRandomValues(b);
+  if (globalThis.crypto && globalThis.crypto.getRandomValues) globalThis.crypto.getRandomValues(b);
+  else for (let i = 0; i < b.length; i++) b[i] = Math.floor(Math.random() * 256); // Node 18 has no global crypto
   return Array.from(b, (x) => x.toString(36).padStart(2, "0")).join("");
 }
 
