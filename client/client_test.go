@@ -308,7 +308,6 @@ func TestReplacedIsFinal(t *testing.T) {
 	}
 }
 
-
 // A refusal before the upgrade is a *HandshakeError with wsd's reason, and
 // Dial does not retry it.
 func TestHandshakeRefusal(t *testing.T) {
