@@ -29,6 +29,10 @@ import (
 // offers it and refuses a server that does not choose it.
 const Subprotocol = "wsd.v1"
 
+// closeTooBig is the close code of a message over the server's
+// -max-message.
+const closeTooBig = 1009
+
 // Defaults of Options.
 const (
 	DefaultBackoffMin   = 100 * time.Millisecond
@@ -278,8 +282,10 @@ func (c *Client) Close() error {
 // resends it with the same id after reconnecting, and the server's dedup
 // answers with the original Ack (Duplicate true) instead of broadcasting
 // it twice. An error is a *ServerError (the refusal), ErrNotJoined,
-// ErrTooManyPending, ErrClosed, or ctx's (then the message may or may not
-// have been sent). Sends from one goroutine are written in order;
+// ErrTooManyPending, ErrClosed, a *CloseError with 1009 when the
+// connection it was written on was closed for a message too big (the
+// sends written on it are not resent), or ctx's (then the message may or
+// may not have been sent). Sends from one goroutine are written in order;
 // concurrent ones are not ordered against each other.
 func (c *Client) Send(ctx context.Context, room, text string) (Ack, error) {
 	return c.SendID(ctx, room, "", text)
@@ -707,6 +713,16 @@ func (c *Client) connect(u string) (up bool, err error) {
 	err = <-readErr
 	c.mu.Lock()
 	c.conn = nil
+	var ce *CloseError
+	if errors.As(err, &ce) && ce.Code == closeTooBig {
+		// One of the sends written here was over the server's limit:
+		// resending them would close the next connection the same way.
+		for _, cl := range c.calls {
+			if cl.kind == "send" && cl.writtenGen == gen {
+				c.completeLocked(cl, nil, err)
+			}
+		}
+	}
 	up = false
 	for _, r := range c.rooms {
 		if r.readyGen == gen {
