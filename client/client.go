@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -62,6 +63,14 @@ type Options struct {
 	Rooms []string
 	// History is the last K messages asked for each of Rooms at Dial.
 	History int
+	// Positions resume rooms of Rooms where the app left them (kept
+	// across a restart of the app, say): Dial joins them with since and
+	// epoch, and the server replays what came after, or answers
+	// recovered:false.
+	Positions map[string]Position
+	// DialContext, when set, makes the TCP connections (source address,
+	// socket options); nil: net.Dialer's.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 	// URLs are more servers (ws:// or wss://, other boxes of a cluster);
 	// every reconnect tries the next one of Dial's url and these in turn.
 	URLs []string
@@ -100,9 +109,20 @@ func (b Backoff) delay(n int) time.Duration {
 	return time.Duration(mrand.Int64N(int64(d) + 1))
 }
 
+// Position is a place in a room: the last seq the app has, in epoch.
+type Position struct {
+	Seq   uint64
+	Epoch string
+}
+
 // JoinOptions say where a Join starts: with History > 0, the room's last
-// History messages are replayed before live ones.
-type JoinOptions struct{ History int }
+// History messages are replayed before live ones; with From (an epoch
+// set), the messages after From.Seq, if the server still holds them. A
+// room the client already has a position in resumes from that one.
+type JoinOptions struct {
+	History int
+	From    Position
+}
 
 // Client is one chat protocol v1 connection that outlives its sockets:
 // it reconnects, rejoins its rooms where it left them, and resends
@@ -190,14 +210,17 @@ func Dial(ctx context.Context, url string, o Options) (*Client, error) {
 		rooms:  map[string]*roomState{},
 		calls:  map[string]*call{},
 		first:  make(chan error, 1),
-		httpc:  &http.Client{Transport: &http.Transport{TLSClientConfig: o.TLSConfig}},
+		httpc:  &http.Client{Transport: &http.Transport{TLSClientConfig: o.TLSConfig, DialContext: o.DialContext}},
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	firstRoom := ""
 	if len(o.Rooms) > 0 {
 		firstRoom = o.Rooms[0]
 	}
-	c.addRoomLocked(firstRoom, o.History)
+	r := c.addRoomLocked(firstRoom, o.History)
+	if p := o.Positions[firstRoom]; p.Epoch != "" {
+		r.last, r.epoch, r.known = p.Seq, p.Epoch, true
+	}
 	first := c.first
 	go c.run()
 	select {
@@ -211,7 +234,7 @@ func Dial(ctx context.Context, url string, o Options) (*Client, error) {
 		return nil, ctx.Err()
 	}
 	for _, r := range o.Rooms[min(1, len(o.Rooms)):] {
-		if _, err := c.Join(ctx, r, JoinOptions{History: o.History}); err != nil {
+		if _, err := c.Join(ctx, r, JoinOptions{History: o.History, From: o.Positions[r]}); err != nil {
 			c.Close()
 			return nil, err
 		}
@@ -452,6 +475,9 @@ func (c *Client) Join(ctx context.Context, room string, jo JoinOptions) (Joined,
 	r := c.addRoomLocked(room, jo.History)
 	if !r.known {
 		r.history = jo.History
+		if jo.From.Epoch != "" {
+			r.last, r.epoch, r.known = jo.From.Seq, jo.From.Epoch, true
+		}
 	}
 	id := c.newIDLocked("j")
 	cl := c.addCallLocked(id, "join", room, nil, true)

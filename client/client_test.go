@@ -318,3 +318,40 @@ func TestHandshakeRefusal(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 }
+
+// Positions kept by the app across its own restart: a new Client resumes
+// the rooms after them, the first room by the handshake, the others by
+// join.
+func TestResumeFromPositions(t *testing.T) {
+	u := startWsd(t, session.Config{})
+	a := dial(t, u, Options{Key: "alice", Rooms: []string{"one", "two"}})
+	ctx := ctxT(t)
+	for _, room := range []string{"one", "two"} {
+		for i := range 3 {
+			if _, err := a.Send(ctx, room, fmt.Sprint(room, i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	pos := map[string]Position{}
+	for _, room := range []string{"one", "two"} {
+		j, err := a.Join(ctx, room, JoinOptions{}) // a resync answers the room's position
+		if err != nil {
+			t.Fatal(err)
+		}
+		pos[room] = Position{Seq: 1, Epoch: j.Epoch}
+	}
+	b := dial(t, u, Options{Key: "bob", Rooms: []string{"one", "two"}, Positions: pos})
+	rb := record(b)
+	for _, room := range []string{"one", "two"} {
+		waitFor(t, room+"'s replay", func() bool { return len(rb.messages(room)) == 2 })
+		if ms := rb.messages(room); ms[0].Seq != 2 || ms[1].Text != room+"2" {
+			t.Fatalf("%s: %+v %+v", room, ms[0], ms[1])
+		}
+	}
+	for _, ev := range rb.all() {
+		if j, ok := ev.(*Joined); ok && (!j.Recovered || j.Missed != 2) {
+			t.Fatalf("joined %+v", j)
+		}
+	}
+}
