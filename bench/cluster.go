@@ -290,11 +290,20 @@ func runNatsd(args []string) error {
 	fs := flag.NewFlagSet("natsd", flag.ContinueOnError)
 	port := fs.Int("port", -1, "port (-1: any free one)")
 	maxPayload := fs.Int("max-payload", 0, "max_payload in bytes (0: the server's default, 1 MiB)")
+	jetstream := fs.Bool("jetstream", false, "enable JetStream, stored in a temporary directory removed at exit")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: *port, NoLog: true, NoSigs: true,
-		MaxPayload: int32(*maxPayload)})
+	nopts := &natsserver.Options{Host: "127.0.0.1", Port: *port, NoLog: true, NoSigs: true, MaxPayload: int32(*maxPayload)}
+	if *jetstream {
+		dir, err := os.MkdirTemp("", "bench-natsd-js-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		nopts.JetStream, nopts.StoreDir = true, dir
+	}
+	ns, err := natsserver.NewServer(nopts)
 	if err != nil {
 		return err
 	}

@@ -13,12 +13,13 @@
 //	go run ./bench compare [-quick] [-out FILE]   # wsd against the baseline, one table
 //	go run ./bench cluster -boxes 3 -n 3000       # 3 wsd boxes joined by NATS against one box
 //	go run ./bench cluster-scale -n 54000         # 54,000 connections over 3 boxes, one global broadcast
+//	go run ./bench rolling -boxes 3 -n 3000 -rooms 30 [-kill] [-box-flags "-history-jetstream"] # each box restarted in turn under v1 chat
 //
 // The files split by concern: flags.go (settings), dialer.go (bounded
 // concurrent dialer, frames), payload.go (message format, checks, gunzip),
 // recv.go (receivers, latency), v1.go (chat protocol v1 commands and
 // envelopes), idle.go, fanout.go, storm.go, connect.go, recover.go,
-// presence.go, rooms.go,
+// presence.go, rooms.go, rolling.go (on the Go client, package client),
 // hostile.go (scenarios; the hostile scenario also in hostile_attacks.go,
 // hostile_fair.go, hostile_chat.go, hostile_report.go), report.go (table,
 // JSON),

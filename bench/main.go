@@ -30,6 +30,8 @@ func run(name string, args []string) error {
 		return runClusterCmd(args)
 	case "natsd":
 		return runNatsd(args)
+	case "rolling":
+		return runRollingCmd(args)
 	case "cluster-scale":
 		return runClusterScale(args)
 	case "scale-recv":
@@ -113,6 +115,7 @@ func usage() {
        bench fanout -proto v1 | recover | presence | rooms [flags]   # chat protocol v1
        bench cluster [-boxes 3] [fanout flags]
        bench cluster-scale [-n 54000] [-boxes 3]   # one global broadcast to N connections over K boxes
+       bench rolling [-boxes 3] [-n 3000] [-rooms 30] [-kill] [-box-flags "..."]   # a rolling restart under v1 chat
        bench compare [-quick] [-out FILE] [-only wsd,baseline] [-src ADDRS]`)
 }
 
