@@ -382,11 +382,13 @@ func (v *v1Conn) Attach(info chat.Info) {
 // Replay implements chat.Reader: a missed message, in seq order, queued
 // right behind joined.
 //
-// A gzip member gets the message's gzip'd frame that the Ring keeps with
-// it (gzipReplayFrame, built by the first gzip replay of the message and
-// shared by all the later ones, as a live broadcast shares its frame):
-// queued by reference, its bytes charged to the outbound budget as
-// history. Any other member gets its own copy of the text frame.
+// Every member gets a frame that the Ring keeps with the message: its
+// gzip'd frame for a gzip member (gzipReplayFrame), its text frame for any
+// other (textReplayFrame), each built by the first replay that wants it
+// and shared by all the later ones, as a live broadcast shares its frame:
+// queued by reference, no copy and no allocation per replayed message,
+// its bytes charged to the outbound budget as history. A Store that keeps
+// none (no Encode, Frame) makes the connection its own copy.
 //
 // The frames are handed over in batches, the last one when the count
 // Attach expects is reached, still under the room's log lock, so all of
@@ -400,6 +402,8 @@ func (v *v1Conn) Replay(e chat.Entry) {
 	var b []byte
 	if v.c.gzip {
 		b = e.Encoded()
+	} else {
+		b = e.Framed()
 	}
 	if b != nil {
 		v.batch = append(v.batch, outItem{b: b})
@@ -608,6 +612,12 @@ func (h *Hub) gzipReplayFrame(dst, env []byte) []byte {
 	h.stats.GzipEncodings.Add(1)
 	return codec.AppendGzipFrame(dst, env)
 }
+
+// textReplayFrame is the Ring's Frame: the text frame of a retained
+// envelope, byte for byte what envelopeFrame gives a member without gzip
+// (deflate members too: envelopes replayed go uncompressed, as sendEnvelope's
+// do), built on the message's first replay to such a member.
+func textReplayFrame(dst, env []byte) []byte { return codec.AppendFrame(dst, codec.OpText, env) }
 
 // historySweepEvery is how often the Ring forgets rooms that have retained
 // nothing and have no members (after chat.RingConfig.MetaTTL).
