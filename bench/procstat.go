@@ -156,6 +156,17 @@ type cpuMeter struct {
 // when unknown.
 type cpuUse struct{ server, client, machine, wall float64 }
 
+// plus is u and v together, as of one window as long as both; the zero
+// cpuUse is where a sum starts. The server stays unknown (-1) if it is in
+// either.
+func (u cpuUse) plus(v cpuUse) cpuUse {
+	w := cpuUse{server: u.server + v.server, client: u.client + v.client, machine: u.machine + v.machine, wall: u.wall + v.wall}
+	if u.server < 0 || v.server < 0 {
+		w.server = -1
+	}
+	return w
+}
+
 func startCPU(pid int) *cpuMeter {
 	m := &cpuMeter{pid: pid, start: time.Now()}
 	if pid > 0 {
