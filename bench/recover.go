@@ -115,6 +115,7 @@ func runRecover(o *options) (*Result, error) {
 
 	d := newDialer(&vo, fmt.Sprintf("r%08x", run))
 	d.readBuf = 4 << 10
+	d.envs = newEnvMemo()
 	sender, err := d.dial(o.n, false) // key prefix-n: none of the clients'
 	if err != nil {
 		return nil, fmt.Errorf("sender: %w", err)
