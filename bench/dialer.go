@@ -52,6 +52,7 @@ type wsConn struct {
 	v1        bool
 	room      string
 	cmd, ebuf []byte
+	envs      *envMemo // gunzipped envelopes by frame, shared; nil: none
 }
 
 // dialer opens connections to one server from a rotating set of source
@@ -69,9 +70,11 @@ type dialer struct {
 	// queryFor, when set, gives connection i more of its query
 	// (since=…&epoch=…), appended as it is.
 	queryFor func(i int) string
-	hs       ws.Dialer
-	hsZ      ws.Dialer   // offering permessage-deflate
-	tls      *tls.Config // nil: ws://
+	// envs, when set, is shared by every connection's readEnvelope.
+	envs *envMemo
+	hs   ws.Dialer
+	hsZ  ws.Dialer   // offering permessage-deflate
+	tls  *tls.Config // nil: ws://
 }
 
 // browserOffer is what Chromium and Firefox offer.
@@ -187,7 +190,7 @@ func (d *dialer) dial(i int, gz bool) (*wsConn, error) {
 	for _, e := range got.Extensions {
 		z = z || string(e.Name) == "permessage-deflate"
 	}
-	return &wsConn{Conn: conn, br: br, gzip: gz, deflate: z, rsz: d.readBuf, v1: d.v1, room: d.room}, nil
+	return &wsConn{Conn: conn, br: br, gzip: gz, deflate: z, rsz: d.readBuf, v1: d.v1, room: d.room, envs: d.envs}, nil
 }
 
 // tcpAddrs are the source addresses src, any port.

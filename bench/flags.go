@@ -29,6 +29,7 @@ type options struct {
 	dialTimeout time.Duration
 	readBuf     int // bytes of read buffer per receiving connection
 	gzipFrac    float64
+	rounds      int // recover: times its phases run
 	messages    int
 	size        int
 	senders     int
@@ -67,6 +68,7 @@ func defaultOptions() *options {
 		dialTimeout: 10 * time.Second,
 		readBuf:     16 << 10,
 		gzipFrac:    0.5,
+		rounds:      1,
 		messages:    50,
 		size:        256,
 		senders:     10,
@@ -177,6 +179,7 @@ func (o *options) flagSet(name string, src *string) (*flag.FlagSet, error) {
 		o.n, o.messages = 2000, 100
 		held()
 		fs.IntVar(&o.messages, "m", o.messages, "messages sent while the clients are away (within the server's -history-size)")
+		fs.IntVar(&o.rounds, "rounds", o.rounds, "times the four phases run, their figures summed (steadier CPU figures on a busy box)")
 		fs.IntVar(&o.size, "size", o.size, "message size in bytes")
 	case "presence":
 		o.n, o.duration, o.joins = 10000, 10*time.Second, 1000
@@ -270,6 +273,8 @@ func (o *options) check() error {
 		return fmt.Errorf("-duration %v: up to 10m", o.duration)
 	case o.hold < 0 || o.hold > 30*time.Minute:
 		return fmt.Errorf("-hold %v: up to 30m", o.hold)
+	case o.rounds < 1 || o.rounds > 100:
+		return fmt.Errorf("-rounds %d: 1 to 100", o.rounds)
 	case o.timeout <= 0 || o.timeout > 10*time.Minute:
 		return fmt.Errorf("-timeout %v: up to 10m", o.timeout)
 	case o.dialTimeout <= 0 || o.dialTimeout > time.Minute:

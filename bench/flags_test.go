@@ -82,7 +82,7 @@ func TestScenarioFlags(t *testing.T) {
 	for _, tc := range []struct{ name, own string }{
 		{"idle", "n timeout deflate hold"},
 		{"fanout", "n timeout deflate size read-buf memo-gzip m inflight proto"},
-		{"recover", "n timeout deflate m size"},
+		{"recover", "n timeout deflate m rounds size"},
 		{"presence", "n timeout deflate joins churn-hold duration interval m"},
 		{"rooms", "n timeout deflate rooms room-pool m size"},
 		{"storm", "n timeout deflate size read-buf memo-gzip senders inflight duration"},
@@ -114,7 +114,9 @@ func TestParseChat(t *testing.T) {
 		{name: "proto other", args: []string{"-proto", "v2"}, wantErr: "-proto"},
 	})
 	runParseCases(t, "recover", []parseCase{
-		{name: "defaults", check: func(o *options) bool { return o.n == 2000 && o.messages == 100 }},
+		{name: "defaults", check: func(o *options) bool { return o.n == 2000 && o.messages == 100 && o.rounds == 1 }},
+		{name: "rounds", args: []string{"-rounds", "5"}, check: func(o *options) bool { return o.rounds == 5 }},
+		{name: "no rounds", args: []string{"-rounds", "0"}, wantErr: "-rounds"},
 	})
 	runParseCases(t, "presence", []parseCase{
 		{name: "defaults", check: func(o *options) bool {

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"testing"
+	"time"
 )
 
 func TestParseCPU(t *testing.T) {
@@ -22,6 +24,42 @@ func TestParseCPU(t *testing.T) {
 		if (err != nil) != tc.err || got != tc.want {
 			t.Errorf("%s: got %d, %v", tc.name, got, err)
 		}
+	}
+}
+
+func TestParseSchedstat(t *testing.T) {
+	for in, want := range map[string]uint64{"139093 0 1\n": 139093, "18446744073709551615 5 9": 1<<64 - 1, "": 0, "12 3": 0, "x 1 2": 0} {
+		got, err := parseSchedstat(in)
+		if (err != nil) != (want == 0) || got != want {
+			t.Errorf("%q: %d, %v", in, got, err)
+		}
+	}
+}
+
+// readSchedCPU agrees with /proc/PID/stat's ticks, to the ticks' grain,
+// with work on two goroutines (so on more than one thread).
+func TestSchedCPUMatchesStat(t *testing.T) {
+	busy := func() {
+		x := 0
+		for end := time.Now().Add(150 * time.Millisecond); time.Now().Before(end); x++ {
+		}
+		_ = x
+	}
+	done := make(chan struct{})
+	go func() { busy(); close(done) }()
+	busy()
+	<-done
+	ns, err := readSchedCPU(os.Getpid())
+	if err != nil {
+		t.Skipf("no schedstat: %v", err)
+	}
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", os.Getpid()))
+	ticks, err := parseCPU(string(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := float64(ticks) / userHZ; ns < 0.1 || ns > st+0.03 || ns < st-0.03 {
+		t.Fatalf("schedstat %.3f s, stat %.2f s", ns, st)
 	}
 }
 

@@ -15,6 +15,10 @@
 //     be taken out of phase 3's: server CPU per recovered message is
 //     (CPU of 3 − CPU of 4) / messages recovered.
 //
+// With -rounds R the four phases run R times over the same clients and
+// every figure is of the R rounds together: a round's CPU is a few tenths
+// of a second, which the box's other work sways run to run.
+//
 // -m must be within the server's history (-history-size, 100 by default),
 // or phase 3 is rightly answered recovered:false.
 
@@ -97,7 +101,7 @@ func joinedPos(env []byte) (seq uint64, epoch string, recovered bool, ok bool) {
 func runRecover(o *options) (*Result, error) {
 	run := newRunID()
 	room := fmt.Sprintf("recover-%08x", run)
-	r := newResult("recover", o, map[string]any{"n": o.n, "gzip-frac": o.gzipFrac, "m": o.messages, "size": o.size, "room": room})
+	r := newResult("recover", o, map[string]any{"n": o.n, "gzip-frac": o.gzipFrac, "m": o.messages, "size": o.size, "room": room, "rounds": o.rounds})
 	vo := *o
 	vo.v1, vo.room = true, room
 	l := &live{}
@@ -111,12 +115,13 @@ func runRecover(o *options) (*Result, error) {
 
 	d := newDialer(&vo, fmt.Sprintf("r%08x", run))
 	d.readBuf = 4 << 10
+	d.envs = newEnvMemo()
 	sender, err := d.dial(o.n, false) // key prefix-n: none of the clients'
 	if err != nil {
 		return nil, fmt.Errorf("sender: %w", err)
 	}
 	defer sender.Close()
-	bound := time.Now().Add(8*o.timeout + 10*time.Second)
+	bound := time.Now().Add(time.Duration(o.rounds) * (8*o.timeout + 10*time.Second))
 	sender.SetDeadline(bound)
 	snd := &rclient{i: o.n, c: sender}
 	env, err := sender.readEnvelope(envLimit(o))
@@ -216,150 +221,167 @@ func runRecover(o *options) (*Result, error) {
 		return snd.last, nil
 	}
 
-	// Phase 1: live.
-	phase.Store("live")
-	cpu := startCPU(o.serverPID)
-	s1, err := sendAll(0)
-	if err != nil {
-		return nil, err
-	}
-	var liveGot atomic.Int64
-	eachClient(func(cl *rclient) {
-		before := cl.last
-		if err := cl.consume(o, s1, false, nil); err != nil {
-			fail(cl, "live", err)
-			return
-		}
-		liveGot.Add(int64(cl.last - before))
-	})
-	liveUse := cpu.stop()
-	livePer := ratio(liveUse.server, float64(liveGot.Load()))
-	r.add("live deliveries", "", "", float64(liveGot.Load()))
-
-	// Phase 2: away.
-	phase.Store("away")
-	for _, cl := range clients {
-		if cl.c != nil {
-			tcpConn(cl.c.Conn).SetLinger(0)
-			cl.c.Close()
-		}
-	}
-	s2, err := sendAll(uint32(o.messages))
-	if err != nil {
-		return nil, err
-	}
-
-	// Phase 3: recover. Each client reconnects with its position; its
-	// reader runs on its own goroutine so dialing is not held up by reads.
+	// The rounds: phases 1 to 4, R times; their figures are summed.
 	hist := hdrhistogram.New(1, histMaxUs, 3)
 	var histMu sync.Mutex
-	reconnect := func(until uint64, count bool) (cpuUse, int) {
-		d.queryFor = func(i int) string {
-			cl := clients[i]
-			return "since=" + strconv.FormatUint(cl.last, 10) + "&epoch=" + epoch
-		}
-		var wg sync.WaitGroup
-		var next atomic.Int64
-		var failed atomic.Int64
+	var liveUse, recUse, baseUse cpuUse
+	var liveN, want, notRec int64
+	var s2, away uint64
+	recFailed := 0
+	for round := range o.rounds {
+		// Phase 1: live.
+		phase.Store(fmt.Sprintf("round %d live", round+1))
 		cpu := startCPU(o.serverPID)
-		for range min(o.dialers, open) {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					i := int(next.Add(1) - 1)
-					if i >= len(clients) {
-						return
-					}
-					cl := clients[i]
-					if cl.c == nil && cl.err != nil {
-						continue
-					}
-					cl.since = cl.last
-					t0 := time.Now()
-					c, err := d.dial(i, cl.gz)
-					if err != nil {
-						l.errs.add("redial-" + errKind(err))
-						cl.err = err
-						failed.Add(1)
-						continue
-					}
-					c.SetDeadline(bound)
-					cl.c = c
-					conns[i] = c
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						cl.recovered = false
-						err := cl.consume(o, until, count, func(env []byte) error {
-							seq, e, rec, ok := joinedPos(env)
-							if !ok {
-								return fmt.Errorf("%w: joined %.120q", errProtocol, env)
-							}
-							cl.recovered = rec && e == epoch && seq >= until
-							if !cl.recovered {
-								// Nothing follows but live, and nothing is live: done.
-								cl.last = until
-							}
-							return nil
-						})
-						if err != nil {
-							l.errs.add("recover-" + errKind(err))
-							cl.err = err
-							failed.Add(1)
+		s1, err := sendAll(uint32(2 * round * o.messages))
+		if err != nil {
+			return nil, err
+		}
+		var liveGot atomic.Int64
+		eachClient(func(cl *rclient) {
+			before := cl.last
+			if err := cl.consume(o, s1, false, nil); err != nil {
+				fail(cl, "live", err)
+				return
+			}
+			liveGot.Add(int64(cl.last - before))
+		})
+		liveUse = liveUse.plus(cpu.stop())
+		liveN += liveGot.Load()
+
+		// Phase 2: away.
+		phase.Store("away")
+		for _, cl := range clients {
+			if cl.c != nil {
+				tcpConn(cl.c.Conn).SetLinger(0)
+				cl.c.Close()
+			}
+		}
+		s2, err = sendAll(uint32((2*round + 1) * o.messages))
+		away += s2 - s1
+		if err != nil {
+			return nil, err
+		}
+
+		// Phase 3: recover. Each client reconnects with its position; its
+		// reader runs on its own goroutine so dialing is not held up by reads.
+		reconnect := func(until uint64, count bool) (cpuUse, int) {
+			d.queryFor = func(i int) string {
+				cl := clients[i]
+				return "since=" + strconv.FormatUint(cl.last, 10) + "&epoch=" + epoch
+			}
+			var wg sync.WaitGroup
+			var next atomic.Int64
+			var failed atomic.Int64
+			cpu := startCPU(o.serverPID)
+			for range min(o.dialers, open) {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						i := int(next.Add(1) - 1)
+						if i >= len(clients) {
 							return
 						}
-						if count {
-							histMu.Lock()
-							hist.RecordValue(min(max(time.Since(t0).Microseconds(), 1), histMaxUs))
-							histMu.Unlock()
-							caught.Add(1)
+						cl := clients[i]
+						if cl.c == nil && cl.err != nil {
+							continue
 						}
-					}()
-				}
-			}()
+						cl.since = cl.last
+						t0 := time.Now()
+						c, err := d.dial(i, cl.gz)
+						if err != nil {
+							l.errs.add("redial-" + errKind(err))
+							cl.err = err
+							failed.Add(1)
+							continue
+						}
+						c.SetDeadline(bound)
+						cl.c = c
+						conns[i] = c
+						wg.Add(1)
+						go func() {
+							defer wg.Done()
+							cl.recovered = false
+							err := cl.consume(o, until, count, func(env []byte) error {
+								seq, e, rec, ok := joinedPos(env)
+								if !ok {
+									return fmt.Errorf("%w: joined %.120q", errProtocol, env)
+								}
+								cl.recovered = rec && e == epoch && seq >= until
+								if !cl.recovered {
+									// Nothing follows but live, and nothing is live: done.
+									cl.last = until
+								}
+								return nil
+							})
+							if err != nil {
+								l.errs.add("recover-" + errKind(err))
+								cl.err = err
+								failed.Add(1)
+								return
+							}
+							if count {
+								histMu.Lock()
+								hist.RecordValue(min(max(time.Since(t0).Microseconds(), 1), histMaxUs))
+								histMu.Unlock()
+								caught.Add(1)
+							}
+						}()
+					}
+				}()
+			}
+			wg.Wait()
+			return cpu.stop(), int(failed.Load())
 		}
-		wg.Wait()
-		return cpu.stop(), int(failed.Load())
-	}
-	phase.Store("recover")
-	for _, cl := range clients {
-		if cl.c != nil {
-			cl.c = nil
-		} else {
-			cl.err = errProtocol // lost before: not reconnected
+		phase.Store(fmt.Sprintf("round %d recover", round+1))
+		for _, cl := range clients {
+			if cl.c != nil {
+				cl.c = nil
+			} else {
+				cl.err = errProtocol // lost before: not reconnected
+			}
 		}
+		use, failed := reconnect(s2, true)
+		recUse, recFailed = recUse.plus(use), recFailed+failed
+		for _, cl := range clients {
+			if cl.c == nil || cl.err != nil {
+				continue
+			}
+			want += int64(s2 - cl.since)
+			if !cl.recovered {
+				notRec++
+			}
+		}
+
+		// Phase 4: baseline, nothing missed.
+		phase.Store(fmt.Sprintf("round %d baseline", round+1))
+		for _, cl := range clients {
+			if cl.c != nil {
+				tcpConn(cl.c.Conn).SetLinger(0)
+				cl.c.Close()
+				cl.c = nil
+			}
+		}
+		use, _ = reconnect(s2, false)
+		baseUse = baseUse.plus(use)
+
 	}
-	recUse, recFailed := reconnect(s2, true)
-	var want, got, dup, gap, notRec int64
+	var got, dup, gap int64
 	for _, cl := range clients {
 		if cl.c == nil || cl.err != nil {
 			continue
 		}
-		want += int64(s2 - cl.since)
 		got += cl.got
 		dup += cl.dup
 		gap += cl.gap
-		if !cl.recovered {
-			notRec++
-		}
 	}
 	if recFailed > 0 {
 		r.add("reconnects failed", "", "lower", float64(recFailed))
 	}
+	livePer := ratio(liveUse.server, float64(liveN))
+	r.add("live deliveries", "", "", float64(liveN))
 
-	// Phase 4: baseline, nothing missed.
-	phase.Store("baseline")
-	for _, cl := range clients {
-		if cl.c != nil {
-			tcpConn(cl.c.Conn).SetLinger(0)
-			cl.c.Close()
-			cl.c = nil
-		}
-	}
-	baseUse, _ := reconnect(s2, false)
-
-	r.add("messages while away", "", "", float64(s2-s1))
+	r.add("messages while away", "", "", float64(away))
 	r.add("recovered messages", "", "", float64(got))
 	r.add("missing", "", "lower", float64(max(want-got, 0)))
 	r.add("duplicated", "", "lower", float64(dup))
@@ -369,7 +391,7 @@ func runRecover(o *options) (*Result, error) {
 	r.addCPU(recUse)
 	if o.serverPID > 0 {
 		r.add("server cpu per 1M live deliveries", "s", "lower", livePer*1e6)
-		r.add("server cpu per reconnect, nothing missed", "ms", "lower", ratio(baseUse.server, float64(open))*1e3)
+		r.add("server cpu per reconnect, nothing missed", "ms", "lower", ratio(baseUse.server, float64(open*o.rounds))*1e3)
 		recPer := ratio(recUse.server-baseUse.server, float64(got))
 		r.add("server cpu per 1M recovered messages", "s", "lower", recPer*1e6)
 		r.add("recovered/live server cpu per message", "×", "lower", ratio(recPer, livePer))

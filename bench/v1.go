@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 
 	"github.com/gobwas/ws"
 )
@@ -257,10 +258,15 @@ func (c *wsConn) readEnvelope(limit int) ([]byte, error) {
 	}
 	switch {
 	case c.gzip && op == ws.OpBinary:
+		if env, ok := c.envs.get(p); ok {
+			c.ebuf = append(c.ebuf[:0], env...)
+			return c.ebuf, nil
+		}
 		g := gunzippers.Get().(*gunzipper)
 		out, err := g.gunzip(p, limit)
 		if err == nil {
 			c.ebuf = append(c.ebuf[:0], out...)
+			c.envs.put(p, c.ebuf)
 		}
 		gunzippers.Put(g)
 		return c.ebuf, err
@@ -279,6 +285,42 @@ func (c *wsConn) readEnvelope(limit int) ([]byte, error) {
 		return p, nil
 	}
 	return nil, fmt.Errorf("v1: unexpected opcode %d", op)
+}
+
+// envMemo maps gzip'd frames to their envelopes, so a swarm of clients
+// that all receive one shared frame (wsd gzips a broadcast, or a retained
+// message for replays, once) gunzips it once: a client slower than the
+// server it measures would pace the server, and a paced server spends CPU
+// waking up that the figures would charge to the work. Equal bytes gunzip
+// to equal envelopes, so a hit is exact. Bounded by envMemoMax entries.
+type envMemo struct {
+	mu sync.RWMutex
+	m  map[string][]byte
+}
+
+const envMemoMax = 10000
+
+func newEnvMemo() *envMemo { return &envMemo{m: make(map[string][]byte)} }
+
+func (e *envMemo) get(frame []byte) ([]byte, bool) {
+	if e == nil {
+		return nil, false
+	}
+	e.mu.RLock()
+	env, ok := e.m[string(frame)]
+	e.mu.RUnlock()
+	return env, ok
+}
+
+func (e *envMemo) put(frame, env []byte) {
+	if e == nil {
+		return
+	}
+	e.mu.Lock()
+	if len(e.m) < envMemoMax {
+		e.m[string(frame)] = bytes.Clone(env)
+	}
+	e.mu.Unlock()
 }
 
 // lookupV1 and lookupDeflateV1 are check and checkDeflate for v1

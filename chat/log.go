@@ -31,7 +31,19 @@ func (e Entry) Encoded() []byte {
 	if e.r == nil || e.s == nil {
 		return nil
 	}
-	return e.r.encoded(e.s)
+	return e.r.encoded(e.s, encEncode, e.r.cfg.Encode)
+}
+
+// Framed is Encoded for RingConfig.Frame: the message's envelope as the
+// frame most readers send (the session's WebSocket text frame), built on
+// the first asking and shared by every later reader, so a replay to N
+// members copies each message once, not N times. nil if the ring has no
+// Frame.
+func (e Entry) Framed() []byte {
+	if e.r == nil || e.s == nil {
+		return nil
+	}
+	return e.r.encoded(e.s, encFrame, e.r.cfg.Frame)
 }
 
 // Info describes a room's log.
@@ -129,6 +141,8 @@ type RingConfig struct {
 	// against MaxBytes (what a room retains does not depend on who
 	// replayed it); MaxTotalBytes sees them from the room's next Append.
 	Encode func(dst, env []byte) []byte
+	// Frame, if set, is a third, kept as Encode's is: Entry.Framed.
+	Frame func(dst, env []byte) []byte
 	// Now is the clock (time.Now if nil); NewEpoch makes epochs
 	// (NewEpoch if nil). Tests inject both.
 	Now      func() time.Time
@@ -161,11 +175,19 @@ type slot struct {
 	seq   uint64
 	ts    int64
 	frame []byte // kept when evicted by count, for the next message in this slot
-	// enc is the message's Encode, nil until Entry.Encoded. Readers may
-	// hold it past the lock, so it is never reused: dropped (and its
-	// charge refunded) whenever the message is.
-	enc []byte
+	// enc holds the message's Encode and Frame, each nil until
+	// Entry.Encoded or Entry.Framed asks. Readers may hold them past the
+	// lock, so they are never reused: dropped (and their charge refunded)
+	// whenever the message is.
+	enc [nEnc][]byte
 }
+
+// The kept encodings of a slot.
+const (
+	encEncode = iota // RingConfig.Encode
+	encFrame         // RingConfig.Frame
+	nEnc
+)
 
 var (
 	slotSize    = int64(unsafe.Sizeof(slot{}))
@@ -288,9 +310,11 @@ func (r *Ring) expire(l *roomLog, now int64) {
 func (r *Ring) pop(l *roomLog, release bool) {
 	s := &l.slots[l.head]
 	l.bytes -= int64(len(s.frame))
-	if s.enc != nil {
-		r.charge(-int64(cap(s.enc)))
-		s.enc = nil
+	for i := range s.enc {
+		if s.enc[i] != nil {
+			r.charge(-int64(cap(s.enc[i])))
+			s.enc[i] = nil
+		}
 	}
 	if release {
 		r.charge(-int64(cap(s.frame)))
@@ -399,19 +423,20 @@ func (r *Ring) Last(room string, k int, rd Reader) (Info, error) {
 	return info, nil
 }
 
-// encoded is Entry.Encoded; s's room is locked. Building under the lock
-// is bounded: one Encode per retained message for the message's whole
-// life, whatever the number of replays, and an Append to the room waits
-// for the replay anyway (the replay and the append may not interleave).
-func (r *Ring) encoded(s *slot) []byte {
-	if r.cfg.Encode == nil {
+// encoded is Entry.Encoded and Entry.Framed: s's kept encoding i, built
+// by encode; s's room is locked. Building under the lock is bounded: one
+// encode per retained message for the message's whole life, whatever the
+// number of replays, and an Append to the room waits for the replay anyway
+// (the replay and the append may not interleave).
+func (r *Ring) encoded(s *slot, i int, encode func(dst, env []byte) []byte) []byte {
+	if encode == nil {
 		return nil
 	}
-	if s.enc == nil {
-		s.enc = r.cfg.Encode(nil, s.frame)
-		r.charge(int64(cap(s.enc)))
+	if s.enc[i] == nil {
+		s.enc[i] = encode(nil, s.frame)
+		r.charge(int64(cap(s.enc[i])))
 	}
-	return s.enc
+	return s.enc[i]
 }
 
 // Info implements Store.
@@ -461,7 +486,10 @@ func (r *Ring) Sweep(inUse func(room string) bool) {
 			delete(r.rooms, l.name)
 			held := roomLogSize + int64(len(l.name)) + int64(len(l.slots))*slotSize
 			for i := range l.slots {
-				held += int64(cap(l.slots[i].frame)) + int64(cap(l.slots[i].enc))
+				held += int64(cap(l.slots[i].frame))
+				for _, e := range l.slots[i].enc {
+					held += int64(cap(e))
+				}
 			}
 			r.charge(-held)
 		}

@@ -427,13 +427,14 @@ func TestRingSweepRacesAppend(t *testing.T) {
 	wg.Wait()
 }
 
-// encReader asks every replayed entry for its encoding, as a gzip member
-// does, and keeps what it got.
-type encReader struct{ encs [][]byte }
+// encReader asks every replayed entry for its encodings, Encoded as a gzip
+// member does and Framed as a text member does, and keeps what it got.
+type encReader struct{ encs, framed [][]byte }
 
 func (r *encReader) Attach(Info) {}
 func (r *encReader) Replay(e Entry) {
 	r.encs = append(r.encs, e.Encoded())
+	r.framed = append(r.framed, e.Framed())
 }
 
 func TestRingEncodedSharedOncePerMessage(t *testing.T) {
@@ -442,7 +443,12 @@ func TestRingEncodedSharedOncePerMessage(t *testing.T) {
 		encodes++
 		return append(append(dst, "enc:"...), env...)
 	}
-	r := NewRing(RingConfig{NewEpoch: epochs("ep"), Encode: enc})
+	var frames int
+	frame := func(dst, env []byte) []byte {
+		frames++
+		return append(append(dst, "frame:"...), env...)
+	}
+	r := NewRing(RingConfig{NewEpoch: epochs("ep"), Encode: enc, Frame: frame})
 	appendN(t, r, "a", 3)
 	if encodes != 0 {
 		t.Fatalf("%d encodings at append, want none before a replay asks", encodes)
@@ -455,8 +461,8 @@ func TestRingEncodedSharedOncePerMessage(t *testing.T) {
 	var first, second encReader
 	r.Since("a", 0, "ep", &first)
 	r.Last("a", 2, &second)
-	if encodes != 3 {
-		t.Fatalf("%d encodings for two replays of 3 messages, want 3 (one each)", encodes)
+	if encodes != 3 || frames != 3 {
+		t.Fatalf("%d encodings and %d frames for two replays of 3 messages, want 3 of each (one per message)", encodes, frames)
 	}
 	for i, b := range second.encs {
 		a := first.encs[i+1]
@@ -466,14 +472,18 @@ func TestRingEncodedSharedOncePerMessage(t *testing.T) {
 		if want := "enc:" + plain.frames[i+1]; string(b) != want {
 			t.Fatalf("message %d encoded %q, want %q", i+2, b, want)
 		}
+		f, g := first.framed[i+1], second.framed[i]
+		if &f[0] != &g[0] || string(g) != "frame:"+plain.frames[i+1] {
+			t.Fatalf("message %d: framed %q, not shared or not %q", i+2, g, "frame:"+plain.frames[i+1])
+		}
 	}
 	// A ring without Encode has nothing to give.
 	r2 := NewRing(RingConfig{NewEpoch: epochs("ep")})
 	appendN(t, r2, "a", 1)
 	var none encReader
 	r2.Last("a", 1, &none)
-	if none.encs[0] != nil {
-		t.Fatalf("Encoded without RingConfig.Encode = %q, want nil", none.encs[0])
+	if none.encs[0] != nil || none.framed[0] != nil {
+		t.Fatalf("Encoded, Framed without RingConfig.Encode, Frame = %q, %q, want nil", none.encs[0], none.framed[0])
 	}
 }
 
@@ -518,7 +528,7 @@ func TestRingEncodedCharge(t *testing.T) {
 			c := newClock()
 			var charged atomic.Int64
 			cfg := tc.cfg
-			cfg.Now, cfg.NewEpoch, cfg.Encode = c.now, epochs("ep"), enc
+			cfg.Now, cfg.NewEpoch, cfg.Encode, cfg.Frame = c.now, epochs("ep"), enc, enc
 			cfg.Charge = func(d int64) { charged.Add(d) }
 			r := NewRing(cfg)
 			appendN(t, r, "a", 3)
@@ -529,11 +539,11 @@ func TestRingEncodedCharge(t *testing.T) {
 			var er encReader
 			r.Last("a", 3, &er)
 			var encBytes int64
-			for _, b := range er.encs {
+			for _, b := range append(er.encs, er.framed...) {
 				encBytes += int64(cap(b))
 			}
-			if got := r.Bytes() - before; got != encBytes || encBytes < 3*pad {
-				t.Fatalf("replay charged %d, want the %d bytes of its 3 encodings", got, encBytes)
+			if got := r.Bytes() - before; got != encBytes || encBytes < 6*pad {
+				t.Fatalf("replay charged %d, want the %d bytes of its 3 messages' two encodings", got, encBytes)
 			}
 			if after := r.mustInfo(t, "a"); after.Bytes != info.Bytes {
 				t.Fatalf("Info.Bytes %d after encoding, want %d (envelopes only)", after.Bytes, info.Bytes)
@@ -568,7 +578,10 @@ func (r *Ring) audit() int64 {
 		l.mu.Lock()
 		n += roomLogSize + int64(len(name)) + int64(len(l.slots))*slotSize
 		for _, s := range l.slots {
-			n += int64(cap(s.frame)) + int64(cap(s.enc))
+			n += int64(cap(s.frame))
+			for _, e := range s.enc {
+				n += int64(cap(e))
+			}
 		}
 		l.mu.Unlock()
 	}
@@ -584,7 +597,7 @@ func (r *Ring) encodedLeft(room string) int {
 	defer l.mu.Unlock()
 	n := 0
 	for _, s := range l.slots {
-		if s.enc != nil {
+		if s.enc[encEncode] != nil || s.enc[encFrame] != nil {
 			n++
 		}
 	}

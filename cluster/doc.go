@@ -34,6 +34,11 @@
 // Subscriptions are kept and re-sent by the client on reconnect, and
 // claims for every held key are announced again once it is back.
 //
+// A room message carries its text and, for the envelopes of v1 members on
+// the other boxes, its sender's key and the client id of its send (the
+// origin extension of wire.go, in a section the release before it skips);
+// seq, epoch and ts are stamped by each box's own Ring.
+//
 // Which of two connections with one key survives (see claim.go) is decided
 // by stamps carried in claim messages on the key's subject: hybrid logical
 // clocks, which wall time keeps near each other but does not order.

@@ -69,8 +69,15 @@ func (b *Bridge) KeyLeft(c *session.Conn) { b.push(event{kind: evKeyLeave, conn:
 func (b *Bridge) Forward(room string, m session.Broadcast) bool {
 	// Only the text crosses: each box gzips it for its own gzip members
 	// (once per broadcast, if it has any), so no box serves a frame it
-	// did not build from the text it serves plain readers.
+	// did not build from the text it serves plain readers. The sender's
+	// key and client id go along (the origin extension, wire.go) for the
+	// envelopes of v1 members; a key or id the wire cannot carry (the
+	// handshake and the v1 parser cap both as the wire does, so only a
+	// Hub fed otherwise) leaves the message without them.
 	msg := message{Kind: kindRoom, BoxID: b.cfg.BoxID, Target: room, Text: m.Text()}
+	if from, id := m.From(), m.ID(); len(from) <= maxFrom && len(id) <= maxID {
+		msg.From, msg.ID = from, id
+	}
 	return b.publish(b.subj.room(room), &msg)
 }
 

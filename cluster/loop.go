@@ -277,7 +277,7 @@ func (b *Bridge) receive(nm *nats.Msg) {
 			b.stats.drop(DropInvalid)
 			return
 		}
-		b.deliver(b.hub.DeliverRemote(m.Target, m.Text, nil))
+		b.deliver(b.hub.DeliverRemoteFrom(m.Target, m.Text, m.From, m.ID))
 	case kindAll:
 		b.deliver(b.hub.DeliverRemoteAll(m.Text, nil))
 	case kindDirect:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"unicode/utf8"
 
+	"github.com/wsd-chat/wsd/chat"
 	"github.com/wsd-chat/wsd/codec"
 )
 
@@ -44,10 +45,35 @@ func (k msgKind) String() string {
 
 func (k msgKind) isKey() bool { return k >= kindClaim && k <= kindAnnounce }
 
-// flagGzip marks a message that carries the gzip'd binary frame of its
-// text. Earlier boxes sent one; a box now never does, and skips one it
-// receives: the frame could say something else than the text.
+// flagGzip marks a message with a section between its target and its
+// text: 4 bytes of length, then that many bytes. Earlier boxes put the
+// gzip'd binary frame of the text there; no box sends one now, and a box
+// skips one it receives (the frame could say something else than the
+// text). The section now carries the origin extension (below) instead:
+// a box of the release before it (wire version 1 as well) accepts the
+// flag and its section, and skips the section whatever it holds, so the
+// extension reaches it as a plain message of the text.
 const flagGzip = 1
+
+// The origin extension: the section of a room message, when it begins
+// with extOrigin, names the message's sender (wsd 1 builds it for every
+// room message with a sender):
+//
+//	tag    1 byte  (extOrigin: a legacy gzip frame begins with 0x82, a
+//	               FIN binary frame's first byte, never with it)
+//	from   2 bytes length + bytes (0..maxFrom): the sender's key
+//	id     1 byte length + bytes (0..maxID): the client id of its send
+//	...    later versions append fields: the rest is ignored
+//
+// The MAC of a signed message covers the section like every other byte.
+const extOrigin = 0x01
+
+// Limits of the origin extension: a key as the handshake caps specialKey
+// (codec), a client id as chat.MaxIDLen.
+const (
+	maxFrom = 256
+	maxID   = chat.MaxIDLen
+)
 
 // flagMAC marks a signed message: its last macSize bytes are its MAC
 // (buskey.go).
@@ -65,12 +91,13 @@ const (
 //
 //	version   1 byte  (wireVersion)
 //	kind      1 byte
-//	flags     1 byte  (bit 0: a gzip frame follows the target; bit 1: signed)
+//	flags     1 byte  (bit 0: a section follows the target; bit 1: signed)
 //	box id    1 byte length + bytes (1..64)
 //	seq       8 bytes: the sender box's message counter
 //	stamp     8 bytes: hybrid logical clock (claim.go), key kinds only
 //	target    2 bytes length + bytes: room or key
-//	gzip      4 bytes length + the complete binary WebSocket frame, if flagged
+//	section   4 bytes length + bytes, if flagged: the origin extension
+//	          of a room message, or (earlier boxes) a gzip frame
 //	text      the rest: UTF-8 payload (room, all, direct)
 //	mac       16 bytes, if signed: see buskey.go
 type message struct {
@@ -79,14 +106,28 @@ type message struct {
 	Seq    uint64
 	Stamp  uint64
 	Target string
-	Gzip   []byte // a carried gzip frame (skipped, see flagGzip), aliases the input
-	Text   []byte // aliases the input
+	// From and ID are the origin extension: the sender's key and its
+	// client id (ID aliases the input). Room messages only.
+	From string
+	ID   []byte
+	// Gzip is a legacy section (not the origin extension), skipped on
+	// receipt; aliases the input. Append writes it instead of the origin
+	// when set: tests play earlier boxes with it.
+	Gzip []byte
+	Text []byte // aliases the input
 }
 
-// Append encodes m after dst.
+// hasOrigin reports whether Append writes the origin extension.
+func (m *message) hasOrigin() bool { return m.Gzip == nil && (m.From != "" || len(m.ID) > 0) }
+
+// originSize is the origin extension's length, without its 4-byte length.
+func (m *message) originSize() int { return 1 + 2 + len(m.From) + 1 + len(m.ID) }
+
+// Append encodes m after dst. The caller keeps From within maxFrom and ID
+// within maxID (Forward does), so what it writes decodes.
 func (m *message) Append(dst []byte) []byte {
 	flags := byte(0)
-	if m.Gzip != nil {
+	if m.Gzip != nil || m.hasOrigin() {
 		flags |= flagGzip
 	}
 	dst = append(dst, wireVersion, byte(m.Kind), flags, byte(len(m.BoxID)))
@@ -97,9 +138,17 @@ func (m *message) Append(dst []byte) []byte {
 	}
 	dst = binary.BigEndian.AppendUint16(dst, uint16(len(m.Target)))
 	dst = append(dst, m.Target...)
-	if m.Gzip != nil {
+	switch {
+	case m.Gzip != nil:
 		dst = binary.BigEndian.AppendUint32(dst, uint32(len(m.Gzip)))
 		dst = append(dst, m.Gzip...)
+	case m.hasOrigin():
+		dst = binary.BigEndian.AppendUint32(dst, uint32(m.originSize()))
+		dst = append(dst, extOrigin)
+		dst = binary.BigEndian.AppendUint16(dst, uint16(len(m.From)))
+		dst = append(dst, m.From...)
+		dst = append(dst, byte(len(m.ID)))
+		dst = append(dst, m.ID...)
 	}
 	return append(dst, m.Text...)
 }
@@ -110,8 +159,11 @@ func (m *message) Size() int {
 	if m.Kind.isKey() {
 		n += 8
 	}
-	if m.Gzip != nil {
+	switch {
+	case m.Gzip != nil:
 		n += 4 + len(m.Gzip)
+	case m.hasOrigin():
+		n += 4 + m.originSize()
 	}
 	return n
 }
@@ -180,8 +232,18 @@ func decode(p []byte, maxText int, m *message) error {
 		if uint64(g) > uint64(len(p)) {
 			return errMalformed
 		}
-		m.Gzip = p[:g]
+		sec := p[:g]
 		p = p[g:]
+		if len(sec) > 0 && sec[0] == extOrigin {
+			if m.Kind != kindRoom {
+				return errInvalid
+			}
+			if err := m.decodeOrigin(sec[1:]); err != nil {
+				return err
+			}
+		} else {
+			m.Gzip = sec
+		}
 	}
 	m.Text = p
 	switch m.Kind {
@@ -206,6 +268,39 @@ func decode(p []byte, maxText int, m *message) error {
 	}
 	if len(m.Text) > maxText {
 		return errTooLarge
+	}
+	if !utf8.Valid(m.Text) {
+		return errInvalid
+	}
+	return nil
+}
+
+// decodeOrigin reads the origin extension's fields from p (after its
+// tag); bytes past them are a later version's fields, ignored.
+func (m *message) decodeOrigin(p []byte) error {
+	if len(p) < 2 {
+		return errMalformed
+	}
+	n := int(binary.BigEndian.Uint16(p))
+	p = p[2:]
+	if n > maxFrom {
+		return errInvalid
+	}
+	if len(p) < n+1 {
+		return errMalformed
+	}
+	m.From = string(p[:n])
+	p = p[n:]
+	n = int(p[0])
+	p = p[1:]
+	if n > maxID {
+		return errInvalid
+	}
+	if len(p) < n {
+		return errMalformed
+	}
+	if n > 0 {
+		m.ID = p[:n]
 	}
 	if !utf8.Valid(m.Text) {
 		return errInvalid

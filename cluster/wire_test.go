@@ -12,6 +12,9 @@ func TestWireRoundTrip(t *testing.T) {
 	for _, m := range []message{
 		{Kind: kindRoom, BoxID: "b", Seq: 7, Target: "lobby", Text: []byte("héllo"), Gzip: gz},
 		{Kind: kindRoom, BoxID: "box-1", Seq: 1<<63 + 5, Target: "", Text: []byte("")},
+		{Kind: kindRoom, BoxID: "b", Seq: 8, Target: "lobby", From: "alice", ID: []byte("c-17"), Text: []byte("héllo")},
+		{Kind: kindRoom, BoxID: "b", Seq: 9, Target: "lobby", From: "seed sender", Text: []byte("x")},
+		{Kind: kindRoom, BoxID: "b", Seq: 10, Target: "lobby", ID: []byte("id without key"), Text: []byte("x")},
 		{Kind: kindAll, BoxID: "b", Seq: 1, Text: []byte("x")},
 		{Kind: kindDirect, BoxID: "b", Seq: 2, Target: "some key/with spaces", Text: []byte("x")},
 		{Kind: kindClaim, BoxID: "b", Seq: 3, Stamp: 42, Target: "k"},
@@ -27,7 +30,8 @@ func TestWireRoundTrip(t *testing.T) {
 			t.Fatalf("%v: %v", m.Kind, err)
 		}
 		if got.Kind != m.Kind || got.BoxID != m.BoxID || got.Seq != m.Seq || got.Stamp != m.Stamp ||
-			got.Target != m.Target || !bytes.Equal(got.Text, m.Text) || !bytes.Equal(got.Gzip, m.Gzip) {
+			got.Target != m.Target || !bytes.Equal(got.Text, m.Text) || !bytes.Equal(got.Gzip, m.Gzip) ||
+			got.From != m.From || !bytes.Equal(got.ID, m.ID) {
 			t.Fatalf("round trip: %+v → %+v", m, got)
 		}
 	}
@@ -75,14 +79,30 @@ func TestSubjects(t *testing.T) {
 func FuzzDecode(f *testing.F) {
 	f.Add((&message{Kind: kindRoom, BoxID: "b", Target: "r", Text: []byte("x"), Gzip: codec.AppendGzipFrame(nil, []byte("x"))}).Append(nil))
 	f.Add((&message{Kind: kindClaim, BoxID: "b", Stamp: 3, Target: "k"}).Append(nil))
+	f.Add((&message{Kind: kindRoom, BoxID: "b", Target: "r", From: "alice", ID: []byte("c-1"), Text: []byte("x")}).Append(nil))
 	f.Fuzz(func(t *testing.T, p []byte) {
 		var m message
 		if decode(p, 1<<16, &m) != nil {
 			return
 		}
+		if len(m.From) > maxFrom || len(m.ID) > maxID {
+			t.Fatalf("origin past its bounds: %d-byte key, %d-byte id", len(m.From), len(m.ID))
+		}
 		var again message
 		if err := decode(m.Append(nil), 1<<16, &again); err != nil {
 			t.Fatalf("re-encoding a valid message fails: %v", err)
+		}
+		if again.From != m.From || !bytes.Equal(again.ID, m.ID) || !bytes.Equal(again.Text, m.Text) || again.Target != m.Target {
+			t.Fatalf("re-encoding changes the message: %+v → %+v", m, again)
+		}
+		// The previous release reads every message this one accepts and
+		// re-encodes (the origin is skipped there, the text the same).
+		var old message1
+		if err := decodeRelease1(m.Append(nil), 1<<16, &old); err != nil {
+			t.Fatalf("the previous release refuses %+v: %v", m, err)
+		}
+		if !bytes.Equal(old.Text, m.Text) {
+			t.Fatalf("the previous release reads text %q, not %q", old.Text, m.Text)
 		}
 	})
 }

@@ -91,10 +91,22 @@ func (h *Hub) keyLeft(c *Conn) {
 }
 
 // Broadcast is a Bridge's view of a broadcast during Forward.
-type Broadcast struct{ m *message }
+type Broadcast struct {
+	m    *message
+	from string
+	id   []byte
+}
 
 // Text returns the broadcast's payload.
 func (b Broadcast) Text() []byte { return b.m.seed.body }
+
+// From returns the key of the client that sent the broadcast; "" for the
+// admin API.
+func (b Broadcast) From() string { return b.from }
+
+// ID returns the client id of the v1 send, nil if it had none (and for a
+// seed client or the admin API). Valid only during Forward.
+func (b Broadcast) ID() []byte { return b.id }
 
 // GzipFrame returns the broadcast's gzip'd binary frame, building it if no
 // member needed it yet (once per broadcast, counted as a gzip encoding).

@@ -101,6 +101,14 @@ func (h *Hub) DeliverRemote(room string, text, gz []byte) int {
 	return h.deliver(target{kind: toRoom, name: room}, text, gz, fromRemote).Local
 }
 
+// DeliverRemoteFrom is DeliverRemote for a broadcast whose sender the
+// other box named: from is its key and id the client id of its send (nil
+// if none), which the envelope of v1 members carries as a local send's
+// would. Seed members get the text, as from DeliverRemote.
+func (h *Hub) DeliverRemoteFrom(room string, text []byte, from string, id []byte) int {
+	return h.deliverFrom(target{kind: toRoom, name: room}, text, nil, fromRemote, from, id).Local
+}
+
 // DeliverRemoteAll is DeliverRemote to every room with members here.
 func (h *Hub) DeliverRemoteAll(text, gz []byte) int {
 	return h.deliver(target{kind: toAll}, text, gz, fromRemote).Local
@@ -191,7 +199,7 @@ func (h *Hub) deliverFrom(t target, text, gz []byte, from origin, key string, id
 		}
 	}
 	if from == fromHere {
-		d.Cluster = h.forward(t, m, d.Local)
+		d.Cluster = h.forward(t, m, d.Local, key, id)
 	}
 	m.doneBuilding()
 	return d
@@ -241,8 +249,8 @@ func (h *Hub) sendDirect(key string, m *message) bool {
 
 // forward hands a message that started on this box, and was queued for
 // local members of t already, to the Bridge. The caller holds a builder
-// hold on m.
-func (h *Hub) forward(t target, m *message, local int) ClusterOutcome {
+// hold on m. key and id name the sender of a room message (deliverFrom).
+func (h *Hub) forward(t target, m *message, local int, key string, id []byte) ClusterOutcome {
 	b := h.cfg.Bridge
 	switch {
 	case b == nil:
@@ -255,7 +263,7 @@ func (h *Hub) forward(t target, m *message, local int) ClusterOutcome {
 	var ok bool
 	switch t.kind {
 	case toRoom:
-		ok = b.Forward(t.name, Broadcast{m})
+		ok = b.Forward(t.name, Broadcast{m: m, from: key, id: id})
 	case toAll:
 		ok = b.ForwardAll(m.seed.body)
 	case toKey:

@@ -71,7 +71,7 @@ func NewHub(cfg Config, r *poller.Reactor) *Hub {
 	}
 	charge := func(d int64) { h.out.add(d) }
 	h.ring = chat.NewRing(chat.RingConfig{MaxMessages: cfg.HistorySize, MaxAge: cfg.HistoryTTL,
-		MaxBytes: cfg.HistoryBytes, MaxTotalBytes: cfg.HistoryTotalBytes, Charge: charge, Encode: h.gzipReplayFrame})
+		MaxBytes: cfg.HistoryBytes, MaxTotalBytes: cfg.HistoryTotalBytes, Charge: charge, Encode: h.gzipReplayFrame, Frame: textReplayFrame})
 	h.dedup = chat.NewDedup(chat.DedupConfig{Window: cfg.DedupWindow, MaxEntries: cfg.DedupMax, Charge: charge})
 	h.presence = chat.NewPresence(chat.PresenceConfig{Interval: cfg.PresenceInterval, Grace: cfg.PresenceGrace, ListMax: cfg.PresenceListMax})
 	protocols := append(append([]string(nil), cfg.Subprotocols...), codec.V1Protocol)

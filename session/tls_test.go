@@ -114,7 +114,7 @@ func numberedText(i, size int) string {
 func TestWSSDeliveryPastOneSealedBatch(t *testing.T) {
 	h, _ := testHub(t, wssConfig(t, Config{MaxQueue: 64 << 20}))
 	c, br, client := wssMember(t, h, "big", 0)
-	const n, size = 2 * maxIovec, 1 << 10 // 128 frames, 128 KiB: within a socketpair's buffer
+	const n, size = maxIovec + 1, 1 << 10 // 129 frames, 129 KiB: within a socketpair's buffer
 	if sealBatch(make([]outItem, n)) >= n || n*size <= sealBudget {
 		t.Fatal("the delivery fits one sealed batch; the test proves nothing")
 	}

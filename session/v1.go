@@ -86,10 +86,11 @@ type pendingJoin struct {
 	recovered bool
 	expect    int // messages the Ring will replay (known at Attach)
 	replayed  int
+	held      bool // frames are held for one write (Conn.hold): runJoin flushes
 }
 
-// maxReplayBatch bounds the replayed frames handed to the connection at
-// once (one writev takes 64 anyway).
+// maxReplayBatch bounds the replayed frames batched before they are handed
+// to the connection's queue (held, all written at the end of the join).
 const maxReplayBatch = 256
 
 // newV1Conn returns the v1 state for a request that opted in.
@@ -303,6 +304,12 @@ func (c *Conn) runJoin(history int) (old *Conn) {
 		// count be off, the frames still go out rather than leak.
 		c.flushReplay()
 	}
+	if v.join.held {
+		// The 101 (first join), joined and the replay, in one writev,
+		// after the Ring's lock is released; whatever came for the
+		// connection meanwhile is queued behind them.
+		c.flushHeld()
+	}
 	old, v.replaced = v.replaced, nil
 	if v.join.refused != 0 {
 		c.sendError(v.join.id, v.join.refused, refusedReason(v.join.refused))
@@ -329,7 +336,7 @@ func (v *v1Conn) Attach(info chat.Info) {
 	joined := func(count int) {
 		v.buf = chat.AppendJoined(v.buf[:0], &chat.Joined{ID: j.id, Room: j.room, Seq: info.Seq,
 			Epoch: info.Epoch, Recovered: j.recovered, Count: count})
-		c.sendEnvelope(v.buf)
+		c.holdEnvelope(v.buf)
 	}
 	if v.welcome != nil {
 		count := h.presence.Join(j.room, c.key) // a key replacing itself is counted once
@@ -375,16 +382,19 @@ func (v *v1Conn) Attach(info chat.Info) {
 // Replay implements chat.Reader: a missed message, in seq order, queued
 // right behind joined.
 //
-// A gzip member gets the message's gzip'd frame that the Ring keeps with
-// it (gzipReplayFrame, built by the first gzip replay of the message and
-// shared by all the later ones, as a live broadcast shares its frame):
-// queued by reference, its bytes charged to the outbound budget as
-// history. Any other member gets its own copy of the text frame.
+// Every member gets a frame that the Ring keeps with the message: its
+// gzip'd frame for a gzip member (gzipReplayFrame), its text frame for any
+// other (textReplayFrame), each built by the first replay that wants it
+// and shared by all the later ones, as a live broadcast shares its frame:
+// queued by reference, no copy and no allocation per replayed message,
+// its bytes charged to the outbound budget as history. A Store that keeps
+// none (no Encode, Frame) makes the connection its own copy.
 //
 // The frames are handed over in batches, the last one when the count
-// Attach expects is reached, still under the room's log lock: one write
-// per batch, not per message, and all of them queued before the room's
-// next message can be.
+// Attach expects is reached, still under the room's log lock, so all of
+// them are queued before the room's next message can be; they are held
+// behind joined (Conn.hold) and written with it when the join is done
+// (runJoin): one writev for the join, not one per batch.
 func (v *v1Conn) Replay(e chat.Entry) {
 	if !v.join.attached {
 		return
@@ -392,6 +402,8 @@ func (v *v1Conn) Replay(e chat.Entry) {
 	var b []byte
 	if v.c.gzip {
 		b = e.Encoded()
+	} else {
+		b = e.Framed()
 	}
 	if b != nil {
 		v.batch = append(v.batch, outItem{b: b})
@@ -405,10 +417,12 @@ func (v *v1Conn) Replay(e chat.Entry) {
 	}
 }
 
-// flushReplay hands the batched replay frames to the connection.
+// flushReplay hands the batched replay frames to the connection's queue,
+// held for runJoin's write.
 func (c *Conn) flushReplay() {
 	v := c.v1
-	c.deliver(v.batch)
+	c.hold(v.batch)
+	v.join.held = true
 	clear(v.batch)
 	v.batch = v.batch[:0]
 }
@@ -419,7 +433,9 @@ func (c *Conn) flushReplay() {
 func (t *table) joinV1(c *Conn, welcome *ownFrame, after uint64, joined func()) (old *Conn) {
 	s := t.shardOf(c.key)
 	s.mu.Lock()
-	c.send(welcome)
+	one := [1]outItem{{b: welcome.b, own: welcome}}
+	c.hold(one[:]) // written with joined and the replay (runJoin)
+	c.v1.join.held = true
 	joined()
 	old = s.replaceLocked(c)
 	s.addSub(c, c.room, after)
@@ -560,6 +576,15 @@ func (c *Conn) sendError(id []byte, code chat.Code, reason string) {
 	c.sendEnvelope(c.v1.buf)
 }
 
+// holdEnvelope is sendEnvelope for a join's frames: held (Conn.hold) for
+// runJoin's write.
+func (c *Conn) holdEnvelope(env []byte) {
+	f := c.envelopeFrame(env)
+	one := [1]outItem{{b: f.b, own: f}}
+	c.hold(one[:])
+	c.v1.join.held = true
+}
+
 // sendEnvelope queues env (copied) for c alone: a text frame, or for a
 // gzip client the gzip'd binary frame. A deflate client gets it
 // uncompressed (a frame without RSV1 is valid on a deflate connection).
@@ -587,6 +612,12 @@ func (h *Hub) gzipReplayFrame(dst, env []byte) []byte {
 	h.stats.GzipEncodings.Add(1)
 	return codec.AppendGzipFrame(dst, env)
 }
+
+// textReplayFrame is the Ring's Frame: the text frame of a retained
+// envelope, byte for byte what envelopeFrame gives a member without gzip
+// (deflate members too: envelopes replayed go uncompressed, as sendEnvelope's
+// do), built on the message's first replay to such a member.
+func textReplayFrame(dst, env []byte) []byte { return codec.AppendFrame(dst, codec.OpText, env) }
 
 // historySweepEvery is how often the Ring forgets rooms that have retained
 // nothing and have no members (after chat.RingConfig.MetaTTL).

@@ -311,8 +311,8 @@ func (r heldReplay) Attach(chat.Info)    { r.v.join = pendingJoin{attached: true
 func (r heldReplay) Replay(e chat.Entry) { r.v.Replay(e) }
 
 // Two gzip replays of the same retained messages share one gzip'd frame
-// per message, byte for byte the frame envelopeFrame builds; a text
-// member's replay builds none.
+// per message, and two text replays one text frame, byte for byte the
+// frames envelopeFrame builds; a text member's replay builds no gzip.
 func TestReplayGzipFrameShared(t *testing.T) {
 	h, r := testHub(t, Config{})
 	const room = "r"
@@ -336,7 +336,7 @@ func TestReplayGzipFrameShared(t *testing.T) {
 		return frames
 	}
 	enc0, held0 := h.stats.GzipEncodings.Load(), h.ring.Bytes()
-	text := replay("text", false)
+	text, text2 := replay("text", false), replay("text-2", false)
 	if n := h.stats.GzipEncodings.Load() - enc0; n != 0 {
 		t.Fatalf("a text member's replay made %d gzip encodings", n)
 	}
@@ -358,9 +358,15 @@ func TestReplayGzipFrameShared(t *testing.T) {
 		if want := codec.AppendFrame(nil, codec.OpText, env); !bytes.Equal(text[i], want) {
 			t.Fatalf("message %d: text replay % x, want % x", i+1, text[i], want)
 		}
-		encBytes += int64(cap(a[i]))
+		if own := (&Conn{}).envelopeFrame(env); !bytes.Equal(text[i], own.b) {
+			t.Fatalf("message %d: shared text replay frame differs from envelopeFrame's", i+1)
+		}
+		if &text[i][0] != &text2[i][0] {
+			t.Fatalf("message %d: the second text replay got its own frame", i+1)
+		}
+		encBytes += int64(cap(a[i])) + int64(cap(text[i]))
 	}
 	if got := h.ring.Bytes() - held0; got != encBytes {
-		t.Fatalf("history charged %d more, want the %d bytes of the shared gzip frames", got, encBytes)
+		t.Fatalf("history charged %d more, want the %d bytes of the shared gzip and text frames", got, encBytes)
 	}
 }

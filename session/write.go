@@ -154,6 +154,44 @@ func (c *Conn) deliver(items []outItem) bool {
 	return c.queueLimitsLocked()
 }
 
+// hold queues items behind what c has queued, without writing them, so
+// that frames handed over in several steps go out together: a v1 join's
+// 101, joined and replay leave in one writev (flushHeld) rather than one
+// write each. Anything delivered meanwhile (a presence frame, another
+// room's message, a direct message) finds the queue non-empty and queues
+// behind them, in order. Only the connection's own goroutine holds, and it
+// calls flushHeld before returning to the reactor: held frames never wait
+// for an EPOLLOUT that the socket, not being full, would not send. Like
+// deliver it takes ownership of every own frame and reports whether the
+// connection still accepts data.
+func (c *Conn) hold(items []outItem) bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	defer c.publishLocked()
+	if c.wclosed {
+		discardOwn(items)
+		return false
+	}
+	c.winFrames += int64(len(items))
+	for _, it := range items {
+		c.winBytes += int64(len(it.b))
+		c.enqueueLocked(it)
+	}
+	return true
+}
+
+// flushHeld writes what hold queued (and anything queued behind it) as far
+// as the socket takes it, then applies deliver's queue limits.
+func (c *Conn) flushHeld() bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.flushLocked()
+	if c.werr {
+		return false
+	}
+	return c.queueLimitsLocked()
+}
+
 // prepareLocked is the prepare step for frames deliver writes straight
 // from its caller's slice: it returns wire, what of items is ready for the
 // socket, and rest, what must be queued behind it. Plain frames are ready

@@ -7,8 +7,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// maxIovec bounds one writev (IOV_MAX is 1024 on Linux).
-const maxIovec = 64
+// maxIovec bounds one writev (IOV_MAX is 1024 on Linux): room for a v1
+// join of the default -history-size, its 101, joined and 100 replayed
+// messages, in one call (hold). The pooled array is 2 KiB.
+const maxIovec = 128
 
 // iovecs is scratch space for one writev; taken from a pool for the call.
 type iovecs struct{ v [maxIovec]unix.Iovec }
