@@ -25,7 +25,7 @@ const (
 	DefaultPublishTimeout = 2 * time.Second
 	DefaultStartTimeout   = 10 * time.Second
 	DefaultReadTimeout    = 5 * time.Second
-	DefaultMaxRetries     = 8
+	DefaultMaxRetries     = 32
 	DefaultMaxInflight    = 256
 	DefaultMaxPending     = 16384
 	DefaultMaxRooms       = 100000

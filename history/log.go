@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,7 +22,8 @@ const (
 	codeWrongLastSeq      = jetstream.JSErrCodeStreamWrongLastSequence         // 10071: the room moved on
 	codeWrongLastSeqR     = jetstream.JSErrCodeStreamWrongLastSequenceConstant // 10164: the same, on R>1
 	codeDupInProcess      = 10158                                              // the same msg id is being stored now
-	conflictBackoff       = 2 * time.Millisecond
+	conflictBackoff       = 500 * time.Microsecond                             // the first retry's, doubling
+	maxConflictBackoff    = 20 * time.Millisecond
 	verifyTimeout         = time.Second // a delivery's look at its prev
 	shutdownTimeout       = 5 * time.Second
 	consumerStopTimeout   = 2 * time.Second
@@ -337,8 +339,8 @@ func (l *Log) publish(r *roomState, p *pending) (chat.Stamp, bool, error) {
 						r.head.ok = false
 					}
 					l.mu.Unlock()
-					if apiErr.ErrorCode == codeDupInProcess {
-						time.Sleep(conflictBackoff)
+					if err := sleep(ctx, backoff(attempt)); err != nil {
+						return chat.Stamp{}, false, l.classify(err)
 					}
 					continue
 				}
@@ -355,6 +357,28 @@ func (l *Log) publish(r *roomState, p *pending) (chat.Stamp, bool, error) {
 		l.mu.Unlock()
 		l.st.noteStored(ack.Sequence)
 		return chat.Stamp{Seq: seq, Epoch: epoch, TS: ts}, false, nil
+	}
+}
+
+// backoff is how long a publish waits after its attempt'th conflict: a
+// box that lost the room to another must not re-read and retry at once,
+// or a box writing the room back to back (it knows the room's position
+// from its own acks, one round trip ahead) wins every time. Doubling,
+// capped, jittered by ±50 % so two losers do not collide again.
+func backoff(attempt int) time.Duration {
+	d := conflictBackoff << min(attempt, 10)
+	d = min(d, maxConflictBackoff)
+	return d/2 + rand.N(d)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -380,7 +404,8 @@ func (l *Log) original(ctx context.Context, seq uint64) (chat.Stamp, bool, error
 }
 
 // last reads the room's position from its last stored message. A last
-// message that is not a valid record (written by something else) leaves
+// message that is not a valid record linked to its prev (written by
+// something else) leaves
 // the room without a position: its next message starts a new epoch, since
 // what came before cannot be told apart from a forgery.
 func (l *Log) last(ctx context.Context, subj string) (pos, error) {
@@ -392,11 +417,17 @@ func (l *Log) last(ctx context.Context, subj string) (pos, error) {
 		return pos{}, err
 	}
 	rec, err := parseRecord(raw.Header, raw.Data, l.cfg.MaxText)
-	if err != nil {
-		l.st.foreign.Add(1)
-		return pos{stream: raw.Sequence, ok: true}, nil
+	if err == nil {
+		var ok, missing bool
+		if ok, missing, err = l.linked(ctx, subj, &rec, raw.Sequence); err != nil {
+			return pos{}, err
+		}
+		if ok || missing {
+			return pos{stream: raw.Sequence, seq: rec.seq, epoch: rec.epoch, ok: true}, nil
+		}
 	}
-	return pos{stream: raw.Sequence, seq: rec.seq, epoch: rec.epoch, ok: true}, nil
+	l.st.foreign.Add(1)
+	return pos{stream: raw.Sequence, ok: true}, nil
 }
 
 // classify maps a failed call to what done gets: ErrUnavailable (wrapped)
@@ -560,9 +591,9 @@ func (l *Log) follows(room, subj string, rec *record, sseq uint64) (gap, ok bool
 	case rec.seq == 1 && (!d.ok || rec.epoch != d.epoch) && rec.prev < sseq:
 		ok = true
 	case d.ok && rec.epoch == d.epoch && rec.seq > d.seq+1 && rec.prev > d.stream && rec.prev < sseq:
-		ok, gap = l.verifyPrev(subj, rec, false), true
+		ok, gap = l.verifyPrev(subj, rec, sseq, false), true
 	case !d.ok && rec.seq > 1 && rec.prev > 0 && rec.prev < sseq:
-		ok = l.verifyPrev(subj, rec, true)
+		ok = l.verifyPrev(subj, rec, sseq, true)
 	}
 	if !ok {
 		return false, false
@@ -580,23 +611,45 @@ func (l *Log) follows(room, subj string, rec *record, sseq uint64) (gap, ok bool
 	return gap, true
 }
 
-// verifyPrev looks at the message rec.prev names. missingOK accepts a
-// prev that is gone (a room first seen: its older history may have
-// expired); a gap's prev was stored after the last delivery and must
-// still be there.
-func (l *Log) verifyPrev(subj string, rec *record, missingOK bool) bool {
+// verifyPrev checks a delivery against the message rec.prev names.
+// missingOK accepts a prev that is gone (a room first seen: its older
+// history may have expired); a gap's prev was stored after the last
+// delivery and must still be there.
+func (l *Log) verifyPrev(subj string, rec *record, sseq uint64, missingOK bool) bool {
 	ctx, cancel := context.WithTimeout(l.ctx, verifyTimeout)
 	defer cancel()
 	l.st.verifies.Add(1)
+	ok, missing, err := l.linked(ctx, subj, rec, sseq)
+	return err == nil && (ok || missing && missingOK)
+}
+
+// linked reports whether rec, stored at stream seq sseq, follows the
+// message its prev names: seq 1 follows anything before it; any other
+// seq needs its prev to be the room's message of the same epoch one seq
+// before. missing: that message is gone (expired or evicted), so the
+// link cannot be checked.
+func (l *Log) linked(ctx context.Context, subj string, rec *record, sseq uint64) (ok, missing bool, err error) {
+	if rec.prev >= sseq {
+		return false, false, nil
+	}
+	if rec.seq == 1 {
+		return true, false, nil
+	}
+	if rec.prev == 0 {
+		return false, false, nil
+	}
 	raw, err := l.stream.GetMsg(ctx, rec.prev)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return false, true, nil
+	}
 	if err != nil {
-		return missingOK && errors.Is(err, jetstream.ErrMsgNotFound)
+		return false, false, err
 	}
 	if raw.Subject != subj {
-		return false
+		return false, false, nil
 	}
 	prev, err := parseStamp(raw.Header)
-	return err == nil && prev.epoch == rec.epoch && prev.seq+1 == rec.seq
+	return err == nil && prev.epoch == rec.epoch && prev.seq+1 == rec.seq, false, nil
 }
 
 // Close implements chat.Log. Queued and in-flight Submits end with

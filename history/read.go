@@ -58,6 +58,15 @@ func (l *Log) read(room string, after uint64, max int, fn func(m *chat.Message))
 		return info, l.classify(err)
 	}
 	last, err := parseStamp(raw.Header)
+	if err == nil {
+		var ok, missing bool
+		if ok, missing, err = l.linked(ctx, subj, &last, raw.Sequence); err != nil {
+			return info, l.classify(err)
+		}
+		if !ok && !missing {
+			err = errHeader
+		}
+	}
 	if err != nil {
 		l.st.readSkipped.Add(1)
 		return info, nil
