@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/wsd-chat/wsd/chat"
 )
@@ -21,6 +22,7 @@ func TestTwoBoxesOrder(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig(t)
+			cfg.MaxMsgsPerRoom = 1000 // all kept: a consumer behind by more would see evicted holes
 			a := openEmbedded(t, cfg)
 			b := secondBox(t, a, cfg)
 			ra, rb := newRecorder(), newRecorder()
@@ -55,6 +57,12 @@ func TestTwoBoxesOrder(t *testing.T) {
 			}
 			wg.Wait()
 			n := 2 * tc.perBx * tc.rooms
+			t.Cleanup(func() {
+				if t.Failed() {
+					t.Logf("a: %+v resets %v", a.Stats(), ra.resetList())
+					t.Logf("b: %+v resets %v", b.Stats(), rb.resetList())
+				}
+			})
 			ma, mb := ra.wait(t, n), rb.wait(t, n)
 			checkRoomOrder(t, ma)
 			ga, gb := byRoom(ma), byRoom(mb)
@@ -120,5 +128,58 @@ func TestDedupAcrossBoxes(t *testing.T) {
 	}
 	if s := a.Stats(); s.Duplicates != 1 {
 		t.Fatalf("a: %d duplicates", s.Duplicates)
+	}
+}
+
+// blocker holds its first delivery until released.
+type blocker struct {
+	*recorder
+	once    sync.Once
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b *blocker) Deliver(m *chat.Message) {
+	b.once.Do(func() { close(b.entered); <-b.release })
+	b.recorder.Deliver(m)
+}
+
+// A consumer that falls behind a room's history limit finds the evicted
+// messages gone: it says Reset("") and goes on with what is there.
+func TestLaggingConsumerResets(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.MaxMsgsPerRoom = 5
+	l := openEmbedded(t, cfg)
+	b := &blocker{recorder: newRecorder(), entered: make(chan struct{}), release: make(chan struct{})}
+	if err := l.Start(b); err != nil {
+		t.Fatal(err)
+	}
+	submit(t, l, chat.Message{Room: "r", Text: text(0)})
+	<-b.entered
+	// More than the consumer's pull buffer (500 messages), so most are
+	// evicted before they are fetched.
+	const n = 2000
+	for i := 1; i < n; i++ {
+		submit(t, l, chat.Message{Room: "r", Text: text(i)})
+	}
+	close(b.release)
+	var ms []got
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		ms = b.all()
+		if len(ms) > 0 && ms[len(ms)-1].Seq == n || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(ms) >= n || ms[len(ms)-1].Seq != n {
+		t.Fatalf("delivered %d, the last seq %d", len(ms), ms[len(ms)-1].Seq)
+	}
+	for i := 1; i < len(ms); i++ {
+		if ms[i].Seq <= ms[i-1].Seq {
+			t.Fatalf("out of order: %d after %d", ms[i].Seq, ms[i-1].Seq)
+		}
+	}
+	t.Logf("delivered %d of %d", len(ms), n)
+	if r := b.resetList(); len(r) == 0 || r[0] != "" {
+		t.Fatalf("resets %q", r)
 	}
 }

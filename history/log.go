@@ -26,8 +26,8 @@ const (
 	maxConflictBackoff    = 20 * time.Millisecond
 	verifyTimeout         = time.Second // a delivery's look at its prev
 	shutdownTimeout       = 5 * time.Second
-	consumerStopTimeout   = 2 * time.Second
-	maxHeaderOverheadSize = 1024 // NATS and wsd headers of one record, bound
+	consumerRetry         = time.Second // between attempts to recreate the consumer
+	maxHeaderOverheadSize = 1024        // NATS and wsd headers of one record, bound
 )
 
 var _ chat.Log = (*Log)(nil)
@@ -58,7 +58,7 @@ type Log struct {
 	// Start and Close.
 	dmu          sync.Mutex
 	d            chat.Deliverer
-	cc           jetstream.ConsumeContext
+	it           jetstream.MessagesContext
 	delivered    uint64 // stream seq of the last message handled
 	dclosed      bool
 	resetPending atomic.Bool
@@ -140,14 +140,17 @@ func streamConfig(cfg Config) jetstream.StreamConfig {
 		MaxMsgs:           -1,
 		MaxAge:            cfg.MaxAge,
 		MaxBytes:          cfg.MaxBytes,
-		MaxMsgSize:        int32(maxRecordSize(cfg)),
+		MaxMsgSize:        int32(min(int64(maxRecordSize(cfg)), cfg.MaxBytes)),
 		Duplicates:        cfg.Duplicates,
 		AllowDirect:       true,
 	}
 }
 
 // maxRecordSize bounds a record on the server too, so a foreign writer
-// cannot store what no box would deliver.
+// cannot store what no box would deliver. The stream's MaxMsgSize is also
+// at most MaxBytes: with DiscardOld JetStream would otherwise take a
+// message larger than the whole stream and drop it (and everything else)
+// at once, acking it as stored.
 func maxRecordSize(cfg Config) int {
 	return maxHeaderOverheadSize + MaxFromLen + chat.MaxIDLen + cfg.MaxText + 20
 }
@@ -450,7 +453,7 @@ func (l *Log) classify(err error) error {
 }
 
 // Start implements chat.Log: one ordered consumer over every room's
-// subject, from the stream's end now.
+// subject, from the stream's end now, read by one goroutine of the Log.
 func (l *Log) Start(d chat.Deliverer) error {
 	l.dmu.Lock()
 	defer l.dmu.Unlock()
@@ -467,36 +470,89 @@ func (l *Log) Start(d chat.Deliverer) error {
 		return fmt.Errorf("history: start: %w", l.classify(err))
 	}
 	start := info.State.LastSeq + 1
+	it, err := l.messages(ctx, start)
+	if err != nil {
+		return fmt.Errorf("history: start: %w", l.classify(err))
+	}
+	l.d, l.delivered, l.it = d, start-1, it
+	l.st.noteStored(start - 1)
+	l.st.consuming.Store(true)
+	l.wg.Add(1)
+	go l.consume(it)
+	return nil
+}
+
+// messages opens an ordered consumer from stream seq start.
+//
+// The Log reads it through Messages, on its own goroutine, rather than
+// Consume's callbacks: after the ordered consumer recreates itself (a
+// missed heartbeat, a sequence mismatch) the callback of the old pull
+// subscription can still be running while the new one's starts, and a
+// message handed to the older one after a newer one would be out of
+// order. Next is called by one goroutine, so there is one order.
+func (l *Log) messages(ctx context.Context, start uint64) (jetstream.MessagesContext, error) {
 	cons, err := l.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{l.all},
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:    start,
 	})
 	if err != nil {
-		return fmt.Errorf("history: start: %w", l.classify(err))
+		return nil, err
 	}
-	l.d, l.delivered = d, start-1
-	l.st.noteStored(start - 1)
-	cc, err := cons.Consume(l.handle, jetstream.ConsumeErrHandler(l.consumeErr))
-	if err != nil {
-		l.d = nil
-		return fmt.Errorf("history: start: %w", l.classify(err))
-	}
-	l.cc = cc
-	l.st.consuming.Store(true)
-	return nil
+	return cons.Messages()
 }
 
-// consumeErr notes an outage of the consumer: the ordered consumer
-// recreates itself from the last message it handed over, but what expired
-// meanwhile is gone, so the next delivery starts with Reset("").
-func (l *Log) consumeErr(_ jetstream.ConsumeContext, err error) {
-	if errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, jetstream.ErrConsumerDeleted) ||
-		errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, nats.ErrNoResponders) ||
-		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrDisconnected) {
-		l.st.consumerResets.Add(1)
-		l.resetPending.Store(true)
-		l.cfg.Logf("history: consumer interrupted (%v); the next delivery resets every room", err)
+// consume is the delivery goroutine. The ordered consumer recovers from
+// short outages by itself, resuming after the last message it handed
+// over (nothing is lost unless it expired meanwhile, which handle sees
+// as a hole in the stream seqs). When it gives up, consume makes a new
+// one from the same place, and the next delivery starts with Reset("").
+func (l *Log) consume(it jetstream.MessagesContext) {
+	defer l.wg.Done()
+	defer l.st.consuming.Store(false)
+	for {
+		for {
+			msg, err := it.Next()
+			if err != nil {
+				if l.ctx.Err() == nil {
+					l.cfg.Logf("history: consumer stopped: %v", err)
+				}
+				break
+			}
+			l.handle(msg)
+		}
+		it.Stop()
+		for {
+			if sleep(l.ctx, consumerRetry) != nil {
+				return
+			}
+			l.st.consumerResets.Add(1)
+			l.resetPending.Store(true)
+			l.st.consuming.Store(false)
+			l.dmu.Lock()
+			from := l.delivered + 1
+			l.dmu.Unlock()
+			ctx, cancel := context.WithTimeout(l.ctx, l.cfg.StartTimeout)
+			next, err := l.messages(ctx, from)
+			cancel()
+			if err != nil {
+				l.cfg.Logf("history: consumer from %d: %v", from, err)
+				continue
+			}
+			l.dmu.Lock()
+			closed := l.dclosed
+			if !closed {
+				l.it = next
+			}
+			l.dmu.Unlock()
+			if closed {
+				next.Stop()
+				return
+			}
+			it = next
+			l.st.consuming.Store(true)
+			break
+		}
 	}
 }
 
@@ -666,15 +722,10 @@ func (l *Log) Close() error {
 
 	l.dmu.Lock()
 	l.dclosed = true
-	cc := l.cc
+	it := l.it
 	l.dmu.Unlock()
-	l.st.consuming.Store(false)
-	if cc != nil {
-		cc.Stop()
-		select {
-		case <-cc.Closed():
-		case <-time.After(consumerStopTimeout):
-		}
+	if it != nil {
+		it.Stop() // ends consume's Next
 	}
 	l.wg.Wait()
 	if l.ownConn {
