@@ -3,6 +3,8 @@ package cluster
 import (
 	"strconv"
 	"strings"
+
+	"github.com/wsd-chat/wsd/chat"
 )
 
 // DefaultPrefix is the first token of every subject wsd uses.
@@ -10,18 +12,6 @@ const DefaultPrefix = "wsd"
 
 // subjects builds the subjects under one prefix.
 type subjects struct{ prefix string }
-
-// roomToken maps a room name to its subject token: "." (which splits NATS
-// tokens) becomes "~" and the global room "" becomes "=".
-func roomToken(room string) string {
-	if room == "" {
-		return "="
-	}
-	if strings.IndexByte(room, '.') < 0 {
-		return room
-	}
-	return strings.ReplaceAll(room, ".", "~")
-}
 
 // keyToken maps a key to its subject token: the 16 hex digits of its
 // 64-bit FNV-1a hash (keys are free text, subjects are not).
@@ -36,7 +26,7 @@ func keyToken(key string) string {
 	return strings.Repeat("0", 16-len(s)) + string(s)
 }
 
-func (s subjects) room(room string) string { return s.prefix + ".room." + roomToken(room) }
+func (s subjects) room(room string) string { return s.prefix + ".room." + chat.RoomToken(room) }
 func (s subjects) key(key string) string   { return s.prefix + ".key." + keyToken(key) }
 func (s subjects) all() string             { return s.prefix + ".all" }
 
