@@ -394,6 +394,7 @@ func (c *Conn) joinLogged() {
 			}
 		}
 		hot = true
+		h.stats.LogRingHits.Add(1)
 		v.Attach(info)
 		switch {
 		case !j.attached:
@@ -404,7 +405,6 @@ func (c *Conn) joinLogged() {
 		}
 	})
 	if hot {
-		h.stats.LogRingHits.Add(1)
 		return
 	}
 	for try := 0; ; try++ {
