@@ -323,4 +323,3 @@ func TestLogSeedBytes(t *testing.T) {
 		}
 	}
 }
-
