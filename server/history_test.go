@@ -1,14 +1,20 @@
 package server_test
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/wsd-chat/wsd/chat"
 	"github.com/wsd-chat/wsd/internal/memlog"
+	"github.com/wsd-chat/wsd/internal/testserver"
 	"github.com/wsd-chat/wsd/internal/wstest"
+	"github.com/wsd-chat/wsd/server"
 	"github.com/wsd-chat/wsd/session"
 )
 
@@ -320,6 +326,58 @@ func TestLogSeedBytes(t *testing.T) {
 	for i := range want {
 		if string(want[i]) != string(got[i]) {
 			t.Fatalf("frame %d differs with a Log: %.40q, want %.40q", i, got[i], want[i])
+		}
+	}
+}
+
+// TestLogAdminPublish: POST /publish to a room answers with the Log's
+// stamp once the Log ordered it, "local" while the Log fails it, and
+// "pending" (no stamp) past the publish timeout.
+func TestLogAdminPublish(t *testing.T) {
+	store := memlog.New(memlog.Config{})
+	box := store.Box()
+	t.Cleanup(func() { box.Close() })
+	app := testserver.App(t, server.Config{Admin: server.AdminConfig{Addr: "127.0.0.1:0"},
+		Session: session.Config{Log: box, LogPublishTimeout: 100 * time.Millisecond}})
+	w := v1Dial(t, app.Server().Addr().String(), "specialKey=w&room=r")
+	w.expect("joined")
+	publish := func() map[string]any {
+		t.Helper()
+		resp, err := http.Post("http://"+app.AdminAddr().String()+"/publish", "application/json", strings.NewReader(`{"room":"r","text":"hi"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&m); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("POST /publish: %d %v", resp.StatusCode, err)
+		}
+		return m
+	}
+	if m := publish(); m["history"] != "stored" || m["seq"] != float64(1) || m["epoch"] != store.Epoch() || m["delivered"] != float64(1) {
+		t.Fatalf("stored: %v", m)
+	}
+	w.expect("message", "seq", 1, "from", "")
+	store.SetFail(func(*chat.Message) error { return chat.ErrUnavailable })
+	if m := publish(); m["history"] != "local" || m["seq"] != float64(1) || m["epoch"] == store.Epoch() {
+		t.Fatalf("local: %v", m)
+	}
+	w.expect("message", "seq", 1)
+	store.SetFail(nil)
+	store.SetDelay(300 * time.Millisecond)
+	if m := publish(); m["history"] != "pending" || m["seq"] != nil {
+		t.Fatalf("pending: %v", m)
+	}
+	w.expect("message", "seq", 2, "epoch", store.Epoch()) // ordered after all
+	resp, err := http.Get("http://" + app.AdminAddr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`wsd_history_joins_total{from="store"} 1`, "wsd_history_writes_failed_total 1", "wsd_history_local_epochs_total 1", "wsd_history_up 1"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
 		}
 	}
 }

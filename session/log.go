@@ -39,7 +39,8 @@ import (
 // (PublishAll) still crosses the bus, and each box submits it to each room
 // it has members in, under one client id derived from the text
 // (allRoomsID), so the Log's dedup keeps one copy per room however many
-// boxes share the room.
+// boxes share the room; the same text to every room twice within the
+// dedup window is one message.
 
 // Defaults of the Log side.
 const (
@@ -250,10 +251,9 @@ func (h *Hub) deliverLogged(t target, text []byte, from origin, key string, id [
 		h.stats.Broadcasts.Add(1)
 		h.submit(t.name, text, key, id, nil)
 	case t.kind == toAll:
-		aid := allRoomsID(text)
 		for room, n := range h.table.roomCounts() {
 			d.Local += n
-			h.submit(room, text, "", aid, nil)
+			h.submit(room, text, "", allRoomsID(room, text), nil)
 			if from == fromHere {
 				h.stats.Broadcasts.Add(1)
 			}
@@ -271,11 +271,14 @@ func (h *Hub) deliverLogged(t target, text []byte, from origin, key string, id [
 	return d
 }
 
-// allRoomsID is the client id a message to every room is submitted with:
-// the same on every box for the same text, so the Log keeps one copy per
-// room (its dedup window) whichever boxes submit it.
-func allRoomsID(text []byte) []byte {
+// allRoomsID is the client id a message to every room is submitted to
+// room with: the same on every box for the same room and text, so the
+// Log keeps one copy per room (its dedup, by sender and id, spans rooms)
+// whichever boxes submit it.
+func allRoomsID(room string, text []byte) []byte {
 	f := fnv.New64a()
+	f.Write([]byte(room))
+	f.Write([]byte{0})
 	f.Write(text)
 	return strconv.AppendUint([]byte("*"), f.Sum64(), 36)
 }
