@@ -5,24 +5,13 @@ package chat
 // appends under an epoch of its own, and a join that must combine what the
 // Ring holds with what it read from the Log does so with the room locked.
 
-// Restarter is an optional part of a Sink: told, with the room's log
-// locked and before the message that caused it is published, that the
-// room's retained run restarted (another epoch, or a seq that does not
-// follow the top): what it knew of the room's seqs no longer applies.
-type Restarter interface {
-	Restarted(room string)
-}
-
 // restart drops what l retains and makes it continue from top in epoch;
 // l is locked.
-func (r *Ring) restart(l *roomLog, epoch string, top uint64, sink Sink) {
+func (r *Ring) restart(l *roomLog, epoch string, top uint64) {
 	for l.n > 0 {
 		r.pop(l, true)
 	}
 	l.epoch, l.top = epoch, top
-	if rs, ok := sink.(Restarter); ok {
-		rs.Restarted(l.name)
-	}
 }
 
 // Put keeps m under the stamp it already has (a Log's) and hands it to
@@ -40,7 +29,7 @@ func (r *Ring) Put(m *Message, sink Sink) bool {
 	r.expire(l, now)
 	switch {
 	case m.Epoch != l.epoch || m.Seq > l.top+1:
-		r.restart(l, m.Epoch, m.Seq-1, sink)
+		r.restart(l, m.Epoch, m.Seq-1)
 	case m.Seq <= l.top:
 		return false
 	}
@@ -59,7 +48,7 @@ func (r *Ring) AppendIn(epoch string, m Message, sink Sink) Stamp {
 	l.used = now
 	r.expire(l, now)
 	if l.epoch != epoch {
-		r.restart(l, epoch, 0, sink)
+		r.restart(l, epoch, 0)
 	}
 	l.top++
 	m.Stamp = Stamp{Seq: l.top, Epoch: l.epoch, TS: now}
