@@ -50,6 +50,10 @@ const (
 	// logJoinRetries bounds the Reads of one join when the Ring's run
 	// starts after what the Read returned (a Reset between the two).
 	logJoinRetries = 3
+	// submitCost is what a Submit waiting for the Log holds beyond its
+	// text and id (the message, the callback, the Log's own entry), as
+	// charged to the outbound budget.
+	submitCost = 512
 )
 
 // HistoryOutcome is what the Log did with a room message that started
@@ -193,7 +197,12 @@ func (h *Hub) submit(room string, text []byte, key string, id []byte, then func(
 	if len(id) == 0 {
 		id = nil
 	}
+	// What waits for the Log is charged to the outbound budget, so a
+	// slow Log pauses senders as full queues do, rather than growing.
+	cost := submitCost + int64(2*len(text)+2*len(id)+len(room)+len(key))
+	h.out.add(cost)
 	h.lg.log.Submit(&chat.Message{Room: room, From: key, ID: id, Text: text}, func(st chat.Stamp, dup bool, err error) {
+		defer h.out.add(-cost)
 		o := HistoryStored
 		switch {
 		case err != nil:
@@ -363,15 +372,18 @@ func (h *Hub) ackLater(c *Conn, env []byte) {
 // readCopy is what a join read from the Log: the messages' envelopes,
 // built once here (a cold join is rare; each costs its Read anyway).
 type readCopy struct {
-	seqs []uint64
-	ts   []int64
-	envs [][]byte
+	seqs  []uint64
+	ts    []int64
+	envs  [][]byte
+	bytes int64 // charged to the outbound budget until the join is done
 }
 
 func (rc *readCopy) add(m *chat.Message) {
 	rc.seqs = append(rc.seqs, m.Seq)
 	rc.ts = append(rc.ts, m.TS)
-	rc.envs = append(rc.envs, chat.AppendMessage(nil, m))
+	env := chat.AppendMessage(nil, m)
+	rc.envs = append(rc.envs, env)
+	rc.bytes += int64(cap(env)) + 48
 }
 
 // joinLogged is runJoin's Ring step with a Log: v.join is answered from
@@ -418,6 +430,9 @@ func (c *Conn) joinLogged() {
 			after, max = j.since, h.cfg.HistorySize
 		}
 		info, err := h.lg.log.Read(j.room, after, max, rc.add)
+		h.out.add(rc.bytes) // after the Read: what it holds now is known
+		done := err == nil && c.mergeRead(info, &rc)
+		h.out.add(-rc.bytes)
 		if err != nil {
 			// The Log cannot say: the Ring answers what it can (a room
 			// it holds nothing of starts an epoch of its own).
@@ -429,7 +444,7 @@ func (c *Conn) joinLogged() {
 			}
 			return
 		}
-		if c.mergeRead(info, &rc) || try == logJoinRetries {
+		if done || try == logJoinRetries {
 			return
 		}
 	}
