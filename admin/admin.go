@@ -48,6 +48,12 @@ type Options struct {
 	// Cluster, if set, is this box's NATS bridge: wsd_cluster_* metrics
 	// and the "cluster" part of /stats. /readyz does not depend on it.
 	Cluster *cluster.Bridge
+	// History, if set, reports the history store (-history-dir,
+	// -history-jetstream): wsd_history_* metrics, with the Hub's own, and
+	// its state in /healthz, /readyz and /stats. A store that is not ok
+	// leaves both answering 200: the box keeps its rooms going alone
+	// (docs/design.md).
+	History func() HistoryStatus
 }
 
 // NewFanoutHistogram returns the wsd_fanout_seconds histogram: time from a
@@ -102,21 +108,34 @@ func NewHandler(src Source, opts Options) http.Handler {
 	if opts.Cluster != nil {
 		reg.MustRegister(&clusterCollector{b: opts.Cluster})
 	}
+	if opts.History != nil {
+		reg.MustRegister(&historyCollector{stats: src.Hub().Stats(), status: opts.History}, &storeCollector{status: opts.History})
+	}
+	status := func(ok string) map[string]string {
+		m := map[string]string{"status": ok}
+		if opts.History != nil {
+			m["history"] = opts.History().State
+		}
+		return m
+	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		writeJSON(w, http.StatusOK, status("ok"))
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !src.Ready() {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "draining"})
+			writeJSON(w, http.StatusServiceUnavailable, status("draining"))
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		writeJSON(w, http.StatusOK, status("ready"))
 	})
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
 		snap := snapshot(src)
 		snap.Cluster = clusterSnapshot(opts.Cluster)
+		if opts.History != nil {
+			snap.History = opts.History().State
+		}
 		writeJSON(w, http.StatusOK, snap)
 	})
 	mux.Handle("POST /publish", &publisher{hub: src.Hub(), token: token})
@@ -154,6 +173,7 @@ type Snapshot struct {
 	Goroutines  int                 `json:"goroutines"`
 	Ready       bool                `json:"ready"`
 	Cluster     *ClusterSnapshot    `json:"cluster,omitempty"` // with -nats-url
+	History     string              `json:"history,omitempty"` // the history store's state, with one
 	Version     version.Info        `json:"version"`
 }
 

@@ -42,6 +42,13 @@ type PublishResponse struct {
 	Seq   uint64 `json:"seq,omitempty"`
 	Epoch string `json:"epoch,omitempty"`
 	TS    int64  `json:"ts,omitempty"`
+	// History, only with a history store (-history-dir,
+	// -history-jetstream), is what it did with a room publish: "stored"
+	// (Seq, Epoch and TS are the store's), "local" (the store failed it:
+	// delivered on this box alone under a box-local epoch), "pending"
+	// (not answered within -history-publish-timeout; it may still be
+	// stored, and no stamp is given).
+	History string `json:"history,omitempty"`
 }
 
 // Cluster outcomes of a publish.
@@ -93,5 +100,6 @@ func (p *publisher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		d = p.hub.Publish(req.Room, text)
 	}
-	writeJSON(w, http.StatusOK, PublishResponse{Delivered: d.Local, Cluster: clusterField[d.Cluster], Seq: d.Seq, Epoch: d.Epoch, TS: d.TS})
+	writeJSON(w, http.StatusOK, PublishResponse{Delivered: d.Local, Cluster: clusterField[d.Cluster], Seq: d.Seq, Epoch: d.Epoch, TS: d.TS,
+		History: d.History.String()})
 }

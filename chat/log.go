@@ -334,6 +334,13 @@ func (r *Ring) Append(m Message, sink Sink) (Stamp, error) {
 	r.expire(l, now)
 	l.top++
 	m.Stamp = Stamp{Seq: l.top, Epoch: l.epoch, TS: now}
+	r.keep(l, &m, sink)
+	return m.Stamp, nil
+}
+
+// keep retains m, stamped already as the room's top, and hands it to
+// sink; l is locked.
+func (r *Ring) keep(l *roomLog, m *Message, sink Sink) {
 	if l.n == len(l.slots) {
 		if len(l.slots) < r.cfg.MaxMessages {
 			r.grow(l)
@@ -343,8 +350,8 @@ func (r *Ring) Append(m Message, sink Sink) (Stamp, error) {
 	}
 	s := &l.slots[(l.head+l.n)%len(l.slots)]
 	held := cap(s.frame)
-	s.frame = AppendMessage(s.frame[:0], &m)
-	s.seq, s.ts = m.Seq, now
+	s.frame = AppendMessage(s.frame[:0], m)
+	s.seq, s.ts = m.Seq, m.TS
 	r.charge(int64(cap(s.frame) - held))
 	l.n++
 	l.bytes += int64(len(s.frame))
@@ -357,7 +364,6 @@ func (r *Ring) Append(m Message, sink Sink) (Stamp, error) {
 	for l.n > 0 && r.cfg.MaxTotalBytes > 0 && r.bytes.Load() > r.cfg.MaxTotalBytes {
 		r.pop(l, true)
 	}
-	return m.Stamp, nil
 }
 
 func (r *Ring) grow(l *roomLog) {

@@ -211,7 +211,8 @@ func (a *App) startAdmin() error {
 	if token == nil {
 		token = func() string { return "" }
 	}
-	opts := admin.Options{TokenFunc: token, Fanout: a.fanout, AuthFailures: ac.AuthFailures, Cluster: a.bridge}
+	opts := admin.Options{TokenFunc: token, Fanout: a.fanout, AuthFailures: ac.AuthFailures, Cluster: a.bridge,
+		History: historyStatus(a.cfg.Session.Log)}
 	a.adminLn = ln
 	a.adminSrv = admin.NewServer(admin.NewHandler(a.srv, opts), a.log)
 	if token() == "" {

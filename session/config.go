@@ -128,6 +128,15 @@ type Config struct {
 	// cluster); see bridge.go. Nil: one box, as without it.
 	Bridge Bridge
 
+	// Log, if set, keeps every room's order and history outside the
+	// process (package history), for all the boxes sharing it; see
+	// log.go. Nil: the Ring orders each room on this box, in memory. The
+	// Hub starts it (NewHub; LogError says how that went) but does not
+	// close it. LogPublishTimeout bounds Publish's wait for the Log's
+	// stamp; 0: DefaultLogPublishTimeout.
+	Log               chat.Log
+	LogPublishTimeout time.Duration
+
 	// Page, if set, is asked about every request head the upgrader
 	// refuses; a non-nil answer (a complete HTTP response, such as
 	// web.Page.Respond's chat page for a plain GET /) is written instead of
@@ -223,6 +232,9 @@ func (c *Config) setV1Defaults() {
 	}
 	if c.HistoryBytes <= 0 {
 		c.HistoryBytes = DefaultHistoryBytes
+	}
+	if c.LogPublishTimeout <= 0 {
+		c.LogPublishTimeout = DefaultLogPublishTimeout
 	}
 	if c.DedupWindow < DefaultDedupWindow {
 		c.DedupWindow = DefaultDedupWindow

@@ -18,10 +18,14 @@ type Delivery struct {
 	// Cluster is what the Bridge did with it.
 	Cluster ClusterOutcome
 	// Seq, Epoch and TS are the stamp this box's Ring gave a room message
-	// (v1.go); zero for a direct message, PublishAll and a refused one.
+	// (v1.go), or its Log (log.go); zero for a direct message, PublishAll
+	// and a refused one.
 	Seq   uint64
 	Epoch string
 	TS    int64 // Unix milliseconds
+	// History is what the Log did with a room message; HistoryNone
+	// without one.
+	History HistoryOutcome
 }
 
 // ClusterOutcome is what the Bridge did with a message that started on
@@ -76,6 +80,9 @@ const (
 // Publish sends text to every member of room ("" is the global room), here
 // and on the other boxes.
 func (h *Hub) Publish(room string, text []byte) Delivery {
+	if h.lg.log != nil {
+		return h.publishLogged(room, text) // log.go
+	}
 	return h.deliver(target{kind: toRoom, name: room}, text, nil, fromHere)
 }
 
@@ -152,6 +159,9 @@ func (h *Hub) deliverFrom(t target, text, gz []byte, from origin, key string, id
 	// there is nothing for Shutdown to wait for and it still goes out.
 	h.inflight.Add(1)
 	defer h.inflight.Add(-1)
+	if h.lg.log != nil && t.kind != toKey {
+		return h.deliverLogged(t, text, from, key, id) // log.go
+	}
 	if t.kind != toKey && h.draining.Load() {
 		d := Delivery{}
 		if from == fromHere && h.cfg.Bridge != nil {

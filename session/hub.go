@@ -43,7 +43,9 @@ type Hub struct {
 	ring       *chat.Ring    // every room's order and history (v1.go)
 	dedup      *chat.Dedup   // v1 sends' ids (v1.go)
 	presence   *chat.Presence
-	v1Subs     atomic.Int64 // v1 subscriptions on this box (v1.go)
+	v1Subs     atomic.Int64  // v1 subscriptions on this box (v1.go)
+	order      atomic.Uint64 // room messages published (v1.go: subEntry.after)
+	lg         logState      // the room order kept outside, if Config.Log (log.go)
 }
 
 // NewHub returns a Hub that runs its connections on r.
@@ -82,6 +84,7 @@ func NewHub(cfg Config, r *poller.Reactor) *Hub {
 		u.Deflate = cfg.Deflate
 		return u
 	}
+	h.startLog() // log.go
 	go h.sweep()
 	go h.sweepHistory()  // v1.go
 	go h.sweepPresence() // v1.go

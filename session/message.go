@@ -35,6 +35,8 @@ type message struct {
 	// members, built when the Ring stamps the message (its text frame;
 	// gzip and deflate lazily, like the seed ones).
 	seq   uint64
+	epoch string // the stamp's; a Log's join filter (log.go) compares it
+	order uint64 // the Hub's order of published messages (subEntry.after)
 	env   encoding
 	local int   // members queued for, set by Publish
 	by    *Conn // the sending connection, for fanOut's hold; nil if none
@@ -278,7 +280,7 @@ func (m *message) release() {
 	m.hub.out.add(-messageCost - m.seed.held() - m.env.held())
 	m.seed.reset()
 	m.env.reset()
-	m.seq, m.local = 0, 0
+	m.seq, m.local, m.order, m.epoch = 0, 0, 0, ""
 	m.at = time.Time{}
 	m.by = nil
 	m.hub = nil

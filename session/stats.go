@@ -31,6 +31,18 @@ type Stats struct {
 	GzipEncodings atomic.Uint64 // gzip'd frames built (at most one per message)
 	// Chat protocol v1.
 	PresenceFrames atomic.Uint64 // presence frames built, one per room per event, shared by its v1 members
+	// The room order kept outside the process (Config.Log, log.go).
+	LogDelivered    atomic.Uint64 // room messages the Log delivered to this box
+	LogStale        atomic.Uint64 // of them, already delivered (the Log delivering again): dropped
+	LogRingHits     atomic.Uint64 // joins answered from the hot Ring
+	LogReads        atomic.Uint64 // Reads of the Log for a join (a cold room, or older than the Ring)
+	LogReadErrors   atomic.Uint64 // of them, failed: answered from the Ring alone
+	LogWritesFailed atomic.Uint64 // Submits the Log failed: delivered here under a box-local epoch
+	LogLocalEpochs  atomic.Uint64 // times a room went over to a box-local epoch
+	LogDuplicates   atomic.Uint64 // Submits the Log answered as duplicates (same sender and id)
+	LogResets       atomic.Uint64 // the Log's Resets: the Ring's copy dropped
+	LogAcksDropped  atomic.Uint64 // acks not sent: the sender closed or was replaced before the Log answered
+	LogBusDropped   atomic.Uint64 // room messages from the cluster bus dropped: with a Log rooms travel through it
 	// permessage-deflate (RFC 7692).
 	DeflateConns      atomic.Int64  // open connections that negotiated it
 	DeflateEncodings  atomic.Uint64 // compressed frames built (at most one per message)

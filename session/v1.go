@@ -25,10 +25,11 @@ import (
 // rooms are subscriptions (sub) in each room's subs list rather than
 // entries in members, so the seed fan-out loop is unchanged and a v1
 // connection may be in many rooms. A sub remembers after, the last seq
-// its join replayed: a message stamped before the join but fanned out
-// after it (it was in an outbox already) is skipped, so the seam between
-// replay and live traffic has no duplicate; and no message stamped after
-// the join can miss the sub, which closes the gap.
+// its join replayed (as the Hub's order of published messages): a message
+// stamped before the join but fanned out after it (it was in an outbox
+// already) is skipped, so the seam between replay and live traffic has no
+// duplicate; and no message stamped after the join can miss the sub,
+// which closes the gap.
 //
 // Lock order: a Ring room's lock, then shard.mu, then Conn.wmu. The Hub
 // never calls the Ring with a shard lock held.
@@ -38,8 +39,13 @@ import (
 // contiguous array as the seed members are) and a sub in the connection's
 // list, which finds the entry again.
 type subEntry struct {
-	c     *Conn
-	after uint64 // live messages with seq <= after are not delivered
+	c *Conn
+	// Live messages published (message.Publish) at or before after, the
+	// Hub's order when the sub joined, are not delivered: the join
+	// replayed them or they came before it. An order rather than a seq,
+	// so a room whose seqs restart (a Log's epoch, log.go) keeps it.
+	after uint64
+	lag   *lagFilter // a join that read the Log: log.go; nil otherwise
 }
 
 type sub struct {
@@ -84,7 +90,8 @@ type pendingJoin struct {
 	attached  bool // Attach registered the sub: replay what follows
 	refused   chat.Code
 	recovered bool
-	expect    int // messages the Ring will replay (known at Attach)
+	lag       *lagFilter // set by a join that read the Log (log.go)
+	expect    int        // messages the Ring will replay (known at Attach)
 	replayed  int
 	held      bool // frames are held for one write (Conn.hold): runJoin flushes
 }
@@ -114,7 +121,8 @@ func newV1Conn(c *Conn, req *codec.Request) *v1Conn {
 // log lock (Attach), so a member that joins after this check gets a seq
 // past this message's and never asks for its envelope.
 func (m *message) Publish(room string, s chat.Stamp, env []byte) {
-	m.seq = s.Seq
+	m.seq, m.epoch = s.Seq, s.Epoch
+	m.order = m.hub.order.Add(1) // under the room's lock: see subEntry.after
 	if m.hub.v1Subs.Load() > 0 {
 		m.setEnv(env)
 	}
@@ -148,7 +156,7 @@ func (f *fanout) deliverSubs(r *room, msgs []*message) (frames uint64) {
 		c := e.c
 		items := f.items[:0]
 		for _, m := range msgs {
-			if m.seq <= e.after || len(m.env.text) == 0 {
+			if m.order <= e.after || len(m.env.text) == 0 || e.lag.skip(m) {
 				continue // replayed at the join, or stamped before it (see Publish)
 			}
 			v := m.variantFor(c)
@@ -164,7 +172,7 @@ func (f *fanout) deliverSubs(r *room, msgs []*message) (frames uint64) {
 }
 
 // addSub puts c in room with after; s.mu is held.
-func (s *shard) addSub(c *Conn, name string, after uint64) {
+func (s *shard) addSub(c *Conn, name string, after uint64, lag *lagFilter) {
 	r := s.rooms[name]
 	if r == nil {
 		r = &room{}
@@ -173,7 +181,7 @@ func (s *shard) addSub(c *Conn, name string, after uint64) {
 	}
 	s.hub.v1Subs.Add(1)
 	c.v1.subs = append(c.v1.subs, sub{room: name, idx: int32(len(r.subs))})
-	r.subs = append(r.subs, subEntry{c: c, after: after})
+	r.subs = append(r.subs, subEntry{c: c, after: after, lag: lag})
 }
 
 // removeSub takes c's i-th room away; s.mu is held.
@@ -294,7 +302,9 @@ func (c *Conn) joinFirst(welcome *ownFrame) *Conn {
 func (c *Conn) runJoin(history int) (old *Conn) {
 	v, h := c.v1, c.hub
 	v.join.history = history
-	if v.join.hasSince {
+	if h.lg.log != nil {
+		c.joinLogged() // log.go
+	} else if v.join.hasSince {
 		h.ring.Since(v.join.room, v.join.since, v.join.epoch, v)
 	} else {
 		h.ring.Last(v.join.room, history, v)
@@ -331,6 +341,7 @@ func (v *v1Conn) Attach(info chat.Info) {
 		j.expect = min(max(j.history, 0), info.Len)
 	}
 	t := h.table
+	after := h.order.Load() // under the room's lock: see subEntry.after
 	// joined is queued under the shard lock that registers the sub, so
 	// nothing for the room (or, first, for the key) can come before it.
 	joined := func(count int) {
@@ -340,7 +351,7 @@ func (v *v1Conn) Attach(info chat.Info) {
 	}
 	if v.welcome != nil {
 		count := h.presence.Join(j.room, c.key) // a key replacing itself is counted once
-		v.replaced = t.joinV1(c, v.welcome, info.Seq, func() { joined(count) })
+		v.replaced = t.joinV1(c, v.welcome, after, j.lag, func() { joined(count) })
 		j.attached = true
 		return
 	}
@@ -365,11 +376,12 @@ func (v *v1Conn) Attach(info chat.Info) {
 	case !c.inTable:
 		j.refused = chat.CodeUnavailable
 	case i >= 0:
-		s.rooms[j.room].subs[v.subs[i].idx].after = info.Seq // a resync: replay from the new position
+		e := &s.rooms[j.room].subs[v.subs[i].idx]
+		e.after, e.lag = after, j.lag // a resync: replay from the new position
 		j.attached = true
 		joined(count)
 	default:
-		s.addSub(c, j.room, info.Seq)
+		s.addSub(c, j.room, after, j.lag)
 		j.attached = true
 		joined(count)
 	}
@@ -430,7 +442,7 @@ func (c *Conn) flushReplay() {
 // joinV1 is table.join for a v1 connection: c enters the table under its
 // key in its first room, with after as that sub's position, and the 101
 // goes out first.
-func (t *table) joinV1(c *Conn, welcome *ownFrame, after uint64, joined func()) (old *Conn) {
+func (t *table) joinV1(c *Conn, welcome *ownFrame, after uint64, lag *lagFilter, joined func()) (old *Conn) {
 	s := t.shardOf(c.key)
 	s.mu.Lock()
 	one := [1]outItem{{b: welcome.b, own: welcome}}
@@ -438,7 +450,7 @@ func (t *table) joinV1(c *Conn, welcome *ownFrame, after uint64, joined func()) 
 	c.v1.join.held = true
 	joined()
 	old = s.replaceLocked(c)
-	s.addSub(c, c.room, after)
+	s.addSub(c, c.room, after, lag)
 	s.hub.keyJoined(c) // cluster: bridge.go
 	s.mu.Unlock()
 	return old
@@ -539,6 +551,9 @@ func (c *Conn) send1(cmd *chat.Command) error {
 	}
 	h.stats.MessagesIn.Add(1)
 	h.stats.BytesIn.Add(uint64(len(cmd.Text)))
+	if h.lg.log != nil {
+		return c.send1Logged(room, cmd) // log.go
+	}
 	d, err := h.broadcast(c, time.Now().UnixNano(), room, cmd.Text, cmd.ID)
 	if err != nil {
 		return err

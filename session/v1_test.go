@@ -34,7 +34,7 @@ func (t *table) insertV1(c *Conn) {
 	s := t.shardOf(c.key)
 	s.mu.Lock()
 	s.replaceLocked(c)
-	s.addSub(c, c.room, 0)
+	s.addSub(c, c.room, 0, nil)
 	s.mu.Unlock()
 }
 
@@ -65,7 +65,7 @@ func TestSubscriptionBytes(t *testing.T) {
 		s := h.table.shardOf(c.key)
 		s.mu.Lock()
 		for _, r := range rooms {
-			s.addSub(c, r, 0)
+			s.addSub(c, r, 0, nil)
 		}
 		s.mu.Unlock()
 	}
@@ -103,7 +103,9 @@ func TestSubSkipsReplayed(t *testing.T) {
 	h.Publish(c.room, []byte("one")) // seq 1
 	waitIdle(t, h)
 	s.mu.Lock()
-	s.rooms[c.room].subs[c.v1.subs[0].idx].after = 2 // as if a join had replayed through seq 2
+	// As if a join had replayed through the next message (seq 2): after
+	// is the Hub's order of published messages.
+	s.rooms[c.room].subs[c.v1.subs[0].idx].after = h.order.Load() + 1
 	s.mu.Unlock()
 	h.Publish(c.room, []byte("two"))   // seq 2: skipped
 	h.Publish(c.room, []byte("three")) // seq 3: delivered
@@ -285,7 +287,7 @@ func TestSubsStayConsistent(t *testing.T) {
 		if i := c.v1.subIndex([]byte(room)); i >= 0 {
 			s.removeSub(c, i)
 		} else {
-			s.addSub(c, room, 0)
+			s.addSub(c, room, 0, nil)
 		}
 		s.mu.Unlock()
 		check(step)

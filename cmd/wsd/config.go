@@ -74,6 +74,7 @@ type options struct {
 	publicKeyPEM []byte
 
 	cluster clusterOptions // -nats-*, -box-id: cluster.go
+	history historyOptions // -history-dir, -history-jetstream, …: history.go
 
 	fs *flag.FlagSet // the parsed flags, for comparing configurations
 }
@@ -116,9 +117,9 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.Float64Var(&sc.MaxMsgRate, "max-msg-rate", session.DefaultMaxMsgRate, "frames (one-frame messages, continuations, pings, pongs) per second per connection (0: unlimited; over it: close 1008); reloadable")
 	fs.IntVar(&sc.MsgBurst, "msg-burst", session.DefaultMsgBurst, "messages a connection may send at once above -max-msg-rate; reloadable")
 	fs.IntVar(&sc.MaxRoomsPerConn, "max-rooms-per-conn", session.DefaultMaxRoomsPerConn, "rooms one chat protocol v1 connection may be in, its first included (more: error 111)")
-	fs.IntVar(&sc.HistorySize, "history-size", session.DefaultHistorySize, "messages each room keeps for v1 recovery and history; also the largest history a join may ask for")
-	fs.DurationVar(&sc.HistoryTTL, "history-ttl", session.DefaultHistoryTTL, "age past which a room's kept message is dropped")
-	fs.IntVar(&sc.HistoryBytes, "history-bytes", session.DefaultHistoryBytes, "envelope bytes each room keeps at most")
+	fs.IntVar(&sc.HistorySize, "history-size", session.DefaultHistorySize, "messages each room keeps for v1 recovery and history (in memory, and in the history store); also the largest history a join may ask for")
+	fs.DurationVar(&sc.HistoryTTL, "history-ttl", session.DefaultHistoryTTL, "age past which a room's kept message is dropped (in memory, and in the history store)")
+	fs.IntVar(&sc.HistoryBytes, "history-bytes", session.DefaultHistoryBytes, "envelope bytes each room keeps at most (in memory, and in the history store)")
 	fs.Int64Var(&sc.HistoryTotalBytes, "history-total-bytes", 0, "envelope bytes all rooms keep together, within -outbound-budget (0: a quarter of it)")
 	fs.DurationVar(&sc.DedupWindow, "dedup-window", session.DefaultDedupWindow, "how long a v1 send's id is remembered, so a retry is not broadcast twice (at least 2m)")
 	fs.DurationVar(&sc.PresenceInterval, "presence-interval", session.DefaultPresenceInterval, "least time between two presence frames of a room (v1)")
@@ -150,6 +151,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.BoolVar(&o.check, "t", false, "check the configuration and exit (0: valid, 1: not)")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	addClusterFlags(fs, &o.cluster) // cluster.go
+	addHistoryFlags(fs, &o.history) // history.go
 	return fs
 }
 
@@ -346,6 +348,12 @@ var checks = []check{
 	{"history-total-bytes", "must be 0 (a quarter of -outbound-budget) up to -outbound-budget", func(o *options) bool {
 		return o.server.Session.HistoryTotalBytes < 0 || o.server.Session.HistoryTotalBytes > o.server.Session.OutboundBudget
 	}},
+	{"history-dir", "and -history-jetstream exclude each other", func(o *options) bool { return o.history.dir != "" && o.history.jetstream }},
+	{"history-jetstream", "needs -nats-url", func(o *options) bool { return o.history.jetstream && o.cluster.url == "" }},
+	{"history-store-max", "must be at least 1 MiB", func(o *options) bool { return o.history.storeMax < 1<<20 }},
+	{"history-mem-max", "must be at least 1 MiB", func(o *options) bool { return o.history.memMax < 1<<20 }},
+	{"history-sync", `must be more than 0, or "always"`, func(o *options) bool { return !o.history.sync.always && o.history.sync.every <= 0 }},
+	{"history-publish-timeout", "must be more than 0", func(o *options) bool { return o.history.publishTimeout <= 0 }},
 	{"dedup-window", "must be at least 2m (a client retrying after a reconnect counts on it)", func(o *options) bool {
 		return o.server.Session.DedupWindow < session.DefaultDedupWindow
 	}},

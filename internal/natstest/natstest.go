@@ -35,3 +35,30 @@ func Start(t testing.TB, opts *natsserver.Options) *natsserver.Server {
 	t.Cleanup(ns.Shutdown)
 	return ns
 }
+
+// StartJetStream is Start with JetStream enabled, its file store in a
+// directory of the test's own (removed when the test ends) unless
+// opts.StoreDir names one (a restart on the same store), and its limits
+// small and explicit: nats-server otherwise takes 75% of the RAM and of
+// the free disk.
+func StartJetStream(t testing.TB, opts *natsserver.Options) *natsserver.Server {
+	t.Helper()
+	if opts == nil {
+		opts = &natsserver.Options{}
+	}
+	opts.JetStream = true
+	if opts.StoreDir == "" {
+		opts.StoreDir = t.TempDir()
+	}
+	if opts.JetStreamMaxMemory == 0 {
+		opts.JetStreamMaxMemory = 64 << 20
+	}
+	if opts.JetStreamMaxStore == 0 {
+		opts.JetStreamMaxStore = 256 << 20
+	}
+	ns := Start(t, opts)
+	if !ns.JetStreamEnabled() {
+		t.Fatal("nats-server: JetStream not enabled")
+	}
+	return ns
+}
