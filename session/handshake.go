@@ -105,7 +105,11 @@ func (c *Conn) join(welcome *ownFrame) {
 		old = c.joinFirst(welcome) // v1.go
 	} else {
 		old = h.table.join(c, welcome)
-		h.presence.Join(c.room, c.key)
+		if old == nil || old.v1 != nil || old.room != c.room {
+			// Counted through the table from now on (Hub.RosterCount),
+			// unless a seed connection of the key was in the room already.
+			h.presence.Arrive(c.room, c.key)
+		}
 	}
 	if old != nil {
 		h.roomsLeft(old, c.room) // the key stays in the room c holds
