@@ -157,7 +157,7 @@ func (s *shard) addMember(c *Conn) {
 		s.rooms[c.room] = r
 		s.hub.roomOpened(c.room) // cluster: bridge.go
 	}
-	c.member = len(r.members)
+	c.member = int32(len(r.members))
 	r.members = append(r.members, c)
 }
 
