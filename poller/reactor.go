@@ -145,12 +145,14 @@ func (r *Reactor) Add(d *Desc, fd int, h Handler) error {
 	if r.closed.Load() {
 		return ErrClosed
 	}
-	d.fd, d.h, d.r = int32(fd), h, r
+	// added is set first: the first event may run the Handler, and its
+	// Remove, before Add returns.
+	d.fd, d.h, d.r, d.added = int32(fd), h, r, true
 	const events = netpoll.EPOLLIN | netpoll.EPOLLOUT | netpoll.EPOLLRDHUP | netpoll.EPOLLET
 	if err := r.epoll(fd).Add(fd, events, d.onEpoll); err != nil {
+		d.added = false
 		return fmt.Errorf("poller: epoll_ctl add fd %d: %w", fd, err)
 	}
-	d.added = true
 	return nil
 }
 
