@@ -24,7 +24,31 @@ type PresenceConfig struct {
 	// a members answer lists at most this many keys.
 	ListMax int
 	Now     func() time.Time
+	// Roster, if set, holds members the Presence counts without an entry
+	// of its own (Arrive, Depart): wsd's seed connections, whose rooms
+	// its session table knows already.
+	Roster Roster
 }
+
+// A Roster is a member set kept elsewhere that a Presence counts and
+// lists as its own: the keys told by Arrive are counted through it from
+// then on, and cost the Presence nothing until they Depart. Its methods
+// are called with the Presence locked.
+type Roster interface {
+	// RosterCount is how many keys the roster has in room.
+	RosterCount(room string) int
+	// AppendRoster appends up to max of room's keys to dst.
+	AppendRoster(dst []string, room string, max int) []string
+	// InRoster reports whether key is in room's roster.
+	InRoster(room, key string) bool
+}
+
+// noRoster is the Roster of a Presence that counts every key itself.
+type noRoster struct{}
+
+func (noRoster) RosterCount(string) int                              { return 0 }
+func (noRoster) AppendRoster(dst []string, _ string, _ int) []string { return dst }
+func (noRoster) InRoster(string, string) bool                        { return false }
 
 // PresenceEvent is one coalesced presence change of a room: its count
 // and, when Lists, the keys that joined and left since the room's last
@@ -43,10 +67,13 @@ type PresenceEvent struct {
 // O(1) counts, and the coalescer that turns joins and leaves into at most
 // one PresenceEvent per room per Interval. It is safe for concurrent use.
 //
-// Memory: a room costs its member map and the keys changed since its last
-// event; each Leave holds one pending entry for the grace, so a flapping
-// key costs (its join/leave rate × Grace) entries, bounded by the
-// session's command rate limit.
+// Memory: a room costs its member map (keys told by Join, and keys in
+// their grace) and the keys changed since its last event, at most ListMax
+// of each kind (past that an event carries the count only, so the keys
+// are not kept); a key the Roster counts costs nothing while present.
+// Each Leave holds one pending entry for the grace, so a flapping key
+// costs (its join/leave rate × Grace) entries, bounded by the session's
+// command rate limit.
 //
 // A replace (close 4001) must not look like a leave and a join: the
 // session does not call Leave for the rooms the replacing connection also
@@ -63,13 +90,17 @@ type Presence struct {
 }
 
 type presenceRoom struct {
-	name     string
-	members  map[string]int64 // key → the deadline of its pending leave, 0 when present
+	name    string
+	members map[string]int64 // key → the deadline of its pending leave, 0 when present; not the roster's
+	// The keys that joined and left since the last event, nil when none;
+	// dropped (overflow) once either passes ListMax, as the event will
+	// carry the count only.
 	joined   map[string]struct{}
 	left     map[string]struct{}
-	lastEmit int64 // ms; 0 never
+	overflow bool
 	isDirty  bool
-	count    int // the count last emitted
+	lastEmit int64 // ms; 0 never
+	count    int   // the count last emitted
 }
 
 type pendingLeave struct {
@@ -92,7 +123,66 @@ func NewPresence(cfg PresenceConfig) *Presence {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Roster == nil {
+		cfg.Roster = noRoster{}
+	}
 	return &Presence{cfg: cfg, rooms: make(map[string]*presenceRoom)}
+}
+
+// room returns room's entry, made if there is none.
+func (p *Presence) room(name string) *presenceRoom {
+	r := p.rooms[name]
+	if r == nil {
+		r = &presenceRoom{name: name, members: make(map[string]int64)}
+		p.rooms[name] = r
+	}
+	return r
+}
+
+// count is r's member count: its own entries and the roster's.
+func (p *Presence) count(r *presenceRoom) int {
+	return len(r.members) + p.cfg.Roster.RosterCount(r.name)
+}
+
+// joinedKey records that key joined r since its last event, or cancels
+// its leave if it left meanwhile.
+func (p *Presence) joinedKey(r *presenceRoom, key string) {
+	p.markDirty(r)
+	if r.overflow {
+		return
+	}
+	if _, ok := r.left[key]; ok {
+		delete(r.left, key) // left and came back before anyone was told
+		return
+	}
+	r.joined = p.addKey(r, r.joined, key)
+}
+
+// leftKey is joinedKey for a key that left.
+func (p *Presence) leftKey(r *presenceRoom, key string) {
+	p.markDirty(r)
+	if r.overflow {
+		return
+	}
+	if _, ok := r.joined[key]; ok {
+		delete(r.joined, key) // joined and left before anyone was told
+		return
+	}
+	r.left = p.addKey(r, r.left, key)
+}
+
+// addKey adds key to set, one of r's change sets; past ListMax keys both
+// sets go, and r's next event carries its count only.
+func (p *Presence) addKey(r *presenceRoom, set map[string]struct{}, key string) map[string]struct{} {
+	if len(set) >= p.cfg.ListMax {
+		r.overflow, r.joined, r.left = true, nil, nil
+		return nil
+	}
+	if set == nil {
+		set = make(map[string]struct{})
+	}
+	set[key] = struct{}{}
+	return set
 }
 
 func (p *Presence) markDirty(r *presenceRoom) {
@@ -103,28 +193,39 @@ func (p *Presence) markDirty(r *presenceRoom) {
 }
 
 // Join makes key a member of room and returns the room's count. A key
-// already counted (present, or leaving within the grace) stays as it is:
-// its pending leave is cancelled.
+// already counted (present, or leaving within the grace, or in the
+// roster) stays as it is: its pending leave is cancelled.
 func (p *Presence) Join(room, key string) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	r := p.rooms[room]
-	if r == nil {
-		r = &presenceRoom{name: room, members: make(map[string]int64), joined: make(map[string]struct{}), left: make(map[string]struct{})}
-		p.rooms[room] = r
-	}
-	if _, ok := r.members[key]; ok {
-		r.members[key] = 0
-		return len(r.members)
-	}
+	r := p.room(room)
+	_, had := r.members[key]
 	r.members[key] = 0
-	if _, ok := r.left[key]; ok {
-		delete(r.left, key) // left and came back before anyone was told
-	} else {
-		r.joined[key] = struct{}{}
+	if had {
+		return p.count(r)
 	}
-	p.markDirty(r)
-	return len(r.members)
+	if p.cfg.Roster.InRoster(room, key) {
+		// Its roster entry is about to go (a connection replacing one of
+		// the same key): counted once, and no join to tell.
+		return p.count(r) - 1
+	}
+	p.joinedKey(r, key)
+	return p.count(r)
+}
+
+// Arrive is Join for a key the roster counts from now on (it is in the
+// roster already): it costs no entry of its own while present, and one
+// it had (back within its grace, or replacing a connection of the same
+// key) goes.
+func (p *Presence) Arrive(room, key string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r := p.room(room)
+	if _, ok := r.members[key]; ok {
+		delete(r.members, key) // counted already: nothing to tell
+		return
+	}
+	p.joinedKey(r, key)
 }
 
 // Leave ends key's membership of room after the grace (at once without
@@ -143,6 +244,27 @@ func (p *Presence) Leave(room, key string) {
 		p.remove(r, key)
 		return
 	}
+	p.hold(r, key)
+}
+
+// Depart is Leave for a key told by Arrive, out of the roster now: it
+// is counted for the grace by an entry of its own.
+func (p *Presence) Depart(room, key string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r := p.room(room)
+	if _, ok := r.members[key]; ok {
+		return // counted by its own entry (Join) already
+	}
+	if p.cfg.Grace < 0 {
+		p.leftKey(r, key)
+		return
+	}
+	p.hold(r, key)
+}
+
+// hold keeps key counted in r until the grace is over.
+func (p *Presence) hold(r *presenceRoom, key string) {
 	d := p.cfg.Now().Add(p.cfg.Grace).UnixMilli()
 	r.members[key] = d
 	p.leaving = append(p.leaving, pendingLeave{room: r, key: key, deadline: d})
@@ -150,12 +272,7 @@ func (p *Presence) Leave(room, key string) {
 
 func (p *Presence) remove(r *presenceRoom, key string) {
 	delete(r.members, key)
-	if _, ok := r.joined[key]; ok {
-		delete(r.joined, key) // joined and left before anyone was told
-	} else {
-		r.left[key] = struct{}{}
-	}
-	p.markDirty(r)
+	p.leftKey(r, key)
 }
 
 // Count is room's member count (keys in their grace included).
@@ -163,9 +280,9 @@ func (p *Presence) Count(room string) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if r := p.rooms[room]; r != nil {
-		return len(r.members)
+		return p.count(r)
 	}
-	return 0
+	return p.cfg.Roster.RosterCount(room)
 }
 
 // Members appends up to ListMax of room's keys to dst, sorted, and
@@ -174,19 +291,20 @@ func (p *Presence) Count(room string) int {
 func (p *Presence) Members(room string, dst []string) ([]string, int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	r := p.rooms[room]
-	if r == nil {
-		return dst, 0
-	}
-	n := len(dst)
-	for k := range r.members {
-		if len(dst)-n == p.cfg.ListMax {
-			break
+	n, count := len(dst), 0
+	if r := p.rooms[room]; r != nil {
+		for k := range r.members {
+			if len(dst)-n == p.cfg.ListMax {
+				break
+			}
+			dst = append(dst, k)
 		}
-		dst = append(dst, k)
+		count = len(r.members)
 	}
+	dst = p.cfg.Roster.AppendRoster(dst, room, p.cfg.ListMax-(len(dst)-n))
+	count += p.cfg.Roster.RosterCount(room)
 	slices.Sort(dst[n:])
-	return dst, len(r.members)
+	return dst, count
 }
 
 // Flush ends the leaves whose grace is over and calls emit for every room
@@ -220,9 +338,9 @@ func (p *Presence) Flush(emit func(*PresenceEvent)) {
 			continue
 		}
 		r.isDirty = false
-		count := len(r.members)
+		count := p.count(r)
 		// Lists only while they are short: a storm gets counts.
-		lists := count <= p.cfg.ListMax && len(r.joined) <= p.cfg.ListMax && len(r.left) <= p.cfg.ListMax
+		lists := count <= p.cfg.ListMax && !r.overflow
 		ev := PresenceEvent{Room: r.name, Count: count, Lists: lists}
 		changed := len(r.joined) > 0 || len(r.left) > 0
 		if ev.Lists && changed {
@@ -230,8 +348,8 @@ func (p *Presence) Flush(emit func(*PresenceEvent)) {
 			ev.Left = sortedKeys(p.left[:0], r.left)
 			p.joined, p.left = ev.Joined, ev.Left
 		}
-		clear(r.joined)
-		clear(r.left)
+		// The sets go with the event: a quiet room keeps no table.
+		r.joined, r.left, r.overflow = nil, nil, false
 		if (ev.Lists && changed) || count != r.count {
 			r.count = count
 			r.lastEmit = now

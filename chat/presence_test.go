@@ -248,3 +248,107 @@ func BenchmarkPresenceJoinLeave(b *testing.B) {
 		i++
 	}
 }
+
+// fakeRoster is a Roster of room → keys, as wsd's table of seed members.
+type fakeRoster map[string][]string
+
+func (f fakeRoster) RosterCount(room string) int { return len(f[room]) }
+func (f fakeRoster) AppendRoster(dst []string, room string, max int) []string {
+	return append(dst, f[room][:min(max, len(f[room]))]...)
+}
+func (f fakeRoster) InRoster(room, key string) bool {
+	for _, k := range f[room] {
+		if k == key {
+			return true
+		}
+	}
+	return false
+}
+func (f fakeRoster) drop(room, key string) {
+	for i, k := range f[room] {
+		if k == key {
+			f[room] = append(f[room][:i], f[room][i+1:]...)
+			return
+		}
+	}
+}
+
+// TestPresenceRoster: keys the roster holds are counted, listed and
+// announced like joined ones, cost no entry while present, are held for
+// the grace once they depart, and a key moving between the roster and its
+// own entry (a connection replacing one of the same key) is counted once
+// and announced never.
+func TestPresenceRoster(t *testing.T) {
+	c := newClock()
+	f := fakeRoster{}
+	p := NewPresence(PresenceConfig{Interval: time.Second, Grace: 5 * time.Second, ListMax: 3, Now: c.now, Roster: f})
+	var ev events
+	step := func(d time.Duration, want string, count int) {
+		t.Helper()
+		c.add(d)
+		p.Flush(ev.emit)
+		if got := ev.take(); got != want || p.Count("r") != count {
+			t.Fatalf("got %s count %d, want %s count %d", got, p.Count("r"), want, count)
+		}
+	}
+	f["r"] = []string{"s1", "s2"}
+	p.Arrive("r", "s1")
+	p.Arrive("r", "s2")
+	if n := p.Join("r", "v"); n != 3 {
+		t.Fatalf("join count %d", n)
+	}
+	step(time.Second, "[r 3 +[s1 s2 v] -[]]", 3)
+	if len(p.rooms["r"].members) != 1 {
+		t.Fatalf("roster keys have entries: %v", p.rooms["r"].members)
+	}
+	if m, n := p.Members("r", nil); fmt.Sprint(m) != "[s1 s2 v]" || n != 3 {
+		t.Fatalf("members %v %d", m, n)
+	}
+
+	// s1 departs and comes back within the grace: counted throughout, nothing told.
+	f.drop("r", "s1")
+	p.Depart("r", "s1")
+	step(time.Second, "[]", 3)
+	f["r"] = append(f["r"], "s1")
+	p.Arrive("r", "s1")
+	step(10*time.Second, "[]", 3)
+
+	// s2 departs for good: told once the grace is over.
+	f.drop("r", "s2")
+	p.Depart("r", "s2")
+	step(4*time.Second, "[]", 3)
+	step(time.Second, "[r 2 +[] -[s2]]", 2)
+
+	// A v1 connection replaces the seed s1 (Join while s1 is in the
+	// roster, which then drops it without a Depart), and a seed one
+	// replaces the v1 v (Arrive while v has its entry): counted once each.
+	if n := p.Join("r", "s1"); n != 2 {
+		t.Fatalf("replacing join count %d", n)
+	}
+	f.drop("r", "s1")
+	f["r"] = append(f["r"], "v")
+	p.Arrive("r", "v")
+	step(time.Second, "[]", 2)
+	if m, n := p.Members("r", nil); fmt.Sprint(m) != "[s1 v]" || n != 2 {
+		t.Fatalf("members %v %d", m, n)
+	}
+}
+
+// TestPresenceChangeSetsBounded: past ListMax changes an event carries the
+// count only, so the room keeps at most ListMax keys of changes, and none
+// once the event is out.
+func TestPresenceChangeSetsBounded(t *testing.T) {
+	c := newClock()
+	p := newPresence(c, -1)
+	for i := 0; i < 1000; i++ {
+		p.Join("r", fmt.Sprint("k", i))
+		if r := p.rooms["r"]; len(r.joined) > 3 {
+			t.Fatalf("%d keys kept of the changes", len(r.joined))
+		}
+	}
+	var ev events
+	p.Flush(ev.emit)
+	if got, r := ev.take(), p.rooms["r"]; got != "[r 1000]" || r.joined != nil || r.left != nil {
+		t.Fatalf("%s, sets %v %v", got, r.joined, r.left)
+	}
+}

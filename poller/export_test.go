@@ -4,5 +4,5 @@ package poller
 // Notify and Submit still run h on the workers, but no readiness event
 // will. Tests use it to drive a Handler by notifications alone.
 func (r *Reactor) Bind(d *Desc, fd int, h Handler) {
-	d.fd, d.h, d.r = fd, h, r
+	d.fd, d.h, d.r = int32(fd), h, r
 }

@@ -27,18 +27,23 @@ type Handler interface {
 	OnReady(ev Event)
 }
 
-// Desc is the reactor's per-socket state; embed it in the connection.
+// Desc is the reactor's per-socket state; embed it in the connection. It
+// is part of what every connection costs, so it is 40 bytes with no
+// padding: the fd's epoll instance is found from the fd, not kept.
 type Desc struct {
-	fd        int
-	pending   atomic.Uint32 // Events not yet handed to the Handler
-	scheduled atomic.Bool   // queued or running
 	h         Handler
 	r         *Reactor
-	ep        *netpoll.Epoll
+	fd        int32
+	pending   atomic.Uint32 // Events not yet handed to the Handler
+	scheduled atomic.Bool   // queued or running
+	added     bool          // registered with epoll (Add, until Remove)
 }
 
 // Fd returns the registered file descriptor.
-func (d *Desc) Fd() int { return d.fd }
+func (d *Desc) Fd() int { return int(d.fd) }
+
+// epoll is the epoll instance that watches fd.
+func (r *Reactor) epoll(fd int) *netpoll.Epoll { return r.eps[fd%len(r.eps)] }
 
 // Notify asks for the Handler to run with ev, as if epoll had reported it.
 // Use it to resume work a Handler left undone (a read budget spent) or to
@@ -140,11 +145,12 @@ func (r *Reactor) Add(d *Desc, fd int, h Handler) error {
 	if r.closed.Load() {
 		return ErrClosed
 	}
-	d.fd, d.h, d.r = fd, h, r
-	d.ep = r.eps[fd%len(r.eps)]
+	// added is set first: the first event may run the Handler, and its
+	// Remove, before Add returns.
+	d.fd, d.h, d.r, d.added = int32(fd), h, r, true
 	const events = netpoll.EPOLLIN | netpoll.EPOLLOUT | netpoll.EPOLLRDHUP | netpoll.EPOLLET
-	if err := d.ep.Add(fd, events, d.onEpoll); err != nil {
-		d.ep = nil
+	if err := r.epoll(fd).Add(fd, events, d.onEpoll); err != nil {
+		d.added = false
 		return fmt.Errorf("poller: epoll_ctl add fd %d: %w", fd, err)
 	}
 	return nil
@@ -154,11 +160,11 @@ func (r *Reactor) Add(d *Desc, fd int, h Handler) error {
 // number can be registered again. Events already collected may still reach
 // the Handler afterwards; it must ignore them once its socket is closed.
 func (r *Reactor) Remove(d *Desc) error {
-	if d.ep == nil {
+	if !d.added {
 		return nil
 	}
-	err := d.ep.Del(d.fd)
-	d.ep = nil
+	err := r.epoll(d.Fd()).Del(d.Fd())
+	d.added = false
 	if errors.Is(err, netpoll.ErrClosed) {
 		return nil
 	}

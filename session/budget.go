@@ -145,7 +145,7 @@ func (b *budget) over() bool        { return b.held.Load() > b.limit }
 // excess is covered (makeRoom), and is refused itself only when nobody
 // holds more.
 func (c *Conn) chargeInput() bool {
-	held := int64(c.stream.Held() + cap(c.hs))
+	held := int64(c.in.held())
 	delta := held - c.inHeld.Load()
 	if delta == 0 {
 		return true
@@ -154,7 +154,7 @@ func (c *Conn) chargeInput() bool {
 	h := c.hub
 	total := h.in.add(delta)
 	if a := h.addrs; a != nil {
-		if mine := a.addHeld(c.ip, delta); delta > 0 && a.maxHeld > 0 && mine > a.maxHeld {
+		if mine := a.addHeld(c.ip.addr(), delta); delta > 0 && a.maxHeld > 0 && mine > a.maxHeld {
 			h.stats.ShareRefusals.Add(1)
 			return false
 		}
@@ -176,7 +176,7 @@ func (h *Hub) makeRoom(c *Conn, need int64) bool {
 	}
 	size := func(o *Conn, held int64) int64 {
 		if h.addrs != nil {
-			return h.addrs.heldBy(o.ip)
+			return h.addrs.heldBy(o.ip.addr())
 		}
 		return held
 	}
@@ -313,7 +313,7 @@ type pausedReaders struct {
 // pauseReader stops reading c until the outbound budget is back under its
 // limit; the sweeper is asked to shed the largest consumers meanwhile.
 func (h *Hub) pauseReader(c *Conn) {
-	if !c.paused.CompareAndSwap(false, true) {
+	if !c.flags.trySet(flagPaused) {
 		return
 	}
 	h.stats.ReadPauses.Add(1)
@@ -341,7 +341,7 @@ func (h *Hub) resumeReaders() {
 	p.n.Store(0)
 	p.mu.Unlock()
 	for _, c := range conns {
-		c.paused.Store(false)
+		c.flags.clear(flagPaused)
 	}
 	resume(conns)
 }

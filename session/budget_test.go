@@ -232,7 +232,7 @@ func TestSpentOutboundBudgetPausesInput(t *testing.T) {
 	}
 	c.Notify(readyEvent)
 	wstest.Eventually(t, 5*time.Second, "a read pause", func() bool { return h.stats.ReadPauses.Load() != 0 })
-	if h.stats.ReadPauses.Load() != 1 || !c.paused.Load() {
+	if h.stats.ReadPauses.Load() != 1 || !c.flags.has(flagPaused) {
 		t.Fatal("input not paused while the outbound budget is spent")
 	}
 	time.Sleep(50 * time.Millisecond)
@@ -242,7 +242,7 @@ func TestSpentOutboundBudgetPausesInput(t *testing.T) {
 	h.out.add(-2 << 20)
 	h.resumeReaders()
 	wstest.Eventually(t, 5*time.Second, "the paused message to be read", func() bool { return h.stats.MessagesIn.Load() != 0 })
-	if h.stats.MessagesIn.Load() != 1 || c.paused.Load() {
+	if h.stats.MessagesIn.Load() != 1 || c.flags.has(flagPaused) {
 		t.Fatal("the paused message was not read once the budget was back under")
 	}
 }

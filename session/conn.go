@@ -2,7 +2,6 @@ package session
 
 import (
 	"errors"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,67 +27,93 @@ const (
 // readyEvent wakes OnReady to look at close requests and deadlines.
 const readyEvent = poller.Readable
 
-// Conn is one client connection. Its read side (stream, handshake buffer,
-// lifecycle) belongs to OnReady; its write side to whoever holds wmu.
+// Conn is one client connection. Its read side (input, lifecycle) belongs
+// to OnReady; its write side to whoever holds wmu.
+//
+// Memory: this struct is most of what an idle connection costs (see
+// docs/performance.md, "Per-connection cost"), so it holds only what every
+// connection uses all the time, in an order that leaves no padding
+// (TestConnSize pins its size). What only some connections use lives
+// behind a pointer: a message, frame or request head arriving in pieces
+// (in, pooled and returned once nothing is partial), TLS, chat protocol
+// v1, a per-address delivery limit's entry.
 type Conn struct {
 	poller.Desc
 	hub *Hub
 
-	// Set once at upgrade, read-only afterwards.
-	key     string
-	room    string
-	gzip    bool
-	deflate codec.DeflateParams // permessage-deflate, if negotiated
-	ip      netip.Addr          // source address, kept when a per-address limit is on
-	v1      *v1Conn             // chat protocol v1 (v1.go); nil for a seed connection
+	// Set once at upgrade (ip at accept), read-only afterwards.
+	key  string
+	room string
+	v1   *v1Conn       // chat protocol v1 (v1.go); nil for a seed connection
+	tls  *tlswire.Conn // wss only (see tls.go); set at accept
 	// The address's delivery rate entry, nil without that limit. Set at
 	// accept, cleared by finish.
 	addrRate *addrRate
 
-	// Guarded by the key's shard mu.
-	inTable bool
-	member  int // index in the room's member list
+	// OnReady only: the input in progress, nil between messages (input.go).
+	in *connInput
 
-	state    atomic.Uint32
 	lastSeen atomic.Int64 // unix nanos of the last byte received
 	pingedAt atomic.Int64 // unix nanos of the last ping sent
 	deadline atomic.Int64 // unix nanos; handshake or close deadline, 0 if none
 	msgStart atomic.Int64 // unix nanos when the message arriving now began, 0 if none
+	heldAt   atomic.Int64 // unix nanos when input was last held (see fanout.hold)
 	closeReq atomic.Pointer[codec.CloseError]
-	kill     atomic.Bool  // close the fd now (deadline passed, write failed)
-	paused   atomic.Bool  // input waits for the outbound budget (see pauseReader)
-	held     atomic.Bool  // input waits for a shard's fan-out backlog (see fanout.hold)
-	heldAt   atomic.Int64 // unix nanos when it last did
-
-	tls        *tlswire.Conn // wss only (see tls.go); set at accept
-	tlsPending int           // ciphertext fed since plaintext last came out (OnReady only)
 
 	// OnReady only.
-	stream     codec.Stream
-	hs         []byte       // request bytes while the head is incomplete
 	rate       rateState    // frames: messages, continuations, pings, pongs
 	byteRate   rateState    // payload bytes after gunzip
 	deliveries rateState    // deliveries its messages cost (limits.go)
 	inHeld     atomic.Int64 // bytes charged to the inbound budget; written by OnReady, read by makeRoom
-	peerClosed bool         // the peer's close frame arrived
-	broken     bool         // input can no longer be parsed; discard it
 
 	// Write side.
-	wmu         sync.Mutex
-	outq        []outItem    // nil when empty: an idle connection holds no buffer
-	queued      atomic.Int64 // what outq is charged against MaxQueue; read without wmu by the sweeper
-	pong        *ownFrame    // the pong for the latest ping, not yet queued
-	pendQueued  int64        // Hub-wide counters' changes not yet published (bookLocked)
-	pendHeld    int64
-	progressAt  atomic.Int64 // unix nanos when the queue last drained some or became non-empty
-	headStarted bool         // outq[0] is committed to the wire and must go out whole and first (write.go)
-	winFrames   int64        // frames and their bytes handed over since the sweeper last looked (kernelBacklogLocked)
-	winBytes    int64
+	outq       []outItem    // nil when empty: an idle connection holds no buffer
+	queued     atomic.Int64 // what outq is charged against MaxQueue; read without wmu by the sweeper
+	pong       *ownFrame    // the pong for the latest ping, not yet queued
+	pendQueued int64        // Hub-wide counters' changes not yet published (bookLocked)
+	pendHeld   int64
+	progressAt atomic.Int64 // unix nanos when the queue last drained some or became non-empty
+	wmu        sync.Mutex
+	winFrames  int32 // frames and their bytes handed over since the sweeper last looked (kernelBacklogLocked)
+	winBytes   int32
+
+	member int32 // index in the room's member list; guarded by the key's shard mu
+	state  atomic.Uint32
+	flags  connFlags // flagKill, flagPaused, flagHeld
+
+	ip      addr16              // source address, kept when a per-address limit is on; set at accept
+	deflate codec.DeflateParams // permessage-deflate, if negotiated; set at upgrade
+	gzip    bool                // set at upgrade
+	inTable bool                // guarded by the key's shard mu
+
+	// OnReady only.
+	peerClosed bool // the peer's close frame arrived
+	broken     bool // input can no longer be parsed; discard it
+
+	// Write side.
+	headStarted bool // outq[0] is committed to the wire and must go out whole and first (write.go)
 	wclosed     bool // a close frame or error response is queued: nothing more
 	shutWR      bool
 	werr        bool
 	fdClosed    bool
 }
+
+// Conn.flags: each set and cleared from any goroutine.
+const (
+	flagKill   uint32 = 1 << iota // close the fd now (deadline passed, write failed)
+	flagPaused                    // input waits for the outbound budget (see pauseReader)
+	flagHeld                      // input waits for a shard's fan-out backlog (see fanout.hold)
+)
+
+// connFlags are a connection's atomic flags in one word.
+type connFlags struct{ v atomic.Uint32 }
+
+func (f *connFlags) has(b uint32) bool { return f.v.Load()&b != 0 }
+func (f *connFlags) set(b uint32)      { f.v.Or(b) }
+func (f *connFlags) clear(b uint32)    { f.v.And(^b) }
+
+// trySet sets b and reports whether it was clear.
+func (f *connFlags) trySet(b uint32) bool { return f.v.Or(b)&b == 0 }
 
 func (c *Conn) fd() int { return c.Desc.Fd() }
 
@@ -106,8 +131,9 @@ func (c *Conn) OnReady(ev poller.Event) {
 		c.wmu.Unlock()
 		c.hub.resumeReaders() // what was flushed may bring the budget back under
 	}
-	if ev&poller.Readable != 0 && !c.kill.Load() {
+	if ev&poller.Readable != 0 && !c.flags.has(flagKill) {
 		c.readAll()
+		c.idleInput()
 	}
 	c.settle()
 }
@@ -131,7 +157,7 @@ func (c *Conn) readAll() {
 			c.Notify(poller.Readable)
 			return
 		}
-		if c.held.Load() {
+		if c.flags.has(flagHeld) {
 			return // a shard's backlog is full: its release reads on
 		}
 		if c.state.Load() == stOpen && c.hub.out.over() {
@@ -150,7 +176,7 @@ func (c *Conn) readAll() {
 			} else {
 				c.input((*buf)[:n])
 			}
-			if c.kill.Load() {
+			if c.flags.has(flagKill) {
 				return
 			}
 			continue
@@ -162,7 +188,7 @@ func (c *Conn) readAll() {
 			return
 		}
 		// EOF or a socket error: the peer is gone or finished.
-		c.kill.Store(true)
+		c.flags.set(flagKill)
 		return
 	}
 }
@@ -176,7 +202,7 @@ func (c *Conn) input(p []byte) {
 		if c.broken {
 			return
 		}
-		err := c.stream.Feed(p, c, int64(c.hub.cfg.MaxMessage))
+		err := c.input1().stream.Feed(p, c, int64(c.hub.cfg.MaxMessage))
 		if err == nil {
 			// Frames no message or control frame paid for yet: empty
 			// continuations, a fragmented message's middle.
@@ -208,7 +234,7 @@ func (c *Conn) input(p []byte) {
 // held: everything the peer sends from now on is discarded.
 func (c *Conn) dropInput() {
 	c.broken = true
-	c.stream.Release()
+	c.releaseInput()
 	c.chargeInput()
 }
 
@@ -263,7 +289,10 @@ func (c *Conn) OnMessage(op codec.OpCode, payload []byte) error {
 // Feed for the frames between, so a peer streaming empty continuations or
 // unsolicited pongs is closed 1008 like one flooding messages.
 func (c *Conn) chargeFrames(now int64) error {
-	if n := c.stream.TakeFrames(); n > 0 && !c.hub.rate.allow(&c.rate, now, n) {
+	if c.in == nil {
+		return nil
+	}
+	if n := c.in.stream.TakeFrames(); n > 0 && !c.hub.rate.allow(&c.rate, now, n) {
 		return errRateLimited
 	}
 	return nil
@@ -335,7 +364,7 @@ func (c *Conn) requestClose(err *codec.CloseError) bool {
 // trackMessageStart notes when the peer started a message or frame it has
 // not finished, for the sweeper's MessageTimeout.
 func (c *Conn) trackMessageStart() {
-	switch partial := (c.stream.Partial() || c.tlsPending > 0) && !c.broken; {
+	switch partial := c.in != nil && (c.in.stream.Partial() || c.in.tlsPending > 0) && !c.broken; {
 	case partial && c.msgStart.Load() == 0:
 		c.msgStart.Store(time.Now().UnixNano())
 	case !partial && c.msgStart.Load() != 0:
@@ -371,7 +400,7 @@ func (c *Conn) sendPong(payload []byte) {
 // abort has OnReady close the fd without ceremony (a deadline passed, the
 // server gives up). Safe from any goroutine.
 func (c *Conn) abort() {
-	c.kill.Store(true)
+	c.flags.set(flagKill)
 	c.Notify(readyEvent)
 }
 
@@ -453,7 +482,7 @@ func inLimbo(st uint32) bool { return st == stHandshake || st == stClosing }
 
 // settle moves the lifecycle forward after I/O or a request from elsewhere.
 func (c *Conn) settle() {
-	if c.kill.Load() {
+	if c.flags.has(flagKill) {
 		c.finish()
 		return
 	}
@@ -497,8 +526,7 @@ func (c *Conn) finish() {
 	if c.tls != nil {
 		c.tls.Close()
 	}
-	c.stream.Release()
-	c.hs = nil
+	c.releaseInput()
 	c.chargeInput()
 	c.msgStart.Store(0)
 	h.releaseSocket(c)

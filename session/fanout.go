@@ -164,7 +164,7 @@ func (f *fanout) full() bool { return f.backlog.Load() > maxBacklog }
 // A client is held by one shard at a time: its next message, once
 // released, finds any other full one.
 func (f *fanout) hold(c *Conn) {
-	if !c.held.CompareAndSwap(false, true) {
+	if !c.flags.trySet(flagHeld) {
 		return
 	}
 	c.heldAt.Store(time.Now().UnixNano())
@@ -193,7 +193,7 @@ func (f *fanout) release() {
 	f.nHolding.Store(0)
 	f.mu.Unlock()
 	for _, c := range held {
-		c.held.Store(false)
+		c.flags.clear(flagHeld)
 	}
 	if len(held) > 0 {
 		resume(held)

@@ -9,7 +9,7 @@ import "github.com/wsd-chat/wsd/codec"
 // upgrades and joins the table; bytes after the head are frames.
 func (c *Conn) handshake(p []byte) {
 	head, rest, ok := c.readHead(p)
-	if !ok || c.kill.Load() { // (dropped for a newcomer at the cap: no upgrade)
+	if !ok || c.flags.has(flagKill) { // (dropped for a newcomer at the cap: no upgrade)
 		return
 	}
 	welcome, ok := c.upgrade(head)
@@ -27,25 +27,26 @@ func (c *Conn) handshake(p []byte) {
 // is refused with 431.
 func (c *Conn) readHead(p []byte) (head, rest []byte, ok bool) {
 	end := -1
-	if c.hs == nil {
+	if c.in == nil || c.in.hs == nil {
 		end = codec.HandshakeEnd(p, 0)
 	}
 	if end >= 0 {
 		head, rest = p[:end], p[end:]
 	} else {
-		from := len(c.hs)
-		c.hs = append(c.hs, p...)
+		in := c.input1()
+		from := len(in.hs)
+		in.hs = append(in.hs, p...)
 		if !c.chargeInput() {
 			c.refuse(errBusy, nil, nil)
 			return nil, nil, false
 		}
-		if end = codec.HandshakeEnd(c.hs, from); end < 0 {
-			if len(c.hs) > codec.MaxHeadSize {
+		if end = codec.HandshakeEnd(in.hs, from); end < 0 {
+			if len(in.hs) > codec.MaxHeadSize {
 				c.refuse(codec.ErrHeadTooLarge, nil, nil)
 			}
 			return nil, nil, false
 		}
-		head, rest = c.hs[:end], c.hs[end:]
+		head, rest = in.hs[:end], in.hs[end:]
 	}
 	if len(head) > codec.MaxHeadSize {
 		c.refuse(codec.ErrHeadTooLarge, nil, nil)
@@ -86,8 +87,12 @@ func (c *Conn) upgrade(head []byte) (*ownFrame, bool) {
 	c.room = string(req.Room)
 	c.gzip = req.Gzip
 	c.deflate = req.Deflate
-	c.stream.SetDeflate(req.Deflate)
-	c.hs = nil
+	if c.in != nil {
+		// The head (in in.hs) was copied out by Upgrade; frames after it
+		// go to a stream with the negotiated deflate.
+		c.in.hs = nil
+		c.in.stream.SetDeflate(req.Deflate)
+	}
 	c.chargeInput()
 	return resp, true
 }
@@ -105,7 +110,11 @@ func (c *Conn) join(welcome *ownFrame) {
 		old = c.joinFirst(welcome) // v1.go
 	} else {
 		old = h.table.join(c, welcome)
-		h.presence.Join(c.room, c.key)
+		if old == nil || old.v1 != nil || old.room != c.room {
+			// Counted through the table from now on (Hub.RosterCount),
+			// unless a seed connection of the key was in the room already.
+			h.presence.Arrive(c.room, c.key)
+		}
 	}
 	if old != nil {
 		h.roomsLeft(old, c.room) // the key stays in the room c holds
@@ -136,7 +145,9 @@ func (c *Conn) refuse(err error, resp *ownFrame, origin []byte) {
 // respondAndClose sends an HTTP response and half-closes; the fd is closed
 // at the peer's EOF or the close deadline.
 func (c *Conn) respondAndClose(resp *ownFrame) {
-	c.hs = nil
+	if c.in != nil {
+		c.in.hs = nil
+	}
 	c.chargeInput()
 	c.send(resp)
 	c.wmu.Lock()

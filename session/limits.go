@@ -51,21 +51,22 @@ func (h *Hub) admitSocket(fd int, c *Conn) error {
 	if h.addrs != nil || h.addrRates != nil {
 		// A peer with no IP address (a Unix socket handed to Accept) is
 		// booked under the zero Addr: all such peers share one bucket.
-		c.ip, _ = peerIP(fd)
+		ip, _ := peerIP(fd)
+		c.ip = toAddr16(ip)
 	}
 	if h.addrs != nil {
-		if err := h.addrs.take(c.ip); err != nil {
+		if err := h.addrs.take(c.ip.addr()); err != nil {
 			return err
 		}
 	}
 	if h.cfg.MaxConns > 0 && h.live.Load() >= int64(h.cfg.MaxConns+acceptSlack) && !h.evictHandshake() {
 		if h.addrs != nil {
-			h.addrs.untake(c.ip)
+			h.addrs.untake(c.ip.addr())
 		}
 		return errOverCapacity
 	}
 	if h.addrRates != nil {
-		c.addrRate = h.addrRates.join(c.ip)
+		c.addrRate = h.addrRates.join(c.ip.addr())
 	}
 	return nil
 }
@@ -75,17 +76,17 @@ func (h *Hub) admitSocket(fd int, c *Conn) error {
 func (h *Hub) leftHandshake(c *Conn) {
 	h.handshakes.leave()
 	if h.addrs != nil {
-		h.addrs.handshakeDone(c.ip)
+		h.addrs.handshakeDone(c.ip.addr())
 	}
 }
 
 // releaseSocket returns a closed socket's per-address bookings.
 func (h *Hub) releaseSocket(c *Conn) {
 	if h.addrs != nil {
-		h.addrs.done(c.ip)
+		h.addrs.done(c.ip.addr())
 	}
 	if c.addrRate != nil {
-		h.addrRates.leave(c.ip, c.addrRate)
+		h.addrRates.leave(c.ip.addr(), c.addrRate)
 		c.addrRate = nil
 	}
 }
@@ -162,7 +163,7 @@ func (q *handshakeQueue) oldest() *Conn {
 		c := q.q[q.head]
 		q.q[q.head] = nil
 		q.head++
-		if c.state.Load() == stHandshake && !c.kill.Load() {
+		if c.state.Load() == stHandshake && !c.flags.has(flagKill) {
 			return c
 		}
 	}

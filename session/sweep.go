@@ -44,7 +44,7 @@ func (h *Hub) sweepOnce(now int64, scratch []*Conn) []*Conn {
 				switch {
 				case quiet > idle:
 					scratch = append(scratch, c)
-				case started != 0 && now-started > msgTimeout && !c.paused.Load():
+				case started != 0 && now-started > msgTimeout && !c.flags.has(flagPaused):
 					// (A paused reader is not slow: wsd stopped reading it.)
 					slow = append(slow, c)
 				case quiet > ping && now-c.pingedAt.Load() > ping:

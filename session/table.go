@@ -157,7 +157,7 @@ func (s *shard) addMember(c *Conn) {
 		s.rooms[c.room] = r
 		s.hub.roomOpened(c.room) // cluster: bridge.go
 	}
-	c.member = len(r.members)
+	c.member = int32(len(r.members))
 	r.members = append(r.members, c)
 }
 
@@ -216,4 +216,48 @@ func (t *table) roomCounts() map[string]int {
 		s.mu.RUnlock()
 	}
 	return counts
+}
+
+// The table is the Presence's Roster (chat.Roster): a seed connection is
+// counted and listed in its room through its member entry, so presence
+// costs it nothing of its own (handshake.go: Arrive, v1.go: Depart).
+// Called with the Presence locked, which comes before shard.mu.
+
+// RosterCount implements chat.Roster: room's seed members.
+func (t *table) RosterCount(name string) int {
+	n := 0
+	for _, s := range t.shards {
+		s.mu.RLock()
+		if r := s.rooms[name]; r != nil {
+			n += len(r.members)
+		}
+		s.mu.RUnlock()
+	}
+	return n
+}
+
+// AppendRoster implements chat.Roster: up to max of room's seed members'
+// keys.
+func (t *table) AppendRoster(dst []string, name string, max int) []string {
+	for _, s := range t.shards {
+		if max <= 0 {
+			break
+		}
+		s.mu.RLock()
+		if r := s.rooms[name]; r != nil {
+			for _, c := range r.members[:min(max, len(r.members))] {
+				dst = append(dst, c.key)
+			}
+			max -= len(r.members)
+		}
+		s.mu.RUnlock()
+	}
+	return dst
+}
+
+// InRoster implements chat.Roster: whether key's connection is a seed
+// member of room.
+func (t *table) InRoster(name, key string) bool {
+	c := t.lookup(key)
+	return c != nil && c.v1 == nil && c.room == name
 }

@@ -59,7 +59,7 @@ func TestTableRooms(t *testing.T) {
 	for _, s := range tb.shards {
 		for name, r := range s.rooms {
 			for i, c := range r.members {
-				if c.member != i || c.room != name {
+				if int(c.member) != i || c.room != name {
 					t.Fatalf("member %s at %d thinks it is at %d in %q", c.key, i, c.member, c.room)
 				}
 			}

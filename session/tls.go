@@ -68,7 +68,7 @@ func (o *tlsOwner) TLSHandshakeDone(err error) {
 	if err != nil {
 		h.stats.TLSHandshakeFailures.Add(1)
 		h.log.Debug("tls handshake failed", "err", err.Error())
-		c.kill.Store(true)
+		c.flags.set(flagKill)
 	} else {
 		h.stats.TLSHandshakes.Add(1)
 	}
@@ -90,7 +90,7 @@ func (c *Conn) tlsInput(p []byte) {
 				c.hub.stats.TLSHandshakeFailures.Add(1)
 				c.hub.log.Debug("tls handshake refused", "err", err.Error())
 			}
-			c.kill.Store(true)
+			c.flags.set(flagKill)
 			if t.HasOutput() { // the alert, if there is one
 				c.wmu.Lock()
 				c.flushLocked()
@@ -104,7 +104,7 @@ func (c *Conn) tlsInput(p []byte) {
 	err := t.Decrypt(p, *buf, func(plain []byte) bool {
 		out = true
 		c.input(plain)
-		return !c.kill.Load()
+		return !c.flags.has(flagKill)
 	})
 	readBufs.Put(buf)
 	// crypto/tls buffers a partial record, and a handshake message (up to
@@ -112,14 +112,15 @@ func (c *Conn) tlsInput(p []byte) {
 	// ciphertext stops turning into plaintext is cut off past
 	// maxTLSPending, and a partial record counts as a partial message for
 	// the sweeper's MessageTimeout.
+	in := c.input1()
 	if out {
-		c.tlsPending = 0
+		in.tlsPending = 0
 	} else {
-		c.tlsPending += len(p)
+		in.tlsPending += len(p)
 	}
-	if c.tlsPending > maxTLSPending {
-		c.hub.log.Debug("tls input without plaintext; closing", "key", c.key, "bytes", c.tlsPending)
-		c.kill.Store(true)
+	if in.tlsPending > maxTLSPending {
+		c.hub.log.Debug("tls input without plaintext; closing", "key", c.key, "bytes", in.tlsPending)
+		c.flags.set(flagKill)
 	}
 	c.trackMessageStart()
 	if err != nil {
@@ -127,7 +128,7 @@ func (c *Conn) tlsInput(p []byte) {
 			c.hub.log.Debug("tls record error", "key", c.key, "err", err.Error())
 		}
 		// close_notify or a bad record: the peer is done, as at TCP EOF.
-		c.kill.Store(true)
+		c.flags.set(flagKill)
 	}
 	if t.HasOutput() { // an alert or a KeyUpdate reply
 		c.wmu.Lock()

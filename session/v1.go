@@ -231,7 +231,7 @@ func (s *shard) removeSubs(c *Conn) {
 func (h *Hub) roomsLeft(c *Conn, except string) {
 	if c.v1 == nil {
 		if c.room != except {
-			h.presence.Leave(c.room, c.key)
+			h.presence.Depart(c.room, c.key)
 		}
 		return
 	}

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"math"
 	"sync"
 	"time"
 
@@ -122,9 +123,9 @@ func (c *Conn) deliver(items []outItem) bool {
 		discardOwn(items)
 		return false
 	}
-	c.winFrames += int64(len(items))
+	c.winFrames = satAdd(c.winFrames, len(items))
 	for _, it := range items {
-		c.winBytes += int64(len(it.b))
+		c.winBytes = satAdd(c.winBytes, len(it.b))
 	}
 	full := len(c.outq) > 0
 	if !full {
@@ -292,7 +293,7 @@ const kernelCheckFrames = 1024
 // kernelBacklogLocked reports whether c's queue and the frames its socket
 // holds together pass MaxQueue, and starts the next window of counts.
 func (c *Conn) kernelBacklogLocked() bool {
-	frames, bytes := c.winFrames, c.winBytes
+	frames, bytes := int64(c.winFrames), int64(c.winBytes)
 	c.winFrames, c.winBytes = 0, 0
 	if frames < kernelCheckFrames || c.wclosed {
 		return false
@@ -522,4 +523,11 @@ func putQueue(q []outItem) {
 	}
 	q = q[:0]
 	queuePool.Put(&q)
+}
+
+// satAdd is a window count's a+n, stopping at the int32 limit: the sweeper
+// looks at the window once a second, and past 2 GiB of frames its average
+// size is large enough for any backlog check.
+func satAdd(a int32, n int) int32 {
+	return int32(min(int64(a)+int64(n), math.MaxInt32))
 }
