@@ -173,9 +173,9 @@ func (c *Conn) hold(items []outItem) bool {
 		discardOwn(items)
 		return false
 	}
-	c.winFrames += int64(len(items))
+	c.winFrames = satAdd(c.winFrames, len(items))
 	for _, it := range items {
-		c.winBytes += int64(len(it.b))
+		c.winBytes = satAdd(c.winBytes, len(it.b))
 		c.enqueueLocked(it)
 	}
 	return true

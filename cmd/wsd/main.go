@@ -21,6 +21,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/wsd-chat/wsd/history"
 	"io"
 	"log/slog"
 	"os"
@@ -94,7 +95,13 @@ func run(args []string, stderr io.Writer) int {
 		printError(stderr, err)
 		return 2
 	}
+	defer func() {
+		if st.history != nil {
+			st.history.Close() // after app.Close: nothing submits to it any more
+		}
+	}()
 	if err := app.Start(); err != nil {
+		app.Close()
 		log.Error("cannot start", "err", err)
 		return 1
 	}
@@ -158,8 +165,31 @@ func build(st *state, o *options) (*server.App, error) {
 	if len(o.secret) > 0 && len(o.secret) < 32 {
 		st.log.Warn("the JWT secret is shorter than 32 bytes; use a long random secret")
 	}
+	if o.history.dir != "" {
+		lg, err := history.OpenEmbedded(history.Config{
+			Dir:            o.history.dir,
+			MaxMsgsPerRoom: cfg.Session.HistorySize,
+			MaxAge:         cfg.Session.HistoryTTL,
+			MaxText:        cfg.Session.MaxMessage,
+			MaxMemory:      o.history.memMax,
+			MaxStore:       o.history.storeMax,
+			SyncInterval:   o.history.sync.every,
+			SyncAlways:     o.history.sync.always,
+			PublishTimeout: o.history.publishTimeout,
+			Logf:           func(f string, a ...any) { st.log.Warn(fmt.Sprintf(f, a...), "part", "history") },
+		})
+		if err != nil {
+			return nil, fmt.Errorf("-history-dir %s: %w", o.history.dir, err)
+		}
+		cfg.Session.Log = lg
+		st.history = lg
+	}
 	app, err := server.New(cfg)
 	if err != nil {
+		if st.history != nil {
+			st.history.Close()
+			st.history = nil
+		}
 		return nil, err
 	}
 	if st.cert = app.Certificate(); st.cert != nil {
@@ -178,6 +208,9 @@ func checkConfig(o *options, stderr io.Writer) int {
 		app, err := build(st, o)
 		if app != nil {
 			app.Close()
+		}
+		if st.history != nil {
+			st.history.Close()
 		}
 		errs = append(errs, err)
 	}

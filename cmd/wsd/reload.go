@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
+	"github.com/wsd-chat/wsd/history"
 	"io"
 	"log/slog"
 	"slices"
@@ -22,16 +23,17 @@ import (
 // state is the running configuration. cur is swapped whole by a reload;
 // readers (the admin token, the drain settings) load it when they need it.
 type state struct {
-	args   []string
-	stderr io.Writer
-	cur    atomic.Pointer[options]
-	log    *slog.Logger
-	level  *slog.LevelVar
-	auth   *authSwitch
-	hub    *session.Hub
-	cert   *certfile.Certificate // nil without -tls-cert
-	bridge *cluster.Bridge       // nil without -nats-url
-	mu     sync.Mutex            // one reload at a time
+	args    []string
+	stderr  io.Writer
+	cur     atomic.Pointer[options]
+	log     *slog.Logger
+	level   *slog.LevelVar
+	auth    *authSwitch
+	hub     *session.Hub
+	cert    *certfile.Certificate // nil without -tls-cert
+	bridge  *cluster.Bridge       // nil without -nats-url
+	history *history.Log          // nil without -history-dir; closed after the App
+	mu      sync.Mutex            // one reload at a time
 }
 
 // A reloadable group of settings: when any of flags changed, prepare
