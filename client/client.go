@@ -966,6 +966,9 @@ func (c *Client) messageLocked(gen uint64, f *Frame) ([][]byte, error) {
 		r.hist = false
 		r.last = max(r.last, r.top)
 	}
+	if r.epoch == "" && r.last == 0 && f.Seq == 1 {
+		r.epoch = f.Epoch // a room with no epoch yet: its first message starts one
+	}
 	switch {
 	case f.Epoch != r.epoch:
 		// The room's history restarted: rejoin from here (answered

@@ -146,7 +146,11 @@ func DecodeFrame(p []byte) (Frame, error) {
 	switch {
 	case seen&fRoom != 0 && f.Room != "" && !chat.ValidRoom(f.Room):
 		return f, protoErr(p, "bad room name")
-	case seen&fEpoch != 0 && (f.Epoch == "" || len(f.Epoch) > maxEpochLen):
+	case seen&fEpoch != 0 && f.Epoch == "" && !(f.Type == "joined" && f.Seq == 0):
+		// A room a history store has never had a message in has no epoch
+		// yet: its first message starts one (protocol.md).
+		return f, protoErr(p, "epoch of 0 bytes")
+	case seen&fEpoch != 0 && len(f.Epoch) > maxEpochLen:
 		return f, protoErr(p, "epoch of %d bytes", len(f.Epoch))
 	case seen&fID != 0 && (f.ID == "" || len(f.ID) > maxIDLen):
 		return f, protoErr(p, "id of %d bytes", len(f.ID))

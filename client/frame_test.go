@@ -125,3 +125,21 @@ func serverEnvelopes() [][]byte {
 		chat.AppendError(nil, nil, chat.CodeMalformed, "bad JSON"),
 	}
 }
+
+// A room a history store has never had a message in answers joined with
+// no epoch yet; anywhere else an empty epoch is a protocol error.
+func TestDecodeFrameEmptyEpoch(t *testing.T) {
+	for _, tc := range []struct {
+		in string
+		ok bool
+	}{
+		{`{"type":"joined","room":"a","seq":0,"epoch":"","recovered":false,"count":1}`, true},
+		{`{"type":"joined","room":"a","seq":3,"epoch":"","recovered":false,"count":1}`, false},
+		{`{"type":"message","room":"a","seq":1,"epoch":"","ts":1,"from":"k","text":"x"}`, false},
+	} {
+		_, err := DecodeFrame([]byte(tc.in))
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: err %v, want ok=%v", tc.in, err, tc.ok)
+		}
+	}
+}

@@ -443,6 +443,7 @@ export class WsdClient extends EventTarget {
       r.held.push(m);
       return;
     }
+    if (r.epoch === "" && r.seq === 0 && m.seq === 1) r.epoch = m.epoch; // no epoch yet: the first message starts one
     if (m.epoch !== r.epoch) {
       // The room's history restarted under us: rejoin to learn where it stands.
       r.held.push(m);
