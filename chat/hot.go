@@ -123,14 +123,7 @@ func (r *Ring) Drop(room string) {
 		l.mu.Lock()
 		l.dead = true
 		delete(r.rooms, l.name)
-		held := roomLogSize + int64(len(l.name)) + int64(len(l.slots))*slotSize
-		for i := range l.slots {
-			held += int64(cap(l.slots[i].frame))
-			for _, e := range l.slots[i].enc {
-				held += int64(cap(e))
-			}
-		}
-		r.charge(-held)
+		r.charge(-l.held())
 		l.mu.Unlock()
 	}
 	r.mu.Unlock()

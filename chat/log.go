@@ -490,14 +490,7 @@ func (r *Ring) Sweep(inUse func(room string) bool) {
 		if !l.dead && idle(l) {
 			l.dead = true
 			delete(r.rooms, l.name)
-			held := roomLogSize + int64(len(l.name)) + int64(len(l.slots))*slotSize
-			for i := range l.slots {
-				held += int64(cap(l.slots[i].frame))
-				for _, e := range l.slots[i].enc {
-					held += int64(cap(e))
-				}
-			}
-			r.charge(-held)
+			r.charge(-l.held())
 		}
 		l.mu.Unlock()
 		r.mu.Unlock()
@@ -509,4 +502,17 @@ func (r *Ring) Sweep(inUse func(room string) bool) {
 // write its joined frame before the replay.
 func Recoverable(info Info, since uint64, epoch string) bool {
 	return epoch == info.Epoch && since <= info.Seq && since+1 >= info.First
+}
+
+// held is what l charges to the ring: its header, name, slots and every
+// buffer they keep. l's lock is held.
+func (l *roomLog) held() int64 {
+	n := roomLogSize + int64(len(l.name)) + int64(len(l.slots))*slotSize
+	for i := range l.slots {
+		n += int64(cap(l.slots[i].frame))
+		for _, e := range l.slots[i].enc {
+			n += int64(cap(e))
+		}
+	}
+	return n
 }

@@ -36,3 +36,22 @@ func TokenRoom(tok string) (string, bool) {
 	}
 	return room, true
 }
+
+// ValidSubjectPrefix reports whether p can lead subjects: one or more tokens of
+// printable ASCII without wildcards or spaces.
+func ValidSubjectPrefix(p string) bool {
+	if p == "" || len(p) > 128 {
+		return false
+	}
+	for _, tok := range strings.Split(p, ".") {
+		if tok == "" {
+			return false
+		}
+		for i := 0; i < len(tok); i++ {
+			if c := tok[i]; c <= ' ' || c >= 0x7f || c == '*' || c == '>' {
+				return false
+			}
+		}
+	}
+	return true
+}

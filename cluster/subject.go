@@ -30,21 +30,5 @@ func (s subjects) room(room string) string { return s.prefix + ".room." + chat.R
 func (s subjects) key(key string) string   { return s.prefix + ".key." + keyToken(key) }
 func (s subjects) all() string             { return s.prefix + ".all" }
 
-// validPrefix reports whether p can lead subjects: one or more tokens of
-// printable ASCII without wildcards or spaces.
-func validPrefix(p string) bool {
-	if p == "" || len(p) > 128 {
-		return false
-	}
-	for _, tok := range strings.Split(p, ".") {
-		if tok == "" {
-			return false
-		}
-		for i := 0; i < len(tok); i++ {
-			if c := tok[i]; c <= ' ' || c >= 0x7f || c == '*' || c == '>' {
-				return false
-			}
-		}
-	}
-	return true
-}
+// validPrefix reports whether p can lead subjects (chat.ValidSubjectPrefix).
+func validPrefix(p string) bool { return chat.ValidSubjectPrefix(p) }

@@ -3,8 +3,9 @@ package history
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"time"
+
+	"github.com/wsd-chat/wsd/chat"
 )
 
 // Defaults of Config. The limits bound what a box (or the NATS cluster)
@@ -137,7 +138,7 @@ func (c Config) withDefaults() (Config, error) {
 	switch {
 	case !validName(c.Stream):
 		return c, fmt.Errorf("history: stream name %q: want 1-64 of A-Z a-z 0-9 _ -", c.Stream)
-	case !validPrefix(c.Prefix):
+	case !chat.ValidSubjectPrefix(c.Prefix):
 		return c, fmt.Errorf("history: subject prefix %q: want NATS tokens without wildcards or spaces", c.Prefix)
 	case c.Duplicates < MinDuplicates:
 		return c, fmt.Errorf("history: dedup window %v is under %v", c.Duplicates, MinDuplicates)
@@ -157,23 +158,6 @@ func validName(s string) bool {
 		c := s[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
 			return false
-		}
-	}
-	return true
-}
-
-func validPrefix(p string) bool {
-	if p == "" || len(p) > 128 {
-		return false
-	}
-	for _, tok := range strings.Split(p, ".") {
-		if tok == "" {
-			return false
-		}
-		for i := 0; i < len(tok); i++ {
-			if c := tok[i]; c <= ' ' || c >= 0x7f || c == '*' || c == '>' {
-				return false
-			}
 		}
 	}
 	return true
