@@ -39,10 +39,13 @@ func TestRollingScenario(t *testing.T) {
 			}
 			sent, _ := r.get("messages sent")
 			acked, _ := r.get("messages acked")
-			if sent < 50 || acked != sent {
-				t.Errorf("sent %v acked %v", sent, acked)
+			errs, _ := r.get("send errors")
+			// A send written as its box closes may be reported failed
+			// (the client cannot know whether it was kept) rather than
+			// retried; it is never doubled. Each one is accounted for.
+			if sent < 50 || acked+errs != sent || errs > sent/50 {
+				t.Errorf("sent %v acked %v send errors %v", sent, acked, errs)
 			}
-			must(t, r, "send errors", 0)
 			if v, _ := r.get("deliveries"); v < acked {
 				t.Errorf("%v deliveries for %v acked messages in rooms of 10", v, acked)
 			}

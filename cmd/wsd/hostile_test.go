@@ -665,8 +665,13 @@ func TestHostilePingFlood(t *testing.T) {
 		}
 		wg.Wait()
 		t.Logf("%d pings sent", pings.Load())
-		// Every ping was read: the connections are still open and quiet.
-		wstest.Eventually(t, 10*time.Second, "wsd_connections", func() bool { return wstest.Scrape(t, p.AdminAddr).Get("wsd_connections") == 2+attackers })
+		// Every ping was read. A pinger that never reads its pongs is a
+		// slow consumer the sweeper may shed (their frames sit in its
+		// kernel queue); one it keeps holds at most one pong.
+		wstest.Eventually(t, 10*time.Second, "wsd_connections", func() bool {
+			m := wstest.Scrape(t, p.AdminAddr)
+			return m.Get("wsd_connections") >= 2 && m.Get("wsd_connections") <= 2+attackers
+		})
 		if q := wstest.Scrape(t, p.AdminAddr).Get("wsd_queued_bytes"); q > attackers*256 {
 			t.Errorf("wsd_queued_bytes %v after the flood, want at most one pong per pinger", q)
 		}
