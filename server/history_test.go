@@ -185,7 +185,9 @@ func TestLogJoinSeamAtFullRate(t *testing.T) {
 			}
 		}
 	}()
-	time.Sleep(20 * time.Millisecond) // some messages ordered before B starts
+	// Some messages are ordered before B starts, so B's Ring cannot
+	// cover since=0 and a join must read the Log.
+	wstest.Eventually(t, 10*time.Second, "messages ordered before B starts", func() bool { return len(store.Messages("r")) >= 50 })
 	addrB, stB, boxB := startLogged(t, store, session.Config{HistorySize: 10000})
 	const joiners = 6
 	var wg sync.WaitGroup
