@@ -105,20 +105,12 @@ type clusterRun struct {
 func runClusterScenario(o *options, co *clusterOptions, log io.Writer) ([]clusterRun, error) {
 	bin := co.bin
 	if bin == "" {
-		root, err := moduleRoot()
+		b, cleanup, err := buildWsd("wsd-cluster-")
 		if err != nil {
 			return nil, err
 		}
-		dir, err := os.MkdirTemp("", "wsd-cluster-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(dir)
-		t, err := build(root, dir, "wsd")
-		if err != nil {
-			return nil, err
-		}
-		bin = t.bin
+		defer cleanup()
+		bin = b
 	}
 	var runs []clusterRun
 	if co.single {
@@ -317,4 +309,23 @@ func runNatsd(args []string) error {
 	<-ctx.Done()
 	ns.Shutdown()
 	return nil
+}
+
+// buildWsd builds wsd from this module into a temporary directory named
+// after prefix; cleanup removes it.
+func buildWsd(prefix string) (bin string, cleanup func(), err error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", nil, err
+	}
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return "", nil, err
+	}
+	t, err := build(root, dir, "wsd")
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", nil, err
+	}
+	return t.bin, func() { os.RemoveAll(dir) }, nil
 }

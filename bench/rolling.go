@@ -265,20 +265,12 @@ func runRolling(ro *rollOptions) (*Result, error) {
 
 	bin := ro.bin
 	if bin == "" {
-		root, err := moduleRoot()
+		b, cleanup, err := buildWsd("wsd-rolling-")
 		if err != nil {
 			return nil, err
 		}
-		dir, err := os.MkdirTemp("", "wsd-rolling-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(dir)
-		t, err := build(root, dir, "wsd")
-		if err != nil {
-			return nil, err
-		}
-		bin = t.bin
+		defer cleanup()
+		bin = b
 	}
 	self, err := os.Executable()
 	if err != nil {

@@ -123,10 +123,7 @@ func (c *Conn) deliver(items []outItem) bool {
 		discardOwn(items)
 		return false
 	}
-	c.winFrames = satAdd(c.winFrames, len(items))
-	for _, it := range items {
-		c.winBytes = satAdd(c.winBytes, len(it.b))
-	}
+	c.countWindowLocked(items)
 	full := len(c.outq) > 0
 	if !full {
 		var sealed [1]outItem
@@ -173,12 +170,20 @@ func (c *Conn) hold(items []outItem) bool {
 		discardOwn(items)
 		return false
 	}
-	c.winFrames = satAdd(c.winFrames, len(items))
+	c.countWindowLocked(items)
 	for _, it := range items {
-		c.winBytes = satAdd(c.winBytes, len(it.b))
 		c.enqueueLocked(it)
 	}
 	return true
+}
+
+// countWindowLocked adds items to what the sweeper's window has seen
+// handed over (kernelBacklogLocked).
+func (c *Conn) countWindowLocked(items []outItem) {
+	c.winFrames = satAdd(c.winFrames, len(items))
+	for _, it := range items {
+		c.winBytes = satAdd(c.winBytes, len(it.b))
+	}
 }
 
 // flushHeld writes what hold queued (and anything queued behind it) as far
