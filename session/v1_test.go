@@ -61,10 +61,8 @@ func TestSubscriptionBytes(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	per := float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / (conns * extra)
 	t.Logf("%.0f bytes per extra subscription in the table (%d connections in %d more rooms each)", per, conns, extra)
-	if per > 128 {
-		t.Fatalf("%.0f bytes per extra subscription, want at most 128", per)
-	}
-	// The key's presence entry comes on top; logged, for the figures.
+	// The key's presence entry comes on top, and the goal (128 B) is for
+	// the two together.
 	before = after
 	for _, c := range cs {
 		for _, r := range rooms {
@@ -74,8 +72,11 @@ func TestSubscriptionBytes(t *testing.T) {
 	h.presence.Flush(func(*chat.PresenceEvent) {})
 	runtime.GC()
 	runtime.ReadMemStats(&after)
-	t.Logf("%.0f bytes more per subscription in presence (member entry, and the joined set's table kept after a flush)",
-		float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/(conns*extra))
+	pres := float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / (conns * extra)
+	t.Logf("%.0f bytes more per subscription in presence (the key's member entry)", pres)
+	if per+pres > 128 {
+		t.Fatalf("%.0f bytes per extra subscription (table %.0f, presence %.0f), want at most 128", per+pres, per, pres)
+	}
 	runtime.KeepAlive(cs)
 }
 
