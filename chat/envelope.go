@@ -42,6 +42,20 @@ func AppendMessage(dst []byte, m *Message) []byte {
 	return append(dst, '}')
 }
 
+// AppendDirect appends the direct envelope
+// {"type":"direct","ts":MS,"from":KEY,"text":T} to dst: a message to one
+// key rather than a room (POST /publish with "key"), so it has no room and
+// no seq. from is empty for the admin API.
+func AppendDirect(dst []byte, ts int64, from string, text []byte) []byte {
+	dst = append(dst, `{"type":"direct","ts":`...)
+	dst = strconv.AppendInt(dst, ts, 10)
+	dst = append(dst, `,"from":`...)
+	dst = appendString(dst, from)
+	dst = append(dst, `,"text":`...)
+	dst = appendString(dst, text)
+	return append(dst, '}')
+}
+
 func appendStamp(dst []byte, s *Stamp) []byte {
 	dst = append(dst, `,"seq":`...)
 	dst = strconv.AppendUint(dst, s.Seq, 10)

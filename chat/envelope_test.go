@@ -45,6 +45,8 @@ func TestEnvelopesRoundTrip(t *testing.T) {
 			map[string]any{"type": "joined", "id": "j", "room": "r", "seq": n("7"), "epoch": "e", "recovered": true, "count": n("3")}},
 		{"joined first room", AppendJoined(nil, &Joined{Room: "r", Epoch: "e"}),
 			map[string]any{"type": "joined", "room": "r", "seq": n("0"), "epoch": "e", "recovered": false, "count": n("0")}},
+		{"direct", AppendDirect(nil, 1764633600123, "", []byte(hard)),
+			map[string]any{"type": "direct", "ts": n("1764633600123"), "from": "", "text": hard}},
 		{"left", AppendLeft(nil, nil, "r"), map[string]any{"type": "left", "room": "r"}},
 		{"members", AppendMembers(nil, []byte("m"), "r", 3, []string{"a", hard}),
 			map[string]any{"type": "members", "id": "m", "room": "r", "count": n("3"), "members": []any{"a", hard}, "truncated": true}},

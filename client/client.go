@@ -919,6 +919,10 @@ func (c *Client) applyLocked(gen uint64, f *Frame, p []byte) ([][]byte, error) {
 				return nil, errSlowApp
 			}
 		}
+	case TypeDirect:
+		if !c.push(&Direct{TS: f.TS, From: f.From, Text: f.Text}) {
+			return nil, errSlowApp
+		}
 	case TypePresence:
 		if r := c.rooms[f.Room]; r != nil && r.readyGen == gen {
 			if !c.push(&Presence{Room: f.Room, Count: f.Count, Joined: f.Joined, Left: f.Left}) {

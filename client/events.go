@@ -74,10 +74,16 @@ type StateChange struct {
 	URL   string
 }
 
-// Direct is a frame that is not a JSON object: today a backend's direct
-// message to this key (POST /publish with key) reaches a v1 connection as
-// its bare text, outside any room.
-type Direct struct{ Text string }
+// Direct is a message to this key alone (a backend's POST /publish with
+// "key"): it belongs to no room, so it has no seq and is not recovered.
+// TS is the server's time in milliseconds and From the sender ("" for the
+// admin API); a server before the direct envelope sent the bare text, which
+// arrives here with TS 0.
+type Direct struct {
+	TS   int64
+	From string
+	Text string
+}
 
 // Warning is something wrong that the client handled without dropping
 // the connection: a *SequenceError (a message dropped as a duplicate),

@@ -255,11 +255,15 @@ func TestGapResync(t *testing.T) {
 
 func jsonString(v any) string { b, _ := json.Marshal(v); return string(b) }
 
-// A frame that is not a JSON object (a backend's direct message today)
-// is delivered as Direct; an error frame without a command is a Warning.
+// A direct envelope is delivered as Direct, its text untouched even when
+// it looks like an envelope, and so is a frame that is not a JSON object
+// (an older server's direct message); an error frame without a command is
+// a Warning.
 func TestDirectAndStrayError(t *testing.T) {
+	forged := `{"type":"message","room":"lobby","seq":1,"epoch":"e","ts":1,"from":"x","text":"forged"}`
 	fs := startFake(t, func(n int, f *fakeConn) {
 		f.send(joined0)
+		f.send(`{"type":"direct","ts":5,"from":"","text":` + jsonString(forged) + `}`)
 		f.send("hello from the backend")
 		f.send(`{"type":"error","code":120,"reason":"draining"}`)
 		f.send(`{"type":"future","room":"lobby"}`)
@@ -274,18 +278,21 @@ func TestDirectAndStrayError(t *testing.T) {
 		}
 		return false
 	})
-	var direct *Direct
+	var direct []*Direct
 	var warn *Warning
 	for _, ev := range r.all() {
 		switch ev := ev.(type) {
 		case *Direct:
-			direct = ev
+			direct = append(direct, ev)
+		case *Message:
+			t.Fatalf("a direct message's text was taken for a room message: %+v", ev)
 		case *Warning:
 			warn = ev
 		}
 	}
 	var se *ServerError
-	if direct == nil || direct.Text != "hello from the backend" || !errors.As(warn.Err, &se) || se.Code != CodeUnavailable {
+	if len(direct) != 2 || *direct[0] != (Direct{TS: 5, Text: forged}) || *direct[1] != (Direct{Text: "hello from the backend"}) ||
+		!errors.As(warn.Err, &se) || se.Code != CodeUnavailable {
 		t.Fatalf("direct %+v warning %+v", direct, warn)
 	}
 }

@@ -43,6 +43,7 @@ const (
 	TypeMembers  = "members"
 	TypePresence = "presence"
 	TypeError    = "error"
+	TypeDirect   = "direct"
 )
 
 // maxEpochLen and maxIDLen are the protocol's bounds (chat's).
@@ -82,6 +83,7 @@ var required = map[string]int{
 	TypeMembers:  fRoom | fCount | fMembers,
 	TypePresence: fRoom | fCount,
 	TypeError:    fCode | fReason,
+	TypeDirect:   fTS | fFrom | fText,
 }
 
 // DecodeFrame decodes one server frame's JSON text strictly: exactly one

@@ -550,22 +550,32 @@ func TestV1LongReplay(t *testing.T) {
 }
 
 // A direct message (SendTo, the admin API's key publish) reaches a v1
-// connection as its bare text, also when the message comes from the pool
-// with the buffers of an earlier room message's envelope.
+// connection in a direct envelope, text that looks like an envelope
+// included, also when the message comes from the pool with the buffers of
+// an earlier room message's envelope; a seed connection gets the bare text.
 func TestV1DirectMessage(t *testing.T) {
 	srv, addr, _ := start(t, session.Config{})
 	a := v1Dial(t, addr, "specialKey=a&room=lobby")
 	a.expect("joined", "room", "lobby")
+	seed := wstest.Dial(t, addr, "specialKey=s")
+	forged := `{"type":"message","room":"lobby","seq":1,"epoch":"x","ts":1,"from":"admin","text":"forged"}`
 	for i := range 20 {
 		a.write(fmt.Sprintf(`{"type":"send","room":"lobby","text":"room %d"}`, i))
 		a.ackAndEcho()
 		want := fmt.Sprintf("direct %d", i)
+		if i == 7 {
+			want = forged
+		}
 		if d := srv.Hub().SendTo("a", []byte(want)); d.Local != 1 {
 			t.Fatalf("SendTo: %+v", d)
 		}
-		got, op, err := a.c.ReadMessage(wstest.DefaultTimeout)
-		if err != nil || got != want || op != ws.OpText {
-			t.Fatalf("direct message %d: %q (opcode %v), %v; want the text frame %q", i, got, op, err, want)
-		}
+		a.expect("direct", "from", "", "text", want)
+	}
+	if d := srv.Hub().SendTo("s", []byte(forged)); d.Local != 1 {
+		t.Fatalf("SendTo seed: %+v", d)
+	}
+	got, op, err := seed.ReadMessage(wstest.DefaultTimeout)
+	if err != nil || got != forged || op != ws.OpText {
+		t.Fatalf("seed direct message: %q (opcode %v), %v; want the bare text frame", got, op, err)
 	}
 }

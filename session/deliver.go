@@ -1,6 +1,10 @@
 package session
 
-import "time"
+import (
+	"time"
+
+	"github.com/wsd-chat/wsd/chat"
+)
 
 // Delivery. Every message wsd delivers, whatever its source (a client, the
 // admin API, another box), goes through deliver: the message is built once,
@@ -248,6 +252,12 @@ func (h *Hub) sendDirect(key string, m *message) bool {
 	c := s.byKey[key]
 	if c == nil {
 		return false
+	}
+	if c.v1 != nil {
+		// A v1 client parses every text frame as an envelope: the text
+		// goes in one, so text that looks like JSON cannot pass for one.
+		// m is this connection's alone, so building it here is safe.
+		m.setEnv(chat.AppendDirect(nil, time.Now().UnixMilli(), "", m.seed.body))
 	}
 	v := m.variantFor(c)
 	if !c.deliver([]outItem{{b: m.frame(v), msg: m, v: uint8(v)}}) {

@@ -51,7 +51,7 @@ export interface Ack {
 }
 
 export interface MessageDetail {
-  /** The room; null for a backend's direct message (bare text, no seq). */
+  /** The room; null for a direct message to this key (no seq, not recovered). */
   room: string | null;
   seq: number;
   epoch: string;
@@ -68,6 +68,7 @@ export interface MessageDetail {
   history: boolean;
   /** Part of the replay after a rejoin with since (recovered:true). */
   replay: boolean;
+  /** A message to this key alone (POST /publish with "key"), in no room. */
   direct?: boolean;
 }
 

@@ -360,13 +360,21 @@ export class WsdClient extends EventTarget {
       m = null;
     }
     if (!m || typeof m !== "object" || typeof m.type !== "string") {
-      // A direct message from a backend reaches a v1 connection as its bare text.
+      // A server before the direct envelope sent a backend's direct message as its bare text.
       this._emit("message", { room: null, seq: 0, epoch: "", ts: this._now(), from: "", text: t, direct: true, own: false });
       return;
     }
     switch (m.type) {
       case "message":
         return this._message(m);
+      case "direct":
+        // A message to this key alone: no room, no seq, nothing to recover.
+        if (typeof m.text !== "string") return;
+        this._emit("message", {
+          room: null, seq: 0, epoch: "", ts: typeof m.ts === "number" ? m.ts : this._now(),
+          from: typeof m.from === "string" ? m.from : "", text: m.text, direct: true, own: false,
+        });
+        return;
       case "joined":
         return this._joined(m);
       case "ack":

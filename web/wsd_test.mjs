@@ -417,3 +417,23 @@ test("a refused join drops the room: its waiters and sends fail, a reconnect doe
   s.open();
   assert.deepEqual(s.take(), []);
 });
+
+test("a direct envelope is a message in no room, its text untouched; it moves no room's position", async () => {
+  const h = await harness({ rooms: ["lobby"] });
+  const s = h.sock();
+  s.open();
+  s.recv(joined("lobby", 3));
+  const forged = JSON.stringify(msg("lobby", 9, "forged"));
+  s.recv({ type: "direct", ts: 4242, from: "", text: forged });
+  s.recv("bare text from an older server");
+  const d = h.msgs();
+  assert.equal(d.length, 2);
+  assert.deepEqual(
+    { room: d[0].room, ts: d[0].ts, from: d[0].from, text: d[0].text, direct: d[0].direct, own: d[0].own },
+    { room: null, ts: 4242, from: "", text: forged, direct: true, own: false },
+  );
+  assert.equal(d[1].text, "bare text from an older server");
+  assert.equal(d[1].direct, true);
+  assert.deepEqual(h.c.position("lobby"), { seq: 3, epoch: E1 });
+  assert.deepEqual(s.take(), [], "no rejoin: a direct message is in no room's order");
+});
