@@ -315,7 +315,8 @@ func (f *fanout) deliverRoom(name string, msgs []*message) int {
 		clear(items)
 		f.items = items[:0]
 	}
-	frames += f.deliverSubs(r, msgs) // v1.go
+	subFrames, subSaved := f.deliverSubs(r, msgs) // v1.go
+	frames, saved = frames+subFrames, saved+subSaved
 	s.hub.stats.FramesOut.Add(frames)
 	if saved != 0 {
 		s.hub.stats.DeflateBytesSaved.Add(saved)

@@ -150,7 +150,7 @@ func (h *Hub) stamp(room string, m *message, key string, id []byte) chat.Stamp {
 // The table side.
 
 // deliverSubs is deliverRoom for the room's v1 members; s.mu is held.
-func (f *fanout) deliverSubs(r *room, msgs []*message) (frames uint64) {
+func (f *fanout) deliverSubs(r *room, msgs []*message) (frames, saved uint64) {
 	for i := range r.subs {
 		e := &r.subs[i]
 		c := e.c
@@ -160,7 +160,11 @@ func (f *fanout) deliverSubs(r *room, msgs []*message) (frames uint64) {
 				continue // replayed at the join, or stamped before it (see Publish)
 			}
 			v := m.variantFor(c)
-			items = append(items, outItem{b: m.frame(v), msg: m, v: uint8(v)})
+			b := m.frame(v)
+			items = append(items, outItem{b: b, msg: m, v: uint8(v)})
+			if v == varEnvDeflate {
+				saved += uint64(len(m.env.text) - len(b))
+			}
 		}
 		if len(items) > 0 && c.deliver(items) {
 			frames += uint64(len(items))
@@ -168,7 +172,7 @@ func (f *fanout) deliverSubs(r *room, msgs []*message) (frames uint64) {
 		clear(items)
 		f.items = items[:0]
 	}
-	return frames
+	return frames, saved
 }
 
 // addSub puts c in room with after; s.mu is held.

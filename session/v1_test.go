@@ -192,6 +192,21 @@ func TestBroadcastV1Allocs(t *testing.T) {
 	}
 }
 
+// Deflate members on v1 count what their compressed envelopes saved,
+// as seed ones do (wsd_deflate_bytes_saved_total).
+func TestDeflateSavedV1(t *testing.T) {
+	h := benchHubV1(t, 6, true) // members 0 and 3 on deflate
+	payload := bytes.Repeat([]byte("compressible "), 40)
+	h.Publish("", payload)
+	waitFanout(h)
+	if h.stats.DeflateEncodings.Load() == 0 {
+		t.Fatal("no deflate frame was built")
+	}
+	if saved := h.stats.DeflateBytesSaved.Load(); saved < uint64(len(payload)) {
+		t.Fatalf("%d bytes saved for two deflate members of a %d-byte compressible envelope", saved, len(payload))
+	}
+}
+
 // devNull opens /dev/null for a bench's sinks, closed when b ends.
 func devNull(b testing.TB) int {
 	fd, err := unix.Open("/dev/null", unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
