@@ -1,9 +1,11 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
 
 	"github.com/wsd-chat/wsd/internal/natstest"
 	"github.com/wsd-chat/wsd/internal/wstest"
@@ -356,5 +360,74 @@ func TestBinaryHistoryJetStreamRefused(t *testing.T) {
 	code, out := runBinary(t, nil, "-t", "-history-dir", t.TempDir(), "-history-store-max", "10485760")
 	if code != 0 {
 		t.Fatalf("-history-store-max 10 MiB: exit %d, %q", code, out)
+	}
+}
+
+// adminHistory is the "history" field of GET /healthz.
+func adminHistory(t *testing.T, p *wstest.Process) string {
+	t.Helper()
+	resp, err := http.Get("http://" + p.AdminAddr + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var h struct{ Status, History string }
+	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("/healthz: %d %v", resp.StatusCode, err)
+	}
+	return h.History
+}
+
+// NATS going away under a -history-jetstream box: /healthz and /metrics
+// say so, the box's room goes on under a box-local epoch (acked and
+// delivered here), and once NATS is back the room is in the stream's
+// epoch again, at the seq after the stream's last.
+func TestBinaryClusteredHistoryOutage(t *testing.T) {
+	store := t.TempDir()
+	ns := natstest.StartJetStream(t, &natsserver.Options{StoreDir: store})
+	port := ns.Addr().(*net.TCPAddr).Port
+	p := wstest.StartBinary(t, "-nats-url", "nats://"+ns.Addr().String(), "-history-jetstream", "-history-store-max", "67108864")
+	c := wstest.DialV1(t, p.Addr, "specialKey=k&room=r")
+	c.ExpectUntil(t, "joined")
+	send := func(id string) wstest.Envelope {
+		t.Helper()
+		c.Send("r", id, "text "+id)
+		msgs, acks := readRoom(t, c, 1, 1)
+		if m, a := msgs[0], acks[0]; m.ID != id || a.ID != id || m.Seq != a.Seq || m.Epoch != a.Epoch {
+			t.Fatalf("send %s: message %s, ack %s", id, m.Raw, a.Raw)
+		}
+		return acks[0]
+	}
+	first := send("s1")
+	if h := adminHistory(t, p); h != "ok" {
+		t.Fatalf("/healthz history %q with NATS up", h)
+	}
+	for name, want := range map[string]float64{"wsd_history_up": 1, "wsd_history_store_connected": 1, "wsd_history_store_consuming": 1, "wsd_history_store_stored_total": 1} {
+		if v := metricValue(t, p.AdminAddr, name); v != want {
+			t.Errorf("%s = %v, want %v", name, v, want)
+		}
+	}
+
+	ns.Shutdown()
+	wstest.Eventually(t, 10*time.Second, "/healthz to report the store disconnected", func() bool {
+		return adminHistory(t, p) == "disconnected"
+	})
+	if v := metricValue(t, p.AdminAddr, "wsd_history_up"); v != 0 {
+		t.Errorf("wsd_history_up %v with NATS down", v)
+	}
+	if local := send("s2"); local.Epoch == first.Epoch || local.Epoch == "" {
+		t.Fatalf("with NATS down: %s, want a box-local epoch", local.Raw)
+	}
+	if v := metricValue(t, p.AdminAddr, "wsd_history_writes_failed_total"); v < 1 {
+		t.Errorf("wsd_history_writes_failed_total %v", v)
+	}
+
+	natstest.StartJetStream(t, &natsserver.Options{Port: port, StoreDir: store})
+	wstest.Eventually(t, 20*time.Second, "/healthz to report the store ok again", func() bool {
+		return adminHistory(t, p) == "ok"
+	})
+	back := send("s3")
+	if back.Epoch != first.Epoch || back.Seq != first.Seq+1 {
+		t.Fatalf("NATS back: %s, want seq %d epoch %s", back.Raw, first.Seq+1, first.Epoch)
 	}
 }
