@@ -100,7 +100,9 @@ var _ server.HistoryReporter = (*historyStore)(nil)
 // server's configuration, whose per-room limits bound the store too.
 // It returns within the connect and start timeouts, never hanging on an
 // unreachable NATS or a NATS without JetStream: wsd then does not start.
-func openHistory(o *options, cfg *server.Config, log *slog.Logger) (*historyStore, error) {
+// With check (-t) the JetStream store is only checked, not opened: that
+// would connect and create or update the stream.
+func openHistory(o *options, cfg *server.Config, log *slog.Logger, check bool) (*historyStore, error) {
 	hc := history.Config{
 		MaxMsgsPerRoom: cfg.Session.HistorySize,
 		MaxAge:         cfg.Session.HistoryTTL,
@@ -125,6 +127,12 @@ func openHistory(o *options, cfg *server.Config, log *slog.Logger) (*historyStor
 		hc.Prefix = o.cluster.prefix
 		hc.MaxBytes = o.history.storeMax
 		hc.Replicas = o.history.replicas
+		if check {
+			if err := hc.Validate(); err != nil {
+				return nil, fmt.Errorf("-history-jetstream: %w", err)
+			}
+			return nil, nil
+		}
 		nc, err := historyConn(o)
 		if err != nil {
 			return nil, fmt.Errorf("-history-jetstream: %w", err)

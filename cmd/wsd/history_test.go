@@ -361,6 +361,16 @@ func TestBinaryHistoryJetStreamRefused(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("-history-store-max 10 MiB: exit %d, %q", code, out)
 	}
+	// -t checks the clustered store's settings without connecting: it
+	// must not create or change the stream from ExecStartPre.
+	unreachable := "nats://" + freeAddr(t)
+	if code, out := runBinary(t, nil, "-t", "-history-jetstream", "-nats-url", unreachable); code != 0 {
+		t.Fatalf("-t -history-jetstream, NATS unreachable: exit %d, %q", code, out)
+	}
+	code, out = runBinary(t, nil, "-t", "-history-jetstream", "-nats-url", unreachable, "-history-ttl", "1m")
+	if code != 1 || !strings.Contains(out, "-history-jetstream: history: max age 1m0s is under the dedup window 2m0s") {
+		t.Fatalf("-t -history-ttl 1m: exit %d, %q", code, out)
+	}
 }
 
 // adminHistory is the "history" field of GET /healthz.

@@ -164,7 +164,7 @@ func build(st *state, o *options) (*server.App, error) {
 	if len(o.secret) > 0 && len(o.secret) < 32 {
 		st.log.Warn("the JWT secret is shorter than 32 bytes; use a long random secret")
 	}
-	hs, err := openHistory(o, &cfg, st.log) // history.go
+	hs, err := openHistory(o, &cfg, st.log, st.check) // history.go
 	if err != nil {
 		return nil, err
 	}
@@ -193,6 +193,7 @@ func checkConfig(o *options, stderr io.Writer) int {
 	st, err := newState(o, nil, io.Discard, slog.New(slog.DiscardHandler), new(slog.LevelVar))
 	errs := []error{err, checkClusterURLs(o)}
 	if err == nil {
+		st.check = true
 		app, err := build(st, o)
 		if app != nil {
 			app.Close()

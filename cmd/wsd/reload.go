@@ -32,6 +32,7 @@ type state struct {
 	cert    *certfile.Certificate // nil without -tls-cert
 	bridge  *cluster.Bridge       // nil without -nats-url
 	history *historyStore         // nil without a history store; closed after the App
+	check   bool                  // -t: build without connecting to anything
 	mu      sync.Mutex            // one reload at a time
 }
 
