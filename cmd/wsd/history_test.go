@@ -287,6 +287,17 @@ func TestBinaryHistoryDirSurvivesKill(t *testing.T) {
 		}
 	}
 	t.Logf("%d acked before the kill, %d in the history after it", len(acked), len(msgs))
+	// The embedded store reports like the clustered one; this join was
+	// a read of the store (the restarted box's memory had nothing).
+	if h := adminHistory(t, p); h != "ok" {
+		t.Errorf("/healthz history %q", h)
+	}
+	for name, want := range map[string]float64{"wsd_history_up": 1, "wsd_history_store_connected": 1, "wsd_history_store_consuming": 1,
+		`wsd_history_joins_total{from="store"}`: 1} {
+		if v := metricValue(t, p.AdminAddr, name); v != want {
+			t.Errorf("%s = %v, want %v", name, v, want)
+		}
+	}
 }
 
 // A -history-dir that another wsd holds, or that cannot be written, stops
