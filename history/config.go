@@ -77,6 +77,12 @@ type Config struct {
 	Logf func(format string, args ...any)
 }
 
+// Validate reports what Open would refuse in c, without connecting.
+func (c Config) Validate() error {
+	_, err := c.withDefaults()
+	return err
+}
+
 func (c Config) withDefaults() (Config, error) {
 	if c.Stream == "" {
 		c.Stream = DefaultStream

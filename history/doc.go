@@ -26,7 +26,13 @@
 // OpenEmbedded runs an in-process nats-server (no listener) on a store
 // directory, locked against a second process, with explicit memory and disk
 // caps: never the server's defaults of 75 % of RAM and of free disk. Open
-// uses a NATS connection the caller has.
+// uses a NATS connection the caller has (wsd's -history-jetstream dials
+// its own, apart from the cluster bridge's). Both create the stream or
+// update it to cfg's limits, so the last box to open sets them for all:
+// boxes should agree, and a lowered MaxMsgsPerRoom, MaxAge or MaxBytes
+// drops what is over it at once (a room of 10 reopened with 5 keeps 5).
+// Open fails within StartTimeout, wrapping ErrUnavailable and the cause
+// (nats.ErrNoResponders when the server has no JetStream), never hangs.
 //
 // What is on disk when Submit's done returns: the message is in the store's
 // file (the kernel's page cache), acked by JetStream. With the default
