@@ -113,7 +113,7 @@ func open(nc *nats.Conn, cfg Config, own bool) (*Log, error) {
 	if err != nil {
 		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, nats.ErrNoResponders) ||
 			errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
-			return nil, fmt.Errorf("history: creating stream %s: %w (%v)", cfg.Stream, chat.ErrUnavailable, err)
+			return nil, fmt.Errorf("history: creating stream %s: %w (%w)", cfg.Stream, chat.ErrUnavailable, err)
 		}
 		return nil, fmt.Errorf("history: creating stream %s: %w", cfg.Stream, err)
 	}
@@ -446,6 +446,7 @@ func (l *Log) classify(err error) error {
 	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrNoStreamResponse),
 		errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, nats.ErrConnectionClosed),
 		errors.Is(err, nats.ErrDisconnected), errors.Is(err, nats.ErrConnectionDraining),
+		errors.Is(err, nats.ErrReconnectBufExceeded), // reconnecting, publishes not buffered
 		errors.Is(err, jetstream.ErrStreamNotFound), errors.Is(err, context.Canceled):
 		return fmt.Errorf("%w: %v", chat.ErrUnavailable, err)
 	}

@@ -350,7 +350,9 @@ var checks = []check{
 	}},
 	{"history-dir", "and -history-jetstream exclude each other", func(o *options) bool { return o.history.dir != "" && o.history.jetstream }},
 	{"history-jetstream", "needs -nats-url", func(o *options) bool { return o.history.jetstream && o.cluster.url == "" }},
-	{"history-jetstream", "is not available in this release: history in the cluster's JetStream is not wired yet (use -history-dir on one box)", func(o *options) bool { return o.history.jetstream }},
+	{"history-replicas", "must be 1 to 5, and more than 1 only with -history-jetstream", func(o *options) bool {
+		return o.history.replicas < 1 || o.history.replicas > 5 || o.history.replicas > 1 && !o.history.jetstream
+	}},
 	{"history-store-max", "must be at least 1 MiB", func(o *options) bool { return o.history.storeMax < 1<<20 }},
 	{"history-mem-max", "must be at least 1 MiB", func(o *options) bool { return o.history.memMax < 1<<20 }},
 	{"history-sync", `must be more than 0, or "always"`, func(o *options) bool { return !o.history.sync.always && o.history.sync.every <= 0 }},

@@ -21,7 +21,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/wsd-chat/wsd/history"
 	"io"
 	"log/slog"
 	"os"
@@ -165,24 +164,13 @@ func build(st *state, o *options) (*server.App, error) {
 	if len(o.secret) > 0 && len(o.secret) < 32 {
 		st.log.Warn("the JWT secret is shorter than 32 bytes; use a long random secret")
 	}
-	if o.history.dir != "" {
-		lg, err := history.OpenEmbedded(history.Config{
-			Dir:            o.history.dir,
-			MaxMsgsPerRoom: cfg.Session.HistorySize,
-			MaxAge:         cfg.Session.HistoryTTL,
-			MaxText:        cfg.Session.MaxMessage,
-			MaxMemory:      o.history.memMax,
-			MaxStore:       o.history.storeMax,
-			SyncInterval:   o.history.sync.every,
-			SyncAlways:     o.history.sync.always,
-			PublishTimeout: o.history.publishTimeout,
-			Logf:           func(f string, a ...any) { st.log.Warn(fmt.Sprintf(f, a...), "part", "history") },
-		})
-		if err != nil {
-			return nil, fmt.Errorf("-history-dir %s: %w", o.history.dir, err)
-		}
-		cfg.Session.Log = lg
-		st.history = lg
+	hs, err := openHistory(o, &cfg, st.log) // history.go
+	if err != nil {
+		return nil, err
+	}
+	if hs != nil {
+		cfg.Session.Log = hs
+		st.history = hs
 	}
 	app, err := server.New(cfg)
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
-	"github.com/wsd-chat/wsd/history"
 	"io"
 	"log/slog"
 	"slices"
@@ -32,7 +31,7 @@ type state struct {
 	hub     *session.Hub
 	cert    *certfile.Certificate // nil without -tls-cert
 	bridge  *cluster.Bridge       // nil without -nats-url
-	history *history.Log          // nil without -history-dir; closed after the App
+	history *historyStore         // nil without a history store; closed after the App
 	mu      sync.Mutex            // one reload at a time
 }
 
