@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -31,6 +32,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
 
+	"github.com/wsd-chat/wsd/internal/natstest"
 	"github.com/wsd-chat/wsd/internal/wstest"
 )
 
@@ -1056,6 +1058,163 @@ func (f *front) pipe(c net.Conn, to string) {
 	io.Copy(c, b)
 	c.(*net.TCPConn).CloseWrite()
 	<-done
+}
+
+// TestBrowserClusterDrain: two boxes on one NATS with JetStream
+// (-history-jetstream), behind a load balancer (a loopback proxy that
+// health-checks box a's /readyz and takes it out of rotation once it
+// fails). A page on box a sends 100 messages while a v1 client on box b
+// sends 100 more to the same room; box a is drained (SIGTERM, lame duck)
+// in the middle. Box b is put in rotation once box a has gone and b's
+// client has sent ten more, so the page is away while the room goes on.
+// The page reconnects through the balancer to box b and recovers exactly:
+// it ends with all 200 once, in the room's one order (as box b's history
+// has it), every own message acked, and says how many messages it
+// recovered (some), not that recovery was impossible.
+func TestBrowserClusterDrain(t *testing.T) {
+	browser := startBrowser(t)
+	ns := natstest.StartJetStream(t, nil)
+	natsURL := "nats://" + ns.Addr().String()
+	box := func(id string, extra ...string) *wstest.Process {
+		return wstest.StartBinary(t, append([]string{"-nats-url", natsURL, "-history-jetstream", "-box-id", id,
+			"-history-size", "1000", "-history-store-max", "67108864", "-shutdown-timeout", "5s"}, extra...)...)
+	}
+	// Box a keeps serving with /readyz at 503 for a second before its
+	// closes, as a balancer in front needs to take it out of rotation.
+	a := box("a", "-drain-delay", "1s", "-lame-duck-duration", "1s")
+	b := box("b")
+	lb := startFront(t, a.Addr)
+	stopCheck := make(chan struct{})
+	checked := make(chan struct{})
+	go func() { // the balancer's health check of box a
+		defer close(checked)
+		for {
+			select {
+			case <-stopCheck:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			resp, err := httpClient.Get(adminURL(a, "/readyz"))
+			if err == nil {
+				resp.Body.Close()
+			}
+			if err != nil || resp.StatusCode != 200 {
+				lb.Switch("", false)
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { close(stopCheck); <-checked })
+
+	const room, n = "hall", 100
+	page := openPage(t, browser, "pia", "http://"+lb.Addr()+"/?name=pia&rooms="+room)
+	bea := wstest.DialV1(t, b.Addr, "specialKey=bea&room="+room)
+	bea.ExpectUntil(t, "joined")
+	beaDone := make(chan error, 1)
+	var beaSent atomic.Int64
+	go func() { // bea's reads: acks and the room's messages
+		for {
+			if _, err := bea.Read(20 * time.Second); err != nil {
+				return
+			}
+		}
+	}()
+	eval[chromedp.Void](page, fmt.Sprintf(`(() => { const t = document.getElementById("text"), b = document.getElementById("send");
+		window.sentN = 0;
+		const tick = () => { t.value = "p" + window.sentN; b.click(); if (++window.sentN < %d) setTimeout(tick, 15); };
+		tick(); })()`, n))
+	go func() {
+		for i := range n {
+			if err := bea.Send(room, fmt.Sprintf("bea-%d", i), fmt.Sprintf("b%d", i)); err != nil {
+				beaDone <- err
+				return
+			}
+			beaSent.Add(1)
+			time.Sleep(40 * time.Millisecond)
+		}
+		beaDone <- nil
+	}()
+	for eval[int](page, `window.sentN`) < n/3 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := a.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := a.Wait(15 * time.Second); code != 0 {
+		t.Fatalf("box a exited %d", code)
+	}
+	for k := beaSent.Load(); beaSent.Load() < min(k+10, n); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if beaSent.Load() == n {
+		t.Fatal("bea sent everything before box a had gone: the drain was not in the middle")
+	}
+	lb.Switch(b.Addr, false)
+	if err := <-beaDone; err != nil {
+		t.Fatalf("bea's sends: %v", err)
+	}
+	v := page.waitFor("all messages, its own acked", 30*time.Second, func(v view) bool {
+		if eval[int](page, `window.sentN`) < n {
+			return false
+		}
+		for _, l := range v.room(room).Msgs {
+			if l.Status == "pending" {
+				return false
+			}
+		}
+		return len(v.room(room).Msgs) >= 2*n
+	})
+
+	// The room's one order, as box b's history has it.
+	reader := wstest.DialV1(t, b.Addr, "specialKey=reader&room="+room+"&history=1000")
+	j := reader.ExpectUntil(t, "joined")
+	var want []line
+	for range j.Seq {
+		e := reader.ExpectUntil(t, "message")
+		want = append(want, line{From: e.From, Text: e.Text})
+	}
+	if len(want) != 2*n {
+		t.Fatalf("the room holds %d messages, want %d", len(want), 2*n)
+	}
+	checkLog(t, "pia", v.room(room), want)
+	acked := 0
+	for _, l := range v.room(room).Msgs {
+		if l.From == "pia" && l.Status == "acked" {
+			acked++
+		}
+	}
+	if acked != n {
+		t.Errorf("%d of pia's %d messages acked", acked, n)
+	}
+	sys := v.room(room).Sys
+	if !slices.ContainsFunc(sys, func(s string) bool { return strings.HasPrefix(s, "closed 1001") }) {
+		t.Errorf("the page did not show the drain's 1001: %q", sys)
+	}
+	if slices.ContainsFunc(sys, func(s string) bool { return strings.Contains(s, "not possible") }) ||
+		!slices.ContainsFunc(sys, func(s string) bool { return strings.HasSuffix(s, " recovered") }) {
+		t.Errorf("the page does not say it recovered: %q", sys)
+	}
+	if v.State != "open" {
+		t.Errorf("the page is %q after the drain: %s", v.State, v.Status)
+	}
+	page.mu.Lock()
+	sockets := len(page.sockets)
+	page.mu.Unlock()
+	recovered := 0
+	for _, s := range sys {
+		var k int
+		if _, err := fmt.Sscanf(s, "%d message", &k); err == nil && strings.HasSuffix(s, " recovered") {
+			recovered += k
+		}
+	}
+	if recovered == 0 {
+		t.Errorf("the page recovered nothing although bea sent while it was away: %q", sys)
+	}
+	t.Logf("pia's page: %d messages in the room's order, %d own acked, %d WebSockets opened (box a drained, box b took it); %q",
+		len(v.room(room).Msgs), acked, sockets, sys)
+	time.Sleep(300 * time.Millisecond) // and nothing more comes (no doubles)
+	checkLog(t, "pia", page.view().room(room), want)
+	page.checkClean()
 }
 
 // TestBrowserPresence: two pages in a room list each other; when one
