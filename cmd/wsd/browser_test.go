@@ -13,6 +13,7 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -1215,6 +1216,86 @@ func TestBrowserClusterDrain(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // and nothing more comes (no doubles)
 	checkLog(t, "pia", page.view().room(room), want)
 	page.checkClean()
+}
+
+// docExample returns the first ```js block of a doc, relative to this
+// package's directory.
+func docExample(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "\n```js\n")
+	if !ok {
+		t.Fatalf("%s has no js example", path)
+	}
+	code, _, ok := strings.Cut(rest, "\n```")
+	if !ok {
+		t.Fatalf("%s: the js example is not closed", path)
+	}
+	return code
+}
+
+// TestBrowserDocExamples runs the wsd.js examples of README.md and
+// docs/wsd-js.md as they are written, in a page of another origin (as an
+// application's page is), against the real binary: the address they name
+// is the only thing changed. Each imports /wsd.js from wsd, connects,
+// sends hello to lobby and logs its own message when it comes back; a v1
+// client in lobby gets the message from alice.
+func TestBrowserDocExamples(t *testing.T) {
+	browser := startBrowser(t)
+	for _, doc := range []string{"../../README.md", "../../docs/wsd-js.md"} {
+		t.Run(filepath.Base(doc), func(t *testing.T) {
+			code := docExample(t, doc)
+			if n := strings.Count(code, "\n") + 1; n > 5 {
+				t.Errorf("%s: the example is %d lines, want at most five:\n%s", doc, n, code)
+			}
+			addr := freeAddr(t)
+			wstest.StartBinary(t, "-addr", addr)
+			code = strings.ReplaceAll(code, "127.0.0.1:8888", addr)
+			watcher := wstest.DialV1(t, addr, "specialKey=watcher&room=lobby")
+			watcher.Expect(t, "joined")
+
+			// The application's page: console output recorded, then the example.
+			html := `<!doctype html><meta charset="utf-8"><title>app</title>
+<script>window.logged = []; for (const k of ["log", "warn"]) console[k] = (...a) => window.logged.push(a.join(" "));</script>
+<script type="module">` + code + `
+window.done = true;</script>`
+			app := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "text/html; charset=utf-8")
+				io.WriteString(w, html)
+			})}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			go app.Serve(ln)
+			t.Cleanup(func() { app.Close() })
+
+			p := newTab(t, browser, "app")
+			p.do(chromedp.Navigate("http://" + ln.Addr().String() + "/"))
+			deadline := time.Now().Add(15 * time.Second)
+			for !eval[bool](p, `window.done === true`) {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: the example did not get its ack in 15s; it logged %q", doc, eval[[]string](p, `window.logged`))
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			e := watcher.ExpectUntil(t, "message")
+			if e.From != "alice" || e.Text != "hello" || e.Room != "lobby" {
+				t.Errorf("%s: the watcher got %s, want hello from alice in lobby", doc, e.Raw)
+			}
+			for !slices.ContainsFunc(eval[[]string](p, `window.logged`), func(s string) bool { return strings.Contains(s, "alice hello") }) {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: the example did not log its message; it logged %q", doc, eval[[]string](p, `window.logged`))
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			t.Logf("%s: the example logged %q", doc, eval[[]string](p, `window.logged`))
+			p.checkClean()
+		})
+	}
 }
 
 // TestBrowserPresence: two pages in a room list each other; when one
