@@ -3,6 +3,7 @@
 // (web/wsdjs_test.go runs it from go test).
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { WsdClient, WsdError, fullJitter, PROTOCOL, DEFAULTS } from "./wsd.js";
 
 // FakeSocket records what the client writes and lets a test play the server.
@@ -437,3 +438,75 @@ test("a direct envelope is a message in no room, its text untouched; it moves no
   assert.deepEqual(h.c.position("lobby"), { seq: 3, epoch: E1 });
   assert.deepEqual(s.take(), [], "no rejoin: a direct message is in no room's order");
 });
+
+// LoopbackServer is a WebSocket that answers as wsd does, for the
+// documentation's examples, which use the global WebSocket: it opens, says
+// joined for the query's room (a room without messages yet: seq 0, no
+// epoch), and answers each send with its message, then its ack.
+class LoopbackServer {
+  static sends = [];
+  constructor(url, protocol) {
+    this.url = new URL(url);
+    this.protocol = protocol;
+    this.extensions = "";
+    this.readyState = 0;
+    this.seq = 0;
+    setTimeout(() => {
+      this.readyState = 1;
+      this.onopen({});
+      this.reply({ type: "joined", room: this.url.searchParams.get("room") || "", seq: 0, epoch: "", recovered: false, count: 1 });
+    }, 0);
+  }
+  reply(obj) {
+    setTimeout(() => this.readyState === 1 && this.onmessage({ data: JSON.stringify(obj) }), 0);
+  }
+  send(s) {
+    const cmd = JSON.parse(s);
+    if (cmd.type !== "send") return;
+    LoopbackServer.sends.push(cmd);
+    const m = { room: cmd.room, seq: ++this.seq, epoch: "e1", ts: 1700000000000 + this.seq };
+    this.reply({ type: "message", ...m, from: this.url.searchParams.get("specialKey"), id: cmd.id, text: cmd.text });
+    this.reply({ type: "ack", id: cmd.id, ...m });
+  }
+  close() {
+    this.readyState = 3;
+  }
+}
+
+// The first ```js block of a document, its import pointed at this wsd.js.
+function docExample(rel) {
+  const md = readFileSync(new URL(rel, import.meta.url), "utf8");
+  const m = md.match(/\n```js\n([\s\S]*?)\n```/);
+  assert.ok(m, rel + " has a js example");
+  const code = m[1].replace(/from "http:\/\/127\.0\.0\.1:8888\/wsd\.js"/, () => `from ${JSON.stringify(new URL("./wsd.js", import.meta.url).href)}`);
+  assert.notEqual(code, m[1], rel + ": the example imports wsd.js from wsd's default address");
+  return code;
+}
+
+for (const [doc, logged] of [["../README.md", "alice hello"], ["../docs/wsd-js.md", "lobby alice hello"]]) {
+  test(`the example of ${doc.slice(3)} runs as written: it connects, gets its ack, logs its message`, async () => {
+    const code = docExample(doc);
+    assert.ok(code.split("\n").length <= 5, "at most five lines");
+    const saved = { WebSocket: globalThis.WebSocket, log: console.log, warn: console.warn };
+    const out = [];
+    globalThis.WebSocket = LoopbackServer;
+    console.log = console.warn = (...a) => out.push(a.join(" "));
+    LoopbackServer.sends = [];
+    try {
+      let timer;
+      const mod = await Promise.race([
+        import("data:text/javascript," + encodeURIComponent(code + "\nexport const result = typeof ack === 'undefined' ? null : ack;")),
+        new Promise((_, reject) => (timer = setTimeout(() => reject(new Error("the example's send was not acked")), 5000))),
+      ]);
+      clearTimeout(timer);
+      assert.deepEqual(LoopbackServer.sends.map((s) => [s.room, s.text]), [["lobby", "hello"]]);
+      if (mod.result !== null) assert.deepEqual(mod.result, { room: "lobby", seq: 1, epoch: "e1", ts: 1700000000001, duplicate: false });
+      await new Promise((r) => setTimeout(r, 10));
+      assert.deepEqual(out, [logged]);
+    } finally {
+      globalThis.WebSocket = saved.WebSocket;
+      console.log = saved.log;
+      console.warn = saved.warn;
+    }
+  });
+}

@@ -13,6 +13,7 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -20,6 +21,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -31,6 +33,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
 
+	"github.com/wsd-chat/wsd/internal/natstest"
 	"github.com/wsd-chat/wsd/internal/wstest"
 )
 
@@ -651,22 +654,33 @@ func TestBrowserChat(t *testing.T) {
 	}
 }
 
-// restartRun is what TestBrowserRestart saw: a page sending while wsd
-// restarts under it.
+// restartRooms are the rooms of the restart tests: the sender writes to
+// them in turn, so both ways of resuming are exercised (the first room in
+// the query of the new connection, the second by a join with since).
+var restartRooms = []string{"lobby", "side"}
+
+// restartRun is what the restart tests saw: a page sending while wsd
+// restarts under it, and a second page in the same rooms.
 type restartRun struct {
-	page            view              // the sender's page at the end
-	acked, failed   int               // its own messages
-	sent            int               // what it was asked to send
-	before, after   []wstest.Envelope // the room's messages on the old and the new process
-	recoveryNotices []string          // the page's system lines about the reconnect
+	page, observer  view                         // the sender's and the other page at the end
+	acked, failed   int                          // the sender's own messages
+	sent            int                          // what it was asked to send
+	before, after   map[string][]wstest.Envelope // by room, its messages on the old and the new process
+	recoveryNotices []string                     // the sender's system lines about the reconnect
+	obs             *chatPage
 }
 
-// sendThroughRestart opens a page in room lobby of a wsd started with
-// extra flags, has it send n messages 15 ms apart, and restarts wsd
+// sendText is the text of message i and restartRoom the room it is sent to.
+func sendText(i int) string    { return fmt.Sprintf("m%d", i) }
+func restartRoom(i int) string { return restartRooms[i%len(restartRooms)] }
+
+// sendThroughRestart opens two pages, sender sam and observer olive, each
+// in rooms lobby and side, of a wsd started with extra flags; sam sends n
+// messages 15 ms apart, to the two rooms in turn, and wsd restarts
 // (SIGTERM, then a new process on the same address with the same flags)
-// after the first third. A v1 client records the room on the old process;
-// on the new one the room's history is read at the end. It returns when
-// the page has no message pending.
+// after the first third. A v1 client records the rooms on the old
+// process; on the new one the rooms' history is read at the end. It
+// returns when sam's page has no message pending.
 func sendThroughRestart(t *testing.T, n int, flags ...string) restartRun {
 	t.Helper()
 	browser := startBrowser(t)
@@ -675,18 +689,32 @@ func sendThroughRestart(t *testing.T, n int, flags ...string) restartRun {
 	old := wstest.StartBinary(t, args...)
 	watcher := wstest.DialV1(t, addr, "specialKey=watcher&room=lobby")
 	watcher.Expect(t, "joined")
-	page := openPage(t, browser, "sender", "http://"+addr+"/?name=sam&rooms=lobby")
-	page.waitFor("joined lobby", 5*time.Second, func(v view) bool { return v.Count == 2 })
+	if err := watcher.Join("side", 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	watcher.ExpectUntil(t, "joined")
+	rooms := "&rooms=" + strings.Join(restartRooms, ",")
+	page := openPage(t, browser, "sender", "http://"+addr+"/?name=sam"+rooms)
+	// The observer reaches wsd through a proxy, cut when wsd is told to
+	// stop and down until the sender has every message acked: it comes
+	// back later than the sender and has messages to recover.
+	front := startFront(t, addr)
+	obs := openPage(t, browser, "observer", "http://"+front.Addr()+"/?name=olive"+rooms)
+	for _, p := range []*chatPage{page, obs} {
+		p.waitFor("both pages and the watcher in lobby", 5*time.Second, func(v view) bool { return v.Count == 3 })
+	}
 
-	var run restartRun
-	run.sent = n
+	run := restartRun{sent: n, obs: obs, before: map[string][]wstest.Envelope{}, after: map[string][]wstest.Envelope{}}
 	eval[chromedp.Void](page, fmt.Sprintf(`(() => { const t = document.getElementById("text"), b = document.getElementById("send");
+		const rooms = %q.split(",");
+		const pick = (r) => document.querySelector('.tab[data-room="' + r + '"] .pick').click();
 		window.sentN = 0;
-		const tick = () => { t.value = "m" + window.sentN; b.click(); if (++window.sentN < %d) setTimeout(tick, 15); };
-		tick(); })()`, n))
-	got := make(chan []wstest.Envelope, 1)
+		const tick = () => { pick(rooms[window.sentN %% rooms.length]); t.value = "m" + window.sentN; b.click();
+			if (++window.sentN < %d) setTimeout(tick, 15); };
+		tick(); })()`, strings.Join(restartRooms, ","), n))
+	got := make(chan map[string][]wstest.Envelope, 1)
 	go func() {
-		var msgs []wstest.Envelope
+		msgs := map[string][]wstest.Envelope{}
 		for {
 			e, err := watcher.Read(10 * time.Second)
 			if err != nil {
@@ -694,13 +722,14 @@ func sendThroughRestart(t *testing.T, n int, flags ...string) restartRun {
 				return
 			}
 			if e.Type == "message" {
-				msgs = append(msgs, e)
+				msgs[e.Room] = append(msgs[e.Room], e)
 			}
 		}
 	}()
 	for eval[int](page, `window.sentN`) < n/3 {
 		time.Sleep(20 * time.Millisecond)
 	}
+	front.Switch("", true)
 	if err := old.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -714,85 +743,558 @@ func sendThroughRestart(t *testing.T, n int, flags ...string) restartRun {
 			return false
 		}
 		mine := 0
-		for _, l := range v.room("lobby").Msgs {
-			if l.From == "sam" {
-				mine++
-				if l.Status == "pending" {
-					return false
+		for _, room := range restartRooms {
+			for _, l := range v.room(room).Msgs {
+				if l.From == "sam" {
+					mine++
+					if l.Status == "pending" {
+						return false
+					}
 				}
 			}
 		}
 		return mine == n
 	})
 	run.page = v
-	for _, l := range v.room("lobby").Msgs {
-		switch l.Status {
-		case "acked":
-			run.acked++
-		case "failed":
-			run.failed++
+	front.Switch(addr, false)
+	for _, room := range restartRooms {
+		for _, l := range v.room(room).Msgs {
+			switch l.Status {
+			case "acked":
+				run.acked++
+			case "failed":
+				run.failed++
+			}
 		}
-	}
-	for _, s := range v.room("lobby").Sys {
-		if strings.Contains(s, "recover") {
-			run.recoveryNotices = append(run.recoveryNotices, s)
+		for _, s := range v.room(room).Sys {
+			if strings.Contains(s, "recover") {
+				run.recoveryNotices = append(run.recoveryNotices, room+": "+s)
+			}
 		}
 	}
 	reader := wstest.DialV1(t, addr, "specialKey=reader&room=lobby&history=1000")
-	j := reader.Expect(t, "joined")
-	for range j.Seq {
-		run.after = append(run.after, reader.Expect(t, "message"))
+	for i, room := range restartRooms {
+		if i > 0 {
+			if err := reader.JoinHistory(room, 1000); err != nil {
+				t.Fatal(err)
+			}
+		}
+		j := reader.ExpectUntil(t, "joined")
+		for range j.Seq {
+			run.after[room] = append(run.after[room], reader.ExpectUntil(t, "message"))
+		}
 	}
+	// The observer has had what it will get once it is back and the reader
+	// has it all.
+	run.observer = obs.waitFor("back", 30*time.Second, func(v view) bool {
+		return v.State == "open" && slices.ContainsFunc(v.room(restartRooms[len(restartRooms)-1]).Sys, func(s string) bool {
+			return strings.Contains(s, "recover")
+		})
+	})
+	time.Sleep(500 * time.Millisecond)
+	run.observer = obs.view()
 	page.checkClean()
+	obs.checkClean()
 	return run
 }
 
-// TestBrowserRestart: a page sends 200 messages while wsd restarts under
-// it. Without -history-dir the history is in memory: the new process has
-// a new epoch, the page says recovery was not possible, and every message
-// is either acked or reported failed — none shown twice, none stored
+// TestBrowserRestart: a page sends 200 messages to two rooms while wsd
+// restarts under it, a second page listening in both. Without
+// -history-dir the history is in memory: the new process has a new epoch,
+// the pages say recovery was not possible, and every message is either
+// acked or reported failed — none shown twice on either page, none stored
 // twice across the two processes, every acked one stored.
 func TestBrowserRestart(t *testing.T) {
 	const n = 200
 	run := sendThroughRestart(t, n)
-	t.Logf("%d sent: %d acked, %d failed; the old process had %d of them, the new one %d; notices %q",
-		n, run.acked, run.failed, len(run.before), len(run.after), run.recoveryNotices)
+	t.Logf("%d sent: %d acked, %d failed; the old process had %d+%d of them, the new one %d+%d; notices %q",
+		n, run.acked, run.failed, len(run.before["lobby"]), len(run.before["side"]),
+		len(run.after["lobby"]), len(run.after["side"]), run.recoveryNotices)
 	if run.acked+run.failed != n {
 		t.Errorf("%d acked + %d failed, want %d", run.acked, run.failed, n)
 	}
-	if !slices.ContainsFunc(run.recoveryNotices, func(s string) bool { return strings.Contains(s, "not possible") && strings.Contains(s, "new epoch") }) {
-		t.Errorf("the page did not say recovery was impossible: %q", run.page.room("lobby").Sys)
+	for _, pv := range []struct {
+		who string
+		v   view
+	}{{"sender", run.page}, {"observer", run.observer}} {
+		for _, room := range restartRooms {
+			r := pv.v.room(room)
+			if !slices.ContainsFunc(r.Sys, func(s string) bool { return strings.Contains(s, "not possible") && strings.Contains(s, "new epoch") }) {
+				t.Errorf("%s, room %s: the page did not say recovery was impossible: %q", pv.who, room, r.Sys)
+			}
+			if pv.who == "sender" && !slices.ContainsFunc(r.Sys, func(s string) bool { return strings.HasPrefix(s, "closed 1001") }) {
+				t.Errorf("%s, room %s: the page did not show the drain's 1001: %q", pv.who, room, r.Sys) // the observer's connection was cut
+			}
+		}
+		if pv.v.State != "open" {
+			t.Errorf("the %s page is %q after the restart: %s", pv.who, pv.v.State, pv.v.Status)
+		}
 	}
-	if !slices.ContainsFunc(run.page.room("lobby").Sys, func(s string) bool { return strings.HasPrefix(s, "closed 1001") }) {
-		t.Errorf("the page did not show the drain's 1001: %q", run.page.room("lobby").Sys)
-	}
-	if run.page.State != "open" {
-		t.Errorf("the page is %q after the restart: %s", run.page.State, run.page.Status)
-	}
-	if len(run.before) == 0 || len(run.after) == 0 {
-		t.Errorf("the restart was not in the middle: %d messages before, %d after", len(run.before), len(run.after))
+	for _, room := range restartRooms {
+		if len(run.before[room]) == 0 || len(run.after[room]) == 0 {
+			t.Errorf("room %s: the restart was not in the middle: %d messages before, %d after", room, len(run.before[room]), len(run.after[room]))
+		}
 	}
 	stored := map[string]int{}
-	for _, e := range append(slices.Clone(run.before), run.after...) {
-		if e.From != "sam" {
-			t.Errorf("a message from %q: %s", e.From, e.Raw)
-		}
-		stored[e.Text]++
-	}
-	shown := map[string]int{}
-	for _, l := range run.page.room("lobby").Msgs {
-		shown[l.Text]++
-		if stored[l.Text] > 1 {
-			t.Errorf("%q stored %d times", l.Text, stored[l.Text])
-		}
-		if l.Status == "acked" && stored[l.Text] != 1 {
-			t.Errorf("%q acked but stored %d times", l.Text, stored[l.Text])
+	for _, room := range restartRooms {
+		for _, e := range append(slices.Clone(run.before[room]), run.after[room]...) {
+			if e.From != "sam" {
+				t.Errorf("a message from %q: %s", e.From, e.Raw)
+			}
+			stored[e.Text]++
 		}
 	}
-	for text, k := range shown {
-		if k != 1 {
-			t.Errorf("%q shown %d times", text, k)
+	for _, pv := range []struct {
+		who string
+		v   view
+	}{{"sender", run.page}, {"observer", run.observer}} {
+		shown := map[string]int{}
+		for _, room := range restartRooms {
+			for _, l := range pv.v.room(room).Msgs {
+				shown[l.Text]++
+				if stored[l.Text] > 1 {
+					t.Errorf("%q stored %d times", l.Text, stored[l.Text])
+				}
+				if l.Status == "acked" && stored[l.Text] != 1 {
+					t.Errorf("%q acked but stored %d times", l.Text, stored[l.Text])
+				}
+			}
 		}
+		for text, k := range shown {
+			if k != 1 {
+				t.Errorf("%s: %q shown %d times", pv.who, text, k)
+			}
+		}
+	}
+}
+
+// TestBrowserRestartDurable: the same restart with -history-dir. The
+// store keeps each room's order, history and dedup across the restart, so
+// the epoch stays: both pages end with all 200 messages exactly once, each
+// room in the order sent (which is the server's), every one of the
+// sender's acked, and both say how many messages were recovered rather
+// than that recovery was not possible. The store holds each once.
+func TestBrowserRestartDurable(t *testing.T) {
+	const n = 200
+	run := sendThroughRestart(t, n, "-history-dir", t.TempDir())
+	t.Logf("%d sent: %d acked, %d failed; the old process relayed %d+%d of them; the store has %d+%d; notices %q",
+		n, run.acked, run.failed, len(run.before["lobby"]), len(run.before["side"]),
+		len(run.after["lobby"]), len(run.after["side"]), run.recoveryNotices)
+	if run.acked != n {
+		t.Errorf("%d of %d acked (%d failed)", run.acked, n, run.failed)
+	}
+	want := map[string][]line{}
+	for i := range n {
+		want[restartRoom(i)] = append(want[restartRoom(i)], line{From: "sam", Text: sendText(i)})
+	}
+	for _, room := range restartRooms {
+		if len(run.before[room]) == 0 || len(run.before[room]) >= len(want[room]) {
+			t.Errorf("room %s: the restart was not in the middle: %d of %d messages before it", room, len(run.before[room]), len(want[room]))
+		}
+		var stored []line
+		for i, e := range run.after[room] {
+			stored = append(stored, line{From: e.From, Text: e.Text})
+			if e.Seq != uint64(i+1) {
+				t.Errorf("room %s: stored message %d has seq %d", room, i, e.Seq)
+			}
+		}
+		if !slices.Equal(stored, want[room]) {
+			t.Errorf("room %s: the store has\n%v\nwant\n%v", room, stored, want[room])
+		}
+	}
+	obs := run.obs.waitFor("all messages", 15*time.Second, func(v view) bool {
+		k := 0
+		for _, room := range restartRooms {
+			k += len(v.room(room).Msgs)
+		}
+		return k >= n
+	})
+	for _, pv := range []struct {
+		who string
+		v   view
+	}{{"sender", run.page}, {"observer", obs}} {
+		if pv.v.State != "open" {
+			t.Errorf("the %s page is %q after the restart: %s", pv.who, pv.v.State, pv.v.Status)
+		}
+		for _, room := range restartRooms {
+			r := pv.v.room(room)
+			checkLog(t, pv.who, r, want[room])
+			if slices.ContainsFunc(r.Sys, func(s string) bool { return strings.Contains(s, "not possible") }) {
+				t.Errorf("%s, room %s: the page says recovery was not possible: %q", pv.who, room, r.Sys)
+			}
+			if !slices.ContainsFunc(r.Sys, func(s string) bool { return strings.HasSuffix(s, " recovered") }) {
+				t.Errorf("%s, room %s: the page does not say how many messages were recovered: %q", pv.who, room, r.Sys)
+			}
+			if pv.who == "sender" && !slices.ContainsFunc(r.Sys, func(s string) bool { return strings.HasPrefix(s, "closed 1001") }) {
+				t.Errorf("%s, room %s: the page did not show the drain's 1001: %q", pv.who, room, r.Sys) // the observer's connection was cut
+			}
+		}
+	}
+	// The observer came back after the sender: it recovered what it missed.
+	recovered := 0
+	for _, room := range restartRooms {
+		for _, s := range obs.room(room).Sys {
+			var k int
+			if _, err := fmt.Sscanf(s, "%d message", &k); err == nil && strings.HasSuffix(s, " recovered") {
+				recovered += k
+			}
+		}
+	}
+	t.Logf("the observer, back after the sender, recovered %d messages", recovered)
+	if recovered == 0 {
+		t.Errorf("the observer recovered nothing: %q %q", obs.room("lobby").Sys, obs.room("side").Sys)
+	}
+	time.Sleep(300 * time.Millisecond) // and nothing more comes (no doubles)
+	for _, p := range []*chatPage{run.obs} {
+		v := p.view()
+		for _, room := range restartRooms {
+			checkLog(t, p.name, v.room(room), want[room])
+		}
+	}
+}
+
+// front is a loopback TCP proxy in front of wsd, as a load balancer is:
+// each connection it accepts is piped to the backend of the moment. Switch
+// changes the backend for new connections ("" refuses them: accepted and
+// closed at once, as a backend that is down) and, with cut, closes the
+// ones open.
+type front struct {
+	ln      net.Listener
+	mu      sync.Mutex
+	backend string
+	closed  bool // the test is over: no more connections
+	conns   map[net.Conn]struct{}
+}
+
+func startFront(t *testing.T, backend string) *front {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &front{ln: ln, backend: backend, conns: map[net.Conn]struct{}{}}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		f.mu.Lock()
+		f.closed = true
+		f.mu.Unlock()
+		f.Switch("", true)
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			f.mu.Lock()
+			to := f.backend
+			f.mu.Unlock()
+			if to == "" {
+				c.Close()
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				f.pipe(c, to)
+			}()
+		}
+	}()
+	return f
+}
+
+func (f *front) Addr() string { return f.ln.Addr().String() }
+
+func (f *front) Switch(backend string, cut bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.backend = backend
+	if cut {
+		for c := range f.conns {
+			c.Close()
+		}
+	}
+}
+
+// track records a pipe's two ends so that Switch can cut them; after the
+// test it refuses them.
+func (f *front) track(cs ...net.Conn) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return false
+	}
+	for _, c := range cs {
+		f.conns[c] = struct{}{}
+	}
+	return true
+}
+
+func (f *front) pipe(c net.Conn, to string) {
+	defer c.Close()
+	b, err := net.DialTimeout("tcp", to, 5*time.Second)
+	if err != nil {
+		return
+	}
+	defer b.Close()
+	if !f.track(c, b) {
+		return
+	}
+	defer func() {
+		f.mu.Lock()
+		delete(f.conns, c)
+		delete(f.conns, b)
+		f.mu.Unlock()
+	}()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		io.Copy(b, c)
+		b.(*net.TCPConn).CloseWrite()
+	}()
+	io.Copy(c, b)
+	c.(*net.TCPConn).CloseWrite()
+	<-done
+}
+
+// TestBrowserClusterDrain: two boxes on one NATS with JetStream
+// (-history-jetstream), behind a load balancer (a loopback proxy that
+// health-checks box a's /readyz and takes it out of rotation once it
+// fails). A page on box a sends 100 messages while a v1 client on box b
+// sends 100 more to the same room; box a is drained (SIGTERM, lame duck)
+// in the middle. Box b is put in rotation once box a has gone and b's
+// client has sent ten more, so the page is away while the room goes on.
+// The page reconnects through the balancer to box b and recovers exactly:
+// it ends with all 200 once, in the room's one order (as box b's history
+// has it), every own message acked, and says how many messages it
+// recovered (some), not that recovery was impossible.
+func TestBrowserClusterDrain(t *testing.T) {
+	browser := startBrowser(t)
+	ns := natstest.StartJetStream(t, nil)
+	natsURL := "nats://" + ns.Addr().String()
+	box := func(id string, extra ...string) *wstest.Process {
+		return wstest.StartBinary(t, append([]string{"-nats-url", natsURL, "-history-jetstream", "-box-id", id,
+			"-history-size", "1000", "-history-store-max", "67108864", "-shutdown-timeout", "5s"}, extra...)...)
+	}
+	// Box a keeps serving with /readyz at 503 for a second before its
+	// closes, as a balancer in front needs to take it out of rotation.
+	a := box("a", "-drain-delay", "1s", "-lame-duck-duration", "1s")
+	b := box("b")
+	lb := startFront(t, a.Addr)
+	stopCheck := make(chan struct{})
+	checked := make(chan struct{})
+	go func() { // the balancer's health check of box a
+		defer close(checked)
+		for {
+			select {
+			case <-stopCheck:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			resp, err := httpClient.Get(adminURL(a, "/readyz"))
+			if err == nil {
+				resp.Body.Close()
+			}
+			if err != nil || resp.StatusCode != 200 {
+				lb.Switch("", false)
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { close(stopCheck); <-checked })
+
+	const room, n = "hall", 100
+	page := openPage(t, browser, "pia", "http://"+lb.Addr()+"/?name=pia&rooms="+room)
+	bea := wstest.DialV1(t, b.Addr, "specialKey=bea&room="+room)
+	bea.ExpectUntil(t, "joined")
+	beaDone := make(chan error, 1)
+	var beaSent atomic.Int64
+	go func() { // bea's reads: acks and the room's messages
+		for {
+			if _, err := bea.Read(20 * time.Second); err != nil {
+				return
+			}
+		}
+	}()
+	eval[chromedp.Void](page, fmt.Sprintf(`(() => { const t = document.getElementById("text"), b = document.getElementById("send");
+		window.sentN = 0;
+		const tick = () => { t.value = "p" + window.sentN; b.click(); if (++window.sentN < %d) setTimeout(tick, 15); };
+		tick(); })()`, n))
+	go func() {
+		for i := range n {
+			if err := bea.Send(room, fmt.Sprintf("bea-%d", i), fmt.Sprintf("b%d", i)); err != nil {
+				beaDone <- err
+				return
+			}
+			beaSent.Add(1)
+			time.Sleep(40 * time.Millisecond)
+		}
+		beaDone <- nil
+	}()
+	for eval[int](page, `window.sentN`) < n/3 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := a.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := a.Wait(15 * time.Second); code != 0 {
+		t.Fatalf("box a exited %d", code)
+	}
+	for k := beaSent.Load(); beaSent.Load() < min(k+10, n); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if beaSent.Load() == n {
+		t.Fatal("bea sent everything before box a had gone: the drain was not in the middle")
+	}
+	lb.Switch(b.Addr, false)
+	if err := <-beaDone; err != nil {
+		t.Fatalf("bea's sends: %v", err)
+	}
+	v := page.waitFor("all messages, its own acked", 30*time.Second, func(v view) bool {
+		if eval[int](page, `window.sentN`) < n {
+			return false
+		}
+		for _, l := range v.room(room).Msgs {
+			if l.Status == "pending" {
+				return false
+			}
+		}
+		return len(v.room(room).Msgs) >= 2*n
+	})
+
+	// The room's one order, as box b's history has it.
+	reader := wstest.DialV1(t, b.Addr, "specialKey=reader&room="+room+"&history=1000")
+	j := reader.ExpectUntil(t, "joined")
+	var want []line
+	for range j.Seq {
+		e := reader.ExpectUntil(t, "message")
+		want = append(want, line{From: e.From, Text: e.Text})
+	}
+	if len(want) != 2*n {
+		t.Fatalf("the room holds %d messages, want %d", len(want), 2*n)
+	}
+	checkLog(t, "pia", v.room(room), want)
+	acked := 0
+	for _, l := range v.room(room).Msgs {
+		if l.From == "pia" && l.Status == "acked" {
+			acked++
+		}
+	}
+	if acked != n {
+		t.Errorf("%d of pia's %d messages acked", acked, n)
+	}
+	sys := v.room(room).Sys
+	if !slices.ContainsFunc(sys, func(s string) bool { return strings.HasPrefix(s, "closed 1001") }) {
+		t.Errorf("the page did not show the drain's 1001: %q", sys)
+	}
+	if slices.ContainsFunc(sys, func(s string) bool { return strings.Contains(s, "not possible") }) ||
+		!slices.ContainsFunc(sys, func(s string) bool { return strings.HasSuffix(s, " recovered") }) {
+		t.Errorf("the page does not say it recovered: %q", sys)
+	}
+	if v.State != "open" {
+		t.Errorf("the page is %q after the drain: %s", v.State, v.Status)
+	}
+	page.mu.Lock()
+	sockets := len(page.sockets)
+	page.mu.Unlock()
+	recovered := 0
+	for _, s := range sys {
+		var k int
+		if _, err := fmt.Sscanf(s, "%d message", &k); err == nil && strings.HasSuffix(s, " recovered") {
+			recovered += k
+		}
+	}
+	if recovered == 0 {
+		t.Errorf("the page recovered nothing although bea sent while it was away: %q", sys)
+	}
+	t.Logf("pia's page: %d messages in the room's order, %d own acked, %d WebSockets opened (box a drained, box b took it); %q",
+		len(v.room(room).Msgs), acked, sockets, sys)
+	time.Sleep(300 * time.Millisecond) // and nothing more comes (no doubles)
+	checkLog(t, "pia", page.view().room(room), want)
+	page.checkClean()
+}
+
+// docExample returns the first ```js block of a doc, relative to this
+// package's directory.
+func docExample(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "\n```js\n")
+	if !ok {
+		t.Fatalf("%s has no js example", path)
+	}
+	code, _, ok := strings.Cut(rest, "\n```")
+	if !ok {
+		t.Fatalf("%s: the js example is not closed", path)
+	}
+	return code
+}
+
+// TestBrowserDocExamples runs the wsd.js examples of README.md and
+// docs/wsd-js.md as they are written, in a page of another origin (as an
+// application's page is), against the real binary: the address they name
+// is the only thing changed. Each imports /wsd.js from wsd, connects,
+// sends hello to lobby and logs its own message when it comes back; a v1
+// client in lobby gets the message from alice.
+func TestBrowserDocExamples(t *testing.T) {
+	browser := startBrowser(t)
+	for _, doc := range []string{"../../README.md", "../../docs/wsd-js.md"} {
+		t.Run(filepath.Base(doc), func(t *testing.T) {
+			code := docExample(t, doc)
+			if n := strings.Count(code, "\n") + 1; n > 5 {
+				t.Errorf("%s: the example is %d lines, want at most five:\n%s", doc, n, code)
+			}
+			addr := freeAddr(t)
+			wstest.StartBinary(t, "-addr", addr)
+			code = strings.ReplaceAll(code, "127.0.0.1:8888", addr)
+			watcher := wstest.DialV1(t, addr, "specialKey=watcher&room=lobby")
+			watcher.Expect(t, "joined")
+
+			// The application's page: console output recorded, then the example.
+			html := `<!doctype html><meta charset="utf-8"><title>app</title>
+<script>window.logged = []; for (const k of ["log", "warn"]) console[k] = (...a) => window.logged.push(a.join(" "));</script>
+<script type="module">` + code + `
+window.done = true;</script>`
+			app := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "text/html; charset=utf-8")
+				io.WriteString(w, html)
+			})}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			go app.Serve(ln)
+			t.Cleanup(func() { app.Close() })
+
+			p := newTab(t, browser, "app")
+			p.do(chromedp.Navigate("http://" + ln.Addr().String() + "/"))
+			deadline := time.Now().Add(15 * time.Second)
+			for !eval[bool](p, `window.done === true`) {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: the example did not get its ack in 15s; it logged %q", doc, eval[[]string](p, `window.logged`))
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			e := watcher.ExpectUntil(t, "message")
+			if e.From != "alice" || e.Text != "hello" || e.Room != "lobby" {
+				t.Errorf("%s: the watcher got %s, want hello from alice in lobby", doc, e.Raw)
+			}
+			for !slices.ContainsFunc(eval[[]string](p, `window.logged`), func(s string) bool { return strings.Contains(s, "alice hello") }) {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: the example did not log its message; it logged %q", doc, eval[[]string](p, `window.logged`))
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			t.Logf("%s: the example logged %q", doc, eval[[]string](p, `window.logged`))
+			p.checkClean()
+		})
 	}
 }
 
