@@ -353,7 +353,8 @@ func checkLog(t *testing.T, who string, r roomView, want []line) {
 	for i, l := range r.Msgs {
 		got[i] = line{From: l.From, Text: l.Text}
 		if l.Seq == 0 || (i > 0 && l.Seq <= r.Msgs[i-1].Seq) {
-			t.Fatalf("%s, room %q: message %d (%q) has seq %d after %d", who, r.Room, i, l.Text, l.Seq, r.Msgs[max(i-1, 0)].Seq)
+			t.Fatalf("%s, room %q: message %d (%q) has seq %d after %d; the room shows %+v; system lines %q",
+				who, r.Room, i, l.Text, l.Seq, r.Msgs[max(i-1, 0)].Seq, r.Msgs, r.Sys)
 		}
 		if l.Status != "" && l.Status != "acked" {
 			t.Fatalf("%s, room %q: own message %q is %s", who, r.Room, l.Text, l.Status)
@@ -362,6 +363,19 @@ func checkLog(t *testing.T, who string, r roomView, want []line) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("%s, room %q shows\n%+v\nwant\n%+v", who, r.Room, got, want)
 	}
+}
+
+// ordered reports whether the room's log is in seq order, each message
+// with a seq. An own message acked before its echo came back keeps its
+// place until the echo moves it into the room's order, so a log with one
+// is not settled yet.
+func ordered(r roomView) bool {
+	for i, l := range r.Msgs {
+		if l.Seq == 0 || i > 0 && l.Seq <= r.Msgs[i-1].Seq {
+			return false
+		}
+	}
+	return true
 }
 
 // TestBrowserChat: two pages, each in two rooms as tabs (the global room
@@ -546,8 +560,9 @@ func TestBrowserChat(t *testing.T) {
 	}
 	side = append(side, sideOrder...)
 	for _, p := range []*chatPage{alice, bob} {
-		v := p.waitFor("the whole burst", 15*time.Second, func(v view) bool {
-			return len(v.room("").Msgs) >= len(global) && len(v.room("side").Msgs) >= len(side)
+		v := p.waitFor("the whole burst, in order", 15*time.Second, func(v view) bool {
+			return len(v.room("").Msgs) >= len(global) && len(v.room("side").Msgs) >= len(side) &&
+				ordered(v.room("")) && ordered(v.room("side"))
 		})
 		checkLog(t, p.name, v.room(""), global)
 		checkLog(t, p.name, v.room("side"), side)
@@ -667,7 +682,7 @@ type restartRun struct {
 	sent            int                          // what it was asked to send
 	before, after   map[string][]wstest.Envelope // by room, its messages on the old and the new process
 	recoveryNotices []string                     // the sender's system lines about the reconnect
-	obs             *chatPage
+	sender, obs     *chatPage
 }
 
 // sendText is the text of message i and restartRoom the room it is sent to.
@@ -704,7 +719,7 @@ func sendThroughRestart(t *testing.T, n int, flags ...string) restartRun {
 		p.waitFor("both pages and the watcher in lobby", 5*time.Second, func(v view) bool { return v.Count == 3 })
 	}
 
-	run := restartRun{sent: n, obs: obs, before: map[string][]wstest.Envelope{}, after: map[string][]wstest.Envelope{}}
+	run := restartRun{sent: n, sender: page, obs: obs, before: map[string][]wstest.Envelope{}, after: map[string][]wstest.Envelope{}}
 	eval[chromedp.Void](page, fmt.Sprintf(`(() => { const t = document.getElementById("text"), b = document.getElementById("send");
 		const rooms = %q.split(",");
 		const pick = (r) => document.querySelector('.tab[data-room="' + r + '"] .pick').click();
@@ -902,17 +917,22 @@ func TestBrowserRestartDurable(t *testing.T) {
 			t.Errorf("room %s: the store has\n%v\nwant\n%v", room, stored, want[room])
 		}
 	}
-	obs := run.obs.waitFor("all messages", 15*time.Second, func(v view) bool {
+	settled := func(v view) bool {
 		k := 0
 		for _, room := range restartRooms {
+			if !ordered(v.room(room)) {
+				return false
+			}
 			k += len(v.room(room).Msgs)
 		}
 		return k >= n
-	})
+	}
+	obs := run.obs.waitFor("all messages, in order", 15*time.Second, settled)
+	page := run.sender.waitFor("every echo, in order", 15*time.Second, settled)
 	for _, pv := range []struct {
 		who string
 		v   view
-	}{{"sender", run.page}, {"observer", obs}} {
+	}{{"sender", page}, {"observer", obs}} {
 		if pv.v.State != "open" {
 			t.Errorf("the %s page is %q after the restart: %s", pv.who, pv.v.State, pv.v.Status)
 		}
@@ -945,7 +965,7 @@ func TestBrowserRestartDurable(t *testing.T) {
 		t.Errorf("the observer recovered nothing: %q %q", obs.room("lobby").Sys, obs.room("side").Sys)
 	}
 	time.Sleep(300 * time.Millisecond) // and nothing more comes (no doubles)
-	for _, p := range []*chatPage{run.obs} {
+	for _, p := range []*chatPage{run.sender, run.obs} {
 		v := p.view()
 		for _, room := range restartRooms {
 			checkLog(t, p.name, v.room(room), want[room])
@@ -1163,7 +1183,7 @@ func TestBrowserClusterDrain(t *testing.T) {
 				return false
 			}
 		}
-		return len(v.room(room).Msgs) >= 2*n
+		return len(v.room(room).Msgs) >= 2*n && ordered(v.room(room))
 	})
 
 	// The room's one order, as box b's history has it.
