@@ -196,6 +196,19 @@ func historyConn(o *options) (*nats.Conn, error) {
 	return nc, nil
 }
 
+// historyStarted logs the store in use and the limits it was given.
+func historyStarted(log *slog.Logger, o *options) {
+	cur := o.server.Session
+	if o.history.dir != "" {
+		log.Info("history store", "mode", "embedded", "dir", o.history.dir, "stream", history.DefaultStream,
+			"per_room", cur.HistorySize, "max_age", cur.HistoryTTL, "store_max", o.history.storeMax, "sync", o.history.sync.String())
+		return
+	}
+	log.Info("history store", "mode", "jetstream", "nats", redactURLs(o.cluster.url), "stream", history.DefaultStream,
+		"subjects", o.cluster.prefix+".h.>", "replicas", o.history.replicas,
+		"per_room", cur.HistorySize, "max_age", cur.HistoryTTL, "max_bytes", o.history.storeMax)
+}
+
 // Close closes the Log, then its connection.
 func (h *historyStore) Close() error {
 	err := h.Log.Close()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,8 @@ import (
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/wsd-chat/wsd/internal/natstest"
 	"github.com/wsd-chat/wsd/internal/wstest"
@@ -450,5 +453,87 @@ func TestBinaryClusteredHistoryOutage(t *testing.T) {
 	back := send("s3")
 	if back.Epoch != first.Epoch || back.Seq != first.Seq+1 {
 		t.Fatalf("NATS back: %s, want seq %d epoch %s", back.Raw, first.Seq+1, first.Epoch)
+	}
+}
+
+// historyPermissions is the NATS account of docs/cluster-security.md for
+// boxes with -history-jetstream: wsd's own subjects, the JetStream API of
+// its one stream, and replies.
+const historyPermissions = `
+accounts {
+  CHAT {
+    jetstream: enabled
+    users [
+      { user: wsd, password: wsd-secret,
+        permissions {
+          publish { allow: ["wsd.>",
+            "$JS.API.STREAM.CREATE.WSD_HISTORY", "$JS.API.STREAM.UPDATE.WSD_HISTORY", "$JS.API.STREAM.INFO.WSD_HISTORY",
+            "$JS.API.STREAM.MSG.GET.WSD_HISTORY", "$JS.API.DIRECT.GET.WSD_HISTORY", "$JS.API.DIRECT.GET.WSD_HISTORY.>",
+            "$JS.API.CONSUMER.CREATE.WSD_HISTORY.>", "$JS.API.CONSUMER.MSG.NEXT.WSD_HISTORY.>", "$JS.API.CONSUMER.DELETE.WSD_HISTORY.>"] }
+          subscribe { allow: ["wsd.>", "_INBOX.>"] } } }
+      { user: app, password: app-secret,
+        permissions { publish { deny: ["wsd.>", "$JS.API.>"] }, subscribe { deny: ["wsd.>"] } } }
+    ]
+  }
+}
+`
+
+// A box with -history-jetstream under the NATS permissions the docs give
+// wsd's user: it stores, delivers and, restarted, reads the stream (no
+// box-local epoch, no failed write), while another user of the account
+// can neither write the stream's subjects nor reach its API.
+func TestBinaryClusteredHistoryPermissions(t *testing.T) {
+	conf := writeFile(t, filepath.Join(t.TempDir(), "nats.conf"), historyPermissions)
+	opts, err := natsserver.ProcessConfigFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := natstest.StartJetStream(t, opts)
+	args := []string{"-nats-url", "nats://" + ns.Addr().String(), "-nats-user", "wsd", "-nats-password", "wsd-secret",
+		"-history-jetstream", "-history-store-max", "67108864"}
+	p := wstest.StartBinary(t, args...)
+	c := wstest.DialV1(t, p.Addr, "specialKey=k&room=r")
+	c.ExpectUntil(t, "joined")
+	for i := range 5 {
+		c.Send("r", fmt.Sprintf("m%d", i), "hello")
+	}
+	msgs, _ := readRoom(t, c, 5, 5)
+	epoch := msgs[0].Epoch
+	checkRun(t, "under permissions", msgs, 1, epoch)
+
+	c.Conn.Close()
+	p.Signal(syscall.SIGTERM)
+	if code := p.Wait(10 * time.Second); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	p = wstest.StartBinary(t, args...)
+	r := wstest.DialV1(t, p.Addr, "specialKey=r&room=r&since=2&epoch="+epoch)
+	if j := r.ExpectUntil(t, "joined"); !j.Recovered || j.Epoch != epoch || j.Seq != 5 {
+		t.Fatalf("after the restart: %s", j.Raw)
+	}
+	msgs, _ = readRoom(t, r, 3, 0)
+	checkRun(t, "read under permissions", msgs, 3, epoch)
+	for _, name := range []string{"wsd_history_writes_failed_total", "wsd_history_read_errors_total", "wsd_history_local_epochs_total"} {
+		if v := metricValue(t, p.AdminAddr, name); v != 0 {
+			t.Errorf("%s = %v", name, v)
+		}
+	}
+
+	if testing.Verbose() {
+		t.Log(p.Log())
+	}
+	app, err := nats.Connect("nats://"+ns.Addr().String(), nats.UserInfo("app", "app-secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer app.Close()
+	js, _ := jetstream.New(app)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := js.Publish(ctx, "wsd.h.forged", []byte("x")); err == nil {
+		t.Error("the app user wrote the history stream's subjects")
+	}
+	if _, err := js.Stream(ctx, "WSD_HISTORY"); err == nil {
+		t.Error("the app user reached the history stream's API")
 	}
 }
