@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/wsd-chat/wsd/internal/natstest"
+	"github.com/wsd-chat/wsd/internal/selfsigned"
 	"github.com/wsd-chat/wsd/internal/wstest"
 )
 
@@ -543,5 +544,44 @@ func TestBinaryClusteredHistoryPermissions(t *testing.T) {
 			t.Errorf("the app user %s", what)
 		}
 		cancel()
+	}
+}
+
+// -history-jetstream over a tls:// NATS: the store's connection verifies
+// the server with -nats-ca as the bridge does, two boxes share one
+// order, and a box without the CA is refused at start, naming why.
+func TestBinaryClusteredHistoryTLS(t *testing.T) {
+	dir := t.TempDir()
+	cert, key, err := selfsigned.WriteFiles(dir, "nats", time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := writeFile(t, filepath.Join(dir, "nats.conf"), fmt.Sprintf("tls { cert_file: %q, key_file: %q }\n", cert, key))
+	opts, err := natsserver.ProcessConfigFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := natstest.StartJetStream(t, opts)
+	url := "tls://" + ns.Addr().String()
+	var cs []*wstest.V1
+	for i := range 2 {
+		p := wstest.StartBinary(t, "-nats-url", url, "-nats-ca", cert, "-history-jetstream", "-history-store-max", "67108864")
+		c := wstest.DialV1(t, p.Addr, fmt.Sprintf("specialKey=u%d&room=r", i))
+		c.ExpectUntil(t, "joined")
+		cs = append(cs, c)
+	}
+	cs[0].Send("r", "a", "over tls")
+	cs[1].Send("r", "b", "over tls")
+	m0, _ := readRoom(t, cs[0], 2, 1)
+	m1, _ := readRoom(t, cs[1], 2, 1)
+	checkRun(t, "box 0", m0, 1, m0[0].Epoch)
+	for k := range m0 {
+		if m0[k].ID != m1[k].ID || m0[k].Seq != m1[k].Seq || m0[k].Epoch != m1[k].Epoch {
+			t.Fatalf("the boxes differ: %s, %s", m0[k].Raw, m1[k].Raw)
+		}
+	}
+	code, out := runBinary(t, nil, "-nats-url", url, "-history-jetstream", "-history-store-max", "67108864", "-addr", "127.0.0.1:0", "-admin-addr", "")
+	if code != 2 || !strings.Contains(out, "-history-jetstream: cannot connect to NATS") || !strings.Contains(out, "certificate") {
+		t.Fatalf("without -nats-ca: exit %d, %q", code, out)
 	}
 }
