@@ -164,7 +164,7 @@ func openHistory(o *options, cfg *server.Config, log *slog.Logger, check bool) (
 func historyConn(o *options) (*nats.Conn, error) {
 	c := &o.cluster
 	opts := []nats.Option{
-		nats.Name("wsd history " + c.boxID),
+		nats.Name(strings.TrimSpace("wsd history " + c.boxID)), // the bridge's connection is "wsd <box id>"
 		nats.Timeout(DefaultHistoryConnectTimeout),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(time.Second),
