@@ -26,6 +26,7 @@ const (
 	DefaultHistoryMemMax         = 64 << 20 // memory the embedded server may use (64 MiB)
 	DefaultHistorySync           = 2 * time.Minute
 	DefaultHistoryPublishTimeout = 2 * time.Second
+	DefaultHistoryReplicas       = 1 // copies of the stream (-history-jetstream)
 	// DefaultHistoryConnectTimeout bounds the dial of each -nats-url
 	// server for -history-jetstream at start.
 	DefaultHistoryConnectTimeout = 2 * time.Second
@@ -81,7 +82,7 @@ func addHistoryFlags(fs *flag.FlagSet, h *historyOptions) {
 	h.sync.every = DefaultHistorySync
 	fs.Var(&h.sync, "history-sync", `how often the embedded history store fsyncs (a duration), or "always": every write before its ack (-history-dir)`)
 	fs.BoolVar(&h.jetstream, "history-jetstream", false, "keep rooms' order and history in the JetStream of the -nats-url cluster: one order per room for every box")
-	fs.IntVar(&h.replicas, "history-replicas", 1, "copies JetStream keeps of the history stream (-history-jetstream; at most the NATS cluster's servers)")
+	fs.IntVar(&h.replicas, "history-replicas", DefaultHistoryReplicas, "copies JetStream keeps of the history stream (-history-jetstream; at most the NATS cluster's servers)")
 	fs.DurationVar(&h.publishTimeout, "history-publish-timeout", DefaultHistoryPublishTimeout, "how long a message waits for the history store; past it the box delivers it alone under a box-local epoch")
 }
 
