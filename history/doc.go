@@ -34,6 +34,9 @@
 // Open fails within StartTimeout, wrapping ErrUnavailable and the cause
 // (nats.ErrNoResponders when the server has no JetStream), never hangs.
 //
+// Stats is what wsd exports as wsd_history_store_* on /metrics and as
+// the "history" state of /healthz and /readyz (cmd/wsd/history.go).
+//
 // What is on disk when Submit's done returns: the message is in the store's
 // file (the kernel's page cache), acked by JetStream. With the default
 // SyncInterval (nats-server's own, 2 minutes) it survives a crash of wsd
