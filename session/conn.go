@@ -164,7 +164,7 @@ func (c *Conn) readAll() {
 		if c.flags.has(flagHeld) {
 			return // a shard's backlog is full: its release reads on
 		}
-		if c.flags.has(flagCold) {
+		if c.flags.has(flagCold) && c.coldFull() {
 			return // a join waits for the Log: its answer reads on (logread.go)
 		}
 		if c.state.Load() == stOpen && c.hub.out.over() {

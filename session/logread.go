@@ -19,8 +19,11 @@ import (
 // connection reads nothing more from its socket (TCP holds the rest), and
 // the commands that came with the join in the same read wait behind it,
 // in order (charged to the inbound budget): its answers keep the order of
-// its commands. A first join holds the 101 back as well, with joined, as
-// it does for a hot join.
+// its commands. Up to maxColdDeferred bytes of them are read meanwhile, so
+// a peer that closes or pings is seen at once; past that the socket is
+// left alone (TCP holds the rest). A first join holds the 101 back as
+// well, with joined, as it does for a hot join, and reads nothing until
+// it is answered: nothing may go out before the 101, a pong included.
 //
 // The reader hands the result back through the coldJoin and wakes the
 // connection (Notify); its OnReady merges it under the room's lock
@@ -32,6 +35,17 @@ import (
 // connection closed meanwhile drops its join (finish): the reader finds
 // it abandoned and gives back what it holds. What a Read returns is
 // charged to the outbound budget until the join is done.
+
+// maxColdDeferred bounds the bytes of commands a connection keeps while
+// its join waits for the Log.
+const maxColdDeferred = 64 << 10
+
+// coldFull reports whether c, whose join waits for the Log, reads no
+// more for now (coldReady reads on). OnReady only.
+func (c *Conn) coldFull() bool {
+	v := c.v1
+	return v.welcome != nil || v.cold.held >= maxColdDeferred
+}
 
 // coldJoin is one cold join's Read, shared by the connection's OnReady
 // and a reader.
@@ -129,6 +143,10 @@ func (c *Conn) startCold(try int, prev *coldJoin) bool {
 	cj := &coldJoin{c: c, room: v.join.room, try: try}
 	if prev != nil {
 		cj.deferred, cj.held = prev.deferred, prev.held
+	} else if v.join.id != nil {
+		// The command's id points into the read buffer, reused once
+		// OnReady returns.
+		v.join.id = append([]byte(nil), v.join.id...)
 	}
 	cj.timer = time.AfterFunc(h.cfg.LogReadTimeout, func() {
 		cj.mu.Lock()
