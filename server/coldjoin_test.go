@@ -275,3 +275,53 @@ func TestColdJoinSeedsRing(t *testing.T) {
 	a.write(`{"type":"send","room":"r","text":"live"}`)
 	a.ackAndEcho()
 }
+
+// TestColdJoinSeededAheadOfDelivery: a Read that returns messages the
+// box's delivery has not brought yet seeds them; when they are delivered,
+// members that were in the room before get each once, and members that
+// replayed them (from the Read, or from the seeded Ring) do not get them
+// again.
+func TestColdJoinSeededAheadOfDelivery(t *testing.T) {
+	store := memlog.New(memlog.Config{})
+	addrA, _, _ := startLogged(t, store, session.Config{HistorySize: 5})
+	s := v1Dial(t, addrA, "specialKey=s&room=r")
+	s.expect("joined")
+	send := func(text string) {
+		s.write(`{"type":"send","room":"r","text":"` + text + `"}`)
+		s.ackAndEcho()
+	}
+	for i := 1; i <= 10; i++ {
+		send(fmt.Sprintf("m%d", i))
+	}
+	addrB, stB, boxB := startLogged(t, store, session.Config{HistorySize: 5})
+	m0 := v1Dial(t, addrB, "specialKey=m0&room=r") // seeds B's Ring with 6..10
+	m0.expect("joined", "seq", 10)
+	boxB.Hold(true)
+	for i := 11; i <= 15; i++ {
+		send(fmt.Sprintf("m%d", i)) // ordered, not delivered to B yet
+	}
+	// since=2 is older than anything kept: not recovered, at seq 15; the
+	// Read's 11..15 extend the Ring ahead of B's delivery.
+	m1 := v1Dial(t, addrB, "specialKey=m1&room=r&since=2&epoch="+store.Epoch())
+	m1.expect("joined", "recovered", false, "seq", 15)
+	// Served from the seeded Ring.
+	reads := stB.LogReads.Load()
+	m2 := v1Dial(t, addrB, "specialKey=m2&room=r&history=3")
+	m2.expect("joined", "seq", 15)
+	for i := 13; i <= 15; i++ {
+		m2.expect("message", "seq", i)
+	}
+	if stB.LogReads.Load() != reads {
+		t.Fatal("the join after the seeding Read read the store")
+	}
+	boxB.Hold(false)
+	send("m16")
+	for i := 11; i <= 16; i++ {
+		m0.expect("message", "seq", i, "text", fmt.Sprintf("m%d", i))
+	}
+	m1.expect("message", "seq", 16)
+	m2.expect("message", "seq", 16)
+	if n := stB.LogStale.Load(); n != 0 {
+		t.Fatalf("%d deliveries dropped as stale, want 0", n)
+	}
+}
