@@ -216,8 +216,17 @@ func TestColdJoinClosedWhileReading(t *testing.T) {
 	wstest.Eventually(t, 5*time.Second, "two joins waiting", func() bool { return stB.LogReadsWaiting.Load() == 2 })
 	conns[2].write(`{"type":"join","id":"shed","room":"r","history":5}`) // past the queue
 	conns[2].expect("error", "id", "shed", "code", 120)
-	if got := stB.LogReadsShed.Load(); got != 1 {
-		t.Fatalf("%d joins shed, want 1", got)
+	// A first room past the queue, that the box holds nothing of: 503.
+	c, status, _, err := wstest.RawHandshake(addrB, []byte(wstest.UpgradeRequest(addrB, "/?specialKey=f&room=z&proto=v1")))
+	if c != nil {
+		c.Conn.Close()
+		t.Fatal("a first join shed with nothing in memory was upgraded")
+	}
+	if err != nil || status != 503 {
+		t.Fatalf("first join: status %d, %v; want 503", status, err)
+	}
+	if got := stB.LogReadsShed.Load(); got != 2 {
+		t.Fatalf("%d joins shed, want 2", got)
 	}
 	conns[0].c.Conn.Close()
 	conns[1].c.Conn.Close()

@@ -240,12 +240,8 @@ func (c *Conn) coldReady() bool {
 func (c *Conn) endCold() {
 	v := c.v1
 	first := v.welcome
-	if first != nil && v.join.refused != 0 && v.join.storeSlow {
-		// A first join the box cannot place: the 101 is not sent.
-		v.join = pendingJoin{}
-		v.welcome = nil
-		first.release()
-		c.refuse(errHistoryUnavailable, nil, nil)
+	if first != nil && v.join.storeSlow {
+		c.refuseFirst()
 		return
 	}
 	old := c.endJoin()
@@ -253,6 +249,17 @@ func (c *Conn) endCold() {
 		v.welcome = nil
 		c.joinedFirst(old)
 	}
+}
+
+// refuseFirst answers a first join the box cannot place (the store did
+// not answer and the Ring knows nothing of the room) with 503: the 101 is
+// not sent.
+func (c *Conn) refuseFirst() {
+	v := c.v1
+	w := v.welcome
+	v.join, v.welcome = pendingJoin{}, nil
+	w.release()
+	c.refuse(errHistoryUnavailable, nil, nil)
 }
 
 // runDeferred runs the commands that waited behind cj's join, in order,

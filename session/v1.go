@@ -305,13 +305,18 @@ func (c *Conn) joinFirst(welcome *ownFrame) (old *Conn, pending bool) {
 
 // runJoin runs v.join through the Ring and reports the connection a first
 // join displaced, or pending: the join waits for a Read of the Log, and
-// is answered when it is in (logread.go).
+// is answered when it is in (logread.go), or, a first join, was refused
+// before its 101 (the caller has nothing more to do for it).
 func (c *Conn) runJoin(history int) (old *Conn, pending bool) {
 	v, h := c.v1, c.hub
 	v.join.history = history
 	if h.lg.log != nil {
 		if c.joinLogged() { // log.go
 			return nil, true
+		}
+		if v.welcome != nil && v.join.storeSlow {
+			c.refuseFirst() // logread.go
+			return nil, true // answered: nothing more to do for it
 		}
 	} else if v.join.hasSince {
 		h.ring.Since(v.join.room, v.join.since, v.join.epoch, v)
