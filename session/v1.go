@@ -315,7 +315,7 @@ func (c *Conn) runJoin(history int) (old *Conn, pending bool) {
 			return nil, true
 		}
 		if v.welcome != nil && v.join.storeSlow {
-			c.refuseFirst() // logread.go
+			c.refuseFirst()  // logread.go
 			return nil, true // answered: nothing more to do for it
 		}
 	} else if v.join.hasSince {
