@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wsd-chat/wsd/chat"
 	"github.com/wsd-chat/wsd/internal/memlog"
 	"github.com/wsd-chat/wsd/internal/wstest"
 	"github.com/wsd-chat/wsd/session"
@@ -332,5 +333,24 @@ func TestColdJoinSeededAheadOfDelivery(t *testing.T) {
 	m2.expect("message", "seq", 16)
 	if n := stB.LogStale.Load(); n != 0 {
 		t.Fatalf("%d deliveries dropped as stale, want 0", n)
+	}
+}
+
+// TestColdJoinStoreAway: a Read that fails (the store is away) answers
+// the join from memory, and a room the box holds nothing of starts in an
+// epoch of the box's, so the box keeps admitting clients without its store.
+func TestColdJoinStoreAway(t *testing.T) {
+	store := memlog.New(memlog.Config{})
+	addrA, _, _ := startLogged(t, store, session.Config{})
+	fill(t, addrA, "r", 4)
+	addrB, stB, _ := startLogged(t, store, session.Config{})
+	store.SetReadError(chat.ErrUnavailable)
+	j := v1Dial(t, addrB, "specialKey=j&room=r&since=2&epoch="+store.Epoch())
+	m := j.expect("joined", "recovered", false, "seq", 0)
+	if m["epoch"] == store.Epoch() || m["epoch"] == "" {
+		t.Fatalf("joined %v: want an epoch of the box's own", m)
+	}
+	if got := stB.LogReadErrors.Load(); got != 1 {
+		t.Fatalf("%d read errors counted, want 1", got)
 	}
 }

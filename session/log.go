@@ -430,7 +430,7 @@ func (c *Conn) joinLogged() (pending bool) {
 		return true
 	}
 	h.stats.LogReadsShed.Add(1) // every reader busy and the queue full
-	c.answerFromRing()
+	c.answerFromRing(false)
 	return false
 }
 
@@ -456,11 +456,14 @@ func (c *Conn) attachRing(view chat.View, info chat.Info) {
 // answerFromRing answers v.join from the Ring alone: the Log could not
 // be read (an error, no answer within LogReadTimeout, too many joins
 // waiting). A room the Ring holds is answered with its position and
-// what it covers (recovered:false for a since it does not); one it holds
-// nothing of has no position to give, and the join is refused with
-// unavailable (the first join of a connection: 503), rather than
-// answered with a position that is not the room's.
-func (c *Conn) answerFromRing() {
+// what it covers (recovered:false for a since it does not). One it holds
+// nothing of has no position to give: after a Read error (the store is
+// away) the Ring starts the room in an epoch of the box's, as when the
+// store fails a write, so the box keeps admitting clients; when the store
+// is only slow or busy, the join is refused with unavailable (the first
+// join of a connection: 503) rather than answered with a position that
+// is not the room's, and a retry may find the store.
+func (c *Conn) answerFromRing(failed bool) {
 	v, h := c.v1, c.hub
 	j := &v.join
 	known := false
@@ -472,7 +475,13 @@ func (c *Conn) answerFromRing() {
 		known = true
 		c.attachRing(view, info)
 	})
-	if !known {
+	switch {
+	case known:
+	case failed && j.hasSince:
+		h.ring.Since(j.room, j.since, j.epoch, v) // a room it has not: a new epoch
+	case failed:
+		h.ring.Last(j.room, j.history, v)
+	default:
 		j.refused, j.storeSlow = chat.CodeUnavailable, true
 	}
 }

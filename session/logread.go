@@ -215,19 +215,19 @@ func (c *Conn) coldReady() bool {
 		switch {
 		case cj.err != nil:
 			h.stats.LogReadErrors.Add(1)
-			c.answerFromRing()
+			c.answerFromRing(true)
 		case !c.mergeRead(cj.info, &cj.rc):
 			h.out.add(-cj.rc.bytes)
 			cj.rc = readCopy{}
 			if cj.try < logJoinRetries && c.startCold(cj.try+1, cj) {
 				return false
 			}
-			c.answerFromRing()
+			c.answerFromRing(false)
 		}
 		h.out.add(-cj.rc.bytes)
 	case coldTimedOut:
 		h.stats.LogReadTimeouts.Add(1)
-		c.answerFromRing()
+		c.answerFromRing(false)
 	}
 	h.stats.LogReadsWaiting.Add(-1)
 	c.endCold()

@@ -46,6 +46,7 @@ type Store struct {
 	readsHeld    bool
 	readsWaiting int
 	reads        int
+	readErr      error
 
 	submits, dups, failed int
 }
@@ -86,6 +87,14 @@ func (s *Store) HoldReads(on bool) {
 	s.rmu.Lock()
 	s.readsHeld = on
 	s.rcond.Broadcast()
+	s.rmu.Unlock()
+}
+
+// SetReadError makes every Read fail with err (nil: none fail), as a
+// store that is away does.
+func (s *Store) SetReadError(err error) {
+	s.rmu.Lock()
+	s.readErr = err
 	s.rmu.Unlock()
 }
 
@@ -348,6 +357,10 @@ func (b *Box) Read(name string, after uint64, max int, fn func(m *chat.Message))
 	s.mu.Unlock()
 	s.rmu.Lock()
 	s.reads++
+	if err := s.readErr; err != nil {
+		s.rmu.Unlock()
+		return chat.Info{Room: name}, err
+	}
 	if s.readsHeld {
 		s.readsWaiting++
 		for s.readsHeld {
