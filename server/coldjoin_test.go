@@ -354,3 +354,66 @@ func TestColdJoinStoreAway(t *testing.T) {
 		t.Fatalf("%d read errors counted, want 1", got)
 	}
 }
+
+// TestColdJoinSuperseded: a first join that waits for the store displaces
+// the connection that held its key when it began (a reconnect, 4001 for
+// the old one), but never one that upgraded while it waited: that one
+// stays, and the late join is refused with 409 before its 101.
+func TestColdJoinSuperseded(t *testing.T) {
+	store := memlog.New(memlog.Config{})
+	addrA, _, _ := startLogged(t, store, session.Config{})
+	fill(t, addrA, "r", 10)
+	addrB, stB, _ := startLogged(t, store, session.Config{HistorySize: 5})
+	h := v1Dial(t, addrB, "specialKey=h&room=home") // B's Ring holds home from now on
+	h.expect("joined")
+	h.write(`{"type":"send","room":"home","text":"hi"}`)
+	h.ackAndEcho()
+	held := v1Dial(t, addrB, "specialKey=held&room=home")
+	held.expect("joined")
+
+	store.HoldReads(true)
+	defer store.HoldReads(false)
+	late := func(key string) <-chan int {
+		ch := make(chan int, 1)
+		req := wstest.UpgradeRequest(addrB, "/?specialKey="+key+"&room=r&since=2&epoch="+store.Epoch()+"&proto=v1")
+		go func() {
+			c, status, _, err := wstest.RawHandshake(addrB, []byte(req))
+			if c != nil {
+				defer c.Conn.Close()
+			}
+			if err != nil && status == 0 {
+				status = -1
+			}
+			ch <- status
+		}()
+		return ch
+	}
+	// k's first join waits; meanwhile a newer connection with k upgrades.
+	kLate := late("k")
+	waitingReads(t, store, 1)
+	k := v1Dial(t, addrB, "specialKey=k&room=home")
+	k.expect("joined", "room", "home")
+	// held's first join waits too, but held was connected before it began.
+	heldLate := late("held")
+	waitingReads(t, store, 2)
+	store.HoldReads(false)
+
+	if st := <-kLate; st != 409 {
+		t.Fatalf("the late first join of k: status %d, want 409 (k upgraded meanwhile)", st)
+	}
+	if st := <-heldLate; st != 101 {
+		t.Fatalf("the late first join of held: status %d, want 101 (a reconnect replaces)", st)
+	}
+	if code := held.c.ExpectClose(t, 5*time.Second); code != 4001 {
+		t.Fatalf("the connection the reconnect replaced closed with %d, want 4001", code)
+	}
+	// The newer k was not replaced: it still chats.
+	k.write(`{"type":"send","id":"still","room":"home","text":"still here"}`)
+	ack, _ := k.ackAndEcho()
+	if ack["id"] != "still" {
+		t.Fatalf("k's send after the refused join: %v", ack)
+	}
+	if stB.Kicks.Load() != 1 {
+		t.Fatalf("%d replaces, want 1 (held's)", stB.Kicks.Load())
+	}
+}

@@ -67,6 +67,8 @@ var (
 		"the request head would take more than the inbound budget has left")
 	errHistoryUnavailable = refusing("history_unavailable", http.StatusServiceUnavailable, "history store did not answer: try again later",
 		"a v1 connection's first room needs the history store (since/history older than memory holds) and the store did not answer within its timeout, with nothing of the room in memory")
+	errSuperseded = refusing("superseded", http.StatusConflict, "a newer connection with this key joined",
+		"a v1 connection whose first room waited for the history store: meanwhile a connection with the same specialKey upgraded and holds the key, so the newer one stays")
 	errPerIP = refusing("per_ip", http.StatusTooManyRequests, "too many connections from this address",
 		"the source address holds -max-conns-per-ip sockets already")
 	errHandshakePerIP = refusing("handshake_per_ip", http.StatusTooManyRequests, "too many handshakes from this address",

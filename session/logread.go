@@ -159,6 +159,15 @@ func (c *Conn) startCold(try int, prev *coldJoin) bool {
 			c.Notify(readyEvent)
 		}
 	})
+	if v.welcome != nil && !v.join.waited {
+		// Who holds the key now: joinV1 lets this first join displace
+		// only that connection (a reconnect), never one that upgrades
+		// while it waits.
+		s := h.table.shardOf(c.key)
+		s.mu.RLock()
+		v.join.waited, v.join.holder = true, s.byKey[c.key]
+		s.mu.RUnlock()
+	}
 	// Set before the reader can see it: its wake-up finds the join.
 	v.cold = cj
 	c.flags.set(flagCold)
@@ -240,8 +249,12 @@ func (c *Conn) coldReady() bool {
 func (c *Conn) endCold() {
 	v := c.v1
 	first := v.welcome
+	if first != nil && v.join.superseded {
+		c.refuseFirst(errSuperseded)
+		return
+	}
 	if first != nil && v.join.storeSlow {
-		c.refuseFirst()
+		c.refuseFirst(errHistoryUnavailable)
 		return
 	}
 	old := c.endJoin()
@@ -251,15 +264,16 @@ func (c *Conn) endCold() {
 	}
 }
 
-// refuseFirst answers a first join the box cannot place (the store did
-// not answer and the Ring knows nothing of the room) with 503: the 101 is
-// not sent.
-func (c *Conn) refuseFirst() {
+// refuseFirst answers a first join the box cannot place with an HTTP
+// refusal, err: the store did not answer and the Ring knows nothing of
+// the room (503), or the key changed hands while it waited (409). The
+// 101 is not sent.
+func (c *Conn) refuseFirst(err error) {
 	v := c.v1
 	w := v.welcome
 	v.join, v.welcome = pendingJoin{}, nil
 	w.release()
-	c.refuse(errHistoryUnavailable, nil, nil)
+	c.refuse(err, nil, nil)
 }
 
 // runDeferred runs the commands that waited behind cj's join, in order,

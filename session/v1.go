@@ -96,6 +96,13 @@ type pendingJoin struct {
 	replayed  int
 	held      bool // frames are held for one write (Conn.hold): runJoin flushes
 	storeSlow bool // refused: the Log did not answer and the Ring knows nothing (logread.go)
+	// A first join that waited for the Log (logread.go) must not displace
+	// a connection of its key that upgraded while it waited: holder is
+	// the key's connection when the wait began (nil: none), and
+	// superseded says joinV1 found another one holding it.
+	waited     bool
+	holder     *Conn
+	superseded bool
 }
 
 // maxReplayBatch bounds the replayed frames batched before they are handed
@@ -319,8 +326,8 @@ func (c *Conn) runJoin(history int) (old *Conn, pending bool) {
 			return nil, true
 		}
 		if v.welcome != nil && v.join.storeSlow {
-			c.refuseFirst()  // logread.go
-			return nil, true // answered: nothing more to do for it
+			c.refuseFirst(errHistoryUnavailable) // logread.go
+			return nil, true                     // answered: nothing more to do for it
 		}
 	} else if v.join.hasSince {
 		h.ring.Since(v.join.room, v.join.since, v.join.epoch, v)
@@ -381,6 +388,10 @@ func (v *v1Conn) Attach(info chat.Info) {
 	if v.welcome != nil {
 		count := h.presence.Join(j.room, c.key) // a key replacing itself is counted once
 		v.replaced = t.joinV1(c, v.welcome, after, j.lag, func() { joined(count) })
+		if j.superseded {
+			h.presence.Leave(j.room, c.key) // the newer connection holds the key's count
+			return
+		}
 		j.attached = true
 		return
 	}
@@ -474,6 +485,13 @@ func (c *Conn) flushReplay() {
 func (t *table) joinV1(c *Conn, welcome *ownFrame, after uint64, lag *lagFilter, joined func()) (old *Conn) {
 	s := t.shardOf(c.key)
 	s.mu.Lock()
+	if j := &c.v1.join; j.waited && s.byKey[c.key] != j.holder {
+		// The key changed hands while this join waited: the newer
+		// connection stays, and this one is refused (endCold).
+		j.superseded = true
+		s.mu.Unlock()
+		return nil
+	}
 	one := [1]outItem{{b: welcome.b, own: welcome}}
 	c.hold(one[:]) // written with joined and the replay (runJoin)
 	c.v1.join.held = true
