@@ -320,7 +320,7 @@ func (r heldReplay) Replay(e chat.Entry) { r.v.Replay(e) }
 // per message, and two text replays one text frame, byte for byte the
 // frames envelopeFrame builds; a text member's replay builds no gzip.
 func TestReplayGzipFrameShared(t *testing.T) {
-	h, _ := testHub(t, Config{})
+	h, r := testHub(t, Config{})
 	const room = "r"
 	for _, text := range []string{"one", "two", "three"} {
 		h.Publish(room, []byte(text))
@@ -331,10 +331,7 @@ func TestReplayGzipFrameShared(t *testing.T) {
 		t.Fatalf("history %q, want 3 envelopes", envs)
 	}
 	replay := func(key string, gzip bool) [][]byte {
-		// A connection of its own, in no table or reactor: the replay
-		// only batches frames for it (nothing is flushed), and one the
-		// reactor runs would race with the v1 state set here.
-		c := &Conn{hub: h, member: -1, key: key, gzip: gzip}
+		c, _ := stalledMember(t, h, r, key, gzip)
 		c.v1 = &v1Conn{c: c}
 		h.ring.Last(room, 3, heldReplay{c.v1})
 		var frames [][]byte
