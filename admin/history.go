@@ -40,6 +40,10 @@ var (
 	descHStale      = hdesc("stale_total", "Of them, delivered again (after a reconnect) and dropped.")
 	descHJoins      = hdesc("joins_total", "v1 joins by where they were answered from: ring (the hot copy in memory) or store (a read of the store).", "from")
 	descHReadErrors = hdesc("read_errors_total", "Reads of the store for a join that failed (answered from memory alone).")
+	descHTimeouts   = hdesc("read_timeouts_total", "Joins whose read of the store did not answer in time (answered from memory alone).")
+	descHShed       = hdesc("reads_shed_total", "Joins that needed the store while its readers were busy and the queue full (answered from memory alone, not read).")
+	descHWaiting    = hdesc("reads_waiting", "Joins waiting for a read of the store now (queued or reading).")
+	descHSeeded     = hdesc("seeded_total", "Messages a read of the store put in memory (the room's latest), so the next joins are served from memory.")
 	descHWrites     = hdesc("writes_failed_total", "Room messages the store failed to take: delivered on this box alone under a box-local epoch.")
 	descHLocal      = hdesc("local_epochs_total", "Times a room went over to a box-local epoch because the store failed.")
 	descHDups       = hdesc("duplicates_total", "Sends the store answered as duplicates (same sender and id within its window).")
@@ -50,7 +54,7 @@ var (
 )
 
 func (c *historyCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descHDelivered, descHStale, descHJoins, descHReadErrors, descHWrites,
+	for _, d := range []*prometheus.Desc{descHDelivered, descHStale, descHJoins, descHReadErrors, descHTimeouts, descHShed, descHWaiting, descHSeeded, descHWrites,
 		descHLocal, descHDups, descHResets, descHAcks, descHBus, descHUp} {
 		ch <- d
 	}
@@ -64,6 +68,10 @@ func (c *historyCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descHJoins, s.LogRingHits.Load(), "ring")
 	counter(descHJoins, s.LogReads.Load(), "store")
 	counter(descHReadErrors, s.LogReadErrors.Load())
+	counter(descHTimeouts, s.LogReadTimeouts.Load())
+	counter(descHShed, s.LogReadsShed.Load())
+	gauge(descHWaiting, s.LogReadsWaiting.Load())
+	counter(descHSeeded, s.LogSeeded.Load())
 	counter(descHWrites, s.LogWritesFailed.Load())
 	counter(descHLocal, s.LogLocalEpochs.Load())
 	counter(descHDups, s.LogDuplicates.Load())

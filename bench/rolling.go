@@ -551,7 +551,7 @@ func runRolling(ro *rollOptions) (*Result, error) {
 	closeClients()
 
 	// The verdict, member by member.
-	var lost, lostMembers, dups, orderDiffers, unrecovered, warnings int64
+	var lost, lostMembers, lostSilent, dups, orderDiffers, unrecovered, warnings int64
 	refPos := make([]map[rollMsg]int, ro.rooms)
 	for k := range ro.rooms {
 		var best *rollMember
@@ -596,6 +596,9 @@ func runRolling(ro *rollOptions) (*Result, error) {
 		if missing > 0 {
 			lostMembers++
 		}
+		if m.unrecovered == 0 {
+			lostSilent += missing // never told its copy may have a hole
+		}
 		unrecovered += m.unrecovered
 		warnings += m.warnings
 	}
@@ -613,6 +616,7 @@ func runRolling(ro *rollOptions) (*Result, error) {
 	r.add("deliveries of acked messages expected", "", "", float64(want))
 	r.add("lost (acked, never delivered to a member)", "", "lower", float64(lost))
 	r.add("members with a loss", "", "lower", float64(lostMembers))
+	r.add("lost by members never answered recovered:false", "", "lower", float64(lostSilent))
 	r.add("duplicated (a member got one message twice)", "", "lower", float64(dups))
 	r.add("members whose order differs", "", "lower", float64(orderDiffers))
 	r.add("rejoins recovered:false", "", "lower", float64(unrecovered))

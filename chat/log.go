@@ -169,6 +169,10 @@ type roomLog struct {
 	bytes   int64 // len of the retained envelopes
 	used    int64 // ms of the last Append, Since or Last
 	dead    bool  // swept: look the room up again
+	// A run seeded from a Log's Read (hot.go, View.Seed) may hold messages
+	// the Log has not delivered to this box yet: those with seq in
+	// (fed, seeded]. 0 when the run holds only delivered messages.
+	seeded, fed uint64
 }
 
 type slot struct {
@@ -273,7 +277,11 @@ func (r *Ring) charge(d int64) {
 }
 
 // lock returns room's log locked, creating it (with a new epoch) if create.
-func (r *Ring) lock(room string, create bool) *roomLog {
+func (r *Ring) lock(room string, create bool) *roomLog { return r.lockAs(room, create, true) }
+
+// lockAs is lock; a log it creates has a new epoch if withEpoch, else
+// none: no position until something is put in it (Ring.Merging).
+func (r *Ring) lockAs(room string, create, withEpoch bool) *roomLog {
 	for {
 		r.mu.RLock()
 		l := r.rooms[room]
@@ -284,7 +292,10 @@ func (r *Ring) lock(room string, create bool) *roomLog {
 			}
 			r.mu.Lock()
 			if l = r.rooms[room]; l == nil {
-				l = &roomLog{name: room, epoch: r.cfg.NewEpoch()}
+				l = &roomLog{name: room}
+				if withEpoch {
+					l.epoch = r.cfg.NewEpoch()
+				}
 				r.rooms[room] = l
 				r.charge(roomLogSize + int64(len(room)))
 			}
@@ -341,6 +352,19 @@ func (r *Ring) Append(m Message, sink Sink) (Stamp, error) {
 // keep retains m, stamped already as the room's top, and hands it to
 // sink; l is locked.
 func (r *Ring) keep(l *roomLog, m *Message, sink Sink) {
+	s := r.next(l)
+	held := cap(s.frame)
+	s.frame = AppendMessage(s.frame[:0], m)
+	s.seq, s.ts = m.Seq, m.TS
+	r.kept(l, s, held)
+	if sink != nil {
+		sink.Publish(m.Room, m.Stamp, s.frame)
+	}
+	r.trim(l)
+}
+
+// next returns the slot the room's next message goes in; l is locked.
+func (r *Ring) next(l *roomLog) *slot {
 	if l.n == len(l.slots) {
 		if len(l.slots) < r.cfg.MaxMessages {
 			r.grow(l)
@@ -348,16 +372,20 @@ func (r *Ring) keep(l *roomLog, m *Message, sink Sink) {
 			r.pop(l, false) // its buffer takes the new message
 		}
 	}
-	s := &l.slots[(l.head+l.n)%len(l.slots)]
-	held := cap(s.frame)
-	s.frame = AppendMessage(s.frame[:0], m)
-	s.seq, s.ts = m.Seq, m.TS
+	return &l.slots[(l.head+l.n)%len(l.slots)]
+}
+
+// kept counts s, filled as the room's newest message, whose frame
+// buffer had held bytes of capacity before; l is locked.
+func (r *Ring) kept(l *roomLog, s *slot, held int) {
 	r.charge(int64(cap(s.frame) - held))
 	l.n++
 	l.bytes += int64(len(s.frame))
-	if sink != nil {
-		sink.Publish(m.Room, m.Stamp, s.frame)
-	}
+}
+
+// trim drops the room's oldest messages while it or the ring holds more
+// bytes than allowed; l is locked.
+func (r *Ring) trim(l *roomLog) {
 	for l.n > 0 && l.bytes > int64(r.cfg.MaxBytes) {
 		r.pop(l, true)
 	}

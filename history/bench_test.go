@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -254,4 +255,83 @@ func benchReadLog(b *testing.B, rooms int) *Log {
 	b.Logf("filled %d rooms x %d in %v", rooms, readLast, time.Since(t0))
 	readLogs[rooms] = l
 	return l
+}
+
+// nopDeliverer takes deliveries and drops them.
+type nopDeliverer struct{}
+
+func (nopDeliverer) Deliver(*chat.Message) {}
+func (nopDeliverer) Reset(string)          {}
+
+// BenchmarkRestart is a box's restart on a full store: OpenEmbedded (the
+// embedded server recovering its files), Start and the first Read, of a
+// store holding 1,000,000 messages of about 80 B in 1,000 rooms (filled
+// once, in a temporary directory removed at the end). doc.go and
+// docs/performance.md quote it; run it alone, it writes some 210 MB:
+//
+//	go test -run x -bench BenchmarkRestart -benchtime 5x ./history
+func BenchmarkRestart(b *testing.B) {
+	const rooms, perRoom = 1000, 1000
+	cfg := Config{Dir: restartStore(b, rooms, perRoom), MaxMsgsPerRoom: perRoom}
+	var open, start, first time.Duration
+	b.ResetTimer()
+	for range b.N {
+		t0 := time.Now()
+		l, err := OpenEmbedded(cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if err := l.Start(nopDeliverer{}); err != nil {
+			b.Fatal(err)
+		}
+		t2 := time.Now()
+		n := 0
+		info, err := l.Read(fmt.Sprintf("room%d", rand.IntN(rooms)), 0, DefaultMaxMsgsPerRoom, func(*chat.Message) { n++ })
+		if err != nil || n != DefaultMaxMsgsPerRoom || info.Seq != perRoom {
+			b.Fatalf("first read: %d, %+v, %v", n, info, err)
+		}
+		t3 := time.Now()
+		open, start, first = open+t1.Sub(t0), start+t2.Sub(t1), first+t3.Sub(t2)
+		b.StopTimer()
+		l.Close()
+		b.StartTimer()
+	}
+	per := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(b.N) }
+	b.ReportMetric(per(open), "ms-open")
+	b.ReportMetric(per(start), "ms-start")
+	b.ReportMetric(per(first), "ms-first-read")
+}
+
+// restartDir is BenchmarkRestart's store, filled once per run (removed by
+// TestMain).
+var restartDir string
+
+func restartStore(b *testing.B, rooms, perRoom int) string {
+	if restartDir != "" {
+		return restartDir
+	}
+	dir, err := os.MkdirTemp("", "wsd-history-restart-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	readDirs = append(readDirs, dir)
+	l, err := OpenEmbedded(Config{Dir: dir, MaxMsgsPerRoom: perRoom})
+	if err != nil {
+		b.Fatal(err)
+	}
+	t0 := time.Now()
+	fillRooms(b, l, rooms, perRoom)
+	filled := time.Since(t0)
+	l.Close()
+	var size int64
+	filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			size += fi.Size()
+		}
+		return nil
+	})
+	b.Logf("filled %d rooms x %d in %v: %d MB on disk", rooms, perRoom, filled.Round(time.Millisecond), size>>20)
+	restartDir = dir
+	return dir
 }

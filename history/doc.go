@@ -34,6 +34,9 @@
 // Open fails within StartTimeout, wrapping ErrUnavailable and the cause
 // (nats.ErrNoResponders when the server has no JetStream), never hangs.
 //
+// Stats is what wsd exports as wsd_history_store_* on /metrics and as
+// the "history" state of /healthz and /readyz (cmd/wsd/history.go).
+//
 // What is on disk when Submit's done returns: the message is in the store's
 // file (the kernel's page cache), acked by JetStream. With the default
 // SyncInterval (nats-server's own, 2 minutes) it survives a crash of wsd
@@ -42,4 +45,12 @@
 // on this machine while the CI suite ran beside it: 102 µs default, 453 µs
 // SyncAlways (go test -run x -bench BenchmarkSync -benchtime 2000x
 // ./history), 4.4× the cost.
+//
+// Restart on a full store: with 1,000,000 messages of about 80 B in 1,000
+// rooms (208 MB on disk), OpenEmbedded took 2.8 s (nats-server recovering
+// its files), Start 10 ms and the first Read of a room's last 100 56 ms,
+// means of 5 restarts on this machine (go test -run x -bench
+// BenchmarkRestart -benchtime 5x ./history; the fill, done once, takes
+// about a minute and its directory is removed). The session reads the Log
+// for cold joins off its reactor's workers for that reason.
 package history

@@ -65,6 +65,8 @@ var (
 		"the server drains; a 503 of its own so a client and a log can tell it from a full server")
 	errBusy = refusing("busy", http.StatusServiceUnavailable, "server busy: try again later",
 		"the request head would take more than the inbound budget has left")
+	errHistoryUnavailable = refusing("history_unavailable", http.StatusServiceUnavailable, "history store did not answer: try again later",
+		"a v1 connection's first room needs the history store (since/history older than memory holds) and the store did not answer within its timeout, with nothing of the room in memory")
 	errPerIP = refusing("per_ip", http.StatusTooManyRequests, "too many connections from this address",
 		"the source address holds -max-conns-per-ip sockets already")
 	errHandshakePerIP = refusing("handshake_per_ip", http.StatusTooManyRequests, "too many handshakes from this address",

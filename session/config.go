@@ -136,6 +136,13 @@ type Config struct {
 	// stamp; 0: DefaultLogPublishTimeout.
 	Log               chat.Log
 	LogPublishTimeout time.Duration
+	// A join the Ring cannot answer reads the Log off the reactor's
+	// workers (logread.go): at most LogReads Reads at once, LogReadQueue
+	// more joins waiting for one (past it a join is answered from the
+	// Ring alone), each answered within LogReadTimeout. 0: the defaults.
+	LogReads       int
+	LogReadQueue   int
+	LogReadTimeout time.Duration
 
 	// Page, if set, is asked about every request head the upgrader
 	// refuses; a non-nil answer (a complete HTTP response, such as
@@ -235,6 +242,15 @@ func (c *Config) setV1Defaults() {
 	}
 	if c.LogPublishTimeout <= 0 {
 		c.LogPublishTimeout = DefaultLogPublishTimeout
+	}
+	if c.LogReads <= 0 {
+		c.LogReads = DefaultLogReads
+	}
+	if c.LogReadQueue <= 0 {
+		c.LogReadQueue = DefaultLogReadQueue
+	}
+	if c.LogReadTimeout <= 0 {
+		c.LogReadTimeout = DefaultLogReadTimeout
 	}
 	if c.DedupWindow < DefaultDedupWindow {
 		c.DedupWindow = DefaultDedupWindow

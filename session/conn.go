@@ -103,6 +103,7 @@ const (
 	flagKill   uint32 = 1 << iota // close the fd now (deadline passed, write failed)
 	flagPaused                    // input waits for the outbound budget (see pauseReader)
 	flagHeld                      // input waits for a shard's fan-out backlog (see fanout.hold)
+	flagCold                      // a v1 join waits for a Read of the Log (logread.go); set and cleared by OnReady
 )
 
 // connFlags are a connection's atomic flags in one word.
@@ -130,6 +131,9 @@ func (c *Conn) OnReady(ev poller.Event) {
 		c.flushLocked()
 		c.wmu.Unlock()
 		c.hub.resumeReaders() // what was flushed may bring the budget back under
+	}
+	if c.flags.has(flagCold) && c.coldReady() { // logread.go
+		ev |= poller.Readable // what the socket holds was left there meanwhile
 	}
 	if ev&poller.Readable != 0 && !c.flags.has(flagKill) {
 		c.readAll()
@@ -159,6 +163,9 @@ func (c *Conn) readAll() {
 		}
 		if c.flags.has(flagHeld) {
 			return // a shard's backlog is full: its release reads on
+		}
+		if c.flags.has(flagCold) && c.coldFull() {
+			return // a join waits for the Log: its answer reads on (logread.go)
 		}
 		if c.state.Load() == stOpen && c.hub.out.over() {
 			// Every message read now would add to a spent outbound
@@ -515,6 +522,9 @@ func (c *Conn) finish() {
 		return
 	}
 	h := c.hub
+	if c.flags.has(flagCold) {
+		c.dropCold(c.v1.cold) // logread.go
+	}
 	c.setState(stClosed)
 	c.wmu.Lock()
 	c.wclosed = true

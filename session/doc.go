@@ -36,8 +36,10 @@
 // close and refusal wsd decides, one table), deliver.go (the one delivery
 // path), handshake.go, conn.go, write.go, fanout.go, table.go, sweep.go,
 // budget.go, drain.go (lame-duck and Shutdown), bridge.go (the cluster's
-// hooks), v1.go (chat protocol v1: rooms as subscriptions, commands,
-// envelope variants, presence frames).
+// hooks), log.go (a room order kept outside the process, Config.Log) and
+// logread.go (its cold joins, read off the reactor's workers), v1.go (chat
+// protocol v1: rooms as subscriptions, commands, envelope variants,
+// presence frames).
 //
 // The tests here cover the parts with no sockets (the table, budgets, rate
 // limits, the close table). The behaviour suite, real clients against a

@@ -107,7 +107,10 @@ func (c *Conn) join(welcome *ownFrame) {
 	h.stats.HandshakesOK.Add(1)
 	var old *Conn
 	if c.v1 != nil {
-		old = c.joinFirst(welcome) // v1.go
+		var pending bool
+		if old, pending = c.joinFirst(welcome); pending { // v1.go
+			return // the join waits for the Log: logread.go calls joinedFirst
+		}
 	} else {
 		old = h.table.join(c, welcome)
 		if old == nil || old.v1 != nil || old.room != c.room {
@@ -116,6 +119,12 @@ func (c *Conn) join(welcome *ownFrame) {
 			h.presence.Arrive(c.room, c.key)
 		}
 	}
+	c.joinedFirst(old)
+}
+
+// joinedFirst closes what c's first join displaced.
+func (c *Conn) joinedFirst(old *Conn) {
+	h := c.hub
 	if old != nil {
 		h.roomsLeft(old, c.room) // the key stays in the room c holds
 	}

@@ -47,6 +47,18 @@ const (
 	// DefaultLogPublishTimeout bounds how long Publish waits for the Log
 	// to order an admin message.
 	DefaultLogPublishTimeout = 2 * time.Second
+	// DefaultLogReads is how many Reads of the Log for cold joins run at
+	// once: each holds a goroutine, and a store slower than the joins
+	// arrive queues them rather than piling Reads on it.
+	DefaultLogReads = 4
+	// DefaultLogReadQueue is how many cold joins wait for a reader; past
+	// it a join is answered from the Ring alone (Stats.LogReadsShed).
+	DefaultLogReadQueue = 1024
+	// DefaultLogReadTimeout bounds a cold join's wait (queued and read):
+	// past it the join is answered from the Ring alone. Above
+	// history.DefaultReadTimeout (5 s) plus a wait in the queue, so a
+	// store that answers at all answers the join.
+	DefaultLogReadTimeout = 8 * time.Second
 	// logJoinRetries bounds the Reads of one join when the Ring's run
 	// starts after what the Read returned (a Reset between the two).
 	logJoinRetries = 3
@@ -91,6 +103,7 @@ type logState struct {
 	mu       sync.Mutex
 	local    map[string]string // room → its box-local epoch while the Log fails it
 	nlocal   int               // len(local), read under mu
+	reads    chan *coldJoin    // cold joins waiting for a reader (logread.go)
 }
 
 // lagFilter is a sub's guard against the Log's delivery lagging behind
@@ -114,6 +127,7 @@ func (h *Hub) startLog() {
 	}
 	h.lg.log = h.cfg.Log
 	h.lg.startErr = h.lg.log.Start(logDeliverer{h})
+	h.startLogReaders() // logread.go
 }
 
 // LogError is the error the Log's Start returned, nil without a Log.
@@ -372,24 +386,21 @@ func (h *Hub) ackLater(c *Conn, env []byte) {
 // readCopy is what a join read from the Log: the messages' envelopes,
 // built once here (a cold join is rare; each costs its Read anyway).
 type readCopy struct {
-	seqs  []uint64
-	ts    []int64
-	envs  [][]byte
+	ents  []chat.Entry
 	bytes int64 // charged to the outbound budget until the join is done
 }
 
 func (rc *readCopy) add(m *chat.Message) {
-	rc.seqs = append(rc.seqs, m.Seq)
-	rc.ts = append(rc.ts, m.TS)
 	env := chat.AppendMessage(nil, m)
-	rc.envs = append(rc.envs, env)
+	rc.ents = append(rc.ents, chat.Entry{Seq: m.Seq, TS: m.TS, Frame: env})
 	rc.bytes += int64(cap(env)) + 48
 }
 
 // joinLogged is runJoin's Ring step with a Log: v.join is answered from
-// the Ring if it covers it, else from a Read of the Log merged with the
-// Ring under the room's lock.
-func (c *Conn) joinLogged() {
+// the Ring if it covers it; else a Read of the Log is queued (logread.go)
+// and joinLogged reports true: the join is pending, answered once the
+// Read is in (mergeRead) or has timed out.
+func (c *Conn) joinLogged() (pending bool) {
 	v, h := c.v1, c.hub
 	j := &v.join
 	hot := false
@@ -410,94 +421,152 @@ func (c *Conn) joinLogged() {
 		}
 		hot = true
 		h.stats.LogRingHits.Add(1)
-		v.Attach(info)
-		switch {
-		case !j.attached:
-		case j.recovered:
-			view.Replay(v, j.since)
-		case !j.hasSince:
-			view.Replay(v, info.Seq-uint64(j.expect))
-		}
+		c.attachRing(view, info)
 	})
 	if hot {
-		return
+		return false
 	}
-	for try := 0; ; try++ {
-		h.stats.LogReads.Add(1)
-		var rc readCopy
-		after, max := uint64(0), j.history
-		if j.hasSince {
-			after, max = j.since, h.cfg.HistorySize
-		}
-		info, err := h.lg.log.Read(j.room, after, max, rc.add)
-		h.out.add(rc.bytes) // after the Read: what it holds now is known
-		done := err == nil && c.mergeRead(info, &rc)
-		h.out.add(-rc.bytes)
-		if err != nil {
-			// The Log cannot say: the Ring answers what it can (a room
-			// it holds nothing of starts an epoch of its own).
-			h.stats.LogReadErrors.Add(1)
-			if j.hasSince {
-				h.ring.Since(j.room, j.since, j.epoch, v)
-			} else {
-				h.ring.Last(j.room, j.history, v)
-			}
-			return
-		}
-		if done || try == logJoinRetries {
-			return
-		}
+	if c.startCold(0, nil) {
+		return true
+	}
+	h.stats.LogReadsShed.Add(1) // every reader busy and the queue full
+	c.answerFromRing(false)
+	return false
+}
+
+// attachRing attaches v.join to what the Ring holds of the room (view,
+// info) and replays what it covers; the room is locked.
+func (c *Conn) attachRing(view chat.View, info chat.Info) {
+	v, j := c.v1, &c.v1.join
+	if s := view.Seeded(); s > 0 {
+		// The room holds messages a Read put there that the Log has not
+		// delivered here yet: replayed now, skipped when they come live.
+		j.lag = &lagFilter{epoch: info.Epoch, seq: s}
+	}
+	v.Attach(info)
+	switch {
+	case !j.attached:
+	case j.recovered:
+		view.Replay(v, j.since)
+	case !j.hasSince:
+		view.Replay(v, info.Seq-uint64(j.expect))
 	}
 }
 
-// mergeRead answers v.join with what the Log's Read returned (info, rc)
-// and what the Ring holds of the room past it, with the room's log
-// locked: the replay is the Read's messages, then the Ring's past the
-// Read's top, and the sub takes live messages from there. It reports
-// false, having done nothing, if the Ring's run starts after the Read's
-// top (a Reset between the two): the caller reads again.
+// answerFromRing answers v.join from the Ring alone: the Log could not
+// be read (an error, no answer within LogReadTimeout, too many joins
+// waiting). A room the Ring holds is answered with its position and
+// what it covers (recovered:false for a since it does not). One it holds
+// nothing of has no position to give: after a Read error (the store is
+// away) the Ring starts the room in an epoch of the box's, as when the
+// store fails a write, so the box keeps admitting clients; when the store
+// is only slow or busy, the join is refused with unavailable (the first
+// join of a connection: 503) rather than answered with a position that
+// is not the room's, and a retry may find the store.
+func (c *Conn) answerFromRing(failed bool) {
+	v, h := c.v1, c.hub
+	j := &v.join
+	known := false
+	h.ring.Locked(j.room, func(view chat.View) {
+		info, ok := view.Info()
+		if !ok {
+			return
+		}
+		known = true
+		c.attachRing(view, info)
+	})
+	switch {
+	case known:
+	case failed && j.hasSince:
+		h.ring.Since(j.room, j.since, j.epoch, v) // a room it has not: a new epoch
+	case failed:
+		h.ring.Last(j.room, j.history, v)
+	default:
+		j.refused, j.storeSlow = chat.CodeUnavailable, true
+	}
+}
+
+// mergeRead answers v.join with what the Log's Read returned (info, rc:
+// the room's last HistorySize messages) and what the Ring holds of the
+// room past it, with the room's log locked: the replay is the Read's
+// messages (those after since, or the last history), then the Ring's past
+// the Read's top, and the sub takes live messages from there. The Read's
+// messages then seed the Ring (chat.View.Seed) when they are the room's
+// latest, so the next join is served from memory. It reports false,
+// having done nothing, if the Ring's run starts after the Read's top (a
+// Reset between the two): the caller reads again.
 func (c *Conn) mergeRead(info chat.Info, rc *readCopy) (done bool) {
 	v, h := c.v1, c.hub
 	j := &v.join
-	h.ring.Locked(j.room, func(view chat.View) {
+	h.ring.Merging(j.room, func(view chat.View) {
 		rinfo, ok := view.Info()
-		ahead := ok && rinfo.Epoch == info.Epoch && rinfo.Seq > info.Seq
+		same := ok && rinfo.Epoch == info.Epoch
+		ahead := same && rinfo.Seq > info.Seq
 		if ahead && rinfo.First > info.Seq+1 {
 			return
 		}
 		done = true
+		read := rc.ents
+		// Contiguous with the room's top: the Read returned its latest.
+		latest := len(read) > 0 && read[len(read)-1].Seq == info.Seq
+		if j.hasSince {
+			i := 0
+			for i < len(read) && read[i].Seq <= j.since {
+				i++
+			}
+			read = read[i:]
+		}
 		top, ringN := info.Seq, 0
 		if ahead {
 			top, ringN = rinfo.Seq, int(rinfo.Seq-info.Seq)
 		}
 		// The position Attach sees: what the Read and the Ring hold
 		// together, contiguous from the first read message.
-		n := len(rc.seqs) + ringN
+		n := len(read) + ringN
 		ai := chat.Info{Room: j.room, Seq: top, Epoch: info.Epoch, First: top - uint64(n) + 1, Len: n}
-		if len(rc.seqs) > 0 && rc.seqs[len(rc.seqs)-1] != info.Seq {
+		if len(read) > 0 && !latest {
 			ai.First, ai.Len = top+1, 0 // not contiguous with the top: nothing to recover
 		}
-		if j.hasSince && len(rc.seqs) > 0 && rc.seqs[0] != j.since+1 {
-			ai.First = top + 1 // the Read lost some after since (the last max)
+		if j.hasSince && len(read) > 0 && read[0].Seq != j.since+1 {
+			ai.First = top + 1 // the Read does not reach back to since
 		}
+		// Messages up to the Read's top may still be on their way to this
+		// box (when the Ring is not past them), and those the Ring holds
+		// from an earlier Read too: this sub has them from the replay.
+		lag, lagged := uint64(0), !ahead
 		if !ahead {
-			// Messages up to the Read's top may still be on their way to
-			// this box: this sub has them from the Read.
-			j.lag = &lagFilter{epoch: info.Epoch, seq: info.Seq}
+			lag = info.Seq
+		}
+		if s := view.Seeded(); same && s > lag {
+			lag, lagged = s, true
+		}
+		if lagged {
+			j.lag = &lagFilter{epoch: info.Epoch, seq: lag}
 		}
 		v.Attach(ai)
-		if !j.attached || (j.hasSince && !j.recovered) {
-			return
-		}
-		skip := n - j.expect // Last: the oldest not asked for
-		for i := range rc.seqs {
-			if i >= skip {
-				v.Replay(chat.Entry{Seq: rc.seqs[i], TS: rc.ts[i], Frame: rc.envs[i]})
+		if j.attached && !(j.hasSince && !j.recovered) {
+			skip := n - j.expect // Last: the oldest not asked for
+			for i := range read {
+				if i >= skip {
+					v.Replay(read[i])
+				}
+			}
+			if ringN > 0 {
+				view.Replay(v, info.Seq+uint64(max(0, skip-len(read))))
 			}
 		}
-		if ringN > 0 {
-			view.Replay(v, info.Seq+uint64(max(0, skip-len(rc.seqs))))
+		if latest {
+			h.seedLocked(view, info, rc)
 		}
 	})
 	return done
+}
+
+// seedLocked puts what a Read returned of the room's latest messages in
+// the Ring (view, the room locked). A run the box orders alone is of
+// another epoch: Seed leaves it.
+func (h *Hub) seedLocked(view chat.View, info chat.Info, rc *readCopy) {
+	if k := view.Seed(info.Epoch, info.Seq, rc.ents); k > 0 {
+		h.stats.LogSeeded.Add(uint64(k))
+	}
 }

@@ -37,6 +37,10 @@ type Stats struct {
 	LogRingHits     atomic.Uint64 // joins answered from the hot Ring
 	LogReads        atomic.Uint64 // Reads of the Log for a join (a cold room, or older than the Ring)
 	LogReadErrors   atomic.Uint64 // of them, failed: answered from the Ring alone
+	LogReadTimeouts atomic.Uint64 // cold joins whose Read did not answer within LogReadTimeout: answered from the Ring alone
+	LogReadsShed    atomic.Uint64 // cold joins past LogReadQueue: answered from the Ring alone, not read
+	LogReadsWaiting atomic.Int64  // cold joins queued or reading now
+	LogSeeded       atomic.Uint64 // messages a Read put in the Ring (the room's latest), for the next joins
 	LogWritesFailed atomic.Uint64 // Submits the Log failed: delivered here under a box-local epoch
 	LogLocalEpochs  atomic.Uint64 // times a room went over to a box-local epoch
 	LogDuplicates   atomic.Uint64 // Submits the Log answered as duplicates (same sender and id)

@@ -77,6 +77,7 @@ type v1Conn struct {
 	keys     []string  // members scratch
 	batch    []outItem // replayed frames not yet handed over: a pooled replayBatch during a replay, else nil
 	join     pendingJoin
+	cold     *coldJoin // the join waits for a Read of the Log (logread.go)
 	welcome  *ownFrame // the 101, for the first join
 	replaced *Conn     // what the first join displaced
 }
@@ -95,6 +96,7 @@ type pendingJoin struct {
 	expect    int        // messages the Ring will replay (known at Attach)
 	replayed  int
 	held      bool // frames are held for one write (Conn.hold): runJoin flushes
+	storeSlow bool // refused: the Log did not answer and the Ring knows nothing (logread.go)
 }
 
 // maxReplayBatch bounds the replayed frames batched before they are handed
@@ -298,8 +300,9 @@ func (t *table) roomCount(name string) int {
 // later ones come from join commands.
 
 // joinFirst is Conn.join for a v1 connection: the first room's join, with
-// the query's position.
-func (c *Conn) joinFirst(welcome *ownFrame) *Conn {
+// the query's position. pending: it waits for a Read of the Log, and
+// logread.go finishes it (joinedFirst).
+func (c *Conn) joinFirst(welcome *ownFrame) (old *Conn, pending bool) {
 	v := c.v1
 	v.welcome = welcome
 	v.join = pendingJoin{room: c.room, hasSince: v.hasSince, since: v.since, epoch: v.epoch}
@@ -307,23 +310,41 @@ func (c *Conn) joinFirst(welcome *ownFrame) *Conn {
 	if v.hasHistory {
 		k = v.history
 	}
-	old := c.runJoin(k)
+	old, pending = c.runJoin(k)
+	if pending {
+		return nil, true // v.welcome goes out with the answer (logread.go)
+	}
 	v.welcome = nil
-	return old
+	return old, false
 }
 
 // runJoin runs v.join through the Ring and reports the connection a first
-// join displaced.
-func (c *Conn) runJoin(history int) (old *Conn) {
+// join displaced, or pending: the join waits for a Read of the Log, and
+// is answered when it is in (logread.go), or, a first join, was refused
+// before its 101 (the caller has nothing more to do for it).
+func (c *Conn) runJoin(history int) (old *Conn, pending bool) {
 	v, h := c.v1, c.hub
 	v.join.history = history
 	if h.lg.log != nil {
-		c.joinLogged() // log.go
+		if c.joinLogged() { // log.go
+			return nil, true
+		}
+		if v.welcome != nil && v.join.storeSlow {
+			c.refuseFirst()  // logread.go
+			return nil, true // answered: nothing more to do for it
+		}
 	} else if v.join.hasSince {
 		h.ring.Since(v.join.room, v.join.since, v.join.epoch, v)
 	} else {
 		h.ring.Last(v.join.room, history, v)
 	}
+	return c.endJoin(), false
+}
+
+// endJoin sends v.join's answer and reports the connection a first join
+// displaced.
+func (c *Conn) endJoin() (old *Conn) {
+	v := c.v1
 	if len(v.batch) > 0 {
 		// Not reached: Attach counts what the Ring replays. Should the
 		// count be off, the frames still go out rather than leak.
@@ -337,7 +358,11 @@ func (c *Conn) runJoin(history int) (old *Conn) {
 	}
 	old, v.replaced = v.replaced, nil
 	if v.join.refused != 0 {
-		c.sendError(v.join.id, v.join.refused, refusedReason(v.join.refused))
+		reason := refusedReason(v.join.refused)
+		if v.join.storeSlow {
+			reason = storeSlowReason
+		}
+		c.sendError(v.join.id, v.join.refused, reason)
 	}
 	v.join = pendingJoin{}
 	return old
@@ -494,6 +519,12 @@ func (v *v1Conn) allows(room []byte) bool {
 // command handles one v1 frame's text: parse, do, answer.
 func (c *Conn) command(payload []byte) error {
 	h, v := c.hub, c.v1
+	if v.cold != nil {
+		// A join waits for the Log: what follows it waits behind it, so
+		// the answers keep the commands' order (logread.go).
+		c.deferCommand(payload)
+		return nil
+	}
 	cmd := &v.cmd
 	if err := chat.ParseCommand(cmd, payload, chat.Limits{MaxText: h.cfg.MaxMessage, MaxHistory: h.cfg.HistorySize}); err != nil {
 		e := err.(*chat.Error)
@@ -517,7 +548,7 @@ func (c *Conn) command(payload []byte) error {
 		if cmd.HasHistory {
 			k = cmd.History
 		}
-		c.runJoin(k)
+		c.runJoin(k) // pending or not: the next command waits for its answer
 	case chat.TypeLeave:
 		s := h.table.shardOf(c.key)
 		s.mu.Lock()
@@ -591,6 +622,10 @@ func (c *Conn) send1(cmd *chat.Command) error {
 }
 
 // refusedReason is the error frame's reason for a refusal of the server's.
+// storeSlowReason is a join's refusal when the history store did not
+// answer in time and the box holds nothing of the room.
+const storeSlowReason = "the history store did not answer in time: join again"
+
 func refusedReason(code chat.Code) string {
 	switch code {
 	case chat.CodeTooManyRooms:

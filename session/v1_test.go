@@ -332,7 +332,11 @@ func TestReplayGzipFrameShared(t *testing.T) {
 	}
 	replay := func(key string, gzip bool) [][]byte {
 		c, _ := stalledMember(t, h, r, key, gzip)
+		// Under the shard lock the connection's close reads it with.
+		sh := h.table.shardOf(c.key)
+		sh.mu.Lock()
 		c.v1 = &v1Conn{c: c}
+		sh.mu.Unlock()
 		h.ring.Last(room, 3, heldReplay{c.v1})
 		var frames [][]byte
 		for _, it := range c.v1.batch {

@@ -26,6 +26,7 @@ const (
 	DefaultHistoryMemMax         = 64 << 20 // memory the embedded server may use (64 MiB)
 	DefaultHistorySync           = 2 * time.Minute
 	DefaultHistoryPublishTimeout = 2 * time.Second
+	DefaultHistoryReplicas       = 1 // copies of the stream (-history-jetstream)
 	// DefaultHistoryConnectTimeout bounds the dial of each -nats-url
 	// server for -history-jetstream at start.
 	DefaultHistoryConnectTimeout = 2 * time.Second
@@ -81,7 +82,7 @@ func addHistoryFlags(fs *flag.FlagSet, h *historyOptions) {
 	h.sync.every = DefaultHistorySync
 	fs.Var(&h.sync, "history-sync", `how often the embedded history store fsyncs (a duration), or "always": every write before its ack (-history-dir)`)
 	fs.BoolVar(&h.jetstream, "history-jetstream", false, "keep rooms' order and history in the JetStream of the -nats-url cluster: one order per room for every box")
-	fs.IntVar(&h.replicas, "history-replicas", 1, "copies JetStream keeps of the history stream (-history-jetstream; at most the NATS cluster's servers)")
+	fs.IntVar(&h.replicas, "history-replicas", DefaultHistoryReplicas, "copies JetStream keeps of the history stream (-history-jetstream; at most the NATS cluster's servers)")
 	fs.DurationVar(&h.publishTimeout, "history-publish-timeout", DefaultHistoryPublishTimeout, "how long a message waits for the history store; past it the box delivers it alone under a box-local epoch")
 }
 
@@ -164,7 +165,7 @@ func openHistory(o *options, cfg *server.Config, log *slog.Logger, check bool) (
 func historyConn(o *options) (*nats.Conn, error) {
 	c := &o.cluster
 	opts := []nats.Option{
-		nats.Name("wsd history " + c.boxID),
+		nats.Name(strings.TrimSpace("wsd history " + c.boxID)), // the bridge's connection is "wsd <box id>"
 		nats.Timeout(DefaultHistoryConnectTimeout),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(time.Second),
@@ -194,6 +195,19 @@ func historyConn(o *options) (*nats.Conn, error) {
 		return nil, fmt.Errorf("cannot connect to NATS: %w", err)
 	}
 	return nc, nil
+}
+
+// historyStarted logs the store in use and the limits it was given.
+func historyStarted(log *slog.Logger, o *options) {
+	cur := o.server.Session
+	if o.history.dir != "" {
+		log.Info("history store", "mode", "embedded", "dir", o.history.dir, "stream", history.DefaultStream,
+			"per_room", cur.HistorySize, "max_age", cur.HistoryTTL, "store_max", o.history.storeMax, "sync", o.history.sync.String())
+		return
+	}
+	log.Info("history store", "mode", "jetstream", "nats", redactURLs(o.cluster.url), "stream", history.DefaultStream,
+		"subjects", o.cluster.prefix+".h.>", "replicas", o.history.replicas,
+		"per_room", cur.HistorySize, "max_age", cur.HistoryTTL, "max_bytes", o.history.storeMax)
 }
 
 // Close closes the Log, then its connection.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,8 +16,11 @@ import (
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/wsd-chat/wsd/internal/natstest"
+	"github.com/wsd-chat/wsd/internal/selfsigned"
 	"github.com/wsd-chat/wsd/internal/wstest"
 )
 
@@ -450,5 +454,134 @@ func TestBinaryClusteredHistoryOutage(t *testing.T) {
 	back := send("s3")
 	if back.Epoch != first.Epoch || back.Seq != first.Seq+1 {
 		t.Fatalf("NATS back: %s, want seq %d epoch %s", back.Raw, first.Seq+1, first.Epoch)
+	}
+}
+
+// historyPermissions is the NATS account of docs/cluster-security.md for
+// boxes with -history-jetstream: wsd's own subjects, the JetStream API of
+// its one stream, and replies.
+const historyPermissions = `
+accounts {
+  CHAT {
+    jetstream: enabled
+    users [
+      { user: wsd, password: wsd-secret,
+        permissions {
+          publish { allow: ["wsd.>",
+            "$JS.API.STREAM.CREATE.WSD_HISTORY", "$JS.API.STREAM.UPDATE.WSD_HISTORY", "$JS.API.STREAM.INFO.WSD_HISTORY",
+            "$JS.API.STREAM.MSG.GET.WSD_HISTORY", "$JS.API.DIRECT.GET.WSD_HISTORY", "$JS.API.DIRECT.GET.WSD_HISTORY.>",
+            "$JS.API.CONSUMER.CREATE.WSD_HISTORY.>", "$JS.API.CONSUMER.MSG.NEXT.WSD_HISTORY.>", "$JS.API.CONSUMER.DELETE.WSD_HISTORY.>"] }
+          subscribe { allow: ["wsd.>", "_INBOX.>"] } } }
+      { user: app, password: app-secret,
+        permissions { publish { deny: ["wsd.>", "$JS.API.>"] }, subscribe { deny: ["wsd.>"] } } }
+    ]
+  }
+}
+`
+
+// A box with -history-jetstream under the NATS permissions the docs give
+// wsd's user: it stores, delivers and, restarted, reads the stream (no
+// box-local epoch, no failed write), while another user of the account
+// can neither write the stream's subjects nor reach its API.
+func TestBinaryClusteredHistoryPermissions(t *testing.T) {
+	conf := writeFile(t, filepath.Join(t.TempDir(), "nats.conf"), historyPermissions)
+	opts, err := natsserver.ProcessConfigFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := natstest.StartJetStream(t, opts)
+	args := []string{"-nats-url", "nats://" + ns.Addr().String(), "-nats-user", "wsd", "-nats-password", "wsd-secret",
+		"-history-jetstream", "-history-store-max", "67108864"}
+	p := wstest.StartBinary(t, args...)
+	c := wstest.DialV1(t, p.Addr, "specialKey=k&room=r")
+	c.ExpectUntil(t, "joined")
+	for i := range 5 {
+		c.Send("r", fmt.Sprintf("m%d", i), "hello")
+	}
+	msgs, _ := readRoom(t, c, 5, 5)
+	epoch := msgs[0].Epoch
+	checkRun(t, "under permissions", msgs, 1, epoch)
+
+	c.Conn.Close()
+	p.Signal(syscall.SIGTERM)
+	if code := p.Wait(10 * time.Second); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	p = wstest.StartBinary(t, args...)
+	r := wstest.DialV1(t, p.Addr, "specialKey=r&room=r&since=2&epoch="+epoch)
+	if j := r.ExpectUntil(t, "joined"); !j.Recovered || j.Epoch != epoch || j.Seq != 5 {
+		t.Fatalf("after the restart: %s", j.Raw)
+	}
+	msgs, _ = readRoom(t, r, 3, 0)
+	checkRun(t, "read under permissions", msgs, 3, epoch)
+	for _, name := range []string{"wsd_history_writes_failed_total", "wsd_history_read_errors_total", "wsd_history_local_epochs_total"} {
+		if v := metricValue(t, p.AdminAddr, name); v != 0 {
+			t.Errorf("%s = %v", name, v)
+		}
+	}
+
+	if testing.Verbose() {
+		t.Log(p.Log())
+	}
+	app, err := nats.Connect("nats://"+ns.Addr().String(), nats.UserInfo("app", "app-secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer app.Close()
+	js, _ := jetstream.New(app)
+	for what, try := range map[string]func(context.Context) error{
+		"wrote the history stream's subjects": func(ctx context.Context) error {
+			_, err := js.Publish(ctx, "wsd.h.forged", []byte("x"))
+			return err
+		},
+		"reached the history stream's API": func(ctx context.Context) error {
+			_, err := js.Stream(ctx, "WSD_HISTORY")
+			return err
+		},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		if err := try(ctx); err == nil {
+			t.Errorf("the app user %s", what)
+		}
+		cancel()
+	}
+}
+
+// -history-jetstream over a tls:// NATS: the store's connection verifies
+// the server with -nats-ca as the bridge does, two boxes share one
+// order, and a box without the CA is refused at start, naming why.
+func TestBinaryClusteredHistoryTLS(t *testing.T) {
+	dir := t.TempDir()
+	cert, key, err := selfsigned.WriteFiles(dir, "nats", time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := writeFile(t, filepath.Join(dir, "nats.conf"), fmt.Sprintf("tls { cert_file: %q, key_file: %q }\n", cert, key))
+	opts, err := natsserver.ProcessConfigFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := natstest.StartJetStream(t, opts)
+	url := "tls://" + ns.Addr().String()
+	var cs []*wstest.V1
+	for i := range 2 {
+		p := wstest.StartBinary(t, "-nats-url", url, "-nats-ca", cert, "-history-jetstream", "-history-store-max", "67108864")
+		c := wstest.DialV1(t, p.Addr, fmt.Sprintf("specialKey=u%d&room=r", i))
+		c.ExpectUntil(t, "joined")
+		cs = append(cs, c)
+	}
+	cs[0].Send("r", "a", "over tls")
+	cs[1].Send("r", "b", "over tls")
+	m0, _ := readRoom(t, cs[0], 2, 1)
+	m1, _ := readRoom(t, cs[1], 2, 1)
+	checkRun(t, "box 0", m0, 1, m0[0].Epoch)
+	for k := range m0 {
+		if m0[k].ID != m1[k].ID || m0[k].Seq != m1[k].Seq || m0[k].Epoch != m1[k].Epoch {
+			t.Fatalf("the boxes differ: %s, %s", m0[k].Raw, m1[k].Raw)
+		}
+	}
+	code, out := runBinary(t, nil, "-nats-url", url, "-history-jetstream", "-history-store-max", "67108864", "-addr", "127.0.0.1:0", "-admin-addr", "")
+	if code != 2 || !strings.Contains(out, "-history-jetstream: cannot connect to NATS") || !strings.Contains(out, "certificate") {
+		t.Fatalf("without -nats-ca: exit %d, %q", code, out)
 	}
 }

@@ -171,6 +171,7 @@ func build(st *state, o *options) (*server.App, error) {
 	if hs != nil {
 		cfg.Session.Log = hs
 		st.history = hs
+		historyStarted(st.log, o)
 	}
 	app, err := server.New(cfg)
 	if err != nil {

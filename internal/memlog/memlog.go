@@ -1,7 +1,8 @@
 // Package memlog is a chat.Log kept in memory, for tests: one Store,
 // shared by several Hubs (each through its own Box), gives them one order
 // per room, as package history does with JetStream, with hooks that make
-// Submit fail or slow, hold a box's delivery back, Reset a box, and a
+// Submit fail or slow, hold a box's delivery back, Reset a box, hold
+// Reads (a slow or unreachable store, for the callers' timeouts), and a
 // dedup window (the same From and ID within it is a duplicate with the
 // original's stamp).
 package memlog
@@ -39,6 +40,14 @@ type Store struct {
 	fail  func(m *chat.Message) error
 	delay time.Duration
 
+	// HoldReads: Reads wait on rcond (under rmu) while readsHeld.
+	rmu          sync.Mutex
+	rcond        *sync.Cond
+	readsHeld    bool
+	readsWaiting int
+	reads        int
+	readErr      error
+
 	submits, dups, failed int
 }
 
@@ -66,7 +75,35 @@ func New(cfg Config) *Store {
 	if cfg.Epoch == "" {
 		cfg.Epoch = chat.NewEpoch()
 	}
-	return &Store{cfg: cfg, epoch: cfg.Epoch, rooms: make(map[string]*room), dedup: make(map[string]dedupEntry)}
+	s := &Store{cfg: cfg, epoch: cfg.Epoch, rooms: make(map[string]*room), dedup: make(map[string]dedupEntry)}
+	s.rcond = sync.NewCond(&s.rmu)
+	return s
+}
+
+// HoldReads makes every Read wait (on) after it has taken its copy of
+// the room, until HoldReads(false): a store that answers late, with what
+// it held when asked (messages ordered meanwhile are past its answer).
+func (s *Store) HoldReads(on bool) {
+	s.rmu.Lock()
+	s.readsHeld = on
+	s.rcond.Broadcast()
+	s.rmu.Unlock()
+}
+
+// SetReadError makes every Read fail with err (nil: none fail), as a
+// store that is away does.
+func (s *Store) SetReadError(err error) {
+	s.rmu.Lock()
+	s.readErr = err
+	s.rmu.Unlock()
+}
+
+// Reads returns how many Reads were asked for, and how many wait on
+// HoldReads now.
+func (s *Store) Reads() (asked, waiting int) {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	return s.reads, s.readsWaiting
 }
 
 // Epoch is the store's epoch.
@@ -318,6 +355,20 @@ func (b *Box) Read(name string, after uint64, max int, fn func(m *chat.Message))
 		}
 	}
 	s.mu.Unlock()
+	s.rmu.Lock()
+	s.reads++
+	if err := s.readErr; err != nil {
+		s.rmu.Unlock()
+		return chat.Info{Room: name}, err
+	}
+	if s.readsHeld {
+		s.readsWaiting++
+		for s.readsHeld {
+			s.rcond.Wait()
+		}
+		s.readsWaiting--
+	}
+	s.rmu.Unlock()
 	if max <= 0 {
 		return info, nil
 	}
