@@ -48,34 +48,49 @@ func rejoin(b testing.TB, c *Conn, cmd, buf []byte) {
 // writev (to /dev/null: the kernel's TCP cost, which the single writev
 // saves, is not in it). Every replayed frame is one the ring shares
 // (Entry.Encoded): allocs/op is the join's own, none per message.
+//
+// conn=fresh is the recover bench's case, every join a connection's first
+// replay: nothing a previous join left in the v1Conn (its replay batch)
+// is there to reuse. conn=same is one connection resyncing again and again.
 func BenchmarkReplay(b *testing.B) {
 	const msgs = 100
-	for _, gzip := range []bool{false, true} {
-		b.Run(fmt.Sprintf("msgs=%d/size=256/gzip=%v", msgs, gzip), func(b *testing.B) {
-			h, c := replayHub(b, msgs, 256, gzip)
-			info, _ := h.ring.Info("r")
-			cmd := []byte(`{"type":"join","room":"r","since":0,"epoch":"` + info.Epoch + `"}`)
-			buf := make([]byte, 0, len(cmd))
-			rejoin(b, c, cmd, buf) // the first join adds the sub; later ones resync
-			rejoin(b, c, cmd, buf)
-			out0 := h.stats.BytesOut.Load()
-			b.ReportAllocs()
-			b.ResetTimer()
-			for range b.N {
-				rejoin(b, c, cmd, buf)
-			}
-			b.StopTimer()
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*msgs), "ns/replayed")
-			if got, least := h.stats.BytesOut.Load()-out0, uint64(b.N*msgs*100); got < least {
-				b.Fatalf("%d bytes out for %d joins of %d messages", got, b.N, msgs)
-			}
-		})
+	for _, fresh := range []bool{true, false} {
+		for _, gzip := range []bool{false, true} {
+			name := map[bool]string{true: "fresh", false: "same"}[fresh]
+			b.Run(fmt.Sprintf("msgs=%d/size=256/gzip=%v/conn=%s", msgs, gzip, name), func(b *testing.B) {
+				benchReplay(b, msgs, gzip, fresh)
+			})
+		}
+	}
+}
+
+func benchReplay(b *testing.B, msgs int, gzip, fresh bool) {
+	h, c := replayHub(b, msgs, 256, gzip)
+	info, _ := h.ring.Info("r")
+	cmd := []byte(`{"type":"join","room":"r","since":0,"epoch":"` + info.Epoch + `"}`)
+	buf := make([]byte, 0, len(cmd))
+	rejoin(b, c, cmd, buf) // the first join adds the sub; later ones resync
+	rejoin(b, c, cmd, buf)
+	out0 := h.stats.BytesOut.Load()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if fresh {
+			c.v1.batch = nil // as a new connection's v1Conn has it
+		}
+		rejoin(b, c, cmd, buf)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*msgs), "ns/replayed")
+	if got, least := h.stats.BytesOut.Load()-out0, uint64(b.N*msgs*100); got < least {
+		b.Fatalf("%d bytes out for %d joins of %d messages", got, b.N, msgs)
 	}
 }
 
 // A join's frames go out in one write: joined and the 100 replayed
 // messages (Conn.hold, flushed at the end of the join), with no
-// allocation per replayed message.
+// allocation per replayed message, and the connection keeps nothing of
+// the replay's scratch afterwards.
 func TestJoinIsOneWrite(t *testing.T) {
 	for _, gzip := range []bool{false, true} {
 		h, c := replayHub(t, 100, 256, gzip)
@@ -91,10 +106,15 @@ func TestJoinIsOneWrite(t *testing.T) {
 		if b := h.stats.BytesOut.Load() - b0; !gzip && b < 100*256 {
 			t.Errorf("gzip %v: %d bytes written", gzip, b)
 		}
+		if c.v1.batch != nil {
+			t.Errorf("gzip %v: the connection keeps a replay batch of cap %d after its join", gzip, cap(c.v1.batch))
+		}
 		if raceEnabled {
 			continue
 		}
-		one := testing.AllocsPerRun(50, func() { rejoin(t, c, cmd, buf) })
+		// Every join starts as a reconnect's does, with no batch left by
+		// an earlier one to reuse.
+		one := testing.AllocsPerRun(50, func() { c.v1.batch = nil; rejoin(t, c, cmd, buf) })
 		if one > 3 {
 			t.Errorf("gzip %v: %.1f allocations per join of 100 messages", gzip, one)
 		}

@@ -171,9 +171,7 @@ func (c *Conn) hold(items []outItem) bool {
 		return false
 	}
 	c.countWindowLocked(items)
-	for _, it := range items {
-		c.enqueueLocked(it)
-	}
+	c.enqueueAllLocked(items)
 	return true
 }
 
@@ -342,6 +340,30 @@ func (c *Conn) enqueueLocked(it outItem) {
 	}
 	c.outq = append(c.outq, it)
 	c.bookLocked(it.charge(), it.held())
+}
+
+// enqueueAllLocked is enqueueLocked for a run of frames (a join's replay):
+// the queue grown once and their charge booked once, not one atomic add
+// per frame.
+func (c *Conn) enqueueAllLocked(items []outItem) {
+	if len(items) == 0 {
+		return
+	}
+	if c.outq == nil {
+		c.outq = getQueue()
+		c.progressAt.Store(time.Now().UnixNano())
+	}
+	var charge, held int64
+	for i := range items {
+		it := &items[i]
+		if it.msg != nil {
+			it.msg.retainQueued(int(it.v))
+		}
+		charge += it.charge()
+		held += it.held()
+	}
+	c.outq = append(c.outq, items...)
+	c.bookLocked(charge, held)
 }
 
 // bookLocked records a change to what c's queue holds: its own charge at
