@@ -1,6 +1,10 @@
 package cluster
 
-import "time"
+import (
+	"time"
+
+	"github.com/wsd-chat/wsd/chat"
+)
 
 // The wire format, for the tests in cluster_test that put forged and
 // malformed messages on the bus.
@@ -30,3 +34,19 @@ func Sign(key []byte, subject string, data []byte) []byte {
 	}
 	return k.sign(subject, data)
 }
+
+// Presence (presence.go).
+const (
+	KindPresence    = kindPresence
+	KindPresenceAsk = kindPresenceAsk
+	KindLease       = kindLease
+)
+
+// PresenceText encodes a presence change as a box does.
+func PresenceText(snapshot, lists bool, count int, joined, left []string) []byte {
+	return appendPresence(nil, &chat.LocalChange{Snapshot: snapshot, Lists: lists, Count: count, Keys: joined, Left: left})
+}
+
+// Crash cuts b off NATS without a goodbye, as a killed process is: its
+// leases stop.
+func Crash(b *Bridge) { b.nc.Close() }
