@@ -242,7 +242,7 @@ func (p *Presence) Join(room, key string) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	r := p.room(room)
-	r.remoteStale()
+	r.remoteStale(key)
 	_, had := r.members[key]
 	r.members[key] = 0
 	if had {
@@ -265,7 +265,7 @@ func (p *Presence) Arrive(room, key string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	r := p.room(room)
-	r.remoteStale()
+	r.remoteStale(key)
 	if _, ok := r.members[key]; ok {
 		delete(r.members, key) // counted already: nothing to tell
 		return
@@ -298,7 +298,7 @@ func (p *Presence) Depart(room, key string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	r := p.room(room)
-	r.remoteStale()
+	r.remoteStale(key)
 	if _, ok := r.members[key]; ok {
 		return // counted by its own entry (Join) already
 	}

@@ -35,10 +35,11 @@ type remoteBox struct {
 	count int
 }
 
-// remoteStale notes that which keys are local may have changed: the
-// count of keys only other boxes have is recomputed when next needed.
-func (r *presenceRoom) remoteStale() {
-	if r.remote != nil {
+// remoteStale notes that key may have become local or stopped being:
+// if another box has it, the count of keys only other boxes have is
+// recomputed when next needed.
+func (r *presenceRoom) remoteStale(key string) {
+	if r.remote != nil && r.remote.keys[key] > 0 {
 		r.remote.stale = true
 	}
 }

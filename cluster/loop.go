@@ -54,6 +54,7 @@ func (b *Bridge) loop() {
 // inbox is back under half full.
 func (b *Bridge) countSlowDrops() {
 	b.scMu.Lock()
+	grew := false
 	for sub, last := range b.scSubs {
 		n, err := sub.Dropped()
 		if err != nil { // unsubscribed: its last drops were counted on earlier ticks
@@ -63,9 +64,13 @@ func (b *Bridge) countSlowDrops() {
 		if n > last {
 			b.stats.dropped[DropSlowConsumer].Add(uint64(n - last))
 			b.scSubs[sub] = n
+			grew = true
 		}
 	}
 	b.scMu.Unlock()
+	if grew {
+		b.presenceAskAll() // presence changes may be among the lost (presence.go)
+	}
 	if b.slowEpisode.Load() && len(b.inbox) < cap(b.inbox)/2 {
 		b.slowEpisode.Store(false)
 		b.log.Info("nats slow consumer episode over", "dropped_so_far", b.stats.Dropped(DropSlowConsumer))

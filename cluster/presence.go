@@ -226,8 +226,21 @@ func (b *Bridge) presenceResync() {
 	}
 	ps.p.ShareAllAgain()
 	ps.nextShare, ps.nextBeat = time.Time{}, time.Time{}
-	for room, pr := range ps.rooms {
+	for _, pr := range ps.rooms {
 		clear(pr.asked)
+	}
+	b.presenceAskAll()
+}
+
+// presenceAskAll asks every box for its whole sets of the rooms followed
+// here: after this box may have missed changes (a reconnect, or the NATS
+// client dropping messages for want of room in the inbox). At most once
+// per interval per room.
+func (b *Bridge) presenceAskAll() {
+	if b.pres.p == nil {
+		return
+	}
+	for room := range b.pres.rooms {
 		b.askPresence(room, "")
 	}
 }
