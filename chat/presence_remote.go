@@ -259,6 +259,17 @@ func (p *Presence) RemoteDropRoom(room string) {
 	}
 }
 
+// LocalCount is room's members on this box, those in their grace
+// included: while it is not 0 the box still has a say in the room.
+func (p *Presence) LocalCount(room string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if r := p.rooms[room]; r != nil {
+		return p.localCount(r)
+	}
+	return p.cfg.Roster.RosterCount(room)
+}
+
 // RemoteBoxes reports how many other boxes have members in the rooms
 // this box follows.
 func (p *Presence) RemoteBoxes() int {

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/wsd-chat/wsd/chat"
@@ -50,3 +51,20 @@ func PresenceText(snapshot, lists bool, count int, joined, left []string) []byte
 // Crash cuts b off NATS without a goodbye, as a killed process is: its
 // leases stop.
 func Crash(b *Bridge) { b.nc.Close() }
+
+// ReadPresence decodes a presence message as a box does: "=[keys] n" for
+// a whole set, "+[joined] -[left] n" for a change.
+func ReadPresence(data []byte) string {
+	var m message
+	if err := decode(data, 1<<20, &m); err != nil || m.Kind != kindPresence {
+		return "not presence"
+	}
+	var pm presenceMsg
+	if err := parsePresence(m.Text, &pm); err != nil {
+		return err.Error()
+	}
+	if pm.snapshot {
+		return fmt.Sprintf("=%v %d", pm.joined, pm.count)
+	}
+	return fmt.Sprintf("+%v -%v %d", pm.joined, pm.left, pm.count)
+}

@@ -61,6 +61,7 @@ type presenceState struct {
 	interval  time.Duration
 	lease     time.Duration
 	rooms     map[string]*presRoom // followed: rooms with members here
+	lingering map[string]*presRoom // of those, rooms whose last member here is in its grace
 	boxes     map[string]*presBox  // other boxes with members in them
 	nextShare time.Time
 	nextBeat  time.Time
@@ -94,6 +95,7 @@ func (b *Bridge) presenceStart() error {
 	ps.interval = b.hub.Config().PresenceInterval
 	ps.lease = b.cfg.PresenceLease
 	ps.rooms = make(map[string]*presRoom)
+	ps.lingering = make(map[string]*presRoom)
 	ps.boxes = make(map[string]*presBox)
 	if _, err := b.nc.ChanSubscribe(b.subj.boxes(), b.inbox); err != nil {
 		return err
@@ -122,6 +124,11 @@ func (b *Bridge) presenceTick(now time.Time) {
 		ps.buf = appendLease(ps.buf[:0], ps.lease)
 		b.publish(b.subj.boxes(), &message{Kind: kindLease, BoxID: b.cfg.BoxID, Seq: b.seq.Load(), Text: ps.buf})
 	}
+	for room := range ps.lingering {
+		if ps.p.LocalCount(room) == 0 {
+			b.unfollow(room)
+		}
+	}
 	for id, box := range ps.boxes {
 		if now.After(box.deadline) {
 			b.stats.LeasesExpired.Add(1)
@@ -144,10 +151,11 @@ func (b *Bridge) sharePresence(lc *chat.LocalChange) {
 }
 
 // presenceOpen follows room (its first member here joined) and asks
-// every box for its members there.
+// every box for its members there, unless it was still followed.
 func (b *Bridge) presenceOpen(room string) {
 	ps := &b.pres
 	if ps.rooms[room] != nil {
+		delete(ps.lingering, room)
 		return
 	}
 	sub, err := b.nc.ChanSubscribe(b.subj.presence(room), b.inbox)
@@ -161,13 +169,29 @@ func (b *Bridge) presenceOpen(room string) {
 	b.askPresence(room, "")
 }
 
-// presenceClose stops following room: no member is left here.
+// presenceClose: no member is connected here any more. The room is
+// followed on while some are in their grace (counted here, so this box
+// still answers asks for them and shares their leaving), then dropped.
 func (b *Bridge) presenceClose(room string) {
+	ps := &b.pres
+	if pr := ps.rooms[room]; pr != nil {
+		if ps.p.LocalCount(room) > 0 {
+			ps.lingering[room] = pr
+			return
+		}
+		b.unfollow(room)
+	}
+}
+
+// unfollow stops following room and forgets the other boxes' members
+// there.
+func (b *Bridge) unfollow(room string) {
 	ps := &b.pres
 	pr := ps.rooms[room]
 	if pr == nil {
 		return
 	}
+	delete(ps.lingering, room)
 	_ = pr.sub.Unsubscribe()
 	b.stats.Subscriptions.Add(-1)
 	b.stats.PresenceSubscriptions.Add(-1)
@@ -253,7 +277,7 @@ func (b *Bridge) presenceGone() {
 		return
 	}
 	for room := range ps.rooms {
-		b.presenceClose(room)
+		b.unfollow(room)
 	}
 	if b.stats.Connected.Load() {
 		m := message{Kind: kindGone, BoxID: b.cfg.BoxID, Seq: b.seq.Load()}

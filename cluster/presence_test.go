@@ -232,3 +232,49 @@ func TestPresenceRefusesBadMessages(t *testing.T) {
 	}
 	waitMembers(t, "2 [alice g1]", "lobby", a)
 }
+
+// A room whose last member here is in its presence grace is still
+// followed: the box answers asks with that member, shares its leaving
+// when the grace is over, and only then stops following the room.
+func TestPresenceLingersThroughGrace(t *testing.T) {
+	ns, boxes := startCluster(t, 1, func(c *cluster.Config, s *serverConfig) {
+		withPresence(c, s)
+		s.Session.PresenceGrace = 500 * time.Millisecond
+	})
+	a := boxes[0]
+	alice := wstest.DialV1(t, a.addr(), "specialKey=alice&room=lobby")
+	alice.Expect(t, "joined")
+	syncAll(t, boxes)
+	nc := rawNATS(t, ns.ClientURL())
+	sub, err := nc.SubscribeSync("wsd.presence.lobby")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	alice.Conn.Close()
+	wstest.Eventually(t, 5*time.Second, "alice gone", func() bool { return a.hub().Stats().Open.Load() == 0 })
+	ask := cluster.Message{Kind: cluster.KindPresenceAsk, BoxID: "other", Seq: 1, Target: "lobby", Text: []byte("box0")}
+	if err := nc.Publish("wsd.presence.lobby", ask.Append(nil)); err != nil {
+		t.Fatal(err)
+	}
+	// The answer: a whole set with alice; then, after the grace, her leaving.
+	var seen []string
+	for len(seen) < 2 {
+		m, err := sub.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("after %q: %v", seen, err)
+		}
+		// alice's join may be shared after the subscription: skip it.
+		if p := cluster.ReadPresence(m.Data); m.Data[1] == byte(cluster.KindPresence) && (len(seen) > 0 || p[0] == '=') {
+			seen = append(seen, p)
+		}
+	}
+	if got := strings.Join(seen, ", "); got != "=[alice] 1, +[] -[alice] 0" {
+		t.Fatalf("box0 said %s", got)
+	}
+	wstest.Eventually(t, 5*time.Second, "the room unfollowed", func() bool {
+		return a.br.Stats().PresenceSubscriptions.Load() == 0
+	})
+}
