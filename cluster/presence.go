@@ -97,6 +97,9 @@ func (b *Bridge) presenceStart() error {
 	ps.rooms = make(map[string]*presRoom)
 	ps.lingering = make(map[string]*presRoom)
 	ps.boxes = make(map[string]*presBox)
+	// The first renewal after a third of the lease, like the others: a
+	// box's first change starts its lease on the receivers.
+	ps.nextBeat = time.Now().Add(ps.lease / 3)
 	if _, err := b.nc.ChanSubscribe(b.subj.boxes(), b.inbox); err != nil {
 		return err
 	}
@@ -249,7 +252,7 @@ func (b *Bridge) presenceResync() {
 		return
 	}
 	ps.p.ShareAllAgain()
-	ps.nextShare, ps.nextBeat = time.Time{}, time.Time{}
+	ps.nextShare = time.Time{}
 	for _, pr := range ps.rooms {
 		clear(pr.asked)
 	}
