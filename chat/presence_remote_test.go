@@ -213,3 +213,35 @@ func TestPresenceRemoteForgetsRooms(t *testing.T) {
 		t.Fatalf("%d rooms kept after the share", len(p.rooms))
 	}
 }
+
+// BenchmarkPresenceJoinLeaveShared is BenchmarkPresenceJoinLeave on a box
+// of a cluster: its changes kept for the other boxes and shared every
+// simulated second, and another box's 100 keys in the room.
+func BenchmarkPresenceJoinLeaveShared(b *testing.B) {
+	c := newClock()
+	p := NewPresence(PresenceConfig{Now: c.now, Share: true})
+	keys := make([]string, 4096)
+	for i := range keys {
+		keys[i] = fmt.Sprint("user-", i)
+	}
+	remote := make([]string, 100)
+	for i := range remote {
+		remote[i] = fmt.Sprint("remote-", i)
+	}
+	p.RemoteSet("lobby", "box2", remote, len(remote), true)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		k := keys[i%len(keys)]
+		p.Join("lobby", k)
+		p.Leave("lobby", k)
+		if i%256 == 0 {
+			c.add(250 * time.Millisecond)
+			p.Flush(func(*PresenceEvent) {})
+			if i%1024 == 0 {
+				p.LocalChanges(func(*LocalChange) {})
+			}
+		}
+		i++
+	}
+}
