@@ -68,3 +68,6 @@ func ReadPresence(data []byte) string {
 	}
 	return fmt.Sprintf("+%v -%v %d", pm.joined, pm.left, pm.count)
 }
+
+// PresenceID is the name b goes by in presence messages.
+func PresenceID(b *Bridge) string { return b.pres.id }

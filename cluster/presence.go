@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -57,6 +59,10 @@ const (
 
 // presenceState is the bridge's side of presence; owned by the loop.
 type presenceState struct {
+	// id names this box in presence messages: its box id and a random
+	// suffix drawn at start, so a box restarted under the same -box-id is
+	// a new box whose predecessor's members leave with its lease.
+	id        string
 	p         *chat.Presence
 	interval  time.Duration
 	lease     time.Duration
@@ -91,6 +97,7 @@ func (s subjects) boxes() string { return s.prefix + ".boxes" }
 // presenceStart sets presence up at Start: the boxes subject.
 func (b *Bridge) presenceStart() error {
 	ps := &b.pres
+	ps.id = presenceID(b.cfg.BoxID)
 	ps.p = b.hub.Presence()
 	ps.interval = b.hub.Config().PresenceInterval
 	ps.lease = b.cfg.PresenceLease
@@ -125,7 +132,7 @@ func (b *Bridge) presenceTick(now time.Time) {
 	if connected && !now.Before(ps.nextBeat) {
 		ps.nextBeat = now.Add(ps.lease / 3)
 		ps.buf = appendLease(ps.buf[:0], ps.lease)
-		b.publish(b.subj.boxes(), &message{Kind: kindLease, BoxID: b.cfg.BoxID, Seq: b.seq.Load(), Text: ps.buf})
+		b.publish(b.subj.boxes(), &message{Kind: kindLease, BoxID: b.pres.id, Seq: b.seq.Load(), Text: ps.buf})
 	}
 	for room := range ps.lingering {
 		if ps.p.LocalCount(room) == 0 {
@@ -148,7 +155,7 @@ func (b *Bridge) sharePresence(lc *chat.LocalChange) {
 		ps.buf = make([]byte, 0, presenceSize(lc))
 	}
 	ps.buf = appendPresence(ps.buf[:0], lc)
-	if b.publish(b.subj.presence(lc.Room), &message{Kind: kindPresence, BoxID: b.cfg.BoxID, Seq: lc.Seq, Target: lc.Room, Text: ps.buf}) {
+	if b.publish(b.subj.presence(lc.Room), &message{Kind: kindPresence, BoxID: b.pres.id, Seq: lc.Seq, Target: lc.Room, Text: ps.buf}) {
 		b.stats.PresenceSent.Add(1)
 	}
 }
@@ -240,7 +247,7 @@ func (b *Bridge) askPresence(room, id string) {
 		return
 	}
 	pr.asked[id] = now
-	b.publish(b.subj.presence(room), &message{Kind: kindPresenceAsk, BoxID: b.cfg.BoxID, Target: room, Text: []byte(id)})
+	b.publish(b.subj.presence(room), &message{Kind: kindPresenceAsk, BoxID: b.pres.id, Target: room, Text: []byte(id)})
 }
 
 // presenceResync follows a (re)connect to NATS: what this box shared and
@@ -283,7 +290,7 @@ func (b *Bridge) presenceGone() {
 		b.unfollow(room)
 	}
 	if b.stats.Connected.Load() {
-		m := message{Kind: kindGone, BoxID: b.cfg.BoxID, Seq: b.seq.Load()}
+		m := message{Kind: kindGone, BoxID: b.pres.id, Seq: b.seq.Load()}
 		b.send(b.subj.boxes(), m.Append(make([]byte, 0, m.Size()+macSize)))
 	}
 }
@@ -302,6 +309,10 @@ func (b *Bridge) receivePresence(subject string, m *message) {
 		return
 	}
 	b.stats.PresenceReceived.Add(1)
+	if m.BoxID == ps.id {
+		b.dropPresence(DropOwn)
+		return
+	}
 	switch m.Kind {
 	case kindLease, kindGone:
 		if subject != b.subj.boxes() {
@@ -331,7 +342,7 @@ func (b *Bridge) receivePresence(subject string, m *message) {
 			b.forgetBox(m.BoxID)
 		}
 	case kindPresenceAsk:
-		if len(m.Text) == 0 || string(m.Text) == b.cfg.BoxID {
+		if len(m.Text) == 0 || string(m.Text) == b.pres.id {
 			ps.p.ShareAgain(m.Target)
 		}
 	case kindPresence:
@@ -396,6 +407,17 @@ func (b *Bridge) applyPresence(m *message, now time.Time) {
 		pr.seqs[m.BoxID] = m.Seq
 	}
 	pm.joined, pm.left = nil, nil
+}
+
+// presenceID is box id with a random suffix, within maxBoxID bytes.
+func presenceID(box string) string {
+	var r [4]byte
+	_, _ = rand.Read(r[:])
+	suffix := "#" + hex.EncodeToString(r[:])
+	if len(box) > maxBoxID-len(suffix) {
+		box = box[:maxBoxID-len(suffix)]
+	}
+	return box + suffix
 }
 
 // dropReason maps a decoding error to its drop reason.

@@ -255,7 +255,7 @@ func TestPresenceLingersThroughGrace(t *testing.T) {
 	}
 	alice.Conn.Close()
 	wstest.Eventually(t, 5*time.Second, "alice gone", func() bool { return a.hub().Stats().Open.Load() == 0 })
-	ask := cluster.Message{Kind: cluster.KindPresenceAsk, BoxID: "other", Seq: 1, Target: "lobby", Text: []byte("box0")}
+	ask := cluster.Message{Kind: cluster.KindPresenceAsk, BoxID: "other", Seq: 1, Target: "lobby", Text: []byte(cluster.PresenceID(a.br))}
 	if err := nc.Publish("wsd.presence.lobby", ask.Append(nil)); err != nil {
 		t.Fatal(err)
 	}
@@ -277,4 +277,26 @@ func TestPresenceLingersThroughGrace(t *testing.T) {
 	wstest.Eventually(t, 5*time.Second, "the room unfollowed", func() bool {
 		return a.br.Stats().PresenceSubscriptions.Load() == 0
 	})
+}
+
+// A box restarted under the same box id is a new box to presence: the
+// members of the one before leave with its lease, the new one's stay.
+func TestPresenceRestartSameBoxID(t *testing.T) {
+	ns, boxes := startCluster(t, 1, withPresence)
+	a := boxes[0]
+	alice := wstest.DialV1(t, a.addr(), "specialKey=alice&room=lobby")
+	alice.Expect(t, "joined")
+	x := startBox(t, ns.ClientURL(), "x", withPresence)
+	wstest.Eventually(t, 5*time.Second, "x connected", x.br.Stats().Connected.Load)
+	wstest.DialV1(t, x.addr(), "specialKey=old&room=lobby").Expect(t, "joined")
+	waitMembers(t, "2 [alice old]", "lobby", a)
+	cluster.Crash(x.br)
+	x2 := startBox(t, ns.ClientURL(), "x", withPresence)
+	wstest.Eventually(t, 5*time.Second, "x again connected", x2.br.Stats().Connected.Load)
+	wstest.DialV1(t, x2.addr(), "specialKey=new&room=lobby").Expect(t, "joined")
+	e := untilLeft(t, alice, "old", 5*time.Second)
+	if slices.Contains(e.Left, "new") {
+		t.Fatalf("the new box's member left: %s", e.Raw)
+	}
+	waitMembers(t, "2 [alice new]", "lobby", a)
 }
