@@ -129,6 +129,7 @@ func TestPresenceAcrossBoxes(t *testing.T) {
 			if took > testLease+4*testInterval+200*time.Millisecond {
 				t.Fatalf("b's members left after %v, lease %v", took, testLease)
 			}
+			t.Logf("b's members left %v after it was cut off (lease %v)", took.Round(time.Millisecond), testLease)
 			waitMembers(t, "2 [alice dave]", "lobby", a)
 			if n := a.br.Stats().LeasesExpired.Load(); n != 1 {
 				t.Fatalf("%d leases expired on a, want 1", n)

@@ -69,9 +69,11 @@ func TestBinaryPresenceAcrossBoxes(t *testing.T) {
 			break
 		}
 	}
-	if took := time.Since(killed); took > lease+time.Second {
+	took := time.Since(killed)
+	if took > lease+time.Second {
 		t.Fatalf("bob left %v after the kill, lease %v", took, lease)
 	}
+	t.Logf("bob left %v after the kill (lease %v)", took.Round(time.Millisecond), lease)
 	waitMembersAnswer(t, alice, "alice,dave")
 	b.Wait(5 * time.Second)
 	a.Signal(syscall.SIGTERM)
