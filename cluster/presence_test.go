@@ -301,3 +301,33 @@ func TestPresenceRestartSameBoxID(t *testing.T) {
 	}
 	waitMembers(t, "2 [alice new]", "lobby", a)
 }
+
+// A join storm on one box crosses as at most one presence message per
+// interval, and past -presence-list-max keys as a count: the other box
+// counts them all and lists what it can.
+func TestPresenceStormCoalesced(t *testing.T) {
+	_, boxes := startCluster(t, 2, withPresence)
+	a, b := boxes[0], boxes[1]
+	bob := wstest.DialV1(t, b.addr(), "specialKey=bob&room=lobby")
+	bob.Expect(t, "joined")
+	syncAll(t, boxes)
+	const n = 150 // over the default list max, 100
+	sentBefore := a.br.Stats().PresenceSent.Load()
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		wstest.Dial(t, a.addr(), fmt.Sprintf("specialKey=k%d&room=lobby", i))
+	}
+	wstest.Eventually(t, 10*time.Second, "b counts them all", func() bool {
+		return b.hub().Presence().Count("lobby") == n+1
+	})
+	took := time.Since(start)
+	sent := a.br.Stats().PresenceSent.Load() - sentBefore
+	if most := uint64(took/testInterval) + 2; sent > most {
+		t.Fatalf("%d joins in %v crossed as %d presence messages, want at most %d", n, took, sent, most)
+	}
+	keys, count := b.hub().Presence().Members("lobby", nil)
+	if count != n+1 || !slices.Contains(keys, "bob") {
+		t.Fatalf("b lists %d keys of %d, bob among them: %v", len(keys), count, slices.Contains(keys, "bob"))
+	}
+	t.Logf("%d joins in %v: %d presence messages", n, took.Round(time.Millisecond), sent)
+}
