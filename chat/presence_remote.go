@@ -194,23 +194,18 @@ func (p *Presence) RemoteSet(room, box string, keys []string, count int, lists b
 }
 
 // RemoteChange applies a change box made to its members of room: the
-// keys that joined and left (lists), or its new count. It reports false,
-// changing nothing, when box's state here cannot take the change (a list
-// change for a box kept as a count): ask it for its whole set.
-func (p *Presence) RemoteChange(room, box string, joined, left []string, count int, lists bool) bool {
+// keys that joined and left (lists), or its new count. A box kept here as
+// a count stays one, at the change's count: it lists again only with its
+// whole set (RemoteSet), which a box sends after a count-only change.
+func (p *Presence) RemoteChange(room, box string, joined, left []string, count int, lists bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	r := p.room(room)
-	if r.remote != nil {
-		if b := r.remote.boxes[box]; b != nil && b.keys == nil && lists {
-			return false
-		}
-	}
 	b := p.remoteBoxOf(r, box)
-	if !lists {
+	if !lists || b.keys == nil {
 		p.countOnly(r, b, count)
 		p.dropEmpty(r, box, b)
-		return true
+		return
 	}
 	for _, k := range left {
 		p.delRemoteKey(r, b, k)
@@ -222,7 +217,6 @@ func (p *Presence) RemoteChange(room, box string, joined, left []string, count i
 		p.countOnly(r, b, max(count, len(b.keys)))
 	}
 	p.dropEmpty(r, box, b)
-	return true
 }
 
 // RemoteDropBox forgets every member box has (its lease ran out, or it

@@ -378,10 +378,7 @@ func (b *Bridge) applyPresence(m *message, now time.Time) {
 	case pm.snapshot || m.Seq == 1:
 		ps.p.RemoteSet(m.Target, m.BoxID, pm.joined, pm.count, pm.lists)
 	case known && m.Seq == last+1:
-		if !ps.p.RemoteChange(m.Target, m.BoxID, pm.joined, pm.left, pm.count, pm.lists) {
-			b.askPresence(m.Target, m.BoxID)
-			return
-		}
+		ps.p.RemoteChange(m.Target, m.BoxID, pm.joined, pm.left, pm.count, pm.lists)
 	default:
 		// A gap, or a box not heard of in this room: its whole set.
 		b.askPresence(m.Target, m.BoxID)
