@@ -72,6 +72,9 @@ func FuzzPresenceText(f *testing.F) {
 	f.Add(appendPresence(nil, &chat.LocalChange{Lists: true, Snapshot: true, Count: 1, Keys: []string{"x"}}))
 	f.Add([]byte{0, 5})
 	f.Fuzz(func(t *testing.T, p []byte) {
+		if d, err := parseLease(p); err == nil && (d < minLease || d > maxLease) {
+			t.Fatalf("lease %v taken", d)
+		}
 		var m presenceMsg
 		if parsePresence(p, &m) != nil {
 			return
