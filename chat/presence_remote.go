@@ -182,9 +182,15 @@ func (p *Presence) RemoteSet(room, box string, keys []string, count int, lists b
 		return
 	}
 	p.listing(r, b)
-	for k := range b.keys {
-		if !slices.Contains(keys, k) { // at most ListMax² compares, on a snapshot only
-			p.delRemoteKey(r, b, k)
+	if len(b.keys) > 0 {
+		in := make(map[string]struct{}, len(keys)) // a whole set is rare: once per box and room, or after a gap
+		for _, k := range keys {
+			in[k] = struct{}{}
+		}
+		for k := range b.keys {
+			if _, ok := in[k]; !ok {
+				p.delRemoteKey(r, b, k)
+			}
 		}
 	}
 	for _, k := range keys {
