@@ -25,18 +25,24 @@ var (
 	descCDropped      = cdesc("dropped_total", "Messages that did not cross, by reason (outbound: disconnected, queue_full, too_large, publish_error; inbound: malformed, version, invalid, too_large, own, draining, unsigned, bad_mac; slow_consumer).", "reason")
 	descCRemote       = cdesc("remote_deliveries_total", "Broadcasts and direct messages from other boxes delivered on this box.")
 	descCRemoteRcpt   = cdesc("remote_recipients_total", "Connections those remote deliveries were queued for.")
-	descCSubs         = cdesc("subscriptions", "NATS subscriptions of this box, by kind (room, key, all).", "kind")
+	descCSubs         = cdesc("subscriptions", "NATS subscriptions of this box, by kind (room, presence, key, all: the all and boxes subjects).", "kind")
 	descCClaimsSent   = cdesc("claims_sent_total", "Key claims, holds and announces published.")
 	descCClaimsRecv   = cdesc("claims_received_total", "Key claims, holds and announces received.")
 	descCRemoteKicks  = cdesc("remote_kicks_total", "Connections closed 4001 for a later connection with the same key on another box.")
 	descCSlowConsumer = cdesc("slow_consumer_episodes_total", "Episodes of the NATS client dropping messages because this box did not keep up.")
 	descCQueue        = cdesc("queue_depth", "Publishes waiting for the bridge goroutine.")
+	descCPresBoxes    = cdesc("presence_remote_boxes", "Other boxes with members in the rooms this box has members in (presence across boxes).")
+	descCPresSent     = cdesc("presence_sent_total", "Presence changes of this box's rooms published, one per changed room per presence interval.")
+	descCPresRecv     = cdesc("presence_received_total", "Presence messages received: changes, asks, leases and goodbyes of other boxes.")
+	descCPresDropped  = cdesc("presence_dropped_total", "Of those, refused (malformed, invalid, unsigned or forged; also counted in dropped_total by reason).")
+	descCLeases       = cdesc("presence_leases_expired_total", "Boxes whose members were dropped because their lease ran out (crashed or cut off).")
 )
 
 func (c *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descCConnected, descCReconnects, descCDisconnects, descCPublished,
 		descCPublishedB, descCReceived, descCReceivedB, descCDropped, descCRemote, descCRemoteRcpt, descCSubs,
-		descCClaimsSent, descCClaimsRecv, descCRemoteKicks, descCSlowConsumer, descCQueue} {
+		descCClaimsSent, descCClaimsRecv, descCRemoteKicks, descCSlowConsumer, descCQueue,
+		descCPresBoxes, descCPresSent, descCPresRecv, descCPresDropped, descCLeases} {
 		ch <- d
 	}
 }
@@ -60,15 +66,21 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(descCRemote, s.RemoteDeliveries.Load())
 	counter(descCRemoteRcpt, s.RemoteRecipients.Load())
-	rooms, keys := s.RoomSubscriptions.Load(), s.KeySubscriptions.Load()
+	rooms, keys, pres := s.RoomSubscriptions.Load(), s.KeySubscriptions.Load(), s.PresenceSubscriptions.Load()
 	gauge(descCSubs, rooms, "room")
+	gauge(descCSubs, pres, "presence")
 	gauge(descCSubs, keys, "key")
-	gauge(descCSubs, s.Subscriptions.Load()-rooms-keys, "all")
+	gauge(descCSubs, s.Subscriptions.Load()-rooms-keys-pres, "all")
 	counter(descCClaimsSent, s.ClaimsSent.Load())
 	counter(descCClaimsRecv, s.ClaimsReceived.Load())
 	counter(descCRemoteKicks, s.RemoteKicks.Load())
 	counter(descCSlowConsumer, s.SlowConsumer.Load())
 	gauge(descCQueue, s.QueueDepth.Load())
+	gauge(descCPresBoxes, s.PresenceBoxes.Load())
+	counter(descCPresSent, s.PresenceSent.Load())
+	counter(descCPresRecv, s.PresenceReceived.Load())
+	counter(descCPresDropped, s.PresenceDropped.Load())
+	counter(descCLeases, s.LeasesExpired.Load())
 }
 
 // ClusterSnapshot is the "cluster" part of GET /stats.

@@ -28,6 +28,9 @@ type PresenceConfig struct {
 	// of its own (Arrive, Depart): wsd's seed connections, whose rooms
 	// its session table knows already.
 	Roster Roster
+	// Share keeps the change set of this box's own keys for other boxes
+	// (LocalChanges, presence_remote.go): wsd sets it with -nats-url.
+	Share bool
 }
 
 // A Roster is a member set kept elsewhere that a Presence counts and
@@ -84,6 +87,7 @@ type Presence struct {
 	cfg     PresenceConfig
 	rooms   map[string]*presenceRoom
 	dirty   []*presenceRoom // rooms with changes not yet emitted
+	ldirty  []*presenceRoom // rooms with local changes not yet shared (Share)
 	leaving []pendingLeave  // in deadline order: Grace is one for all
 	joined  []string        // scratch for events
 	left    []string
@@ -101,6 +105,11 @@ type presenceRoom struct {
 	isDirty  bool
 	lastEmit int64 // ms; 0 never
 	count    int   // the count last emitted
+
+	remote *remoteRoom // other boxes' members, nil when none (presence_remote.go)
+	local  *localSet   // this box's changes not yet shared, nil when none or not Share
+	lseq   uint64      // the seq of this box's last shared change of the room; 0: none since it was empty
+	lCount bool        // that change carried a count only
 }
 
 type pendingLeave struct {
@@ -139,14 +148,48 @@ func (p *Presence) room(name string) *presenceRoom {
 	return r
 }
 
-// count is r's member count: its own entries and the roster's.
+// count is r's member count: its own entries, the roster's and the keys
+// only other boxes have.
 func (p *Presence) count(r *presenceRoom) int {
+	return p.localCount(r) + p.remoteCount(r)
+}
+
+// localCount is r's members on this box.
+func (p *Presence) localCount(r *presenceRoom) int {
 	return len(r.members) + p.cfg.Roster.RosterCount(r.name)
 }
 
-// joinedKey records that key joined r since its last event, or cancels
-// its leave if it left meanwhile.
+// isLocal reports whether key is a member of r on this box.
+func (p *Presence) isLocal(r *presenceRoom, key string) bool {
+	_, ok := r.members[key]
+	return ok || p.cfg.Roster.InRoster(r.name, key)
+}
+
+// joinedKey records that key joined r on this box: for the other boxes
+// (Share), and for the room's next event unless another box has it
+// already.
 func (p *Presence) joinedKey(r *presenceRoom, key string) {
+	p.localChanged(r, key, true)
+	if p.remoteHas(r, key) {
+		r.remote.stale = true // the union did not change; who holds it did
+		return
+	}
+	p.unionJoined(r, key)
+}
+
+// leftKey is joinedKey for a key that left this box.
+func (p *Presence) leftKey(r *presenceRoom, key string) {
+	p.localChanged(r, key, false)
+	if p.remoteHas(r, key) {
+		r.remote.stale = true
+		return
+	}
+	p.unionLeft(r, key)
+}
+
+// unionJoined records that key joined r (on any box) since its last
+// event, or cancels its leave if it left meanwhile.
+func (p *Presence) unionJoined(r *presenceRoom, key string) {
 	p.markDirty(r)
 	if r.overflow {
 		return
@@ -158,8 +201,8 @@ func (p *Presence) joinedKey(r *presenceRoom, key string) {
 	r.joined = p.addKey(r, r.joined, key)
 }
 
-// leftKey is joinedKey for a key that left.
-func (p *Presence) leftKey(r *presenceRoom, key string) {
+// unionLeft is unionJoined for a key that left.
+func (p *Presence) unionLeft(r *presenceRoom, key string) {
 	p.markDirty(r)
 	if r.overflow {
 		return
@@ -199,6 +242,7 @@ func (p *Presence) Join(room, key string) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	r := p.room(room)
+	r.remoteStale(key)
 	_, had := r.members[key]
 	r.members[key] = 0
 	if had {
@@ -221,6 +265,7 @@ func (p *Presence) Arrive(room, key string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	r := p.room(room)
+	r.remoteStale(key)
 	if _, ok := r.members[key]; ok {
 		delete(r.members, key) // counted already: nothing to tell
 		return
@@ -253,6 +298,7 @@ func (p *Presence) Depart(room, key string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	r := p.room(room)
+	r.remoteStale(key)
 	if _, ok := r.members[key]; ok {
 		return // counted by its own entry (Join) already
 	}
@@ -292,7 +338,8 @@ func (p *Presence) Members(room string, dst []string) ([]string, int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n, count := len(dst), 0
-	if r := p.rooms[room]; r != nil {
+	r := p.rooms[room]
+	if r != nil {
 		for k := range r.members {
 			if len(dst)-n == p.cfg.ListMax {
 				break
@@ -303,6 +350,10 @@ func (p *Presence) Members(room string, dst []string) ([]string, int) {
 	}
 	dst = p.cfg.Roster.AppendRoster(dst, room, p.cfg.ListMax-(len(dst)-n))
 	count += p.cfg.Roster.RosterCount(room)
+	if r != nil && r.remote != nil {
+		dst = p.appendRemote(dst, r, p.cfg.ListMax-(len(dst)-n))
+		count += p.remoteCount(r)
+	}
 	slices.Sort(dst[n:])
 	return dst, count
 }
@@ -355,7 +406,7 @@ func (p *Presence) Flush(emit func(*PresenceEvent)) {
 			r.lastEmit = now
 			emit(&ev)
 		}
-		if count == 0 && !r.isDirty {
+		if count == 0 && !r.isDirty && r.local == nil && r.remote == nil {
 			delete(p.rooms, r.name)
 		}
 	}

@@ -85,12 +85,12 @@ func TestAdminInCluster(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &snap); err != nil || snap.Cluster == nil {
 		t.Fatalf("/stats: %s", body)
 	}
-	if snap.Cluster.BoxID != "box0" || snap.Cluster.NATS != "connected" || snap.Cluster.Subscriptions != 3 {
+	if snap.Cluster.BoxID != "box0" || snap.Cluster.NATS != "connected" || snap.Cluster.Subscriptions != 5 {
 		t.Errorf("/stats cluster: %+v", *snap.Cluster)
 	}
 	_, metrics := get("/metrics")
 	for _, want := range []string{"wsd_cluster_connected 1", `wsd_cluster_subscriptions{kind="room"} 1`,
-		`wsd_cluster_subscriptions{kind="key"} 1`, `wsd_cluster_dropped_total{reason="malformed"} 0`,
+		`wsd_cluster_subscriptions{kind="key"} 1`, `wsd_cluster_subscriptions{kind="presence"} 1`, `wsd_cluster_subscriptions{kind="all"} 2`, `wsd_cluster_dropped_total{reason="malformed"} 0`,
 		"wsd_cluster_published_total", "wsd_cluster_remote_deliveries_total", "wsd_cluster_reconnects_total 0"} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %q", want)

@@ -49,6 +49,7 @@ type Bridge struct {
 	keys  map[string]*keyState
 	ksubs map[string]*keySub // key subject → subscription, shared by keys with one hash
 	clock uint64             // hybrid logical clock of key claims (claim.go)
+	pres  presenceState      // presence across boxes (presence.go)
 
 	// Publishes the server has not confirmed yet (loop.go: batch).
 	open       batch       // owned by the loop

@@ -255,6 +255,7 @@ func (b *Bridge) yield(st *keyState) {
 // announceAll re-publishes the claim of every key held here, after the
 // NATS connection came (back).
 func (b *Bridge) announceAll() {
+	b.presenceResync()
 	for key, st := range b.keys {
 		if !st.yielded {
 			b.sendKey(kindAnnounce, key, st.stamp)

@@ -55,6 +55,11 @@ type Config struct {
 	// doubles from Min to Max, with up to 25% jitter. Defaults
 	// DefaultReconnectMin, DefaultReconnectMax.
 	ReconnectMin, ReconnectMax time.Duration
+	// PresenceLease is how long another box keeps this box's members
+	// after its last lease renewal (sent every PresenceLease/3): a box
+	// that crashed has its members leave within it. Default
+	// DefaultPresenceLease.
+	PresenceLease time.Duration
 
 	Logger *slog.Logger
 	// Options are appended to the NATS connection options (tests).
@@ -110,6 +115,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.ReconnectMax < c.ReconnectMin {
 		c.ReconnectMax = max(DefaultReconnectMax, c.ReconnectMin)
+	}
+	if c.PresenceLease <= 0 {
+		c.PresenceLease = DefaultPresenceLease
+	}
+	if c.PresenceLease < 3*time.Millisecond || c.PresenceLease > maxLease {
+		return fmt.Errorf("cluster: presence lease %v out of range (3ms..%v)", c.PresenceLease, maxLease)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -93,6 +93,10 @@ func (b *Bridge) Start(hub *session.Hub) error {
 		return fmt.Errorf("cluster: subscribe: %w", err)
 	}
 	b.stats.Subscriptions.Add(1)
+	if err := b.presenceStart(); err != nil {
+		nc.Close()
+		return fmt.Errorf("cluster: subscribe: %w", err)
+	}
 	b.mu.Lock()
 	b.started = true
 	b.mu.Unlock()
@@ -125,6 +129,8 @@ func (b *Bridge) Close() {
 	b.stats.Subscriptions.Store(0)
 	b.stats.RoomSubscriptions.Store(0)
 	b.stats.KeySubscriptions.Store(0)
+	b.stats.PresenceSubscriptions.Store(0)
+	b.stats.PresenceBoxes.Store(0)
 }
 
 func (b *Bridge) backoff(attempts int) time.Duration {

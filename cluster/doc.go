@@ -15,6 +15,12 @@
 //	wsd.key.<key hash>      direct messages and key claims; a box subscribes
 //	                        while it holds a connection with that key
 //	wsd.all                 POST /publish {"room":"*"}; every box subscribes
+//	wsd.presence.<room token>
+//	                        a box's member changes of the room and asks
+//	                        for a box's whole set; a box subscribes while
+//	                        it has members in the room (presence.go)
+//	wsd.boxes               presence leases and goodbyes; every box
+//	                        subscribes
 //
 // Room tokens: room names are 1-64 of A-Z a-z 0-9 _ - . : and "." splits
 // NATS tokens, so "." becomes "~"; the global room "" is "=". Neither "~"
@@ -52,5 +58,6 @@
 // connection and its handlers), hooks.go (the session.Bridge hooks and the
 // queue they feed), loop.go (the bridge goroutine: publishing and
 // receiving), claim.go (key claims), buskey.go (MACs), wire.go (the message format),
-// subject.go, stats.go.
+// presence.go and presence_wire.go (presence across boxes: member changes,
+// leases), subject.go, stats.go.
 package cluster

@@ -1,6 +1,11 @@
 package cluster
 
-import "time"
+import (
+	"fmt"
+	"time"
+
+	"github.com/wsd-chat/wsd/chat"
+)
 
 // The wire format, for the tests in cluster_test that put forged and
 // malformed messages on the bus.
@@ -30,3 +35,39 @@ func Sign(key []byte, subject string, data []byte) []byte {
 	}
 	return k.sign(subject, data)
 }
+
+// Presence (presence.go).
+const (
+	KindPresence    = kindPresence
+	KindPresenceAsk = kindPresenceAsk
+	KindLease       = kindLease
+)
+
+// PresenceText encodes a presence change as a box does.
+func PresenceText(snapshot, lists bool, count int, joined, left []string) []byte {
+	return appendPresence(nil, &chat.LocalChange{Snapshot: snapshot, Lists: lists, Count: count, Keys: joined, Left: left})
+}
+
+// Crash cuts b off NATS without a goodbye, as a killed process is: its
+// leases stop.
+func Crash(b *Bridge) { b.nc.Close() }
+
+// ReadPresence decodes a presence message as a box does: "=[keys] n" for
+// a whole set, "+[joined] -[left] n" for a change.
+func ReadPresence(data []byte) string {
+	var m message
+	if err := decode(data, 1<<20, &m); err != nil || m.Kind != kindPresence {
+		return "not presence"
+	}
+	var pm presenceMsg
+	if err := parsePresence(m.Text, &pm); err != nil {
+		return err.Error()
+	}
+	if pm.snapshot {
+		return fmt.Sprintf("=%v %d", pm.joined, pm.count)
+	}
+	return fmt.Sprintf("+%v -%v %d", pm.joined, pm.left, pm.count)
+}
+
+// PresenceID is the name b goes by in presence messages.
+func PresenceID(b *Bridge) string { return b.pres.id }

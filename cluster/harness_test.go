@@ -53,7 +53,10 @@ func startSkewed(t testing.TB, url, id string, d time.Duration, opts ...boxOpt) 
 // startBoxWith is startBox that calls before on the bridge before Start.
 func startBoxWith(t testing.TB, url, id string, before func(*cluster.Bridge), opts ...boxOpt) *box {
 	t.Helper()
-	ccfg := cluster.Config{URL: url, BoxID: id, ReconnectMin: 20 * time.Millisecond, ReconnectMax: 200 * time.Millisecond}
+	// Leases every 20 minutes: tests that count what crosses the bus
+	// exactly see none (withPresence shortens it).
+	ccfg := cluster.Config{URL: url, BoxID: id, ReconnectMin: 20 * time.Millisecond, ReconnectMax: 200 * time.Millisecond,
+		PresenceLease: time.Hour}
 	scfg := server.Config{Workers: 2}
 	for _, o := range opts {
 		o(&ccfg, &scfg)

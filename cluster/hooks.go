@@ -39,7 +39,9 @@ func (b *Bridge) publish(subject string, m *message) bool {
 		b.stats.drop(DropQueueFull)
 		return false
 	}
-	m.Seq = b.seq.Add(1)
+	if !m.Kind.isPresence() { // presence numbers its changes per room (presence.go)
+		m.Seq = b.seq.Add(1)
+	}
 	data := m.Append(make([]byte, 0, size+macSize))
 	b.events = append(b.events, event{kind: evPublish, name: subject, data: data})
 	b.pubs++

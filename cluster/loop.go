@@ -13,13 +13,18 @@ func (b *Bridge) loop() {
 	defer close(b.done)
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
+	ptick := time.NewTicker(b.presenceEvery())
+	defer ptick.Stop()
 	for {
 		select {
 		case <-tick.C:
 			b.countSlowDrops()
+		case now := <-ptick.C:
+			b.presenceTick(now)
 		case <-b.quit:
 			b.drainEvents()
 			b.countSlowDrops()
+			b.presenceGone()
 			b.unsubscribeAll()
 			return
 		case <-b.wake:
@@ -49,6 +54,7 @@ func (b *Bridge) loop() {
 // inbox is back under half full.
 func (b *Bridge) countSlowDrops() {
 	b.scMu.Lock()
+	grew := false
 	for sub, last := range b.scSubs {
 		n, err := sub.Dropped()
 		if err != nil { // unsubscribed: its last drops were counted on earlier ticks
@@ -58,9 +64,13 @@ func (b *Bridge) countSlowDrops() {
 		if n > last {
 			b.stats.dropped[DropSlowConsumer].Add(uint64(n - last))
 			b.scSubs[sub] = n
+			grew = true
 		}
 	}
 	b.scMu.Unlock()
+	if grew {
+		b.presenceAskAll() // presence changes may be among the lost (presence.go)
+	}
 	if b.slowEpisode.Load() && len(b.inbox) < cap(b.inbox)/2 {
 		b.slowEpisode.Store(false)
 		b.log.Info("nats slow consumer episode over", "dropped_so_far", b.stats.Dropped(DropSlowConsumer))
@@ -111,6 +121,7 @@ func (b *Bridge) apply(e *event) {
 		b.rooms[e.name] = sub
 		b.stats.Subscriptions.Add(1)
 		b.stats.RoomSubscriptions.Add(1)
+		b.presenceOpen(e.name)
 	case evRoomClose:
 		if sub := b.rooms[e.name]; sub != nil {
 			_ = sub.Unsubscribe()
@@ -118,6 +129,7 @@ func (b *Bridge) apply(e *event) {
 			b.stats.Subscriptions.Add(-1)
 			b.stats.RoomSubscriptions.Add(-1)
 		}
+		b.presenceClose(e.name)
 	case evKeyJoin:
 		b.keyJoined(e.conn)
 	case evKeyLeave:
@@ -250,11 +262,17 @@ func (b *Bridge) receive(nm *nats.Msg) {
 	if k := b.busKeys.Load(); k != nil {
 		if reason := k.verify(nm.Subject, nm.Data); reason >= 0 {
 			b.stats.drop(reason)
+			if len(nm.Data) > 1 && msgKind(nm.Data[1]).isPresence() {
+				b.stats.PresenceDropped.Add(1)
+			}
 			return
 		}
 	}
 	var m message
 	if err := decode(nm.Data, b.cfg.MaxMessage, &m); err != nil {
+		if len(nm.Data) > 1 && msgKind(nm.Data[1]).isPresence() {
+			b.stats.PresenceDropped.Add(1)
+		}
 		switch err {
 		case errVersion:
 			b.stats.drop(DropVersion)
@@ -280,6 +298,8 @@ func (b *Bridge) receive(nm *nats.Msg) {
 		b.deliver(b.hub.DeliverRemoteFrom(m.Target, m.Text, m.From, m.ID))
 	case kindAll:
 		b.deliver(b.hub.DeliverRemoteAll(m.Text, nil))
+	case kindPresence, kindPresenceAsk, kindLease, kindGone:
+		b.receivePresence(nm.Subject, &m)
 	case kindDirect:
 		st := b.keys[m.Target]
 		if st == nil || st.yielded {

@@ -42,7 +42,14 @@ type Stats struct {
 	RemoteKicks       atomic.Uint64 // local connections closed 4001 for a later one on another box
 	SlowConsumer      atomic.Uint64 // slow-consumer episodes on wsd's subscriptions
 	QueueDepth        atomic.Int64  // gauge: publishes waiting for the bridge goroutine
-	dropped           [numDrops]atomic.Uint64
+	// Presence across boxes (presence.go).
+	PresenceSubscriptions atomic.Int64  // gauge: of Subscriptions, rooms' presence subjects
+	PresenceBoxes         atomic.Int64  // gauge: other boxes with members in the rooms followed here
+	PresenceSent          atomic.Uint64 // room changes published
+	PresenceReceived      atomic.Uint64 // presence messages received (changes, asks, leases, goodbyes)
+	PresenceDropped       atomic.Uint64 // of those, refused: malformed, invalid, forged (also counted by reason)
+	LeasesExpired         atomic.Uint64 // boxes whose members were dropped for want of a lease renewal
+	dropped               [numDrops]atomic.Uint64
 }
 
 // Dropped returns how many messages were dropped for reason.

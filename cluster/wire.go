@@ -23,6 +23,12 @@ const (
 	kindClaim    msgKind = 4 // a new connection holds key Target with Stamp
 	kindHold     msgKind = 5 // answer to a lower claim: an older holder with Stamp
 	kindAnnounce msgKind = 6 // after a reconnect: still holding key Target with Stamp
+	// Presence (presence_wire.go): on the room's presence subject, and on
+	// the boxes subject for the last two.
+	kindPresence    msgKind = 7  // the sender's members of room Target changed; Seq is the room's change number
+	kindPresenceAsk msgKind = 8  // asks the box named in the text (any, if none) for its whole set of room Target
+	kindLease       msgKind = 9  // the sender is alive: renew its lease (text: the lease)
+	kindGone        msgKind = 10 // the sender is going: forget its members
 )
 
 func (k msgKind) String() string {
@@ -39,11 +45,23 @@ func (k msgKind) String() string {
 		return "hold"
 	case kindAnnounce:
 		return "announce"
+	case kindPresence:
+		return "presence"
+	case kindPresenceAsk:
+		return "presence_ask"
+	case kindLease:
+		return "lease"
+	case kindGone:
+		return "gone"
 	}
 	return "unknown"
 }
 
 func (k msgKind) isKey() bool { return k >= kindClaim && k <= kindAnnounce }
+
+// isPresence reports whether k is one of presence's kinds, whose text is
+// binary (presence_wire.go).
+func (k msgKind) isPresence() bool { return k >= kindPresence && k <= kindGone }
 
 // flagGzip marks a message with a section between its target and its
 // text: 4 bytes of length, then that many bytes. Earlier boxes put the
@@ -189,7 +207,7 @@ func decode(p []byte, maxText int, m *message) error {
 	}
 	*m = message{Kind: msgKind(p[1])}
 	flags := p[2]
-	if m.Kind < kindRoom || m.Kind > kindAnnounce || flags&^(flagGzip|flagMAC) != 0 {
+	if m.Kind < kindRoom || m.Kind > kindGone || flags&^(flagGzip|flagMAC) != 0 {
 		return errMalformed
 	}
 	if flags&flagMAC != 0 {
@@ -247,11 +265,11 @@ func decode(p []byte, maxText int, m *message) error {
 	}
 	m.Text = p
 	switch m.Kind {
-	case kindRoom:
+	case kindRoom, kindPresence, kindPresenceAsk:
 		if m.Target != "" && !codec.ValidRoom([]byte(m.Target)) {
 			return errInvalid
 		}
-	case kindAll:
+	case kindAll, kindLease, kindGone:
 		if m.Target != "" {
 			return errInvalid
 		}
@@ -265,6 +283,12 @@ func decode(p []byte, maxText int, m *message) error {
 			return errInvalid
 		}
 		return nil
+	}
+	if m.Kind.isPresence() {
+		if m.Gzip != nil {
+			return errInvalid
+		}
+		return nil // its text is parsed by its kind (presence_wire.go)
 	}
 	if len(m.Text) > maxText {
 		return errTooLarge

@@ -2,6 +2,8 @@ package session
 
 import (
 	"sync"
+
+	"github.com/wsd-chat/wsd/chat"
 )
 
 // Bridge extends a Hub's rooms and keys beyond this box (package cluster
@@ -127,6 +129,11 @@ func (h *Hub) Kick(c *Conn) bool {
 	c.requestClose(errReplaced)
 	return true
 }
+
+// Presence returns the Hub's presence: a Bridge shares this box's
+// changes from it with the other boxes and applies theirs to it
+// (chat/presence_remote.go).
+func (h *Hub) Presence() *chat.Presence { return h.presence }
 
 // Draining reports whether the Hub is shutting down.
 func (h *Hub) Draining() bool { return h.draining.Load() }

@@ -76,7 +76,7 @@ func NewHub(cfg Config, r *poller.Reactor) *Hub {
 		MaxBytes: cfg.HistoryBytes, MaxTotalBytes: cfg.HistoryTotalBytes, Charge: charge, Encode: h.gzipReplayFrame, Frame: textReplayFrame})
 	h.dedup = chat.NewDedup(chat.DedupConfig{Window: cfg.DedupWindow, MaxEntries: cfg.DedupMax, Charge: charge})
 	h.presence = chat.NewPresence(chat.PresenceConfig{Interval: cfg.PresenceInterval, Grace: cfg.PresenceGrace, ListMax: cfg.PresenceListMax,
-		Roster: h.table})
+		Roster: h.table, Share: cfg.Bridge != nil})
 	protocols := append(append([]string(nil), cfg.Subprotocols...), codec.V1Protocol)
 	h.upgraders.New = func() any {
 		u := codec.NewUpgrader()

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/wsd-chat/wsd/cluster"
 )
@@ -24,6 +25,7 @@ type clusterOptions struct {
 	boxID     string
 	carryGzip bool
 	keyFile   string // -nats-bus-key-file
+	lease     time.Duration
 
 	busKeys [][]byte // loaded by loadBusKeys from keyFile
 }
@@ -38,6 +40,7 @@ func addClusterFlags(fs *flag.FlagSet, c *clusterOptions) {
 	fs.StringVar(&c.prefix, "nats-subject-prefix", cluster.DefaultPrefix, "first token(s) of every subject wsd uses, so several products can share one NATS")
 	fs.StringVar(&c.boxID, "box-id", "", "this box's name on the bus, unique per process (default host-pid-random)")
 	fs.StringVar(&c.keyFile, "nats-bus-key-file", "", "sign and verify every bus message with the key in this `file` (one line of 32 bytes or more; two lines during a rotation: the first signs, both verify); reloadable")
+	fs.DurationVar(&c.lease, "presence-lease", cluster.DefaultPresenceLease, "the other boxes drop this box's room members this long after its last lease renewal (sent every third of it): how soon a crashed box's members leave")
 	fs.BoolVar(&c.carryGzip, "nats-carry-gzip", false, "ignored, kept so configurations that set it still parse: only the text crosses the bus and each box gzips it for its own members")
 }
 
@@ -66,6 +69,8 @@ func clusterConfig(o *options) (*cluster.Config, error) {
 		BoxID:      c.boxID,
 		MaxMessage: o.server.Session.MaxMessage,
 		BusKeys:    c.busKeys,
+
+		PresenceLease: c.lease,
 	}, nil
 }
 

@@ -363,6 +363,10 @@ var checks = []check{
 	{"presence-interval", "must be more than 0", func(o *options) bool { return o.server.Session.PresenceInterval <= 0 }},
 	{"presence-grace", "must not be 0 (negative: no grace)", func(o *options) bool { return o.server.Session.PresenceGrace == 0 }},
 	{"presence-list-max", "must be at least 1", func(o *options) bool { return o.server.Session.PresenceListMax < 1 }},
+	{"presence-lease", "must be between 100ms and 1h, and more than 3 × -presence-interval", func(o *options) bool {
+		l := o.cluster.lease
+		return l < 100*time.Millisecond || l > time.Hour || l <= 3*o.server.Session.PresenceInterval
+	}},
 	{"close-timeout", "must be more than 0", func(o *options) bool { return o.server.Session.CloseTimeout <= 0 }},
 	{"max-msg-rate", "must be 0 (unlimited) or a positive number", func(o *options) bool {
 		r := o.server.Session.MaxMsgRate
