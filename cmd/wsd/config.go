@@ -121,6 +121,9 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&sc.HistoryTTL, "history-ttl", session.DefaultHistoryTTL, "age past which a room's kept message is dropped (in memory, and in the history store)")
 	fs.IntVar(&sc.HistoryBytes, "history-bytes", session.DefaultHistoryBytes, "envelope bytes each room keeps at most (in memory, and in the history store)")
 	fs.Int64Var(&sc.HistoryTotalBytes, "history-total-bytes", 0, "envelope bytes all rooms keep together, within -outbound-budget (0: a quarter of it)")
+	fs.IntVar(&sc.LogReads, "history-reads", session.DefaultLogReads, "reads of the history store for joins memory cannot answer that run at once (-history-dir, -history-jetstream)")
+	fs.IntVar(&sc.LogReadQueue, "history-read-queue", session.DefaultLogReadQueue, "joins that wait for a read of the history store; past it a join is answered from memory alone (-history-dir, -history-jetstream)")
+	fs.DurationVar(&sc.LogReadTimeout, "history-read-timeout", session.DefaultLogReadTimeout, "how long a join waits for the history store (queued and read); past it it is answered from memory alone (-history-dir, -history-jetstream)")
 	fs.DurationVar(&sc.DedupWindow, "dedup-window", session.DefaultDedupWindow, "how long a v1 send's id is remembered, so a retry is not broadcast twice (at least 2m)")
 	fs.DurationVar(&sc.PresenceInterval, "presence-interval", session.DefaultPresenceInterval, "least time between two presence frames of a room (v1)")
 	fs.DurationVar(&sc.PresenceGrace, "presence-grace", session.DefaultPresenceGrace, "a key that leaves and comes back within this shows neither (v1 presence; negative: no grace)")
@@ -357,6 +360,9 @@ var checks = []check{
 	{"history-mem-max", "must be at least 1 MiB", func(o *options) bool { return o.history.memMax < 1<<20 }},
 	{"history-sync", `must be more than 0, or "always"`, func(o *options) bool { return !o.history.sync.always && o.history.sync.every <= 0 }},
 	{"history-publish-timeout", "must be more than 0", func(o *options) bool { return o.history.publishTimeout <= 0 }},
+	{"history-reads", "must be 1 to 256", func(o *options) bool { return o.server.Session.LogReads < 1 || o.server.Session.LogReads > 256 }},
+	{"history-read-queue", "must be at least 1", func(o *options) bool { return o.server.Session.LogReadQueue < 1 }},
+	{"history-read-timeout", "must be more than 0", func(o *options) bool { return o.server.Session.LogReadTimeout <= 0 }},
 	{"dedup-window", "must be at least 2m (a client retrying after a reconnect counts on it)", func(o *options) bool {
 		return o.server.Session.DedupWindow < session.DefaultDedupWindow
 	}},
