@@ -25,7 +25,8 @@ func TestSizeof(t *testing.T) {
 		{"poller.Desc", unsafe.Sizeof(poller.Desc{}), 40},   // in Conn
 		{"connInput", unsafe.Sizeof(connInput{}), 112},      // only while input arrives in pieces (pooled)
 		{"codec.Stream", unsafe.Sizeof(codec.Stream{}), 80}, // in connInput
-		{"v1Conn", unsafe.Sizeof(v1Conn{}), 464},            // a v1 connection (+16: its join's lag filter and hold flag, log.go and write.go)
+		{"v1Conn", unsafe.Sizeof(v1Conn{}), 96},             // a v1 connection, idle: its rooms (was 464 with the work below in it)
+		{"v1Work", unsafe.Sizeof(v1Work{}), 384},            // a v1 command or join in progress, pooled (its join's lag filter and hold flag: log.go, write.go)
 		{"subEntry", unsafe.Sizeof(subEntry{}), 24},         // a v1 connection's room, in the room's list (+8: lag, a cold join's filter)
 		{"sub", unsafe.Sizeof(sub{}), 24},                   // the same room, in the connection's list
 		{"room", unsafe.Sizeof(room{}), 48},                 // a room with members in a shard

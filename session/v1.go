@@ -2,6 +2,7 @@ package session
 
 import (
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/wsd-chat/wsd/chat"
@@ -53,7 +54,10 @@ type sub struct {
 	idx  int32 // index of the entry in the room's subs
 }
 
-// v1Conn is what a v1 connection holds beyond a seed one.
+// v1Conn is what a v1 connection holds beyond a seed one: what it keeps
+// while idle (its rooms) and, behind a pointer, the work of one command or
+// join, taken from a pool while that runs and given back after, so an idle
+// v1 connection holds none of it.
 type v1Conn struct {
 	c    *Conn
 	subs []sub    // under the key's shard mu; the first room first
@@ -63,14 +67,21 @@ type v1Conn struct {
 	rooms        []string
 	roomsLimited bool
 
+	// OnReady only: set from the upgrade to the first join's end and while
+	// a command is handled (work, done), nil otherwise.
+	*v1Work
+}
+
+// v1Work is a v1 connection's command or join in progress.
+type v1Work struct {
 	// The position the query asked for in the first room.
 	hasSince, hasHistory bool
 	since                uint64
 	epoch                string
 	history              int
 
-	// OnReady only: the command being handled and the join in progress
-	// (v1Conn is the Ring's Reader for it, so a join allocates no closure).
+	// The command being handled and the join in progress (v1Conn is the
+	// Ring's Reader for it, so a join allocates no closure).
 	cmd      chat.Command
 	buf      []byte    // envelope scratch
 	keys     []string  // members scratch
@@ -78,6 +89,41 @@ type v1Conn struct {
 	join     pendingJoin
 	welcome  *ownFrame // the 101, for the first join
 	replaced *Conn     // what the first join displaced
+}
+
+// v1Works are the v1Work of the commands in progress, reused.
+var v1Works = sync.Pool{New: func() any { return new(v1Work) }}
+
+// maxPooledScratch is the largest scratch buffer a v1Work keeps in the
+// pool: one large envelope does not stay held for good.
+const maxPooledScratch = 16 << 10
+
+// work gives v its v1Work for a command, from the pool.
+func (v *v1Conn) work() {
+	if v.v1Work == nil {
+		v.v1Work = v1Works.Get().(*v1Work)
+	}
+}
+
+// done gives v's v1Work back to the pool, its scratch kept, the rest
+// cleared (nothing of the command stays reachable).
+func (v *v1Conn) done() {
+	w := v.v1Work
+	if w == nil {
+		return
+	}
+	v.v1Work = nil
+	buf, keys, batch := w.buf[:0], w.keys[:0], w.batch[:0]
+	if cap(buf) > maxPooledScratch {
+		buf = nil
+	}
+	if cap(batch) > maxReplayBatch {
+		batch = nil
+	}
+	clear(keys[:cap(keys)])
+	clear(batch[:cap(batch)])
+	*w = v1Work{buf: buf, keys: keys, batch: batch}
+	v1Works.Put(w)
 }
 
 type pendingJoin struct {
@@ -102,8 +148,9 @@ const maxReplayBatch = 256
 
 // newV1Conn returns the v1 state for a request that opted in.
 func newV1Conn(c *Conn, req *codec.Request) *v1Conn {
-	v := &v1Conn{c: c, hasSince: req.HasSince, since: req.Since, hasHistory: req.HasHistory, history: req.History,
-		rooms: req.Rooms, roomsLimited: req.Rooms != nil}
+	v := &v1Conn{c: c, rooms: req.Rooms, roomsLimited: req.Rooms != nil}
+	v.work() // until the first join is done (joinFirst)
+	v.hasSince, v.since, v.hasHistory, v.history = req.HasSince, req.Since, req.HasHistory, req.History
 	if req.HasSince {
 		v.epoch = string(req.Epoch)
 	}
@@ -286,6 +333,8 @@ func (t *table) roomCount(name string) int {
 // the query's position.
 func (c *Conn) joinFirst(welcome *ownFrame) *Conn {
 	v := c.v1
+	v.work() // newV1Conn's, unless the connection was made without it
+	defer v.done()
 	v.welcome = welcome
 	v.join = pendingJoin{room: c.room, hasSince: v.hasSince, since: v.since, epoch: v.epoch}
 	k := 0
@@ -475,6 +524,8 @@ func (v *v1Conn) allows(room []byte) bool {
 // command handles one v1 frame's text: parse, do, answer.
 func (c *Conn) command(payload []byte) error {
 	h, v := c.hub, c.v1
+	v.work()
+	defer v.done()
 	cmd := &v.cmd
 	if err := chat.ParseCommand(cmd, payload, chat.Limits{MaxText: h.cfg.MaxMessage, MaxHistory: h.cfg.HistorySize}); err != nil {
 		e := err.(*chat.Error)
