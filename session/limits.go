@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -102,16 +103,21 @@ func (h *Hub) evictHandshake() bool {
 	return true
 }
 
+// peerIP is the socket's peer address. It reads getpeername(2) into a
+// buffer on the stack: unix.Getpeername allocates its buffer and its
+// result, 140 bytes of garbage for every connection accepted.
 func peerIP(fd int) (netip.Addr, bool) {
-	sa, err := unix.Getpeername(fd)
-	if err != nil {
+	var rsa unix.RawSockaddrAny
+	n := uint32(unix.SizeofSockaddrAny)
+	_, _, errno := unix.RawSyscall(unix.SYS_GETPEERNAME, uintptr(fd), uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&n)))
+	if errno != 0 {
 		return netip.Addr{}, false
 	}
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		return netip.AddrFrom4(a.Addr), true
-	case *unix.SockaddrInet6:
-		return netip.AddrFrom16(a.Addr).Unmap(), true
+	switch rsa.Addr.Family {
+	case unix.AF_INET:
+		return netip.AddrFrom4((*unix.RawSockaddrInet4)(unsafe.Pointer(&rsa)).Addr), true
+	case unix.AF_INET6:
+		return netip.AddrFrom16((*unix.RawSockaddrInet6)(unsafe.Pointer(&rsa)).Addr).Unmap(), true
 	}
 	return netip.Addr{}, false
 }
