@@ -40,3 +40,35 @@ func TestPeerIP(t *testing.T) {
 		t.Errorf("a bad fd has peer %v", got)
 	}
 }
+
+// Booking a socket from an address the table holds allocates nothing, and
+// the per-address caps still refuse: the accept path runs it every time.
+func TestAddrTakeAllocs(t *testing.T) {
+	tb := newAddrTable(&Config{MaxConnsPerIP: 3, MaxHandshakesPerIP: 2})
+	a := netip.MustParseAddr("127.0.0.7")
+	if err := tb.take(a); err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		if err := tb.take(a); err != nil {
+			t.Fatal(err)
+		}
+		tb.untake(a)
+	}); n != 0 {
+		t.Errorf("take allocates %v times", n)
+	}
+	if err := tb.take(a); err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.take(a); err != errHandshakePerIP {
+		t.Errorf("a third handshake: %v, want errHandshakePerIP", err)
+	}
+	tb.handshakeDone(a)
+	tb.handshakeDone(a)
+	if err := tb.take(a); err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.take(a); err != errPerIP {
+		t.Errorf("a fourth socket: %v, want errPerIP", err)
+	}
+}
