@@ -3,9 +3,8 @@
 // tied to a connection, so goroutines do not grow with connections.
 //
 // Sockets are registered once, edge-triggered, for input, output and
-// hang-up, on file descriptors wsd owns (epoll.go). An event carries its
-// fd, and a table indexed by fd finds the socket's Desc: 8 bytes per
-// socket, where a map of callbacks cost a map entry and a closure.
+// hang-up (mailru/easygo's netpoll.Epoll on file descriptors wsd owns: its
+// Handle helpers would dup every fd and put sockets back in blocking mode).
 // An epoll event never runs user code on the epoll goroutine: it marks the
 // socket's Desc pending and queues the Desc once. A worker then calls the
 // Desc's Handler with every event that accumulated, and re-runs it if more

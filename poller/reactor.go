@@ -7,7 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"golang.org/x/sys/unix"
+	"github.com/mailru/easygo/netpoll"
 )
 
 // Event is a set of readiness conditions delivered to a Handler.
@@ -43,7 +43,7 @@ type Desc struct {
 func (d *Desc) Fd() int { return int(d.fd) }
 
 // epoll is the epoll instance that watches fd.
-func (r *Reactor) epoll(fd int) *epoller { return r.eps[fd%len(r.eps)] }
+func (r *Reactor) epoll(fd int) *netpoll.Epoll { return r.eps[fd%len(r.eps)] }
 
 // Notify asks for the Handler to run with ev, as if epoll had reported it.
 // Use it to resume work a Handler left undone (a read budget spent) or to
@@ -70,12 +70,12 @@ func (d *Desc) Run() {
 	}
 }
 
-func (d *Desc) onEpoll(ev uint32) {
+func (d *Desc) onEpoll(ev netpoll.EpollEvent) {
 	var e Event
-	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+	if ev&(netpoll.EPOLLIN|netpoll.EPOLLRDHUP|netpoll.EPOLLHUP|netpoll.EPOLLERR) != 0 {
 		e |= Readable
 	}
-	if ev&unix.EPOLLOUT != 0 {
+	if ev&netpoll.EPOLLOUT != 0 {
 		e |= Writable
 	}
 	if e != 0 {
@@ -98,8 +98,7 @@ type Config struct {
 
 // Reactor owns the epoll instances and the worker pool.
 type Reactor struct {
-	eps     []*epoller
-	descs   descTable // every registered fd's Desc, for all of eps
+	eps     []*netpoll.Epoll
 	q       *runQueue
 	wg      sync.WaitGroup
 	workers int
@@ -116,10 +115,10 @@ func New(cfg Config) (*Reactor, error) {
 	}
 	r := &Reactor{q: newRunQueue(), workers: cfg.Workers}
 	for i := 0; i < cfg.Pollers; i++ {
-		ep, err := newEpoller(&r.descs, cfg.OnError)
+		ep, err := netpoll.EpollCreate(&netpoll.EpollConfig{OnWaitError: cfg.OnError})
 		if err != nil {
 			for _, e := range r.eps {
-				e.close()
+				e.Close()
 			}
 			return nil, fmt.Errorf("poller: epoll_create: %w", err)
 		}
@@ -149,8 +148,8 @@ func (r *Reactor) Add(d *Desc, fd int, h Handler) error {
 	// added is set first: the first event may run the Handler, and its
 	// Remove, before Add returns.
 	d.fd, d.h, d.r, d.added = int32(fd), h, r, true
-	const events = unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET
-	if err := r.epoll(fd).add(d, events); err != nil {
+	const events = netpoll.EPOLLIN | netpoll.EPOLLOUT | netpoll.EPOLLRDHUP | netpoll.EPOLLET
+	if err := r.epoll(fd).Add(fd, events, d.onEpoll); err != nil {
 		d.added = false
 		return fmt.Errorf("poller: epoll_ctl add fd %d: %w", fd, err)
 	}
@@ -164,8 +163,11 @@ func (r *Reactor) Remove(d *Desc) error {
 	if !d.added {
 		return nil
 	}
-	err := r.epoll(d.Fd()).del(d)
+	err := r.epoll(d.Fd()).Del(d.Fd())
 	d.added = false
+	if errors.Is(err, netpoll.ErrClosed) {
+		return nil
+	}
 	return err
 }
 
@@ -182,7 +184,7 @@ func (r *Reactor) Close() {
 		return
 	}
 	for _, ep := range r.eps {
-		ep.close()
+		ep.Close()
 	}
 	r.q.close()
 	r.wg.Wait()
