@@ -222,12 +222,12 @@ func (f *fanout) deliverSubs(r *room, msgs []*message) (frames uint64) {
 func (s *shard) addSub(c *Conn, name string, after uint64, lag *lagFilter) {
 	r := s.rooms[name]
 	if r == nil {
-		r = &room{}
+		r = &room{name: name}
 		s.rooms[name] = r
 		s.hub.roomOpened(name) // cluster: bridge.go
 	}
 	s.hub.v1Subs.Add(1)
-	c.v1.subs = append(c.v1.subs, sub{room: name, idx: int32(len(r.subs))})
+	c.v1.subs = append(c.v1.subs, sub{room: r.name, idx: int32(len(r.subs))})
 	r.subs = append(r.subs, subEntry{c: c, after: after, lag: lag})
 }
 
