@@ -69,7 +69,7 @@ func compareOptions(quick bool, src []string) map[string]*options {
 		return o
 	}
 	idle := base()
-	idle.n, idle.hold = 15000/div, 10*time.Second/time.Duration(div)
+	idle.n, idle.hold, idle.warmup = 15000/div, 10*time.Second/time.Duration(div), 50
 	fanout := base()
 	fanout.n, fanout.gzipFrac, fanout.messages, fanout.size = 5000/div, 0.5, 50/div, 256
 	storm := base()

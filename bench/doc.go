@@ -10,6 +10,7 @@
 //	go run ./bench recover -n 2000 -m 100 -server-pid PID       # v1 clients drop, miss -m, reconnect with since
 //	go run ./bench presence -n 10000 -joins 1000 -server-pid PID # presence frames per member under join churn
 //	go run ./bench rooms   -n 1000 -rooms 1,10,100 -server-pid PID # bytes per subscription, fan-out cost
+//	go run ./bench idle    -proto v1 -rooms 5 -n 10000 -hold 3s -server-pid PID # RSS per v1 connection in 5 shared rooms
 //	go run ./bench compare [-quick] [-out FILE]   # wsd against the baseline, one table
 //	go run ./bench cluster -boxes 3 -n 3000       # 3 wsd boxes joined by NATS against one box
 //	go run ./bench cluster-scale -n 54000         # 54,000 connections over 3 boxes, one global broadcast

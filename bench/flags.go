@@ -55,6 +55,8 @@ type options struct {
 	churnHold time.Duration // presence: how long each joining connection stays
 	interval  time.Duration // presence: the server's -presence-interval, for the verdict
 	levels    []int         // rooms: rooms per connection, one measured step each
+	idleRooms int           // idle -proto v1: rooms each connection is in
+	warmup    int           // idle: connections opened and closed before the first RSS reading
 	roomPool  int           // rooms: distinct rooms the connections' subscriptions spread over
 }
 
@@ -84,6 +86,7 @@ func defaultOptions() *options {
 		interval:    time.Second,
 		levels:      []int{1, 10, 100},
 		roomPool:    1000,
+		idleRooms:   1,
 	}
 }
 
@@ -168,8 +171,12 @@ func (o *options) flagSet(name string, src *string) (*flag.FlagSet, error) {
 	}
 	switch name {
 	case "idle":
+		o.warmup = 50
 		held()
 		fs.DurationVar(&o.hold, "hold", o.hold, "how long to hold the connections")
+		fs.StringVar(&o.proto, "proto", o.proto, "seed, or v1: every connection speaks chat protocol v1 and is in -rooms rooms")
+		fs.IntVar(&o.idleRooms, "rooms", o.idleRooms, "v1: rooms each connection is in, the same for all (the first by its query, the rest by join commands)")
+		fs.IntVar(&o.warmup, "warmup", o.warmup, "connections opened, joined, checked and closed before the first RSS reading, so the server's code and pools are in (0: none)")
 	case "fanout":
 		swarm()
 		fs.IntVar(&o.messages, "m", o.messages, "messages to broadcast")
@@ -303,6 +310,12 @@ func (o *options) check() error {
 		return fmt.Errorf("-interval %v: up to 1m", o.interval)
 	case o.roomPool < 1 || o.roomPool > 100000:
 		return fmt.Errorf("-room-pool %d: 1 to 100,000", o.roomPool)
+	case o.idleRooms < 1 || o.idleRooms > 1000:
+		return fmt.Errorf("-rooms %d: 1 to 1,000", o.idleRooms)
+	case o.idleRooms > 1 && o.proto != "v1":
+		return fmt.Errorf("-rooms %d: only a v1 connection (-proto v1) can be in more than one room", o.idleRooms)
+	case o.warmup < 0 || o.warmup > 1000 || o.warmup+o.n > maxConns:
+		return fmt.Errorf("-warmup %d: 0 to 1,000, with -n within %d sockets", o.warmup, maxConns)
 	}
 	for i, k := range o.levels {
 		if k < 1 || k > 1000 || (i > 0 && k <= o.levels[i-1]) {

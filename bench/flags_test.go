@@ -80,7 +80,7 @@ func TestParse(t *testing.T) {
 func TestScenarioFlags(t *testing.T) {
 	common := "addr src dialers dial-timeout gzip-frac server-pid metrics json cpuprofile tls"
 	for _, tc := range []struct{ name, own string }{
-		{"idle", "n timeout deflate hold"},
+		{"idle", "n timeout deflate hold proto rooms warmup"},
 		{"fanout", "n timeout deflate size read-buf memo-gzip m inflight proto"},
 		{"recover", "n timeout deflate m rounds size"},
 		{"presence", "n timeout deflate joins churn-hold duration interval m"},
@@ -112,6 +112,15 @@ func TestParseChat(t *testing.T) {
 	runParseCases(t, "fanout", []parseCase{
 		{name: "proto v1", args: []string{"-proto", "v1"}, check: func(o *options) bool { return o.proto == "v1" }},
 		{name: "proto other", args: []string{"-proto", "v2"}, wantErr: "-proto"},
+	})
+	runParseCases(t, "idle", []parseCase{
+		{name: "defaults", check: func(o *options) bool { return o.proto == "seed" && o.idleRooms == 1 && o.warmup == 50 }},
+		{name: "v1 rooms", args: []string{"-proto", "v1", "-rooms", "10", "-warmup", "0"}, check: func(o *options) bool {
+			return o.proto == "v1" && o.idleRooms == 10 && o.warmup == 0
+		}},
+		{name: "seed in two rooms", args: []string{"-rooms", "2"}, wantErr: "-proto v1"},
+		{name: "no room", args: []string{"-proto", "v1", "-rooms", "0"}, wantErr: "-rooms 0"},
+		{name: "warmup over the fd limit", args: []string{"-n", "19000", "-warmup", "10"}, wantErr: "-warmup"},
 	})
 	runParseCases(t, "recover", []parseCase{
 		{name: "defaults", check: func(o *options) bool { return o.n == 2000 && o.messages == 100 && o.rounds == 1 }},

@@ -54,6 +54,18 @@ func scenariosAgainstWSD(t *testing.T, useTLS bool) {
 	must(t, r, "open after hold", 60)
 	noErrors(t, r)
 
+	// v1 in three shared rooms: every join answered, the presence frames
+	// they cause dropped by the final check, the warm-up's not counted.
+	o = tinyOptions(t, p)
+	o.n, o.hold, o.proto, o.idleRooms, o.warmup = 30, 100*time.Millisecond, "v1", 3, 5
+	r, err = runIdle(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, r, "joined", 90)
+	must(t, r, "open after hold", 30)
+	noErrors(t, r)
+
 	o = tinyOptions(t, p)
 	o.n, o.messages = 40, 5
 	fanoutIntact(t, o)

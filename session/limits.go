@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -102,16 +103,21 @@ func (h *Hub) evictHandshake() bool {
 	return true
 }
 
+// peerIP is the socket's peer address. It reads getpeername(2) into a
+// buffer on the stack: unix.Getpeername allocates its buffer and its
+// result, 140 bytes of garbage for every connection accepted.
 func peerIP(fd int) (netip.Addr, bool) {
-	sa, err := unix.Getpeername(fd)
-	if err != nil {
+	var rsa unix.RawSockaddrAny
+	n := uint32(unix.SizeofSockaddrAny)
+	_, _, errno := unix.RawSyscall(unix.SYS_GETPEERNAME, uintptr(fd), uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&n)))
+	if errno != 0 {
 		return netip.Addr{}, false
 	}
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		return netip.AddrFrom4(a.Addr), true
-	case *unix.SockaddrInet6:
-		return netip.AddrFrom16(a.Addr).Unmap(), true
+	switch rsa.Addr.Family {
+	case unix.AF_INET:
+		return netip.AddrFrom4((*unix.RawSockaddrInet4)(unsafe.Pointer(&rsa)).Addr), true
+	case unix.AF_INET6:
+		return netip.AddrFrom16((*unix.RawSockaddrInet6)(unsafe.Pointer(&rsa)).Addr).Unmap(), true
 	}
 	return netip.Addr{}, false
 }
@@ -223,56 +229,59 @@ func (t *addrTable) shard(a netip.Addr) *addrShard {
 	return &t.shards[(x*0x9E3779B97F4A7C15)>>59]
 }
 
-// update applies f to a's counts; an address with nothing left is forgotten.
-func (t *addrTable) update(a netip.Addr, f func(*addrCount) error) (addrCount, error) {
+// update adds d to a's counts and returns them; an address with nothing
+// left is forgotten. A delta, not a func over the counts: those would be
+// moved to the heap, an allocation for every socket accepted and closed.
+func (t *addrTable) update(a netip.Addr, d addrCount) addrCount {
 	s := t.shard(a)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := s.m[a]
-	if err := f(&n); err != nil {
-		return n, err
-	}
+	n.conns += d.conns
+	n.handshakes += d.handshakes
+	n.held += d.held
 	if n == (addrCount{}) {
 		delete(s.m, a)
 	} else {
 		s.m[a] = n
 	}
-	return n, nil
+	return n
 }
 
-// take books a new socket, in its handshake, from a.
+// take books a new socket, in its handshake, from a, within the caps.
 func (t *addrTable) take(a netip.Addr) error {
-	_, err := t.update(a, func(n *addrCount) error {
-		switch {
-		case t.maxConns > 0 && n.conns >= t.maxConns:
-			return errPerIP
-		case t.maxHandshakes > 0 && n.handshakes >= t.maxHandshakes:
-			return errHandshakePerIP
-		}
-		n.conns++
-		n.handshakes++
-		return nil
-	})
-	return err
+	s := t.shard(a)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.m[a]
+	switch {
+	case t.maxConns > 0 && n.conns >= t.maxConns:
+		return errPerIP
+	case t.maxHandshakes > 0 && n.handshakes >= t.maxHandshakes:
+		return errHandshakePerIP
+	}
+	n.conns++
+	n.handshakes++
+	s.m[a] = n
+	return nil
 }
 
 // untake undoes take for a socket refused after all.
 func (t *addrTable) untake(a netip.Addr) {
-	t.update(a, func(n *addrCount) error { n.conns--; n.handshakes--; return nil })
+	t.update(a, addrCount{conns: -1, handshakes: -1})
 }
 
 func (t *addrTable) handshakeDone(a netip.Addr) {
-	t.update(a, func(n *addrCount) error { n.handshakes--; return nil })
+	t.update(a, addrCount{handshakes: -1})
 }
 
 func (t *addrTable) done(a netip.Addr) {
-	t.update(a, func(n *addrCount) error { n.conns--; return nil })
+	t.update(a, addrCount{conns: -1})
 }
 
 // addHeld adds delta to the inbound bytes a holds and returns the sum.
 func (t *addrTable) addHeld(a netip.Addr, delta int64) int64 {
-	n, _ := t.update(a, func(n *addrCount) error { n.held += delta; return nil })
-	return n.held
+	return t.update(a, addrCount{held: delta}).held
 }
 
 // heldBy returns the inbound bytes a holds.

@@ -241,6 +241,7 @@ func (c *Conn) coldReady() bool {
 	h.stats.LogReadsWaiting.Add(-1)
 	c.endCold()
 	c.runDeferred(cj)
+	v.done() // kept while the join waited (unless a deferred join waits now)
 	return true
 }
 

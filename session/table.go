@@ -30,6 +30,9 @@ type shard struct {
 type room struct {
 	members []*Conn
 	subs    []subEntry // v1 connections in the room (v1.go)
+	// name is the room's name, held once: every sub of it (v1.go) holds
+	// this string rather than a copy of its join's.
+	name string
 }
 
 func newTable(h *Hub, n int) *table {
@@ -153,7 +156,7 @@ func (t *table) isMember(c *Conn) bool {
 func (s *shard) addMember(c *Conn) {
 	r := s.rooms[c.room]
 	if r == nil {
-		r = &room{}
+		r = &room{name: c.room}
 		s.rooms[c.room] = r
 		s.hub.roomOpened(c.room) // cluster: bridge.go
 	}

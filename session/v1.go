@@ -54,7 +54,10 @@ type sub struct {
 	idx  int32 // index of the entry in the room's subs
 }
 
-// v1Conn is what a v1 connection holds beyond a seed one.
+// v1Conn is what a v1 connection holds beyond a seed one: what it keeps
+// while idle (its rooms) and, behind a pointer, the work of one command or
+// join, taken from a pool while that runs and given back after, so an idle
+// v1 connection holds none of it.
 type v1Conn struct {
 	c    *Conn
 	subs []sub    // under the key's shard mu; the first room first
@@ -64,22 +67,70 @@ type v1Conn struct {
 	rooms        []string
 	roomsLimited bool
 
+	// The join waits for a Read of the Log (logread.go): the v1Work stays
+	// until it is answered. Here, not in the v1Work, so that OnReady can
+	// look at it whether or not a command is in progress.
+	cold *coldJoin
+
+	// OnReady only: set from the upgrade to the first join's end, while a
+	// command is handled (work, done) and while a join waits for the Log
+	// (cold), nil otherwise.
+	*v1Work
+}
+
+// v1Work is a v1 connection's command or join in progress.
+type v1Work struct {
 	// The position the query asked for in the first room.
 	hasSince, hasHistory bool
 	since                uint64
 	epoch                string
 	history              int
 
-	// OnReady only: the command being handled and the join in progress
-	// (v1Conn is the Ring's Reader for it, so a join allocates no closure).
+	// The command being handled and the join in progress (v1Conn is the
+	// Ring's Reader for it, so a join allocates no closure).
 	cmd      chat.Command
 	buf      []byte    // envelope scratch
 	keys     []string  // members scratch
 	batch    []outItem // replayed frames not yet handed over: a pooled replayBatch during a replay, else nil
 	join     pendingJoin
-	cold     *coldJoin // the join waits for a Read of the Log (logread.go)
 	welcome  *ownFrame // the 101, for the first join
 	replaced *Conn     // what the first join displaced
+}
+
+// v1Works are the v1Work of the commands in progress, reused.
+var v1Works = sync.Pool{New: func() any { return new(v1Work) }}
+
+// maxPooledScratch is the largest scratch buffer a v1Work keeps in the
+// pool: one large envelope does not stay held for good.
+const maxPooledScratch = 16 << 10
+
+// work gives v its v1Work for a command, from the pool.
+func (v *v1Conn) work() {
+	if v.v1Work == nil {
+		v.v1Work = v1Works.Get().(*v1Work)
+	}
+}
+
+// done gives v's v1Work back to the pool, its scratch kept, the rest
+// cleared (nothing of the command stays reachable), unless a join waits
+// for the Log: then coldReady gives it back once the join is answered.
+func (v *v1Conn) done() {
+	w := v.v1Work
+	if w == nil || v.cold != nil {
+		return
+	}
+	v.v1Work = nil
+	buf, keys, batch := w.buf[:0], w.keys[:0], w.batch[:0]
+	if cap(buf) > maxPooledScratch {
+		buf = nil
+	}
+	if cap(batch) > maxReplayBatch {
+		batch = nil
+	}
+	clear(keys[:cap(keys)])
+	clear(batch[:cap(batch)])
+	*w = v1Work{buf: buf, keys: keys, batch: batch}
+	v1Works.Put(w)
 }
 
 type pendingJoin struct {
@@ -122,8 +173,9 @@ var replayBatches = sync.Pool{New: func() any { return new(replayBatch) }}
 
 // newV1Conn returns the v1 state for a request that opted in.
 func newV1Conn(c *Conn, req *codec.Request) *v1Conn {
-	v := &v1Conn{c: c, hasSince: req.HasSince, since: req.Since, hasHistory: req.HasHistory, history: req.History,
-		rooms: req.Rooms, roomsLimited: req.Rooms != nil}
+	v := &v1Conn{c: c, rooms: req.Rooms, roomsLimited: req.Rooms != nil}
+	v.work() // until the first join is done (joinFirst)
+	v.hasSince, v.since, v.hasHistory, v.history = req.HasSince, req.Since, req.HasHistory, req.History
 	if req.HasSince {
 		v.epoch = string(req.Epoch)
 	}
@@ -199,12 +251,12 @@ func (f *fanout) deliverSubs(r *room, msgs []*message) (frames, saved uint64) {
 func (s *shard) addSub(c *Conn, name string, after uint64, lag *lagFilter) {
 	r := s.rooms[name]
 	if r == nil {
-		r = &room{}
+		r = &room{name: name}
 		s.rooms[name] = r
 		s.hub.roomOpened(name) // cluster: bridge.go
 	}
 	s.hub.v1Subs.Add(1)
-	c.v1.subs = append(c.v1.subs, sub{room: name, idx: int32(len(r.subs))})
+	c.v1.subs = append(c.v1.subs, sub{room: r.name, idx: int32(len(r.subs))})
 	r.subs = append(r.subs, subEntry{c: c, after: after, lag: lag})
 }
 
@@ -311,6 +363,8 @@ func (t *table) roomCount(name string) int {
 // logread.go finishes it (joinedFirst).
 func (c *Conn) joinFirst(welcome *ownFrame) (old *Conn, pending bool) {
 	v := c.v1
+	v.work() // newV1Conn's, unless the connection was made without it
+	defer v.done()
 	v.welcome = welcome
 	v.join = pendingJoin{room: c.room, hasSince: v.hasSince, since: v.since, epoch: v.epoch}
 	k := 0
@@ -543,6 +597,8 @@ func (c *Conn) command(payload []byte) error {
 		c.deferCommand(payload)
 		return nil
 	}
+	v.work()
+	defer v.done()
 	cmd := &v.cmd
 	if err := chat.ParseCommand(cmd, payload, chat.Limits{MaxText: h.cfg.MaxMessage, MaxHistory: h.cfg.HistorySize}); err != nil {
 		e := err.(*chat.Error)

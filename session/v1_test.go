@@ -250,6 +250,40 @@ func TestDedupFloodBounded(t *testing.T) {
 	}
 }
 
+// An idle v1 connection holds no command state: each command takes its
+// v1Work from the pool and gives it back, whatever the command did.
+func TestV1IdleHoldsNoWork(t *testing.T) {
+	h, r := testHub(t, Config{})
+	c, _ := stalledMember(t, h, r, "idle", false)
+	h.table.remove(c)
+	c.v1 = &v1Conn{c: c}
+	h.table.insertV1(c)
+	for _, cmd := range []string{
+		`{"type":"join","room":"other"}`,
+		`{"type":"send","room":"other","id":"a","text":"x"}`,
+		`{"type":"send","room":"other","id":"a","text":"x"}`, // a duplicate: acked again
+		`{"type":"members","room":"other"}`,
+		`{"type":"leave","room":"other"}`,
+		`{"type":"leave","room":"other"}`, // refused: not a member
+		`{"type":"nope"}`,                 // refused: bad command
+	} {
+		if err := c.command([]byte(cmd)); err != nil {
+			t.Fatalf("%s: %v", cmd, err)
+		}
+		if c.v1.v1Work != nil {
+			t.Fatalf("after %s the connection still holds its command's work", cmd)
+		}
+	}
+	if got := h.stats.Broadcasts.Load(); got != 1 {
+		t.Fatalf("%d broadcasts, want 1 (the duplicate is not sent again)", got)
+	}
+	w := v1Works.Get().(*v1Work)
+	if w.cmd.Room != nil || w.join.room != "" || len(w.buf) != 0 {
+		t.Fatalf("a pooled v1Work keeps its last command: %+v", w.cmd)
+	}
+	v1Works.Put(w)
+}
+
 // Subscriptions come and go in any order: every room's entries and every
 // connection's list keep pointing at each other.
 func TestSubsStayConsistent(t *testing.T) {
@@ -336,6 +370,7 @@ func TestReplayGzipFrameShared(t *testing.T) {
 		sh := h.table.shardOf(c.key)
 		sh.mu.Lock()
 		c.v1 = &v1Conn{c: c}
+		c.v1.work() // as a command's join has it
 		sh.mu.Unlock()
 		h.ring.Last(room, 3, heldReplay{c.v1})
 		var frames [][]byte
