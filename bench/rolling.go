@@ -748,7 +748,7 @@ func watchLease(ctx context.Context, r *Result, ro *rollOptions, u, room string,
 		}
 	}()
 	start := time.Now()
-	back, settled := -1.0, -1.0
+	back, settled, first := -1.0, -1.0, -1.0
 	var counts []int
 	for time.Since(start) < ro.lease {
 		mctx, mcancel := context.WithTimeout(ctx, time.Second)
@@ -758,6 +758,9 @@ func watchLease(ctx context.Context, r *Result, ro *rollOptions, u, room string,
 			n := m.Count - 1 // not the probe
 			counts = append(counts, n)
 			since := time.Since(killed).Seconds()
+			if first < 0 {
+				first = since
+			}
 			switch {
 			case n != size:
 				settled = -1
@@ -774,6 +777,7 @@ func watchLease(ctx context.Context, r *Result, ro *rollOptions, u, room string,
 	r.add(name+" size", "", "", float64(size))
 	if len(counts) > 0 {
 		r.add(name+" count first seen", "", "", float64(counts[0]))
+		r.add(name+" count first seen after", "s", "", first) // a probe that connects late sees less of the lease
 		r.add(name+" count min", "", "", float64(slices.Min(counts)))
 		r.add(name+" count max", "", "", float64(slices.Max(counts)))
 		r.add(name+" count last", "", "", float64(counts[len(counts)-1]))
