@@ -36,8 +36,9 @@ import (
 // lease going through the drain, its closed connections counted for the
 // presence grace as on one box, so a member who reconnects to another box
 // within the grace is on two boxes for a moment and no one sees it leave;
-// when the box finally goes it says so (kindGone) and the others drop
-// what is left of its members at once.
+// when the box finally goes it says so (kindGone) and the others keep
+// its members for the grace more (the last it closed are reconnecting
+// right then), then drop what is left.
 //
 // Why leases on core NATS rather than a NATS KV bucket with TTLs: a KV
 // member set costs a JetStream write (replicated, on disk) per join and
