@@ -17,9 +17,13 @@
 // twice: a retried send broadcast again), order (members whose order of
 // their room's messages differs from another member's), rejoins answered
 // recovered:false, and p99 publish→delivery during the roll against the
-// steady state. With -kill each box is SIGKILLed instead of drained, and a
-// probe on a surviving box watches the room count: killed members should
-// leave within the cluster's lease.
+// steady state. Presence: the left entries members receive, per roll,
+// for keys that were back within -presence-grace (a drain must not show a
+// moving client as gone: goal 0). With -kill each box is SIGKILLed
+// instead of drained, with one more client (a ghost, never back) on it,
+// and a probe on a surviving box watches the count of the ghost's room:
+// it must come back to the room's size within -presence-lease and two
+// presence intervals of the kill, and never count a moved member twice.
 //
 // The cluster-wide history is passed through with -box-flags (e.g.
 // "-history-jetstream"); without it seq is per box, a client that moves
@@ -167,6 +171,7 @@ type rollMember struct {
 	unrecovered int64
 	warnings    int64
 	closedErr   error
+	away        []rollAway
 }
 
 // rollPhase says when a message was sent, for the latency split.
@@ -325,6 +330,9 @@ func runRolling(ro *rollOptions) (*Result, error) {
 	members := make([]*rollMember, ro.n)
 	roomName := func(k int) string { return roomNameOf(run, k) }
 	hist := newRollHist()
+	grace, interval, lease := rollPresenceTimes(ro.boxFlags)
+	pres := &rollPresence{prefix: fmt.Sprintf("rl%08x-", run), n: ro.n}
+	pres.roll.Store(-1)
 	var delivered atomic.Int64
 	var wg sync.WaitGroup
 	ctx, cancel := context.WithTimeout(context.Background(), ro.timeout+10*time.Minute)
@@ -401,7 +409,18 @@ func runRolling(ro *rollOptions) (*Result, error) {
 					m.mu.Lock()
 					m.warnings++
 					m.mu.Unlock()
+				case *client.Presence:
+					pres.note(ev.Left, time.Now())
 				case *client.StateChange:
+					m.mu.Lock()
+					open := len(m.away) > 0 && m.away[len(m.away)-1].to.IsZero()
+					switch {
+					case ev.State == client.Connected && open:
+						m.away[len(m.away)-1].to = time.Now()
+					case ev.State != client.Connected && !open:
+						m.away = append(m.away, rollAway{from: time.Now()})
+					}
+					m.mu.Unlock()
 					if ev.State == client.Closed && ev.Err != nil && !errors.Is(ev.Err, client.ErrClosed) {
 						m.mu.Lock()
 						m.closedErr = ev.Err
@@ -491,12 +510,19 @@ func runRolling(ro *rollOptions) (*Result, error) {
 	rollStart := time.Now()
 	reconnects0 := totalConnects(members)
 	var probe *client.Client
+	pres.counting.Store(true)
 	for i := range procs {
 		procsMu.Lock()
 		p := procs[i]
 		procsMu.Unlock()
+		var ghost *client.Client
+		if ro.kill && ro.boxes > 1 {
+			ghost = dialGhost(ctx, ro, urls[i], roomName(i%ro.rooms), run, i, &errs)
+			sleep(2 * interval) // its join reaches the other boxes
+		}
 		logf("%s %s", mode, p.name)
 		t := time.Now()
+		pres.roll.Store(int32(i))
 		if ro.kill {
 			p.cmd.Process.Kill()
 		} else {
@@ -510,8 +536,11 @@ func runRolling(ro *rollOptions) (*Result, error) {
 			errs.add("box-exit-timeout")
 		}
 		r.add(fmt.Sprintf("%s exit", p.name), "s", "", time.Since(t).Seconds())
+		if ghost != nil {
+			ghost.Close() // gone with its box: no one heard it leave
+		}
 		if ro.kill && ro.boxes > 1 {
-			probe = watchLease(ctx, r, ro, urls[(i+1)%ro.boxes], roomName(i%ro.rooms), run, i, members, &errs, probe)
+			probe = watchLease(ctx, r, ro, urls[(i+1)%ro.boxes], roomName(i%ro.rooms), run, i, members, &errs, probe, t, lease+2*interval)
 		}
 		np, err := startServer(targets[i], startTimeout)
 		if err != nil {
@@ -527,6 +556,7 @@ func runRolling(ro *rollOptions) (*Result, error) {
 		sleep(ro.settle)
 	}
 	rollTime := time.Since(rollStart)
+	pres.roll.Store(int32(ro.boxes))
 	phase.Store(phaseTail)
 	sleep(ro.tail)
 	phase.Store(phaseDrain)
@@ -548,6 +578,8 @@ func runRolling(ro *rollOptions) (*Result, error) {
 	}
 	waitFor(ro.drain, func() bool { return delivered.Load() >= want })
 	reconnects := totalConnects(members) - reconnects0
+	pres.counting.Store(false) // closing the clients makes real leaves
+	presEnd := time.Now()
 	closeClients()
 
 	// The verdict, member by member.
@@ -622,6 +654,28 @@ func runRolling(ro *rollOptions) (*Result, error) {
 	r.add("rejoins recovered:false", "", "lower", float64(unrecovered))
 	r.add("seq duplicates dropped by the client", "", "", float64(warnings))
 	r.add("reconnects", "", "", float64(reconnects))
+	away := make([][]rollAway, ro.n)
+	for i, m := range members {
+		away[i] = m.away
+	}
+	pres.mu.Lock()
+	flaps, flapsPerRoll := leftFlaps(pres.lefts, away, grace, 2*interval+time.Second, presEnd, ro.boxes)
+	r.add("presence: frames received (roll to drain)", "", "", float64(pres.frames.Load()))
+	r.add("presence: left entries received, any key", "", "", float64(pres.anyLeft.Load()))
+	r.add("presence: left entries naming a member", "", "", float64(pres.received))
+	r.add("presence: left for a key back within the grace", "", "lower", float64(flaps))
+	for i := range ro.boxes {
+		r.add(fmt.Sprintf("presence: left for a key back within the grace, box%d roll", i), "", "lower", float64(flapsPerRoll[i+1]))
+	}
+	r.add("presence: left for a key back within the grace, before or after the roll", "", "lower",
+		float64(flapsPerRoll[0]+flapsPerRoll[ro.boxes+1]))
+	if pres.overflow > 0 {
+		r.add("presence: left entries past the bench's bound (not classified)", "", "lower", float64(pres.overflow))
+	}
+	pres.mu.Unlock()
+	r.add("presence: grace", "s", "", grace.Seconds())
+	r.add("presence: interval", "s", "", interval.Seconds())
+	r.add("presence: lease", "s", "", lease.Seconds())
 	r.addLatency("publish→delivery steady", hist.merged(phaseSteady))
 	r.addLatency("publish→delivery roll", hist.merged(phaseRoll))
 	r.addLatency("publish→delivery tail", hist.merged(phaseTail))
@@ -642,13 +696,37 @@ func totalConnects(members []*rollMember) int64 {
 	return n
 }
 
+// dialGhost connects, before a kill, one more client to the box about to
+// die, in the room the probe watches, and closes it with the box: a key
+// that never comes back, which only the dead box's lease keeps counted.
+// Its key is no member's, so its leave is no flap.
+func dialGhost(ctx context.Context, ro *rollOptions, u, room string, run uint32, box int, errs *errCount) *client.Client {
+	gctx, cancel := context.WithTimeout(ctx, ro.timeout)
+	defer cancel()
+	g, err := client.Dial(gctx, u, client.Options{Key: fmt.Sprintf("rl%08x-ghost%d", run, box), Rooms: []string{room}})
+	if err != nil {
+		errs.add("ghost-" + errKind(err))
+		return nil
+	}
+	go func() {
+		for range g.Events() {
+		}
+	}()
+	return g
+}
+
 // watchLease is -kill's probe: from a surviving box, the count of the
-// killed box's first room, every 100 ms for -lease-wait: the killed
-// members should leave (and the ones that reconnected elsewhere be counted
-// once). It adds the count before the kill's effect, the largest seen,
-// and when it first came back to the room's size (-1: never).
+// killed box's first room, every 100 ms for -lease-wait. The killed
+// members reconnect elsewhere, so the room's true size is the number of
+// its members; what the dead box's lease still counts must not be counted
+// twice, and once the lease has run out nothing of that box may remain:
+// the ghost (dialGhost) must leave, no later than -presence-lease and 2
+// presence intervals after the kill. It adds the count first seen and its range, when it first came
+// back to the room's size and when it last differed from it (since the
+// kill; -1: never back, or still off at the end), and whether it settled
+// within bound (-presence-lease + 2 presence intervals).
 func watchLease(ctx context.Context, r *Result, ro *rollOptions, u, room string, run uint32, box int,
-	members []*rollMember, errs *errCount, probe *client.Client) *client.Client {
+	members []*rollMember, errs *errCount, probe *client.Client, killed time.Time, bound time.Duration) *client.Client {
 	if probe != nil {
 		probe.Close()
 	}
@@ -670,7 +748,7 @@ func watchLease(ctx context.Context, r *Result, ro *rollOptions, u, room string,
 		}
 	}()
 	start := time.Now()
-	back := -1.0
+	back, settled, first := -1.0, -1.0, -1.0
 	var counts []int
 	for time.Since(start) < ro.lease {
 		mctx, mcancel := context.WithTimeout(ctx, time.Second)
@@ -679,8 +757,18 @@ func watchLease(ctx context.Context, r *Result, ro *rollOptions, u, room string,
 		if err == nil {
 			n := m.Count - 1 // not the probe
 			counts = append(counts, n)
+			since := time.Since(killed).Seconds()
+			if first < 0 {
+				first = since
+			}
+			switch {
+			case n != size:
+				settled = -1
+			case settled < 0:
+				settled = since
+			}
 			if n == size && back < 0 {
-				back = time.Since(start).Seconds()
+				back = since
 			}
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -689,10 +777,18 @@ func watchLease(ctx context.Context, r *Result, ro *rollOptions, u, room string,
 	r.add(name+" size", "", "", float64(size))
 	if len(counts) > 0 {
 		r.add(name+" count first seen", "", "", float64(counts[0]))
+		r.add(name+" count first seen after", "s", "", first) // a probe that connects late sees less of the lease
+		r.add(name+" count min", "", "", float64(slices.Min(counts)))
 		r.add(name+" count max", "", "", float64(slices.Max(counts)))
 		r.add(name+" count last", "", "", float64(counts[len(counts)-1]))
 	}
 	r.add(name+" count back to size after", "s", "lower", back)
+	r.add(name+" count at size for good after", "s", "lower", settled)
+	within := 0.0
+	if settled >= 0 && settled <= bound.Seconds() {
+		within = 1
+	}
+	r.add(name+" at size within lease + 2 intervals", "", "higher", within)
 	return p
 }
 

@@ -64,6 +64,10 @@ func TestRollingScenario(t *testing.T) {
 				if _, ok := r.get("box0 kill: room size"); !ok {
 					t.Error("no lease probe")
 				}
+			} else if v, ok := r.get("presence: left for a key back within the grace"); !ok || v != 0 {
+				// Drained clients reconnect within the 5 s grace: no one
+				// is announced gone.
+				t.Errorf("presence flapped: %v left (reported %v)", v, ok)
 			}
 			if r.Errors["client-closed"] > 0 {
 				t.Errorf("errors %v", r.Errors)
@@ -77,14 +81,17 @@ func TestRollingScenario(t *testing.T) {
 // boxes recovers exactly. Nothing acked is lost, nothing is doubled, every
 // member of a room has its messages in one order and no rejoin is
 // answered recovered:false (the rooms keep far more than a reconnect can
-// miss at this rate).
+// miss at this rate). Presence: the ghost left on each killed box leaves
+// the probed room within -presence-lease (2 s here) and two intervals,
+// and no member that moved is announced gone.
 func TestRollingClusteredHistory(t *testing.T) {
 	ro := defaultRollOptions()
 	ro.bin, ro.kill = wstest.BuildBinary(t), true
-	ro.boxFlags = []string{"-history-jetstream", "-history-size", "1000", "-history-store-max", "67108864"}
+	ro.boxFlags = []string{"-history-jetstream", "-history-size", "1000", "-history-store-max", "67108864",
+		"-presence-lease", "2s", "-presence-interval", "200ms"}
 	ro.n, ro.rooms, ro.rate, ro.size = 30, 3, 30, 8
 	ro.steady, ro.settle, ro.tail, ro.drain = time.Second, 500*time.Millisecond, 500*time.Millisecond, 5*time.Second
-	ro.lameDuck, ro.lease, ro.timeout = 200*time.Millisecond, time.Second, 20*time.Second
+	ro.lameDuck, ro.lease, ro.timeout = 200*time.Millisecond, 3500*time.Millisecond, 20*time.Second
 	ro.progress = nil
 	r, err := runRolling(ro)
 	if err != nil {
@@ -97,9 +104,20 @@ func TestRollingClusteredHistory(t *testing.T) {
 		t.Errorf("%v acked", v)
 	}
 	for _, f := range []string{"lost (acked, never delivered to a member)", "duplicated (a member got one message twice)",
-		"members whose order differs", "rejoins recovered:false"} {
+		"members whose order differs", "rejoins recovered:false", "presence: left for a key back within the grace"} {
 		if v, ok := r.get(f); !ok || v != 0 {
 			t.Errorf("%s: %v (reported %v)", f, v, ok)
+		}
+	}
+	// The ghost is counted after the kill where the probe's box had
+	// members of the room all along (box0's kill, probed on box1); a box
+	// that starts following the room after a kill never hears of it.
+	for _, box := range []string{"box0", "box1", "box2"} {
+		size, _ := r.get(box + " kill: room size")
+		most, _ := r.get(box + " kill: room count max")
+		v, ok := r.get(box + " kill: room at size within lease + 2 intervals")
+		if !ok || v != 1 || most > size+1 || (box == "box0" && most != size+1) {
+			t.Errorf("%s: room of %v, count up to %v, back to size in time: %v (reported %v)", box, size, most, v, ok)
 		}
 	}
 }
@@ -131,5 +149,49 @@ func TestRollText(t *testing.T) {
 		if _, _, _, ok := parseRollText(bad); ok {
 			t.Errorf("%q parsed", bad)
 		}
+	}
+}
+
+// A left entry is expected only inside an absence longer than the grace
+// (up to slack after it ends); one for a key that was back within the
+// grace, or never away, is a flap, counted in the roll it arrived in.
+func TestLeftFlaps(t *testing.T) {
+	t0 := time.Unix(1764650000, 0)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	grace, slack := 5*time.Second, 3*time.Second
+	away := [][]rollAway{
+		{{from: at(10), to: at(11)}},      // 0: back within the grace
+		{{from: at(10), to: at(20)}},      // 1: away past the grace
+		nil,                               // 2: never away
+		{{from: at(30), to: time.Time{}}}, // 3: never back
+	}
+	for _, tc := range []struct {
+		name string
+		left rollLeft
+		flap bool
+	}{
+		{"back within the grace", rollLeft{key: 0, roll: 0, at: at(15)}, true},
+		{"away past the grace", rollLeft{key: 1, roll: 1, at: at(15.5)}, false},
+		{"away past the grace, frame late within slack", rollLeft{key: 1, roll: 1, at: at(22)}, false},
+		{"away past the grace, long after", rollLeft{key: 1, roll: 2, at: at(40)}, true},
+		{"before the absence", rollLeft{key: 1, roll: 0, at: at(9)}, true},
+		{"never away", rollLeft{key: 2, roll: -1, at: at(5)}, true},
+		{"never back", rollLeft{key: 3, roll: 3, at: at(36)}, false},
+	} {
+		total, per := leftFlaps([]rollLeft{tc.left}, away, grace, slack, at(50), 3)
+		want := int64(0)
+		if tc.flap {
+			want = 1
+		}
+		if total != want || per[tc.left.roll+1] != want {
+			t.Errorf("%s: total %d per roll %v", tc.name, total, per)
+		}
+	}
+}
+
+func TestRollPresenceTimes(t *testing.T) {
+	g, i, l := rollPresenceTimes([]string{"-history-jetstream", "-presence-grace", "300ms", "--presence-lease=2s"})
+	if g != 300*time.Millisecond || i != time.Second || l != 2*time.Second {
+		t.Fatalf("%v %v %v", g, i, l)
 	}
 }

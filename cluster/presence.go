@@ -36,8 +36,9 @@ import (
 // lease going through the drain, its closed connections counted for the
 // presence grace as on one box, so a member who reconnects to another box
 // within the grace is on two boxes for a moment and no one sees it leave;
-// when the box finally goes it says so (kindGone) and the others drop
-// what is left of its members at once.
+// when the box finally goes it says so (kindGone) and the others keep
+// its members for the grace more (the last it closed are reconnecting
+// right then), then drop what is left.
 //
 // Why leases on core NATS rather than a NATS KV bucket with TTLs: a KV
 // member set costs a JetStream write (replicated, on disk) per join and
@@ -86,7 +87,8 @@ type presRoom struct {
 type presBox struct {
 	deadline time.Time
 	lease    time.Duration
-	rooms    int // followed rooms it has members in
+	rooms    int  // followed rooms it has members in
+	gone     bool // it said goodbye: deadline is the end of the grace, not of a lease
 }
 
 func (s subjects) presence(room string) string {
@@ -140,6 +142,10 @@ func (b *Bridge) presenceTick(now time.Time) {
 		}
 	}
 	for id, box := range ps.boxes {
+		if box.gone && now.After(box.deadline) {
+			b.forgetBox(id)
+			continue
+		}
 		if now.After(box.deadline) {
 			b.stats.LeasesExpired.Add(1)
 			b.log.Info("presence lease expired: the box's members leave", "of_box", id, "lease", box.lease)
@@ -333,13 +339,21 @@ func (b *Bridge) receivePresence(subject string, m *message) {
 			b.dropPresence(dropReason(err))
 			return
 		}
-		if box := ps.boxes[m.BoxID]; box != nil {
+		if box := ps.boxes[m.BoxID]; box != nil && !box.gone {
 			box.lease, box.deadline = lease, now.Add(lease)
 		}
 	case kindGone:
-		if ps.boxes[m.BoxID] != nil {
-			b.log.Info("box gone: its members leave", "of_box", m.BoxID)
-			b.forgetBox(m.BoxID)
+		// Its members are kept for the grace, as it kept those it closed:
+		// the last it closed before going are reconnecting elsewhere right
+		// now, and one back within the grace must not be seen leaving.
+		// Those on no other box by then leave.
+		if box := ps.boxes[m.BoxID]; box != nil && !box.gone {
+			b.log.Info("box gone: its members not back elsewhere leave after the grace", "of_box", m.BoxID)
+			if g := b.hub.Config().PresenceGrace; g > 0 {
+				box.gone, box.deadline = true, now.Add(g)
+			} else {
+				b.forgetBox(m.BoxID)
+			}
 		}
 	case kindPresenceAsk:
 		if len(m.Text) == 0 || string(m.Text) == b.pres.id {
@@ -372,7 +386,9 @@ func (b *Bridge) applyPresence(m *message, now time.Time) {
 		ps.boxes[m.BoxID] = box
 		b.stats.PresenceBoxes.Store(int64(len(ps.boxes)))
 	}
-	box.deadline = now.Add(box.lease)
+	if !box.gone {
+		box.deadline = now.Add(box.lease)
+	}
 	last, known := pr.seqs[m.BoxID]
 	switch {
 	case pm.snapshot || m.Seq == 1:

@@ -70,10 +70,11 @@ func untilLeft(t *testing.T, c *wstest.V1, key string, d time.Duration) wstest.E
 }
 
 // A room's members and count are the union over the boxes, on each box,
-// for the admin API and a v1 members answer alike; a box that goes has
-// its members leave at once, one cut off (crashed) within its lease; one
-// that drains keeps its members through the grace, so those who come back
-// on another box never leave.
+// for the admin API and a v1 members answer alike; a box that drains and
+// goes keeps its members through the grace, on its own side and then on
+// the others', so one that comes back on another box within it never
+// leaves, even after the goodbye, and one that does not leaves after the
+// grace; a box cut off (crashed) has its members leave within its lease.
 func TestPresenceAcrossBoxes(t *testing.T) {
 	for name, opts := range map[string][]boxOpt{"unsigned": {withPresence}, "signed": {withPresence, withKeys(key1)}} {
 		t.Run(name, func(t *testing.T) {
@@ -86,16 +87,19 @@ func TestPresenceAcrossBoxes(t *testing.T) {
 			wstest.Dial(t, b.addr(), "specialKey=carol&room=lobby") // a seed member
 			dave := wstest.DialV1(t, c.addr(), "specialKey=dave&room=lobby")
 			dave.Expect(t, "joined")
-			waitMembers(t, "4 [alice bob carol dave]", "lobby", a, b, c)
+			erin := wstest.DialV1(t, c.addr(), "specialKey=erin&room=lobby") // not back after the drain
+			erin.Expect(t, "joined")
+			waitMembers(t, "5 [alice bob carol dave erin]", "lobby", a, b, c)
 			alice.Members("lobby")
-			if m := alice.ExpectUntil(t, "members"); m.Count != 4 || strings.Join(m.Members, ",") != "alice,bob,carol,dave" {
+			if m := alice.ExpectUntil(t, "members"); m.Count != 5 || strings.Join(m.Members, ",") != "alice,bob,carol,dave,erin" {
 				t.Fatalf("members on a: %s", m.Raw)
 			}
 			if n := a.br.Stats().PresenceBoxes.Load(); n != 2 {
 				t.Fatalf("a follows %d boxes, want 2", n)
 			}
 
-			// Box c drains; dave comes back on a within the grace.
+			// Box c drains and goes; dave comes back on a after its
+			// goodbye, within the grace.
 			done := make(chan struct{})
 			go func() {
 				defer close(done)
@@ -108,20 +112,25 @@ func TestPresenceAcrossBoxes(t *testing.T) {
 					break
 				}
 			}
+			gone := time.Now()
+			c.br.Close() // the goodbye, dave and erin in their grace: they stay for it
 			// Long enough for a leave to have been shared, within the grace.
 			time.Sleep(6 * testInterval)
 			dave2 := wstest.DialV1(t, a.addr(), "specialKey=dave&room=lobby")
 			dave2.Expect(t, "joined")
-			<-done
-			c.br.Close() // the box goes: its members are dropped at once
+			e := untilLeft(t, alice, "erin", testGrace+2*time.Second)
+			if took := time.Since(gone); slices.Contains(e.Left, "dave") || took < testGrace-testInterval {
+				t.Fatalf("%v after the goodbye (grace %v): %s", took, testGrace, e.Raw)
+			}
 			waitMembers(t, "4 [alice bob carol dave]", "lobby", a, b)
 			noLeft(t, alice, "dave", 10*testInterval)
 			noLeft(t, bob, "dave", 0)
+			<-done
 
 			// Box b is cut off: its members leave within the lease.
 			start := time.Now()
 			cluster.Crash(b.br)
-			e := untilLeft(t, alice, "bob", 5*time.Second)
+			e = untilLeft(t, alice, "bob", 5*time.Second)
 			took := time.Since(start)
 			if !slices.Contains(e.Left, "carol") || e.Count != 2 {
 				t.Fatalf("after b was cut off: %s", e.Raw)
