@@ -46,6 +46,11 @@ func TestBinaryRestarts(t *testing.T) {
 		if r == restarts {
 			break
 		}
+		// An ack says the message was queued for bob, not that it reached
+		// him: a kill before his socket has it loses it to him
+		// (recovered:false, the protocol without a store), so the kill
+		// waits for the round to reach him.
+		waitFor(t, "the round at bob", func() bool { return len(rb.messages("lobby")) == (r+1)*per })
 		p.Cmd.Process.Kill()
 		p.Wait(5 * time.Second)
 		p = wstest.StartBinary(t, args...)
