@@ -422,7 +422,10 @@ func (c *Conn) queueCloseLocked(err *codec.CloseError) {
 
 // overflowLocked closes a slow consumer with err (1008): queued frames it
 // has not started to receive are dropped, the close frame goes right after
-// the partly written one.
+// the partly written one, and is written now if the socket takes it. A
+// member shed for its kernel backlog has nothing queued here: every write
+// was taken whole, so the socket owes no EPOLLOUT edge, and a close left
+// in the queue would wait for the close timeout.
 func (c *Conn) overflowLocked(err *codec.CloseError) {
 	keep := 0
 	if c.headStarted {
@@ -436,7 +439,7 @@ func (c *Conn) overflowLocked(err *codec.CloseError) {
 	c.hub.log.Info("slow consumer closed", "key", c.key, "reason", err.Reason)
 	c.closeReq.CompareAndSwap(nil, err)
 	c.queueCloseLocked(err)
-	c.publishLocked()
+	c.flushLocked()
 	c.Notify(readyEvent)
 }
 
