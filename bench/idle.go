@@ -136,9 +136,22 @@ func runIdle(o *options) (*Result, error) {
 // connection that fails is closed and dropped from conns.
 func joinRooms(o *options, conns []*wsConn, room func(k int) string, l *live, joined *atomic.Int64) {
 	deadline := time.Now().Add(o.timeout)
+	eachOpen(conns, o.dialers, func(i int, c *wsConn, b *[]byte) bool {
+		if err := joinAll(c, o.idleRooms, room, deadline, b, l, joined); err != nil {
+			l.errs.add("join-" + errKind(err))
+			return false
+		}
+		return true
+	})
+}
+
+// eachOpen runs fn on every open connection of conns, with up to workers
+// goroutines, each with a scratch buffer of its own; a connection fn
+// reports as failed is closed and dropped from conns.
+func eachOpen(conns []*wsConn, workers int, fn func(i int, c *wsConn, scratch *[]byte) bool) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for range min(o.dialers, len(conns)) {
+	for range min(workers, len(conns)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -148,12 +161,7 @@ func joinRooms(o *options, conns []*wsConn, room func(k int) string, l *live, jo
 				if i >= len(conns) {
 					return
 				}
-				c := conns[i]
-				if c == nil {
-					continue
-				}
-				if err := joinAll(c, o.idleRooms, room, deadline, &b, l, joined); err != nil {
-					l.errs.add("join-" + errKind(err))
+				if c := conns[i]; c != nil && !fn(i, c, &b) {
 					c.Close()
 					conns[i] = nil
 				}
@@ -206,33 +214,16 @@ func liveBytes() int64 {
 // conns. It returns how many answered.
 func sweep(o *options, conns []*wsConn, l *live, checked *atomic.Int64) int64 {
 	deadline := time.Now().Add(o.timeout)
-	var next, alive atomic.Int64
-	var wg sync.WaitGroup
-	for range min(o.dialers, len(conns)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(conns) {
-					return
-				}
-				c := conns[i]
-				if c == nil {
-					continue
-				}
-				if err := pingPong(c, uint64(i), deadline); err != nil {
-					l.errs.add("check-" + errKind(err))
-					c.Close()
-					conns[i] = nil
-					continue
-				}
-				alive.Add(1)
-				checked.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
+	var alive atomic.Int64
+	eachOpen(conns, o.dialers, func(i int, c *wsConn, _ *[]byte) bool {
+		if err := pingPong(c, uint64(i), deadline); err != nil {
+			l.errs.add("check-" + errKind(err))
+			return false
+		}
+		alive.Add(1)
+		checked.Add(1)
+		return true
+	})
 	return alive.Load()
 }
 

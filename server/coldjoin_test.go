@@ -90,16 +90,8 @@ func TestColdJoinDoesNotStall(t *testing.T) {
 func TestColdJoinSeamWhileReadWaits(t *testing.T) {
 	store := memlog.New(memlog.Config{MaxMessages: 100000})
 	addrA, _, _ := startLogged(t, store, session.Config{HistorySize: 10000})
-	sender := v1Dial(t, addrA, "specialKey=s&room=r")
-	sender.expect("joined")
 	const total = 3000
-	go func() {
-		for i := 1; i <= total; i++ {
-			if sender.c.WriteText(fmt.Sprintf(`{"type":"send","room":"r","text":"%d"}`, i)) != nil {
-				return
-			}
-		}
-	}()
+	sendAtFullRate(t, addrA, "r", total)
 	wstest.Eventually(t, 10*time.Second, "messages ordered before B starts", func() bool { return len(store.Messages("r")) >= 50 })
 	addrB, stB, _ := startLogged(t, store, session.Config{HistorySize: 10000, LogReads: 2})
 	const joiners = 4

@@ -168,6 +168,22 @@ func TestLogColdJoin(t *testing.T) {
 	}
 }
 
+// sendAtFullRate has a v1 client of box addr send "1" … "n" to room as
+// fast as the socket takes them, without waiting for acks, in the
+// background.
+func sendAtFullRate(t *testing.T, addr, room string, n int) {
+	t.Helper()
+	sender := v1Dial(t, addr, "specialKey=s&room="+room)
+	sender.expect("joined")
+	go func() {
+		for i := 1; i <= n; i++ {
+			if sender.c.WriteText(fmt.Sprintf(`{"type":"send","room":"%s","text":"%d"}`, room, i)) != nil {
+				return
+			}
+		}
+	}()
+}
+
 // TestLogJoinSeamAtFullRate: while one box sends into a room as fast as
 // it can, joins on another box (started cold, and with its delivery held
 // back at times so the Read runs ahead of it) with since=0 get every
@@ -175,16 +191,8 @@ func TestLogColdJoin(t *testing.T) {
 func TestLogJoinSeamAtFullRate(t *testing.T) {
 	store := memlog.New(memlog.Config{MaxMessages: 100000})
 	addrA, _, _ := startLogged(t, store, session.Config{HistorySize: 10000})
-	sender := v1Dial(t, addrA, "specialKey=s&room=r")
-	sender.expect("joined")
 	const total = 3000
-	go func() {
-		for i := 1; i <= total; i++ {
-			if sender.c.WriteText(fmt.Sprintf(`{"type":"send","room":"r","text":"%d"}`, i)) != nil {
-				return
-			}
-		}
-	}()
+	sendAtFullRate(t, addrA, "r", total)
 	// Some messages are ordered before B starts, so B's Ring cannot
 	// cover since=0 and a join must read the Log.
 	wstest.Eventually(t, 10*time.Second, "messages ordered before B starts", func() bool { return len(store.Messages("r")) >= 50 })
