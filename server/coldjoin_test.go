@@ -116,16 +116,8 @@ func TestColdJoinSeamWhileReadWaits(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if m := j.next(); m["type"] != "joined" || m["recovered"] != true {
-				errs <- fmt.Errorf("joiner %d: %v", n, m)
-				return
-			}
-			for want := 1; want <= total; want++ {
-				m := j.next()
-				if m["type"] != "message" || m["seq"] != float64(want) || m["text"] != fmt.Sprint(want) {
-					errs <- fmt.Errorf("joiner %d: got %v, want seq %d", n, m, want)
-					return
-				}
+			if err := joinedWithAll(j, total); err != nil {
+				errs <- fmt.Errorf("joiner %d: %v", n, err)
 			}
 		}()
 	}

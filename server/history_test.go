@@ -168,6 +168,22 @@ func TestLogColdJoin(t *testing.T) {
 	}
 }
 
+// joinedWithAll reads j's answer to a join with since=0, recovered, and
+// then the messages sendAtFullRate sent, "1" … "total", each once in seq
+// order.
+func joinedWithAll(j *v1Client, total int) error {
+	if m := j.next(); m["type"] != "joined" || m["recovered"] != true {
+		return fmt.Errorf("%v, want joined with recovered:true", m)
+	}
+	for want := 1; want <= total; want++ {
+		m := j.next()
+		if m["type"] != "message" || m["seq"] != float64(want) || m["text"] != fmt.Sprint(want) {
+			return fmt.Errorf("got %v, want seq %d", m, want)
+		}
+	}
+	return nil
+}
+
 // sendAtFullRate has a v1 client of box addr send "1" … "n" to room as
 // fast as the socket takes them, without waiting for acks, in the
 // background.
@@ -209,16 +225,8 @@ func TestLogJoinSeamAtFullRate(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if m := j.next(); m["type"] != "joined" || m["recovered"] != true {
-				errs <- fmt.Errorf("joiner %d: %v", n, m)
-				return
-			}
-			for want := 1; want <= total; want++ {
-				m := j.next()
-				if m["type"] != "message" || m["seq"] != float64(want) || m["text"] != fmt.Sprint(want) {
-					errs <- fmt.Errorf("joiner %d: got %v, want seq %d", n, m, want)
-					return
-				}
+			if err := joinedWithAll(j, total); err != nil {
+				errs <- fmt.Errorf("joiner %d: %v", n, err)
 			}
 		}()
 		time.Sleep(5 * time.Millisecond)
