@@ -30,6 +30,20 @@ func fill(t *testing.T, addr, room string, n int) {
 	s.c.Close(1000)
 }
 
+// upgradeStatus is the HTTP status of an upgrade of addr/?query: 101 if
+// upgraded (the connection is closed at once), -1 if no answer came.
+func upgradeStatus(addr, query string) int {
+	c, status, _, err := wstest.RawHandshake(addr, []byte(wstest.UpgradeRequest(addr, "/?"+query)))
+	if c != nil {
+		c.Conn.Close()
+		return 101
+	}
+	if err != nil && status == 0 {
+		return -1
+	}
+	return status
+}
+
 // waitingReads waits until n Reads of store are held.
 func waitingReads(t *testing.T, store *memlog.Store, n int) {
 	t.Helper()
@@ -157,13 +171,8 @@ func TestColdJoinTimeout(t *testing.T) {
 	if got := stB.LogReadTimeouts.Load(); got != 2 {
 		t.Fatalf("%d timeouts counted, want 2", got)
 	}
-	c, status, _, err := wstest.RawHandshake(addrB, []byte(wstest.UpgradeRequest(addrB, "/?specialKey=f&room=q&history=2&proto=v1")))
-	if c != nil {
-		c.Conn.Close()
-		t.Fatal("a first join the box cannot place was upgraded")
-	}
-	if err != nil || status != 503 {
-		t.Fatalf("first join: status %d, %v; want 503", status, err)
+	if st := upgradeStatus(addrB, "specialKey=f&room=q&history=2&proto=v1"); st != 503 {
+		t.Fatalf("a first join the box cannot place: status %d, want 503", st)
 	}
 	// The late Reads still seed the Ring once they return.
 	seeded := stB.LogSeeded.Load()
@@ -202,13 +211,8 @@ func TestColdJoinClosedWhileReading(t *testing.T) {
 	conns[2].write(`{"type":"join","id":"shed","room":"r","history":5}`) // past the queue
 	conns[2].expect("error", "id", "shed", "code", 120)
 	// A first room past the queue, that the box holds nothing of: 503.
-	c, status, _, err := wstest.RawHandshake(addrB, []byte(wstest.UpgradeRequest(addrB, "/?specialKey=f&room=z&proto=v1")))
-	if c != nil {
-		c.Conn.Close()
-		t.Fatal("a first join shed with nothing in memory was upgraded")
-	}
-	if err != nil || status != 503 {
-		t.Fatalf("first join: status %d, %v; want 503", status, err)
+	if st := upgradeStatus(addrB, "specialKey=f&room=z&proto=v1"); st != 503 {
+		t.Fatalf("a first join shed with nothing in memory: status %d, want 503", st)
 	}
 	if got := stB.LogReadsShed.Load(); got != 2 {
 		t.Fatalf("%d joins shed, want 2", got)
@@ -359,16 +363,8 @@ func TestColdJoinSuperseded(t *testing.T) {
 	defer store.HoldReads(false)
 	late := func(key string) <-chan int {
 		ch := make(chan int, 1)
-		req := wstest.UpgradeRequest(addrB, "/?specialKey="+key+"&room=r&since=2&epoch="+store.Epoch()+"&proto=v1")
 		go func() {
-			c, status, _, err := wstest.RawHandshake(addrB, []byte(req))
-			if c != nil {
-				defer c.Conn.Close()
-			}
-			if err != nil && status == 0 {
-				status = -1
-			}
-			ch <- status
+			ch <- upgradeStatus(addrB, "specialKey="+key+"&room=r&since=2&epoch="+store.Epoch()+"&proto=v1")
 		}()
 		return ch
 	}
