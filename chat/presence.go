@@ -73,7 +73,8 @@ type PresenceEvent struct {
 // Memory: a room costs its member map (keys told by Join, and keys in
 // their grace) and the keys changed since its last event, at most ListMax
 // of each kind (past that an event carries the count only, so the keys
-// are not kept); a key the Roster counts costs nothing while present.
+// are not kept); a key the Roster counts (Arrive, Enter) costs nothing
+// while present: in wsd every connection's rooms are counted that way.
 // Each Leave holds one pending entry for the grace, so a flapping key
 // costs (its join/leave rate × Grace) entries, bounded by the session's
 // command rate limit.
@@ -271,6 +272,39 @@ func (p *Presence) Arrive(room, key string) {
 		return
 	}
 	p.joinedKey(r, key)
+}
+
+// Enter is Arrive for a key that is not in the roster yet: insert puts it
+// there and reports whether it did, and is called with the Presence
+// locked (it may take the roster's locks, which come after the
+// Presence's), with the count room has once key is in. Done in one
+// critical section, no event or Members answer can see the key twice (its
+// grace entry and the roster's) or not at all (neither yet); wsd's v1
+// joins use it, so a v1 member costs presence nothing while present.
+// Enter reports what insert did; a key counted already (in its grace, or
+// the roster's through a connection insert replaces) emits nothing.
+func (p *Presence) Enter(room, key string, insert func(count int) bool) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r := p.room(room)
+	_, own := r.members[key]
+	counted := own || p.cfg.Roster.InRoster(room, key)
+	count := p.count(r)
+	if !counted {
+		count++
+	}
+	if !insert(count) {
+		p.dropIfDone(r) // made for nothing
+		return false
+	}
+	r.remoteStale(key)
+	switch {
+	case own:
+		delete(r.members, key) // counted by the roster now
+	case !counted:
+		p.joinedKey(r, key)
+	}
+	return true
 }
 
 // Leave ends key's membership of room after the grace (at once without

@@ -334,6 +334,71 @@ func TestPresenceRoster(t *testing.T) {
 	}
 }
 
+// TestPresenceEnter: a key Enter puts in the roster is counted from the
+// insert on with the count insert was told, costs no entry, and is told
+// once; an insert that fails leaves nothing; back within its grace or
+// replacing itself it is counted once and nothing is told.
+func TestPresenceEnter(t *testing.T) {
+	c := newClock()
+	f := fakeRoster{}
+	p := NewPresence(PresenceConfig{Interval: time.Second, Grace: 5 * time.Second, ListMax: 3, Now: c.now, Roster: f})
+	var ev events
+	step := func(d time.Duration, want string, count int) {
+		t.Helper()
+		c.add(d)
+		p.Flush(ev.emit)
+		if got := ev.take(); got != want || p.Count("r") != count {
+			t.Fatalf("got %s count %d, want %s count %d", got, p.Count("r"), want, count)
+		}
+	}
+	enter := func(key string, ok bool, wantCount int) {
+		t.Helper()
+		told := -1
+		got := p.Enter("r", key, func(count int) bool {
+			told = count
+			if ok && !f.InRoster("r", key) {
+				f["r"] = append(f["r"], key)
+			}
+			return ok
+		})
+		if got != ok || told != wantCount {
+			t.Fatalf("Enter %s: %v with count %d, want %v with %d", key, got, told, ok, wantCount)
+		}
+	}
+	enter("a", true, 1)
+	enter("b", true, 2)
+	step(time.Second, "[r 2 +[a b] -[]]", 2)
+	if n := len(p.rooms["r"].members); n != 0 {
+		t.Fatalf("%d entries for keys in the roster", n)
+	}
+
+	// A join refused in insert: not counted, and a room made for it goes.
+	enter("x", false, 3)
+	step(time.Second, "[]", 2)
+	p.Enter("q", "z", func(int) bool { return false })
+	if _, ok := p.rooms["q"]; ok {
+		t.Fatal("a refused Enter left its room")
+	}
+
+	// b departs and comes back within the grace: counted throughout.
+	f.drop("r", "b")
+	p.Depart("r", "b")
+	step(time.Second, "[]", 2)
+	enter("b", true, 2)
+	if n := len(p.rooms["r"].members); n != 0 {
+		t.Fatalf("b's grace entry stayed: %d entries", n)
+	}
+	step(10*time.Second, "[]", 2)
+
+	// a connection of a replaces the one in the roster (insert swaps
+	// them), or a joins again: counted once, nothing told.
+	enter("a", true, 2)
+	step(time.Second, "[]", 2)
+	if m, n := p.Members("r", nil); fmt.Sprint(m) != "[a b]" || n != 2 {
+		t.Fatalf("members %v %d", m, n)
+	}
+}
+
 // TestPresenceChangeSetsBounded: past ListMax changes an event carries the
 // count only, so the room keeps at most ListMax keys of changes, and none
 // once the event is out.

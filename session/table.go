@@ -221,46 +221,65 @@ func (t *table) roomCounts() map[string]int {
 	return counts
 }
 
-// The table is the Presence's Roster (chat.Roster): a seed connection is
-// counted and listed in its room through its member entry, so presence
-// costs it nothing of its own (handshake.go: Arrive, v1.go: Depart).
-// Called with the Presence locked, which comes before shard.mu.
+// The table is the Presence's Roster (chat.Roster): a connection is
+// counted and listed in its rooms through its entries here — a seed
+// connection's member entry, a v1 connection's subs — so presence costs a
+// present member nothing of its own (handshake.go: Arrive; v1.go: Enter,
+// and Depart when it leaves). Called with the Presence locked, which comes
+// before shard.mu.
 
-// RosterCount implements chat.Roster: room's seed members.
+// RosterCount implements chat.Roster: room's members.
 func (t *table) RosterCount(name string) int {
 	n := 0
 	for _, s := range t.shards {
 		s.mu.RLock()
 		if r := s.rooms[name]; r != nil {
-			n += len(r.members)
+			n += len(r.members) + len(r.subs)
 		}
 		s.mu.RUnlock()
 	}
 	return n
 }
 
-// AppendRoster implements chat.Roster: up to max of room's seed members'
-// keys.
-func (t *table) AppendRoster(dst []string, name string, max int) []string {
+// AppendRoster implements chat.Roster: up to max of room's members' keys.
+func (t *table) AppendRoster(dst []string, name string, limit int) []string {
 	for _, s := range t.shards {
-		if max <= 0 {
+		if limit <= 0 {
 			break
 		}
 		s.mu.RLock()
 		if r := s.rooms[name]; r != nil {
-			for _, c := range r.members[:min(max, len(r.members))] {
+			for _, c := range r.members[:min(limit, len(r.members))] {
 				dst = append(dst, c.key)
 			}
-			max -= len(r.members)
+			limit -= len(r.members)
+			for _, e := range r.subs[:min(max(limit, 0), len(r.subs))] {
+				dst = append(dst, e.c.key)
+			}
+			limit -= len(r.subs)
 		}
 		s.mu.RUnlock()
 	}
 	return dst
 }
 
-// InRoster implements chat.Roster: whether key's connection is a seed
-// member of room.
+// InRoster implements chat.Roster: whether key's connection is a member
+// of room.
 func (t *table) InRoster(name, key string) bool {
-	c := t.lookup(key)
-	return c != nil && c.v1 == nil && c.room == name
+	s := t.shardOf(key)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	c := s.byKey[key]
+	switch {
+	case c == nil:
+		return false
+	case c.v1 == nil:
+		return c.room == name
+	}
+	for _, sb := range c.v1.subs {
+		if sb.r.name == name {
+			return true
+		}
+	}
+	return false
 }

@@ -50,8 +50,8 @@ type subEntry struct {
 }
 
 type sub struct {
-	room string
-	idx  int32 // index of the entry in the room's subs
+	r   *room // in its shard's rooms while it has this sub
+	idx int32 // index of the entry in r.subs
 }
 
 // v1Conn is what a v1 connection holds beyond a seed one: what it keeps
@@ -60,12 +60,14 @@ type sub struct {
 // v1 connection holds none of it.
 type v1Conn struct {
 	c    *Conn
-	subs []sub    // under the key's shard mu; the first room first
-	gone []string // rooms removeSubs took it out of, for presence (roomsLeft)
+	subs []sub // under the key's shard mu; the first room first
 
-	// The rooms the credentials allow (a JWT rooms claim), if limited.
-	rooms        []string
-	roomsLimited bool
+	// The rooms the credentials allow (a JWT rooms claim); nil: any.
+	// Set at upgrade.
+	allowed *[]string
+	// The rooms removeSubs took it out of, for presence (roomsLeft); nil
+	// until then, under the key's shard mu.
+	gone *[]string
 
 	// The join waits for a Read of the Log (logread.go): the v1Work stays
 	// until it is answered. Here, not in the v1Work, so that OnReady can
@@ -173,7 +175,11 @@ var replayBatches = sync.Pool{New: func() any { return new(replayBatch) }}
 
 // newV1Conn returns the v1 state for a request that opted in.
 func newV1Conn(c *Conn, req *codec.Request) *v1Conn {
-	v := &v1Conn{c: c, rooms: req.Rooms, roomsLimited: req.Rooms != nil}
+	v := &v1Conn{c: c}
+	if req.Rooms != nil {
+		rooms := req.Rooms // the request's own copy (codec.Request)
+		v.allowed = &rooms
+	}
 	v.work() // until the first join is done (joinFirst)
 	v.hasSince, v.since, v.hasHistory, v.history = req.HasSince, req.Since, req.HasHistory, req.History
 	if req.HasSince {
@@ -256,7 +262,7 @@ func (s *shard) addSub(c *Conn, name string, after uint64, lag *lagFilter) {
 		s.hub.roomOpened(name) // cluster: bridge.go
 	}
 	s.hub.v1Subs.Add(1)
-	c.v1.subs = append(c.v1.subs, sub{room: r.name, idx: int32(len(r.subs))})
+	c.v1.subs = append(c.v1.subs, sub{r: r, idx: int32(len(r.subs))})
 	r.subs = append(r.subs, subEntry{c: c, after: after, lag: lag})
 }
 
@@ -265,7 +271,7 @@ func (s *shard) removeSub(c *Conn, i int) {
 	v := c.v1
 	sb := v.subs[i]
 	s.hub.v1Subs.Add(-1)
-	r := s.rooms[sb.room]
+	r := sb.r
 	last := int32(len(r.subs) - 1)
 	if sb.idx != last {
 		// The last entry takes the hole; its connection (of this shard
@@ -274,7 +280,7 @@ func (s *shard) removeSub(c *Conn, i int) {
 		r.subs[sb.idx] = moved
 		ms := moved.c.v1.subs
 		for j := range ms {
-			if ms[j].room == sb.room {
+			if ms[j].r == r {
 				ms[j].idx = sb.idx
 				break
 			}
@@ -283,8 +289,8 @@ func (s *shard) removeSub(c *Conn, i int) {
 	r.subs[last] = subEntry{}
 	r.subs = r.subs[:last]
 	if last == 0 && len(r.members) == 0 {
-		delete(s.rooms, sb.room)
-		s.hub.roomClosed(sb.room) // cluster: bridge.go
+		delete(s.rooms, r.name)
+		s.hub.roomClosed(r.name) // cluster: bridge.go
 	}
 	copy(v.subs[i:], v.subs[i+1:])
 	v.subs[len(v.subs)-1] = sub{}
@@ -293,8 +299,15 @@ func (s *shard) removeSub(c *Conn, i int) {
 
 // removeSubs takes c out of all its rooms; s.mu is held.
 func (s *shard) removeSubs(c *Conn) {
+	if len(c.v1.subs) == 0 {
+		return
+	}
+	if c.v1.gone == nil {
+		c.v1.gone = new([]string)
+	}
+	gone := c.v1.gone
 	for len(c.v1.subs) > 0 {
-		c.v1.gone = append(c.v1.gone, c.v1.subs[len(c.v1.subs)-1].room)
+		*gone = append(*gone, c.v1.subs[len(c.v1.subs)-1].r.name)
 		s.removeSub(c, len(c.v1.subs)-1)
 	}
 }
@@ -313,12 +326,14 @@ func (h *Hub) roomsLeft(c *Conn, except string) {
 	}
 	s := h.table.shardOf(c.key)
 	s.mu.Lock()
-	gone := c.v1.gone
-	c.v1.gone = nil
+	var gone []string
+	if c.v1.gone != nil {
+		gone, c.v1.gone = *c.v1.gone, nil
+	}
 	s.mu.Unlock()
 	for _, r := range gone {
 		if r != except {
-			h.presence.Leave(r, c.key)
+			h.presence.Depart(r, c.key) // out of the roster: counted for the grace
 		}
 	}
 }
@@ -326,7 +341,7 @@ func (h *Hub) roomsLeft(c *Conn, except string) {
 // subIndex returns the index of c's sub of room, -1 if none; s.mu is held.
 func (v *v1Conn) subIndex(room []byte) int {
 	for i, sb := range v.subs {
-		if sb.room == string(room) {
+		if sb.r.name == string(room) {
 			return i
 		}
 	}
@@ -340,7 +355,7 @@ func (c *Conn) roomOf(room []byte) (string, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if i := c.v1.subIndex(room); i >= 0 {
-		return c.v1.subs[i].room, true
+		return c.v1.subs[i].r.name, true
 	}
 	return "", false
 }
@@ -451,13 +466,13 @@ func (v *v1Conn) Attach(info chat.Info) {
 		c.holdEnvelope(v.buf)
 	}
 	if v.welcome != nil {
-		count := h.presence.Join(j.room, c.key) // a key replacing itself is counted once
-		v.replaced = t.joinV1(c, v.welcome, after, j.lag, func() { joined(count) })
-		if j.superseded {
-			h.presence.Leave(j.room, c.key) // the newer connection holds the key's count
-			return
-		}
-		j.attached = true
+		// Counted through the table (the Roster) once in it: presence
+		// keeps nothing of its own for a present v1 member (chat.Enter).
+		h.presence.Enter(j.room, c.key, func(count int) bool {
+			v.replaced = t.joinV1(c, v.welcome, after, j.lag, func() { joined(count) })
+			return !j.superseded // the newer connection holds the key's count
+		})
+		j.attached = !j.superseded
 		return
 	}
 	// Refusals first, so a refused join is never counted. Only this
@@ -475,25 +490,25 @@ func (v *v1Conn) Attach(info chat.Info) {
 		j.refused = chat.CodeTooManyRooms
 		return
 	}
-	count := h.presence.Join(j.room, c.key) // Presence before the shard lock (doc.go)
-	s.mu.Lock()
-	switch i := v.subIndex([]byte(j.room)); {
-	case !c.inTable:
-		j.refused = chat.CodeUnavailable
-	case i >= 0:
-		e := &s.rooms[j.room].subs[v.subs[i].idx]
-		e.after, e.lag = after, j.lag // a resync: replay from the new position
-		j.attached = true
-		joined(count)
-	default:
-		s.addSub(c, j.room, after, j.lag)
-		j.attached = true
-		joined(count)
-	}
-	s.mu.Unlock()
-	if !j.attached {
-		h.presence.Leave(j.room, c.key) // replaced meanwhile: the count is undone
-	}
+	// Presence before the shard lock (doc.go).
+	h.presence.Enter(j.room, c.key, func(count int) bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		switch i := v.subIndex([]byte(j.room)); {
+		case !c.inTable:
+			j.refused = chat.CodeUnavailable // replaced meanwhile: not counted
+		case i >= 0:
+			e := &v.subs[i].r.subs[v.subs[i].idx]
+			e.after, e.lag = after, j.lag // a resync: replay from the new position
+			j.attached = true
+			joined(count)
+		default:
+			s.addSub(c, j.room, after, j.lag)
+			j.attached = true
+			joined(count)
+		}
+		return j.attached
+	})
 }
 
 // Replay implements chat.Reader: a missed message, in seq order, queued
@@ -577,10 +592,10 @@ func (t *table) joinV1(c *Conn, welcome *ownFrame, after uint64, lag *lagFilter,
 // allows reports whether the connection's credentials let it join room:
 // the rules of auth.Claims.AllowsRoom ("*" is every room).
 func (v *v1Conn) allows(room []byte) bool {
-	if !v.roomsLimited {
+	if v.allowed == nil {
 		return true
 	}
-	for _, r := range v.rooms {
+	for _, r := range *v.allowed {
 		if r == "*" || r == string(room) {
 			return true
 		}
@@ -629,7 +644,7 @@ func (c *Conn) command(payload []byte) error {
 		i := v.subIndex(cmd.Room)
 		var room string
 		if i >= 0 {
-			room = v.subs[i].room
+			room = v.subs[i].r.name
 			s.removeSub(c, i)
 		}
 		s.mu.Unlock()
@@ -637,7 +652,7 @@ func (c *Conn) command(payload []byte) error {
 			c.sendError(cmd.ID, chat.CodeNotMember, refusedReason(chat.CodeNotMember))
 			return nil
 		}
-		h.presence.Leave(room, c.key)
+		h.presence.Depart(room, c.key) // out of the roster: counted for the grace
 		v.buf = chat.AppendLeft(v.buf[:0], cmd.ID, room)
 		c.sendEnvelope(v.buf)
 	case chat.TypeMembers:
