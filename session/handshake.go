@@ -133,7 +133,9 @@ func (c *Conn) joinedFirst(old *Conn) {
 		h.log.Info("connection replaced", "key", c.key)
 		old.requestClose(errReplaced)
 	}
-	h.log.Debug("connected", "key", c.key, "gzip", c.gzip, "room", c.room)
+	if h.debugging() {
+		h.log.Debug("connected", "key", c.key, "gzip", c.gzip, "room", c.room)
+	}
 }
 
 // refuse answers a handshake with err's HTTP error response (resp, when the

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"context"
 	"log/slog"
 	"sort"
 	"sync"
@@ -103,6 +104,11 @@ func (h *Hub) TLSPool() *tlswire.Pool { return h.tlsPool }
 
 // Live reports how many sockets the Hub holds, in any state.
 func (h *Hub) Live() int64 { return h.live.Load() }
+
+// debugging reports whether debug lines are logged: a line on a
+// connection's path is built only then, since its arguments cost
+// allocations whether or not the logger drops it.
+func (h *Hub) debugging() bool { return h.log.Enabled(context.Background(), slog.LevelDebug) }
 
 // Accept takes ownership of a freshly accepted, non-blocking socket. A
 // socket over its address's limits, or past MaxConns by more than

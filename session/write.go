@@ -332,7 +332,7 @@ func discardOwn(items []outItem) {
 
 func (c *Conn) enqueueLocked(it outItem) {
 	if c.outq == nil {
-		c.outq = getQueue()
+		c.outq = getQueue(1)
 		c.progressAt.Store(time.Now().UnixNano())
 	}
 	if it.msg != nil {
@@ -350,7 +350,7 @@ func (c *Conn) enqueueAllLocked(items []outItem) {
 		return
 	}
 	if c.outq == nil {
-		c.outq = getQueue()
+		c.outq = getQueue(len(items))
 		c.progressAt.Store(time.Now().UnixNano())
 	}
 	var charge, held int64
@@ -540,16 +540,38 @@ func (c *Conn) writeFailedLocked() {
 	c.Notify(readyEvent)
 }
 
-var queuePool = sync.Pool{New: func() any { q := make([]outItem, 0, 16); return &q }}
+// Emptied queues go back to pools by their backing arrays, so a put
+// allocates nothing (a *[]outItem would be one allocation per drain): a
+// small one for most connections, a large one (a quarter of the largest
+// kept) for a run of frames or a queue a burst grew.
+const smallQueue, largeQueue = 16, 1024
 
-func getQueue() []outItem { return (*queuePool.Get().(*[]outItem))[:0] }
+var (
+	smallQueues = sync.Pool{New: func() any { return new([smallQueue]outItem) }}
+	largeQueues sync.Pool
+)
 
-func putQueue(q []outItem) {
-	if cap(q) > 1024 {
-		return
+// getQueue returns an empty queue for n frames.
+func getQueue(n int) []outItem {
+	if n > smallQueue {
+		if a, ok := largeQueues.Get().(*[largeQueue / 4]outItem); ok {
+			return a[:0]
+		}
+		return new([largeQueue / 4]outItem)[:0]
 	}
-	q = q[:0]
-	queuePool.Put(&q)
+	return smallQueues.Get().(*[smallQueue]outItem)[:0]
+}
+
+// putQueue keeps q's array for reuse; a queue grown past largeQueue goes
+// to the collector.
+func putQueue(q []outItem) {
+	switch c := cap(q); {
+	case c > largeQueue:
+	case c >= largeQueue/4:
+		largeQueues.Put((*[largeQueue / 4]outItem)(q[:largeQueue/4]))
+	case c >= smallQueue:
+		smallQueues.Put((*[smallQueue]outItem)(q[:smallQueue]))
+	}
 }
 
 // satAdd is a window count's a+n, stopping at the int32 limit: the sweeper
