@@ -2,6 +2,8 @@ package codec
 
 import (
 	"bytes"
+	"encoding/binary"
+	"hash/crc32"
 	"sync"
 
 	"github.com/klauspost/compress/gzip"
@@ -90,3 +92,38 @@ func Gunzip(dst, src []byte, limit int) ([]byte, error) {
 	}
 	return dst, nil
 }
+
+// AppendGzipStoredFrame is AppendGzipFrame without compression: the gzip
+// member holds text in stored deflate blocks (RFC 1951 3.2.4), which any
+// gunzip reads as it reads a compressed one. For an envelope to one
+// connection (a join's answer, an ack) too short for deflate to win
+// anything, it costs a copy and a CRC rather than a compressor's pass, and
+// no pooled writer: those, ~200 KiB each, were refilled after every
+// collection by a storm of joins.
+func AppendGzipStoredFrame(dst, text []byte) []byte {
+	blocks := max((len(text)+maxStoredBlock-1)/maxStoredBlock, 1)
+	n := gzipHeaderLen + blocks*storedBlockHeader + len(text) + gzipTrailerLen
+	dst = appendHeader(dst, true, OpBinary, n)
+	// ID1 ID2, CM deflate, no flags, no mtime, XFL 0, OS unknown.
+	dst = append(dst, 0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff)
+	rest := text
+	for i := range blocks {
+		k := min(len(rest), maxStoredBlock)
+		final := byte(0)
+		if i == blocks-1 {
+			final = 1 // BFINAL; BTYPE 00, stored
+		}
+		dst = append(dst, final, byte(k), byte(k>>8), ^byte(k), ^byte(k>>8))
+		dst = append(dst, rest[:k]...)
+		rest = rest[k:]
+	}
+	dst = binary.LittleEndian.AppendUint32(dst, crc32.ChecksumIEEE(text))
+	return binary.LittleEndian.AppendUint32(dst, uint32(len(text)))
+}
+
+const (
+	maxStoredBlock    = 65535 // a stored block's LEN is 16 bits
+	storedBlockHeader = 5     // BFINAL/BTYPE byte (the rest of it padding), LEN, NLEN
+	gzipHeaderLen     = 10
+	gzipTrailerLen    = 8 // CRC32, ISIZE
+)

@@ -42,10 +42,33 @@ var gzipCases = []struct {
 }
 
 func TestAppendGzipFrame(t *testing.T) {
+	testAppendGzip(t, AppendGzipFrame)
+}
+
+// A stored member is a gzip member like any other, whatever the text's
+// size: one block, several (past 64 KiB), none of text.
+func TestAppendGzipStoredFrame(t *testing.T) {
+	testAppendGzip(t, AppendGzipStoredFrame)
+	for _, n := range []int{65535, 65536, 2*65535 + 1} {
+		text := randomBytes(n, uint64(n))
+		frame := AppendGzipStoredFrame(nil, text)
+		_, size := parseHeader(frame)
+		if want := 10 + 5*((n+65534)/65535) + n + 8; len(frame)-size != want {
+			t.Errorf("%d bytes stored in a %d-byte member, want %d", n, len(frame)-size, want)
+		}
+	}
+	buf, msg := make([]byte, 0, 4096), chatJSON(200)
+	if a := testing.AllocsPerRun(100, func() { buf = AppendGzipStoredFrame(buf[:0], msg) }); a != 0 {
+		t.Errorf("AppendGzipStoredFrame: %v allocs", a)
+	}
+}
+
+func testAppendGzip(t *testing.T, appendGzip func(dst, text []byte) []byte) {
+	t.Helper()
 	for _, tc := range gzipCases {
 		for _, prefix := range [][]byte{nil, []byte("existing"), bytes.Repeat([]byte{0xEE}, 1000)} {
 			dst := append(make([]byte, 0, len(prefix)+rand.IntN(64)), prefix...)
-			out := AppendGzipFrame(dst, tc.text)
+			out := appendGzip(dst, tc.text)
 			if !bytes.Equal(out[:len(prefix)], prefix) {
 				t.Fatalf("%s: dst prefix clobbered", tc.name)
 			}
@@ -199,6 +222,14 @@ func BenchmarkAppendGzipFrame(b *testing.B) {
 			b.SetBytes(int64(n))
 			for b.Loop() {
 				buf = AppendGzipFrame(buf[:0], msg)
+			}
+		})
+		b.Run(fmt.Sprint("stored/", n), func(b *testing.B) {
+			buf := make([]byte, 0, 4096)
+			b.ReportAllocs()
+			b.SetBytes(int64(n))
+			for b.Loop() {
+				buf = AppendGzipStoredFrame(buf[:0], msg)
 			}
 		})
 	}

@@ -753,7 +753,7 @@ func (c *Conn) sendEnvelope(env []byte) { c.send(c.envelopeFrame(env)) }
 func (c *Conn) envelopeFrame(env []byte) *ownFrame {
 	f := ownFrames.Get().(*ownFrame)
 	if c.gzip {
-		f.b = codec.AppendGzipFrame(f.b[:0], env)
+		f.b = appendGzipEnvelope(f.b[:0], env)
 	} else {
 		f.b = codec.AppendFrame(f.b[:0], codec.OpText, env)
 	}
@@ -768,6 +768,21 @@ func (c *Conn) envelopeFrame(env []byte) *ownFrame {
 // whole live delivery does.
 func (h *Hub) gzipReplayFrame(dst, env []byte) []byte {
 	h.stats.GzipEncodings.Add(1)
+	return appendGzipEnvelope(dst, env)
+}
+
+// storedEnvelope is the size below which an envelope for one gzip
+// connection is sent in a stored gzip member rather than a compressed one:
+// at BestSpeed a 75-byte ack came out 102 bytes compressed and 100 stored,
+// a 170-byte message envelope 199 and 197 (codec.AppendGzipStoredFrame),
+// and storing costs a copy and a CRC, no compressor.
+const storedEnvelope = 256
+
+// appendGzipEnvelope appends env's gzip'd binary frame for a gzip member.
+func appendGzipEnvelope(dst, env []byte) []byte {
+	if len(env) < storedEnvelope {
+		return codec.AppendGzipStoredFrame(dst, env)
+	}
 	return codec.AppendGzipFrame(dst, env)
 }
 

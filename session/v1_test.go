@@ -392,8 +392,8 @@ func TestReplayGzipFrameShared(t *testing.T) {
 	}
 	var encBytes int64
 	for i, env := range envs {
-		if want := codec.AppendGzipFrame(nil, env); !bytes.Equal(a[i], want) {
-			t.Fatalf("message %d: replayed gzip frame % x, want codec.AppendGzipFrame's % x", i+1, a[i], want)
+		if want := appendGzipEnvelope(nil, env); !bytes.Equal(a[i], want) {
+			t.Fatalf("message %d: replayed gzip frame % x, want appendGzipEnvelope's % x", i+1, a[i], want)
 		}
 		if own := (&Conn{gzip: true}).envelopeFrame(env); !bytes.Equal(a[i], own.b) {
 			t.Fatalf("message %d: shared replay frame differs from envelopeFrame's", i+1)
