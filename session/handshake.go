@@ -84,7 +84,7 @@ func (c *Conn) upgrade(head []byte) (*ownFrame, bool) {
 		c.v1 = newV1Conn(c, req)
 	}
 	c.key = string(req.Key)
-	c.room = string(req.Room)
+	c.room = c.hub.table.roomName(c.key, req.Room)
 	c.gzip = req.Gzip
 	c.deflate = req.Deflate
 	if c.in != nil {

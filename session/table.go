@@ -67,6 +67,23 @@ func (t *table) limboOf(c *Conn) *shard {
 	return t.shards[(uintptr(unsafe.Pointer(c))>>6)%uintptr(len(t.shards))]
 }
 
+// roomName returns name as a string, the one of the room of that name in
+// key's shard if it has members there: the members of a room hold its name
+// once per shard rather than once each.
+func (t *table) roomName(key string, name []byte) string {
+	if len(name) == 0 {
+		return ""
+	}
+	s := t.shardOf(key)
+	s.mu.RLock()
+	r := s.rooms[string(name)]
+	s.mu.RUnlock()
+	if r != nil {
+		return r.name
+	}
+	return string(name)
+}
+
 // join adds c under its key and returns the connection it displaced. It
 // first hands welcome (if not nil) to c under the shard lock, so nothing
 // fanned out to the room reaches c before it, and nothing fanned out after

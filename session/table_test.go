@@ -3,6 +3,7 @@ package session
 import (
 	"fmt"
 	"testing"
+	"unsafe"
 )
 
 func testTable(shards int) (*Hub, *table) {
@@ -70,4 +71,22 @@ func TestTableRooms(t *testing.T) {
 		t.Fatalf("%d members left, want 50", total)
 	}
 	h.Rooms() // sorted snapshot must not panic
+}
+
+// A connection's room name is the room's own string when the room has
+// members in its shard: a room's members hold its name once per shard.
+func TestRoomNameShared(t *testing.T) {
+	tb := newTable(&Hub{}, 4)
+	s := tb.shardOf("k")
+	s.rooms["lobby"] = &room{name: "lobby"}
+	got := tb.roomName("k", []byte("lobby"))
+	if got != "lobby" || unsafe.StringData(got) != unsafe.StringData(s.rooms["lobby"].name) {
+		t.Fatalf("room name %q is a copy of the room's", got)
+	}
+	if got := tb.roomName("k", []byte("other")); got != "other" {
+		t.Fatalf("room name %q, want other", got)
+	}
+	if got := tb.roomName("k", nil); got != "" {
+		t.Fatalf("no room gave %q", got)
+	}
 }
