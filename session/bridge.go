@@ -119,7 +119,7 @@ func (b Broadcast) GzipFrame() []byte { return b.m.frame(varGzip) }
 func (h *Hub) Kick(c *Conn) bool {
 	s := h.table.shardOf(c.key)
 	s.mu.RLock()
-	held := s.byKey[c.key] == c
+	held := s.byKey.get(c.key) == c
 	s.mu.RUnlock()
 	if !held {
 		return false

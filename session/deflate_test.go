@@ -89,7 +89,7 @@ func BenchmarkBroadcastDeflate(b *testing.B) {
 			p, _ := codec.NegotiateDeflate([]byte("permessage-deflate"), codec.DeflateConfig{Enabled: true})
 			i := 0
 			for _, s := range h.table.shards {
-				for _, c := range s.byKey {
+				for c := range s.byKey.all() {
 					if i%3 == 0 {
 						c.gzip, c.deflate = false, p
 					}

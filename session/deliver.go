@@ -249,7 +249,7 @@ func (h *Hub) sendDirect(key string, m *message) bool {
 	s := h.table.shardOf(key)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	c := s.byKey[key]
+	c := s.byKey.get(key)
 	if c == nil {
 		return false
 	}

@@ -376,7 +376,7 @@ func (h *Hub) ackLater(c *Conn, env []byte) {
 	s := h.table.shardOf(c.key)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if !c.inTable || s.byKey[c.key] != c {
+	if !c.inTable || s.byKey.get(c.key) != c {
 		h.stats.LogAcksDropped.Add(1)
 		return
 	}

@@ -165,7 +165,7 @@ func (c *Conn) startCold(try int, prev *coldJoin) bool {
 		// while it waits.
 		s := h.table.shardOf(c.key)
 		s.mu.RLock()
-		v.join.waited, v.join.holder = true, s.byKey[c.key]
+		v.join.waited, v.join.holder = true, s.byKey.get(c.key)
 		s.mu.RUnlock()
 	}
 	// Set before the reader can see it: its wake-up finds the join.

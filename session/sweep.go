@@ -37,7 +37,7 @@ func (h *Hub) sweepOnce(now int64, scratch []*Conn) []*Conn {
 	var slow []*Conn
 	for _, s := range h.table.shards {
 		s.mu.RLock()
-		for _, c := range s.byKey {
+		for c := range s.byKey.all() {
 			{
 				quiet := now - c.lastSeen.Load()
 				started := c.msgStart.Load()

@@ -18,7 +18,7 @@ type shard struct {
 	hub *Hub
 
 	mu    sync.RWMutex
-	byKey map[string]*Conn
+	byKey keyTable         // connections by key (keytable.go)
 	rooms map[string]*room // only rooms with members; an empty room costs nothing
 
 	limboMu sync.Mutex
@@ -40,7 +40,6 @@ func newTable(h *Hub, n int) *table {
 	for i := range t.shards {
 		s := &shard{
 			hub:   h,
-			byKey: make(map[string]*Conn),
 			rooms: make(map[string]*room),
 			limbo: make(map[*Conn]struct{}),
 		}
@@ -105,11 +104,10 @@ func (t *table) join(c *Conn, welcome *ownFrame) (old *Conn) {
 // it displaced, taken out of its rooms; s.mu is held. The caller puts c in
 // its room.
 func (s *shard) replaceLocked(c *Conn) (old *Conn) {
-	if old = s.byKey[c.key]; old != nil {
+	if old = s.byKey.put(c); old != nil {
 		s.leaveRooms(old)
 		old.inTable = false
 	}
-	s.byKey[c.key] = c
 	c.inTable = true
 	return old
 }
@@ -132,8 +130,7 @@ func (t *table) remove(c *Conn) (removed bool) {
 	if c.inTable {
 		removed = true
 		s.leaveRooms(c)
-		if s.byKey[c.key] == c {
-			delete(s.byKey, c.key)
+		if s.byKey.remove(c) {
 			s.hub.keyLeft(c) // cluster: bridge.go
 		}
 		c.inTable = false
@@ -146,7 +143,7 @@ func (t *table) lookup(key string) *Conn {
 	s := t.shardOf(key)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.byKey[key]
+	return s.byKey.get(key)
 }
 
 // eachMember calls f for every connection in the table, one shard at a
@@ -155,7 +152,7 @@ func (t *table) lookup(key string) *Conn {
 func (t *table) eachMember(f func(*Conn)) {
 	for _, s := range t.shards {
 		s.mu.RLock()
-		for _, c := range s.byKey {
+		for c := range s.byKey.all() {
 			f(c)
 		}
 		s.mu.RUnlock()

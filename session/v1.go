@@ -569,7 +569,7 @@ func (c *Conn) flushReplay() {
 func (t *table) joinV1(c *Conn, welcome *ownFrame, after uint64, lag *lagFilter, joined func()) (old *Conn) {
 	s := t.shardOf(c.key)
 	s.mu.Lock()
-	if j := &c.v1.join; j.waited && s.byKey[c.key] != j.holder {
+	if j := &c.v1.join; j.waited && s.byKey.get(c.key) != j.holder {
 		// The key changed hands while this join waited: the newer
 		// connection stays, and this one is refused (endCold).
 		j.superseded = true
