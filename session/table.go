@@ -283,7 +283,7 @@ func (t *table) InRoster(name, key string) bool {
 	s := t.shardOf(key)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	c := s.byKey[key]
+	c := s.byKey.get(key)
 	switch {
 	case c == nil:
 		return false
