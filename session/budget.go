@@ -353,8 +353,10 @@ func resume(conns []*Conn) {
 	for _, c := range conns {
 		// The time wsd did not read does not count against the
 		// message the peer was sending.
-		if started := c.msgStart.Load(); started != 0 {
-			c.msgStart.CompareAndSwap(started, now) // unless the message just ended
+		// Only open: closing, the timer is the close deadline. (A close
+		// after the check stores a deadline the swap does not match.)
+		if started := c.timer.Load(); started != 0 && c.state.Load() == stOpen {
+			c.timer.CompareAndSwap(started, now) // unless the message just ended
 		}
 		c.Notify(readyEvent)
 	}

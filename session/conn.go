@@ -44,27 +44,25 @@ type Conn struct {
 	// Set once at upgrade (ip at accept), read-only afterwards.
 	key  string
 	room string
-	v1   *v1Conn       // chat protocol v1 (v1.go); nil for a seed connection
-	tls  *tlswire.Conn // wss only (see tls.go); set at accept
-	// The address's delivery rate entry, nil without that limit. Set at
-	// accept, cleared by finish.
-	addrRate *addrRate
+	v1   *v1Conn  // chat protocol v1 (v1.go); nil for a seed connection
+	ext  *connExt // what only some connections have; set at accept, nil for most
 
 	// OnReady only: the input in progress, nil between messages (input.go).
 	in *connInput
 
 	lastSeen atomic.Int64 // unix nanos of the last byte received
 	pingedAt atomic.Int64 // unix nanos of the last ping sent
-	deadline atomic.Int64 // unix nanos; handshake or close deadline, 0 if none
-	msgStart atomic.Int64 // unix nanos when the message arriving now began, 0 if none
+	// Unix nanos, 0 for none. In limbo (handshaking, closing) the deadline;
+	// open, when the message arriving now began (-message-timeout, sweep.go).
+	// A connection has at most one: setState sets and clears it.
+	timer    atomic.Int64
 	heldAt   atomic.Int64 // unix nanos when input was last held (see fanout.hold)
 	closeReq atomic.Pointer[codec.CloseError]
 
 	// OnReady only.
-	rate       rateState    // frames: messages, continuations, pings, pongs
-	byteRate   rateState    // payload bytes after gunzip
-	deliveries rateState    // deliveries its messages cost (limits.go)
-	inHeld     atomic.Int64 // bytes charged to the inbound budget; written by OnReady, read by makeRoom
+	rate   rateState    // frames: messages, continuations, pings, pongs; every connection pongs
+	rates  *connRates   // nil until a data message, and again once idle
+	inHeld atomic.Int64 // bytes charged to the inbound budget; written by OnReady, read by makeRoom
 
 	// Write side.
 	outq       []outItem    // nil when empty: an idle connection holds no buffer
@@ -93,9 +91,77 @@ type Conn struct {
 	// Write side.
 	headStarted bool // outq[0] is committed to the wire and must go out whole and first (write.go)
 	wclosed     bool // a close frame or error response is queued: nothing more
-	shutWR      bool
-	werr        bool
-	fdClosed    bool
+	wend        wendBits
+}
+
+// wendBits record, under wmu, how a connection's writing ended: three
+// flags in one byte, so that Conn fits its allocation class.
+type wendBits uint8
+
+const (
+	wendShut     wendBits = 1 << iota // write side shut down after our close frame
+	wendErr                           // a write failed: nothing more can be written
+	wendFdClosed                      // finish closed the fd
+)
+
+func (b wendBits) has(f wendBits) bool { return b&f != 0 }
+
+// connExt holds what only some connections have, set at accept: a plain
+// connection with no per-address delivery limit pays one nil pointer.
+type connExt struct {
+	tls *tlswire.Conn // wss only (see tls.go)
+	// The address's delivery rate entry, nil without that limit; cleared
+	// by finish.
+	addrRate *addrRate
+}
+
+// extension returns c's connExt, making it first; at accept only.
+func (c *Conn) extension() *connExt {
+	if c.ext == nil {
+		c.ext = new(connExt)
+	}
+	return c.ext
+}
+
+// tlsConn is c's TLS layer, nil unless wss.
+func (c *Conn) tlsConn() *tlswire.Conn {
+	if c.ext == nil {
+		return nil
+	}
+	return c.ext.tls
+}
+
+// addrRate is c's address's delivery rate entry, nil without that limit.
+func (c *Conn) addrRate() *addrRate {
+	if c.ext == nil {
+		return nil
+	}
+	return c.ext.addrRate
+}
+
+// connRates are the rate states only a sender's data messages charge
+// (OnReady only). A connection that sends no message holds none, and one
+// that stops is freed of them at its next ping or pong: a GCRA state whose
+// theoretical arrival time is past (no excess owed) allows what a zero one
+// does, so dropping it changes no limit.
+type connRates struct {
+	byteRate   rateState // payload bytes after gunzip
+	deliveries rateState // deliveries its messages cost (limits.go)
+}
+
+// ratesOf returns c's connRates, making them on a first message.
+func (c *Conn) ratesOf() *connRates {
+	if c.rates == nil {
+		c.rates = new(connRates)
+	}
+	return c.rates
+}
+
+// trimRates drops c's connRates if they owe nothing at now.
+func (c *Conn) trimRates(now int64) {
+	if r := c.rates; r != nil && int64(r.byteRate) <= now && int64(r.deliveries) <= now {
+		c.rates = nil
+	}
 }
 
 // Conn.flags: each set and cleared from any goroutine.
@@ -153,7 +219,7 @@ var readBufs = sync.Pool{New: func() any { b := make([]byte, readBufSize); retur
 func (c *Conn) readAll() {
 	buf := readBufs.Get().(*[]byte)
 	defer readBufs.Put(buf)
-	if c.tls != nil {
+	if c.tlsConn() != nil {
 		c.tlsInput(nil) // what the TLS handshake left buffered
 	}
 	for budget := readBudget; ; budget-- {
@@ -178,7 +244,7 @@ func (c *Conn) readAll() {
 		n, err := unix.Read(c.fd(), (*buf)[:c.readSize()])
 		if n > 0 {
 			c.lastSeen.Store(time.Now().UnixNano())
-			if c.tls != nil {
+			if c.tlsConn() != nil {
 				c.tlsInput((*buf)[:n])
 			} else {
 				c.input((*buf)[:n])
@@ -276,7 +342,7 @@ func (c *Conn) OnMessage(op codec.OpCode, payload []byte) error {
 		}
 		payload = text
 	}
-	if !h.byteRate.allow(&c.byteRate, now, len(payload)) {
+	if !h.byteRate.allow(&c.ratesOf().byteRate, now, len(payload)) {
 		return errByteRateLimited
 	}
 	if c.v1 != nil {
@@ -321,9 +387,13 @@ var inflateBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return
 func (c *Conn) OnControl(op codec.OpCode, payload []byte) error {
 	switch op {
 	case codec.OpPing, codec.OpPong:
-		if err := c.chargeFrames(time.Now().UnixNano()); err != nil {
+		now := time.Now().UnixNano()
+		if err := c.chargeFrames(now); err != nil {
 			return err
 		}
+		// Quiet connections are pinged: their pong is where a sender
+		// that stopped gives its rate states back.
+		c.trimRates(now)
 		if op == codec.OpPing {
 			c.sendPong(payload)
 		}
@@ -371,11 +441,14 @@ func (c *Conn) requestClose(err *codec.CloseError) bool {
 // trackMessageStart notes when the peer started a message or frame it has
 // not finished, for the sweeper's MessageTimeout.
 func (c *Conn) trackMessageStart() {
+	if c.state.Load() != stOpen {
+		return // closing: the timer holds the close deadline
+	}
 	switch partial := c.in != nil && (c.in.stream.Partial() || c.in.tlsPending > 0) && !c.broken; {
-	case partial && c.msgStart.Load() == 0:
-		c.msgStart.Store(time.Now().UnixNano())
-	case !partial && c.msgStart.Load() != 0:
-		c.msgStart.Store(0)
+	case partial && c.timer.Load() == 0:
+		c.timer.Store(time.Now().UnixNano())
+	case !partial && c.timer.Load() != 0:
+		c.timer.Store(0)
 	}
 }
 
@@ -469,17 +542,19 @@ func (c *Conn) setState(to uint32) {
 	if from == stHandshake {
 		h.leftHandshake(c)
 	}
+	// The close deadline replaces a message's start before the sweeper
+	// can see c in limbo and read it as a deadline passed.
+	if to == stClosing {
+		c.timer.Store(time.Now().Add(h.cfg.CloseTimeout).UnixNano())
+	}
 	switch {
 	case inLimbo(from) && !inLimbo(to):
 		h.table.limboOf(c).removeLimbo(c)
 	case !inLimbo(from) && inLimbo(to):
 		h.table.limboOf(c).addLimbo(c)
 	}
-	switch to {
-	case stOpen:
-		c.deadline.Store(0)
-	case stClosing:
-		c.deadline.Store(time.Now().Add(h.cfg.CloseTimeout).UnixNano())
+	if to == stOpen {
+		c.timer.Store(0) // out of limbo: no message has begun
 	}
 	c.state.Store(to)
 	if to == stHandshake {
@@ -510,7 +585,7 @@ func (c *Conn) settle() {
 		return
 	}
 	c.wmu.Lock()
-	werr := c.werr
+	werr := c.wend.has(wendErr)
 	sent := c.wclosed && len(c.outq) == 0
 	c.wmu.Unlock()
 	// Once both close frames have crossed, the server closes TCP first (RFC 6455 7.1.1).
@@ -531,17 +606,17 @@ func (c *Conn) finish() {
 	c.setState(stClosed)
 	c.wmu.Lock()
 	c.wclosed = true
-	c.fdClosed = true
+	c.wend |= wendFdClosed
 	c.dropQueueLocked()
 	c.wmu.Unlock()
 	_ = h.reactor.Remove(&c.Desc)
 	_ = unix.Close(c.fd())
-	if c.tls != nil {
-		c.tls.Close()
+	if c.tlsConn() != nil {
+		c.tlsConn().Close()
 	}
 	c.releaseInput()
 	c.chargeInput()
-	c.msgStart.Store(0)
+	c.timer.Store(0)
 	h.releaseSocket(c)
 	h.live.Add(-1)
 	h.log.Debug("disconnected", "key", c.key)

@@ -123,11 +123,11 @@ func (h *Hub) Accept(fd int) error {
 		return nil
 	}
 	if h.tlsPool != nil {
-		c.tls = tlswire.NewConn(h.cfg.TLS, h.tlsPool, (*tlsOwner)(c))
+		c.extension().tls = tlswire.NewConn(h.cfg.TLS, h.tlsPool, (*tlsOwner)(c))
 	}
 	now := time.Now().UnixNano()
 	c.lastSeen.Store(now)
-	c.deadline.Store(now + int64(h.cfg.HandshakeTimeout))
+	c.timer.Store(now + int64(h.cfg.HandshakeTimeout))
 	h.live.Add(1)
 	// Into limbo before registering: the first event may run at once.
 	c.setState(stHandshake)

@@ -67,7 +67,7 @@ func (h *Hub) admitSocket(fd int, c *Conn) error {
 		return errOverCapacity
 	}
 	if h.addrRates != nil {
-		c.addrRate = h.addrRates.join(c.ip.addr())
+		c.extension().addrRate = h.addrRates.join(c.ip.addr())
 	}
 	return nil
 }
@@ -86,9 +86,9 @@ func (h *Hub) releaseSocket(c *Conn) {
 	if h.addrs != nil {
 		h.addrs.done(c.ip.addr())
 	}
-	if c.addrRate != nil {
-		h.addrRates.leave(c.ip.addr(), c.addrRate)
-		c.addrRate = nil
+	if x := c.ext; x != nil && x.addrRate != nil {
+		h.addrRates.leave(c.ip.addr(), x.addrRate)
+		x.addrRate = nil
 	}
 }
 
@@ -367,10 +367,10 @@ func (a *addrRates) len() int {
 // deliveryAllowed reports, before c's next message, whether c and its
 // address are within their delivery limits, and the close if not.
 func (h *Hub) deliveryAllowed(c *Conn, now int64) *codec.CloseError {
-	if h.deliveries.ahead(int64(c.deliveries), now) {
+	if r := c.rates; r != nil && h.deliveries.ahead(int64(r.deliveries), now) { // none: nothing owed
 		return errDeliveryRateLimited
 	}
-	if e := c.addrRate; e != nil && h.addrRates.limit.ahead(e.tat.Load(), now) {
+	if e := c.addrRate(); e != nil && h.addrRates.limit.ahead(e.tat.Load(), now) {
 		return errDeliveryRateLimitedIP
 	}
 	return nil
@@ -378,8 +378,8 @@ func (h *Hub) deliveryAllowed(c *Conn, now int64) *codec.CloseError {
 
 // chargeDeliveries books n deliveries of c's message to c and its address.
 func (h *Hub) chargeDeliveries(c *Conn, now int64, n int) {
-	h.deliveries.charge(&c.deliveries, now, n)
-	if e := c.addrRate; e != nil {
+	h.deliveries.charge(&c.ratesOf().deliveries, now, n)
+	if e := c.addrRate(); e != nil {
 		h.addrRates.limit.chargeShared(&e.tat, now, n)
 	}
 }

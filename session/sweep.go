@@ -40,7 +40,7 @@ func (h *Hub) sweepOnce(now int64, scratch []*Conn) []*Conn {
 		for c := range s.byKey.all() {
 			{
 				quiet := now - c.lastSeen.Load()
-				started := c.msgStart.Load()
+				started := c.timer.Load() // open: a message's start
 				switch {
 				case quiet > idle:
 					scratch = append(scratch, c)
@@ -60,11 +60,11 @@ func (h *Hub) sweepOnce(now int64, scratch []*Conn) []*Conn {
 		s.mu.RUnlock()
 		s.limboMu.Lock()
 		for c := range s.limbo {
-			if d := c.deadline.Load(); d != 0 && now > d {
+			if d := c.timer.Load(); d != 0 && now > d {
 				if c.state.Load() == stHandshake {
 					h.stats.HandshakeTimeouts.Add(1)
 				}
-				c.deadline.Store(0)
+				c.timer.Store(0)
 				c.abort()
 			}
 		}

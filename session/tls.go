@@ -62,7 +62,7 @@ func (o *tlsOwner) TLSHandshakeDone(err error) {
 		// together, dropped together, would come back as one burst.
 		h.stats.TLSHandshakeFailures.Add(1)
 		ht := int64(h.cfg.HandshakeTimeout)
-		c.deadline.Store(time.Now().UnixNano() + ht + rand.Int64N(ht))
+		c.timer.Store(time.Now().UnixNano() + ht + rand.Int64N(ht))
 		return
 	}
 	if err != nil {
@@ -78,7 +78,7 @@ func (o *tlsOwner) TLSHandshakeDone(err error) {
 // tlsInput handles ciphertext read from the socket (nil: only what the
 // handshake left buffered).
 func (c *Conn) tlsInput(p []byte) {
-	t := c.tls
+	t := c.tlsConn()
 	if !t.Established() {
 		if len(p) == 0 {
 			return
@@ -141,11 +141,11 @@ func (c *Conn) tlsInput(p []byte) {
 // front of the queue: behind the ciphertext head if there is one (they
 // are numbered after it), else ahead of every plaintext frame.
 func (c *Conn) takeTLSOutputLocked() {
-	if !c.tls.HasOutput() {
+	if !c.tlsConn().HasOutput() {
 		return
 	}
 	if !c.headStarted {
-		c.pushHeadLocked(newOwnFrame(c.tls.TakeOutput))
+		c.pushHeadLocked(newOwnFrame(c.tlsConn().TakeOutput))
 		return
 	}
 	// Grow the head, keeping its charges in step.
@@ -153,7 +153,7 @@ func (c *Conn) takeTLSOutputLocked() {
 	charge, held := head.charge(), head.held()
 	f := head.own
 	rest, before := len(head.b), len(f.b)
-	f.b = c.tls.TakeOutput(f.b)
+	f.b = c.tlsConn().TakeOutput(f.b)
 	head.b = f.b[before-rest:]
 	c.bookLocked(head.charge()-charge, head.held()-held)
 }
@@ -195,7 +195,7 @@ func (c *Conn) pushHeadLocked(ct *ownFrame) {
 // were no bytes. Several frames are sealed as one plaintext so they share
 // records.
 func (c *Conn) seal(items []outItem) (*ownFrame, error) {
-	if !c.tls.Established() {
+	if !c.tlsConn().Established() {
 		// Nothing is delivered before the upgrade, which needs the TLS
 		// handshake done; sealing earlier would wait for the handshake
 		// while holding c.wmu, which the handshake needs to send.
@@ -214,7 +214,7 @@ func (c *Conn) seal(items []outItem) (*ownFrame, error) {
 	}
 	ct := ownFrames.Get().(*ownFrame)
 	var err error
-	ct.b, err = c.tls.Seal(ct.b[:0], plain)
+	ct.b, err = c.tlsConn().Seal(ct.b[:0], plain)
 	if scratch != nil && cap(plain) <= sealBudget {
 		*scratch = plain[:0]
 		sealScratch.Put(scratch)

@@ -129,10 +129,10 @@ func (c *Conn) deliver(items []outItem) bool {
 		var sealed [1]outItem
 		wire, rest, err := c.prepareLocked(items, &sealed)
 		full = c.writeNowLocked(wire)
-		if err != nil && !c.werr {
+		if err != nil && !c.wend.has(wendErr) {
 			c.writeFailedLocked()
 		}
-		if c.werr {
+		if c.wend.has(wendErr) {
 			discardOwn(rest)
 			return false
 		}
@@ -145,7 +145,7 @@ func (c *Conn) deliver(items []outItem) bool {
 		// A wss backlog past one sealed batch, and the socket took the
 		// batch: no EPOLLOUT is coming, so seal and write on.
 		c.flushLocked()
-		if c.werr {
+		if c.wend.has(wendErr) {
 			return false
 		}
 	}
@@ -190,7 +190,7 @@ func (c *Conn) flushHeld() bool {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.flushLocked()
-	if c.werr {
+	if c.wend.has(wendErr) {
 		return false
 	}
 	return c.queueLimitsLocked()
@@ -205,7 +205,7 @@ func (c *Conn) flushHeld() bool {
 // batch at a time by flushLocked. An error means the connection is dead
 // (wire may still hold records to send first, such as an alert).
 func (c *Conn) prepareLocked(items []outItem, sealed *[1]outItem) (wire, rest []outItem, err error) {
-	if c.tls == nil {
+	if c.tlsConn() == nil {
 		return items, nil, nil
 	}
 	k := sealBatch(items)
@@ -254,7 +254,7 @@ func (c *Conn) writeNowLocked(wire []outItem) (full bool) {
 	for _, it := range wire {
 		c.enqueueLocked(it)
 	}
-	if len(wire) > 0 && c.tls != nil {
+	if len(wire) > 0 && c.tlsConn() != nil {
 		// Sealed records are numbered: unwritten, they are still the head.
 		c.headStarted = true
 	}
@@ -394,7 +394,7 @@ func (c *Conn) publishLocked() {
 // crypto/tls has records to send (handshake, alerts, KeyUpdate replies).
 func (c *Conn) flushLocked() {
 	defer c.publishLocked()
-	for !c.fdClosed && !c.werr {
+	for c.wend&(wendErr|wendFdClosed) == 0 {
 		wire, err := c.prepareHeadLocked()
 		if err != nil {
 			c.writeFailedLocked()
@@ -418,13 +418,13 @@ func (c *Conn) flushLocked() {
 // on its own go first (takeTLSOutputLocked), then, once no ciphertext is
 // left, the next batch of plaintext is sealed in its place.
 func (c *Conn) prepareHeadLocked() ([]outItem, error) {
-	if c.tls != nil {
+	if c.tlsConn() != nil {
 		c.takeTLSOutputLocked()
 	}
 	if c.pong != nil && !c.headStarted {
 		c.queuePongLocked()
 	}
-	if c.tls == nil {
+	if c.tlsConn() == nil {
 		return c.outq, nil
 	}
 	for !c.headStarted && len(c.outq) > 0 {
@@ -506,9 +506,9 @@ func (c *Conn) queueDrainedLocked() {
 		putQueue(c.outq)
 		c.outq = nil
 	}
-	if c.wclosed && !c.shutWR && !c.fdClosed {
+	if c.wclosed && c.wend&(wendShut|wendFdClosed) == 0 {
 		// Our close frame is out: half-close so the peer sees EOF after it.
-		c.shutWR = true
+		c.wend |= wendShut
 		_ = unix.Shutdown(c.fd(), unix.SHUT_WR)
 		c.Notify(readyEvent)
 	}
@@ -535,7 +535,7 @@ func (c *Conn) dropQueueLocked() {
 // be written, so the connection is finished.
 func (c *Conn) writeFailedLocked() {
 	c.wclosed = true
-	c.werr = true
+	c.wend |= wendErr
 	c.dropQueueLocked()
 	c.Notify(readyEvent)
 }
