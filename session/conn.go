@@ -295,7 +295,9 @@ func (c *Conn) input(p []byte) {
 			if ce == codec.ErrBadDeflate || ce == codec.ErrDeflateTooBig {
 				c.hub.stats.InflateErrors.Add(1)
 			}
-			c.hub.log.Debug("closing connection", "key", c.key, "code", ce.Code, "reason", ce.Reason)
+			if c.hub.debugging() {
+				c.hub.log.Debug("closing connection", "key", c.key, "code", ce.Code, "reason", ce.Reason)
+			}
 			// Messages accepted before the bad frame still reach everyone,
 			// this peer included, before its close frame.
 			c.hub.closeAfterFanout(c, ce)
@@ -619,5 +621,7 @@ func (c *Conn) finish() {
 	c.timer.Store(0)
 	h.releaseSocket(c)
 	h.live.Add(-1)
-	h.log.Debug("disconnected", "key", c.key)
+	if h.debugging() {
+		h.log.Debug("disconnected", "key", c.key)
+	}
 }
