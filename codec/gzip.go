@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"hash/crc32"
+	"runtime"
 	"sync"
 
 	"github.com/klauspost/compress/gzip"
@@ -22,11 +23,30 @@ type gzipFramer struct {
 	out appendWriter
 }
 
-var gzipFramers = sync.Pool{New: func() any {
-	f := &gzipFramer{}
-	f.w, _ = gzip.NewWriterLevel(&f.out, gzipLevel)
-	return f
-}}
+// gzipFramers are the idle compressors, at most one per P. A BestSpeed
+// writer is ~500 KB, so they are kept where the collector does not empty
+// them: a sync.Pool drops what went unused through two collections, and a
+// storm of connects (many collections, few broadcasts) had each broadcast
+// build a new one. More at once than the list holds are made and dropped.
+var gzipFramers = make(chan *gzipFramer, runtime.GOMAXPROCS(0))
+
+func getGzipFramer() *gzipFramer {
+	select {
+	case f := <-gzipFramers:
+		return f
+	default:
+		f := &gzipFramer{}
+		f.w, _ = gzip.NewWriterLevel(&f.out, gzipLevel)
+		return f
+	}
+}
+
+func putGzipFramer(f *gzipFramer) {
+	select {
+	case gzipFramers <- f:
+	default:
+	}
+}
 
 type appendWriter struct{ b []byte }
 
@@ -36,20 +56,20 @@ func (w *appendWriter) Write(p []byte) (int, error) {
 }
 
 // AppendGzipFrame appends to dst one complete binary frame whose payload is
-// the gzip of text. Writers are pooled and reset, never allocated per call.
+// the gzip of text. Writers are kept and reset, never allocated per call.
 func AppendGzipFrame(dst, text []byte) []byte {
 	start := len(dst)
 	// Compress behind room for the largest header, then slide the payload
 	// down once the header size is known.
 	dst = append(dst, make([]byte, maxServerHeader)...)
-	f := gzipFramers.Get().(*gzipFramer)
+	f := getGzipFramer()
 	f.out.b = dst
 	f.w.Reset(&f.out)
 	_, _ = f.w.Write(text) // appendWriter never fails
 	_ = f.w.Close()
 	dst = f.out.b
 	f.out.b = nil
-	gzipFramers.Put(f)
+	putGzipFramer(f)
 
 	n := len(dst) - start - maxServerHeader
 	var hb [maxServerHeader]byte

@@ -5,6 +5,7 @@ import (
 	stdgzip "compress/gzip"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -323,5 +324,18 @@ func TestGzipAllocs(t *testing.T) {
 		}); a != 0 {
 			t.Errorf("Gunzip of %d bytes: %v allocs", n, a)
 		}
+	}
+}
+
+// A compressor outlives collections: a broadcast after a storm of
+// allocation (many collections, no broadcast) builds no new one (~500 KB).
+func TestGzipWriterOutlivesCollections(t *testing.T) {
+	msg, buf := chatJSON(128), make([]byte, 0, 4096)
+	buf = AppendGzipFrame(buf[:0], msg)
+	for range 3 {
+		runtime.GC()
+	}
+	if a := testing.AllocsPerRun(1, func() { buf = AppendGzipFrame(buf[:0], msg) }); a != 0 {
+		t.Errorf("AppendGzipFrame after collections: %v allocs (a new compressor)", a)
 	}
 }
