@@ -603,7 +603,7 @@ func (c *Conn) finish() {
 	}
 	h := c.hub
 	if c.flags.has(flagCold) {
-		c.dropCold(c.v1.cold) // logread.go
+		c.dropCold(c.v1.cold()) // logread.go
 	}
 	c.setState(stClosed)
 	c.wmu.Lock()

@@ -437,19 +437,19 @@ func (c *Conn) joinLogged() (pending bool) {
 // attachRing attaches v.join to what the Ring holds of the room (view,
 // info) and replays what it covers; the room is locked.
 func (c *Conn) attachRing(view chat.View, info chat.Info) {
-	v, j := c.v1, &c.v1.join
+	j := &c.v1.join
 	if s := view.Seeded(); s > 0 {
 		// The room holds messages a Read put there that the Log has not
 		// delivered here yet: replayed now, skipped when they come live.
 		j.lag = &lagFilter{epoch: info.Epoch, seq: s}
 	}
-	v.Attach(info)
+	c.reader().Attach(info)
 	switch {
 	case !j.attached:
 	case j.recovered:
-		view.Replay(v, j.since)
+		view.Replay(c.reader(), j.since)
 	case !j.hasSince:
-		view.Replay(v, info.Seq-uint64(j.expect))
+		view.Replay(c.reader(), info.Seq-uint64(j.expect))
 	}
 }
 
@@ -478,9 +478,9 @@ func (c *Conn) answerFromRing(failed bool) {
 	switch {
 	case known:
 	case failed && j.hasSince:
-		h.ring.Since(j.room, j.since, j.epoch, v) // a room it has not: a new epoch
+		h.ring.Since(j.room, j.since, j.epoch, c.reader()) // a room it has not: a new epoch
 	case failed:
-		h.ring.Last(j.room, j.history, v)
+		h.ring.Last(j.room, j.history, c.reader())
 	default:
 		j.refused, j.storeSlow = chat.CodeUnavailable, true
 	}
@@ -543,16 +543,16 @@ func (c *Conn) mergeRead(info chat.Info, rc *readCopy) (done bool) {
 		if lagged {
 			j.lag = &lagFilter{epoch: info.Epoch, seq: lag}
 		}
-		v.Attach(ai)
+		c.reader().Attach(ai)
 		if j.attached && !(j.hasSince && !j.recovered) {
 			skip := n - j.expect // Last: the oldest not asked for
 			for i := range read {
 				if i >= skip {
-					v.Replay(read[i])
+					c.reader().Replay(read[i])
 				}
 			}
 			if ringN > 0 {
-				view.Replay(v, info.Seq+uint64(max(0, skip-len(read))))
+				view.Replay(c.reader(), info.Seq+uint64(max(0, skip-len(read))))
 			}
 		}
 		if latest {

@@ -44,7 +44,7 @@ const maxColdDeferred = 64 << 10
 // more for now (coldReady reads on). OnReady only.
 func (c *Conn) coldFull() bool {
 	v := c.v1
-	return v.welcome != nil || v.cold.held >= maxColdDeferred
+	return v.welcome != nil || v.cold().held >= maxColdDeferred
 }
 
 // coldJoin is one cold join's Read, shared by the connection's OnReady
@@ -169,13 +169,13 @@ func (c *Conn) startCold(try int, prev *coldJoin) bool {
 		s.mu.RUnlock()
 	}
 	// Set before the reader can see it: its wake-up finds the join.
-	v.cold = cj
+	v.coldWait = cj
 	c.flags.set(flagCold)
 	select {
 	case h.lg.reads <- cj:
 	default:
 		cj.timer.Stop()
-		v.cold = nil
+		v.coldWait = nil
 		c.flags.clear(flagCold)
 		return false
 	}
@@ -188,7 +188,7 @@ func (c *Conn) startCold(try int, prev *coldJoin) bool {
 // deferCommand keeps payload, a command that arrived while the join
 // waits for its Read, to run once the join is answered.
 func (c *Conn) deferCommand(payload []byte) {
-	cj := c.v1.cold
+	cj := c.v1.cold()
 	cj.deferred = append(cj.deferred, append([]byte(nil), payload...))
 	n := int64(len(payload)) + 24
 	cj.held += n
@@ -200,7 +200,7 @@ func (c *Conn) deferCommand(payload []byte) {
 // reports whether the connection reads its socket again.
 func (c *Conn) coldReady() bool {
 	v, h := c.v1, c.hub
-	cj := v.cold
+	cj := v.cold()
 	cj.mu.Lock()
 	st := cj.state
 	cj.mu.Unlock()
@@ -208,7 +208,7 @@ func (c *Conn) coldReady() bool {
 		return false
 	}
 	cj.timer.Stop()
-	v.cold = nil
+	v.coldWait = nil
 	c.flags.clear(flagCold)
 	if c.state.Load() != stOpen || c.closeReq.Load() != nil || c.flags.has(flagKill) {
 		c.dropCold(cj) // closing: settle takes it from here
@@ -282,8 +282,8 @@ func (c *Conn) refuseFirst(err error) {
 func (c *Conn) runDeferred(cj *coldJoin) {
 	h := c.hub
 	for i, p := range cj.deferred {
-		if c.v1.cold != nil {
-			next := c.v1.cold
+		if c.v1.cold() != nil {
+			next := c.v1.cold()
 			next.deferred = append(next.deferred, cj.deferred[i:]...)
 			for _, q := range cj.deferred[i:] {
 				next.held += int64(len(q)) + 24
@@ -323,8 +323,8 @@ func (c *Conn) dropCold(cj *coldJoin) {
 	h.in.add(-cj.held)
 	cj.deferred, cj.held = nil, 0
 	h.stats.LogReadsWaiting.Add(-1)
-	if v := c.v1; v.cold == cj {
-		v.cold = nil
+	if v := c.v1; v.cold() == cj {
+		v.coldWait = nil
 		c.flags.clear(flagCold)
 	}
 	if w := c.v1.welcome; w != nil {

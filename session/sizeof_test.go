@@ -27,8 +27,8 @@ func TestSizeof(t *testing.T) {
 		{"codec.Stream", unsafe.Sizeof(codec.Stream{}), 80}, // in connInput
 		{"connExt", unsafe.Sizeof(connExt{}), 16},           // wss or a per-address delivery limit only
 		{"connRates", unsafe.Sizeof(connRates{}), 16},       // a sender, until its next ping or pong once idle
-		{"v1Conn", unsafe.Sizeof(v1Conn{}), 64},             // a v1 connection, idle: its rooms (was 464 with the work below in it, 104 with its allowed and left rooms inline)
-		{"v1Work", unsafe.Sizeof(v1Work{}), 400},            // a v1 command or join in progress, pooled (its join's lag filter and hold flag: log.go, write.go; +16: who held the key when a first join began to wait)
+		{"v1Conn", unsafe.Sizeof(v1Conn{}), 48},             // a v1 connection, idle: its rooms (was 464 with the work below in it, 104 with its allowed and left rooms inline, its cold join and a pointer to its Conn)
+		{"v1Work", unsafe.Sizeof(v1Work{}), 408},            // a v1 command or join in progress, pooled (its join's lag filter and hold flag: log.go, write.go; +16: who held the key when a first join began to wait; +8: a join waiting for the Log)
 		{"subEntry", unsafe.Sizeof(subEntry{}), 24},         // a v1 connection's room, in the room's list (+8: lag, a cold join's filter)
 		{"sub", unsafe.Sizeof(sub{}), 16},                   // the same room, in the connection's list (a pointer to it, not its name: 24 → 16)
 		{"room", unsafe.Sizeof(room{}), 64},                 // a room with members in a shard (+16: its name, which its subs share)

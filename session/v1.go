@@ -59,7 +59,6 @@ type sub struct {
 // join, taken from a pool while that runs and given back after, so an idle
 // v1 connection holds none of it.
 type v1Conn struct {
-	c    *Conn
 	subs []sub // under the key's shard mu; the first room first
 
 	// The rooms the credentials allow (a JWT rooms claim); nil: any.
@@ -69,16 +68,18 @@ type v1Conn struct {
 	// until then, under the key's shard mu.
 	gone *[]string
 
-	// The join waits for a Read of the Log (logread.go): the v1Work stays
-	// until it is answered. Here, not in the v1Work, so that OnReady can
-	// look at it whether or not a command is in progress.
-	cold *coldJoin
-
 	// OnReady only: set from the upgrade to the first join's end, while a
 	// command is handled (work, done) and while a join waits for the Log
 	// (cold), nil otherwise.
 	*v1Work
 }
+
+// v1Reader is a v1 connection as the chat.Reader of its joins (Attach,
+// Replay): the Conn under another name, so a join allocates no closure and
+// the v1Conn holds no pointer back to its connection.
+type v1Reader Conn
+
+func (c *Conn) reader() *v1Reader { return (*v1Reader)(c) }
 
 // v1Work is a v1 connection's command or join in progress.
 type v1Work struct {
@@ -88,8 +89,8 @@ type v1Work struct {
 	epoch                string
 	history              int
 
-	// The command being handled and the join in progress (v1Conn is the
-	// Ring's Reader for it, so a join allocates no closure).
+	// The command being handled and the join in progress (the Conn, as a
+	// v1Reader, is the Ring's Reader for it, so a join allocates no closure).
 	cmd      chat.Command
 	buf      []byte    // envelope scratch
 	keys     []string  // members scratch
@@ -97,6 +98,18 @@ type v1Work struct {
 	join     pendingJoin
 	welcome  *ownFrame // the 101, for the first join
 	replaced *Conn     // what the first join displaced
+	// The join waits for a Read of the Log (logread.go): this v1Work
+	// stays until it is answered. Read it through v1Conn.cold, which
+	// OnReady can call whether or not a command is in progress.
+	coldWait *coldJoin
+}
+
+// cold returns the join of v's that waits for the Log, nil if none.
+func (v *v1Conn) cold() *coldJoin {
+	if v.v1Work == nil {
+		return nil
+	}
+	return v.coldWait
 }
 
 // v1Works are the v1Work of the commands in progress, reused.
@@ -118,7 +131,7 @@ func (v *v1Conn) work() {
 // for the Log: then coldReady gives it back once the join is answered.
 func (v *v1Conn) done() {
 	w := v.v1Work
-	if w == nil || v.cold != nil {
+	if w == nil || v.cold() != nil {
 		return
 	}
 	v.v1Work = nil
@@ -175,7 +188,7 @@ var replayBatches = sync.Pool{New: func() any { return new(replayBatch) }}
 
 // newV1Conn returns the v1 state for a request that opted in.
 func newV1Conn(c *Conn, req *codec.Request) *v1Conn {
-	v := &v1Conn{c: c}
+	v := new(v1Conn)
 	if req.Rooms != nil {
 		rooms := req.Rooms // the request's own copy (codec.Request)
 		v.allowed = &rooms
@@ -410,9 +423,9 @@ func (c *Conn) runJoin(history int) (old *Conn, pending bool) {
 			return nil, true                     // answered: nothing more to do for it
 		}
 	} else if v.join.hasSince {
-		h.ring.Since(v.join.room, v.join.since, v.join.epoch, v)
+		h.ring.Since(v.join.room, v.join.since, v.join.epoch, c.reader())
 	} else {
-		h.ring.Last(v.join.room, history, v)
+		h.ring.Last(v.join.room, history, c.reader())
 	}
 	return c.endJoin(), false
 }
@@ -447,8 +460,9 @@ func (c *Conn) endJoin() (old *Conn) {
 // Attach implements chat.Reader: under the room's log lock, register the
 // sub with the room's position, count the key in the room's presence and
 // queue joined.
-func (v *v1Conn) Attach(info chat.Info) {
-	c, j, h := v.c, &v.join, v.c.hub
+func (r *v1Reader) Attach(info chat.Info) {
+	c := (*Conn)(r)
+	v, j, h := c.v1, &c.v1.join, c.hub
 	j.recovered = j.hasSince && chat.Recoverable(info, j.since, j.epoch)
 	switch {
 	case j.recovered:
@@ -527,12 +541,14 @@ func (v *v1Conn) Attach(info chat.Info) {
 // them are queued before the room's next message can be; they are held
 // behind joined (Conn.hold) and written with it when the join is done
 // (runJoin): one writev for the join, not one per batch.
-func (v *v1Conn) Replay(e chat.Entry) {
+func (r *v1Reader) Replay(e chat.Entry) {
+	c := (*Conn)(r)
+	v := c.v1
 	if !v.join.attached {
 		return
 	}
 	var b []byte
-	if v.c.gzip {
+	if c.gzip {
 		b = e.Encoded()
 	} else {
 		b = e.Framed()
@@ -543,12 +559,12 @@ func (v *v1Conn) Replay(e chat.Entry) {
 	if b != nil {
 		v.batch = append(v.batch, outItem{b: b})
 	} else {
-		f := v.c.envelopeFrame(e.Frame)
+		f := c.envelopeFrame(e.Frame)
 		v.batch = append(v.batch, outItem{b: f.b, own: f})
 	}
 	v.join.replayed++
 	if len(v.batch) == maxReplayBatch || v.join.replayed == v.join.expect {
-		v.c.flushReplay()
+		c.flushReplay()
 	}
 }
 
@@ -606,7 +622,7 @@ func (v *v1Conn) allows(room []byte) bool {
 // command handles one v1 frame's text: parse, do, answer.
 func (c *Conn) command(payload []byte) error {
 	h, v := c.hub, c.v1
-	if v.cold != nil {
+	if v.cold() != nil {
 		// A join waits for the Log: what follows it waits behind it, so
 		// the answers keep the commands' order (logread.go).
 		c.deferCommand(payload)

@@ -17,7 +17,7 @@ import (
 // the first join does without the Ring and the frames.
 func (t *table) insertV1(c *Conn) {
 	if c.v1 == nil {
-		c.v1 = &v1Conn{c: c}
+		c.v1 = &v1Conn{}
 	}
 	s := t.shardOf(c.key)
 	s.mu.Lock()
@@ -87,7 +87,7 @@ func TestSubSkipsReplayed(t *testing.T) {
 	h, r := testHub(t, Config{})
 	c, _ := stalledMember(t, h, r, "v", false)
 	h.table.remove(c)
-	c.v1 = &v1Conn{c: c}
+	c.v1 = &v1Conn{}
 	h.table.insertV1(c)
 	s := h.table.shardOf(c.key)
 	h.Publish(c.room, []byte("one")) // seq 1
@@ -226,7 +226,7 @@ func TestDedupFloodBounded(t *testing.T) {
 	h, r := testHub(t, Config{DedupMax: 50, MaxQueue: 64 << 20})
 	c, _ := stalledMember(t, h, r, "flooder", false)
 	h.table.remove(c)
-	c.v1 = &v1Conn{c: c}
+	c.v1 = &v1Conn{}
 	h.table.insertV1(c)
 	for i := range 500 {
 		if err := c.command([]byte(fmt.Sprintf(`{"type":"send","room":"","id":"id-%d","text":"x"}`, i))); err != nil {
@@ -257,7 +257,7 @@ func TestV1IdleHoldsNoWork(t *testing.T) {
 	h, r := testHub(t, Config{})
 	c, _ := stalledMember(t, h, r, "idle", false)
 	h.table.remove(c)
-	c.v1 = &v1Conn{c: c}
+	c.v1 = &v1Conn{}
 	h.table.insertV1(c)
 	for _, cmd := range []string{
 		`{"type":"join","room":"other"}`,
@@ -344,12 +344,12 @@ func TestSubsStayConsistent(t *testing.T) {
 	}
 }
 
-// heldReplay is a chat.Reader that has v replay without handing the frames
+// heldReplay is a chat.Reader that has c replay without handing the frames
 // over (expect is never reached), so a test can look at v.batch.
-type heldReplay struct{ v *v1Conn }
+type heldReplay struct{ c *Conn }
 
-func (r heldReplay) Attach(chat.Info)    { r.v.join = pendingJoin{attached: true, expect: -1} }
-func (r heldReplay) Replay(e chat.Entry) { r.v.Replay(e) }
+func (r heldReplay) Attach(chat.Info)    { r.c.v1.join = pendingJoin{attached: true, expect: -1} }
+func (r heldReplay) Replay(e chat.Entry) { r.c.reader().Replay(e) }
 
 // Two gzip replays of the same retained messages share one gzip'd frame
 // per message, and two text replays one text frame, byte for byte the
@@ -370,10 +370,10 @@ func TestReplayGzipFrameShared(t *testing.T) {
 		// Under the shard lock the connection's close reads it with.
 		sh := h.table.shardOf(c.key)
 		sh.mu.Lock()
-		c.v1 = &v1Conn{c: c}
+		c.v1 = &v1Conn{}
 		c.v1.work() // as a command's join has it
 		sh.mu.Unlock()
-		h.ring.Last(room, 3, heldReplay{c.v1})
+		h.ring.Last(room, 3, heldReplay{c})
 		var frames [][]byte
 		for _, it := range c.v1.batch {
 			frames = append(frames, it.b)
