@@ -32,9 +32,17 @@
 // shard sees a room's messages in seq order). Methods whose names end in Locked need Conn.wmu held; no
 // other method may be called with it held unless its comment says so.
 //
+// Memory is the connection count's price, so what a connection holds is
+// decided, not grown into: sizeof_test.go pins every per-connection
+// struct; what only some connections use (TLS, a per-address limit, a
+// sender's rate state, a command in progress) hangs off a pointer made on
+// first use; the table keeps connections by key in one pointer a slot
+// (keytable.go); and presence counts a member through its entry here (the
+// table is chat.Presence's Roster), not by an entry of its own.
+//
 // Files by job: config.go (Config and every default), close.go (every
 // close and refusal wsd decides, one table), deliver.go (the one delivery
-// path), handshake.go, conn.go, write.go, fanout.go, table.go, sweep.go,
+// path), handshake.go, conn.go, write.go, fanout.go, table.go, keytable.go, sweep.go,
 // budget.go, drain.go (lame-duck and Shutdown), bridge.go (the cluster's
 // hooks), log.go (a room order kept outside the process, Config.Log) and
 // logread.go (its cold joins, read off the reactor's workers), v1.go (chat
