@@ -273,17 +273,15 @@ func (f fakeRoster) drop(room, key string) {
 	}
 }
 
-// TestPresenceRoster: keys the roster holds are counted, listed and
-// announced like joined ones, cost no entry while present, are held for
-// the grace once they depart, and a key moving between the roster and its
-// own entry (a connection replacing one of the same key) is counted once
-// and announced never.
-func TestPresenceRoster(t *testing.T) {
+// rosterPresence returns a Presence over a fake roster (1 s interval, 5 s
+// grace, lists up to 3) and step: advance its clock by d, flush, and check
+// the events of room r and its count.
+func rosterPresence(t *testing.T) (*Presence, fakeRoster, func(d time.Duration, want string, count int)) {
 	c := newClock()
 	f := fakeRoster{}
 	p := NewPresence(PresenceConfig{Interval: time.Second, Grace: 5 * time.Second, ListMax: 3, Now: c.now, Roster: f})
 	var ev events
-	step := func(d time.Duration, want string, count int) {
+	return p, f, func(d time.Duration, want string, count int) {
 		t.Helper()
 		c.add(d)
 		p.Flush(ev.emit)
@@ -291,6 +289,15 @@ func TestPresenceRoster(t *testing.T) {
 			t.Fatalf("got %s count %d, want %s count %d", got, p.Count("r"), want, count)
 		}
 	}
+}
+
+// TestPresenceRoster: keys the roster holds are counted, listed and
+// announced like joined ones, cost no entry while present, are held for
+// the grace once they depart, and a key moving between the roster and its
+// own entry (a connection replacing one of the same key) is counted once
+// and announced never.
+func TestPresenceRoster(t *testing.T) {
+	p, f, step := rosterPresence(t)
 	f["r"] = []string{"s1", "s2"}
 	p.Arrive("r", "s1")
 	p.Arrive("r", "s2")
@@ -339,18 +346,7 @@ func TestPresenceRoster(t *testing.T) {
 // once; an insert that fails leaves nothing; back within its grace or
 // replacing itself it is counted once and nothing is told.
 func TestPresenceEnter(t *testing.T) {
-	c := newClock()
-	f := fakeRoster{}
-	p := NewPresence(PresenceConfig{Interval: time.Second, Grace: 5 * time.Second, ListMax: 3, Now: c.now, Roster: f})
-	var ev events
-	step := func(d time.Duration, want string, count int) {
-		t.Helper()
-		c.add(d)
-		p.Flush(ev.emit)
-		if got := ev.take(); got != want || p.Count("r") != count {
-			t.Fatalf("got %s count %d, want %s count %d", got, p.Count("r"), want, count)
-		}
-	}
+	p, f, step := rosterPresence(t)
 	enter := func(key string, ok bool, wantCount int) {
 		t.Helper()
 		told := -1
