@@ -117,9 +117,8 @@ func Gunzip(dst, src []byte, limit int) ([]byte, error) {
 // member holds text in stored deflate blocks (RFC 1951 3.2.4), which any
 // gunzip reads as it reads a compressed one. For an envelope to one
 // connection (a join's answer, an ack) too short for deflate to win
-// anything, it costs a copy and a CRC rather than a compressor's pass, and
-// no pooled writer: those, ~200 KiB each, were refilled after every
-// collection by a storm of joins.
+// anything, it costs a copy and a CRC rather than a compressor's pass
+// (15 ns against 2 µs for 128 bytes, BenchmarkAppendGzipFrame).
 func AppendGzipStoredFrame(dst, text []byte) []byte {
 	blocks := max((len(text)+maxStoredBlock-1)/maxStoredBlock, 1)
 	n := gzipHeaderLen + blocks*storedBlockHeader + len(text) + gzipTrailerLen

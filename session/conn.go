@@ -613,8 +613,8 @@ func (c *Conn) finish() {
 	c.wmu.Unlock()
 	_ = h.reactor.Remove(&c.Desc)
 	_ = unix.Close(c.fd())
-	if c.tlsConn() != nil {
-		c.tlsConn().Close()
+	if t := c.tlsConn(); t != nil {
+		t.Close()
 	}
 	c.releaseInput()
 	c.chargeInput()

@@ -9,7 +9,7 @@ func TestQueuePoolAllocates(t *testing.T) {
 	if raceEnabled {
 		t.Skip("sync.Pool drops items at random under the race detector")
 	}
-	for _, n := range []int{1, smallQueue, 3 * smallQueue, largeQueue / 4} {
+	for _, n := range []int{1, smallQueue, 3 * smallQueue, largeQueue} {
 		q := getQueue(n)
 		q = append(q, make([]outItem, n)...) // grown as a burst would
 		putQueue(q)

@@ -290,10 +290,5 @@ func (t *table) InRoster(name, key string) bool {
 	case c.v1 == nil:
 		return c.room == name
 	}
-	for _, sb := range c.v1.subs {
-		if sb.r.name == name {
-			return true
-		}
-	}
-	return false
+	return c.v1.subIndex([]byte(name)) >= 0
 }

@@ -141,11 +141,12 @@ func (c *Conn) tlsInput(p []byte) {
 // front of the queue: behind the ciphertext head if there is one (they
 // are numbered after it), else ahead of every plaintext frame.
 func (c *Conn) takeTLSOutputLocked() {
-	if !c.tlsConn().HasOutput() {
+	t := c.tlsConn()
+	if !t.HasOutput() {
 		return
 	}
 	if !c.headStarted {
-		c.pushHeadLocked(newOwnFrame(c.tlsConn().TakeOutput))
+		c.pushHeadLocked(newOwnFrame(t.TakeOutput))
 		return
 	}
 	// Grow the head, keeping its charges in step.
@@ -153,7 +154,7 @@ func (c *Conn) takeTLSOutputLocked() {
 	charge, held := head.charge(), head.held()
 	f := head.own
 	rest, before := len(head.b), len(f.b)
-	f.b = c.tlsConn().TakeOutput(f.b)
+	f.b = t.TakeOutput(f.b)
 	head.b = f.b[before-rest:]
 	c.bookLocked(head.charge()-charge, head.held()-held)
 }

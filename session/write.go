@@ -542,33 +542,30 @@ func (c *Conn) writeFailedLocked() {
 
 // Emptied queues go back to pools by their backing arrays, so a put
 // allocates nothing (a *[]outItem would be one allocation per drain): a
-// small one for most connections, a large one (a quarter of the largest
-// kept) for a run of frames or a queue a burst grew.
-const smallQueue, largeQueue = 16, 1024
+// small one for most connections, a large one for a run of frames or a
+// queue a burst grew. A queue grown past maxPooledQueue goes to the
+// collector.
+const smallQueue, largeQueue, maxPooledQueue = 16, 256, 1024
 
 var (
 	smallQueues = sync.Pool{New: func() any { return new([smallQueue]outItem) }}
-	largeQueues sync.Pool
+	largeQueues = sync.Pool{New: func() any { return new([largeQueue]outItem) }}
 )
 
 // getQueue returns an empty queue for n frames.
 func getQueue(n int) []outItem {
 	if n > smallQueue {
-		if a, ok := largeQueues.Get().(*[largeQueue / 4]outItem); ok {
-			return a[:0]
-		}
-		return new([largeQueue / 4]outItem)[:0]
+		return largeQueues.Get().(*[largeQueue]outItem)[:0]
 	}
 	return smallQueues.Get().(*[smallQueue]outItem)[:0]
 }
 
-// putQueue keeps q's array for reuse; a queue grown past largeQueue goes
-// to the collector.
+// putQueue keeps q's array for reuse.
 func putQueue(q []outItem) {
 	switch c := cap(q); {
-	case c > largeQueue:
-	case c >= largeQueue/4:
-		largeQueues.Put((*[largeQueue / 4]outItem)(q[:largeQueue/4]))
+	case c > maxPooledQueue:
+	case c >= largeQueue:
+		largeQueues.Put((*[largeQueue]outItem)(q[:largeQueue]))
 	case c >= smallQueue:
 		smallQueues.Put((*[smallQueue]outItem)(q[:smallQueue]))
 	}
